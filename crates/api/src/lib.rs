@@ -1,0 +1,20 @@
+//! moor's IO-free API types, shared by the server, the store and the CLI:
+//! `image.openshift.io/v1` objects with OpenShift's JSON shape ([`image`]), validated
+//! digest and image reference newtypes ([`reference`]), OpenShift's validation rules
+//! ([`validation`]), OCI and Docker media types ([`media_types`]) and the type-meta
+//! plumbing behind them ([`meta`]). Nothing here does IO: no files, network or async.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod image;
+pub mod media_types;
+pub mod meta;
+pub mod reference;
+pub mod validation;
+
+pub use reference::{Digest, DigestAlgorithm, DockerImageReference, ReferenceError};
+
+/// The k8s-openapi crate these types are built on, re-exported so that users name
+/// the same version.
+pub use k8s_openapi;
