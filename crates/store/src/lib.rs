@@ -1,0 +1,159 @@
+//! An etcd-shaped key-value store: one global revision, compare-and-swap on revision,
+//! list at a revision, watch from a revision, compaction. The API server keeps every
+//! object here; backends are SQLite (the embedded default), memory (tests) and later etcd.
+//! Every backend must pass [`conformance`]. This crate calls nothing but its own backends.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub mod conformance;
+pub mod memory;
+pub mod sqlite;
+mod watch;
+
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// A point in the store's single, ever-increasing history. The first write gets 1.
+pub type Revision = i64;
+
+/// How many events a watcher may fall behind the newest write before its stream ends
+/// with [`StoreError::WatchLagged`], unless a backend is configured otherwise.
+pub const DEFAULT_WATCH_CAPACITY: usize = 8192;
+
+/// One key at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key, e.g. `/imagestreams/ns/name`.
+    pub key: String,
+    /// The value as stored (opaque bytes).
+    pub value: Bytes,
+    /// Revision of the write that created this key (its current incarnation).
+    pub create_revision: Revision,
+    /// Revision of the last write to this key; for a deleted key, the delete's revision.
+    pub mod_revision: Revision,
+}
+
+/// What happened to a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Created (when `kv.create_revision == kv.mod_revision`) or updated.
+    Put,
+    /// Deleted: `kv.value` is the last value, `kv.mod_revision` the delete's revision.
+    Delete,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key after the change (for a delete, its last value at the delete's revision).
+    pub kv: KeyValue,
+}
+
+/// Options of [`Store::list`].
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Read as of this revision; `None` reads the current state.
+    pub revision: Option<Revision>,
+    /// Only keys strictly greater than this one (for paging).
+    pub start_after: Option<String>,
+    /// At most this many keys; `None` for all.
+    pub limit: Option<usize>,
+}
+
+/// The answer of [`Store::list`]: keys in ascending order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListResult {
+    /// The matching keys, ascending.
+    pub kvs: Vec<KeyValue>,
+    /// The revision the list was read at.
+    pub revision: Revision,
+    /// More keys match beyond `limit`.
+    pub more: bool,
+}
+
+/// A watch: events in revision order; ends with `Err` if the watcher fell too far behind.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
+
+/// Errors of every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create` of a key that exists.
+    #[error("key {0:?} already exists")]
+    AlreadyExists(String),
+    /// `update` or `delete` of a key that does not exist.
+    #[error("key {0:?} not found")]
+    NotFound(String),
+    /// Compare-and-swap failed: the key is at another revision (or gone).
+    #[error("key {key:?} was modified: expected revision {expected}, found {actual:?}")]
+    Conflict {
+        /// The key written.
+        key: String,
+        /// The revision the caller expected.
+        expected: Revision,
+        /// The key's current `mod_revision`, `None` if it does not exist.
+        actual: Option<Revision>,
+    },
+    /// The requested revision was compacted away.
+    #[error("revision {requested} has been compacted (oldest available is {compacted})")]
+    Compacted {
+        /// The revision asked for (for a watch, its `after`).
+        requested: Revision,
+        /// The compacted revision: the oldest one still readable.
+        compacted: Revision,
+    },
+    /// The requested revision is newer than the store.
+    #[error("revision {requested} is in the future (current is {current})")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: Revision,
+        /// The store's current revision.
+        current: Revision,
+    },
+    /// The watcher fell behind and missed events; it must list and watch again.
+    #[error("watch fell behind and was closed")]
+    WatchLagged,
+    /// The backend failed (I/O, database, a stopped worker); the operation may be retried.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// An etcd-shaped store. All operations are atomic on one key; revisions are global.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current value of `key`.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+    /// Keys starting with `prefix`, in ascending key order. Reading at a past revision
+    /// fails with `Compacted` below the compacted revision and with `FutureRevision`
+    /// above the current one.
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StoreError>;
+    /// Creates `key`; fails with `AlreadyExists` if it exists. Returns the new revision.
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError>;
+    /// Replaces `key` if its `mod_revision` equals `expected`. Returns the new revision.
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<Revision, StoreError>;
+    /// Deletes `key`, if `expected` is given only at that `mod_revision`. Returns the
+    /// deleted value with `mod_revision` set to the delete's revision.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;
+    /// Every change under `prefix` with a revision greater than `after`, then live ones.
+    /// Fails with `Compacted` when `after` is older than the compacted revision.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
+    /// Forgets history older than `revision`: later watches must start at or after it,
+    /// lists must read at or after it. Compacting at or below the compacted revision does
+    /// nothing; above the current revision fails with `FutureRevision`.
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+    /// The revision of the last write (0 for an empty store).
+    async fn current_revision(&self) -> Result<Revision, StoreError>;
+}
