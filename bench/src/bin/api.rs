@@ -1,0 +1,95 @@
+//! `bench/run api`: creates N image streams with 5 spec tags each through the API
+//! (concurrently), then lists them all repeatedly. Reports the create rate, list
+//! latency (p50, p95) and the server's peak RSS.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use clap::Parser;
+use futures::StreamExt;
+use moor_bench::{Moor, moor_bin, ms, quantile};
+
+#[derive(Parser)]
+struct Args {
+    /// Number of image streams.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// Concurrent create requests.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Full lists to time.
+    #[arg(long, default_value_t = 20)]
+    lists: usize,
+}
+
+const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let moor = Moor::start(&moor_bin(), &[])?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..args.streams)
+        .map(|i| {
+            let client = client.clone();
+            let (url, token) = (moor.url.clone(), moor.token.clone());
+            async move {
+                let tags: Vec<serde_json::Value> = (0..5)
+                    .map(|t| serde_json::json!({"name": format!("v{t}"),
+                        "from": {"kind": "DockerImage", "name": format!("quay.io/bench/app{i}:v{t}")}}))
+                    .collect();
+                let body = serde_json::json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                    "metadata": {"name": format!("stream-{i:05}"), "labels": {"bench": "api"}},
+                    "spec": {"lookupPolicy": {"local": true}, "tags": tags}});
+                let r = client.post(format!("{url}{IS}")).bearer_auth(&token).json(&body).send().await?;
+                ensure!(r.status().as_u16() == 201, "create answered {}", r.status());
+                Ok(())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let mut samples: Vec<Duration> = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..args.lists {
+        let t = Instant::now();
+        let body = client
+            .get(format!("{}{IS}", moor.url))
+            .bearer_auth(&moor.token)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        samples.push(t.elapsed());
+        bytes = body.len();
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        ensure!(
+            v["items"].as_array().map(Vec::len) == Some(args.streams),
+            "list is incomplete"
+        );
+    }
+    println!(
+        "bench api: {} image streams x 5 spec tags, {} concurrent creates",
+        args.streams, args.concurrency
+    );
+    println!(
+        "  create rate:        {:.0} streams/s ({:.1} s total)",
+        args.streams as f64 / create_secs,
+        create_secs
+    );
+    println!("  list all p50:       {}", ms(quantile(&mut samples, 0.50)));
+    println!("  list all p95:       {}", ms(quantile(&mut samples, 0.95)));
+    println!("  list size:          {:.1} MiB", bytes as f64 / 1048576.0);
+    println!(
+        "  server peak RSS:    {:.1} MiB",
+        moor.peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Shared pieces of moor's benchmarks: start a `moor serve` child, read its peak RSS,
+//! and summarise latencies. Benchmarks are binaries under `src/bin`, run by `bench/run`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A running `moor serve`.
+pub struct Moor {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Moor {
+    /// Starts `bin serve` on a free port over a fresh data directory.
+    pub fn start(bin: &Path, extra: &[&str]) -> Result<Moor> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(data.join("kubeconfig")) {
+                let url = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("server: "))
+                    .map(str::to_string);
+                let token = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("token: "))
+                    .map(str::to_string);
+                if let (Some(url), Some(token)) = (url, token) {
+                    return Ok(Moor {
+                        child,
+                        url,
+                        token,
+                        _dir: dir,
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("moor serve did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Peak resident memory of the server so far, in MiB (Linux `VmHWM`).
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        peak_rss_mib(self.child.id())
+    }
+}
+
+impl Drop for Moor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Peak resident memory of a process in MiB, from `/proc/<pid>/status`.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The `moor` binary to measure: `$MOOR_BIN`, else `target/release/moor`.
+pub fn moor_bin() -> PathBuf {
+    std::env::var_os("MOOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/moor"))
+}
+
+/// The `q` quantile (0..=1) of `samples`.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[idx]
+}
+
+/// Milliseconds with two decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,719 @@
+//! Server-side apply and `metadata.managedFields`: which manager set which field.
+//!
+//! Covered: apply creates; re-apply merges and removes the fields this manager set
+//! before but no longer sends (unless another manager also owns them); keyed lists
+//! (by the resource's [`MergeKeys`]) merge per item; a change to a field another
+//! manager owns is a 409 Conflict unless `force=true`, which takes ownership;
+//! non-apply writes take ownership of what they change (operation `Update`).
+//! Not covered yet: ownership of list items by position in unkeyed lists (they are
+//! atomic), `x-kubernetes-map-type: atomic` structs, and version conversion of
+//! managed fields (moor serves one version per group). Pure functions over JSON.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::patch::MergeKeys;
+use super::resource::GroupResource;
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathElem {
+    /// `f:<name>`: a struct field or map key.
+    Field(String),
+    /// `k:{...}`: an item of a keyed list, by its key fields (JSON text).
+    Key(String),
+    /// `v:<json>`: an item of a set-like list of scalars.
+    Val(String),
+}
+
+/// A field path.
+pub type FieldPath = Vec<PathElem>;
+/// A set of owned field paths.
+pub type FieldSet = BTreeSet<FieldPath>;
+
+/// Top-level fields no manager owns.
+fn skipped(path: &[PathElem]) -> bool {
+    match path {
+        [PathElem::Field(f)] => f == "apiVersion" || f == "kind",
+        [PathElem::Field(m), PathElem::Field(f)] if m == "metadata" => matches!(
+            f.as_str(),
+            "name"
+                | "namespace"
+                | "uid"
+                | "resourceVersion"
+                | "generation"
+                | "creationTimestamp"
+                | "managedFields"
+                | "selfLink"
+                | "deletionTimestamp"
+        ),
+        [PathElem::Field(s), ..] => s == "status",
+        _ => false,
+    }
+}
+
+fn path_string(path: &[PathElem]) -> String {
+    let mut s = String::new();
+    for p in path {
+        match p {
+            PathElem::Field(f) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(f);
+            }
+            PathElem::Key(k) => s.push_str(&format!("[{k}]")),
+            PathElem::Val(v) => s.push_str(&format!("[{v}]")),
+        }
+    }
+    s
+}
+
+/// The dotted path used by [`MergeKeys`] (`spec.tags`, items as `[]`).
+fn schema_path(path: &[PathElem]) -> String {
+    let mut s = String::new();
+    for p in path {
+        match p {
+            PathElem::Field(f) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(f);
+            }
+            _ => s.push_str("[]"),
+        }
+    }
+    s
+}
+
+fn item_key(item: &Value, key: &str) -> Option<String> {
+    item.get(key).map(|k| {
+        let mut m = Map::new();
+        m.insert(key.to_string(), k.clone());
+        Value::Object(m).to_string()
+    })
+}
+
+/// Every field path that `obj` sets: leaves, plus the item nodes of keyed lists.
+pub fn field_set(obj: &Value, keys: MergeKeys) -> FieldSet {
+    let mut out = FieldSet::new();
+    walk(obj, &mut Vec::new(), keys, &mut out);
+    out
+}
+
+fn walk(v: &Value, path: &mut FieldPath, keys: MergeKeys, out: &mut FieldSet) {
+    if skipped(path) {
+        return;
+    }
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                path.push(PathElem::Field(k.clone()));
+                walk(child, path, keys, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let sp = schema_path(path);
+            if let Some(key) = keys.key_for(&sp) {
+                for item in items {
+                    let Some(k) = item_key(item, key) else {
+                        continue;
+                    };
+                    path.push(PathElem::Key(k));
+                    out.insert(path.clone());
+                    walk(item, path, keys, out);
+                    path.pop();
+                }
+            } else if sp == "metadata.finalizers" {
+                for item in items {
+                    path.push(PathElem::Val(item.to_string()));
+                    out.insert(path.clone());
+                    path.pop();
+                }
+            } else {
+                out.insert(path.clone());
+            }
+        }
+        _ => {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+        }
+    }
+}
+
+fn get_at<'a>(v: &'a Value, path: &[PathElem], keys: MergeKeys) -> Option<&'a Value> {
+    let mut cur = v;
+    for (i, p) in path.iter().enumerate() {
+        cur = match p {
+            PathElem::Field(f) => cur.get(f)?,
+            PathElem::Key(k) => {
+                let key = keys.key_for(&schema_path(&path[..i]))?;
+                let want: Value = serde_json::from_str(k).ok()?;
+                cur.as_array()?
+                    .iter()
+                    .find(|it| it.get(key) == want.get(key))?
+            }
+            PathElem::Val(val) => {
+                let want: Value = serde_json::from_str(val).ok()?;
+                cur.as_array()?.iter().find(|it| **it == want)?
+            }
+        };
+    }
+    Some(cur)
+}
+
+fn remove_at(v: &mut Value, path: &[PathElem], keys: MergeKeys) {
+    let Some((last, parent_path)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for (i, p) in parent_path.iter().enumerate() {
+        let next = match p {
+            PathElem::Field(f) => cur.get_mut(f),
+            PathElem::Key(k) => {
+                let Some(key) = keys.key_for(&schema_path(&parent_path[..i])) else {
+                    return;
+                };
+                let Ok(want) = serde_json::from_str::<Value>(k) else {
+                    return;
+                };
+                cur.as_array_mut()
+                    .and_then(|a| a.iter_mut().find(|it| it.get(key) == want.get(key)))
+            }
+            PathElem::Val(_) => None,
+        };
+        let Some(n) = next else { return };
+        cur = n;
+    }
+    match last {
+        PathElem::Field(f) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        PathElem::Key(k) => {
+            let (Some(key), Ok(want)) = (
+                keys.key_for(&schema_path(parent_path)),
+                serde_json::from_str::<Value>(k),
+            ) else {
+                return;
+            };
+            if let Some(a) = cur.as_array_mut() {
+                a.retain(|it| it.get(key) != want.get(key));
+            }
+        }
+        PathElem::Val(val) => {
+            if let (Some(a), Ok(want)) = (cur.as_array_mut(), serde_json::from_str::<Value>(val)) {
+                a.retain(|it| *it != want);
+            }
+        }
+    }
+}
+
+/// Encodes a field set as `fieldsV1`.
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut cur = &mut root;
+        for p in path {
+            let k = match p {
+                PathElem::Field(f) => format!("f:{f}"),
+                PathElem::Key(k) => format!("k:{k}"),
+                PathElem::Val(v) => format!("v:{v}"),
+            };
+            let entry = cur.entry(k).or_insert_with(|| json!({}));
+            if !entry.is_object() {
+                *entry = json!({});
+            }
+            cur = entry.as_object_mut().expect("object just ensured");
+        }
+        if matches!(path.last(), Some(PathElem::Key(_))) {
+            cur.insert(".".into(), json!({}));
+        }
+    }
+    Value::Object(root)
+}
+
+/// Decodes `fieldsV1` into a field set (leaves and `.` nodes).
+pub fn from_fields_v1(v: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    fn rec(v: &Value, path: &mut FieldPath, out: &mut FieldSet) {
+        let Some(m) = v.as_object() else { return };
+        if m.is_empty() && !path.is_empty() {
+            out.insert(path.clone());
+            return;
+        }
+        for (k, child) in m {
+            if k == "." {
+                out.insert(path.clone());
+                continue;
+            }
+            let elem = if let Some(f) = k.strip_prefix("f:") {
+                PathElem::Field(f.to_string())
+            } else if let Some(x) = k.strip_prefix("k:") {
+                PathElem::Key(x.to_string())
+            } else if let Some(x) = k.strip_prefix("v:") {
+                PathElem::Val(x.to_string())
+            } else {
+                continue;
+            };
+            path.push(elem);
+            rec(child, path, out);
+            path.pop();
+        }
+    }
+    rec(v, &mut Vec::new(), &mut out);
+    out
+}
+
+/// One `managedFields` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedEntry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    pub fields: FieldSet,
+    /// `subresource`, when the write went through one.
+    pub subresource: Option<String>,
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| ManagedEntry {
+                    manager: e["manager"].as_str().unwrap_or("").into(),
+                    operation: e["operation"].as_str().unwrap_or("").into(),
+                    api_version: e["apiVersion"].as_str().unwrap_or("").into(),
+                    time: e["time"].as_str().unwrap_or("").into(),
+                    fields: from_fields_v1(&e["fieldsV1"]),
+                    subresource: e["subresource"].as_str().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `metadata.managedFields`.
+pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields),
+            });
+            if let Some(s) = &e.subresource {
+                v["subresource"] = json!(s);
+            }
+            v
+        })
+        .collect();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if list.is_empty() {
+            m.remove("managedFields");
+        } else {
+            m.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+}
+
+/// Records a non-apply write by `manager`: it takes the fields it changed.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    keys: MergeKeys,
+    now: &str,
+) {
+    let mut entries = match old {
+        Some(o) if new.pointer("/metadata/managedFields").is_none() => read_managed(o),
+        _ => read_managed(new),
+    };
+    let new_set = field_set(new, keys);
+    let changed: FieldSet = new_set
+        .iter()
+        .filter(|p| old.and_then(|o| get_at(o, p, keys)) != get_at(new, p, keys))
+        .cloned()
+        .collect();
+    let mut touched = false;
+    for e in entries.iter_mut() {
+        let before = e.fields.len();
+        e.fields
+            .retain(|p| new_set.contains(p) && (e.manager == manager || !changed.contains(p)));
+        touched |= before != e.fields.len();
+    }
+    if !changed.is_empty() {
+        touched = true;
+        match entries
+            .iter_mut()
+            .find(|e| e.manager == manager && e.operation == "Update")
+        {
+            Some(e) => {
+                e.fields.extend(changed);
+                e.time = now.to_string();
+            }
+            None => entries.push(ManagedEntry {
+                manager: manager.to_string(),
+                operation: "Update".into(),
+                api_version: api_version.to_string(),
+                time: now.to_string(),
+                fields: changed,
+                subresource: None,
+            }),
+        }
+    }
+    if touched || new.pointer("/metadata/managedFields").is_none() {
+        write_managed(new, &entries);
+    }
+}
+
+/// Merges an applied configuration into the live object.
+fn merge_applied(live: &mut Value, applied: &Value, path: &mut FieldPath, keys: MergeKeys) {
+    match (live, applied) {
+        (Value::Object(l), Value::Object(a)) => {
+            for (k, av) in a {
+                path.push(PathElem::Field(k.clone()));
+                if skipped(path) && path.len() > 1 {
+                    path.pop();
+                    continue;
+                }
+                match l.get_mut(k) {
+                    Some(lv) => merge_applied(lv, av, path, keys),
+                    None => {
+                        l.insert(k.clone(), av.clone());
+                    }
+                }
+                path.pop();
+            }
+        }
+        (Value::Array(l), Value::Array(a)) => {
+            let sp = schema_path(path);
+            if let Some(key) = keys.key_for(&sp) {
+                for item in a {
+                    let Some(k) = item_key(item, key) else {
+                        continue;
+                    };
+                    match l.iter_mut().find(|it| it.get(key) == item.get(key)) {
+                        Some(existing) => {
+                            path.push(PathElem::Key(k));
+                            merge_applied(existing, item, path, keys);
+                            path.pop();
+                        }
+                        None => l.push(item.clone()),
+                    }
+                }
+            } else {
+                *l = a.clone();
+            }
+        }
+        (l, a) => *l = a.clone(),
+    }
+}
+
+/// What an apply did.
+pub struct Applied {
+    pub object: Value,
+}
+
+/// Who applies, and how.
+pub struct ApplyRequest<'a> {
+    pub manager: &'a str,
+    /// Take ownership of conflicting fields instead of failing.
+    pub force: bool,
+    pub api_version: &'a str,
+    pub keys: MergeKeys,
+    pub gr: &'a GroupResource,
+    pub name: &'a str,
+    /// The time written into `managedFields`.
+    pub now: &'a str,
+}
+
+/// Applies `applied` as `req.manager` onto `live` (or onto an empty object to create).
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    req: &ApplyRequest<'_>,
+) -> Result<Applied, ApiError> {
+    let ApplyRequest {
+        manager,
+        force,
+        api_version,
+        keys,
+        gr,
+        name,
+        now,
+    } = *req;
+    let mut entries = live.map(read_managed).unwrap_or_default();
+    let applied_set = field_set(applied, keys);
+    let mut object = live.cloned().unwrap_or_else(|| json!({}));
+
+    // Conflicts: a field another manager owns, to which this apply gives another value.
+    let mut conflicts = Vec::new();
+    for p in &applied_set {
+        let (Some(a), l) = (get_at(applied, p, keys), get_at(&object, p, keys)) else {
+            continue;
+        };
+        if l.is_none() || l == Some(a) || a.is_object() {
+            continue;
+        }
+        for e in entries
+            .iter()
+            .filter(|e| e.manager != manager && e.fields.contains(p))
+        {
+            conflicts.push((e.manager.clone(), path_string(p)));
+        }
+    }
+    if !conflicts.is_empty() {
+        if !force {
+            let detail: Vec<String> = conflicts
+                .iter()
+                .map(|(m, p)| format!("conflict with \"{m}\": .{p}"))
+                .collect();
+            return Err(ApiError::Conflict {
+                gr: gr.clone(),
+                name: name.to_string(),
+                message: format!(
+                    "Apply failed with {} conflict(s): {}",
+                    conflicts.len(),
+                    detail.join(", ")
+                ),
+            });
+        }
+        for e in entries.iter_mut().filter(|e| e.manager != manager) {
+            e.fields.retain(|p| {
+                !conflicts.iter().any(|(_, cp)| *cp == path_string(p))
+                    || get_at(applied, p, keys) == get_at(&object, p, keys)
+            });
+        }
+    }
+
+    // Fields this manager applied before, sends no more, and nobody else owns: removed.
+    let previous: FieldSet = entries
+        .iter()
+        .filter(|e| e.manager == manager && e.operation == "Apply")
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let others: FieldSet = entries
+        .iter()
+        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let dropped: Vec<&FieldPath> = previous
+        .iter()
+        .filter(|p| !applied_set.contains(*p) && !others.iter().any(|o| o.starts_with(p)))
+        .collect();
+    // Removing a list item removes its fields: skip paths under a dropped ancestor.
+    let mut removed: Vec<&FieldPath> = dropped
+        .iter()
+        .filter(|p| {
+            !dropped
+                .iter()
+                .any(|a| a.len() < p.len() && p.starts_with(a))
+        })
+        .copied()
+        .collect();
+    removed.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in removed {
+        remove_at(&mut object, p, keys);
+    }
+    merge_applied(&mut object, applied, &mut Vec::new(), keys);
+    prune_empty_parents(&mut object);
+
+    let fields_changed = previous != applied_set;
+    let content_changed = live.is_none_or(|l| strip_managed(l) != strip_managed(&object));
+    if fields_changed || content_changed {
+        entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
+        let new_set = field_set(&object, keys);
+        for e in entries.iter_mut() {
+            e.fields.retain(|p| new_set.contains(p));
+        }
+        entries.push(ManagedEntry {
+            manager: manager.to_string(),
+            operation: "Apply".into(),
+            api_version: api_version.to_string(),
+            time: now.to_string(),
+            fields: applied_set,
+            subresource: None,
+        });
+        if !object.get("metadata").is_some_and(Value::is_object) {
+            object["metadata"] = json!({});
+        }
+        write_managed(&mut object, &entries);
+    }
+    Ok(Applied { object })
+}
+
+fn strip_managed(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// Removes maps left empty by removals (`metadata.labels: {}` after the last label).
+fn prune_empty_parents(v: &mut Value) {
+    if let Value::Object(m) = v {
+        for (k, child) in m.iter_mut() {
+            if k != "status" {
+                prune_empty_parents(child);
+            }
+        }
+        if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+            meta.retain(|_, x| !(x.is_object() && x.as_object().is_some_and(Map::is_empty)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: MergeKeys = MergeKeys(&[("spec.tags", "name")]);
+
+    fn gr() -> GroupResource {
+        GroupResource::new("image.openshift.io", "imagestreams")
+    }
+
+    fn run(
+        live: Option<&Value>,
+        applied: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ApiError> {
+        let gr = gr();
+        let req = ApplyRequest {
+            manager,
+            force,
+            api_version: "image.openshift.io/v1",
+            keys: KEYS,
+            gr: &gr,
+            name: "is",
+            now: "2026-01-01T00:00:00Z",
+        };
+        apply(live, applied, &req).map(|a| a.object)
+    }
+
+    #[test]
+    fn create_then_remove_a_field_the_manager_dropped() {
+        let a1 = json!({"metadata": {"name": "is", "labels": {"a": "1", "b": "2"}},
+                        "spec": {"lookupPolicy": {"local": true}, "tags": [{"name": "t1"}, {"name": "t2"}]}});
+        let live = run(None, &a1, "kubectl", false).unwrap();
+        assert_eq!(live["metadata"]["managedFields"][0]["operation"], "Apply");
+        let fv1 = &live["metadata"]["managedFields"][0]["fieldsV1"];
+        assert!(fv1["f:spec"]["f:tags"].get("k:{\"name\":\"t1\"}").is_some());
+        let a2 = json!({"metadata": {"name": "is", "labels": {"a": "1"}},
+                        "spec": {"lookupPolicy": {"local": true}, "tags": [{"name": "t1"}]}});
+        let live2 = run(Some(&live), &a2, "kubectl", false).unwrap();
+        assert_eq!(live2["metadata"]["labels"], json!({"a": "1"}));
+        assert_eq!(live2["spec"]["tags"], json!([{"name": "t1"}]));
+    }
+
+    #[test]
+    fn reapply_unchanged_changes_nothing() {
+        let a1 = json!({"metadata": {"name": "is"}, "spec": {"lookupPolicy": {"local": true}}});
+        let live = run(None, &a1, "kubectl", false).unwrap();
+        let again = run(Some(&live), &a1, "kubectl", false).unwrap();
+        assert_eq!(live, again);
+    }
+
+    #[test]
+    fn conflicting_managers_need_force() {
+        let live = run(
+            None,
+            &json!({"spec": {"lookupPolicy": {"local": true}}}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let err = run(
+            Some(&live),
+            &json!({"spec": {"lookupPolicy": {"local": false}}}),
+            "b",
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("conflict with \"a\""), "{err}");
+        let forced = run(
+            Some(&live),
+            &json!({"spec": {"lookupPolicy": {"local": false}}}),
+            "b",
+            true,
+        )
+        .unwrap();
+        assert_eq!(forced["spec"]["lookupPolicy"]["local"], false);
+        let managers: Vec<&str> = forced["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(managers, vec!["b"]);
+    }
+
+    #[test]
+    fn shared_fields_survive_one_manager_dropping_them() {
+        let live = run(
+            None,
+            &json!({"metadata": {"labels": {"x": "1"}}}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let live = run(
+            Some(&live),
+            &json!({"metadata": {"labels": {"x": "1"}}}),
+            "b",
+            false,
+        )
+        .unwrap();
+        let live = run(Some(&live), &json!({"metadata": {}}), "a", false).unwrap();
+        assert_eq!(live["metadata"]["labels"]["x"], "1");
+    }
+
+    #[test]
+    fn updates_take_ownership_of_changed_fields() {
+        let live = run(
+            None,
+            &json!({"spec": {"lookupPolicy": {"local": true}}}),
+            "a",
+            false,
+        )
+        .unwrap();
+        let mut new = live.clone();
+        new["spec"]["lookupPolicy"]["local"] = json!(false);
+        record_update(Some(&live), &mut new, "editor", "v1", KEYS, "t");
+        let entries = read_managed(&new);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].manager, "editor");
+        // And an apply of the old value by "a" now conflicts with "editor".
+        let err = run(
+            Some(&new),
+            &json!({"spec": {"lookupPolicy": {"local": true}}}),
+            "a",
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("editor"));
+    }
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let set = field_set(
+            &json!({"metadata": {"labels": {"a": "b"}}, "spec": {"tags": [{"name": "x", "from": {"name": "y"}}]}}),
+            KEYS,
+        );
+        assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+    }
+}

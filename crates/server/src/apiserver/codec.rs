@@ -1,0 +1,110 @@
+//! Request and response bodies: JSON or YAML in, typed decoding that names unknown
+//! fields (for `fieldValidation`), canonical JSON out. Calls serde only.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// Decodes `body` as `T` and back to JSON: the canonical form of the object, with the
+/// JSON paths (`spec.tags[0].foo`) of every field `T` does not know.
+pub fn decode_as<T: DeserializeOwned + Serialize>(
+    body: Value,
+) -> Result<(Value, Vec<String>), String> {
+    let mut unknown = Vec::new();
+    let typed: T = serde_ignored::deserialize(body, |path| unknown.push(render_path(&path)))
+        .map_err(|e| e.to_string())?;
+    let value = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    Ok((value, unknown))
+}
+
+fn render_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", render_path(parent)),
+        Path::Map { parent, key } => {
+            let p = render_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => render_path(parent),
+    }
+}
+
+/// The media type of a request body, without parameters.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Parses a JSON or YAML request body into JSON.
+pub fn parse_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
+    match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}"))),
+        "application/yaml"
+        | "application/x-yaml"
+        | "text/yaml"
+        | "application/apply-patch+yaml" => parse_yaml(body),
+        other => Err(ApiError::UnsupportedMediaType(other.to_string())),
+    }
+}
+
+/// Parses a YAML (or JSON, which is YAML) document into JSON.
+pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_yaml_ng::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Namespace;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_named_by_path() {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "a", "bogus": 1},
+            "spec": {"finalizers": [], "extra": true},
+        });
+        let (value, unknown) = decode_as::<Namespace>(body).unwrap();
+        assert_eq!(
+            unknown,
+            vec!["metadata.bogus".to_string(), "spec.extra".to_string()]
+        );
+        assert_eq!(value["metadata"]["name"], "a");
+        assert!(value["metadata"].get("bogus").is_none());
+    }
+
+    #[test]
+    fn yaml_and_json_bodies() {
+        assert_eq!(
+            parse_body("application/yaml", b"a: 1").unwrap(),
+            json!({"a": 1})
+        );
+        assert!(parse_body("application/json", b"{").is_err());
+        assert!(matches!(
+            parse_body("application/vnd.kubernetes.protobuf", b""),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        assert_eq!(
+            media_type(Some("application/json; charset=utf-8")),
+            "application/json"
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! What a served resource is: its names and scope ([`ResourceDef`]), how the generic
+//! handlers reach it ([`RestStorage`], like kube-apiserver's `rest.Storage`), and the
+//! per-request context. Calls nothing; implementations live in `stored` and `resources`.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::patch::MergeKeys;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::table::TableDef;
+
+/// A resource within a group (`imagestreams.image.openshift.io`), as errors name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupResource {
+    pub group: String,
+    pub resource: String,
+}
+
+impl GroupResource {
+    /// A new group-resource pair.
+    pub fn new(group: &str, resource: &str) -> Self {
+        GroupResource {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.resource)
+        } else {
+            write!(f, "{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// The static description of a served resource: what discovery and OpenAPI publish.
+#[derive(Clone, Debug)]
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub list_kind: &'static str,
+    /// The URL segment: `imagestreams`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    pub verbs: &'static [&'static str],
+    /// Subresources served (`status`).
+    pub subresources: &'static [&'static str],
+    /// Field selector keys beyond `metadata.name` and `metadata.namespace`.
+    pub selectable_fields: &'static [&'static str],
+}
+
+impl ResourceDef {
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The group-resource pair used in messages.
+    pub fn group_resource(&self) -> GroupResource {
+        GroupResource::new(self.group, self.plural)
+    }
+
+    /// The URL path of a collection (or of one object when `name` is given).
+    pub fn path(&self, namespace: Option<&str>, name: Option<&str>) -> String {
+        let mut p = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        if let (true, Some(ns)) = (self.namespaced, namespace) {
+            p.push_str(&format!("/namespaces/{ns}"));
+        }
+        p.push('/');
+        p.push_str(self.plural);
+        if let Some(n) = name {
+            p.push('/');
+            p.push_str(n);
+        }
+        p
+    }
+}
+
+/// Verbs every stored resource supports.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// `fieldValidation`: what to do with fields the schema does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Refuse the request, naming the fields.
+    Strict,
+    /// Drop the fields and answer with a `Warning` header (the server default).
+    #[default]
+    Warn,
+    /// Drop the fields silently.
+    Ignore,
+}
+
+/// Who is asking. Authorization will key on this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// Per-request context handed to storage.
+#[derive(Debug, Default)]
+pub struct RequestContext {
+    pub user: Option<UserInfo>,
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    pub field_manager: Option<String>,
+    /// `Warning` headers to send back.
+    pub warnings: Mutex<Vec<String>>,
+}
+
+impl RequestContext {
+    /// Adds a `Warning` header to the response.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings
+            .lock()
+            .expect("warnings lock")
+            .push(message.into());
+    }
+
+    /// Warnings gathered so far.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+}
+
+/// Options of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub label_selector: LabelSelector,
+    pub field_selector: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub allow_bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// A page of objects, with the list's resourceVersion and continue token.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectList {
+    pub items: Vec<Value>,
+    pub resource_version: String,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// `DeleteOptions` that matter here.
+#[derive(Clone, Debug, Default)]
+pub struct DeletePreconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// One watch event.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    Added(Value),
+    Modified(Value),
+    Deleted(Value),
+    /// A progress marker: an object carrying only `metadata.resourceVersion`.
+    Bookmark(Value),
+    /// The watch cannot go on (e.g. 410 Expired).
+    Error(Value),
+}
+
+impl WatchEvent {
+    /// The wire name of the event type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            WatchEvent::Added(_) => "ADDED",
+            WatchEvent::Modified(_) => "MODIFIED",
+            WatchEvent::Deleted(_) => "DELETED",
+            WatchEvent::Bookmark(_) => "BOOKMARK",
+            WatchEvent::Error(_) => "ERROR",
+        }
+    }
+}
+
+/// A stream of watch events.
+pub type WatchEvents = BoxStream<'static, WatchEvent>;
+
+/// A read-modify-write step: gets the current object (if any), returns the new one.
+pub type UpdateFn<'a> = dyn Fn(Option<Value>) -> Result<Value, ApiError> + Send + Sync + 'a;
+
+/// How the generic HTTP handlers reach a resource, stored or virtual.
+#[async_trait]
+pub trait RestStorage: Send + Sync {
+    /// The static description.
+    fn def(&self) -> &ResourceDef;
+    /// Columns for `Accept: ...;as=Table`.
+    fn table(&self) -> TableDef;
+    /// One object.
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError>;
+    /// Objects in `ns` (or everywhere when `None`).
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError>;
+    /// Creates `obj` (already decoded) in `ns`.
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError>;
+    /// Read-modify-write of `name` (or of its `subresource`). With `create_if_missing`
+    /// the step may create the object; the bool says whether it did.
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError>;
+    /// Deletes `name`; returns the object as it was.
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError>;
+    /// Changes from `opts.resource_version` on.
+    async fn watch(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError>;
+    /// Decodes a request body into this kind's canonical JSON, listing unknown fields.
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError>;
+    /// Merge keys of lists, for strategic merge patch and server-side apply.
+    fn merge_keys(&self) -> MergeKeys {
+        MergeKeys::default()
+    }
+}

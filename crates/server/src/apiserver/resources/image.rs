@@ -1,0 +1,812 @@
+//! image.openshift.io/v1: imagestreams (stored, with `status`), images (stored,
+//! cluster-scoped, named by digest) and imagestreamtags (a view over a stream and its
+//! images, as openshift-apiserver serves it). Strategies and the istag view only.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use moor_api::image::{
+    ApplyDefaults, Image, ImageStream, ImageStreamTag, TagReference, join_image_stream_tag,
+    parse_image_stream_tag_name, set_image_stream_defaults,
+};
+use moor_api::validation::{self, FieldError};
+use moor_store::Store;
+use serde_json::{Value, json};
+
+use crate::apiserver::ApiConfig;
+use crate::apiserver::codec::decode_as;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::patch::MergeKeys;
+use crate::apiserver::resource::*;
+use crate::apiserver::stored::{StoredResource, Strategy, object_key};
+use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+
+/// Strategic-merge keys OpenShift declares for image streams.
+pub const IMAGE_STREAM_MERGE_KEYS: MergeKeys =
+    MergeKeys(&[("spec.tags", "name"), ("status.tags", "tag")]);
+
+/// The served image.openshift.io resources.
+pub fn all(store: Arc<dyn Store>, config: &ApiConfig) -> Vec<Arc<dyn RestStorage>> {
+    let streams = Arc::new(StoredResource::new(
+        store.clone(),
+        Arc::new(ImageStreams::new(&config.registry_hostname)),
+        config.serving.clone(),
+    ));
+    let images = Arc::new(StoredResource::new(
+        store.clone(),
+        Arc::new(Images::new()),
+        config.serving.clone(),
+    ));
+    let tags = Arc::new(ImageStreamTags {
+        def: istag_def(),
+        streams: streams.clone(),
+        store,
+    });
+    vec![streams, images, tags]
+}
+
+/// How long ago, as oc prints it (`About a minute`, `3 hours`), from docker's units.
+pub fn human_duration(secs: i64) -> String {
+    let minutes = secs / 60;
+    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
+    }
+}
+
+/// `"<duration> ago"` for an RFC 3339 time, or "" when absent.
+pub fn ago(ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+        return String::new();
+    };
+    let secs = jiff::Timestamp::now().as_second() - t.as_second();
+    format!("{} ago", human_duration(secs.max(0)))
+}
+
+/// Image streams.
+pub struct ImageStreams {
+    def: ResourceDef,
+    registry_hostname: String,
+}
+
+impl ImageStreams {
+    /// The strategy; `registry_hostname` feeds `status.dockerImageRepository`.
+    pub fn new(registry_hostname: &str) -> Self {
+        ImageStreams {
+            def: ResourceDef {
+                group: "image.openshift.io",
+                version: "v1",
+                kind: "ImageStream",
+                list_kind: "ImageStreamList",
+                plural: "imagestreams",
+                singular: "imagestream",
+                short_names: &["is"],
+                categories: &["all"],
+                namespaced: true,
+                verbs: ALL_VERBS,
+                subresources: &["status"],
+                selectable_fields: &[],
+            },
+            registry_hostname: registry_hostname.to_string(),
+        }
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
+    serde_json::from_value(v.clone()).ok()
+}
+
+fn write_back<T: serde::Serialize>(v: &mut Value, t: &T) {
+    if let Ok(mut nv) = serde_json::to_value(t) {
+        // Keep the server-managed metadata fields exactly as they were.
+        if let (Some(old_meta), Some(new_meta)) =
+            (v.get("metadata").cloned(), nv.get_mut("metadata"))
+        {
+            *new_meta = old_meta;
+        }
+        *v = nv;
+    }
+}
+
+/// Sorts tags as oc does: `latest` first, then the rest in order.
+fn sorted_tags(stream: &ImageStream) -> Vec<String> {
+    let mut tags: Vec<String> = stream.status.tags.iter().map(|t| t.tag.clone()).collect();
+    tags.sort();
+    if let Some(i) = tags.iter().position(|t| t == "latest") {
+        let latest = tags.remove(i);
+        tags.insert(0, latest);
+    }
+    tags
+}
+
+fn tags_up_to_width(tags: &[String], width: usize) -> String {
+    let mut out = String::new();
+    for (i, t) in tags.iter().enumerate() {
+        if !out.is_empty() && out.len() + t.len() + 1 > width {
+            return format!("{out} + {} more...", tags.len() - i);
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
+impl Strategy for ImageStreams {
+    fn def(&self) -> &ResourceDef {
+        &self.def
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String> {
+        decode_as::<ImageStream>(body)
+    }
+    fn merge_keys(&self) -> MergeKeys {
+        IMAGE_STREAM_MERGE_KEYS
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn table(&self) -> TableDef {
+        TableDef {
+            columns: vec![
+                name_column(),
+                Column {
+                    name: "Image Repository",
+                    kind: "string",
+                    format: "",
+                    description: "Where the stream's images are pulled from",
+                    priority: 0,
+                },
+                Column {
+                    name: "Tags",
+                    kind: "string",
+                    format: "",
+                    description: "The tags of the stream",
+                    priority: 0,
+                },
+                Column {
+                    name: "Updated",
+                    kind: "string",
+                    format: "",
+                    description: "When the stream last changed",
+                    priority: 0,
+                },
+            ],
+            row: Arc::new(|o| {
+                let Some(s) = typed::<ImageStream>(o) else {
+                    return vec![json!(name_of(o)), json!(""), json!(""), json!("")];
+                };
+                let latest = s
+                    .status
+                    .tags
+                    .iter()
+                    .filter_map(|t| {
+                        t.items
+                            .first()
+                            .and_then(|e| e.created.as_ref())
+                            .map(|c| c.0)
+                    })
+                    .max();
+                let repo = if s.status.public_docker_image_repository.is_empty() {
+                    s.status.docker_image_repository.clone()
+                } else {
+                    s.status.public_docker_image_repository.clone()
+                };
+                vec![
+                    json!(name_of(o)),
+                    json!(repo),
+                    json!(tags_up_to_width(&sorted_tags(&s), 40)),
+                    json!(
+                        latest
+                            .map(|t| ago(Some(&t.to_string())))
+                            .unwrap_or_default()
+                    ),
+                ]
+            }),
+        }
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let Some(mut s) = typed::<ImageStream>(obj) else {
+            return;
+        };
+        set_image_stream_defaults(&mut s);
+        s.status = Default::default();
+        for t in s.spec.tags.iter_mut() {
+            t.generation = Some(1);
+        }
+        write_back(obj, &s);
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+            return;
+        };
+        set_image_stream_defaults(&mut s);
+        // Users may set a tag's generation only to 0 (asking for a re-import).
+        for t in s.spec.tags.iter_mut() {
+            if let Some(old_tag) = o.spec_tag(&t.name)
+                && t.generation != Some(0)
+            {
+                t.generation = old_tag.generation;
+            }
+        }
+        write_back(new, &s);
+    }
+    fn finish_update(&self, new: &mut Value, old: &Value) {
+        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+            return;
+        };
+        let generation = s.metadata.generation.unwrap_or(1);
+        // A changed (or new) tag takes the stream's new generation.
+        for t in s.spec.tags.iter_mut() {
+            if o.spec_tag(&t.name) != Some(t) {
+                t.generation = Some(generation);
+            }
+        }
+        write_back(new, &s);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        match typed::<ImageStream>(obj) {
+            Some(s) => validation::validate_image_stream(&s),
+            None => vec![FieldError::invalid("", "", "not a valid ImageStream")],
+        }
+    }
+    fn decorate(&self, obj: &mut Value) {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let repo = format!("{}/{ns}/{}", self.registry_hostname, name_of(obj));
+        if !obj.get("status").is_some_and(Value::is_object) {
+            obj["status"] = json!({});
+        }
+        obj["status"]["dockerImageRepository"] = json!(repo);
+    }
+}
+
+/// Images: cluster-scoped, named by digest.
+pub struct Images(ResourceDef);
+
+impl Default for Images {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Images {
+    /// The images strategy.
+    pub fn new() -> Self {
+        Images(ResourceDef {
+            group: "image.openshift.io",
+            version: "v1",
+            kind: "Image",
+            list_kind: "ImageList",
+            plural: "images",
+            singular: "image",
+            short_names: &[],
+            categories: &[],
+            namespaced: false,
+            verbs: ALL_VERBS,
+            subresources: &[],
+            selectable_fields: &[],
+        })
+    }
+}
+
+impl Strategy for Images {
+    fn def(&self) -> &ResourceDef {
+        &self.0
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String> {
+        decode_as::<Image>(body)
+    }
+    fn table(&self) -> TableDef {
+        TableDef {
+            columns: vec![
+                name_column(),
+                Column {
+                    name: "Image Reference",
+                    kind: "string",
+                    format: "",
+                    description: "Where the image can be pulled from",
+                    priority: 0,
+                },
+            ],
+            row: Arc::new(|o| {
+                vec![
+                    json!(name_of(o)),
+                    o.get("dockerImageReference").cloned().unwrap_or(json!("")),
+                ]
+            }),
+        }
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        match typed::<Image>(obj) {
+            Some(i) => validation::validate_image(&i),
+            None => vec![FieldError::invalid("", "", "not a valid Image")],
+        }
+    }
+}
+
+fn istag_def() -> ResourceDef {
+    ResourceDef {
+        group: "image.openshift.io",
+        version: "v1",
+        kind: "ImageStreamTag",
+        list_kind: "ImageStreamTagList",
+        plural: "imagestreamtags",
+        singular: "imagestreamtag",
+        short_names: &["istag"],
+        categories: &[],
+        namespaced: true,
+        verbs: &["create", "delete", "get", "list", "patch", "update"],
+        subresources: &[],
+        selectable_fields: &[],
+    }
+}
+
+/// ImageStreamTags: `<stream>:<tag>`, a view over the stream's spec and status tag
+/// and the tag's current Image. Writes change the stream's spec tag.
+pub struct ImageStreamTags {
+    def: ResourceDef,
+    streams: Arc<StoredResource>,
+    store: Arc<dyn Store>,
+}
+
+impl ImageStreamTags {
+    fn gr(&self) -> GroupResource {
+        self.def.group_resource()
+    }
+
+    fn split<'a>(&self, name: &'a str) -> Result<(&'a str, &'a str), ApiError> {
+        parse_image_stream_tag_name(name).map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    async fn image(&self, name: &str) -> Option<Image> {
+        let def = Images::new();
+        let kv = self
+            .store
+            .get(&object_key(&def.0, None, name))
+            .await
+            .ok()??;
+        serde_json::from_slice(&kv.value).ok()
+    }
+
+    /// Builds the istag view of `tag` in `stream`; `None` when the tag has no image
+    /// and `allow_empty` is false.
+    async fn view(
+        &self,
+        stream: &ImageStream,
+        tag: &str,
+        allow_empty: bool,
+    ) -> Option<ImageStreamTag> {
+        let event = stream
+            .latest_tagged_image(tag)
+            .filter(|e| !e.image.is_empty())
+            .cloned();
+        if event.is_none() && !allow_empty {
+            return None;
+        }
+        let mut ist = ImageStreamTag::default();
+        ist.metadata.name = Some(join_image_stream_tag(
+            stream.metadata.name.as_deref().unwrap_or(""),
+            tag,
+        ));
+        ist.metadata.namespace = stream.metadata.namespace.clone();
+        ist.metadata.resource_version = stream.metadata.resource_version.clone();
+        ist.metadata.uid = stream.metadata.uid.clone();
+        ist.metadata.labels = stream.metadata.labels.clone();
+        ist.metadata.creation_timestamp = event
+            .as_ref()
+            .and_then(|e| e.created.clone())
+            .or_else(|| stream.metadata.creation_timestamp.clone());
+        ist.lookup_policy = stream.spec.lookup_policy.clone();
+        ist.conditions = stream
+            .status_tag(tag)
+            .map(|t| t.conditions.clone())
+            .unwrap_or_default();
+        ist.generation = event.as_ref().map(|e| e.generation).unwrap_or(0);
+        if let Some(spec) = stream.spec_tag(tag) {
+            ist.tag = Some(spec.clone());
+            if let Some(ann) = &spec.annotations {
+                ist.metadata.annotations = Some(ann.clone());
+            }
+        }
+        if let Some(e) = &event {
+            let mut image = self.image(&e.image).await.unwrap_or_default();
+            image.metadata.name = Some(e.image.clone());
+            image.docker_image_manifest = String::new();
+            image.docker_image_config = String::new();
+            image.docker_image_reference = e.docker_image_reference.clone();
+            ist.image = image;
+        }
+        Some(ist)
+    }
+
+    async fn stream(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<ImageStream>, ApiError> {
+        match self.streams.get(ctx, ns, name).await {
+            Ok(v) => Ok(typed::<ImageStream>(&v)),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn to_value(ist: &ImageStreamTag) -> Result<Value, ApiError> {
+        serde_json::to_value(ist).map_err(ApiError::internal)
+    }
+}
+
+#[async_trait]
+impl RestStorage for ImageStreamTags {
+    fn def(&self) -> &ResourceDef {
+        &self.def
+    }
+
+    fn table(&self) -> TableDef {
+        TableDef {
+            columns: vec![
+                name_column(),
+                Column {
+                    name: "Image Reference",
+                    kind: "string",
+                    format: "",
+                    description: "The pull spec of the tag's image",
+                    priority: 0,
+                },
+                Column {
+                    name: "Updated",
+                    kind: "string",
+                    format: "",
+                    description: "When the tag last changed",
+                    priority: 0,
+                },
+                Column {
+                    name: "Image Name",
+                    kind: "string",
+                    format: "",
+                    description: "The image's digest",
+                    priority: 1,
+                },
+            ],
+            row: Arc::new(|o| {
+                vec![
+                    json!(name_of(o)),
+                    o.pointer("/image/dockerImageReference")
+                        .cloned()
+                        .unwrap_or(json!("")),
+                    json!(ago(o
+                        .pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str))),
+                    o.pointer("/image/metadata/name")
+                        .cloned()
+                        .unwrap_or(json!("")),
+                ]
+            }),
+        }
+    }
+
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        let mut body = body;
+        if body.is_object() {
+            body["apiVersion"] = json!("image.openshift.io/v1");
+            body["kind"] = json!("ImageStreamTag");
+        }
+        decode_as::<ImageStreamTag>(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "ImageStreamTag in version \"v1\" cannot be handled as a ImageStreamTag: {e}"
+            ))
+        })
+    }
+
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let (stream_name, tag) = self.split(name)?;
+        let not_found = || ApiError::NotFound {
+            gr: self.gr(),
+            name: name.into(),
+        };
+        let stream = self
+            .stream(ctx, ns, stream_name)
+            .await?
+            .ok_or_else(not_found)?;
+        let ist = self.view(&stream, tag, false).await.ok_or_else(not_found)?;
+        Self::to_value(&ist)
+    }
+
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let streams = self
+            .streams
+            .list(
+                ctx,
+                ns,
+                &ListOptions {
+                    label_selector: opts.label_selector.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut items = Vec::new();
+        for v in &streams.items {
+            let Some(stream) = typed::<ImageStream>(v) else {
+                continue;
+            };
+            for t in sorted_tags(&stream) {
+                if let Some(ist) = self.view(&stream, &t, false).await {
+                    let value = Self::to_value(&ist)?;
+                    if opts.field_selector.matches_object(&value) {
+                        items.push(value);
+                    }
+                }
+            }
+        }
+        Ok(ObjectList {
+            items,
+            resource_version: streams.resource_version,
+            ..Default::default()
+        })
+    }
+
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let ist: ImageStreamTag =
+            serde_json::from_value(obj).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let name = ist.metadata.name.clone().unwrap_or_default();
+        let (stream_name, tag) = self.split(&name)?;
+        let Some(mut tag_ref) = ist.tag.clone() else {
+            return Err(ApiError::invalid(
+                &self.gr(),
+                "ImageStreamTag",
+                &name,
+                &[FieldError::required("tag", "tag is required")],
+            ));
+        };
+        tag_ref.name = tag.to_string();
+        tag_ref.apply_defaults();
+        let tag_errors =
+            validation::validate_tag_reference(&tag_ref, &validation::FieldPath::new("tag"));
+        if !tag_errors.is_empty() {
+            return Err(ApiError::invalid(
+                &self.gr(),
+                "ImageStreamTag",
+                &name,
+                &tag_errors,
+            ));
+        }
+        let lookup = ist.lookup_policy.clone();
+        let gr = self.gr();
+        let name2 = name.clone();
+        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+            let mut stream = match &cur {
+                Some(v) => typed::<ImageStream>(v)
+                    .ok_or_else(|| ApiError::internal("stored stream does not decode"))?,
+                None => {
+                    let mut s = ImageStream::default();
+                    s.metadata.name = Some(stream_name.to_string());
+                    s
+                }
+            };
+            if stream.spec_tag(tag).is_some() {
+                return Err(ApiError::AlreadyExists {
+                    gr: gr.clone(),
+                    name: name2.clone(),
+                });
+            }
+            stream.spec.tags.push(tag_ref.clone());
+            if lookup.local {
+                stream.spec.lookup_policy = lookup.clone();
+            }
+            serde_json::to_value(&stream).map_err(ApiError::internal)
+        };
+        let (stream_value, _) = self
+            .streams
+            .update(ctx, ns, stream_name, None, &f, true)
+            .await?;
+        let stream = typed::<ImageStream>(&stream_value)
+            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
+        let ist = self
+            .view(&stream, tag, true)
+            .await
+            .ok_or_else(|| ApiError::internal("tag vanished"))?;
+        Self::to_value(&ist)
+    }
+
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        if subresource.is_some() {
+            return Err(ApiError::NoRoute);
+        }
+        let (stream_name, tag) = self.split(name)?;
+        let current = match self.stream(ctx, ns, stream_name).await? {
+            Some(s) => self.view(&s, tag, true).await.filter(|ist| {
+                ist.tag.is_some() || !ist.image.metadata.name.as_deref().unwrap_or("").is_empty()
+            }),
+            None => None,
+        };
+        let Some(current) = current else {
+            if !create_if_missing {
+                return Err(ApiError::NotFound {
+                    gr: self.gr(),
+                    name: name.into(),
+                });
+            }
+            let obj = update(None)?;
+            return self.create(ctx, ns, obj).await.map(|v| (v, true));
+        };
+        let current_value = Self::to_value(&current)?;
+        let new_value = update(Some(current_value.clone()))?;
+        let new: ImageStreamTag =
+            serde_json::from_value(new_value).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let precondition = new
+            .metadata
+            .resource_version
+            .clone()
+            .filter(|rv| !rv.is_empty());
+        let gr = self.gr();
+        let name_owned = name.to_string();
+        let tag_ref: Option<TagReference> = new.tag.clone().map(|mut t| {
+            t.name = tag.to_string();
+            t.apply_defaults();
+            t
+        });
+        if let Some(t) = &tag_ref {
+            let errs = validation::validate_tag_reference(t, &validation::FieldPath::new("tag"));
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(&gr, "ImageStreamTag", name, &errs));
+            }
+        }
+        let lookup = new.lookup_policy.clone();
+        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| ApiError::NotFound {
+                gr: gr.clone(),
+                name: name_owned.clone(),
+            })?;
+            let mut stream = typed::<ImageStream>(&cur)
+                .ok_or_else(|| ApiError::internal("stored stream does not decode"))?;
+            if let Some(rv) = &precondition
+                && stream.metadata.resource_version.as_ref() != Some(rv)
+            {
+                return Err(ApiError::stale(&gr, &name_owned));
+            }
+            match &tag_ref {
+                Some(t) => match stream.spec_tag_mut(tag) {
+                    Some(existing) => *existing = t.clone(),
+                    None => stream.spec.tags.push(t.clone()),
+                },
+                None => stream.spec.tags.retain(|t| t.name != tag),
+            }
+            stream.spec.lookup_policy = lookup.clone();
+            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            Ok(v)
+        };
+        let (stream_value, _) = self
+            .streams
+            .update(ctx, ns, stream_name, None, &f, false)
+            .await?;
+        let stream = typed::<ImageStream>(&stream_value)
+            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
+        let ist = self
+            .view(&stream, tag, true)
+            .await
+            .ok_or_else(|| ApiError::internal("tag vanished"))?;
+        Ok((Self::to_value(&ist)?, false))
+    }
+
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        let (stream_name, tag) = self.split(name)?;
+        let exists = self
+            .stream(ctx, ns, stream_name)
+            .await?
+            .is_some_and(|s| s.spec_tag(tag).is_some() || s.status_tag(tag).is_some());
+        if !exists {
+            return Err(ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            });
+        }
+        let gr = self.gr();
+        let name_owned = name.to_string();
+        let rv = pre.resource_version.clone();
+        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| ApiError::NotFound {
+                gr: gr.clone(),
+                name: name_owned.clone(),
+            })?;
+            let mut stream = typed::<ImageStream>(&cur)
+                .ok_or_else(|| ApiError::internal("stored stream does not decode"))?;
+            if let Some(rv) = &rv
+                && stream.metadata.resource_version.as_ref() != Some(rv)
+            {
+                return Err(ApiError::stale(&gr, &name_owned));
+            }
+            stream.spec.tags.retain(|t| t.name != tag);
+            stream.status.tags.retain(|t| t.tag != tag);
+            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            Ok(v)
+        };
+        // Spec and status both change: write the spec through the main resource and the
+        // status through the status subresource, in that order.
+        self.streams
+            .update(ctx, ns, stream_name, None, &f, false)
+            .await?;
+        let no_precondition = |cur: Option<Value>| -> Result<Value, ApiError> {
+            let mut v = cur.ok_or_else(|| ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            })?;
+            if let Some(tags) = v.pointer_mut("/status/tags").and_then(Value::as_array_mut) {
+                tags.retain(|t| t.get("tag").and_then(Value::as_str) != Some(tag));
+            }
+            Ok(v)
+        };
+        self.streams
+            .update(
+                ctx,
+                ns,
+                stream_name,
+                Some("status"),
+                &no_precondition,
+                false,
+            )
+            .await?;
+        Ok(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                  "details": {"name": name, "group": "image.openshift.io", "kind": "imagestreamtags"}}),
+        )
+    }
+
+    async fn watch(
+        &self,
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
+}

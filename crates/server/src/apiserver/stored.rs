@@ -1,0 +1,808 @@
+//! The generic, store-backed [`RestStorage`]: kube-apiserver's `registry/generic` in
+//! small. A per-kind [`Strategy`] supplies decoding, defaults, validation and tables;
+//! this module does keys, resourceVersions, uids, generations, preconditions, dry runs,
+//! paging and watches. Calls the store and the strategy, nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures::StreamExt;
+use moor_api::validation::FieldError;
+use moor_store::{EventKind, KeyValue, Revision, Store, StoreError};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::patch::MergeKeys;
+use super::resource::*;
+use super::table::TableDef;
+
+/// Per-kind behaviour plugged into [`StoredResource`].
+pub trait Strategy: Send + Sync + 'static {
+    /// The resource this strategy serves.
+    fn def(&self) -> &ResourceDef;
+    /// Decodes a body into canonical JSON plus the paths of unknown fields.
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String>;
+    /// Columns for Table output.
+    fn table(&self) -> TableDef {
+        TableDef::default_columns()
+    }
+    /// Whether `metadata.generation` follows spec changes.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    /// Defaults and server-owned fields on create.
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Defaults and server-owned fields on update of the main resource.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+    /// Runs after the generation was bumped (when the spec changed).
+    fn finish_update(&self, _new: &mut Value, _old: &Value) {}
+    /// Validation; an empty list accepts.
+    fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        Vec::new()
+    }
+    /// Computed fields added on every read (never stored).
+    fn decorate(&self, _obj: &mut Value) {}
+    /// Merge keys of lists, for strategic merge patch and server-side apply.
+    fn merge_keys(&self) -> MergeKeys {
+        MergeKeys::default()
+    }
+}
+
+/// Items examined per store page while filling a selector-filtered list.
+const SCAN_PAGE: usize = 500;
+/// Attempts of a read-modify-write before giving up on contention.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// Serving knobs shared by every stored resource.
+#[derive(Clone, Debug)]
+pub struct ServingConfig {
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// How long a watch lasts when the client gives no `timeoutSeconds`.
+    pub default_watch_timeout: Duration,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            bookmark_interval: Duration::from_secs(30),
+            default_watch_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// A resource kept in the store, one key per object.
+pub struct StoredResource {
+    store: Arc<dyn Store>,
+    strategy: Arc<dyn Strategy>,
+    config: ServingConfig,
+}
+
+/// The store key prefix of a resource: `/registry/<group|core>/<plural>/`.
+pub fn resource_prefix(def: &ResourceDef) -> String {
+    let group = if def.group.is_empty() {
+        "core"
+    } else {
+        def.group
+    };
+    format!("/registry/{group}/{}/", def.plural)
+}
+
+/// The store key of one object.
+pub fn object_key(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
+    match (def.namespaced, ns) {
+        (true, Some(ns)) => format!("{}{ns}/{name}", resource_prefix(def)),
+        _ => format!("{}{name}", resource_prefix(def)),
+    }
+}
+
+/// The store key of a namespace object.
+pub fn namespace_key(ns: &str) -> String {
+    format!("/registry/core/namespaces/{ns}")
+}
+
+/// `metadata.resourceVersion` as a store revision.
+pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version {rv:?}")))
+}
+
+/// The current time as Kubernetes writes timestamps.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string()
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+}
+
+fn set_meta(obj: &mut Value, field: &str, v: Value) {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"][field] = v;
+}
+
+fn remove_meta(obj: &mut Value, field: &str) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove(field);
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: Revision,
+    start: String,
+}
+
+impl StoredResource {
+    /// A stored resource with the given strategy.
+    pub fn new(store: Arc<dyn Store>, strategy: Arc<dyn Strategy>, config: ServingConfig) -> Self {
+        StoredResource {
+            store,
+            strategy,
+            config,
+        }
+    }
+
+    fn gr(&self) -> GroupResource {
+        self.strategy.def().group_resource()
+    }
+
+    fn key(&self, ns: Option<&str>, name: &str) -> String {
+        object_key(self.strategy.def(), ns, name)
+    }
+
+    fn prefix(&self, ns: Option<&str>) -> String {
+        let p = resource_prefix(self.strategy.def());
+        match (self.strategy.def().namespaced, ns) {
+            (true, Some(ns)) => format!("{p}{ns}/"),
+            _ => p,
+        }
+    }
+
+    /// Turns a stored value into the object clients see.
+    fn materialize(&self, kv: &KeyValue) -> Result<Value, ApiError> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+        set_meta(
+            &mut obj,
+            "resourceVersion",
+            json!(kv.mod_revision.to_string()),
+        );
+        self.strategy.decorate(&mut obj);
+        Ok(obj)
+    }
+
+    fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+        let mut stored = obj.clone();
+        remove_meta(&mut stored, "resourceVersion");
+        remove_meta(&mut stored, "selfLink");
+        Ok(Bytes::from(
+            serde_json::to_vec(&stored).map_err(ApiError::internal)?,
+        ))
+    }
+
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let errors = self.strategy.validate(obj, old);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let name = meta_str(obj, "name").unwrap_or("");
+        Err(ApiError::invalid(
+            &self.gr(),
+            self.strategy.def().kind,
+            name,
+            &errors,
+        ))
+    }
+
+    async fn ensure_namespace(&self, ns: Option<&str>) -> Result<(), ApiError> {
+        let (true, Some(ns)) = (self.strategy.def().namespaced, ns) else {
+            return Ok(());
+        };
+        if self.store.get(&namespace_key(ns)).await?.is_none() {
+            return Err(ApiError::NotFound {
+                gr: GroupResource::new("", "namespaces"),
+                name: ns.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fills the fields the server owns on a new object.
+    fn stamp_new(&self, obj: &mut Value, ns: Option<&str>) {
+        let def = self.strategy.def();
+        obj["apiVersion"] = json!(def.api_version());
+        obj["kind"] = json!(def.kind);
+        if def.namespaced {
+            if let Some(ns) = ns {
+                set_meta(obj, "namespace", json!(ns));
+            }
+        } else {
+            remove_meta(obj, "namespace");
+        }
+        set_meta(obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
+        set_meta(obj, "creationTimestamp", json!(now_rfc3339()));
+        remove_meta(obj, "resourceVersion");
+        remove_meta(obj, "deletionTimestamp");
+        if self.strategy.tracks_generation() {
+            set_meta(obj, "generation", json!(1));
+        } else {
+            remove_meta(obj, "generation");
+        }
+        self.strategy.prepare_for_create(obj);
+    }
+
+    async fn create_inner(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.ensure_namespace(ns).await?;
+        if meta_str(&obj, "name").unwrap_or("").is_empty() {
+            match meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
+                Some(prefix) => {
+                    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
+                    let name = format!("{prefix}{suffix}");
+                    set_meta(&mut obj, "name", json!(name));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        &self.gr(),
+                        self.strategy.def().kind,
+                        "",
+                        &[FieldError::required(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )],
+                    ));
+                }
+            }
+        }
+        self.stamp_new(&mut obj, ns);
+        self.validate(&obj, None)?;
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let key = self.key(ns, &name);
+        if ctx.dry_run {
+            if self.store.get(&key).await?.is_some() {
+                return Err(ApiError::AlreadyExists {
+                    gr: self.gr(),
+                    name,
+                });
+            }
+            self.strategy.decorate(&mut obj);
+            return Ok(obj);
+        }
+        match self.store.create(&key, Self::encode(&obj)?).await {
+            Ok(rev) => {
+                set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+                self.strategy.decorate(&mut obj);
+                Ok(obj)
+            }
+            Err(StoreError::AlreadyExists(_)) => Err(ApiError::AlreadyExists {
+                gr: self.gr(),
+                name,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies the rules of an update to `new` given the stored `old`.
+    fn prepare_update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let def = self.strategy.def();
+        if let Some(sub) = subresource {
+            if sub != "status" || !def.subresources.contains(&"status") {
+                return Err(ApiError::NoRoute);
+            }
+            // Only status changes through the status subresource.
+            let status = new.get("status").cloned();
+            *new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            return Ok(());
+        }
+        new["apiVersion"] = json!(def.api_version());
+        new["kind"] = json!(def.kind);
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "generation",
+            "deletionTimestamp",
+        ] {
+            match old.get("metadata").and_then(|m| m.get(field)) {
+                Some(v) => set_meta(new, field, v.clone()),
+                None => remove_meta(new, field),
+            }
+        }
+        if def.subresources.contains(&"status") {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        self.strategy.prepare_for_update(new, old);
+        if self.strategy.tracks_generation() && new.get("spec") != old.get("spec") {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            set_meta(new, "generation", json!(g + 1));
+        }
+        self.strategy.finish_update(new, old);
+        Ok(())
+    }
+
+    async fn list_inner(
+        &self,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let prefix = self.prefix(ns);
+        let (mut revision, mut start_after) = match &opts.continue_token {
+            Some(tok) if !tok.is_empty() => {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(tok)
+                    .map_err(|_| ApiError::BadRequest("continue key is not valid".into()))?;
+                let t: ContinueToken = serde_json::from_slice(&raw)
+                    .map_err(|_| ApiError::BadRequest("continue key is not valid".into()))?;
+                if !t.start.starts_with(&prefix) {
+                    return Err(ApiError::BadRequest(
+                        "continue key is not valid for this request".into(),
+                    ));
+                }
+                (Some(t.rv), Some(t.start))
+            }
+            _ => (None, None),
+        };
+        // A name pinned by the field selector narrows the scan to one key.
+        if let (Some(name), Some(ns)) = (opts.field_selector.pinned_name(), ns.or(None))
+            && start_after.is_none()
+        {
+            let kv = self.store.get(&self.key(Some(ns), name)).await?;
+            let rev = self.store.current_revision().await?;
+            let items = kv
+                .map(|kv| self.materialize(&kv))
+                .transpose()?
+                .into_iter()
+                .filter(|o| {
+                    opts.label_selector.matches_object(o) && opts.field_selector.matches_object(o)
+                })
+                .collect();
+            return Ok(ObjectList {
+                items,
+                resource_version: rev.to_string(),
+                ..Default::default()
+            });
+        }
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        let mut last_key: Option<String> = None;
+        let mut more = false;
+        loop {
+            let want = limit.map(|l| l - items.len()).unwrap_or(usize::MAX);
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    moor_store::ListOptions {
+                        revision,
+                        start_after: start_after.clone(),
+                        limit: if limit.is_some() {
+                            Some(want.clamp(1, SCAN_PAGE))
+                        } else {
+                            None
+                        },
+                    },
+                )
+                .await?;
+            revision = Some(page.revision);
+            for kv in &page.kvs {
+                last_key = Some(kv.key.clone());
+                let obj = self.materialize(kv)?;
+                if opts.label_selector.matches_object(&obj)
+                    && opts.field_selector.matches_object(&obj)
+                {
+                    items.push(obj);
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    break;
+                }
+            }
+            let consumed_all = last_key.as_ref() == page.kvs.last().map(|kv| &kv.key);
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = page.more || !consumed_all;
+                break;
+            }
+            if !page.more {
+                break;
+            }
+            start_after = last_key.clone();
+        }
+        let rev = revision.unwrap_or(0);
+        let continue_token = match (more, last_key) {
+            (true, Some(start)) => {
+                let raw = serde_json::to_vec(&ContinueToken { rv: rev, start })
+                    .map_err(ApiError::internal)?;
+                Some(URL_SAFE_NO_PAD.encode(raw))
+            }
+            _ => None,
+        };
+        Ok(ObjectList {
+            items,
+            resource_version: rev.to_string(),
+            continue_token,
+            remaining: None,
+        })
+    }
+}
+
+#[async_trait]
+impl RestStorage for StoredResource {
+    fn def(&self) -> &ResourceDef {
+        self.strategy.def()
+    }
+
+    fn table(&self) -> TableDef {
+        self.strategy.table()
+    }
+
+    fn merge_keys(&self) -> MergeKeys {
+        self.strategy.merge_keys()
+    }
+
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        let def = self.strategy.def();
+        if let Some(av) = body.get("apiVersion").and_then(Value::as_str)
+            && av != def.api_version()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                def.api_version()
+            )));
+        }
+        if let Some(kind) = body.get("kind").and_then(Value::as_str)
+            && kind != def.kind
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                def.kind
+            )));
+        }
+        if !body.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the body must be a JSON object",
+                def.kind, def.version, def.kind
+            )));
+        }
+        let mut body = body;
+        body["apiVersion"] = json!(def.api_version());
+        body["kind"] = json!(def.kind);
+        self.strategy.decode(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                def.kind, def.version, def.kind
+            ))
+        })
+    }
+
+    async fn get(
+        &self,
+        _ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        match self.store.get(&self.key(ns, name)).await? {
+            Some(kv) => self.materialize(&kv),
+            None => Err(ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            }),
+        }
+    }
+
+    async fn list(
+        &self,
+        _ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        self.list_inner(ns, opts).await
+    }
+
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.create_inner(ctx, ns, obj).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let key = self.key(ns, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let current = self.store.get(&key).await?;
+            let Some(kv) = current else {
+                if !create_if_missing || subresource.is_some() {
+                    return Err(ApiError::NotFound {
+                        gr: self.gr(),
+                        name: name.into(),
+                    });
+                }
+                let mut obj = update(None)?;
+                if meta_str(&obj, "name").is_some_and(|n| n != name) {
+                    return Err(ApiError::BadRequest(
+                        "the name of the object does not match the name on the URL".into(),
+                    ));
+                }
+                set_meta(&mut obj, "name", json!(name));
+                match self.create_inner(ctx, ns, obj).await {
+                    Err(ApiError::AlreadyExists { .. }) => continue,
+                    other => return other.map(|o| (o, true)),
+                }
+            };
+            let old = self.materialize(&kv)?;
+            let old_rv = kv.mod_revision.to_string();
+            let mut new = update(Some(old.clone()))?;
+            if meta_str(&new, "name").is_some_and(|n| n != name) {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_str(&new, "name").unwrap_or("")
+                )));
+            }
+            if self.def().namespaced
+                && let (Some(body_ns), Some(ns)) = (meta_str(&new, "namespace"), ns)
+                && body_ns != ns
+                && !body_ns.is_empty()
+            {
+                return Err(ApiError::BadRequest(
+                            "the namespace of the provided object does not match the namespace sent on the request".into(),
+                        ));
+            }
+            // A resourceVersion in the new object is a precondition set by the client.
+            let precondition = meta_str(&new, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
+            if let Some(rv) = &precondition {
+                parse_resource_version(rv)?;
+                if *rv != old_rv {
+                    return Err(ApiError::stale(&self.gr(), name));
+                }
+            }
+            set_meta(&mut new, "name", json!(name));
+            self.prepare_update(&mut new, &old, subresource)?;
+            self.validate(&new, Some(&old))?;
+            set_meta(&mut new, "resourceVersion", json!(old_rv));
+            let mut decorated_new = new.clone();
+            self.strategy.decorate(&mut decorated_new);
+            if decorated_new == old {
+                // No change: no write, no new resourceVersion, no watch event.
+                return Ok((old, false));
+            }
+            if ctx.dry_run {
+                return Ok((decorated_new, false));
+            }
+            match self
+                .store
+                .update(&key, Self::encode(&new)?, kv.mod_revision)
+                .await
+            {
+                Ok(rev) => {
+                    set_meta(
+                        &mut decorated_new,
+                        "resourceVersion",
+                        json!(rev.to_string()),
+                    );
+                    return Ok((decorated_new, false));
+                }
+                Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => {
+                    if precondition.is_some() {
+                        return Err(ApiError::stale(&self.gr(), name));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Conflict {
+            gr: self.gr(),
+            name: name.into(),
+            message: "too many concurrent updates; please try again".into(),
+        })
+    }
+
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        let key = self.key(ns, name);
+        let Some(kv) = self.store.get(&key).await? else {
+            return Err(ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            });
+        };
+        let obj = self.materialize(&kv)?;
+        if let Some(uid) = &pre.uid
+            && meta_str(&obj, "uid") != Some(uid.as_str())
+        {
+            return Err(ApiError::Conflict {
+                gr: self.gr(),
+                name: name.into(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&obj, "uid").unwrap_or("")
+                ),
+            });
+        }
+        if let Some(rv) = &pre.resource_version
+            && *rv != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::Conflict {
+                gr: self.gr(),
+                name: name.into(),
+                message: format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            });
+        }
+        if ctx.dry_run {
+            return Ok(obj);
+        }
+        match self.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok(_) => Ok(obj),
+            Err(StoreError::NotFound(_)) => Err(ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            }),
+            Err(StoreError::Conflict { .. }) => Err(ApiError::stale(&self.gr(), name)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn watch(
+        &self,
+        _ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        let rv = opts.resource_version.as_deref().unwrap_or("");
+        let mut initial = Vec::new();
+        let from = if rv.is_empty() || rv == "0" || opts.send_initial_events {
+            let list = self
+                .list_inner(
+                    ns,
+                    &ListOptions {
+                        limit: None,
+                        continue_token: None,
+                        ..opts.clone()
+                    },
+                )
+                .await?;
+            initial = list.items.into_iter().map(WatchEvent::Added).collect();
+            parse_resource_version(&list.resource_version)?
+        } else {
+            parse_resource_version(rv)?
+        };
+        let mut events = self.store.watch(&self.prefix(ns), from).await?;
+        let strategy = self.strategy.clone();
+        let label = opts.label_selector.clone();
+        let field = opts.field_selector.clone();
+        let def = self.strategy.def().clone();
+        let bookmarks = opts.allow_bookmarks;
+        let initial_end = opts.send_initial_events && bookmarks;
+        let interval = self.config.bookmark_interval;
+        let timeout = opts
+            .timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(self.config.default_watch_timeout);
+        let bookmark = move |rv: Revision, end: bool| {
+            let mut meta = json!({"resourceVersion": rv.to_string()});
+            if end {
+                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            WatchEvent::Bookmark(
+                json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta}),
+            )
+        };
+        let stream = async_stream_events(move |tx| async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            for ev in initial {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            let mut last_rev = from;
+            if initial_end && tx.send(bookmark(last_rev, true)).await.is_err() {
+                return;
+            }
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = ticker.tick(), if bookmarks => {
+                        if tx.send(bookmark(last_rev, false)).await.is_err() { return; }
+                    }
+                    ev = events.next() => {
+                        let ev = match ev {
+                            None => return,
+                            Some(Err(e)) => {
+                                let err = ApiError::Expired(format!("watch closed: {e}"));
+                                let _ = tx.send(WatchEvent::Error(err.status())).await;
+                                return;
+                            }
+                            Some(Ok(ev)) => ev,
+                        };
+                        last_rev = ev.kv.mod_revision;
+                        let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
+                        set_meta(&mut obj, "resourceVersion", json!(ev.kv.mod_revision.to_string()));
+                        strategy.decorate(&mut obj);
+                        if !(label.matches_object(&obj) && field.matches_object(&obj)) {
+                            continue;
+                        }
+                        let out = match ev.kind {
+                            EventKind::Delete => WatchEvent::Deleted(obj),
+                            EventKind::Put if ev.kv.create_revision == ev.kv.mod_revision => WatchEvent::Added(obj),
+                            EventKind::Put => WatchEvent::Modified(obj),
+                        };
+                        if tx.send(out).await.is_err() { return; }
+                    }
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+/// Runs `producer` on a task and streams what it sends; the task ends when the
+/// receiver is dropped.
+pub fn async_stream_events<F, Fut>(producer: F) -> WatchEvents
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<WatchEvent>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(producer(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}

@@ -1,0 +1,70 @@
+//! The one router: `app(state)` is what `moor serve` runs and what in-process tests
+//! call. Wires the API server, authentication, metrics and health endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use crate::apiserver::ApiServer;
+use crate::auth::{self, AuthLayer};
+use crate::metrics::{self, Metrics};
+
+/// Everything the router serves.
+#[derive(Clone)]
+pub struct AppState {
+    pub api: Arc<ApiServer>,
+    pub auth: AuthLayer,
+    pub metrics: Arc<Metrics>,
+    /// Set once startup finished (the kubeconfig is written); `/readyz` answers 200 after.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The whole HTTP surface of moor.
+pub fn app(state: AppState) -> Router {
+    let protected = crate::apiserver::router(state.api.clone())
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics::serve))
+                .with_state(state.metrics.clone()),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_auth,
+        ));
+    let open = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.clone())
+        .route(
+            "/version",
+            get(|| async { axum::Json(crate::apiserver::discovery::version()) }),
+        );
+    open.merge(protected)
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if !state.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting").into_response();
+    }
+    match state.api.store.current_revision().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: store: {e}"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,11 @@
+//! moor's server: the Kubernetes-style API server over an etcd-shaped store, and (as
+//! they land) the registry, importer, scheduler and lookup controllers. `app()` is the
+//! one router shared by `moor serve` and the in-process tests.
+
+pub mod apiserver;
+pub mod app;
+pub mod auth;
+pub mod metrics;
+pub mod serve;
+
+pub use app::{AppState, app};

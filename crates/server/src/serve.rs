@@ -1,0 +1,191 @@
+//! `moor serve`: opens the store, makes the admin token, binds the listener, writes
+//! `<data-dir>/kubeconfig`, then serves [`app`](crate::app::app) until SIGTERM or
+//! Ctrl-C. Readiness (`/readyz`) turns on only after the kubeconfig is written.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use moor_store::{MemoryStore, SqliteStore, Store};
+
+use crate::apiserver::{ApiConfig, ApiServer};
+use crate::app::{AppState, app};
+use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
+use crate::metrics::Metrics;
+
+/// Errors that stop `moor serve` from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unsupported --store {0:?}: use sqlite://PATH or memory://")]
+    StoreUrl(String),
+    #[error("opening the store: {0}")]
+    Store(#[from] moor_store::StoreError),
+    #[error("admin token: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything `moor serve` is told.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    /// `host:port`; port 0 picks a free one (the kubeconfig names the real one).
+    pub listen: String,
+    /// What `status.dockerImageRepository` names; default: the bound address.
+    pub registry_hostname: Option<String>,
+    /// `sqlite://PATH` or `memory://`; default: SQLite at `<data-dir>/moor.db`.
+    pub store: Option<String>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<(String, String)>,
+    pub scheduled_import_interval: Duration,
+    /// Bookmark period of watches that ask for bookmarks.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            data_dir: PathBuf::from("moor-data"),
+            listen: "127.0.0.1:8443".into(),
+            registry_hostname: None,
+            store: None,
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
+            scheduled_import_interval: Duration::from_secs(15 * 60),
+            bookmark_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens the store a `--store` URL names.
+pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, ServeError> {
+    match url {
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("moor.db"))?)),
+        Some(u) if u.starts_with("sqlite://") => Ok(Arc::new(SqliteStore::open(Path::new(
+            &u["sqlite://".len()..],
+        ))?)),
+        Some("memory://") => Ok(Arc::new(MemoryStore::new())),
+        Some(other) => Err(ServeError::StoreUrl(other.to_string())),
+    }
+}
+
+/// The kubeconfig moor writes for its admin.
+pub fn kubeconfig_yaml(server: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: moor\n  cluster:\n    server: {server}\ncontexts:\n- name: moor\n  context:\n    cluster: moor\n    namespace: default\n    user: admin\ncurrent-context: moor\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {token}\n"
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServeError::DataDir {
+        path: opts.data_dir.clone(),
+        source,
+    })?;
+    let store = open_store(opts.store.as_deref(), &opts.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    let addr: SocketAddr = listener.local_addr().map_err(ServeError::Serve)?;
+    let server_url = format!("http://{addr}");
+    let config = ApiConfig {
+        registry_hostname: opts
+            .registry_hostname
+            .clone()
+            .unwrap_or_else(|| addr.to_string()),
+        server_address: addr.to_string(),
+        serving: crate::apiserver::stored::ServingConfig {
+            bookmark_interval: opts.bookmark_interval,
+            ..Default::default()
+        },
+    };
+    let api = Arc::new(ApiServer::new(store.clone(), config));
+    api.bootstrap()
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    let kubeconfig = opts.data_dir.join("kubeconfig");
+    let existing = token_from_kubeconfig(&kubeconfig);
+    let (token, authn) = ensure_admin_token(&store, existing.as_deref()).await?;
+    write_private(&kubeconfig, &kubeconfig_yaml(&server_url, &token)).map_err(|source| {
+        ServeError::Kubeconfig {
+            path: kubeconfig.clone(),
+            source,
+        }
+    })?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        api,
+        auth: AuthLayer {
+            authn: Arc::new(authn),
+            authz: Arc::new(AllowAuthenticated),
+        },
+        metrics: Metrics::new(),
+        ready: ready.clone(),
+    };
+    tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "moor is serving");
+    ready.store(true, Ordering::SeqCst);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
