@@ -12,6 +12,8 @@ pub struct Moor {
     pub child: Child,
     pub url: String,
     pub token: String,
+    /// The CA of the server's TLS certificate (PEM).
+    pub ca_pem: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
@@ -40,10 +42,12 @@ impl Moor {
                     .find_map(|l| l.trim().strip_prefix("token: "))
                     .map(str::to_string);
                 if let (Some(url), Some(token)) = (url, token) {
+                    let ca_pem = std::fs::read(data.join("tls/ca.crt")).unwrap_or_default();
                     return Ok(Moor {
                         child,
                         url,
                         token,
+                        ca_pem,
                         _dir: dir,
                     });
                 }
@@ -53,6 +57,14 @@ impl Moor {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// An HTTP client trusting the server's CA.
+    pub fn client(&self, pool: usize) -> Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem)?)
+            .pool_max_idle_per_host(pool)
+            .build()?)
     }
 
     /// Peak resident memory of the server so far, in MiB (Linux `VmHWM`).

@@ -28,9 +28,7 @@ const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
 async fn main() -> Result<()> {
     let args = Args::parse();
     let moor = Moor::start(&moor_bin(), &[])?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client = moor.client(args.concurrency)?;
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..args.streams)
         .map(|i| {

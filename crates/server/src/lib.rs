@@ -5,7 +5,9 @@
 pub mod apiserver;
 pub mod app;
 pub mod auth;
+pub mod compactor;
 pub mod metrics;
 pub mod serve;
+pub mod tls;
 
 pub use app::{AppState, app};

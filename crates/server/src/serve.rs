@@ -15,6 +15,9 @@ use crate::app::{AppState, app};
 use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
 use crate::metrics::Metrics;
 
+/// How often store history is compacted (kube-apiserver's default).
+pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
 /// Errors that stop `moor serve` from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -43,6 +46,8 @@ pub enum ServeError {
     Bootstrap(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Everything `moor serve` is told.
@@ -60,6 +65,9 @@ pub struct ServeOptions {
     pub scheduled_import_interval: Duration,
     /// Bookmark period of watches that ask for bookmarks.
     pub bookmark_interval: Duration,
+    /// Serve plain HTTP instead of TLS (behind a TLS-terminating proxy). kubectl
+    /// sends no bearer token over plain HTTP.
+    pub plain_http: bool,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +81,7 @@ impl Default for ServeOptions {
             registry_mirrors: Vec::new(),
             scheduled_import_interval: Duration::from_secs(15 * 60),
             bookmark_interval: Duration::from_secs(30),
+            plain_http: false,
         }
     }
 }
@@ -89,10 +98,18 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
     }
 }
 
-/// The kubeconfig moor writes for its admin.
-pub fn kubeconfig_yaml(server: &str, token: &str) -> String {
+/// The kubeconfig moor writes for its admin; `ca_pem` is the CA that signed the
+/// serving certificate (none for plain HTTP).
+pub fn kubeconfig_yaml(server: &str, token: &str, ca_pem: Option<&str>) -> String {
+    use base64::Engine;
+    let ca = ca_pem
+        .map(|pem| {
+            let data = base64::engine::general_purpose::STANDARD.encode(pem);
+            format!("    certificate-authority-data: {data}\n")
+        })
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: moor\n  cluster:\n    server: {server}\ncontexts:\n- name: moor\n  context:\n    cluster: moor\n    namespace: default\n    user: admin\ncurrent-context: moor\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {token}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: moor\n  cluster:\n{ca}    server: {server}\ncontexts:\n- name: moor\n  context:\n    cluster: moor\n    namespace: default\n    user: admin\ncurrent-context: moor\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {token}\n"
     )
 }
 
@@ -118,19 +135,29 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         source,
     })?;
     let store = open_store(opts.store.as_deref(), &opts.data_dir)?;
-    let listener = tokio::net::TcpListener::bind(&opts.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
+    let listener =
+        std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
             source,
         })?;
+    listener.set_nonblocking(true).map_err(ServeError::Serve)?;
     let addr: SocketAddr = listener.local_addr().map_err(ServeError::Serve)?;
-    let server_url = format!("http://{addr}");
+    let registry_hostname = opts
+        .registry_hostname
+        .clone()
+        .unwrap_or_else(|| addr.to_string());
+    let tls = if opts.plain_http {
+        None
+    } else {
+        Some(crate::tls::ensure(
+            &opts.data_dir.join("tls"),
+            &[opts.listen.clone(), registry_hostname.clone()],
+        )?)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server_url = format!("{scheme}://{addr}");
     let config = ApiConfig {
-        registry_hostname: opts
-            .registry_hostname
-            .clone()
-            .unwrap_or_else(|| addr.to_string()),
+        registry_hostname,
         server_address: addr.to_string(),
         serving: crate::apiserver::stored::ServingConfig {
             bookmark_interval: opts.bookmark_interval,
@@ -144,12 +171,6 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let kubeconfig = opts.data_dir.join("kubeconfig");
     let existing = token_from_kubeconfig(&kubeconfig);
     let (token, authn) = ensure_admin_token(&store, existing.as_deref()).await?;
-    write_private(&kubeconfig, &kubeconfig_yaml(&server_url, &token)).map_err(|source| {
-        ServeError::Kubeconfig {
-            path: kubeconfig.clone(),
-            source,
-        }
-    })?;
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         api,
@@ -160,12 +181,48 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         metrics: Metrics::new(),
         ready: ready.clone(),
     };
-    tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "moor is serving");
+    tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = app(state).into_make_service();
+    let server = match &tls {
+        Some(m) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                m.cert_pem.clone().into_bytes(),
+                m.key_pem.clone().into_bytes(),
+            )
+            .await
+            .map_err(ServeError::Serve)?;
+            let server = axum_server::from_tcp_rustls(listener, config)
+                .map_err(ServeError::Serve)?
+                .handle(handle);
+            tokio::spawn(async move { server.serve(service).await })
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(ServeError::Serve)?
+                .handle(handle);
+            tokio::spawn(async move { server.serve(service).await })
+        }
+    };
+    write_private(
+        &kubeconfig,
+        &kubeconfig_yaml(&server_url, &token, tls.as_ref().map(|m| m.ca_pem.as_str())),
+    )
+    .map_err(|source| ServeError::Kubeconfig {
+        path: kubeconfig.clone(),
+        source,
+    })?;
     ready.store(true, Ordering::SeqCst);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    tracing::info!(%addr, url = %server_url, kubeconfig = %kubeconfig.display(), "moor is serving");
+    match server.await {
+        Ok(result) => result.map_err(ServeError::Serve),
+        Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,283 @@
+//! Tag history rules, as OpenShift keeps them: adding a tag event (collapse or
+//! prepend), import-failure conditions, and the pull spec a tag resolves to under its
+//! reference policy. Pure functions over [`ImageStream`]; IO-free.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{
+    ConditionStatus, ImageStream, NamedTagEventList, TagEvent, TagEventCondition,
+    TagEventConditionType, TagReferencePolicyType,
+};
+use crate::reference::DockerImageReference;
+
+/// Adds `next` to the history of `tag`, as OpenShift's `AddTagEventToImageStream`:
+/// nothing changes when image, pull spec and generation are all the same; when the
+/// image or the pull spec is the same, `items[0]` is updated in place; only when both
+/// differ is `next` prepended. Any change clears the tag's conditions. Returns whether
+/// the stream changed.
+pub fn add_tag_event(stream: &mut ImageStream, tag: &str, next: TagEvent) -> bool {
+    let list = match stream.status_tag_mut(tag) {
+        Some(l) => l,
+        None => {
+            stream.status.tags.push(NamedTagEventList {
+                tag: tag.to_string(),
+                items: vec![next],
+                conditions: vec![],
+            });
+            return true;
+        }
+    };
+    let Some(previous) = list.items.first_mut() else {
+        list.items = vec![next];
+        list.conditions.clear();
+        return true;
+    };
+    let same_ref = previous.docker_image_reference == next.docker_image_reference;
+    let same_image = previous.image == next.image;
+    let same_gen = previous.generation == next.generation;
+    match (same_ref, same_image) {
+        (true, true) if same_gen => return false,
+        (true, true) => {}
+        (true, false) => previous.image = next.image.clone(),
+        (false, true) => previous.docker_image_reference = next.docker_image_reference.clone(),
+        (false, false) => {
+            list.items.insert(0, next);
+            list.conditions.clear();
+            return true;
+        }
+    }
+    previous.generation = next.generation;
+    list.conditions.clear();
+    true
+}
+
+/// Records a failed import of `tag` (spec generation `generation`): history is kept,
+/// an `ImportSuccess=False` condition carries the reason and message. Returns whether
+/// the stream changed (the same failure again at the same generation changes nothing
+/// but the time, which is kept).
+pub fn set_import_failed(
+    stream: &mut ImageStream,
+    tag: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Time,
+) -> bool {
+    if stream.status_tag(tag).is_none() {
+        stream.status.tags.push(NamedTagEventList {
+            tag: tag.to_string(),
+            items: vec![],
+            conditions: vec![],
+        });
+    }
+    let list = stream.status_tag_mut(tag).expect("just ensured");
+    let cond = TagEventCondition {
+        type_: TagEventConditionType::ImportSuccess,
+        status: ConditionStatus::False,
+        last_transition_time: Some(now),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        generation,
+    };
+    match list
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == TagEventConditionType::ImportSuccess)
+    {
+        Some(existing) => {
+            let same = existing.status == cond.status
+                && existing.reason == cond.reason
+                && existing.message == cond.message
+                && existing.generation == cond.generation;
+            if same {
+                return false;
+            }
+            *existing = cond;
+        }
+        None => list.conditions.push(cond),
+    }
+    true
+}
+
+/// The import failure recorded on `tag`, if any.
+pub fn import_failure<'a>(stream: &'a ImageStream, tag: &str) -> Option<&'a TagEventCondition> {
+    stream.status_tag(tag)?.conditions.iter().find(|c| {
+        c.type_ == TagEventConditionType::ImportSuccess && c.status == ConditionStatus::False
+    })
+}
+
+/// Whether the spec tag's generation is newer than what its history has observed
+/// (OpenShift's `DifferentTagGeneration`): the tag needs importing.
+pub fn needs_import(stream: &ImageStream, tag: &str) -> bool {
+    let Some(spec) = stream.spec_tag(tag) else {
+        return false;
+    };
+    let Some(spec_gen) = spec.generation else {
+        return true;
+    };
+    let status = stream.status_tag(tag);
+    let observed_event = status.and_then(|s| s.items.first()).map(|e| e.generation);
+    let observed_failure = status
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == TagEventConditionType::ImportSuccess)
+        })
+        .map(|c| c.generation);
+    let observed = observed_event.into_iter().chain(observed_failure).max();
+    observed.is_none_or(|g| spec_gen > g)
+}
+
+/// The pull spec `tag` resolves to: its current event's reference, or under the
+/// `Local` reference policy `<status.dockerImageRepository>@<image>` (served by moor's
+/// registry), falling back to the source reference when that cannot be built.
+pub fn resolve_tag_reference(stream: &ImageStream, tag: &str) -> Option<String> {
+    let event = stream.latest_tagged_image(tag)?;
+    let local = stream
+        .spec_tag(tag)
+        .and_then(|t| t.reference_policy.type_.as_ref())
+        .is_some_and(|p| *p == TagReferencePolicyType::Local);
+    if !local || event.image.is_empty() || stream.status.docker_image_repository.is_empty() {
+        return Some(event.docker_image_reference.clone());
+    }
+    match DockerImageReference::parse(&stream.status.docker_image_repository) {
+        Ok(r) => Some(format!(
+            "{}@{}",
+            r.without_tag().without_id().exact(),
+            event.image
+        )),
+        Err(_) => Some(event.docker_image_reference.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{TagReference, TagReferencePolicy};
+
+    fn ev(r: &str, image: &str, g: i64) -> TagEvent {
+        TagEvent {
+            docker_image_reference: r.into(),
+            image: image.into(),
+            generation: g,
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Time {
+        Time("2026-01-01T00:00:00Z".parse().unwrap())
+    }
+
+    #[test]
+    fn history_collapses_or_prepends_like_openshift() {
+        let mut s = ImageStream::default();
+        assert!(add_tag_event(
+            &mut s,
+            "t",
+            ev("q/a@sha256:1", "sha256:1", 1)
+        ));
+        assert!(
+            !add_tag_event(&mut s, "t", ev("q/a@sha256:1", "sha256:1", 1)),
+            "identical: no change"
+        );
+        assert!(
+            add_tag_event(&mut s, "t", ev("q/a@sha256:1", "sha256:1", 2)),
+            "generation only: in place"
+        );
+        assert_eq!(s.status_tag("t").unwrap().items.len(), 1);
+        assert_eq!(s.status_tag("t").unwrap().items[0].generation, 2);
+        assert!(
+            add_tag_event(&mut s, "t", ev("mirror/a@sha256:1", "sha256:1", 3)),
+            "same image: in place"
+        );
+        assert_eq!(s.status_tag("t").unwrap().items.len(), 1);
+        assert_eq!(
+            s.status_tag("t").unwrap().items[0].docker_image_reference,
+            "mirror/a@sha256:1"
+        );
+        assert!(
+            add_tag_event(&mut s, "t", ev("q/a@sha256:2", "sha256:2", 4)),
+            "both differ: prepend"
+        );
+        let items = &s.status_tag("t").unwrap().items;
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].image, "sha256:2");
+        assert_eq!(items[1].image, "sha256:1");
+    }
+
+    #[test]
+    fn failures_keep_history_and_success_clears_them() {
+        let mut s = ImageStream::default();
+        add_tag_event(&mut s, "t", ev("q/a@sha256:1", "sha256:1", 1));
+        assert!(set_import_failed(
+            &mut s,
+            "t",
+            "NotFound",
+            "manifest unknown",
+            2,
+            now()
+        ));
+        assert!(!set_import_failed(
+            &mut s,
+            "t",
+            "NotFound",
+            "manifest unknown",
+            2,
+            now()
+        ));
+        assert_eq!(s.status_tag("t").unwrap().items.len(), 1, "history kept");
+        assert_eq!(import_failure(&s, "t").unwrap().reason, "NotFound");
+        add_tag_event(&mut s, "t", ev("q/a@sha256:2", "sha256:2", 3));
+        assert!(import_failure(&s, "t").is_none());
+    }
+
+    #[test]
+    fn needs_import_follows_generations() {
+        let mut s = ImageStream::default();
+        s.spec.tags.push(TagReference {
+            name: "t".into(),
+            generation: Some(2),
+            ..Default::default()
+        });
+        assert!(needs_import(&s, "t"));
+        add_tag_event(&mut s, "t", ev("q/a@sha256:1", "sha256:1", 2));
+        assert!(!needs_import(&s, "t"));
+        s.spec.tags[0].generation = Some(3);
+        assert!(needs_import(&s, "t"));
+        set_import_failed(&mut s, "t", "NotFound", "x", 3, now());
+        assert!(
+            !needs_import(&s, "t"),
+            "a recorded failure observes the generation"
+        );
+        assert!(!needs_import(&s, "nope"));
+    }
+
+    #[test]
+    fn local_policy_resolves_to_the_stream_repository() {
+        let mut s = ImageStream::default();
+        s.status.docker_image_repository = "moor.local:8443/ns/keycloak".into();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        s.spec.tags.push(TagReference {
+            name: "t".into(),
+            reference_policy: TagReferencePolicy {
+                type_: Some(TagReferencePolicyType::Local),
+            },
+            ..Default::default()
+        });
+        add_tag_event(
+            &mut s,
+            "t",
+            ev(&format!("quay.io/k/k@{digest}"), &digest, 1),
+        );
+        assert_eq!(
+            resolve_tag_reference(&s, "t").unwrap(),
+            format!("moor.local:8443/ns/keycloak@{digest}")
+        );
+        s.spec.tags[0].reference_policy.type_ = Some(TagReferencePolicyType::Source);
+        assert_eq!(
+            resolve_tag_reference(&s, "t").unwrap(),
+            format!("quay.io/k/k@{digest}")
+        );
+        assert!(resolve_tag_reference(&s, "missing").is_none());
+    }
+}
