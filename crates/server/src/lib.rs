@@ -6,8 +6,10 @@ pub mod apiserver;
 pub mod app;
 pub mod auth;
 pub mod compactor;
+pub mod importer;
 pub mod metrics;
 pub mod serve;
 pub mod tls;
+pub mod upstream;
 
 pub use app::{AppState, app};

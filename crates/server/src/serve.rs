@@ -46,6 +46,8 @@ pub enum ServeError {
     Bootstrap(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("upstream client: {0}")]
+    Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
 }
@@ -68,6 +70,10 @@ pub struct ServeOptions {
     /// Serve plain HTTP instead of TLS (behind a TLS-terminating proxy). kubectl
     /// sends no bearer token over plain HTTP.
     pub plain_http: bool,
+    /// `--max-images-bulk-imported-per-repository`.
+    pub max_images_bulk: usize,
+    /// `--registry-ca FILE`: CAs trusted for upstream registries besides system roots.
+    pub registry_ca: Vec<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +88,8 @@ impl Default for ServeOptions {
             scheduled_import_interval: Duration::from_secs(15 * 60),
             bookmark_interval: Duration::from_secs(30),
             plain_http: false,
+            max_images_bulk: 50,
+            registry_ca: Vec::new(),
         }
     }
 }
@@ -128,6 +136,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The upstream client's settings from the server flags.
+pub fn upstream_config(opts: &ServeOptions) -> Result<crate::upstream::UpstreamConfig, ServeError> {
+    let mut mirrors = Vec::new();
+    for (source, mirror) in &opts.registry_mirrors {
+        let m = crate::upstream::Mirror::new(source, mirror).map_err(|message| {
+            crate::upstream::UpstreamError::InvalidConfig {
+                message: format!("--registry-mirror {source}={mirror}: {message}"),
+            }
+        })?;
+        mirrors.push(m);
+    }
+    Ok(crate::upstream::UpstreamConfig {
+        insecure_registries: opts.insecure_registries.clone(),
+        mirrors,
+        ca_files: opts.registry_ca.clone(),
+        ..Default::default()
+    })
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServeError::DataDir {
@@ -159,12 +186,14 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let config = ApiConfig {
         registry_hostname,
         server_address: addr.to_string(),
+        max_images_bulk: opts.max_images_bulk,
         serving: crate::apiserver::stored::ServingConfig {
             bookmark_interval: opts.bookmark_interval,
             ..Default::default()
         },
     };
-    let api = Arc::new(ApiServer::new(store.clone(), config));
+    let upstream = crate::upstream::UpstreamClient::new(upstream_config(&opts)?)?;
+    let api = Arc::new(ApiServer::new(store.clone(), config, Arc::new(upstream)));
     api.bootstrap()
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
@@ -182,6 +211,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         ready: ready.clone(),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
+    let controller = crate::importer::controller::ImportController::new(
+        state.api.importer(),
+        Default::default(),
+    );
+    tokio::spawn(controller.run());
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {

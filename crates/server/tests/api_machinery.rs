@@ -266,6 +266,10 @@ async fn status_subresource_changes_only_status() {
         r.body["spec"]["lookupPolicy"]["local"], true,
         "spec unchanged"
     );
+    assert_eq!(
+        r.body["metadata"]["generation"], 1,
+        "status writes keep the generation"
+    );
     assert_eq!(r.body["status"]["tags"][0]["tag"], "t");
     // And the main resource cannot write status.
     let mut main = r.body.clone();

@@ -205,6 +205,11 @@ pub struct DockerImageMetadata {
     /// The total size of the layers in bytes.
     #[serde(rename = "Size", default, skip_serializing_if = "is_zero")]
     pub size: i64,
+    /// The operating system. Not in OpenShift's Docker 1.0 type: moor records it so a
+    /// multi-platform history says which platform each entry is; clients that do not
+    /// know it ignore it.
+    #[serde(rename = "Os", default, skip_serializing_if = "String::is_empty")]
+    pub os: String,
 }
 
 impl TypeInfo for DockerImageMetadata {

@@ -39,6 +39,8 @@ pub struct ApiConfig {
     /// The address clients use to reach this server (for `/api`).
     pub server_address: String,
     pub serving: ServingConfig,
+    /// `--max-images-bulk-imported-per-repository`.
+    pub max_images_bulk: usize,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +49,7 @@ impl Default for ApiConfig {
             registry_hostname: "127.0.0.1:8443".into(),
             server_address: "127.0.0.1:8443".into(),
             serving: ServingConfig::default(),
+            max_images_bulk: 50,
         }
     }
 }
@@ -57,19 +60,31 @@ pub struct ApiServer {
     pub config: ApiConfig,
     storages: Vec<Arc<dyn RestStorage>>,
     openapi_docs: BTreeMap<String, serde_json::Value>,
+    importer: Arc<crate::importer::Importer>,
 }
 
 impl ApiServer {
-    /// Builds the server with every built-in resource.
-    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
-        let storages = resources::all(store.clone(), &config);
+    /// Builds the server with every built-in resource; imports read registries
+    /// through `source`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ApiConfig,
+        source: Arc<dyn crate::importer::Source>,
+    ) -> Self {
+        let (storages, importer) = resources::all(store.clone(), &config, source);
         let openapi_docs = openapi::documents(storages.iter().map(|s| s.def()));
         ApiServer {
             store,
             config,
             storages,
             openapi_docs,
+            importer,
         }
+    }
+
+    /// The importer (for the import controller).
+    pub fn importer(&self) -> Arc<crate::importer::Importer> {
+        self.importer.clone()
     }
 
     /// Creates what must exist: the `default` namespace.

@@ -34,7 +34,7 @@ impl TableDef {
     pub fn default_columns() -> Self {
         TableDef {
             columns: vec![name_column(), age_column()],
-            row: Arc::new(|o| vec![json!(name_of(o)), json!(creation_timestamp(o))]),
+            row: Arc::new(|o| vec![json!(name_of(o)), json!(age_of(o))]),
         }
     }
 }
@@ -66,6 +66,12 @@ pub fn name_of(o: &Value) -> &str {
     o.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
+}
+
+/// The AGE cell of an object: its age as kubectl prints it (kube-apiserver sends
+/// `date` columns as such strings, and kubectl prints them as they come).
+pub fn age_of(o: &Value) -> String {
+    human_age(creation_timestamp(o), Timestamp::now())
 }
 
 /// `metadata.creationTimestamp`, or "".

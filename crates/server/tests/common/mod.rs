@@ -20,6 +20,44 @@ use tower::ServiceExt;
 
 pub const TOKEN: &str = "test-token";
 
+/// A registry that has nothing: every lookup is NotFound. The in-process API tests
+/// need no registry; importer tests use the real distribution instead.
+pub struct NoRegistry;
+
+#[async_trait::async_trait]
+impl moor_server::importer::Source for NoRegistry {
+    async fn manifest(
+        &self,
+        r: &moor_api::DockerImageReference,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<moor_server::importer::FetchedManifest, moor_server::importer::ImportError> {
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "manifest unknown: {}",
+            r.exact()
+        )))
+    }
+    async fn blob(
+        &self,
+        _: &moor_api::DockerImageReference,
+        d: &moor_api::Digest,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<bytes::Bytes, moor_server::importer::ImportError> {
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "blob unknown: {d}"
+        )))
+    }
+    async fn tags(
+        &self,
+        r: &moor_api::DockerImageReference,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<Vec<String>, moor_server::importer::ImportError> {
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "repository unknown: {}",
+            r.exact()
+        )))
+    }
+}
+
 /// A router over a fresh memory store.
 pub struct Harness {
     pub router: Router,
@@ -31,6 +69,19 @@ pub async fn harness() -> Harness {
 }
 
 pub async fn harness_with(store: Arc<dyn Store>) -> Harness {
+    harness_full(store, Arc::new(NoRegistry), false).await
+}
+
+/// A router whose imports read `source`, with the import controller running.
+pub async fn harness_importing(source: Arc<dyn moor_server::importer::Source>) -> Harness {
+    harness_full(Arc::new(MemoryStore::new()), source, true).await
+}
+
+async fn harness_full(
+    store: Arc<dyn Store>,
+    source: Arc<dyn moor_server::importer::Source>,
+    controller: bool,
+) -> Harness {
     let config = ApiConfig {
         registry_hostname: "registry.test:5000".into(),
         server_address: "127.0.0.1:0".into(),
@@ -38,9 +89,21 @@ pub async fn harness_with(store: Arc<dyn Store>) -> Harness {
             bookmark_interval: Duration::from_millis(200),
             ..Default::default()
         },
+        max_images_bulk: 3,
     };
-    let api = Arc::new(ApiServer::new(store.clone(), config));
+    let api = Arc::new(ApiServer::new(store.clone(), config, source));
     api.bootstrap().await.unwrap();
+    if controller {
+        let c = moor_server::importer::controller::ImportController::new(
+            api.importer(),
+            moor_server::importer::controller::Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(2),
+                max_retries: 20,
+            },
+        );
+        tokio::spawn(c.run());
+    }
     let state = AppState {
         api,
         auth: AuthLayer {

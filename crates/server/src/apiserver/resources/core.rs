@@ -13,7 +13,7 @@ use crate::apiserver::codec::decode_as;
 use crate::apiserver::resource::{ALL_VERBS, ResourceDef};
 use crate::apiserver::stored::Strategy;
 use crate::apiserver::table::{
-    Column, TableDef, age_column, creation_timestamp, name_column, name_of,
+    Column, TableDef, age_column, age_of, creation_timestamp, name_column, name_of,
 };
 
 /// A new, active namespace object.
@@ -98,7 +98,7 @@ impl Strategy for Namespaces {
                     o.pointer("/status/phase")
                         .cloned()
                         .unwrap_or(json!("Active")),
-                    json!(creation_timestamp(o)),
+                    json!(age_of(o)),
                 ]
             }),
         }
@@ -194,7 +194,7 @@ impl Strategy for Secrets {
                     json!(name_of(o)),
                     o.get("type").cloned().unwrap_or(json!("Opaque")),
                     json!(n),
-                    json!(creation_timestamp(o)),
+                    json!(age_of(o)),
                 ]
             }),
         }

@@ -12,8 +12,12 @@ use super::ApiConfig;
 use super::resource::RestStorage;
 use super::stored::StoredResource;
 
-/// Every served resource.
-pub fn all(store: Arc<dyn Store>, config: &ApiConfig) -> Vec<Arc<dyn RestStorage>> {
+/// Every served resource, and the importer wired to them.
+pub fn all(
+    store: Arc<dyn Store>,
+    config: &ApiConfig,
+    source: Arc<dyn crate::importer::Source>,
+) -> (Vec<Arc<dyn RestStorage>>, Arc<crate::importer::Importer>) {
     let stored = |s: Arc<dyn super::stored::Strategy>| -> Arc<dyn RestStorage> {
         Arc::new(StoredResource::new(
             store.clone(),
@@ -21,11 +25,14 @@ pub fn all(store: Arc<dyn Store>, config: &ApiConfig) -> Vec<Arc<dyn RestStorage
             config.serving.clone(),
         ))
     };
+    let secrets = stored(core::Secrets::new());
+    let events = stored(core::Events::new());
     let mut out: Vec<Arc<dyn RestStorage>> = vec![
         stored(core::Namespaces::new()),
-        stored(core::Secrets::new()),
-        stored(core::Events::new()),
+        secrets.clone(),
+        events.clone(),
     ];
-    out.extend(image::all(store.clone(), config));
-    out
+    let (image_storages, importer) = image::all(store.clone(), config, source, events, secrets);
+    out.extend(image_storages);
+    (out, importer)
 }

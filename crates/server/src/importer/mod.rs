@@ -1,0 +1,540 @@
+//! The importer: turns spec tags into status history. It reads registries through the
+//! [`Source`] port (implemented over the upstream client), builds `Image` objects,
+//! and writes images, tag events, `ImportSuccess` conditions and core/v1 Events
+//! through the API server's storages (in process). Tags whose source is another
+//! stream (ImageStreamTag, ImageStreamImage) resolve without any registry.
+
+pub mod controller;
+pub mod image;
+pub mod imports;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use moor_api::image::history::{add_tag_event, set_import_failed};
+use moor_api::image::{
+    IMPORTER_PREFER_ARCH_ANNOTATION, IMPORTER_PREFER_OS_ANNOTATION, Image, ImageStream, ImportMode,
+    KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG, TagEvent, TagReference,
+    reasons,
+};
+use moor_api::{Digest, DockerImageReference};
+use serde_json::{Value, json};
+
+use crate::apiserver::error::ApiError;
+use crate::apiserver::resource::{RequestContext, RestStorage};
+pub use image::FetchedManifest;
+
+/// Why an import failed, in OpenShift's terms (`reason` is a `StatusReason`).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ImportError {
+    pub reason: String,
+    pub message: String,
+    /// When the registry asked us to come back (429 Retry-After).
+    pub retry_after: Option<Duration>,
+}
+
+impl ImportError {
+    /// An error with `reason` and `message`.
+    pub fn new(reason: &str, message: impl Into<String>) -> Self {
+        ImportError {
+            reason: reason.to_string(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Content the registry served that moor refuses (bad digest, schema1, ...).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(reasons::INVALID, message)
+    }
+
+    /// Something missing upstream.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(reasons::NOT_FOUND, message)
+    }
+
+    /// The HTTP code OpenShift reports for the reason.
+    pub fn code(&self) -> u16 {
+        match self.reason.as_str() {
+            reasons::NOT_FOUND => 404,
+            reasons::UNAUTHORIZED => 401,
+            reasons::FORBIDDEN => 403,
+            reasons::TOO_MANY_REQUESTS => 429,
+            reasons::INVALID => 422,
+            reasons::BAD_REQUEST => 400,
+            reasons::TIMEOUT => 504,
+            reasons::SERVICE_UNAVAILABLE => 503,
+            _ => 500,
+        }
+    }
+}
+
+/// Pull options of one import: the tag's insecure flag and the namespace's pull
+/// secrets (raw `.dockerconfigjson` documents, in name order).
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    pub insecure: bool,
+    pub secrets: Arc<Vec<Bytes>>,
+}
+
+/// The importer's port to registries (the distribution style: a small interface the
+/// upstream client implements, and fakes in tests).
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The manifest `reference` names (by tag or digest), verified against its digest.
+    async fn manifest(
+        &self,
+        reference: &DockerImageReference,
+        opts: &PullOptions,
+    ) -> Result<FetchedManifest, ImportError>;
+    /// A small blob (an image config) of `repository`, verified against `digest`.
+    async fn blob(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: &PullOptions,
+    ) -> Result<Bytes, ImportError>;
+    /// The tags of `repository`.
+    async fn tags(
+        &self,
+        repository: &DockerImageReference,
+        opts: &PullOptions,
+    ) -> Result<Vec<String>, ImportError>;
+}
+
+/// A successful import of one reference.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The image the tag points at (a list in PreserveOriginal mode).
+    pub image: Image,
+    /// Per-platform images of a list (PreserveOriginal mode).
+    pub children: Vec<Image>,
+}
+
+impl Imported {
+    /// The tag event for this import.
+    pub fn event(&self, generation: i64) -> TagEvent {
+        TagEvent {
+            created: Some(Time(jiff::Timestamp::now())),
+            docker_image_reference: self.image.docker_image_reference.clone(),
+            image: self.image.metadata.name.clone().unwrap_or_default(),
+            generation,
+            ..Default::default()
+        }
+    }
+}
+
+/// How to import one reference.
+#[derive(Clone, Debug, Default)]
+pub struct ImportSpec {
+    pub from: Option<DockerImageReference>,
+    pub mode: ImportMode,
+    pub prefer_arch: Option<String>,
+    pub prefer_os: Option<String>,
+    pub pull: PullOptions,
+}
+
+/// Imports one reference: its manifest (and, for a list, the chosen or every child)
+/// and config blobs, into `Image`s. Makes manifest + config requests only.
+pub async fn import_reference(
+    source: &dyn Source,
+    spec: &ImportSpec,
+) -> Result<Imported, ImportError> {
+    let from = spec
+        .from
+        .as_ref()
+        .ok_or_else(|| ImportError::invalid("no image reference to import"))?;
+    let fetched = source.manifest(from, &spec.pull).await?;
+    match image::parse(&fetched)? {
+        image::Parsed::Image(m) => {
+            let config = source
+                .blob(from, &image::config_digest(&m)?, &spec.pull)
+                .await?;
+            Ok(Imported {
+                image: image::image_from_manifest(from, &fetched, &m, &config)?,
+                children: vec![],
+            })
+        }
+        image::Parsed::List(index) => {
+            let children = image::children(&index)?;
+            match spec.mode {
+                ImportMode::PreserveOriginal => {
+                    let list = image::image_from_list(from, &fetched, &children);
+                    let mut images = Vec::new();
+                    for c in &children {
+                        images.push(import_child(source, from, &c.digest, &spec.pull).await?);
+                    }
+                    Ok(Imported {
+                        image: list,
+                        children: images,
+                    })
+                }
+                _ => {
+                    let chosen = image::pick_child(
+                        &children,
+                        spec.prefer_arch.as_deref(),
+                        spec.prefer_os.as_deref(),
+                    )
+                    .ok_or_else(|| ImportError::invalid("the manifest list is empty"))?;
+                    Ok(Imported {
+                        image: import_child(source, from, &chosen.digest, &spec.pull).await?,
+                        children: vec![],
+                    })
+                }
+            }
+        }
+    }
+}
+
+async fn import_child(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    digest: &Digest,
+    pull: &PullOptions,
+) -> Result<Image, ImportError> {
+    let child_ref = from.clone().without_tag().with_id(digest.clone());
+    let fetched = source.manifest(&child_ref, pull).await?;
+    match image::parse(&fetched)? {
+        image::Parsed::Image(m) => {
+            let config = source.blob(from, &image::config_digest(&m)?, pull).await?;
+            image::image_from_manifest(from, &fetched, &m, &config)
+        }
+        image::Parsed::List(_) => Err(ImportError::invalid(
+            "a manifest list may not contain another manifest list",
+        )),
+    }
+}
+
+/// The result of importing (or resolving) one spec tag.
+#[derive(Clone, Debug)]
+pub enum TagOutcome {
+    /// A new current image (tag event), and the images to create.
+    Imported { event: TagEvent, images: Vec<Image> },
+    /// The import failed; history is kept.
+    Failed(ImportError),
+}
+
+/// The importer: a source of images plus the storages it writes to.
+pub struct Importer {
+    pub source: Arc<dyn Source>,
+    pub streams: Arc<dyn RestStorage>,
+    pub images: Arc<dyn RestStorage>,
+    pub events: Arc<dyn RestStorage>,
+    pub secrets: Arc<dyn RestStorage>,
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::default()
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(v.clone()).map_err(ApiError::internal)
+}
+
+impl Importer {
+    /// The namespace's pull secrets, minus those marked `openshift.io/image.excludeSecret`.
+    pub async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
+        let Ok(list) = self
+            .secrets
+            .list(&ctx(), Some(ns), &Default::default())
+            .await
+        else {
+            return Arc::default();
+        };
+        let mut out = Vec::new();
+        for s in list.items {
+            let excluded = s
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    moor_api::image::EXCLUDE_IMAGE_SECRET_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                == Some("true");
+            let ty = s.get("type").and_then(Value::as_str).unwrap_or("");
+            if excluded || ty != "kubernetes.io/dockerconfigjson" {
+                continue;
+            }
+            if let Some(b64) = s.pointer("/data/.dockerconfigjson").and_then(Value::as_str) {
+                use base64::Engine;
+                if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                    out.push(Bytes::from(raw));
+                }
+            }
+        }
+        Arc::new(out)
+    }
+
+    /// The import spec of a DockerImage spec tag.
+    pub fn spec_for(tag: &TagReference, pull: PullOptions) -> Result<ImportSpec, ImportError> {
+        let from = DockerImageReference::parse(tag.from_name()).map_err(|e| {
+            ImportError::invalid(format!(
+                "invalid image reference {:?}: {e}",
+                tag.from_name()
+            ))
+        })?;
+        let ann = tag.annotations.clone().unwrap_or_default();
+        Ok(ImportSpec {
+            from: Some(from),
+            mode: tag.import_policy.import_mode.clone().unwrap_or_default(),
+            prefer_arch: ann.get(IMPORTER_PREFER_ARCH_ANNOTATION).cloned(),
+            prefer_os: ann.get(IMPORTER_PREFER_OS_ANNOTATION).cloned(),
+            pull: PullOptions {
+                insecure: tag.import_policy.insecure || pull.insecure,
+                secrets: pull.secrets,
+            },
+        })
+    }
+
+    /// Imports or resolves one spec tag of `stream`.
+    pub async fn resolve_tag(
+        &self,
+        stream: &ImageStream,
+        tag: &TagReference,
+        secrets: &Arc<Vec<Bytes>>,
+    ) -> TagOutcome {
+        let generation = tag.generation.unwrap_or(0);
+        let ns = stream.metadata.namespace.clone().unwrap_or_default();
+        match tag.from_kind() {
+            KIND_DOCKER_IMAGE if tag.reference => TagOutcome::Imported {
+                event: TagEvent {
+                    created: Some(Time(jiff::Timestamp::now())),
+                    docker_image_reference: tag.from_name().to_string(),
+                    image: String::new(),
+                    generation,
+                    ..Default::default()
+                },
+                images: vec![],
+            },
+            KIND_DOCKER_IMAGE => {
+                let spec = match Self::spec_for(
+                    tag,
+                    PullOptions {
+                        insecure: false,
+                        secrets: secrets.clone(),
+                    },
+                ) {
+                    Ok(s) => s,
+                    Err(e) => return TagOutcome::Failed(e),
+                };
+                match import_reference(self.source.as_ref(), &spec).await {
+                    Ok(imported) => {
+                        let mut images = vec![imported.image.clone()];
+                        images.extend(imported.children.iter().cloned());
+                        TagOutcome::Imported {
+                            event: imported.event(generation),
+                            images,
+                        }
+                    }
+                    Err(e) => TagOutcome::Failed(e),
+                }
+            }
+            KIND_IMAGE_STREAM_TAG | KIND_IMAGE_STREAM_IMAGE => {
+                match self.resolve_local(stream, &ns, tag).await {
+                    Ok(mut event) => {
+                        event.generation = generation;
+                        event.created = Some(Time(jiff::Timestamp::now()));
+                        TagOutcome::Imported {
+                            event,
+                            images: vec![],
+                        }
+                    }
+                    Err(e) => TagOutcome::Failed(e),
+                }
+            }
+            other => TagOutcome::Failed(ImportError::invalid(format!(
+                "unsupported source kind {other:?}"
+            ))),
+        }
+    }
+
+    /// The tag event an ImageStreamTag or ImageStreamImage source stands for.
+    async fn resolve_local(
+        &self,
+        stream: &ImageStream,
+        ns: &str,
+        tag: &TagReference,
+    ) -> Result<TagEvent, ImportError> {
+        let from = tag
+            .from
+            .as_ref()
+            .ok_or_else(|| ImportError::invalid("the tag has no source"))?;
+        let from_ns = from
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ns.to_string());
+        let name = tag.from_name();
+        let (src_name, key, by_digest) = match tag.from_kind() {
+            KIND_IMAGE_STREAM_TAG => {
+                let (s, t) = moor_api::image::parse_image_stream_tag_name(name)
+                    .map_err(|e| ImportError::invalid(e.to_string()))?;
+                (s.to_string(), t.to_string(), false)
+            }
+            _ => {
+                let (s, d) = moor_api::image::parse_image_stream_image_name(name)
+                    .map_err(|e| ImportError::invalid(e.to_string()))?;
+                (s.to_string(), d.to_string(), true)
+            }
+        };
+        let source_stream: ImageStream =
+            if src_name == stream.metadata.name.clone().unwrap_or_default() && from_ns == ns {
+                stream.clone()
+            } else {
+                let v = self
+                    .streams
+                    .get(&ctx(), Some(&from_ns), &src_name)
+                    .await
+                    .map_err(|_| {
+                        ImportError::not_found(format!(
+                            "imagestreams.image.openshift.io \"{src_name}\" not found"
+                        ))
+                    })?;
+                typed(&v).map_err(|e| ImportError::new(reasons::INTERNAL_ERROR, e.to_string()))?
+            };
+        if by_digest {
+            let found = source_stream
+                .status
+                .tags
+                .iter()
+                .flat_map(|t| t.items.iter())
+                .find(|e| e.image == key)
+                .cloned();
+            return found.ok_or_else(|| {
+                ImportError::not_found(format!(
+                    "imagestreamimages.image.openshift.io \"{name}\" not found"
+                ))
+            });
+        }
+        source_stream
+            .latest_tagged_image(&key)
+            .cloned()
+            .ok_or_else(|| {
+                ImportError::not_found(format!(
+                    "imagestreamtags.image.openshift.io \"{name}\" not found"
+                ))
+            })
+    }
+
+    /// Creates `images` that do not exist yet.
+    pub async fn store_images(&self, images: &[Image]) -> Result<(), ApiError> {
+        for image in images {
+            let v = serde_json::to_value(image).map_err(ApiError::internal)?;
+            match self.images.create(&ctx(), None, v).await {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes outcomes into the stream's status (retrying on conflicts), then records
+    /// events. Returns the stream as written.
+    pub async fn write_outcomes(
+        &self,
+        ns: &str,
+        name: &str,
+        outcomes: &[(String, TagOutcome)],
+    ) -> Result<Value, ApiError> {
+        for (_, o) in outcomes {
+            if let TagOutcome::Imported { images, .. } = o {
+                self.store_images(images).await?;
+            }
+        }
+        let now = Time(jiff::Timestamp::now());
+        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| ApiError::NotFound {
+                gr: crate::apiserver::resource::GroupResource::new(
+                    "image.openshift.io",
+                    "imagestreams",
+                ),
+                name: name.to_string(),
+            })?;
+            let mut stream: ImageStream = typed(&cur)?;
+            for (tag, outcome) in outcomes {
+                // A spec tag that vanished meanwhile gets no status.
+                if stream.spec_tag(tag).is_none() {
+                    continue;
+                }
+                match outcome {
+                    TagOutcome::Imported { event, .. } => {
+                        add_tag_event(&mut stream, tag, event.clone());
+                    }
+                    TagOutcome::Failed(e) => {
+                        let generation =
+                            stream.spec_tag(tag).and_then(|t| t.generation).unwrap_or(0);
+                        set_import_failed(
+                            &mut stream,
+                            tag,
+                            &e.reason,
+                            &e.message,
+                            generation,
+                            now.clone(),
+                        );
+                    }
+                }
+            }
+            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            Ok(v)
+        };
+        let (written, _) = self
+            .streams
+            .update(&ctx(), Some(ns), name, Some("status"), &f, false)
+            .await?;
+        for (tag, outcome) in outcomes {
+            let (reason, message, ty) = match outcome {
+                TagOutcome::Imported { event, .. } => (
+                    "ImportSucceeded",
+                    format!("Tag {name}:{tag} imported {}", event.docker_image_reference),
+                    "Normal",
+                ),
+                TagOutcome::Failed(e) => (
+                    "ImportFailed",
+                    format!(
+                        "Import of {name}:{tag} failed ({}): {}",
+                        e.reason, e.message
+                    ),
+                    "Warning",
+                ),
+            };
+            self.record_event(&written, reason, &message, ty).await;
+        }
+        Ok(written)
+    }
+
+    /// Records a core/v1 Event about `stream` (best effort).
+    pub async fn record_event(&self, stream: &Value, reason: &str, message: &str, ty: &str) {
+        let ns = stream
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let name = stream
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let now = crate::apiserver::stored::now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": ns},
+            "involvedObject": {
+                "kind": "ImageStream", "apiVersion": "image.openshift.io/v1", "name": name, "namespace": ns,
+                "uid": stream.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+                "resourceVersion": stream.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+            },
+            "reason": reason, "message": message, "type": ty,
+            "source": {"component": "moor-importer"},
+            "reportingComponent": "moor-importer",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        if let Err(e) = self.events.create(&ctx(), Some(ns), event).await {
+            tracing::warn!(error = %e, "recording an event failed");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The importer's [`Source`] over the upstream registry client: pull secrets become
+//! credentials, upstream errors become import errors with OpenShift's reasons.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moor_api::{Digest, DockerImageReference};
+
+use super::{FetchedManifest, ImportError, PullOptions, Source};
+use crate::upstream::{Credentials, FetchOptions, UpstreamClient, UpstreamError};
+
+/// Config blobs larger than this are refused (real ones are a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+fn fetch_options(opts: &PullOptions) -> FetchOptions {
+    let mut creds = Credentials::anonymous();
+    for secret in opts.secrets.iter() {
+        match Credentials::from_dockerconfigjson(secret) {
+            Ok(c) => creds = creds.chain(&c),
+            Err(e) => tracing::debug!(error = %e, "skipping an unreadable pull secret"),
+        }
+    }
+    FetchOptions::with_credentials(creds).insecure(opts.insecure)
+}
+
+fn import_error(e: UpstreamError) -> ImportError {
+    ImportError {
+        reason: e.reason().to_string(),
+        message: e.message(),
+        retry_after: e.retry_after(),
+    }
+}
+
+#[async_trait]
+impl Source for UpstreamClient {
+    async fn manifest(
+        &self,
+        reference: &DockerImageReference,
+        opts: &PullOptions,
+    ) -> Result<FetchedManifest, ImportError> {
+        let m = self
+            .fetch_manifest(reference, &fetch_options(opts))
+            .await
+            .map_err(import_error)?;
+        Ok(FetchedManifest {
+            bytes: m.bytes,
+            media_type: m.media_type,
+            digest: m.digest,
+        })
+    }
+
+    async fn blob(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: &PullOptions,
+    ) -> Result<Bytes, ImportError> {
+        let b = self
+            .fetch_blob(repository, digest, MAX_CONFIG_BYTES, &fetch_options(opts))
+            .await
+            .map_err(import_error)?;
+        Ok(b.bytes)
+    }
+
+    async fn tags(
+        &self,
+        repository: &DockerImageReference,
+        opts: &PullOptions,
+    ) -> Result<Vec<String>, ImportError> {
+        let t = self
+            .list_tags(repository, &fetch_options(opts))
+            .await
+            .map_err(import_error)?;
+        Ok(t.tags)
+    }
+}

@@ -1,0 +1,523 @@
+//! The importer against a real CNCF distribution (images pushed by umoci + skopeo):
+//! digests as skopeo sees them (OCI and Docker schema2), manifest lists in Legacy and
+//! PreserveOriginal modes, pull secrets, NotFound with history kept, a stopped
+//! upstream retried with backoff, a lying registry refused, ImageStreamImport (dry run,
+//! import, capped repository import), and tags resolved without a registry.
+
+mod common;
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::*;
+use moor_server::upstream::{UpstreamClient, UpstreamConfig};
+use serde_json::{Value, json};
+use support::registry::{Distribution, DistributionOptions, Format, ImageSpec, OciLayout};
+
+fn upstream(insecure: &[&str]) -> Arc<UpstreamClient> {
+    Arc::new(
+        UpstreamClient::new(UpstreamConfig {
+            insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
+            use_environment_proxy: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn tag(name: &str, from: &str) -> Value {
+    json!({"name": name, "from": {"kind": "DockerImage", "name": from}})
+}
+
+async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": name}, "spec": {"tags": tags}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// Polls the stream until `pred` holds for status tag `tag`, or panics after 30 s.
+async fn wait_tag(h: &Harness, stream: &str, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = h.get(&format!("{IS}/{stream}")).await.body;
+        let t = s["status"]["tags"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tag"] == tag))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if pred(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tag {stream}:{tag} never satisfied the condition; last: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn imported(t: &Value) -> bool {
+    t["items"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn failed_with(reason: &'static str) -> impl Fn(&Value) -> bool {
+    move |t: &Value| {
+        t["conditions"].as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["type"] == "ImportSuccess" && c["status"] == "False" && c["reason"] == reason
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_equal_skopeo_for_oci_and_docker_schema2() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let oci = dist.push(&layout, "1.0", "app/oci:1.0", Format::Oci);
+    let docker = dist.push(&layout, "1.0", "app/docker:1.0", Format::DockerV2S2);
+    assert_ne!(oci.digest, docker.digest);
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    create_stream(
+        &h,
+        "app",
+        vec![tag("oci", &oci.reference), tag("docker", &docker.reference)],
+    )
+    .await;
+    for (t, pushed, mt) in [
+        ("oci", &oci, "application/vnd.oci.image.manifest.v1+json"),
+        (
+            "docker",
+            &docker,
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ] {
+        let status = wait_tag(&h, "app", t, imported).await;
+        let item = &status["items"][0];
+        assert_eq!(item["image"], pushed.digest.as_str());
+        let repo = pushed.reference.rsplit_once(':').unwrap().0;
+        assert_eq!(
+            item["dockerImageReference"],
+            format!("{repo}@{}", pushed.digest)
+        );
+        assert_eq!(item["generation"], 1);
+        let image = h
+            .get(&format!(
+                "/apis/image.openshift.io/v1/images/{}",
+                pushed.digest
+            ))
+            .await;
+        assert_eq!(image.status, StatusCode::OK, "{}", image.text);
+        let meta = &image.body["dockerImageMetadata"];
+        assert_eq!(meta["Architecture"], "amd64");
+        assert_eq!(meta["Os"], "linux");
+        assert_eq!(meta["Config"]["Cmd"], json!(["/hello.txt"]));
+        assert_eq!(image.body["dockerImageManifestMediaType"], mt);
+        assert!(
+            !image.body["dockerImageLayers"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let istag = h.get(&format!("{ISTAG}/app:{t}")).await;
+        assert_eq!(
+            istag.body["image"]["metadata"]["name"],
+            pushed.digest.as_str()
+        );
+    }
+    let events = h
+        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dapp")
+        .await;
+    assert!(
+        events.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "ImportSucceeded"),
+        "{}",
+        events.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_platform_index_imports_in_both_modes() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    let amd = layout.add_image("amd", &ImageSpec::new("amd64"));
+    let arm = layout.add_image("arm", &ImageSpec::new("arm64"));
+    layout.add_index("multi", &["amd", "arm"]);
+    let pushed = dist.push(&layout, "multi", "multi/app:1", Format::Oci);
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    let mut preserve = tag("preserve", &pushed.reference);
+    preserve["importPolicy"] = json!({"importMode": "PreserveOriginal"});
+    let mut prefer = tag("prefer", &pushed.reference);
+    prefer["annotations"] = json!({"importer.image.openshift.io/prefer-arch": "arm64"});
+    create_stream(
+        &h,
+        "multi",
+        vec![tag("legacy", &pushed.reference), preserve, prefer],
+    )
+    .await;
+
+    let legacy = wait_tag(&h, "multi", "legacy", imported).await;
+    assert_eq!(
+        legacy["items"][0]["image"],
+        amd.digest.as_str(),
+        "Legacy picks linux/amd64"
+    );
+    let prefer = wait_tag(&h, "multi", "prefer", imported).await;
+    assert_eq!(
+        prefer["items"][0]["image"],
+        arm.digest.as_str(),
+        "prefer-arch wins"
+    );
+    let preserve = wait_tag(&h, "multi", "preserve", imported).await;
+    assert_eq!(
+        preserve["items"][0]["image"],
+        pushed.digest.as_str(),
+        "PreserveOriginal keeps the index"
+    );
+    let list = h
+        .get(&format!(
+            "/apis/image.openshift.io/v1/images/{}",
+            pushed.digest
+        ))
+        .await
+        .body;
+    let manifests = list["dockerImageManifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2);
+    assert!(
+        manifests
+            .iter()
+            .any(|m| m["architecture"] == "arm64" && m["digest"] == arm.digest.as_str())
+    );
+    for child in [&amd.digest, &arm.digest] {
+        let r = h
+            .get(&format!("/apis/image.openshift.io/v1/images/{child}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "child image {child} exists");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_secrets_unlock_a_protected_registry() {
+    let opts = DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    };
+    let Some(dist) = Distribution::start_with(opts) else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
+    let status = wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
+    assert!(!imported(&status));
+
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
+    let r = h
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": cfg}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // Ask for a re-import (generation 0), as `moor tag` does.
+    let r = h
+        .patch(
+            &format!("{IS}/private"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/spec/tags/0/generation", "value": 0}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let status = wait_tag(&h, "private", "1.0", imported).await;
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+    assert!(
+        status["conditions"].as_array().is_none_or(|c| c.is_empty()),
+        "success clears the condition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_tag_is_not_found_and_history_is_kept() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "app/x:1.0", Format::Oci);
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    create_stream(&h, "x", vec![tag("t", &pushed.reference)]).await;
+    wait_tag(&h, "x", "t", imported).await;
+    let r = h
+        .patch(
+            &format!("{IS}/x"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [tag("t", &dist.reference("app/x:nope"))]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let status = wait_tag(&h, "x", "t", failed_with("NotFound")).await;
+    assert_eq!(status["items"].as_array().unwrap().len(), 1, "history kept");
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+    let cond = &status["conditions"][0];
+    assert_eq!(cond["generation"], 2);
+    assert!(
+        cond["message"].as_str().unwrap().contains("nope")
+            || cond["message"].as_str().unwrap().contains("unknown"),
+        "{cond}"
+    );
+    let events = h
+        .get("/api/v1/namespaces/default/events?fieldSelector=reason%3DImportFailed")
+        .await;
+    assert!(!events.body["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_upstream_sets_a_condition_and_the_retry_imports_later() {
+    let Some(mut dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "app/down:1.0", Format::Oci);
+    dist.stop();
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    create_stream(&h, "down", vec![tag("t", &pushed.reference)]).await;
+    let status = wait_tag(&h, "down", "t", |t| {
+        t["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["status"] == "False"))
+    })
+    .await;
+    assert!(!imported(&status));
+    dist.restart();
+    let status = wait_tag(&h, "down", "t", imported).await;
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_registry_is_refused_and_nothing_is_recorded() {
+    use axum::Router;
+    use axum::routing::get;
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                   "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
+        "layers": []})
+    .to_string();
+    let lie = format!("sha256:{}", "0".repeat(64));
+    let app = Router::new().route("/v2/", get(|| async { "{}" })).route(
+        "/v2/lie/app/manifests/{reference}",
+        get(move || {
+            let (manifest, lie) = (manifest.clone(), lie.clone());
+            async move {
+                (
+                    [
+                        (
+                            "content-type",
+                            "application/vnd.oci.image.manifest.v1+json".to_string(),
+                        ),
+                        ("docker-content-digest", lie),
+                    ],
+                    manifest,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = harness_importing(upstream(&[&addr])).await;
+    create_stream(
+        &h,
+        "lie",
+        vec![
+            tag("t", &format!("{addr}/lie/app:1")),
+            tag("d", &format!("{addr}/lie/app@sha256:{}", "1".repeat(64))),
+        ],
+    )
+    .await;
+    for t in ["t", "d"] {
+        let status = wait_tag(&h, "lie", t, |t| {
+            t["conditions"].as_array().is_some_and(|c| !c.is_empty())
+        })
+        .await;
+        assert!(!imported(&status), "nothing recorded for {t}");
+        assert_eq!(status["conditions"][0]["reason"], "Invalid", "{status}");
+    }
+    let images = h.get("/apis/image.openshift.io/v1/images").await;
+    assert!(
+        images.body["items"].as_array().unwrap().is_empty(),
+        "no Image was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_stream_imports_dry_run_import_and_capped_repositories() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("a", &ImageSpec::new("amd64"));
+    layout.add_image("b", &ImageSpec::new("amd64").with_file("b.txt", "b"));
+    let v1 = dist.push(&layout, "a", "repo/app:1.0", Format::Oci);
+    for t in ["latest", "2.0", "3.0", "edge"] {
+        dist.push(&layout, "b", &format!("repo/app:{t}"), Format::Oci);
+    }
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    let isi = "/apis/image.openshift.io/v1/namespaces/default/imagestreamimports";
+    let body = |import: bool| {
+        json!({"metadata": {"name": "imp"}, "spec": {"import": import, "images": [
+            {"from": {"kind": "DockerImage", "name": v1.reference}, "to": {"name": "one"}},
+            {"from": {"kind": "DockerImage", "name": dist.reference("repo/app:missing")}, "to": {"name": "bad"}},
+        ]}})
+    };
+    let r = h.post(isi, &body(false)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["status"]["images"][0]["status"]["status"], "Success");
+    assert_eq!(
+        r.body["status"]["images"][0]["image"]["metadata"]["name"],
+        v1.digest.as_str()
+    );
+    assert_eq!(
+        r.body["status"]["images"][1]["status"]["reason"],
+        "NotFound"
+    );
+    assert_eq!(
+        h.get(&format!("{IS}/imp")).await.status,
+        StatusCode::NOT_FOUND,
+        "a dry run writes nothing"
+    );
+
+    let r = h.post(isi, &body(true)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let stream = &r.body["status"]["import"];
+    let one = stream["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "one")
+        .unwrap();
+    assert_eq!(one["items"][0]["image"], v1.digest.as_str());
+    let spec_gen = stream["spec"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "one")
+        .unwrap()["generation"]
+        .clone();
+    assert_eq!(one["items"][0]["generation"], spec_gen);
+    let bad = stream["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "bad")
+        .unwrap();
+    assert_eq!(bad["conditions"][0]["reason"], "NotFound");
+
+    let repo = json!({"metadata": {"name": "all"}, "spec": {"import": true, "repository": {"from": {"kind": "DockerImage", "name": dist.reference("repo/app")}}}});
+    let r = h.post(isi, &repo).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let status = &r.body["status"]["repository"];
+    let tags: Vec<&str> = status["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        vec!["latest", "3.0", "2.0"],
+        "latest first, then semver descending, capped at 3"
+    );
+    assert_eq!(status["additionalTags"], json!(["1.0", "edge"]));
+    let stream = h.get(&format!("{IS}/all")).await.body;
+    assert_eq!(stream["spec"]["tags"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_from_other_tags_resolve_without_a_registry_and_roll_back() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("a", &ImageSpec::new("amd64"));
+    layout.add_image("b", &ImageSpec::new("amd64").with_file("b.txt", "b"));
+    let v1 = dist.push(&layout, "a", "kc/kc:1", Format::Oci);
+    let v2 = dist.push(&layout, "b", "kc/kc:2", Format::Oci);
+    let h = harness_importing(upstream(&[&dist.host])).await;
+    create_stream(&h, "kc", vec![tag("20.0", &v1.reference)]).await;
+    wait_tag(&h, "kc", "20.0", imported).await;
+    // A tracking tag (ImageStreamTag source) and a copy (ImageStreamImage source).
+    let r = h
+        .patch(
+            &format!("{IS}/kc"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [
+                {"name": "stable", "from": {"kind": "ImageStreamTag", "name": "kc:20.0"}},
+                {"name": "pinned", "from": {"kind": "ImageStreamImage", "name": format!("kc@{}", v1.digest)}},
+            ]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let stable = wait_tag(&h, "kc", "stable", imported).await;
+    assert_eq!(stable["items"][0]["image"], v1.digest.as_str());
+    let pinned = wait_tag(&h, "kc", "pinned", imported).await;
+    assert_eq!(pinned["items"][0]["image"], v1.digest.as_str());
+    // The source moves: the tracking tag follows, the copy stays.
+    h.patch(
+        &format!("{IS}/kc"),
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"tags": [tag("20.0", &v2.reference)]}}),
+    )
+    .await;
+    let main = wait_tag(&h, "kc", "20.0", |t| {
+        t["items"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    assert_eq!(main["items"][0]["image"], v2.digest.as_str());
+    assert_eq!(main["items"][1]["image"], v1.digest.as_str());
+    let stable = wait_tag(&h, "kc", "stable", |t| {
+        t["items"][0]["image"] == v2.digest.as_str()
+    })
+    .await;
+    assert_eq!(stable["items"].as_array().unwrap().len(), 2);
+    let pinned = wait_tag(&h, "kc", "pinned", imported).await;
+    assert_eq!(pinned["items"][0]["image"], v1.digest.as_str());
+    // Rolling back 20.0 is tagging its older entry onto it.
+    h.patch(
+        &format!("{IS}/kc"),
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"tags": [{"name": "20.0", "from": {"kind": "ImageStreamImage", "name": format!("kc@{}", v1.digest)}}]}}),
+    )
+    .await;
+    let main = wait_tag(&h, "kc", "20.0", |t| {
+        t["items"][0]["image"] == v1.digest.as_str()
+    })
+    .await;
+    assert_eq!(
+        main["items"].as_array().unwrap().len(),
+        3,
+        "a rollback adds an entry"
+    );
+    wait_tag(&h, "kc", "stable", |t| {
+        t["items"][0]["image"] == v1.digest.as_str()
+    })
+    .await;
+}
