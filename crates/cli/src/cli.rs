@@ -1,0 +1,451 @@
+//! The command line of `moor`: clap definitions of every command and flag, with help
+//! text that teaches by example. Parsing only: the commands live in [`crate::commands`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::printers::OutputFormat;
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  # Start the server (API + registry) with an embedded store; it writes ./moor-data/kubeconfig
+  moor serve --data-dir ./moor-data
+  export KUBECONFIG=$PWD/moor-data/kubeconfig
+
+  # Make an image stream and look at it
+  moor create is keycloak
+  moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+  moor get is
+  moor get istag
+  moor describe is keycloak";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  # Serve on the default address with SQLite under ./moor-data
+  moor serve --data-dir ./moor-data
+
+  # Serve on all interfaces; image streams name the registry as moor.example:8443
+  moor serve --data-dir ./moor-data --listen 0.0.0.0:8443 --registry-hostname moor.example:8443
+
+  # Import from a plain-HTTP registry, fetch quay.io content from a mirror, re-import every 5 minutes
+  moor serve --insecure-registry localhost:5000 --registry-mirror quay.io=mirror.local:5000 \\
+      --scheduled-import-interval 5m";
+
+const CREATE_EXAMPLES: &str = "\
+Examples:
+  moor create is keycloak
+  moor create is keycloak --lookup-local
+  moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+  moor create namespace team-a";
+
+const CREATE_IS_EXAMPLES: &str = "\
+Examples:
+  # An empty image stream named keycloak in the current namespace
+  moor create is keycloak
+
+  # One whose tags workloads of this namespace may use by short name (keycloak:20.0)
+  moor create is keycloak --lookup-local";
+
+const CREATE_NS_EXAMPLES: &str = "\
+Examples:
+  moor create namespace team-a
+  moor create ns team-b";
+
+const GET_EXAMPLES: &str = "\
+Resource types: imagestreams (is), imagestreamtags (istag), images, namespaces (ns),
+secrets, events (ev). A name may also be given as TYPE/NAME.
+
+Examples:
+  # The image streams of the current namespace, and of every namespace
+  moor get is
+  moor get is -A
+
+  # The tags of every stream, with the image digest column
+  moor get istag -o wide
+
+  # One tag as YAML, one stream's name only
+  moor get istag keycloak:20.0 -o yaml
+  moor get is keycloak -o name
+
+  # Fields picked with a kubectl-style JSONPath template
+  moor get is keycloak -o jsonpath='{.status.dockerImageRepository}'
+  moor get is -o jsonpath='{.items[*].metadata.name}'
+  moor get istag -o jsonpath='{range .items[*]}{.metadata.name}{\"\\n\"}{end}'";
+
+const DESCRIBE_EXAMPLES: &str = "\
+Examples:
+  # Tags, where each comes from, and the history of images each has pointed at
+  moor describe is keycloak
+
+  # Every image stream of the namespace
+  moor describe is";
+
+const DELETE_EXAMPLES: &str = "\
+Examples:
+  # Delete a stream with all its tags and history
+  moor delete is keycloak
+
+  # Delete one tag of a stream
+  moor delete istag keycloak:20.0";
+
+/// `moor`: image streams (short names pinned to digests, with history) as one program.
+#[derive(Debug, Parser)]
+#[command(
+    name = "moor",
+    version,
+    about = "Image streams: stable short names for container images, pinned to digests, with history and rollback",
+    long_about = "Image streams: stable short names for container images, pinned to digests, with history and rollback.\n\n\
+`moor serve` runs the API server and registry; every other command talks to it (or to any\n\
+server with the image.openshift.io API) through a kubeconfig, with the verbs and output of `oc`.",
+    after_help = ROOT_EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Flags every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Namespace to work in [default: the kubeconfig context's namespace, else "default"]
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Kubeconfig file to use [default: $KUBECONFIG, else ~/.kube/config]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Format of the logs written to stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More logs on stderr: -v, -vv, -vvv (RUST_LOG, when set, decides instead)
+    #[arg(short = 'v', long = "verbose", global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every `moor` command.
+///
+/// To add a verb: add a variant here with its `Args` struct (help and `after_help`
+/// examples included), a module under `commands/`, and one match arm in
+/// `commands::run`. Verbs still to come, mirroring oc: `create istag`, `tag`,
+/// `import-image`, `rollback`, `set image-lookup`, `set triggers`, `resolve`, `prune`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server and registry (writes DATA_DIR/kubeconfig for clients)
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+
+    /// Create a resource: an image stream or a namespace
+    #[command(after_help = CREATE_EXAMPLES)]
+    Create(CreateArgs),
+
+    /// Show resources as a table, or as YAML, JSON, names or JSONPath picks
+    #[command(after_help = GET_EXAMPLES)]
+    Get(GetArgs),
+
+    /// Show the details of image streams: tags, sources and history
+    #[command(after_help = DESCRIBE_EXAMPLES)]
+    Describe(DescribeArgs),
+
+    /// Delete resources by name
+    #[command(after_help = DELETE_EXAMPLES)]
+    Delete(DeleteArgs),
+}
+
+/// Flags of `moor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the store, the cached content and the admin kubeconfig
+    #[arg(long, value_name = "DIR", default_value = "moor-data")]
+    pub data_dir: PathBuf,
+
+    /// Address to serve the API and the registry on (port 0 picks a free port)
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8443")]
+    pub listen: String,
+
+    /// Registry host that image streams name in status.dockerImageRepository [default: the listen address]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry_hostname: Option<String>,
+
+    /// Registry reached over plain HTTP or unverified TLS (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+
+    /// Fetch SOURCE/... from MIRROR/... while recording SOURCE (repeatable)
+    #[arg(long = "registry-mirror", value_name = "SOURCE=MIRROR", value_parser = parse_mirror)]
+    pub registry_mirrors: Vec<(String, String)>,
+
+    /// How often scheduled tags are re-imported, e.g. 15m, 30s, 1h30m
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub scheduled_import_interval: Duration,
+
+    /// Where objects are stored: sqlite://PATH or memory:// [default: SQLite under DATA_DIR]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Serve plain HTTP instead of TLS, e.g. behind a TLS-terminating proxy (kubectl then sends no token)
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// Flags of `moor create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What to create.
+    #[command(subcommand)]
+    pub what: CreateCommand,
+}
+
+/// The kinds `moor create` makes.
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create an empty image stream
+    #[command(name = "imagestream", visible_alias = "is", after_help = CREATE_IS_EXAMPLES)]
+    ImageStream(CreateImageStreamArgs),
+
+    /// Create a namespace
+    #[command(name = "namespace", visible_alias = "ns", after_help = CREATE_NS_EXAMPLES)]
+    Namespace(CreateNamespaceArgs),
+}
+
+/// Flags of `moor create imagestream`.
+#[derive(Debug, Args)]
+pub struct CreateImageStreamArgs {
+    /// Name of the image stream
+    pub name: String,
+
+    /// Let workloads in this namespace use the stream's tags by short name (keycloak:20.0)
+    #[arg(long)]
+    pub lookup_local: bool,
+}
+
+/// Flags of `moor create namespace`.
+#[derive(Debug, Args)]
+pub struct CreateNamespaceArgs {
+    /// Name of the namespace
+    pub name: String,
+}
+
+/// Flags of `moor get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Resource type (is, istag, images, ns, ...), or TYPE/NAME
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+
+    /// Names of the resources to show [default: all in the namespace]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Output format: yaml, json, wide, name or jsonpath=TEMPLATE [default: a table]
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = parse_output)]
+    pub output: Option<OutputFormat>,
+
+    /// List the resources of every namespace (adds a NAMESPACE column)
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Only resources whose labels match this selector, e.g. app=web,tier!=db
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Print the table without its header line
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// Flags of `moor describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Resource type: is (imagestream), or TYPE/NAME
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+
+    /// Names of the resources to describe [default: all in the namespace]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+/// Flags of `moor delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Resource type (is, istag, ns, ...), or TYPE/NAME
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+
+    /// Names of the resources to delete (STREAM:TAG for istag)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+/// Parses a duration such as `15m`, `30s`, `1h30m` or `2h 5m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| {
+        format!("invalid duration {s:?}: use a number with a unit, e.g. 30s, 15m, 1h30m")
+    })?;
+    if signed.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be greater than zero"));
+    }
+    Duration::try_from(signed).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
+}
+
+/// Parses `SOURCE=MIRROR` of `--registry-mirror`.
+pub fn parse_mirror(s: &str) -> Result<(String, String), String> {
+    let hint = "expected SOURCE=MIRROR, e.g. quay.io=mirror.local:5000 or docker.io/library=mirror.local:5000/library";
+    let Some((source, mirror)) = s.split_once('=') else {
+        return Err(format!("invalid registry mirror {s:?}: {hint}"));
+    };
+    let (source, mirror) = (source.trim(), mirror.trim());
+    if source.is_empty() || mirror.is_empty() || mirror.contains('=') {
+        return Err(format!("invalid registry mirror {s:?}: {hint}"));
+    }
+    for part in [source, mirror] {
+        if part.contains("://") {
+            return Err(format!(
+                "invalid registry mirror {s:?}: {part:?} must be a registry host (and path), without a scheme"
+            ));
+        }
+        if part.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "invalid registry mirror {s:?}: {part:?} contains spaces"
+            ));
+        }
+    }
+    Ok((source.to_string(), mirror.to_string()))
+}
+
+/// Parses the `HOST[:PORT]` of `--insecure-registry`.
+pub fn parse_registry_host(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "invalid registry {s:?}: expected HOST or HOST:PORT, e.g. localhost:5000"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses the `-o` flag of `get`.
+pub fn parse_output(s: &str) -> Result<OutputFormat, String> {
+    OutputFormat::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn mirrors() {
+        assert_eq!(
+            parse_mirror("quay.io=mirror.local:5000"),
+            Ok(("quay.io".into(), "mirror.local:5000".into()))
+        );
+        assert!(
+            parse_mirror("quay.io")
+                .unwrap_err()
+                .contains("expected SOURCE=MIRROR")
+        );
+        assert!(parse_mirror("=x").is_err());
+        assert!(parse_mirror("a=b=c").is_err());
+        assert!(parse_mirror("https://quay.io=x").is_err());
+    }
+
+    #[test]
+    fn serve_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "moor",
+            "serve",
+            "--data-dir",
+            "/tmp/d",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-registry",
+            "localhost:5000",
+            "--insecure-registry",
+            "r:1",
+            "--registry-mirror",
+            "quay.io=m:5000",
+            "--scheduled-import-interval",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.insecure_registries, vec!["localhost:5000", "r:1"]);
+        assert_eq!(
+            s.registry_mirrors,
+            vec![("quay.io".to_string(), "m:5000".to_string())]
+        );
+        assert_eq!(s.scheduled_import_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn global_flags_work_after_the_verb() {
+        let cli =
+            Cli::try_parse_from(["moor", "get", "is", "-n", "team", "-o", "wide", "-vv"]).unwrap();
+        assert_eq!(cli.global.namespace.as_deref(), Some("team"));
+        assert_eq!(cli.global.verbose, 2);
+        let Command::Get(g) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(g.output, Some(OutputFormat::Wide));
+    }
+
+    #[test]
+    fn create_aliases() {
+        for alias in ["is", "imagestream"] {
+            let cli = Cli::try_parse_from(["moor", "create", alias, "keycloak", "--lookup-local"])
+                .unwrap();
+            let Command::Create(CreateArgs {
+                what: CreateCommand::ImageStream(a),
+            }) = cli.command
+            else {
+                panic!("not create is")
+            };
+            assert_eq!(a.name, "keycloak");
+            assert!(a.lookup_local);
+        }
+        let cli = Cli::try_parse_from(["moor", "create", "ns", "team"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Create(CreateArgs {
+                what: CreateCommand::Namespace(_)
+            })
+        ));
+    }
+}

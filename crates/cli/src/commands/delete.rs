@@ -1,0 +1,27 @@
+//! `moor delete TYPE NAME...`: deletes objects by name and prints
+//! `<resource>.<group> "NAME" deleted` for each, as oc does.
+
+use super::{emit, finish};
+use crate::cli::DeleteArgs;
+use crate::client::Session;
+use crate::error::CliError;
+use crate::resources::resolve_args;
+
+/// Runs `moor delete ...`.
+pub async fn run(session: &Session, args: DeleteArgs) -> Result<(), CliError> {
+    let (ty, names) = resolve_args(&args.resource, &args.names)?;
+    if names.is_empty() {
+        return Err(CliError::Usage(
+            "resource(s) were provided, but no name was specified".into(),
+        ));
+    }
+    let namespace = session.namespace_for(ty);
+    let mut errors = Vec::new();
+    for name in &names {
+        match session.delete(ty, namespace, name).await {
+            Ok(_) => emit(&format!("{} \"{name}\" deleted\n", ty.qualified_singular()))?,
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    finish(errors)
+}

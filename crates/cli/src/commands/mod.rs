@@ -1,0 +1,63 @@
+//! The verbs of `moor`, one module each; [`run`] dispatches a parsed command line.
+//! Commands call the client, the printers and the describers, and write to
+//! stdout/stderr; they return a [`CliError`] for `main` to print.
+
+mod create;
+mod delete;
+mod describe;
+mod get;
+mod serve;
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::client::Session;
+use crate::error::CliError;
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Create(args) => create::run(&connect(&global).await?, args).await,
+        Command::Get(args) => get::run(&connect(&global).await?, args).await,
+        Command::Describe(args) => describe::run(&connect(&global).await?, args).await,
+        Command::Delete(args) => delete::run(&connect(&global).await?, args).await,
+    }
+}
+
+async fn connect(global: &GlobalArgs) -> Result<Session, CliError> {
+    Ok(Session::connect(global.kubeconfig.as_deref(), global.namespace.as_deref()).await?)
+}
+
+/// Writes `text` to stdout; a closed pipe (`moor get is | head -1`) is not an error.
+pub(crate) fn emit(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// Writes a line to stderr (messages that are not output, such as "No resources
+/// found").
+pub(crate) fn note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// "No resources found ..." as kubectl words it.
+pub(crate) fn no_resources_message(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("No resources found in {ns} namespace."),
+        None => "No resources found".to_string(),
+    }
+}
+
+/// Ends a command that handled several names: nothing, the one error, or all of them.
+pub(crate) fn finish(mut errors: Vec<CliError>) -> Result<(), CliError> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(CliError::Many(errors)),
+    }
+}

@@ -1,0 +1,536 @@
+//! `moor describe is`: an image stream in oc's describe layout (metadata, repository,
+//! lookup policy, then one block per tag with its source, import errors and history),
+//! tab-aligned as oc's tabwriter does. Pure functions of the stream and the time.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use moor_api::DockerImageReference;
+use moor_api::image::{
+    ConditionStatus, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
+    KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
+};
+
+use crate::printers::humanize::{human_duration, seconds_since};
+use crate::printers::tabwriter::TabWriter;
+
+/// What oc prints for an empty value.
+const NONE: &str = "<none>";
+
+/// Describes an image stream as `oc describe is` does, relative to `now`.
+pub fn image_stream(stream: &ImageStream, now: Timestamp) -> String {
+    let mut out = String::new();
+    format_meta(&mut out, &stream.metadata, now);
+    let repo = if stream.status.public_docker_image_repository.is_empty() {
+        &stream.status.docker_image_repository
+    } else {
+        &stream.status.public_docker_image_repository
+    };
+    format_field(&mut out, "Image Repository", repo);
+    format_field(
+        &mut out,
+        "Image Lookup",
+        &format!("local={}", stream.spec.lookup_policy.local),
+    );
+    format_tags(&mut out, stream, now);
+    TabWriter::OC_DESCRIBE.format(&out)
+}
+
+/// `Label:\tvalue`, one value line per line of `value`, `<none>` when empty.
+fn format_field(out: &mut String, label: &str, value: &str) {
+    let value = if value.is_empty() { NONE } else { value };
+    out.push_str(label);
+    out.push(':');
+    for line in value.split('\n') {
+        out.push('\t');
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// `Label:\tk=v`, then `\tk=v` for each further key, sorted; `<none>` when empty.
+fn format_map(out: &mut String, label: &str, map: Option<&BTreeMap<String, String>>) {
+    let mut entries = map.into_iter().flatten();
+    let Some((k, v)) = entries.next() else {
+        format_field(out, label, "");
+        return;
+    };
+    format_field(out, label, &format!("{k}={v}"));
+    for (k, v) in entries {
+        out.push_str(&format!("\t{k}={v}\n"));
+    }
+}
+
+fn format_meta(out: &mut String, meta: &ObjectMeta, now: Timestamp) {
+    format_field(out, "Name", meta.name.as_deref().unwrap_or_default());
+    if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        format_field(out, "Namespace", ns);
+    }
+    if let Some(created) = &meta.creation_timestamp {
+        out.push_str(&format!("Created:\t{}\n", ago(Some(created), now)));
+    }
+    format_map(out, "Labels", meta.labels.as_ref());
+    let mut annotations = meta.annotations.clone().unwrap_or_default();
+    if let Some(description) = annotations.remove("description").filter(|d| !d.is_empty()) {
+        format_field(out, "Description", &description);
+    }
+    format_map(out, "Annotations", Some(&annotations));
+}
+
+/// `<duration> ago`, as oc prints times in describe.
+fn ago(t: Option<&Time>, now: Timestamp) -> String {
+    match t {
+        Some(t) => format!("{} ago", human_duration(seconds_since(t.0, now))),
+        None => "<unknown>".to_string(),
+    }
+}
+
+fn format_tags(out: &mut String, stream: &ImageStream, now: Timestamp) {
+    if stream.status.tags.is_empty() && stream.spec.tags.is_empty() {
+        out.push_str("Tags:\t<none>\n");
+        return;
+    }
+
+    // Images named by the history, counted as oc counts them (entries without an
+    // image ID count once, under the empty ID).
+    let mut images: HashSet<&str> = HashSet::new();
+    for tag in &stream.status.tags {
+        for item in &tag.items {
+            let counted = !item.image.is_empty()
+                || (!item.docker_image_reference.is_empty()
+                    && !images.contains(item.docker_image_reference.as_str()));
+            if counted {
+                images.insert(&item.image);
+            }
+        }
+    }
+
+    let mut tags: Vec<&str> = stream.status.tags.iter().map(|t| t.tag.as_str()).collect();
+    let mut aliases: HashSet<&str> = HashSet::new();
+    let mut aliases_of: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for spec_tag in &stream.spec.tags {
+        if let Some((target, true)) = follow_tag_reference(stream, &spec_tag.name) {
+            aliases.insert(&spec_tag.name);
+            aliases_of.entry(target).or_default().insert(&spec_tag.name);
+        }
+        if stream.status_tag(&spec_tag.name).is_none() {
+            tags.push(&spec_tag.name);
+        }
+    }
+    out.push_str(&format!(
+        "Unique Images:\t{}\nTags:\t{}\n\n",
+        images.len(),
+        tags.len()
+    ));
+
+    prioritize_tags(&mut tags);
+    let empty = NamedTagEventList::default();
+    let mut first = true;
+    for tag in tags {
+        if aliases.contains(tag) {
+            continue;
+        }
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+
+        match aliases_of.get(tag) {
+            Some(refs) if !refs.is_empty() => {
+                let mut refs: Vec<&str> = refs.iter().copied().collect();
+                prioritize_tags(&mut refs);
+                out.push_str(&format!("{tag} ({})\n", refs.join(", ")));
+            }
+            _ => out.push_str(&format!("{tag}\n")),
+        }
+
+        let history = stream.status_tag(tag).unwrap_or(&empty);
+        let spec = stream.spec_tag(tag);
+        match spec {
+            None => out.push_str("  no spec tag\n"),
+            Some(s) if s.from.is_none() => out.push_str("  tag without source image\n"),
+            Some(s) => {
+                let from = s.from.as_ref();
+                let from_ns = from
+                    .and_then(|f| f.namespace.as_deref())
+                    .unwrap_or_default();
+                let name = if !from_ns.is_empty()
+                    && Some(from_ns) != stream.metadata.namespace.as_deref()
+                {
+                    format!("{from_ns}/{}", s.from_name())
+                } else {
+                    s.from_name().to_string()
+                };
+                let scheduled = s.import_policy.scheduled;
+                let line = match s.from_kind() {
+                    KIND_IMAGE_STREAM_TAG if s.reference => format!("reference to {name}"),
+                    KIND_IMAGE_STREAM_TAG if scheduled => {
+                        format!("updates automatically from {name}")
+                    }
+                    KIND_IMAGE_STREAM_TAG => format!("tagged from {name}"),
+                    KIND_DOCKER_IMAGE if s.reference => format!("reference to registry {name}"),
+                    KIND_DOCKER_IMAGE if scheduled => {
+                        format!("updates automatically from registry {name}")
+                    }
+                    KIND_DOCKER_IMAGE => format!("tagged from {name}"),
+                    KIND_IMAGE_STREAM_IMAGE if s.reference => format!("reference to image {name}"),
+                    KIND_IMAGE_STREAM_IMAGE => format!("tagged from {name}"),
+                    kind if s.reference => format!("reference to {kind} {name}"),
+                    kind => format!("updates from {kind} {name}"),
+                };
+                out.push_str(&format!("  {line}\n"));
+                if s.import_policy.insecure {
+                    out.push_str("    will use insecure HTTPS or HTTP connections\n");
+                }
+            }
+        }
+        if spec.and_then(|s| s.reference_policy.type_.as_ref())
+            == Some(&TagReferencePolicyType::Local)
+        {
+            out.push_str("    prefer registry pullthrough when referencing this tag\n");
+        }
+        out.push('\n');
+
+        let annotations = spec.and_then(|s| s.annotations.as_ref());
+        let annotation = |k: &str| annotations.and_then(|a| a.get(k)).filter(|v| !v.is_empty());
+        let mut extra = false;
+        if let Some(d) = annotation("description") {
+            out.push_str(&format!("  {d}\n"));
+            extra = true;
+        }
+        if let Some(t) = annotation("tags") {
+            out.push_str(&format!(
+                "  Tags: {}\n",
+                t.split(',').collect::<Vec<_>>().join(", ")
+            ));
+            extra = true;
+        }
+        if let Some(t) = annotation("supports") {
+            out.push_str(&format!(
+                "  Supports: {}\n",
+                t.split(',').collect::<Vec<_>>().join(", ")
+            ));
+            extra = true;
+        }
+        if let Some(t) = annotation("sampleRepo") {
+            out.push_str(&format!("  Example Repo: {t}\n"));
+            extra = true;
+        }
+        if extra {
+            out.push('\n');
+        }
+
+        if let Some(s) = spec {
+            let importing = !s.reference
+                && s.generation
+                    .is_some_and(|g| g > latest_observed_generation(history));
+            if importing {
+                out.push_str("  ~ importing latest image ...\n");
+            }
+        }
+
+        for c in &history.conditions {
+            if c.type_ == TagEventConditionType::ImportSuccess && c.status == ConditionStatus::False
+            {
+                out.push_str(&format!(
+                    "  ! error: Import failed ({}): {}\n      {}\n",
+                    c.reason,
+                    c.message,
+                    ago(c.last_transition_time.as_ref(), now)
+                ));
+            }
+        }
+
+        for (i, item) in history.items.iter().enumerate() {
+            let star = if i == 0 { "*" } else { " " };
+            out.push_str(&format!("  {star} {}\n", item.docker_image_reference));
+            let id_in_reference = DockerImageReference::parse(&item.docker_image_reference)
+                .ok()
+                .map(|r| r.id().map(ToString::to_string).unwrap_or_default());
+            let age = ago(item.created.as_ref(), now);
+            match id_in_reference {
+                Some(id) if !item.image.is_empty() && id != item.image => {
+                    out.push_str(&format!("      {age}\t{}\n", item.image));
+                }
+                _ => out.push_str(&format!("      {age}\n")),
+            }
+        }
+    }
+}
+
+/// The newest generation the importer has acted on for a tag: that of the newest
+/// history entry or of the ImportSuccess condition, whichever is larger.
+fn latest_observed_generation(history: &NamedTagEventList) -> i64 {
+    let from_items = history.items.first().map_or(0, |i| i.generation.max(0));
+    let from_condition = history
+        .conditions
+        .iter()
+        .find(|c| c.type_ == TagEventConditionType::ImportSuccess)
+        .map_or(0, |c| c.generation);
+    from_items.max(from_condition)
+}
+
+/// Follows spec tags of kind ImageStreamTag within the stream to the tag that has a
+/// real source. Returns the target and whether any reference was followed; `None` on
+/// a dangling, circular or cross-stream reference.
+fn follow_tag_reference(stream: &ImageStream, tag: &str) -> Option<(String, bool)> {
+    let mut tag = tag.to_string();
+    let mut seen = HashSet::new();
+    let mut followed = false;
+    loop {
+        if !seen.insert(tag.clone()) {
+            return None;
+        }
+        let spec = stream.spec_tag(&tag)?;
+        if spec.from_kind() != KIND_IMAGE_STREAM_TAG {
+            return Some((tag, followed));
+        }
+        let from_ns = spec
+            .from
+            .as_ref()
+            .and_then(|f| f.namespace.as_deref())
+            .unwrap_or_default();
+        if !from_ns.is_empty() && Some(from_ns) != stream.metadata.namespace.as_deref() {
+            return None;
+        }
+        let from = spec.from_name();
+        tag = match from.split_once(':') {
+            Some((name, t)) => {
+                if Some(name) != stream.metadata.name.as_deref() {
+                    return None;
+                }
+                if t.is_empty() {
+                    "latest".to_string()
+                } else {
+                    t.to_string()
+                }
+            }
+            None => from.to_string(),
+        };
+        followed = true;
+    }
+}
+
+/// How a tag ranks in oc's ordering.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TagRank {
+    Latest,
+    Minor,
+    Full,
+    Other,
+}
+
+/// Orders tags as oc does: `latest`, then minor versions (`5.1`, `v5.1-rc1`) newest
+/// first, then full semantic versions newest first, then the rest alphabetically.
+pub fn prioritize_tags(tags: &mut [&str]) {
+    tags.sort_by(|a, b| {
+        let (ra, va, pa) = rank(a);
+        let (rb, vb, pb) = rank(b);
+        ra.cmp(&rb).then_with(|| match ra {
+            TagRank::Latest => Ordering::Equal,
+            TagRank::Other => a.cmp(b),
+            _ => compare_versions(&vb, &va).then_with(|| pa.cmp(pb)),
+        })
+    });
+}
+
+/// Compares by semantic-version precedence (build metadata ignored).
+fn compare_versions(a: &Option<semver::Version>, b: &Option<semver::Version>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.cmp_precedence(b),
+        _ => Ordering::Equal,
+    }
+}
+
+fn rank(tag: &str) -> (TagRank, Option<semver::Version>, &str) {
+    if tag == "latest" {
+        return (TagRank::Latest, None, "");
+    }
+    let (prefix, short) = match tag.strip_prefix('v') {
+        Some(rest) => ("v", rest),
+        None => ("", tag),
+    };
+    if let Ok(v) = semver::Version::parse(short) {
+        return (TagRank::Full, Some(v), prefix);
+    }
+    let is_num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    // 5.1
+    if let Some((major, minor)) = short.split_once('.')
+        && is_num(major)
+        && is_num(minor)
+        && let Ok(v) = semver::Version::parse(&format!("{short}.0"))
+    {
+        return (TagRank::Minor, Some(v), prefix);
+    }
+    // 5.1-rc1
+    if let Some((version, suffix)) = short.split_once('-')
+        && !suffix.is_empty()
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && let Some((major, minor)) = version.split_once('.')
+        && is_num(major)
+        && is_num(minor)
+        && let Ok(v) = semver::Version::parse(&format!("{version}.0-{suffix}"))
+    {
+        return (TagRank::Minor, Some(v), prefix);
+    }
+    (TagRank::Other, None, prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-01-01T12:00:00Z".parse().unwrap()
+    }
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn fixture() -> ImageStream {
+        let json = serde_json::json!({
+            "kind": "ImageStream",
+            "apiVersion": "image.openshift.io/v1",
+            "metadata": {
+                "name": "keycloak",
+                "namespace": "default",
+                "creationTimestamp": "2026-01-01T11:58:00Z",
+                "generation": 4,
+                "annotations": {"openshift.io/image.dockerRepositoryCheck": "2026-01-01T11:58:01Z"}
+            },
+            "spec": {
+                "lookupPolicy": {"local": true},
+                "tags": [
+                    {"name": "20.0", "annotations": null,
+                     "from": {"kind": "DockerImage", "name": "quay.io/keycloak/keycloak:20.0.3"},
+                     "generation": 3, "importPolicy": {"scheduled": true},
+                     "referencePolicy": {"type": "Local"}},
+                    {"name": "stable", "annotations": null,
+                     "from": {"kind": "ImageStreamTag", "name": "20.0"},
+                     "generation": 2, "importPolicy": {}, "referencePolicy": {"type": "Source"}},
+                    {"name": "broken", "annotations": null,
+                     "from": {"kind": "DockerImage", "name": "quay.io/keycloak/nope:1"},
+                     "generation": 4, "importPolicy": {}, "referencePolicy": {"type": "Source"}}
+                ]
+            },
+            "status": {
+                "dockerImageRepository": "127.0.0.1:8443/default/keycloak",
+                "tags": [
+                    {"tag": "20.0", "items": [
+                        {"created": "2026-01-01T11:59:00Z",
+                         "dockerImageReference": format!("quay.io/keycloak/keycloak@{B}"),
+                         "image": B, "generation": 3},
+                        {"created": "2026-01-01T11:58:00Z",
+                         "dockerImageReference": "quay.io/keycloak/keycloak:20.0.2",
+                         "image": A, "generation": 2}
+                    ]},
+                    {"tag": "broken", "items": null, "conditions": [
+                        {"type": "ImportSuccess", "status": "False",
+                         "lastTransitionTime": "2026-01-01T11:57:00Z",
+                         "reason": "NotFound", "message": "manifest unknown", "generation": 4}
+                    ]}
+                ]
+            }
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn describe_layout_matches_oc() {
+        let got = image_stream(&fixture(), now());
+        let want = [
+            "Name:\t\t\tkeycloak",
+            "Namespace:\t\tdefault",
+            "Created:\t\t2 minutes ago",
+            "Labels:\t\t\t<none>",
+            "Annotations:\t\topenshift.io/image.dockerRepositoryCheck=2026-01-01T11:58:01Z",
+            "Image Repository:\t127.0.0.1:8443/default/keycloak",
+            "Image Lookup:\t\tlocal=true",
+            "Unique Images:\t\t2",
+            "Tags:\t\t\t3",
+            "",
+            "20.0 (stable)",
+            "  updates automatically from registry quay.io/keycloak/keycloak:20.0.3",
+            "    prefer registry pullthrough when referencing this tag",
+            "",
+            &format!("  * quay.io/keycloak/keycloak@{B}"),
+            "      About a minute ago",
+            "    quay.io/keycloak/keycloak:20.0.2",
+            &format!("      2 minutes ago\t{A}"),
+            "",
+            "broken",
+            "  tagged from quay.io/keycloak/nope:1",
+            "",
+            "  ! error: Import failed (NotFound): manifest unknown",
+            "      3 minutes ago",
+            "",
+        ]
+        .join("\n");
+        assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
+    }
+
+    #[test]
+    fn empty_stream() {
+        let mut s = fixture();
+        s.spec.tags.clear();
+        s.status.tags.clear();
+        s.metadata.annotations = None;
+        s.metadata.labels = Some(
+            [
+                ("app".to_string(), "kc".to_string()),
+                ("b".to_string(), "2".to_string()),
+            ]
+            .into(),
+        );
+        let got = image_stream(&s, now());
+        assert_eq!(
+            got,
+            "Name:\t\t\tkeycloak\nNamespace:\t\tdefault\nCreated:\t\t2 minutes ago\nLabels:\t\t\tapp=kc\n\t\t\tb=2\nAnnotations:\t\t<none>\nImage Repository:\t127.0.0.1:8443/default/keycloak\nImage Lookup:\t\tlocal=true\nTags:\t\t\t<none>\n"
+        );
+    }
+
+    #[test]
+    fn pending_imports_and_spec_only_tags() {
+        let mut s = fixture();
+        s.status.tags.retain(|t| t.tag == "20.0");
+        let got = image_stream(&s, now());
+        assert!(
+            got.contains(
+                "broken\n  tagged from quay.io/keycloak/nope:1\n\n  ~ importing latest image ...\n"
+            ),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn tags_are_prioritized_like_oc() {
+        let mut tags = vec![
+            "other", "5.1.3", "v5.2", "latest", "5.1", "abc", "5.10-rc1", "1.0.0",
+        ];
+        prioritize_tags(&mut tags);
+        assert_eq!(
+            tags,
+            vec![
+                "latest", "5.10-rc1", "v5.2", "5.1", "5.1.3", "1.0.0", "abc", "other"
+            ]
+        );
+    }
+
+    #[test]
+    fn tag_references_are_followed_within_the_stream() {
+        let s = fixture();
+        assert_eq!(
+            follow_tag_reference(&s, "stable"),
+            Some(("20.0".to_string(), true))
+        );
+        assert_eq!(
+            follow_tag_reference(&s, "20.0"),
+            Some(("20.0".to_string(), false))
+        );
+        assert_eq!(follow_tag_reference(&s, "missing"), None);
+    }
+}

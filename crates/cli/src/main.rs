@@ -1,0 +1,34 @@
+//! The `moor` binary: parses the command line, sets up logging, runs the command and
+//! turns its error into oc-style messages on stderr and an exit code.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod commands;
+mod describe;
+mod error;
+mod logging;
+mod printers;
+mod resources;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    logging::init(cli.global.log_format, cli.global.verbose, serving);
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::debug!(error = ?e, "command failed");
+            eprintln!("{}", e.render());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
