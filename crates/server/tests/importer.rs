@@ -500,13 +500,45 @@ async fn tags_from_other_tags_resolve_without_a_registry_and_roll_back() {
     assert_eq!(stable["items"].as_array().unwrap().len(), 2);
     let pinned = wait_tag(&h, "kc", "pinned", imported).await;
     assert_eq!(pinned["items"][0]["image"], v1.digest.as_str());
-    // Rolling back 20.0 is tagging its older entry onto it.
-    h.patch(
-        &format!("{IS}/kc"),
-        "application/strategic-merge-patch+json",
-        &json!({"spec": {"tags": [{"name": "20.0", "from": {"kind": "ImageStreamImage", "name": format!("kc@{}", v1.digest)}}]}}),
-    )
-    .await;
+    // An ambiguous prefix of this stream's history is refused; nothing changes.
+    let r = h
+        .patch(
+            &format!("{IS}/kc"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [{"name": "20.0", "from": {"kind": "ImageStreamImage", "name": "kc@sha256:"}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("multiple images match"),
+        "{}",
+        r.text
+    );
+    // Rolling back 20.0 is tagging its older entry onto it (a unique prefix will do).
+    let prefix = &v1.digest["sha256:".len().."sha256:".len() + 10];
+    let r = h
+        .patch(
+            &format!("{IS}/kc"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [{"name": "20.0", "from": {"kind": "ImageStreamImage", "name": format!("kc@{prefix}")}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let spec = r.body["spec"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "20.0")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        spec["from"]["name"],
+        format!("kc@{}", v1.digest),
+        "the prefix is stored as the full digest"
+    );
     let main = wait_tag(&h, "kc", "20.0", |t| {
         t["items"][0]["image"] == v1.digest.as_str()
     })
@@ -520,4 +552,21 @@ async fn tags_from_other_tags_resolve_without_a_registry_and_roll_back() {
         t["items"][0]["image"] == v1.digest.as_str()
     })
     .await;
+    // imagestreamimages resolve a unique digest prefix and refuse an ambiguous one.
+    let isimages = "/apis/image.openshift.io/v1/namespaces/default/imagestreamimages";
+    let short = &v2.digest["sha256:".len().."sha256:".len() + 12];
+    let r = h.get(&format!("{isimages}/kc@{short}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["image"]["metadata"]["name"], v2.digest.as_str());
+    assert_eq!(r.body["metadata"]["name"], format!("kc@{}", v2.digest));
+    let r = h.get(&format!("{isimages}/kc@sha256:")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("multiple images match")
+    );
+    let r = h.get(&format!("{isimages}/kc@sha256:ffffffffffff")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -91,6 +91,70 @@ pub fn ago(ts: Option<&str>) -> String {
     format!("{} ago", human_duration(secs.max(0)))
 }
 
+/// The spec tags of `stream` whose ImageStreamImage source names this same stream by
+/// a digest prefix, with the history entries that match it.
+fn own_image_prefixes(
+    stream: &ImageStream,
+) -> Vec<(usize, String, Vec<moor_api::image::TagEvent>)> {
+    let name = stream.metadata.name.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    for (i, t) in stream.spec.tags.iter().enumerate() {
+        if t.from_kind() != moor_api::image::KIND_IMAGE_STREAM_IMAGE {
+            continue;
+        }
+        let other_ns = t
+            .from
+            .as_ref()
+            .and_then(|f| f.namespace.as_deref())
+            .is_some_and(|n| !n.is_empty() && Some(n) != stream.metadata.namespace.as_deref());
+        let Some((s, id)) = t.from_name().split_once('@') else {
+            continue;
+        };
+        if s != name || other_ns || moor_api::Digest::parse(id).is_ok() {
+            continue;
+        }
+        out.push((i, id.to_string(), matching_images(stream, id)));
+    }
+    out
+}
+
+/// Rollback by prefix (`stream@1a2b3c`): a prefix that names exactly one image of
+/// this stream's own history becomes its full digest, as OpenShift resolves it.
+fn resolve_own_image_prefixes(stream: &mut ImageStream) {
+    let name = stream.metadata.name.clone().unwrap_or_default();
+    for (i, _, matches) in own_image_prefixes(stream) {
+        if let [one] = matches.as_slice()
+            && let Some(from) = stream.spec.tags[i].from.as_mut()
+        {
+            from.name = Some(format!("{name}@{}", one.image));
+        }
+    }
+}
+
+/// Clear errors for own-history prefixes that match no image or several.
+fn own_image_prefix_errors(stream: &ImageStream) -> Vec<FieldError> {
+    own_image_prefixes(stream)
+        .into_iter()
+        .filter(|(_, _, m)| m.len() != 1)
+        .map(|(i, id, m)| {
+            let tag = &stream.spec.tags[i];
+            let path = format!("spec.tags[{}].from.name", tag.name);
+            let message = if m.is_empty() {
+                format!("no image in the history of this stream matches {id:?}")
+            } else {
+                format!(
+                    "multiple images match the prefix {id:?}: {}",
+                    m.iter()
+                        .map(|e| e.image.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            FieldError::invalid(path, tag.from_name(), message)
+        })
+        .collect()
+}
+
 /// Image streams.
 pub struct ImageStreams {
     def: ResourceDef,
@@ -249,6 +313,8 @@ impl Strategy for ImageStreams {
             return;
         };
         set_image_stream_defaults(&mut s);
+        s.status = o.status.clone();
+        resolve_own_image_prefixes(&mut s);
         // Users may set a tag's generation only to 0 (asking for a re-import).
         for t in s.spec.tags.iter_mut() {
             if let Some(old_tag) = o.spec_tag(&t.name)
@@ -274,7 +340,13 @@ impl Strategy for ImageStreams {
     }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
         match typed::<ImageStream>(obj) {
-            Some(s) => validation::validate_image_stream(&s),
+            Some(s) => {
+                let mut errors = own_image_prefix_errors(&s);
+                if errors.is_empty() {
+                    errors = validation::validate_image_stream(&s);
+                }
+                errors
+            }
             None => vec![FieldError::invalid("", "", "not a valid ImageStream")],
         }
     }
