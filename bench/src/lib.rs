@@ -115,3 +115,125 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// A CNCF distribution (`docker-registry`) on a free loopback port, stopped on drop.
+pub struct Distribution {
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Distribution {
+    /// Starts `docker-registry serve` with storage in a temp dir; `extra` is appended
+    /// to its YAML config (e.g. a `proxy:` section).
+    pub fn start(extra: &str) -> Result<Distribution> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config)?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting docker-registry (apt-get install docker-registry)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("docker-registry did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Distribution {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+        })
+    }
+
+    /// Peak resident memory of the registry so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        peak_rss_mib(self.child.id())
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Builds a one-layer image with umoci (a file of `layer_bytes` random bytes) and
+/// pushes it with skopeo to `dest` (`HOST/repo:tag`). Returns nothing; skopeo decides
+/// the digest.
+pub fn push_image(dest: &str, layer_bytes: usize, seed: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let layout = dir.path().join("oci");
+    let image = format!("{}:img", layout.display());
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout))?;
+    run(Command::new("umoci").args(["new", "--image", &image]))?;
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle))?;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data: Vec<u8> = (0..layer_bytes)
+        .map(|_| {
+            // xorshift: incompressible bytes without a dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state & 0xff) as u8
+        })
+        .collect();
+    std::fs::write(bundle.join("rootfs/data.bin"), data)?;
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle))?;
+    run(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--architecture",
+        "amd64",
+        "--os",
+        "linux",
+        "--config.cmd",
+        "/data.bin",
+    ]))?;
+    run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{image}"))
+        .arg(format!("docker://{dest}")))?;
+    Ok(())
+}
+
+/// Sum of a Prometheus counter family in `/metrics` text, over series whose labels
+/// contain every `filter` substring.
+pub fn counter_sum(metrics: &str, name: &str, filter: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && filter.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

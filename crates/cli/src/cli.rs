@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use moor_api::image::{ImportMode, TagReferencePolicyType};
 
 use crate::printers::OutputFormat;
 
@@ -19,7 +20,12 @@ Examples:
   moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
   moor get is
   moor get istag
-  moor describe is keycloak";
+  moor describe is keycloak
+
+  # Move the tag to a newer image, look at it, and go back
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0
+  moor describe istag keycloak:20.0
+  moor rollback keycloak:20.0";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -39,6 +45,96 @@ Examples:
   moor create is keycloak --lookup-local
   moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
   moor create namespace team-a";
+
+const CREATE_ISTAG_EXAMPLES: &str = "\
+Examples:
+  # A tag that imports an image from a registry (the stream is created if missing)
+  moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+
+  # Re-import it every 15 minutes, and let pulls go through moor's registry
+  moor create istag keycloak:nightly --from-image quay.io/keycloak/keycloak:nightly \\
+      --scheduled --reference-policy local
+
+  # A tag that follows another tag of the same stream, and one pinned to an image of it
+  moor create istag keycloak:stable --from keycloak:20.0
+  moor create istag keycloak:pinned --from keycloak@sha256:4f2a
+
+  # Import every platform of a multi-arch image, with an annotation on the tag
+  moor create istag keycloak:multi --from-image quay.io/keycloak/keycloak:20.0.2 \\
+      --import-mode PreserveOriginal -A description='Keycloak 20'";
+
+const TAG_EXAMPLES: &str = "\
+The source is guessed unless --source says what it is: a pull spec with a registry
+(quay.io/keycloak/keycloak:20.0.3) is a registry image, STREAM@DIGEST is an image of a
+stream (a unique digest prefix is enough), and STREAM:TAG is a tag of a stream. Without
+--alias a STREAM:TAG source is copied: the destination gets the image the source points
+at now. With --alias the destination follows the source from then on.
+
+Examples:
+  # Point keycloak:20.0 at an image from a registry (the stream is created if missing)
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0
+
+  # The same, re-imported periodically, and pulled through moor's registry
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --scheduled
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --reference-policy local
+
+  # Copy the image keycloak:20.0 points at now to keycloak:prod and keycloak:stable
+  moor tag keycloak:20.0 keycloak:prod keycloak:stable
+
+  # Make keycloak:latest follow keycloak:20.0 from now on
+  moor tag keycloak:20.0 keycloak:latest --alias
+
+  # Pin a tag to one image of the stream's history (a unique digest prefix is enough)
+  moor tag keycloak@sha256:4f2a keycloak:20.0
+
+  # A Docker Hub image without a registry in its name
+  moor tag --source=docker nginx:1.27 web:1.27
+
+  # Remove a tag (its spec and its history)
+  moor tag -d keycloak:20.0";
+
+const IMPORT_IMAGE_EXAMPLES: &str = "\
+Prints the imported stream and each imported image as `moor describe` does; a tag that
+could not be imported is reported on stderr and makes the command exit with status 1.
+
+Examples:
+  # Import a registry image into a new stream as keycloak:latest
+  moor import-image keycloak --from quay.io/keycloak/keycloak:20.0.2 --confirm
+
+  # Import it as keycloak:20.0
+  moor import-image keycloak:20.0 --from quay.io/keycloak/keycloak:20.0.2 --confirm
+
+  # Import again whatever the registry now has for an existing tag
+  moor import-image keycloak:20.0
+
+  # Import every registry tag of an existing stream
+  moor import-image keycloak --all
+
+  # Import all tags of a repository into a new stream
+  moor import-image keycloak --from quay.io/keycloak/keycloak --all --confirm
+
+  # Look at what would be imported without changing anything
+  moor import-image keycloak:20.0 --from quay.io/keycloak/keycloak:20.0.3 --dry-run";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Revisions number a tag's history as `moor describe is` lists it, from the bottom: 1 is
+the oldest entry, the highest number is the image the tag points at now. Rolling back
+pins the tag to that image (STREAM@sha256:...), which adds a new history entry; so a
+second `moor rollback` without options undoes the first. A tag that was imported
+periodically (--scheduled) stops being imported until it is tagged from a registry again.
+
+Examples:
+  # Point keycloak:20.0 back at the image it had before the current one
+  moor rollback keycloak:20.0
+
+  # Point it at the oldest image of its history
+  moor rollback keycloak:20.0 --to-revision 1
+
+  # Point it at an image of the stream by digest (a unique prefix is enough)
+  moor rollback keycloak:20.0 --to-image sha256:4f2a
+
+  # Resume periodic imports afterwards
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --scheduled";
 
 const CREATE_IS_EXAMPLES: &str = "\
 Examples:
@@ -75,12 +171,17 @@ Examples:
   moor get istag -o jsonpath='{range .items[*]}{.metadata.name}{\"\\n\"}{end}'";
 
 const DESCRIBE_EXAMPLES: &str = "\
+Resource types: imagestreams (is), imagestreamtags (istag).
+
 Examples:
   # Tags, where each comes from, and the history of images each has pointed at
   moor describe is keycloak
 
   # Every image stream of the namespace
-  moor describe is";
+  moor describe is
+
+  # The image a tag points at: digest, size, layers, entrypoint, labels, environment
+  moor describe istag keycloak:20.0";
 
 const DELETE_EXAMPLES: &str = "\
 Examples:
@@ -145,8 +246,8 @@ pub enum LogFormat {
 ///
 /// To add a verb: add a variant here with its `Args` struct (help and `after_help`
 /// examples included), a module under `commands/`, and one match arm in
-/// `commands::run`. Verbs still to come, mirroring oc: `create istag`, `tag`,
-/// `import-image`, `rollback`, `set image-lookup`, `set triggers`, `resolve`, `prune`.
+/// `commands::run`. Verbs still to come, mirroring oc: `set image-lookup`,
+/// `set triggers`, `resolve`, `prune`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server and registry (writes DATA_DIR/kubeconfig for clients)
@@ -161,13 +262,28 @@ pub enum Command {
     #[command(after_help = GET_EXAMPLES)]
     Get(GetArgs),
 
-    /// Show the details of image streams: tags, sources and history
+    /// Show the details of image streams (tags, sources, history) or image stream tags (the image)
     #[command(after_help = DESCRIBE_EXAMPLES)]
     Describe(DescribeArgs),
 
     /// Delete resources by name
     #[command(after_help = DELETE_EXAMPLES)]
     Delete(DeleteArgs),
+
+    /// Tag existing images into image streams
+    #[command(
+        override_usage = "moor tag [--source=SOURCETYPE] SOURCE DEST [DEST ...]\n       moor tag -d DEST [DEST ...]",
+        after_help = TAG_EXAMPLES
+    )]
+    Tag(TagArgs),
+
+    /// Import images from a container image registry
+    #[command(name = "import-image", after_help = IMPORT_IMAGE_EXAMPLES)]
+    ImportImage(ImportImageArgs),
+
+    /// Point a tag back at an earlier image of its history
+    #[command(after_help = ROLLBACK_EXAMPLES)]
+    Rollback(RollbackArgs),
 }
 
 /// Flags of `moor serve`.
@@ -204,6 +320,18 @@ pub struct ServeArgs {
     /// Serve plain HTTP instead of TLS, e.g. behind a TLS-terminating proxy (kubectl then sends no token)
     #[arg(long)]
     pub plain_http: bool,
+
+    /// A CA certificate (PEM) trusted for upstream registries besides the system roots (repeatable)
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+
+    /// At most this many tags of a repository are imported by `import-image --all`; the rest are listed
+    #[arg(
+        long = "max-images-bulk-imported-per-repository",
+        value_name = "N",
+        default_value_t = 50
+    )]
+    pub max_images_bulk: usize,
 }
 
 /// Flags of `moor create`.
@@ -224,6 +352,10 @@ pub enum CreateCommand {
     /// Create a namespace
     #[command(name = "namespace", visible_alias = "ns", after_help = CREATE_NS_EXAMPLES)]
     Namespace(CreateNamespaceArgs),
+
+    /// Create an image stream tag (and its stream, if missing)
+    #[command(name = "imagestreamtag", visible_alias = "istag", after_help = CREATE_ISTAG_EXAMPLES)]
+    ImageStreamTag(CreateImageStreamTagArgs),
 }
 
 /// Flags of `moor create imagestream`.
@@ -235,6 +367,177 @@ pub struct CreateImageStreamArgs {
     /// Let workloads in this namespace use the stream's tags by short name (keycloak:20.0)
     #[arg(long)]
     pub lookup_local: bool,
+}
+
+/// Flags of `moor create imagestreamtag`.
+#[derive(Debug, Args)]
+pub struct CreateImageStreamTagArgs {
+    /// The tag to create, STREAM:TAG
+    #[arg(value_name = "STREAM:TAG")]
+    pub name: String,
+
+    /// Use the provided remote image with this tag
+    #[arg(long, value_name = "PULLSPEC", conflicts_with = "from")]
+    pub from_image: Option<String>,
+
+    /// Use the provided image stream tag or image stream image as the source: [NAMESPACE/]STREAM[:TAG|@DIGEST]
+    #[arg(long, value_name = "SOURCE")]
+    pub from: Option<String>,
+
+    /// Check the remote source of this image periodically for new images (registry sources only)
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow importing from registries that are not fully secured by HTTPS
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// How pull specs of this tag's images are written: source (the original registry) or local (moor's registry)
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy)]
+    pub reference_policy: Option<ReferencePolicy>,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+
+    /// Use the tag's value as it is whenever the tag is referenced; nothing is imported
+    #[arg(long)]
+    pub reference: bool,
+
+    /// Set an annotation on this image stream tag (repeatable, or comma-separated)
+    #[arg(
+        short = 'A',
+        long = "annotation",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub annotations: Vec<String>,
+}
+
+/// Flags of `moor tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// SOURCE then one or more DEST tags ([NAMESPACE/]STREAM:TAG); with -d, only the tags to delete
+    #[arg(value_name = "SOURCE DEST", required = true, num_args = 1..)]
+    pub args: Vec<String>,
+
+    /// What SOURCE is: docker (a registry pull spec), istag (STREAM:TAG) or isimage (STREAM@DIGEST) [default: guessed]
+    #[arg(long, value_name = "SOURCETYPE", value_parser = parse_source_kind)]
+    pub source: Option<SourceKind>,
+
+    /// Delete the given spec tags (and their history)
+    #[arg(short = 'd', long)]
+    pub delete: bool,
+
+    /// Make the destination follow the source tag whenever it changes (same stream only)
+    #[arg(long)]
+    pub alias: bool,
+
+    /// Use the source as it is whenever the destination is referenced; nothing is imported
+    #[arg(long)]
+    pub reference: bool,
+
+    /// Import the registry image periodically (registry sources only)
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow importing the registry image over HTTP or with an unverified certificate
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// How pull specs of the tag's images are written: source (the original registry) or local (moor's registry)
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy, default_value = "source")]
+    pub reference_policy: ReferencePolicy,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+}
+
+/// Flags of `moor import-image`.
+#[derive(Debug, Args)]
+pub struct ImportImageArgs {
+    /// The image stream, and the tag to import [default tag: latest, unless --all]
+    #[arg(value_name = "IMAGESTREAM[:TAG]")]
+    pub target: String,
+
+    /// A container image repository (or pull spec) to import images from
+    #[arg(long, value_name = "PULLSPEC")]
+    pub from: Option<String>,
+
+    /// Allow the stream to be created, or its import location to be set or changed
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// Import all tags of the source repository (on creation, or with --from)
+    #[arg(long)]
+    pub all: bool,
+
+    /// Fetch information about the images without creating or changing the stream
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Import each image periodically from now on
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow registries served over HTTP or with invalid certificates (overrides the stream's insecure annotation)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure: Option<bool>,
+
+    /// How pull specs of the imported images are written: source or local [default: the tag's, else source]
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy)]
+    pub reference_policy: Option<ReferencePolicy>,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+}
+
+/// Flags of `moor rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The tag to roll back, STREAM:TAG
+    #[arg(value_name = "STREAM:TAG")]
+    pub tag: String,
+
+    /// The history entry to go back to: 1 is the oldest, the highest number is the current image
+    #[arg(long, value_name = "N", conflicts_with = "to_image", value_parser = clap::value_parser!(u32).range(1..))]
+    pub to_revision: Option<u32>,
+
+    /// The image of the stream to go back to, by digest or unique digest prefix (sha256:4f2a or 4f2a)
+    #[arg(long, value_name = "DIGEST")]
+    pub to_image: Option<String>,
+}
+
+/// `--reference-policy`: where consumers pull a tag's images from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferencePolicy {
+    /// The image's original registry (`Source`).
+    Source,
+    /// moor's registry, pulling through (`Local`).
+    Local,
+}
+
+impl ReferencePolicy {
+    /// The API value.
+    pub fn to_api(self) -> TagReferencePolicyType {
+        match self {
+            ReferencePolicy::Source => TagReferencePolicyType::Source,
+            ReferencePolicy::Local => TagReferencePolicyType::Local,
+        }
+    }
+}
+
+/// `moor tag --source`: what kind of source SOURCE names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A registry pull spec (`DockerImage`).
+    Docker,
+    /// A tag of a stream, `STREAM:TAG` (`ImageStreamTag`).
+    ImageStreamTag,
+    /// An image of a stream, `STREAM@DIGEST` (`ImageStreamImage`).
+    ImageStreamImage,
 }
 
 /// Flags of `moor create namespace`.
@@ -275,7 +578,7 @@ pub struct GetArgs {
 /// Flags of `moor describe`.
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// Resource type: is (imagestream), or TYPE/NAME
+    /// Resource type: is (imagestream) or istag (imagestreamtag), or TYPE/NAME
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
 
@@ -305,6 +608,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
     Duration::try_from(signed).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
+}
+
+/// Parses `--reference-policy` (`source` or `local`, any case).
+pub fn parse_reference_policy(s: &str) -> Result<ReferencePolicy, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "source" => Ok(ReferencePolicy::Source),
+        "local" => Ok(ReferencePolicy::Local),
+        _ => Err("reference policy must be set to 'source' or 'local'".into()),
+    }
+}
+
+/// Parses `--import-mode` (`Legacy` or `PreserveOriginal`, any case).
+pub fn parse_import_mode(s: &str) -> Result<ImportMode, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "legacy" => Ok(ImportMode::Legacy),
+        "preserveoriginal" => Ok(ImportMode::PreserveOriginal),
+        _ => Err("valid ImportMode values are Legacy or PreserveOriginal".into()),
+    }
+}
+
+/// Parses `moor tag --source` with the names oc accepts.
+pub fn parse_source_kind(s: &str) -> Result<SourceKind, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "docker" | "dockerimage" => Ok(SourceKind::Docker),
+        "istag" | "imagestreamtag" | "imagestreamtags" => Ok(SourceKind::ImageStreamTag),
+        "isimage" | "imagestreamimage" | "imagestreamimages" => Ok(SourceKind::ImageStreamImage),
+        _ => Err(format!(
+            "invalid source {s:?}; valid values are docker, dockerimage, imagestreamimage, imagestreamtag, isimage, istag"
+        )),
+    }
 }
 
 /// Parses `SOURCE=MIRROR` of `--registry-mirror`.

@@ -1,6 +1,8 @@
-//! `moor describe is`: an image stream in oc's describe layout (metadata, repository,
-//! lookup policy, then one block per tag with its source, import errors and history),
-//! tab-aligned as oc's tabwriter does. Pure functions of the stream and the time.
+//! `moor describe is|istag`: an image stream in oc's describe layout (metadata,
+//! repository, lookup policy, then one block per tag with its source, import errors
+//! and history), and an image as oc's image describer prints it (for image stream tags
+//! and `import-image`), tab-aligned as oc's tabwriter does. Pure functions of the
+//! objects and the time.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -9,11 +11,11 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use moor_api::DockerImageReference;
 use moor_api::image::{
-    ConditionStatus, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
+    ConditionStatus, DockerConfig, Image, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
     KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
 };
 
-use crate::printers::humanize::{human_duration, seconds_since};
+use crate::printers::humanize::{human_duration, human_size, seconds_since};
 use crate::printers::tabwriter::TabWriter;
 
 /// What oc prints for an empty value.
@@ -36,6 +38,118 @@ pub fn image_stream(stream: &ImageStream, now: Timestamp) -> String {
     );
     format_tags(&mut out, stream, now);
     TabWriter::OC_DESCRIBE.format(&out)
+}
+
+/// Describes an image as oc's `DescribeImage` does (what `oc describe istag` and
+/// `oc import-image` print): `image_name` heads it when not empty. Manifest lists,
+/// which have no layers of their own, list their platforms under `Manifests`.
+pub fn image(image: &Image, image_name: &str, now: Timestamp) -> String {
+    let mut out = String::new();
+    if !image_name.is_empty() {
+        format_field(&mut out, "Image Name", image_name);
+    }
+    format_field(&mut out, "Docker Image", &image.docker_image_reference);
+    format_field(
+        &mut out,
+        "Name",
+        image.metadata.name.as_deref().unwrap_or_default(),
+    );
+    if let Some(created) = &image.metadata.creation_timestamp {
+        out.push_str(&format!("Created:\t{}\n", ago(Some(created), now)));
+    }
+    if image
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        format_map(&mut out, "Labels", image.metadata.labels.as_ref());
+    }
+    if let Some(annotations) = image
+        .metadata
+        .annotations
+        .as_ref()
+        .filter(|a| !a.is_empty())
+    {
+        let mut annotations = annotations.clone();
+        if let Some(d) = annotations.remove("description").filter(|d| !d.is_empty()) {
+            format_field(&mut out, "Description", &d);
+        }
+        format_map(&mut out, "Annotations", Some(&annotations));
+    }
+    let metadata = image.docker_image_metadata.clone().unwrap_or_default();
+    let layers = &image.docker_image_layers;
+    if image.is_manifest_list() {
+        let manifests: Vec<String> = image
+            .docker_image_manifests
+            .iter()
+            .map(|m| {
+                let mut platform = format!("{}/{}", m.os, m.architecture);
+                if !m.variant.is_empty() {
+                    platform = format!("{platform}/{}", m.variant);
+                }
+                format!("{platform}\t{}", m.digest)
+            })
+            .collect();
+        format_field(&mut out, "Manifests", &manifests.join("\n"));
+    } else if layers.is_empty() {
+        format_field(&mut out, "Layer Size", &human_size(metadata.size));
+    } else {
+        format_field(
+            &mut out,
+            "Image Size",
+            &format!("{} in {} layers", human_size(metadata.size), layers.len()),
+        );
+        let lines: Vec<String> = layers
+            .iter()
+            .map(|l| format!("{}\t{}", human_size(l.size), l.name))
+            .collect();
+        format_field(&mut out, "Layers", &lines.join("\n"));
+    }
+    format_field(
+        &mut out,
+        "Image Created",
+        &ago(metadata.created.as_ref(), now),
+    );
+    format_field(&mut out, "Author", &metadata.author);
+    format_field(&mut out, "Arch", &metadata.architecture);
+    format_docker_config(&mut out, &metadata.config.unwrap_or_default());
+    TabWriter::OC_DESCRIBE.format(&out)
+}
+
+/// The runtime config part of oc's image describe.
+fn format_docker_config(out: &mut String, config: &DockerConfig) {
+    let mut has_command = false;
+    if !config.entrypoint.is_empty() {
+        has_command = true;
+        format_field(out, "Entrypoint", &config.entrypoint.join(" "));
+    }
+    if !config.cmd.is_empty() {
+        has_command = true;
+        format_field(out, "Command", &config.cmd.join(" "));
+    }
+    if !has_command {
+        format_field(out, "Command", "");
+    }
+    format_field(out, "Working Dir", &config.working_dir);
+    format_field(out, "User", &config.user);
+    let ports: Vec<&str> = config.exposed_ports.keys().map(String::as_str).collect();
+    format_field(out, "Exposes Ports", &ports.join(", "));
+    format_map(out, "Docker Labels", Some(&config.labels));
+    for (i, env) in config.env.iter().enumerate() {
+        if i == 0 {
+            format_field(out, "Environment", env);
+        } else {
+            out.push_str(&format!("\t{env}\n"));
+        }
+    }
+    for (i, volume) in config.volumes.keys().enumerate() {
+        if i == 0 {
+            format_field(out, "Volumes", volume);
+        } else {
+            out.push_str(&format!("\t{volume}\n"));
+        }
+    }
 }
 
 /// `Label:\tvalue`, one value line per line of `value`, `<none>` when empty.
@@ -468,6 +582,57 @@ mod tests {
             "  ! error: Import failed (NotFound): manifest unknown",
             "      3 minutes ago",
             "",
+        ]
+        .join("\n");
+        assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
+    }
+
+    #[test]
+    fn image_layout_matches_oc() {
+        let image: Image = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": A, "creationTimestamp": "2026-01-01T11:58:00Z",
+                         "annotations": {"image.openshift.io/dockerLayersOrder": "ascending"}},
+            "dockerImageReference": format!("quay.io/keycloak/keycloak@{A}"),
+            "dockerImageLayers": [
+                {"name": B, "size": 1234, "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"},
+                {"name": A, "size": 251234567, "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
+            ],
+            "dockerImageMetadata": {
+                "kind": "DockerImage", "apiVersion": "image.openshift.io/1.0", "Id": "",
+                "Created": "2025-12-18T12:00:00Z", "Architecture": "amd64", "Size": 251235801,
+                "Config": {"Entrypoint": ["/opt/keycloak/bin/kc.sh"], "Cmd": ["start"],
+                           "User": "1000", "WorkingDir": "/opt/keycloak",
+                           "ExposedPorts": {"8443/tcp": {}, "8080/tcp": {}},
+                           "Labels": {"vendor": "keycloak", "a": "b"},
+                           "Env": ["PATH=/usr/bin", "LANG=en_US.UTF-8"],
+                           "Volumes": {"/data": {}}}
+            }
+        }))
+        .unwrap();
+        let got = super::image(&image, A, now());
+        let want = [
+            format!("Image Name:\t{A}"),
+            format!("Docker Image:\tquay.io/keycloak/keycloak@{A}"),
+            format!("Name:\t\t{A}"),
+            "Created:\t2 minutes ago".into(),
+            "Annotations:\timage.openshift.io/dockerLayersOrder=ascending".into(),
+            "Image Size:\t251.2MB in 2 layers".into(),
+            format!("Layers:\t\t1.234kB\t{B}"),
+            format!("\t\t251.2MB\t{A}"),
+            "Image Created:\t2 weeks ago".into(),
+            "Author:\t\t<none>".into(),
+            "Arch:\t\tamd64".into(),
+            "Entrypoint:\t/opt/keycloak/bin/kc.sh".into(),
+            "Command:\tstart".into(),
+            "Working Dir:\t/opt/keycloak".into(),
+            "User:\t\t1000".into(),
+            "Exposes Ports:\t8080/tcp, 8443/tcp".into(),
+            "Docker Labels:\ta=b".into(),
+            "\t\tvendor=keycloak".into(),
+            "Environment:\tPATH=/usr/bin".into(),
+            "\t\tLANG=en_US.UTF-8".into(),
+            "Volumes:\t/data".into(),
+            "".into(),
         ]
         .join("\n");
         assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");

@@ -10,6 +10,7 @@ use crate::client::ClientError;
 use crate::printers::PrintError;
 use crate::printers::table::TableError;
 use crate::resources::ResourceError;
+use crate::tagging::TaggingError;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +33,22 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    /// A tag source, destination or image that does not work.
+    #[error(transparent)]
+    Tagging(#[from] TaggingError),
+    /// A rollback that cannot be done.
+    #[error(transparent)]
+    Rollback(#[from] crate::commands::RollbackError),
+    /// An import that cannot be asked for.
+    #[error(transparent)]
+    ImportImage(#[from] crate::commands::ImportImageError),
     /// The command line asks for something that cannot be done.
     #[error("{0}")]
     Usage(String),
+    /// The command has already said what went wrong (e.g. `import-image` printed its
+    /// per-tag errors); only the exit code is left to set.
+    #[error("")]
+    Reported,
     /// Several errors, e.g. one per name that was not found.
     #[error("{} errors", .0.len())]
     Many(Vec<CliError>),
@@ -48,6 +62,7 @@ impl CliError {
             CliError::Client(e @ ClientError::Refused { .. }) => format!(
                 "error: {e}\nhint: is `moor serve` running? It writes DATA_DIR/kubeconfig; pass it with --kubeconfig or $KUBECONFIG"
             ),
+            CliError::Reported => String::new(),
             CliError::Many(errors) => errors
                 .iter()
                 .map(CliError::render)

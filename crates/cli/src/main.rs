@@ -11,6 +11,7 @@ mod error;
 mod logging;
 mod printers;
 mod resources;
+mod tagging;
 
 use std::process::ExitCode;
 
@@ -27,7 +28,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::debug!(error = ?e, "command failed");
-            eprintln!("{}", e.render());
+            let text = e.render();
+            if !text.is_empty() {
+                eprintln!("{text}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -192,7 +192,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             ..Default::default()
         },
     };
+    let metrics = Metrics::new();
     let upstream = crate::upstream::UpstreamClient::new(upstream_config(&opts)?)?;
+    upstream.register_metrics(&metrics);
     let api = Arc::new(ApiServer::new(store.clone(), config, Arc::new(upstream)));
     api.bootstrap()
         .await
@@ -207,7 +209,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             authn: Arc::new(authn),
             authz: Arc::new(AllowAuthenticated),
         },
-        metrics: Metrics::new(),
+        metrics,
         ready: ready.clone(),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));

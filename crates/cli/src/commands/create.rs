@@ -1,19 +1,24 @@
-//! `moor create is|namespace`: makes one object and prints
-//! `<resource>.<group>/<name> created`, as oc does.
+//! `moor create is|istag|namespace`: makes one object and prints
+//! `<resource>.<group>/<name> created`, as oc does. `create istag` resolves a digest
+//! prefix in `--from STREAM@DIGEST` before it writes.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
-use moor_api::image::ImageStream;
+use moor_api::DockerImageReference;
+use moor_api::image::{
+    ImageStream, ImageStreamTag, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
+    TagImportPolicy, TagReference, TagReferencePolicy, parse_image_stream_tag_name,
+};
 
 use super::emit;
-use crate::cli::{CreateArgs, CreateCommand};
+use crate::cli::{CreateArgs, CreateCommand, CreateImageStreamTagArgs};
 use crate::client::Session;
 use crate::error::CliError;
-use crate::resources::{IMAGE_STREAMS, NAMESPACES};
-
-/// The field manager moor's writes are recorded under in `managedFields`.
-const FIELD_MANAGER: &str = "moor";
+use crate::resources::{IMAGE_STREAM_TAGS, IMAGE_STREAMS, NAMESPACES};
+use crate::tagging::{FIELD_MANAGER, object_reference, resolve_image_id, retry_on_conflict};
 
 /// Runs `moor create ...`.
 pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {
@@ -41,8 +46,119 @@ pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {
                 .map_err(|e| session.error(e))?;
             (&NAMESPACES, created.metadata.name.unwrap_or(a.name))
         }
+        CreateCommand::ImageStreamTag(a) => {
+            let ist = image_stream_tag(session, &a).await?;
+            let api: Api<ImageStreamTag> =
+                Api::namespaced(session.client.clone(), &session.namespace);
+            let created = retry_on_conflict(|| async {
+                api.create(&params, &ist)
+                    .await
+                    .map_err(|e| session.error(e))
+            })
+            .await?;
+            (&IMAGE_STREAM_TAGS, created.metadata.name.unwrap_or(a.name))
+        }
     };
     emit(&format!("{}/{name} created\n", ty.qualified_singular()))
+}
+
+/// Parses `-A key=value` annotations as oc does.
+fn annotations(args: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ if a.ends_with('-') => {
+                return Err(CliError::Usage(
+                    "annotations must be of the form name=value".into(),
+                ));
+            }
+            _ => {
+                return Err(CliError::Usage(format!("invalid annotation format: {a}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `from` of `--from [NAMESPACE/]STREAM[:TAG|@DIGEST]` (or `:TAG`, a tag of the
+/// same stream), with a digest prefix resolved to the full digest.
+async fn from_stream(
+    session: &Session,
+    from: &str,
+) -> Result<k8s_openapi::api::core::v1::ObjectReference, CliError> {
+    if let Some(tag) = from.strip_prefix(':') {
+        return Ok(object_reference(KIND_IMAGE_STREAM_TAG, tag, None));
+    }
+    let (name_part, id) = match from.split_once('@') {
+        Some((n, id)) => (n, Some(id)),
+        None => (from, None),
+    };
+    let r = DockerImageReference::parse(name_part).map_err(|e| {
+        CliError::Usage(format!(
+            "Invalid --from, must be a valid image stream tag or image stream image: {e}"
+        ))
+    })?;
+    if !r.registry().is_empty() {
+        return Err(CliError::Usage(
+            "Invalid --from, registry may not be specified".into(),
+        ));
+    }
+    let namespace = Some(r.namespace()).filter(|n| !n.is_empty());
+    match id {
+        Some(id) => {
+            let ns = namespace.unwrap_or(&session.namespace);
+            let digest = resolve_image_id(session, ns, r.name(), id).await?;
+            Ok(object_reference(
+                KIND_IMAGE_STREAM_IMAGE,
+                &format!("{}@{digest}", r.name()),
+                namespace,
+            ))
+        }
+        None => Ok(object_reference(
+            KIND_IMAGE_STREAM_TAG,
+            &r.name_string(),
+            namespace,
+        )),
+    }
+}
+
+/// The image stream tag `moor create istag` sends.
+async fn image_stream_tag(
+    session: &Session,
+    a: &CreateImageStreamTagArgs,
+) -> Result<ImageStreamTag, CliError> {
+    let (_, tag) =
+        parse_image_stream_tag_name(&a.name).map_err(|e| CliError::Usage(e.to_string()))?;
+    let annotations = annotations(&a.annotations)?;
+    let from = match (&a.from_image, &a.from) {
+        (Some(image), _) => Some(object_reference(KIND_DOCKER_IMAGE, image, None)),
+        (None, Some(from)) => Some(from_stream(session, from).await?),
+        (None, None) => None,
+    };
+    let annotations = (!annotations.is_empty()).then_some(annotations);
+    let mut ist = ImageStreamTag::default();
+    ist.metadata.name = Some(a.name.clone());
+    ist.metadata.namespace = Some(session.namespace.clone());
+    ist.metadata.annotations = annotations.clone();
+    ist.tag = Some(TagReference {
+        name: tag.to_string(),
+        annotations,
+        from,
+        reference: a.reference,
+        generation: None,
+        import_policy: TagImportPolicy {
+            insecure: a.insecure,
+            scheduled: a.scheduled,
+            import_mode: a.import_mode.clone(),
+        },
+        reference_policy: TagReferencePolicy {
+            type_: a.reference_policy.map(|p| p.to_api()),
+        },
+    });
+    Ok(ist)
 }
 
 /// The image stream `moor create is` sends.
@@ -57,6 +173,20 @@ fn image_stream(name: &str, namespace: &str, lookup_local: bool) -> ImageStream 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_parse_like_oc() {
+        let got = annotations(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(got.get("b").map(String::as_str), Some("x=y"));
+        assert_eq!(
+            annotations(&["a-".into()]).unwrap_err().to_string(),
+            "annotations must be of the form name=value"
+        );
+        assert_eq!(
+            annotations(&["oops".into()]).unwrap_err().to_string(),
+            "invalid annotation format: oops"
+        );
+    }
 
     #[test]
     fn the_stream_sent_is_minimal() {

@@ -6,7 +6,13 @@ mod create;
 mod delete;
 mod describe;
 mod get;
+mod import_image;
+mod rollback;
 mod serve;
+mod tag;
+
+pub use import_image::ImportImageError;
+pub use rollback::RollbackError;
 
 use std::io::Write;
 
@@ -23,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Get(args) => get::run(&connect(&global).await?, args).await,
         Command::Describe(args) => describe::run(&connect(&global).await?, args).await,
         Command::Delete(args) => delete::run(&connect(&global).await?, args).await,
+        Command::Tag(args) => tag::run(&connect(&global).await?, args).await,
+        Command::ImportImage(args) => import_image::run(&connect(&global).await?, args).await,
+        Command::Rollback(args) => rollback::run(&connect(&global).await?, args).await,
     }
 }
 

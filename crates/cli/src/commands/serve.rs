@@ -23,6 +23,8 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,
         plain_http: args.plain_http,
+        registry_ca: args.registry_ca,
+        max_images_bulk: args.max_images_bulk,
         ..ServeOptions::default()
     }
 }

@@ -1,6 +1,6 @@
-//! Durations for people: kubectl's short ages for table cells (`5s`, `3m20s`, `4d`)
-//! and Docker's long form that oc's describe prints (`2 minutes`, `About an hour`).
-//! Pure functions of a number of seconds.
+//! Durations and sizes for people: kubectl's short ages for table cells (`5s`,
+//! `3m20s`, `4d`), Docker's long form that oc's describe prints (`2 minutes`,
+//! `About an hour`), and Docker's decimal sizes (`1.235MB`). Pure functions.
 
 use jiff::Timestamp;
 
@@ -107,8 +107,49 @@ pub fn human_duration(seconds: i64) -> String {
     format!("{} years", seconds / 3600 / 24 / 365)
 }
 
+/// Docker's `units.HumanSize`, which oc's image describe prints: decimal units
+/// (1 kB = 1000 B) and four significant digits, as Go's `%.4g` writes them
+/// (`0B`, `512B`, `1.235kB`, `251.2MB`, `2GB`).
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes.max(0) as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", four_significant(size), UNITS[unit])
+}
+
+/// `%.4g` of a value in [0, 1000): four significant digits, trailing zeros dropped.
+fn four_significant(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let int_digits = (v.abs().log10().floor() as i32 + 1).max(1);
+    let decimals = (4 - int_digits).max(0) as usize;
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1234), "1.234kB");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(251_234_567), "251.2MB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
+        assert_eq!(human_size(99_500), "99.5kB");
+        assert_eq!(human_size(-3), "0B");
+    }
+
     use super::*;
 
     #[test]

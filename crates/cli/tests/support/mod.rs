@@ -3,6 +3,8 @@
 //! the test when `CI` is set and skips it otherwise.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +42,11 @@ pub fn peer(name: &str) -> Option<PathBuf> {
 impl MoorServer {
     /// Starts `moor serve` on a free loopback port with the given extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> MoorServer {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables for the server.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> MoorServer {
         let _ = std::fs::remove_file(data_dir.join("kubeconfig"));
         let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
         let child = Command::new(moor_bin())
@@ -47,6 +54,7 @@ impl MoorServer {
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

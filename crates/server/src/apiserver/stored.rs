@@ -113,6 +113,14 @@ pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version {rv:?}")))
 }
 
+/// `obj` without `metadata.resourceVersion`: a read-modify-write step returns this
+/// so the write is not conditional on the version it read (the store's
+/// compare-and-swap still guards it, and a lost race retries the step).
+pub fn unconditional(mut obj: Value) -> Value {
+    remove_meta(&mut obj, "resourceVersion");
+    obj
+}
+
 /// The current time as Kubernetes writes timestamps.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()

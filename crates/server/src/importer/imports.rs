@@ -20,6 +20,7 @@ use super::{ImportError, ImportSpec, Importer, PullOptions, TagOutcome, import_r
 use crate::apiserver::codec::decode_as;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::*;
+use crate::apiserver::stored::unconditional;
 use crate::apiserver::table::TableDef;
 
 /// The served `imagestreamimports` resource.
@@ -251,11 +252,9 @@ impl ImageStreamImports {
                     None => stream.spec.tags.push(r),
                 }
             }
-            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            Ok(v)
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
         };
         let ctx = RequestContext::default();
         self.importer

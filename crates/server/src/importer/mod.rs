@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::{RequestContext, RestStorage};
+use crate::apiserver::stored::unconditional;
 pub use image::FetchedManifest;
 
 /// Why an import failed, in OpenShift's terms (`reason` is a `StatusReason`).
@@ -478,11 +479,9 @@ impl Importer {
                     }
                 }
             }
-            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            Ok(v)
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
         };
         let (written, _) = self
             .streams

@@ -18,7 +18,7 @@ use crate::apiserver::codec::decode_as;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::patch::MergeKeys;
 use crate::apiserver::resource::*;
-use crate::apiserver::stored::{StoredResource, Strategy, object_key};
+use crate::apiserver::stored::{StoredResource, Strategy, object_key, unconditional};
 use crate::apiserver::table::{Column, TableDef, name_column, name_of};
 
 /// Strategic-merge keys OpenShift declares for image streams.
@@ -713,7 +713,9 @@ impl RestStorage for ImageStreamTags {
             if lookup.local {
                 stream.spec.lookup_policy = lookup.clone();
             }
-            serde_json::to_value(&stream).map_err(ApiError::internal)
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
         };
         let (stream_value, _) = self
             .streams
@@ -800,11 +802,9 @@ impl RestStorage for ImageStreamTags {
                 None => stream.spec.tags.retain(|t| t.name != tag),
             }
             stream.spec.lookup_policy = lookup.clone();
-            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            Ok(v)
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
         };
         let (stream_value, _) = self
             .streams
@@ -854,11 +854,9 @@ impl RestStorage for ImageStreamTags {
             }
             stream.spec.tags.retain(|t| t.name != tag);
             stream.status.tags.retain(|t| t.tag != tag);
-            let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            Ok(v)
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
         };
         // Spec and status both change: write the spec through the main resource and the
         // status through the status subresource, in that order.

@@ -1,0 +1,256 @@
+//! `moor tag SOURCE DEST...` and `moor tag -d DEST...`: sets (or deletes) spec tags
+//! with oc's semantics and messages. A `stream:tag` source is copied (the destination
+//! gets the source's current image as `stream@sha256:...`) unless `--alias`; digest
+//! prefixes are resolved before anything is written.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Api;
+use moor_api::DockerImageReference;
+use moor_api::image::{
+    ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
+    TagImportPolicy, TagReference, TagReferencePolicy,
+};
+
+use super::emit;
+use crate::cli::TagArgs;
+use crate::client::Session;
+use crate::error::CliError;
+use crate::resources::IMAGE_STREAM_TAGS;
+use crate::tagging::{
+    Destination, Source, TaggingError, kind_of, object_reference, qualified, resolve_image_id,
+    retry_on_conflict, set_spec_tag,
+};
+
+/// A source resolved to what the spec tag will say.
+struct Resolved {
+    /// `from` of the spec tag (namespace filled per destination).
+    kind: &'static str,
+    /// `from.name`.
+    name: String,
+    /// The namespace the source named, if any.
+    namespace: Option<String>,
+    /// What oc's messages print for the source.
+    display: String,
+}
+
+/// Runs `moor tag ...`.
+pub async fn run(session: &Session, args: TagArgs) -> Result<(), CliError> {
+    if args.delete {
+        return delete(session, &args).await;
+    }
+    if args.args.len() < 2 {
+        return Err(CliError::Usage(
+            "you must specify a source and at least one destination or one or more tags to delete\nSee 'moor tag -h' for help and examples"
+                .into(),
+        ));
+    }
+    let source_arg = &args.args[0];
+    let source = Source::parse(source_arg, args.source)?;
+    let destinations = args.args[1..]
+        .iter()
+        .map(|d| Destination::parse(&session.namespace, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    validate(session, &args, &source, &destinations)?;
+
+    let resolved = resolve(session, &args, source_arg, &source).await?;
+    let reference_policy = args.reference_policy.to_api();
+    for dest in &destinations {
+        let from_namespace = match resolved.kind {
+            KIND_DOCKER_IMAGE => None,
+            _ => resolved.namespace.clone().or_else(|| {
+                (dest.namespace != session.namespace).then(|| session.namespace.clone())
+            }),
+        };
+        let tag = TagReference {
+            name: dest.tag.clone(),
+            annotations: None,
+            from: Some(ObjectReference {
+                namespace: from_namespace,
+                ..object_reference(resolved.kind, &resolved.name, None)
+            }),
+            reference: args.reference,
+            generation: None,
+            import_policy: TagImportPolicy {
+                insecure: args.insecure,
+                scheduled: args.scheduled,
+                import_mode: args.import_mode.clone(),
+            },
+            reference_policy: TagReferencePolicy {
+                type_: Some(reference_policy.clone()),
+            },
+        };
+        // As oc: a registry source always asks for a fresh import.
+        set_spec_tag(
+            session,
+            &dest.namespace,
+            &dest.stream,
+            &tag,
+            resolved.kind == KIND_DOCKER_IMAGE,
+        )
+        .await?;
+        emit(&format!(
+            "{}\n",
+            message(session, &args, dest, &resolved.display)
+        ))?;
+    }
+    Ok(())
+}
+
+/// oc's checks, made before anything is read or written.
+fn validate(
+    session: &Session,
+    args: &TagArgs,
+    source: &Source,
+    destinations: &[Destination],
+) -> Result<(), CliError> {
+    let usage = |m: &str| Err(CliError::Usage(m.to_string()));
+    if kind_of(source) != KIND_DOCKER_IMAGE && (args.scheduled || args.insecure) {
+        return usage(
+            "only container images can have importing flags set (--scheduled and --insecure need a registry source such as quay.io/keycloak/keycloak:20.0.3; add --source=docker for a Docker Hub name)",
+        );
+    }
+    if args.alias {
+        if args.scheduled || args.insecure {
+            return usage("cannot set a container image tag as an alias and also set import flags");
+        }
+        let (source_ns, source_stream) = match source {
+            Source::Docker(r) => (None, r.name().to_string()),
+            Source::Tag {
+                namespace, stream, ..
+            }
+            | Source::Image {
+                namespace, stream, ..
+            } => (namespace.clone(), stream.clone()),
+        };
+        let source_ns = source_ns.unwrap_or_else(|| session.namespace.clone());
+        if destinations
+            .iter()
+            .any(|d| d.namespace != source_ns || d.stream != source_stream)
+        {
+            return usage("cannot set alias across different Image Streams");
+        }
+    }
+    Ok(())
+}
+
+/// Turns the source into the spec tag's `from`: copies a tag's current image unless
+/// `--alias`, and resolves digest prefixes.
+async fn resolve(
+    session: &Session,
+    args: &TagArgs,
+    source_arg: &str,
+    source: &Source,
+) -> Result<Resolved, CliError> {
+    match source {
+        Source::Docker(r) => Ok(Resolved {
+            kind: KIND_DOCKER_IMAGE,
+            name: r.exact(),
+            namespace: None,
+            display: r.exact(),
+        }),
+        Source::Tag {
+            namespace,
+            stream,
+            tag,
+        } if args.alias => Ok(Resolved {
+            kind: KIND_IMAGE_STREAM_TAG,
+            name: format!("{stream}:{tag}"),
+            namespace: namespace.clone(),
+            display: qualified(namespace.as_deref(), &format!("{stream}:{tag}")),
+        }),
+        Source::Tag {
+            namespace,
+            stream,
+            tag,
+        } => {
+            let ns = namespace.as_deref().unwrap_or(&session.namespace);
+            let api: Api<ImageStream> = Api::namespaced(session.client.clone(), ns);
+            let found = api.get(stream).await.map_err(|e| session.error(e))?;
+            let event = found
+                .latest_tagged_image(tag)
+                .ok_or_else(|| TaggingError::NoImage(source_arg.to_string()))?;
+            if event.image.is_empty() {
+                let r =
+                    DockerImageReference::parse(&event.docker_image_reference).map_err(|e| {
+                        TaggingError::BadPullSpec {
+                            tag: source_arg.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                return Ok(Resolved {
+                    kind: KIND_DOCKER_IMAGE,
+                    name: r.exact(),
+                    namespace: None,
+                    display: r.exact(),
+                });
+            }
+            let name = format!("{stream}@{}", event.image);
+            Ok(Resolved {
+                kind: KIND_IMAGE_STREAM_IMAGE,
+                display: qualified(namespace.as_deref(), &name),
+                name,
+                namespace: namespace.clone(),
+            })
+        }
+        Source::Image {
+            namespace,
+            stream,
+            id,
+        } => {
+            let ns = namespace.as_deref().unwrap_or(&session.namespace);
+            let digest = resolve_image_id(session, ns, stream, id).await?;
+            let name = format!("{stream}@{digest}");
+            Ok(Resolved {
+                kind: KIND_IMAGE_STREAM_IMAGE,
+                display: qualified(namespace.as_deref(), &name),
+                name,
+                namespace: namespace.clone(),
+            })
+        }
+    }
+}
+
+/// What oc prints after setting a tag.
+fn message(session: &Session, args: &TagArgs, dest: &Destination, source: &str) -> String {
+    let target = if dest.namespace == session.namespace {
+        dest.name_and_tag.clone()
+    } else {
+        format!("{}/{}", dest.namespace, dest.name_and_tag)
+    };
+    if args.alias {
+        format!("Tag {target} set up to track {source}.")
+    } else if args.scheduled {
+        format!("Tag {target} set to import {source} periodically.")
+    } else {
+        format!("Tag {target} set to {source}.")
+    }
+}
+
+/// `moor tag -d DEST...`: deletes each tag (spec and history).
+async fn delete(session: &Session, args: &TagArgs) -> Result<(), CliError> {
+    let usage = |m: &str| Err(CliError::Usage(m.to_string()));
+    if args.alias {
+        return usage("--alias and --delete may not be both specified");
+    }
+    if args.source.is_some() {
+        return usage("cannot specify a source kind when deleting");
+    }
+    if args.scheduled || args.insecure {
+        return usage("cannot set flags for importing images when deleting a tag");
+    }
+    let destinations = args
+        .args
+        .iter()
+        .map(|d| Destination::parse(&session.namespace, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    for dest in &destinations {
+        let name = format!("{}:{}", dest.stream, dest.tag);
+        retry_on_conflict(|| session.delete(&IMAGE_STREAM_TAGS, Some(&dest.namespace), &name))
+            .await?;
+        emit(&format!(
+            "Deleted tag {}/{}.\n",
+            dest.namespace, dest.name_and_tag
+        ))?;
+    }
+    Ok(())
+}
