@@ -100,6 +100,25 @@ async fn create_get_list_and_duplicate() {
         .get(&format!("{IS}?fieldSelector=metadata.name%3Dkeycloak"))
         .await;
     assert_eq!(r.body["items"][0]["metadata"]["name"], "keycloak");
+    // Plain lists are served from stored bytes: the same object as a GET.
+    let listed = h.get(IS).await.body;
+    let got = h.get(&format!("{IS}/keycloak")).await.body;
+    let item = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == "keycloak")
+        .unwrap();
+    assert_eq!(item, &got, "list item equals GET");
+    assert_eq!(listed["kind"], "ImageStreamList");
+    assert!(
+        listed["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            >= rv
+    );
     let r = h.get("/apis/image.openshift.io/v1/imagestreams").await;
     assert_eq!(
         r.body["items"].as_array().unwrap().len(),

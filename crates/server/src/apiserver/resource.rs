@@ -175,6 +175,17 @@ pub struct ObjectList {
     pub remaining: Option<i64>,
 }
 
+/// A page of objects already serialized (the fast path of plain lists).
+#[derive(Clone, Debug, Default)]
+pub struct EncodedList {
+    /// The objects as JSON, separated by commas (the inside of `"items":[...]`).
+    pub items: Vec<u8>,
+    /// How many objects `items` holds.
+    pub count: usize,
+    pub resource_version: String,
+    pub continue_token: Option<String>,
+}
+
 /// `DeleteOptions` that matter here.
 #[derive(Clone, Debug, Default)]
 pub struct DeletePreconditions {
@@ -234,6 +245,28 @@ pub trait RestStorage: Send + Sync {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> Result<ObjectList, ApiError>;
+    /// Objects in `ns`, serialized; by default [`list`](Self::list) then serialize.
+    async fn list_encoded(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        let list = self.list(ctx, ns, opts).await?;
+        let mut items = Vec::new();
+        for (i, o) in list.items.iter().enumerate() {
+            if i > 0 {
+                items.push(b',');
+            }
+            serde_json::to_writer(&mut items, o).map_err(ApiError::internal)?;
+        }
+        Ok(EncodedList {
+            items,
+            count: list.items.len(),
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+        })
+    }
     /// Creates `obj` (already decoded) in `ns`.
     async fn create(
         &self,

@@ -350,6 +350,14 @@ impl Strategy for ImageStreams {
             None => vec![FieldError::invalid("", "", "not a valid ImageStream")],
         }
     }
+    fn raw_is_decorated(&self, raw: &[u8], ns: Option<&str>, name: &str) -> bool {
+        let want = format!(
+            "\"dockerImageRepository\":\"{}/{}/{name}\"",
+            self.registry_hostname,
+            ns.unwrap_or("")
+        );
+        memchr::memmem::find(raw, want.as_bytes()).is_some()
+    }
     fn decorate(&self, obj: &mut Value) {
         let ns = obj
             .pointer("/metadata/namespace")
