@@ -810,3 +810,45 @@ async fn metrics_are_served_to_authenticated_clients() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text.contains("moor_http_requests_total"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn malformed_references_and_tag_names_are_refused_with_nothing_written() {
+    let h = harness().await;
+    let before = h.store.current_revision().await.unwrap();
+    for (tag, from) in [
+        ("ok", "quay.io/Keycloak/keycloak:20.0"),
+        ("ok", "quay.io/keycloak/keycloak:20.0:extra"),
+        ("ok", "quay.io/keycloak/keycloak@sha256:abc"),
+        ("bad tag!", "quay.io/keycloak/keycloak:20.0"),
+    ] {
+        let mut s = stream("refs");
+        s["spec"]["tags"] = json!([{"name": tag, "from": {"kind": "DockerImage", "name": from}}]);
+        let r = h.post(IS, &s).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{tag} {from}: {}",
+            r.text
+        );
+        assert!(
+            r.body["details"]["causes"][0]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with("spec.tags"),
+            "{}",
+            r.text
+        );
+    }
+    let mut s = stream("refs");
+    s["spec"]["tags"] = json!([{"name": "t", "from": {"kind": "ImageStreamTag", "name": "other:1"}, "importPolicy": {"scheduled": true}}]);
+    assert_eq!(
+        h.post(IS, &s).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "--scheduled needs a registry source"
+    );
+    assert_eq!(
+        h.store.current_revision().await.unwrap(),
+        before,
+        "nothing was written"
+    );
+}
