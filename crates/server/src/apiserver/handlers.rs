@@ -369,9 +369,6 @@ pub async fn serve(
 
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) => {
-            if def.namespaced && ns.is_none() && target.namespace.is_none() {
-                // all namespaces
-            }
             let opts = list_options(&q, &def)?;
             if q.flag("watch") {
                 return watch(storage, &ctx, ns, &opts, table).await;
@@ -402,10 +399,8 @@ pub async fn serve(
                     });
                 return watch(storage, &ctx, ns, &opts, table).await;
             }
+            // A subresource (`status`) reads as the whole object, as in Kubernetes.
             let obj = storage.get(&ctx, ns, name).await?;
-            let obj = match target.subresource.as_deref() {
-                Some(_) | None => obj,
-            };
             Ok(object_response(StatusCode::OK, obj, table_ref, &ctx))
         }
         (Method::POST, None) => {

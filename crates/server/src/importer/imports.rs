@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use moor_api::DockerImageReference;
 use moor_api::image::{
     ImageImportStatus, ImageStream, ImageStreamImport, RepositoryImportStatus, TagReference,
-    reasons,
 };
 use serde_json::{Value, json};
 
@@ -393,11 +392,6 @@ impl RestStorage for ImageStreamImports {
     ) -> Result<WatchEvents, ApiError> {
         Err(ApiError::MethodNotAllowed)
     }
-}
-
-/// A failure status reason for errors that are not the registry's.
-pub fn internal(message: &str) -> ImportError {
-    ImportError::new(reasons::INTERNAL_ERROR, message)
 }
 
 #[cfg(test)]
