@@ -224,7 +224,8 @@ pub type WatchEvents = BoxStream<'static, WatchEvent>;
 /// A read-modify-write step: gets the current object (if any), returns the new one.
 pub type UpdateFn<'a> = dyn Fn(Option<Value>) -> Result<Value, ApiError> + Send + Sync + 'a;
 
-/// How the generic HTTP handlers reach a resource, stored or virtual.
+/// How the generic HTTP handlers reach a resource, stored or virtual. A verb a
+/// resource does not implement answers 405 MethodNotAllowed.
 #[async_trait]
 pub trait RestStorage: Send + Sync {
     /// The static description.
@@ -234,17 +235,21 @@ pub trait RestStorage: Send + Sync {
     /// One object.
     async fn get(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Objects in `ns` (or everywhere when `None`).
     async fn list(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Objects in `ns`, serialized; by default [`list`](Self::list) then serialize.
     async fn list_encoded(
         &self,
@@ -270,38 +275,48 @@ pub trait RestStorage: Send + Sync {
     /// Creates `obj` (already decoded) in `ns`.
     async fn create(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _obj: Value,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Read-modify-write of `name` (or of its `subresource`). With `create_if_missing`
     /// the step may create the object; the bool says whether it did.
     async fn update(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _subresource: Option<&str>,
+        _update: &UpdateFn<'_>,
+        _create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Deletes `name`; returns the object as it was.
     async fn delete(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Changes from `opts.resource_version` on.
     async fn watch(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Decodes a request body into this kind's canonical JSON, listing unknown fields.
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError>;
+    fn decode(&self, _body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Merge keys of lists, for strategic merge patch and server-side apply.
     fn merge_keys(&self) -> MergeKeys {
         MergeKeys::default()

@@ -323,17 +323,6 @@ impl RestStorage for ImageStreamImports {
             ))
         })
     }
-    async fn get(&self, _: &RequestContext, _: Option<&str>, _: &str) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn list(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
     async fn create(
         &self,
         ctx: &RequestContext,
@@ -363,34 +352,6 @@ impl RestStorage for ImageStreamImports {
         );
         let out = self.run(ns, isi).await?;
         serde_json::to_value(&out).map_err(ApiError::internal)
-    }
-    async fn update(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: Option<&str>,
-        _: &UpdateFn<'_>,
-        _: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn delete(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn watch(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        Err(ApiError::MethodNotAllowed)
     }
 }
 
