@@ -387,6 +387,8 @@ impl Scheduler {
             entries: BTreeMap::new(),
             queue: BTreeSet::new(),
             tasks: JoinSet::new(),
+            counted: None,
+            count_pending: false,
         };
         for v in &list.items {
             if let Ok(stream) = serde_json::from_value::<ImageStream>(v.clone()) {
@@ -412,6 +414,11 @@ impl Scheduler {
             let sleep = match state.queue.first() {
                 Some((due, _)) => Duration::from_millis((*due - now_ms()).max(0) as u64),
                 None => Duration::from_secs(3600),
+            };
+            let sleep = if state.count_pending {
+                sleep.min(Duration::from_secs(1))
+            } else {
+                sleep
             };
             tokio::select! {
                 biased;
@@ -441,7 +448,12 @@ impl Scheduler {
                         WatchEvent::Error(e) => return Err(ApiError::Gone(e.to_string())),
                     }
                 }
-                _ = tokio::time::sleep(sleep) => state.dispatch_due(),
+                _ = tokio::time::sleep(sleep) => {
+                    state.dispatch_due();
+                    if state.count_pending {
+                        state.count_tags();
+                    }
+                }
             }
         }
     }
@@ -472,6 +484,9 @@ struct State<'a> {
     entries: BTreeMap<TagKey, Entry>,
     queue: BTreeSet<(i64, TagKey)>,
     tasks: JoinSet<Done>,
+    /// When `moor_scheduled_tags` was last set, and whether it is stale.
+    counted: Option<Instant>,
+    count_pending: bool,
 }
 
 type Startup<'b> = (
@@ -484,9 +499,19 @@ impl State<'_> {
         self.shared.interval_ms
     }
 
-    fn count_tags(&self) {
+    /// Sets `moor_scheduled_tags`, at most once a second (a count walks every entry).
+    fn count_tags(&mut self) {
+        if self
+            .counted
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.count_pending = true;
+            return;
+        }
         let active = self.entries.values().filter(|e| e.record.active).count();
         self.shared.metrics.tags.set(active as i64);
+        self.counted = Some(Instant::now());
+        self.count_pending = false;
     }
 
     fn schedule(&mut self, key: &TagKey, due: i64) {
