@@ -2,7 +2,8 @@
 //! `image.openshift.io/v1` objects with OpenShift's JSON shape ([`image`]), validated
 //! digest and image reference newtypes ([`reference`]), OpenShift's validation rules
 //! ([`validation`]), OCI and Docker media types ([`media_types`]) and the type-meta
-//! plumbing behind them ([`meta`]). Nothing here does IO: no files, network or async.
+//! plumbing behind them ([`meta`]), and moor's own `moor.io/v1` read-only views
+//! ([`scheduled`]). Nothing here does IO: no files, network or async.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,6 +12,7 @@ pub mod image;
 pub mod media_types;
 pub mod meta;
 pub mod reference;
+pub mod scheduled;
 pub mod validation;
 
 pub use reference::{Digest, DigestAlgorithm, DockerImageReference, ReferenceError};

@@ -37,7 +37,10 @@ Examples:
 
   # Import from a plain-HTTP registry, fetch quay.io content from a mirror, re-import every 5 minutes
   moor serve --insecure-registry localhost:5000 --registry-mirror quay.io=mirror.local:5000 \\
-      --scheduled-import-interval 5m";
+      --scheduled-import-interval 5m
+
+  # Check scheduled tags on Docker Hub at most 2 requests a second, other registries 20
+  moor serve --registry-qps docker.io=2 --default-registry-qps 20";
 
 const CREATE_EXAMPLES: &str = "\
 Examples:
@@ -309,9 +312,21 @@ pub struct ServeArgs {
     #[arg(long = "registry-mirror", value_name = "SOURCE=MIRROR", value_parser = parse_mirror)]
     pub registry_mirrors: Vec<(String, String)>,
 
-    /// How often scheduled tags are re-imported, e.g. 15m, 30s, 1h30m
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    /// How often scheduled tags are checked (HEAD) and re-imported when changed, e.g. 15m, 30s, 1h30m (at least 1s)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_interval)]
     pub scheduled_import_interval: Duration,
+
+    /// Scheduled checks in flight at most, all registries together
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scheduled_import_concurrency: u32,
+
+    /// Requests per second the scheduler may send to a registry not named by --registry-qps (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = parse_qps)]
+    pub default_registry_qps: f64,
+
+    /// Requests per second the scheduler may send to one registry, e.g. docker.io=2 (repeatable)
+    #[arg(long = "registry-qps", value_name = "HOST=N", value_parser = parse_registry_qps)]
+    pub registry_qps: Vec<(String, f64)>,
 
     /// Where objects are stored: sqlite://PATH or memory:// [default: SQLite under DATA_DIR]
     #[arg(long, value_name = "URL")]
@@ -610,6 +625,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
 }
 
+/// Parses `--scheduled-import-interval`: a duration of at least one second.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("invalid interval {s:?}: must be at least 1s"));
+    }
+    Ok(d)
+}
+
+/// Parses a requests-per-second budget: a number, 0 or more (0: no limit).
+pub fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
+        _ => Err(format!(
+            "invalid requests per second {s:?}: expected a number, 0 or more (0: no limit)"
+        )),
+    }
+}
+
+/// Parses `--registry-qps HOST=N`.
+pub fn parse_registry_qps(s: &str) -> Result<(String, f64), String> {
+    let Some((host, qps)) = s.split_once('=') else {
+        return Err(format!(
+            "invalid registry budget {s:?}: expected HOST=N, e.g. docker.io=2"
+        ));
+    };
+    let host = parse_registry_host(host)?;
+    Ok((host.to_ascii_lowercase(), parse_qps(qps)?))
+}
+
 /// Parses `--reference-policy` (`source` or `local`, any case).
 pub fn parse_reference_policy(s: &str) -> Result<ReferencePolicy, String> {
     match s.to_ascii_lowercase().as_str() {
@@ -745,6 +790,49 @@ mod tests {
             vec![("quay.io".to_string(), "m:5000".to_string())]
         );
         assert_eq!(s.scheduled_import_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn scheduler_flags() {
+        let cli = Cli::try_parse_from([
+            "moor",
+            "serve",
+            "--scheduled-import-interval",
+            "1s",
+            "--registry-qps",
+            "Docker.io=2",
+            "--registry-qps",
+            "127.0.0.1:5000=0.5",
+            "--default-registry-qps",
+            "0",
+            "--scheduled-import-concurrency",
+            "4",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.scheduled_import_interval, Duration::from_secs(1));
+        assert_eq!(
+            s.registry_qps,
+            vec![
+                ("docker.io".to_string(), 2.0),
+                ("127.0.0.1:5000".to_string(), 0.5)
+            ]
+        );
+        assert_eq!(s.default_registry_qps, 0.0);
+        assert_eq!(s.scheduled_import_concurrency, 4);
+        for bad in [
+            ["--scheduled-import-interval", "500ms"],
+            ["--registry-qps", "docker.io"],
+            ["--registry-qps", "docker.io=-1"],
+            ["--default-registry-qps", "fast"],
+            ["--scheduled-import-concurrency", "0"],
+        ] {
+            let mut args = vec!["moor", "serve"];
+            args.extend(bad);
+            assert!(Cli::try_parse_from(&args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

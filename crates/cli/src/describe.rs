@@ -14,6 +14,7 @@ use moor_api::image::{
     ConditionStatus, DockerConfig, Image, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
     KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
 };
+use moor_api::scheduled::{CheckResult, ScheduledImportStatus};
 
 use crate::printers::humanize::{human_duration, human_size, seconds_since};
 use crate::printers::tabwriter::TabWriter;
@@ -23,6 +24,25 @@ const NONE: &str = "<none>";
 
 /// Describes an image stream as `oc describe is` does, relative to `now`.
 pub fn image_stream(stream: &ImageStream, now: Timestamp) -> String {
+    describe_stream(stream, None, now)
+}
+
+/// [`image_stream`] with the scheduler's records of the stream's tags (by tag name):
+/// a scheduled tag shows its last and next check, a tag whose schedule stopped (a
+/// rollback) says how to resume it.
+pub fn image_stream_with_schedules(
+    stream: &ImageStream,
+    schedules: &BTreeMap<String, ScheduledImportStatus>,
+    now: Timestamp,
+) -> String {
+    describe_stream(stream, Some(schedules), now)
+}
+
+fn describe_stream(
+    stream: &ImageStream,
+    schedules: Option<&BTreeMap<String, ScheduledImportStatus>>,
+    now: Timestamp,
+) -> String {
     let mut out = String::new();
     format_meta(&mut out, &stream.metadata, now);
     let repo = if stream.status.public_docker_image_repository.is_empty() {
@@ -36,8 +56,70 @@ pub fn image_stream(stream: &ImageStream, now: Timestamp) -> String {
         "Image Lookup",
         &format!("local={}", stream.spec.lookup_policy.local),
     );
-    format_tags(&mut out, stream, now);
+    format_tags(&mut out, stream, schedules, now);
     TabWriter::OC_DESCRIBE.format(&out)
+}
+
+/// `5 seconds ago` or `in 5 seconds`.
+fn relative(t: Timestamp, now: Timestamp) -> String {
+    let secs = t.as_second() - now.as_second();
+    if secs > 0 {
+        format!("in {}", human_duration(secs))
+    } else {
+        format!("{} ago", human_duration(-secs))
+    }
+}
+
+/// The scheduler's lines of a tag (moor's addition to oc's layout): the last and the
+/// next check of a scheduled tag; for a tag whose schedule stopped (a rollback), the
+/// source it was checked from and how to resume.
+fn format_schedule(
+    out: &mut String,
+    stream: &ImageStream,
+    tag: &str,
+    scheduled: bool,
+    record: Option<&ScheduledImportStatus>,
+    now: Timestamp,
+) {
+    let last = record.and_then(|r| r.last_check_time).map(|t| {
+        let result = match (
+            record.and_then(|r| r.last_check_result),
+            record.and_then(|r| r.message.as_deref()),
+        ) {
+            (Some(CheckResult::Unchanged), _) => " (unchanged)".to_string(),
+            (Some(CheckResult::Updated), _) => " (new image imported)".to_string(),
+            (Some(r), Some(m)) => format!(" ({}: {m})", r.as_str()),
+            (Some(r), None) => format!(" ({})", r.as_str()),
+            (None, _) => String::new(),
+        };
+        format!("{}{result}", relative(t, now))
+    });
+    if scheduled {
+        let last = last.as_deref().unwrap_or("never");
+        out.push_str(&format!("    last check: {last}\n"));
+        let next = match record.and_then(|r| r.next_check_time) {
+            Some(next) if next > now => relative(next, now),
+            Some(_) => "due now".to_string(),
+            None => "not planned yet".to_string(),
+        };
+        out.push_str(&format!("    next check: {next}\n"));
+        return;
+    }
+    let Some(r) = record.filter(|r| !r.active && !r.from.is_empty()) else {
+        return;
+    };
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    let last = last
+        .map(|l| format!(" (last check {l})"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "    scheduled import from registry {} is off{last}\n",
+        r.from
+    ));
+    out.push_str(&format!(
+        "    resume it with: moor tag {} {name}:{tag} --scheduled\n",
+        r.from
+    ));
 }
 
 /// Describes an image as oc's `DescribeImage` does (what `oc describe istag` and
@@ -201,7 +283,12 @@ fn ago(t: Option<&Time>, now: Timestamp) -> String {
     }
 }
 
-fn format_tags(out: &mut String, stream: &ImageStream, now: Timestamp) {
+fn format_tags(
+    out: &mut String,
+    stream: &ImageStream,
+    schedules: Option<&BTreeMap<String, ScheduledImportStatus>>,
+    now: Timestamp,
+) {
     if stream.status.tags.is_empty() && stream.spec.tags.is_empty() {
         out.push_str("Tags:\t<none>\n");
         return;
@@ -304,6 +391,11 @@ fn format_tags(out: &mut String, stream: &ImageStream, now: Timestamp) {
             == Some(&TagReferencePolicyType::Local)
         {
             out.push_str("    prefer registry pullthrough when referencing this tag\n");
+        }
+        if let (Some(s), Some(schedules)) = (spec.filter(|s| s.from.is_some()), schedules) {
+            let scheduled =
+                s.import_policy.scheduled && !s.reference && s.from_kind() == KIND_DOCKER_IMAGE;
+            format_schedule(out, stream, tag, scheduled, schedules.get(tag), now);
         }
         out.push('\n');
 
@@ -585,6 +677,82 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
+    }
+
+    #[test]
+    fn describe_shows_the_schedule_and_how_to_resume_a_rollback() {
+        let mut stream = fixture();
+        // `broken` was scheduled from a registry, then rolled back to an image.
+        let broken = stream
+            .spec
+            .tags
+            .iter_mut()
+            .find(|t| t.name == "broken")
+            .unwrap();
+        broken.from = Some(k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("ImageStreamImage".into()),
+            name: Some(format!("keycloak@{A}")),
+            ..Default::default()
+        });
+        let record = |tag: &str, from: &str| ScheduledImportStatus {
+            image_stream: "keycloak".into(),
+            tag: tag.into(),
+            from: from.into(),
+            registry: "quay.io".into(),
+            ..Default::default()
+        };
+        let schedules: BTreeMap<String, ScheduledImportStatus> = [
+            (
+                "20.0".to_string(),
+                ScheduledImportStatus {
+                    active: true,
+                    last_check_time: Some("2026-01-01T11:59:50Z".parse().unwrap()),
+                    last_check_result: Some(CheckResult::Unchanged),
+                    next_check_time: Some("2026-01-01T12:14:50Z".parse().unwrap()),
+                    ..record("20.0", "quay.io/keycloak/keycloak:20.0.3")
+                },
+            ),
+            (
+                "broken".to_string(),
+                ScheduledImportStatus {
+                    active: false,
+                    last_check_time: Some("2026-01-01T11:57:00Z".parse().unwrap()),
+                    last_check_result: Some(CheckResult::Failed),
+                    message: Some("NotFound: manifest unknown".into()),
+                    ..record("broken", "quay.io/keycloak/nope:1")
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let got = image_stream_with_schedules(&stream, &schedules, now());
+        let scheduled = [
+            "  updates automatically from registry quay.io/keycloak/keycloak:20.0.3",
+            "    prefer registry pullthrough when referencing this tag",
+            "    last check: 10 seconds ago (unchanged)",
+            "    next check: in 14 minutes",
+            "",
+        ]
+        .join("\n");
+        let stopped = [
+            format!("  tagged from keycloak@{A}"),
+            "    scheduled import from registry quay.io/keycloak/nope:1 is off \
+             (last check 3 minutes ago (Failed: NotFound: manifest unknown))"
+                .to_string(),
+            "    resume it with: moor tag quay.io/keycloak/nope:1 keycloak:broken --scheduled"
+                .to_string(),
+            String::new(),
+        ]
+        .join("\n");
+        for want in [&scheduled, &stopped] {
+            assert!(got.contains(want.as_str()), "{want:?} missing in\n{got}");
+        }
+        // Scheduled, but not seen by the scheduler yet.
+        let got = image_stream_with_schedules(&fixture(), &BTreeMap::new(), now());
+        assert!(
+            got.contains("    last check: never\n    next check: not planned yet\n"),
+            "{got}"
+        );
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub static EVENTS: ResourceType = ResourceType {
     namespaced: true,
 };
 
+/// `scheduledimports.moor.io`: the scheduler's read-only record of each scheduled
+/// tag (last and next check), named `stream:tag`.
+pub static SCHEDULED_IMPORTS: ResourceType = ResourceType {
+    kind: "ScheduledImport",
+    group: "moor.io",
+    version: "v1",
+    plural: "scheduledimports",
+    singular: "scheduledimport",
+    short_names: &[],
+    namespaced: true,
+};
+
 /// Every type the CLI knows, in the order help lists them.
 pub static ALL: &[&ResourceType] = &[
     &IMAGE_STREAMS,
@@ -97,6 +109,7 @@ pub static ALL: &[&ResourceType] = &[
     &NAMESPACES,
     &SECRETS,
     &EVENTS,
+    &SCHEDULED_IMPORTS,
 ];
 
 /// Errors from naming a resource type.

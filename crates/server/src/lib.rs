@@ -8,6 +8,7 @@ pub mod auth;
 pub mod compactor;
 pub mod importer;
 pub mod metrics;
+pub mod scheduler;
 pub mod serve;
 pub mod tls;
 pub mod upstream;

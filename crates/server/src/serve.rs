@@ -65,6 +65,13 @@ pub struct ServeOptions {
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<(String, String)>,
     pub scheduled_import_interval: Duration,
+    /// `--scheduled-import-concurrency`: scheduled checks in flight at most.
+    pub scheduled_import_concurrency: usize,
+    /// `--default-registry-qps`: the request budget of registries not listed in
+    /// `registry_qps` (0: unlimited).
+    pub default_registry_qps: f64,
+    /// `--registry-qps HOST=N`: per-registry request budgets.
+    pub registry_qps: Vec<(String, f64)>,
     /// Bookmark period of watches that ask for bookmarks.
     pub bookmark_interval: Duration,
     /// Serve plain HTTP instead of TLS (behind a TLS-terminating proxy). kubectl
@@ -86,6 +93,9 @@ impl Default for ServeOptions {
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
             scheduled_import_interval: Duration::from_secs(15 * 60),
+            scheduled_import_concurrency: 16,
+            default_registry_qps: crate::scheduler::budget::DEFAULT_REGISTRY_QPS,
+            registry_qps: Vec::new(),
             bookmark_interval: Duration::from_secs(30),
             plain_http: false,
             max_images_bulk: 50,
@@ -195,7 +205,22 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let upstream = crate::upstream::UpstreamClient::new(upstream_config(&opts)?)?;
     upstream.register_metrics(&metrics);
-    let api = Arc::new(ApiServer::new(store.clone(), config, Arc::new(upstream)));
+    let upstream: Arc<dyn crate::importer::Source> = Arc::new(upstream);
+    let budgets = Arc::new(crate::scheduler::Budgets::new(
+        crate::scheduler::BudgetConfig {
+            default_qps: opts.default_registry_qps,
+            registry_qps: opts.registry_qps.clone(),
+            ..Default::default()
+        },
+    ));
+    // Imports users wait for are not throttled, but a 429 they meet pauses the
+    // scheduler's checks of that registry too.
+    let api_source = Arc::new(crate::scheduler::BudgetedSource {
+        inner: upstream.clone(),
+        budgets: budgets.clone(),
+        throttle: false,
+    });
+    let api = Arc::new(ApiServer::new(store.clone(), config, api_source));
     api.bootstrap()
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
@@ -213,11 +238,28 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         ready: ready.clone(),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
+    let import_metrics = crate::importer::ImportMetrics::default();
+    import_metrics.register(&state.metrics);
     let controller = crate::importer::controller::ImportController::new(
         state.api.importer(),
         Default::default(),
-    );
+    )
+    .with_metrics(import_metrics.clone());
     tokio::spawn(controller.run());
+    let scheduler = crate::scheduler::Scheduler::new(
+        state.api.importer(),
+        upstream,
+        store.clone(),
+        budgets,
+        crate::scheduler::SchedulerConfig {
+            interval: opts.scheduled_import_interval,
+            concurrency: opts.scheduled_import_concurrency,
+            ..Default::default()
+        },
+    )
+    .with_import_metrics(import_metrics);
+    scheduler.register_metrics(&state.metrics);
+    tokio::spawn(scheduler.run(Arc::new(crate::scheduler::AlwaysLeader::new())));
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {

@@ -99,6 +99,19 @@ pub fn set_import_failed(
     true
 }
 
+/// Removes a failed `ImportSuccess` condition of `tag` (a later check of a scheduled
+/// tag succeeded without changing its image). Returns whether the stream changed.
+pub fn clear_import_failure(stream: &mut ImageStream, tag: &str) -> bool {
+    let Some(list) = stream.status_tag_mut(tag) else {
+        return false;
+    };
+    let before = list.conditions.len();
+    list.conditions.retain(|c| {
+        !(c.type_ == TagEventConditionType::ImportSuccess && c.status == ConditionStatus::False)
+    });
+    list.conditions.len() != before
+}
+
 /// The import failure recorded on `tag`, if any.
 pub fn import_failure<'a>(stream: &'a ImageStream, tag: &str) -> Option<&'a TagEventCondition> {
     stream.status_tag(tag)?.conditions.iter().find(|c| {
@@ -229,6 +242,18 @@ mod tests {
         assert_eq!(import_failure(&s, "t").unwrap().reason, "NotFound");
         add_tag_event(&mut s, "t", ev("q/a@sha256:2", "sha256:2", 3));
         assert!(import_failure(&s, "t").is_none());
+    }
+
+    #[test]
+    fn a_later_success_clears_the_failure_only() {
+        let mut s = ImageStream::default();
+        assert!(!clear_import_failure(&mut s, "t"), "no tag: no change");
+        add_tag_event(&mut s, "t", ev("q/a@sha256:1", "sha256:1", 1));
+        assert!(!clear_import_failure(&mut s, "t"), "no failure: no change");
+        set_import_failed(&mut s, "t", "NotFound", "gone", 1, now());
+        assert!(clear_import_failure(&mut s, "t"));
+        assert!(import_failure(&s, "t").is_none());
+        assert_eq!(s.status_tag("t").unwrap().items.len(), 1, "history kept");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `moor describe is|istag [NAME...]`: fetches image streams or image stream tags and
 //! prints them in oc's describe layout (see [`crate::describe`]).
 
+use std::collections::BTreeMap;
+
 use kube::Api;
 use kube::api::ListParams;
 use moor_api::image::{ImageStream, ImageStreamTag, split_image_stream_tag};
+use moor_api::scheduled::{ScheduledImport, ScheduledImportStatus};
 
 use super::{emit, finish, no_resources_message, note};
 use crate::cli::DescribeArgs;
@@ -44,13 +47,53 @@ pub async fn run(session: &Session, args: DescribeArgs) -> Result<(), CliError> 
         }
         streams
     };
+    let schedules = schedules(session, &streams).await;
     let now = jiff::Timestamp::now();
+    let empty = BTreeMap::new();
     let text: Vec<String> = streams
         .iter()
-        .map(|s| crate::describe::image_stream(s, now))
+        .map(|s| {
+            let name = s.metadata.name.clone().unwrap_or_default();
+            crate::describe::image_stream_with_schedules(
+                s,
+                schedules.get(&name).unwrap_or(&empty),
+                now,
+            )
+        })
         .collect();
     emit(&text.join("\n\n"))?;
     finish(errors)
+}
+
+/// The scheduler's records (`scheduledimports.moor.io`) of the streams' tags, by
+/// stream and tag. Best effort: a server without them describes without them.
+async fn schedules(
+    session: &Session,
+    streams: &[ImageStream],
+) -> BTreeMap<String, BTreeMap<String, ScheduledImportStatus>> {
+    let mut out: BTreeMap<String, BTreeMap<String, ScheduledImportStatus>> = BTreeMap::new();
+    if streams.is_empty() {
+        return out;
+    }
+    let api: Api<ScheduledImport> = Api::namespaced(session.client.clone(), &session.namespace);
+    let params = match streams {
+        [one] => ListParams::default().fields(&format!(
+            "status.imageStream={}",
+            one.metadata.name.as_deref().unwrap_or_default()
+        )),
+        _ => ListParams::default(),
+    };
+    match api.list(&params).await {
+        Ok(list) => {
+            for item in list.items {
+                out.entry(item.status.image_stream.clone())
+                    .or_default()
+                    .insert(item.status.tag.clone(), item.status);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no scheduler records"),
+    }
+    out
 }
 
 /// `moor describe istag [STREAM[:TAG]...]`: the image each tag points at, as

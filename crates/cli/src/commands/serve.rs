@@ -22,6 +22,9 @@ fn options(args: ServeArgs) -> ServeOptions {
         insecure_registries: args.insecure_registries,
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,
+        scheduled_import_concurrency: args.scheduled_import_concurrency as usize,
+        default_registry_qps: args.default_registry_qps,
+        registry_qps: args.registry_qps,
         plain_http: args.plain_http,
         registry_ca: args.registry_ca,
         max_images_bulk: args.max_images_bulk,
@@ -78,6 +81,12 @@ mod tests {
         assert_eq!(o.data_dir, d.data_dir);
         assert_eq!(o.listen, d.listen);
         assert_eq!(o.scheduled_import_interval, d.scheduled_import_interval);
+        assert_eq!(
+            o.scheduled_import_concurrency,
+            d.scheduled_import_concurrency
+        );
+        assert_eq!(o.default_registry_qps, d.default_registry_qps);
+        assert!(o.registry_qps.is_empty());
         assert_eq!(o.plain_http, d.plain_http);
     }
 }

@@ -70,6 +70,7 @@ pub struct ImportController {
     importer: Arc<Importer>,
     backoff: Backoff,
     retries: HashMap<Key, BTreeMap<String, Retry>>,
+    metrics: Option<super::ImportMetrics>,
 }
 
 fn key_of(v: &Value) -> Option<Key> {
@@ -129,7 +130,14 @@ impl ImportController {
             importer,
             backoff,
             retries: HashMap::new(),
+            metrics: None,
         }
+    }
+
+    /// Records how long each registry import takes (`trigger="spec"`).
+    pub fn with_metrics(mut self, metrics: super::ImportMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reconciles one stream: imports what needs importing, records the outcome, and
@@ -174,6 +182,12 @@ impl ImportController {
             for tag in &due {
                 let started = std::time::Instant::now();
                 let outcome = self.importer.resolve_tag(stream, tag, &secrets).await;
+                if let Some(m) = &self.metrics
+                    && tag.from_kind() == moor_api::image::KIND_DOCKER_IMAGE
+                    && !tag.reference
+                {
+                    m.observe("spec", started.elapsed());
+                }
                 tracing::info!(
                     namespace = %key.0, stream = %key.1, tag = %tag.name,
                     ok = matches!(outcome, TagOutcome::Imported { .. }),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use moor_api::image::history::{add_tag_event, set_import_failed};
+use moor_api::image::history::{add_tag_event, clear_import_failure, set_import_failed};
 use moor_api::image::{
     IMPORTER_PREFER_ARCH_ANNOTATION, IMPORTER_PREFER_OS_ANNOTATION, Image, ImageStream, ImportMode,
     KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG, TagEvent, TagReference,
@@ -106,6 +106,16 @@ pub trait Source: Send + Sync {
         repository: &DockerImageReference,
         opts: &PullOptions,
     ) -> Result<Vec<String>, ImportError>;
+    /// The digest of the manifest `reference` names, asked without pulling it (a HEAD
+    /// request, which registries do not count as a pull); `Ok(None)` when the registry
+    /// does not tell, so that only a full import can. The scheduler's cheap check.
+    async fn digest(
+        &self,
+        _reference: &DockerImageReference,
+        _opts: &PullOptions,
+    ) -> Result<Option<Digest>, ImportError> {
+        Ok(None)
+    }
 }
 
 /// A successful import of one reference.
@@ -222,6 +232,55 @@ pub enum TagOutcome {
 
 /// Up to this many tags in one write get an Event each; more get one summary Event.
 const EVENTS_PER_TAG_UP_TO: usize = 3;
+
+/// The `trigger` label of `moor_import_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `spec` (a spec tag changed) or `scheduled` (the scheduler saw a new digest).
+    pub trigger: String,
+}
+
+/// Import metrics shared by the import controller and the scheduler.
+#[derive(Clone, Debug)]
+pub struct ImportMetrics {
+    /// `moor_import_duration_seconds{trigger}`: how long importing one tag took.
+    pub duration: prometheus_client::metrics::family::Family<
+        TriggerLabels,
+        prometheus_client::metrics::histogram::Histogram,
+    >,
+}
+
+impl Default for ImportMetrics {
+    fn default() -> Self {
+        ImportMetrics {
+            duration: prometheus_client::metrics::family::Family::new_with_constructor(|| {
+                prometheus_client::metrics::histogram::Histogram::new(
+                    prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
+                )
+            }),
+        }
+    }
+}
+
+impl ImportMetrics {
+    /// Registers the families with `metrics`.
+    pub fn register(&self, metrics: &crate::metrics::Metrics) {
+        metrics.register(
+            "import_duration_seconds",
+            "Time to import one tag from its registry",
+            self.duration.clone(),
+        );
+    }
+
+    /// Records one import by `trigger`.
+    pub fn observe(&self, trigger: &str, elapsed: Duration) {
+        self.duration
+            .get_or_create(&TriggerLabels {
+                trigger: trigger.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
 
 /// The importer: a source of images plus the storages it writes to.
 pub struct Importer {
@@ -536,6 +595,109 @@ impl Importer {
             }
         }
         Ok(written)
+    }
+
+    /// Records the result of a scheduled check of `tag` and writes nothing when it
+    /// changes nothing (so that the stream's `resourceVersion` stays): a tag event that
+    /// changes the history is written with its images and an `ImportSucceeded` event;
+    /// a success that changes nothing (`None`: the digest was unchanged) clears a
+    /// failed `ImportSuccess` condition, if any; a failure sets the condition (history
+    /// kept), with an `ImportFailed` event when the condition changed. Returns whether
+    /// the history changed.
+    pub async fn write_scheduled(
+        &self,
+        ns: &str,
+        name: &str,
+        tag: &str,
+        outcome: Option<&TagOutcome>,
+    ) -> Result<bool, ApiError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let current: ImageStream = typed(&self.streams.get(&ctx(), Some(ns), name).await?)?;
+        let Some(spec) = current.spec_tag(tag) else {
+            return Ok(false);
+        };
+        let generation = spec.generation.unwrap_or(0);
+        let now = Time(jiff::Timestamp::now());
+        let apply = |stream: &mut ImageStream| -> (bool, bool) {
+            match outcome {
+                None => (false, clear_import_failure(stream, tag)),
+                Some(TagOutcome::Imported { event, .. }) => {
+                    let history = add_tag_event(stream, tag, event.clone());
+                    let cleared = clear_import_failure(stream, tag);
+                    (history, history || cleared)
+                }
+                Some(TagOutcome::Failed(e)) => {
+                    let changed = set_import_failed(
+                        stream,
+                        tag,
+                        &e.reason,
+                        &e.message,
+                        generation,
+                        now.clone(),
+                    );
+                    (false, changed)
+                }
+            }
+        };
+        if !apply(&mut current.clone()).1 {
+            return Ok(false);
+        }
+        if let Some(TagOutcome::Imported { images, .. }) = outcome {
+            self.store_images(images).await?;
+        }
+        let history_changed = AtomicBool::new(false);
+        let status_changed = AtomicBool::new(false);
+        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| ApiError::NotFound {
+                gr: crate::apiserver::resource::GroupResource::new(
+                    "image.openshift.io",
+                    "imagestreams",
+                ),
+                name: name.to_string(),
+            })?;
+            let mut stream: ImageStream = typed(&cur)?;
+            if stream.spec_tag(tag).is_none() {
+                history_changed.store(false, Ordering::SeqCst);
+                status_changed.store(false, Ordering::SeqCst);
+                return Ok(cur);
+            }
+            let (history, changed) = apply(&mut stream);
+            history_changed.store(history, Ordering::SeqCst);
+            status_changed.store(changed, Ordering::SeqCst);
+            if !changed {
+                return Ok(cur);
+            }
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
+        };
+        let (written, _) = self
+            .streams
+            .update(&ctx(), Some(ns), name, Some("status"), &f, false)
+            .await?;
+        let history = history_changed.load(Ordering::SeqCst);
+        if status_changed.load(Ordering::SeqCst) {
+            match outcome {
+                Some(TagOutcome::Imported { event, .. }) if history => {
+                    let message = format!(
+                        "Tag {name}:{tag} imported {} (scheduled)",
+                        event.docker_image_reference
+                    );
+                    self.record_event(&written, "ImportSucceeded", &message, "Normal")
+                        .await;
+                }
+                Some(TagOutcome::Failed(e)) => {
+                    let message = format!(
+                        "Scheduled import of {name}:{tag} failed ({}): {}",
+                        e.reason, e.message
+                    );
+                    self.record_event(&written, "ImportFailed", &message, "Warning")
+                        .await;
+                }
+                _ => {}
+            }
+        }
+        Ok(history)
     }
 
     /// Records a core/v1 Event about `stream` (best effort).

@@ -72,4 +72,16 @@ impl Source for UpstreamClient {
             .map_err(import_error)?;
         Ok(t.tags)
     }
+
+    async fn digest(
+        &self,
+        reference: &DockerImageReference,
+        opts: &PullOptions,
+    ) -> Result<Option<Digest>, ImportError> {
+        let head = self
+            .head_manifest(reference, &fetch_options(opts))
+            .await
+            .map_err(import_error)?;
+        Ok(head.digest)
+    }
 }

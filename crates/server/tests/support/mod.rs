@@ -2,4 +2,5 @@
 //! with `mod support;`. Each submodule says which peers it starts.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod registry;

@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod image;
+pub mod scheduled;
 
 use std::sync::Arc;
 
@@ -34,5 +35,6 @@ pub fn all(
     ];
     let (image_storages, importer) = image::all(store.clone(), config, source, events, secrets);
     out.extend(image_storages);
+    out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
     (out, importer)
 }

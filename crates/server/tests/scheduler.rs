@@ -1,0 +1,832 @@
+//! The scheduler against real peers, with a 2 s interval: a push to the upstream tag
+//! shows up in the history within two intervals; an unchanged upstream costs HEADs
+//! only (no GET) and no write to the stream; a 429 with `Retry-After: 3` from a fake
+//! registry stops requests to it for 3 s while other registries go on; a restart over
+//! the same SQLite store neither bursts nor leaves a gap; failures back off and set the
+//! condition with history kept; a rollback stops the schedule and a re-tag resumes it.
+//! Upstream requests are counted by a proxy in front of CNCF distribution.
+
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::{Harness, IS, TOKEN};
+use moor_server::apiserver::stored::ServingConfig;
+use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
+use moor_server::importer::controller::{Backoff, ImportController};
+use moor_server::importer::{ImportMetrics, Source};
+use moor_server::metrics::Metrics;
+use moor_server::scheduler::{
+    AlwaysLeader, BudgetConfig, BudgetedSource, Budgets, Scheduler, SchedulerConfig,
+};
+use moor_server::upstream::{UpstreamClient, UpstreamConfig};
+use moor_server::{AppState, app};
+use moor_store::{MemoryStore, SqliteStore, Store};
+use serde_json::{Value, json};
+use support::proxy::{CountingProxy, FakeRegistry, Hit};
+use support::registry::{Distribution, Format, ImageSpec, OciLayout, Pushed};
+use tokio::task::JoinHandle;
+
+/// The interval the tests schedule with.
+const INTERVAL: Duration = Duration::from_secs(2);
+const SCHEDULED: &str = "/apis/moor.io/v1/namespaces/default/scheduledimports";
+
+/// moor in process: API server, import controller and scheduler over one store.
+struct Moor {
+    h: Harness,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Moor {
+    async fn start(store: Arc<dyn Store>, insecure: &[&str], budget: BudgetConfig) -> Moor {
+        let upstream = UpstreamClient::new(UpstreamConfig {
+            insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
+            use_environment_proxy: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let metrics = Metrics::new();
+        upstream.register_metrics(&metrics);
+        let source: Arc<dyn Source> = Arc::new(upstream);
+        let budgets = Arc::new(Budgets::new(budget));
+        let config = ApiConfig {
+            registry_hostname: "registry.test:5000".into(),
+            server_address: "127.0.0.1:0".into(),
+            serving: ServingConfig {
+                bookmark_interval: Duration::from_millis(200),
+                ..Default::default()
+            },
+            max_images_bulk: 3,
+        };
+        let api = Arc::new(ApiServer::new(
+            store.clone(),
+            config,
+            Arc::new(BudgetedSource {
+                inner: source.clone(),
+                budgets: budgets.clone(),
+                throttle: false,
+            }),
+        ));
+        api.bootstrap().await.unwrap();
+        let import_metrics = ImportMetrics::default();
+        import_metrics.register(&metrics);
+        let controller = ImportController::new(
+            api.importer(),
+            Backoff {
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(2),
+                max_retries: 20,
+            },
+        )
+        .with_metrics(import_metrics.clone());
+        let scheduler = Scheduler::new(
+            api.importer(),
+            source,
+            store.clone(),
+            budgets,
+            SchedulerConfig {
+                interval: INTERVAL,
+                ..Default::default()
+            },
+        )
+        .with_import_metrics(import_metrics);
+        scheduler.register_metrics(&metrics);
+        let tasks = vec![
+            tokio::spawn(controller.run()),
+            tokio::spawn(scheduler.run(Arc::new(AlwaysLeader::new()))),
+        ];
+        let state = AppState {
+            api,
+            auth: AuthLayer {
+                authn: Arc::new(TokenHashes::for_token(TOKEN)),
+                authz: Arc::new(AllowAuthenticated),
+            },
+            metrics,
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        Moor {
+            h: Harness {
+                router: app(state),
+                store,
+            },
+            tasks,
+        }
+    }
+
+    /// Stops the controllers and lets go of the store.
+    async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Budgets that never hold a check back (the tests measure scheduling).
+fn unlimited() -> BudgetConfig {
+    BudgetConfig {
+        default_qps: 0.0,
+        ..Default::default()
+    }
+}
+
+fn scheduled_tag(name: &str, from: &str) -> Value {
+    json!({"name": name, "from": {"kind": "DockerImage", "name": from},
+           "importPolicy": {"scheduled": true}})
+}
+
+async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": name}, "spec": {"tags": tags}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+async fn stream(h: &Harness, name: &str) -> Value {
+    let r = h.get(&format!("{IS}/{name}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body
+}
+
+fn status_tag(stream: &Value, tag: &str) -> Value {
+    stream["status"]["tags"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["tag"] == tag))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn images(status_tag: &Value) -> Vec<String> {
+    status_tag["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["image"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls until `pred` holds (checked every 50 ms), or panics after `timeout`.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut pred: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !pred().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every tag of `stream` has history and has been checked once.
+async fn wait_checked(h: &Harness, stream_name: &str, tags: &[&str]) {
+    wait_until(
+        "the first imports and checks",
+        Duration::from_secs(60),
+        || async {
+            let s = stream(h, stream_name).await;
+            let imported = tags.iter().all(|t| !images(&status_tag(&s, t)).is_empty());
+            let records = schedules(h, stream_name).await;
+            let checked = tags.iter().all(|t| {
+                records
+                    .get(*t)
+                    .is_some_and(|r| r["status"]["lastCheckResult"].is_string())
+            });
+            imported && checked
+        },
+    )
+    .await;
+}
+
+/// The scheduler's records of `stream`, by tag.
+async fn schedules(h: &Harness, stream: &str) -> BTreeMap<String, Value> {
+    let r = h
+        .get(&format!(
+            "{SCHEDULED}?fieldSelector=status.imageStream%3D{stream}"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["status"]["tag"].as_str().unwrap().to_string(), i.clone()))
+        .collect()
+}
+
+async fn metric(h: &Harness, name: &str, filter: &[&str]) -> f64 {
+    let text = h.get("/metrics").await.text;
+    text.lines()
+        .filter(|l| l.starts_with(name) && filter.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An image pushed to `dist` under `repo_tag`, blocking in place.
+fn push(dist: &Distribution, layout: &OciLayout, tag: &str, repo_tag: &str) -> Pushed {
+    tokio::task::block_in_place(|| dist.push(layout, tag, repo_tag, Format::Oci))
+}
+
+/// Copies the manifest of `from` (`repo:tag`) to more tags of the same repository
+/// with the registry API (cheaper than a push each).
+async fn retag(dist: &Distribution, repo: &str, from: &str, to: &[String]) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let accept = "application/vnd.oci.image.manifest.v1+json";
+    let resp = http
+        .get(format!("http://{}/v2/{repo}/manifests/{from}", dist.host))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    let manifest = resp.bytes().await.unwrap();
+    for t in to {
+        let put = http
+            .put(format!("http://{}/v2/{repo}/manifests/{t}", dist.host))
+            .header("content-type", accept)
+            .body(manifest.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "re-tagging: {}", put.status());
+    }
+}
+
+fn two_images() -> (OciLayout, &'static str, &'static str) {
+    let layout = tokio::task::block_in_place(|| {
+        let layout = OciLayout::new();
+        layout.add_image("v1", &ImageSpec::new("amd64"));
+        layout.add_image(
+            "v2",
+            &ImageSpec::new("amd64").with_file("version.txt", "2\n"),
+        );
+        layout
+    });
+    (layout, "v1", "v2")
+}
+
+fn heads(hits: &[Hit], path: &str) -> Vec<Instant> {
+    hits.iter()
+        .filter(|h| h.method == "HEAD" && h.path == path)
+        .map(|h| h.at)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_the_upstream_tag_is_in_the_history_within_two_intervals() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let (layout, v1, v2) = two_images();
+    let first = push(&dist, &layout, v1, "app/web:1");
+    let proxy = CountingProxy::start(&dist.host).await;
+    let moor = Moor::start(Arc::new(MemoryStore::new()), &[&proxy.host], unlimited()).await;
+    let h = &moor.h;
+    create_stream(
+        h,
+        "web",
+        vec![scheduled_tag("1", &proxy.reference("app/web:1"))],
+    )
+    .await;
+    wait_checked(h, "web", &["1"]).await;
+    assert_eq!(
+        images(&status_tag(&stream(h, "web").await, "1")),
+        vec![first.digest.clone()]
+    );
+
+    let second = push(&dist, &layout, v2, "app/web:1");
+    let pushed = Instant::now();
+    let deadline = pushed + 2 * INTERVAL;
+    let history = loop {
+        let history = images(&status_tag(&stream(h, "web").await, "1"));
+        if history.len() == 2 {
+            break history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new image was not imported within two intervals; history {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "new image in the history {:?} after the push",
+        pushed.elapsed()
+    );
+    assert_eq!(
+        history,
+        [second.digest.clone(), first.digest.clone()],
+        "newest first"
+    );
+    let events = h
+        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dweb")
+        .await;
+    assert!(
+        events.body["items"].as_array().unwrap().iter().any(|e| {
+            e["reason"] == "ImportSucceeded"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&second.digest) && m.contains("scheduled"))
+        }),
+        "an event names the scheduled import: {}",
+        events.text
+    );
+    let record = &schedules(h, "web").await["1"];
+    assert_eq!(record["status"]["lastDigest"], second.digest.as_str());
+    assert_eq!(record["status"]["active"], true);
+    assert!(metric(h, "moor_scheduled_checks_total", &["result=\"updated\""]).await >= 1.0);
+    assert!(
+        metric(
+            h,
+            "moor_import_duration_seconds_count",
+            &["trigger=\"scheduled\""]
+        )
+        .await
+            >= 1.0
+    );
+    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_upstream_costs_one_head_per_check_and_no_write() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let (layout, v1, _) = two_images();
+    push(&dist, &layout, v1, "app/a:1");
+    retag(&dist, "app/a", "1", &["2".into(), "3".into()]).await;
+    let proxy = CountingProxy::start(&dist.host).await;
+    let moor = Moor::start(Arc::new(MemoryStore::new()), &[&proxy.host], unlimited()).await;
+    let h = &moor.h;
+    let tags = ["1", "2", "3"];
+    create_stream(
+        h,
+        "a",
+        tags.iter()
+            .map(|t| scheduled_tag(t, &proxy.reference(&format!("app/a:{t}"))))
+            .collect(),
+    )
+    .await;
+    wait_checked(h, "a", &tags).await;
+
+    let before = stream(h, "a").await;
+    let rv = before["metadata"]["resourceVersion"].clone();
+    let gets_before = metric(h, "moor_upstream_requests_total", &["method=\"GET\""]).await;
+    let start = Instant::now();
+    tokio::time::sleep(5 * INTERVAL).await;
+    let hits = proxy.log.since(start);
+    let after = stream(h, "a").await;
+
+    let gets: Vec<&Hit> = hits.iter().filter(|h| h.method != "HEAD").collect();
+    assert!(gets.is_empty(), "no request but HEAD: {gets:?}");
+    for t in tags {
+        let n = heads(&hits, &format!("/v2/app/a/manifests/{t}")).len();
+        assert!(
+            (4..=6).contains(&n),
+            "tag {t}: {n} HEADs in five intervals (one per interval expected)"
+        );
+    }
+    assert_eq!(
+        after["metadata"]["resourceVersion"], rv,
+        "the stream was not written"
+    );
+    assert_eq!(after["status"], before["status"]);
+    assert_eq!(
+        metric(h, "moor_upstream_requests_total", &["method=\"GET\""]).await,
+        gets_before,
+        "moor's own count agrees: no GET"
+    );
+    assert!(metric(h, "moor_scheduled_checks_total", &["result=\"unchanged\""]).await >= 12.0);
+    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_a_registry_stops_its_checks_for_that_long() {
+    let limited = FakeRegistry::start("limited").await;
+    let other = FakeRegistry::start("other").await;
+    let moor = Moor::start(
+        Arc::new(MemoryStore::new()),
+        &[&limited.host, &other.host],
+        unlimited(),
+    )
+    .await;
+    let h = &moor.h;
+    let tags = ["a", "b", "c", "d"];
+    let mut spec: Vec<Value> = tags
+        .iter()
+        .map(|t| scheduled_tag(t, &limited.reference(&format!("fake/app:{t}"))))
+        .collect();
+    spec.push(scheduled_tag("other", &other.reference("fake/other:1")));
+    create_stream(h, "rl", spec).await;
+    let mut all = tags.to_vec();
+    all.push("other");
+    wait_checked(h, "rl", &all).await;
+
+    limited.rate_limit_next(3);
+    let t429 = loop {
+        if let Some(hit) = limited.log.all().iter().find(|h| h.status == 429) {
+            break hit.at;
+        }
+        assert!(
+            limited.log.all().len() < 10_000,
+            "runaway requests to the fake registry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Wait past the pause and one more interval.
+    tokio::time::sleep_until(
+        (t429 + Duration::from_secs(3) + INTERVAL + Duration::from_secs(1)).into(),
+    )
+    .await;
+    let after: Vec<Hit> = limited
+        .log
+        .all()
+        .into_iter()
+        .filter(|h| h.at > t429)
+        .collect();
+    // Requests already on their way when the 429 was sent may arrive just after it.
+    let during: Vec<&Hit> = after
+        .iter()
+        .filter(|h| {
+            h.at > t429 + Duration::from_millis(100) && h.at < t429 + Duration::from_secs(3)
+        })
+        .collect();
+    assert!(
+        during.is_empty(),
+        "requests during the 3 s pause: {:?}",
+        during
+            .iter()
+            .map(|h| (h.at - t429, &h.method, &h.path))
+            .collect::<Vec<_>>()
+    );
+    let resumed = after
+        .iter()
+        .find(|h| h.at >= t429 + Duration::from_secs(3))
+        .map(|h| h.at - t429);
+    assert!(
+        resumed.is_some(),
+        "checks of the registry resumed after the pause"
+    );
+    eprintln!("first request after the 429: {resumed:?}");
+    let other_during = other
+        .log
+        .all()
+        .iter()
+        .filter(|h| h.at > t429 && h.at < t429 + Duration::from_secs(3))
+        .count();
+    assert!(
+        other_during >= 1,
+        "another registry is checked during the pause"
+    );
+    assert_eq!(
+        metric(h, "moor_scheduled_rate_limited_total", &[&limited.host]).await,
+        1.0
+    );
+    assert!(
+        metric(
+            h,
+            "moor_scheduled_checks_total",
+            &["rate_limited", &limited.host]
+        )
+        .await
+            >= 1.0
+    );
+    let waited = metric(
+        h,
+        "moor_scheduled_budget_wait_seconds_sum",
+        &[&limited.host],
+    )
+    .await;
+    assert!(waited >= 2.0, "waiting out the pause is measured: {waited}");
+    moor.stop().await;
+}
+
+fn open_sqlite(path: &Path) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(path).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    const TAGS: usize = 96;
+    let (layout, v1, _) = two_images();
+    push(&dist, &layout, v1, "app/r:t0");
+    let names: Vec<String> = (0..TAGS).map(|i| format!("t{i}")).collect();
+    retag(&dist, "app/r", "t0", &names[1..]).await;
+    let proxy = CountingProxy::start(&dist.host).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("moor.db");
+
+    let moor = Moor::start(open_sqlite(&db), &[&proxy.host], unlimited()).await;
+    for s in 0..4 {
+        let tags = names[s * TAGS / 4..(s + 1) * TAGS / 4]
+            .iter()
+            .map(|t| scheduled_tag(t, &proxy.reference(&format!("app/r:{t}"))))
+            .collect();
+        create_stream(&moor.h, &format!("r{s}"), tags).await;
+    }
+    for s in 0..4 {
+        let tags: Vec<&str> = names[s * TAGS / 4..(s + 1) * TAGS / 4]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        wait_checked(&moor.h, &format!("r{s}"), &tags).await;
+    }
+    // Run on schedule for a while, then stop mid-interval.
+    tokio::time::sleep(INTERVAL + INTERVAL / 3).await;
+    let stopped = Instant::now();
+    moor.stop().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let restarted = Instant::now();
+    let moor = Moor::start(open_sqlite(&db), &[&proxy.host], unlimited()).await;
+    tokio::time::sleep(2 * INTERVAL).await;
+    let down = restarted - stopped;
+    let hits = proxy.log.all();
+    let gets: Vec<&Hit> = hits
+        .iter()
+        .filter(|h| h.at >= restarted && h.method != "HEAD")
+        .collect();
+    assert!(gets.is_empty(), "nothing was re-imported: {gets:?}");
+
+    // No gap: every tag is checked again within an interval (+10%) of its last check
+    // before the stop, plus the time moor was down.
+    let slack = Duration::from_millis(750);
+    let mut gaps = Vec::new();
+    for t in &names {
+        let times = heads(&hits, &format!("/v2/app/r/manifests/{t}"));
+        let before = times.iter().rfind(|at| **at < stopped).copied();
+        let after = times.iter().find(|at| **at >= restarted).copied();
+        let (Some(before), Some(after)) = (before, after) else {
+            panic!("tag {t} was not checked both before and after the restart: {times:?}");
+        };
+        gaps.push((t.clone(), after - before));
+    }
+    let limit = INTERVAL + INTERVAL / 10 + down + slack;
+    let late: Vec<_> = gaps.iter().filter(|(_, g)| *g > limit).collect();
+    assert!(
+        late.is_empty(),
+        "checks later than {limit:?} after their previous one (down {down:?}): {late:?}"
+    );
+
+    // No burst: the overdue checks (about TAGS * down / INTERVAL of them) are not
+    // fired at once: the schedule resumes shifted by the outage, at its usual rate of
+    // TAGS per interval, and while checks drift back onto their slots parts of the
+    // interval see up to twice that.
+    let mut after: Vec<Instant> = hits
+        .iter()
+        .filter(|h| h.method == "HEAD" && h.at >= restarted)
+        .map(|h| h.at)
+        .collect();
+    after.sort();
+    let window = Duration::from_millis(100);
+    let bins: Vec<usize> = (0..20)
+        .map(|i| {
+            after
+                .iter()
+                .filter(|t| {
+                    let d = **t - restarted;
+                    d >= window * i && d < window * (i + 1)
+                })
+                .count()
+        })
+        .collect();
+    let first = after
+        .iter()
+        .filter(|t| **t < restarted + 2 * window)
+        .count();
+    let densest = after
+        .iter()
+        .map(|start| {
+            after
+                .iter()
+                .filter(|t| **t >= *start && **t < *start + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "down {down:?}; largest gap {:?}; checks per 100 ms after the restart: {bins:?}",
+        gaps.iter().map(|(_, g)| *g).max()
+    );
+    assert!(
+        first <= TAGS / 5,
+        "{first} checks within 200 ms of the restart (usual: {})",
+        TAGS / 10
+    );
+    assert!(
+        densest <= TAGS / 4,
+        "{densest} checks within 100 ms after the restart (usual: {})",
+        TAGS / 20
+    );
+    // And every tag keeps its pace afterwards: no double checks.
+    for t in &names {
+        let times: Vec<Instant> = heads(&hits, &format!("/v2/app/r/manifests/{t}"))
+            .into_iter()
+            .filter(|at| *at >= restarted)
+            .collect();
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= INTERVAL / 2,
+                "tag {t} checked twice within {:?}",
+                w[1] - w[0]
+            );
+        }
+    }
+    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tag_backs_off_keeps_history_and_recovers() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let (layout, v1, _) = two_images();
+    let pushed = push(&dist, &layout, v1, "app/f:1");
+    let proxy = CountingProxy::start(&dist.host).await;
+    let moor = Moor::start(Arc::new(MemoryStore::new()), &[&proxy.host], unlimited()).await;
+    let h = &moor.h;
+    create_stream(
+        h,
+        "f",
+        vec![scheduled_tag("1", &proxy.reference("app/f:1"))],
+    )
+    .await;
+    wait_checked(h, "f", &["1"]).await;
+
+    // The upstream tag disappears.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deleted = http
+        .delete(format!(
+            "http://{}/v2/app/f/manifests/{}",
+            dist.host, pushed.digest
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let gone = Instant::now();
+    wait_until(
+        "the NotFound condition",
+        Duration::from_secs(10),
+        || async {
+            status_tag(&stream(h, "f").await, "1")["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "NotFound"))
+        },
+    )
+    .await;
+    let failed = status_tag(&stream(h, "f").await, "1");
+    assert_eq!(images(&failed), vec![pushed.digest.clone()], "history kept");
+    let rv = stream(h, "f").await["metadata"]["resourceVersion"].clone();
+    tokio::time::sleep(3 * INTERVAL).await;
+    let s = stream(h, "f").await;
+    assert_eq!(
+        s["metadata"]["resourceVersion"], rv,
+        "the same failure again writes nothing"
+    );
+    let record = &schedules(h, "f").await["1"]["status"];
+    assert_eq!(record["lastCheckResult"], "Failed");
+    assert!(
+        record["consecutiveFailures"].as_u64().unwrap() >= 2,
+        "{record}"
+    );
+    // Retries: 1 s, then 2 s (capped at the interval): more often than one a
+    // interval at first, never more than about one a second.
+    let retries = heads(&proxy.log.since(gone), "/v2/app/f/manifests/1");
+    assert!(
+        (4..=8).contains(&retries.len()),
+        "{} checks in {:?} of failures",
+        retries.len(),
+        gone.elapsed()
+    );
+    for w in retries.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(900),
+            "{:?}",
+            w[1] - w[0]
+        );
+        assert!(w[1] - w[0] <= INTERVAL * 2, "{:?}", w[1] - w[0]);
+    }
+
+    // The tag comes back: the condition goes, history unchanged.
+    push(&dist, &layout, v1, "app/f:1");
+    wait_until(
+        "the condition to clear",
+        Duration::from_secs(10),
+        || async {
+            let t = status_tag(&stream(h, "f").await, "1");
+            t["conditions"].as_array().is_none_or(|c| c.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(
+        images(&status_tag(&stream(h, "f").await, "1")),
+        vec![pushed.digest.clone()]
+    );
+    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let (layout, v1, v2) = two_images();
+    let first = push(&dist, &layout, v1, "app/rb:1");
+    let proxy = CountingProxy::start(&dist.host).await;
+    let moor = Moor::start(Arc::new(MemoryStore::new()), &[&proxy.host], unlimited()).await;
+    let h = &moor.h;
+    let source = proxy.reference("app/rb:1");
+    create_stream(h, "rb", vec![scheduled_tag("1", &source)]).await;
+    wait_checked(h, "rb", &["1"]).await;
+    let second = push(&dist, &layout, v2, "app/rb:1");
+    wait_until("the scheduled import", Duration::from_secs(10), || async {
+        images(&status_tag(&stream(h, "rb").await, "1")).len() == 2
+    })
+    .await;
+
+    // Roll back as `moor rollback` does: the source becomes an image of the history.
+    let r = h
+        .patch(
+            &format!("{IS}/rb"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [{"name": "1",
+                "from": {"kind": "ImageStreamImage", "name": format!("rb@{}", first.digest)},
+                "importPolicy": {"scheduled": false}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_until("the rollback", Duration::from_secs(10), || async {
+        images(&status_tag(&stream(h, "rb").await, "1")).first() == Some(&first.digest)
+    })
+    .await;
+    wait_until("the schedule to stop", Duration::from_secs(10), || async {
+        schedules(h, "rb").await["1"]["status"]["active"] == false
+    })
+    .await;
+    let record = &schedules(h, "rb").await["1"]["status"];
+    assert_eq!(
+        record["from"],
+        source.as_str(),
+        "the record remembers the source"
+    );
+    assert!(record.get("nextCheckTime").is_none(), "{record}");
+    let stopped = Instant::now() + Duration::from_millis(200);
+    tokio::time::sleep(3 * INTERVAL).await;
+    assert_eq!(
+        heads(&proxy.log.since(stopped), "/v2/app/rb/manifests/1").len(),
+        0,
+        "a rolled-back tag is not checked"
+    );
+    assert_eq!(
+        images(&status_tag(&stream(h, "rb").await, "1")).first(),
+        Some(&first.digest),
+        "the rollback holds"
+    );
+
+    // `moor tag SRC DEST --scheduled` resumes: the registry's image comes back.
+    let r = h
+        .patch(
+            &format!("{IS}/rb"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"tags": [scheduled_tag("1", &source)]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let resumed = Instant::now();
+    wait_until(
+        "the schedule to resume",
+        Duration::from_secs(10),
+        || async {
+            let r = &schedules(h, "rb").await["1"]["status"];
+            r["active"] == true && r["nextCheckTime"].is_string()
+        },
+    )
+    .await;
+    wait_until("the registry's image", Duration::from_secs(10), || async {
+        images(&status_tag(&stream(h, "rb").await, "1")).first() == Some(&second.digest)
+    })
+    .await;
+    wait_until(
+        "checks again",
+        2 * INTERVAL + Duration::from_secs(2),
+        || async { !heads(&proxy.log.since(resumed), "/v2/app/rb/manifests/1").is_empty() },
+    )
+    .await;
+    moor.stop().await;
+}
