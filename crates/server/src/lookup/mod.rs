@@ -3,6 +3,8 @@
 //! trigger controller. Streams are read through the API server's storage; workloads of
 //! other clusters only through the Kubernetes API.
 
+pub mod admission;
+
 use std::collections::{BTreeSet, HashMap};
 
 use moor_api::image::ImageStream;
