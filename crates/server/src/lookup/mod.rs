@@ -4,6 +4,7 @@
 //! other clusters only through the Kubernetes API.
 
 pub mod admission;
+pub mod triggers;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -875,6 +875,19 @@ pub fn controlled_by(obj: &Value, uid: &str) -> bool {
         })
 }
 
+/// Whether `a` and `b` differ at most in `managedFields` and `resourceVersion`.
+fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
 /// A workload kind served through [`StoredResource`], with the resolver run on create
 /// and update and, for Deployments, the revision history kept as ReplicaSets.
 pub struct WorkloadStorage {
@@ -1149,6 +1162,14 @@ impl RestStorage for WorkloadStorage {
         let step = |cur: Option<Value>| -> Result<Value, ApiError> {
             let mut new = update(cur.clone())?;
             self.resolve(&mut new, cur.as_ref(), namespace, &streams)?;
+            // Managed fields were recorded before the resolver ran: a short name that
+            // resolves to the image already stored is no change, not a new owner entry.
+            if let Some(cur) = &cur
+                && same_but_bookkeeping(&new, cur)
+                && let Some(mf) = cur.pointer("/metadata/managedFields")
+            {
+                new["metadata"]["managedFields"] = mf.clone();
+            }
             Ok(new)
         };
         let (out, created) = self
