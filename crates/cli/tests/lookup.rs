@@ -207,7 +207,7 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
         return;
     };
     let started = Instant::now();
-    let (d1, _d2) = two_keycloaks(&dist);
+    let (d1, d2) = two_keycloaks(&dist);
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("data"), Some(&dist), &[]);
     let kc = server.kubeconfig();
@@ -340,6 +340,88 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(image_of(&d), pinned1);
+
+    // The tag moves; `kubectl set image` with the short name pins the new image as
+    // revision 2; `moor rollout` and `kubectl rollout` go back and forth.
+    ok(
+        &server,
+        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
+    );
+    wait_tag(&kc, "keycloak", "20.0", &d2, 2);
+    let pinned2 = format!("quay.io/keycloak/keycloak@{d2}");
+    assert_eq!(
+        k.ok(&[
+            "set",
+            "image",
+            "deploy/mykeycloak",
+            "mykeycloak=keycloak:20.0"
+        ]),
+        "deployment.apps/mykeycloak image updated\n"
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned2);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "history", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned1);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let out = ok(
+        &server,
+        &["rollout", "history", "deploy/mykeycloak", "--revision", "2"],
+    );
+    assert!(
+        out.starts_with("deployment.apps/mykeycloak with revision #2\nPod Template:\n"),
+        "{out}"
+    );
+    assert!(out.contains(&pinned2), "{out}");
+    assert_eq!(
+        ok(
+            &server,
+            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "2"]
+        ),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), pinned2);
+    assert_eq!(
+        ok(
+            &server,
+            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "4"]
+        ),
+        "deployment.apps/mykeycloak skipped rollback (current template already matches revision 4)\n"
+    );
+    let err = fails(
+        &server,
+        &[
+            "rollout",
+            "undo",
+            "deploy/mykeycloak",
+            "--to-revision",
+            "99",
+        ],
+    );
+    assert_eq!(
+        err,
+        "error: unable to find specified revision 99 in history\n"
+    );
+    // kubectl's own undo reads the same revisions.
+    assert_eq!(
+        k.ok(&["rollout", "undo", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), pinned1);
     eprintln!("seed end to end in {:?}", started.elapsed());
 }
 
@@ -588,53 +670,18 @@ fn triggers_roll_deployments_forward_and_back() {
             .get("image.openshift.io/triggers"),
         None
     );
+    // `rollout undo` restores the previous revision's template and annotations: its
+    // trigger comes back and follows the tag (now at d2) again.
     assert_eq!(
         ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
         "deployment.apps/mykeycloak rolled back\n"
     );
-    let d = get_json(&kc, &["deploy", "mykeycloak"]);
-    assert_eq!(image_of(&d), p1);
-    assert_eq!(
-        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
-        "5"
-    );
-    let out = ok(
-        &server,
-        &["rollout", "history", "deploy/mykeycloak", "--revision", "4"],
-    );
+    let d = wait_image(&kc, "mykeycloak", &p2);
     assert!(
-        out.starts_with("deployment.apps/mykeycloak with revision #4\nPod Template:\n"),
-        "{out}"
-    );
-    assert!(out.contains(&p2), "{out}");
-    assert_eq!(
-        ok(
-            &server,
-            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "4"]
-        ),
-        "deployment.apps/mykeycloak rolled back\n"
-    );
-    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), p2);
-    assert_eq!(
-        ok(
-            &server,
-            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "6"]
-        ),
-        "deployment.apps/mykeycloak skipped rollback (current template already matches revision 6)\n"
-    );
-    let err = fails(
-        &server,
-        &[
-            "rollout",
-            "undo",
-            "deploy/mykeycloak",
-            "--to-revision",
-            "99",
-        ],
-    );
-    assert_eq!(
-        err,
-        "error: unable to find specified revision 99 in history\n"
+        d["metadata"]["annotations"]
+            .get("image.openshift.io/triggers")
+            .is_some(),
+        "{d}"
     );
     eprintln!("triggers and revisions done after {:?}", started.elapsed());
 }

@@ -82,7 +82,9 @@ async fn deployments_pin_short_names_and_record_revisions() {
     let (d1, d2) = (digest('1'), digest('2'));
     stream_with_history(&h, "keycloak", true, "20.0", std::slice::from_ref(&d1)).await;
 
-    let r = h.post(DEPLOY, &seed_deployment("keycloak:20.0")).await;
+    let mut seed = seed_deployment("keycloak:20.0");
+    seed["metadata"]["annotations"] = json!({"team": "a"});
+    let r = h.post(DEPLOY, &seed).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let d = r.body;
     assert_eq!(image(&d), format!("quay.io/keycloak/keycloak@{d1}"));
@@ -107,6 +109,8 @@ async fn deployments_pin_short_names_and_record_revisions() {
         .as_str()
         .unwrap();
     assert_eq!(rs[0]["metadata"]["name"], format!("mykeycloak-{hash}"));
+    // The revision keeps the Deployment's annotations (a rollback restores them).
+    assert_eq!(rs[0]["metadata"]["annotations"]["team"], "a");
 
     // The tag moves; a strategic merge patch as kubectl sends it sets the short name
     // again, which resolves to the new image and records revision 2.
@@ -479,4 +483,44 @@ async fn discovery_tables_and_strict_decoding() {
         "{}",
         r.text
     );
+}
+
+#[tokio::test]
+async fn patches_keep_resource_version_preconditions_only_when_sent() {
+    let h = harness().await;
+    let r = h.post(DEPLOY, &seed_deployment("nginx:1.27")).await;
+    let rv = r.body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("{DEPLOY}/mykeycloak");
+    let merge = "application/merge-patch+json";
+    let r = h
+        .patch(&path, merge, &json!({"spec": {"replicas": 3}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h
+        .patch(
+            &path,
+            merge,
+            &json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": 4}}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "a stale version sent is a precondition"
+    );
+    let now = r.body["metadata"]["resourceVersion"].clone();
+    let current = h.get(&path).await.body["metadata"]["resourceVersion"].clone();
+    assert!(now.is_null());
+    let r = h
+        .patch(
+            &path,
+            merge,
+            &json!({"metadata": {"resourceVersion": current}, "spec": {"replicas": 4}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["spec"]["replicas"], 4);
 }

@@ -31,6 +31,15 @@ use crate::apiserver::table::{Column, TableDef, age_column, age_of, name_column,
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 /// Earlier revisions a ReplicaSet's template had (comma-separated), after a rollback.
 pub const REVISION_HISTORY_ANNOTATION: &str = "deployment.kubernetes.io/revision-history";
+/// Deployment annotations the ReplicaSets of its revisions do not take.
+const ANNOTATIONS_NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION,
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
 /// The label that ties a ReplicaSet and its pods to one pod template.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
@@ -996,6 +1005,29 @@ impl WorkloadStorage {
             .into_iter()
             .filter(|rs| controlled_by(rs, uid))
             .collect();
+        // The current revision carries the Deployment's annotations, as the deployment
+        // controller copies them, so that a rollback brings them back too.
+        let mut copied = serde_json::Map::new();
+        if let Some(a) = deploy
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        {
+            for (k, v) in a {
+                if !ANNOTATIONS_NOT_COPIED.contains(&k.as_str()) {
+                    copied.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        copied.insert(REVISION_ANNOTATION.into(), json!(revision));
+        copied.insert(
+            "deployment.kubernetes.io/desired-replicas".into(),
+            json!(replicas.to_string()),
+        );
+        copied.insert(
+            "deployment.kubernetes.io/max-replicas".into(),
+            json!(replicas.to_string()),
+        );
+        let copied = Value::Object(copied);
         if !owned.iter().any(|rs| name_of(rs) == rs_name) {
             let mut t = template.clone();
             t["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL] = json!(hash);
@@ -1009,11 +1041,7 @@ impl WorkloadStorage {
                 "metadata": {
                     "name": rs_name, "namespace": ns,
                     "labels": t["metadata"]["labels"].clone(),
-                    "annotations": {
-                        REVISION_ANNOTATION: revision,
-                        "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                        "deployment.kubernetes.io/max-replicas": replicas.to_string(),
-                    },
+                    "annotations": copied.clone(),
                     "ownerReferences": [{
                         "apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
                         "controller": true, "blockOwnerDeletion": true,
@@ -1029,6 +1057,7 @@ impl WorkloadStorage {
         for rs in &owned {
             let current = name_of(rs) == rs_name;
             let revision = revision.clone();
+            let copied = copied.clone();
             let step = move |cur: Option<Value>| -> Result<Value, ApiError> {
                 let mut v = cur.ok_or_else(|| ApiError::internal("replica set vanished"))?;
                 v["spec"]["replicas"] = json!(if current { replicas } else { 0 });
@@ -1036,6 +1065,12 @@ impl WorkloadStorage {
                     let old = annotation(&v, REVISION_ANNOTATION)
                         .unwrap_or("")
                         .to_string();
+                    let history = annotation(&v, REVISION_HISTORY_ANNOTATION).map(str::to_string);
+                    v["metadata"]["annotations"] = copied.clone();
+                    if let Some(h) = history {
+                        set_annotation(&mut v, REVISION_HISTORY_ANNOTATION, Some(h));
+                    }
+                    set_annotation(&mut v, REVISION_ANNOTATION, Some(old.clone()));
                     if old != revision {
                         if !old.is_empty() {
                             let mut hist: Vec<String> = annotation(&v, REVISION_HISTORY_ANNOTATION)
