@@ -535,6 +535,13 @@ pub async fn serve(
                         if sub.is_none() {
                             apply::record_update(Some(&cur), &mut new, &manager, &av, keys, &now);
                         }
+                        // The resourceVersion the patch left as it was is not a
+                        // precondition: a concurrent write makes the step run again on
+                        // the newer object, as kube-apiserver retries patches.
+                        let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+                        if rv(&new).is_some() && rv(&new) == rv(&cur) {
+                            new = super::stored::unconditional(new);
+                        }
                         Ok(new)
                     }
                 }
