@@ -24,7 +24,8 @@ use moor_server::importer::controller::{Backoff, ImportController};
 use moor_server::importer::{ImportMetrics, Source};
 use moor_server::metrics::Metrics;
 use moor_server::scheduler::{
-    AlwaysLeader, BudgetConfig, BudgetedSource, Budgets, Scheduler, SchedulerConfig,
+    AlwaysLeader, BudgetConfig, BudgetedSource, Budgets, Leadership, ManualLeadership, Scheduler,
+    SchedulerConfig,
 };
 use moor_server::upstream::{UpstreamClient, UpstreamConfig};
 use moor_server::{AppState, app};
@@ -46,6 +47,15 @@ struct Moor {
 
 impl Moor {
     async fn start(store: Arc<dyn Store>, insecure: &[&str], budget: BudgetConfig) -> Moor {
+        Self::start_leading(store, insecure, budget, Arc::new(AlwaysLeader::new())).await
+    }
+
+    async fn start_leading(
+        store: Arc<dyn Store>,
+        insecure: &[&str],
+        budget: BudgetConfig,
+        leadership: Arc<dyn Leadership>,
+    ) -> Moor {
         let upstream = UpstreamClient::new(UpstreamConfig {
             insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
             use_environment_proxy: false,
@@ -100,7 +110,7 @@ impl Moor {
         scheduler.register_metrics(&metrics);
         let tasks = vec![
             tokio::spawn(controller.run()),
-            tokio::spawn(scheduler.run(Arc::new(AlwaysLeader::new()))),
+            tokio::spawn(scheduler.run(leadership)),
         ];
         let state = AppState {
             api,
@@ -827,6 +837,68 @@ async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
         2 * INTERVAL + Duration::from_secs(2),
         || async { !heads(&proxy.log.since(resumed), "/v2/app/rb/manifests/1").is_empty() },
     )
+    .await;
+    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_checks() {
+    let registry = FakeRegistry::start("leader").await;
+    let leadership = Arc::new(ManualLeadership::new(false));
+    let moor = Moor::start_leading(
+        Arc::new(MemoryStore::new()),
+        &[&registry.host],
+        unlimited(),
+        leadership.clone(),
+    )
+    .await;
+    let h = &moor.h;
+    let tags = ["a", "b", "c"];
+    create_stream(
+        h,
+        "lead",
+        tags.iter()
+            .map(|t| scheduled_tag(t, &registry.reference(&format!("fake/lead:{t}"))))
+            .collect(),
+    )
+    .await;
+    // The import controller imports without leadership; the scheduler waits.
+    wait_until("the imports", Duration::from_secs(20), || async {
+        let s = stream(h, "lead").await;
+        tags.iter().all(|t| !images(&status_tag(&s, t)).is_empty())
+    })
+    .await;
+    let created = Instant::now();
+    tokio::time::sleep(INTERVAL + INTERVAL / 2).await;
+    assert_eq!(
+        registry.log.count_since(created, "HEAD"),
+        0,
+        "no checks without leadership"
+    );
+    assert!(schedules(h, "lead").await.is_empty(), "no records either");
+
+    leadership.set(true);
+    let leading = Instant::now();
+    wait_checked(h, "lead", &tags).await;
+    assert!(
+        leading.elapsed() <= INTERVAL + INTERVAL / 10 + Duration::from_secs(1),
+        "every tag checked within an interval of leading: {:?}",
+        leading.elapsed()
+    );
+
+    leadership.set(false);
+    let lost = Instant::now() + Duration::from_millis(200);
+    tokio::time::sleep(2 * INTERVAL).await;
+    assert_eq!(
+        registry.log.count_since(lost, "HEAD"),
+        0,
+        "checks stop with leadership"
+    );
+    leadership.set(true);
+    let again = Instant::now();
+    wait_until("checks under the new leadership", 2 * INTERVAL, || async {
+        registry.log.count_since(again, "HEAD") >= tags.len()
+    })
     .await;
     moor.stop().await;
 }

@@ -29,6 +29,8 @@ pub const DEFAULT_REGISTRY_QPS: f64 = 10.0;
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 /// The longest pause a `Retry-After` can ask for.
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// The shortest pause after a 429 (`Retry-After: 0` must not become a tight loop).
+pub const MIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// The budgets' settings.
 #[derive(Clone, Debug)]
@@ -200,12 +202,12 @@ impl Budgets {
     }
 
     /// Pauses every request to `registry` for `retry_after` (the registry's
-    /// `Retry-After`; [`BudgetConfig::default_pause`] when it sent none; at most
-    /// [`MAX_PAUSE`]). A longer pause already running is kept.
+    /// `Retry-After`; [`BudgetConfig::default_pause`] when it sent none; between
+    /// [`MIN_PAUSE`] and [`MAX_PAUSE`]). A longer pause already running is kept.
     pub fn pause(&self, registry: &str, retry_after: Option<Duration>) -> Instant {
         let pause = retry_after
             .unwrap_or(self.config.default_pause)
-            .min(MAX_PAUSE);
+            .clamp(MIN_PAUSE, MAX_PAUSE);
         let now = Instant::now();
         let until = now + pause;
         self.rate_limited
@@ -398,6 +400,11 @@ mod tests {
         let start = Instant::now();
         b.acquire("s").await;
         assert_eq!(start.elapsed(), Duration::from_secs(60));
+        // Retry-After: 0 still pauses for a second.
+        b.pause("z", Some(Duration::ZERO));
+        let start = Instant::now();
+        b.acquire("z").await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
         // A shorter pause does not cut a longer one short.
         b.pause("s", Some(Duration::from_secs(10)));
         b.pause("s", Some(Duration::from_secs(1)));
