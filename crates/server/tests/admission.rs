@@ -228,6 +228,20 @@ async fn bad_input_gets_a_clear_status() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text.contains("no request"), "{}", r.text);
 
+    let mut broken = fixture("pod-create.json");
+    broken["request"]["object"]["spec"]["containers"] = json!("not a list");
+    let r = review(&h, &broken).await;
+    let resp = &r.body["response"];
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(resp["status"]["code"], 400);
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("image policy: the Pod does not decode: "),
+        "{resp}"
+    );
+
     let mut bad = fixture("deployment-create.json");
     bad["request"]["object"]["metadata"]["annotations"] = json!({"image.openshift.io/triggers":
         r#"[{"from":{"kind":"ImageStreamTag","name":"keycloak:20.0"},"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image"}]"#});

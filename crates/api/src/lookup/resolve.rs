@@ -25,6 +25,12 @@ impl<S: BuildHasher> StreamSource for HashMap<String, ImageStream, S> {
     }
 }
 
+impl<S: BuildHasher> StreamSource for HashMap<String, std::sync::Arc<ImageStream>, S> {
+    fn stream(&self, name: &str) -> Option<&ImageStream> {
+        self.get(name).map(|s| s.as_ref())
+    }
+}
+
 impl StreamSource for BTreeMap<String, ImageStream> {
     fn stream(&self, name: &str) -> Option<&ImageStream> {
         self.get(name)

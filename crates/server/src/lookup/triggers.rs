@@ -77,6 +77,13 @@ pub async fn kubeconfig_client(path: &Path) -> Result<Client, TriggerError> {
 /// Whether `NO_PROXY`/`no_proxy` exempts `host` (exact host, `host:port`, a `.domain`
 /// suffix or `*`). Loopback is always exempt.
 fn no_proxy_matches(host: &str, port: Option<u16>) -> bool {
+    let list = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    no_proxy_list_matches(&list, host, port)
+}
+
+fn no_proxy_list_matches(list: &str, host: &str, port: Option<u16>) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host == "localhost"
         || host
@@ -85,9 +92,6 @@ fn no_proxy_matches(host: &str, port: Option<u16>) -> bool {
     {
         return true;
     }
-    let list = std::env::var("NO_PROXY")
-        .or_else(|_| std::env::var("no_proxy"))
-        .unwrap_or_default();
     list.split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
@@ -486,6 +490,23 @@ mod tests {
                        {"name": "sidecar", "image": "busybox"}, {"name": "web", "image": image}]}}}}),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn no_proxy_lists() {
+        assert!(no_proxy_list_matches("", "127.0.0.1", Some(1)));
+        assert!(no_proxy_list_matches("", "::1", None));
+        assert!(no_proxy_list_matches("", "localhost", None));
+        assert!(!no_proxy_list_matches("", "k8s.example", None));
+        assert!(no_proxy_list_matches("a, .example", "k8s.example", None));
+        assert!(no_proxy_list_matches("example", "k8s.example", None));
+        assert!(no_proxy_list_matches(
+            "k8s.example:6443",
+            "k8s.example",
+            Some(6443)
+        ));
+        assert!(no_proxy_list_matches("*", "anything", None));
+        assert!(!no_proxy_list_matches("other.example", "k8s.example", None));
     }
 
     #[test]
