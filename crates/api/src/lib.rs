@@ -1,14 +1,16 @@
 //! moor's IO-free API types, shared by the server, the store and the CLI:
 //! `image.openshift.io/v1` objects with OpenShift's JSON shape ([`image`]), validated
 //! digest and image reference newtypes ([`reference`]), OpenShift's validation rules
-//! ([`validation`]), OCI and Docker media types ([`media_types`]) and the type-meta
-//! plumbing behind them ([`meta`]), and moor's own `moor.io/v1` read-only views
-//! ([`scheduled`]). Nothing here does IO: no files, network or async.
+//! ([`validation`]), image lookup and triggers over workload pod specs ([`lookup`]), OCI
+//! and Docker media types ([`media_types`]), the type-meta plumbing behind them
+//! ([`meta`]), and moor's own `moor.io/v1` read-only views ([`scheduled`]). Nothing here
+//! does IO: no files, network or async.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod image;
+pub mod lookup;
 pub mod media_types;
 pub mod meta;
 pub mod reference;

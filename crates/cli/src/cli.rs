@@ -25,7 +25,13 @@ Examples:
   # Move the tag to a newer image, look at it, and go back
   moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0
   moor describe istag keycloak:20.0
-  moor rollback keycloak:20.0";
+  moor rollback keycloak:20.0
+
+  # Let workloads say keycloak:20.0: pinned to the tag's digest, rolled when it moves
+  moor set image-lookup keycloak
+  moor create deployment mykeycloak --image keycloak:20.0
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0
+  moor rollout history deploy/mykeycloak";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -47,7 +53,101 @@ Examples:
   moor create is keycloak
   moor create is keycloak --lookup-local
   moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+  moor create deployment mykeycloak --image keycloak:20.0
   moor create namespace team-a";
+
+const CREATE_DEPLOYMENT_EXAMPLES: &str = "\
+The object is the one `kubectl create deployment` builds: labels and selector app=NAME,
+one container per --image named after the image. moor does not run it: it stores it,
+pins short image names of streams with lookup on (keycloak:20.0 -> ...@sha256:...), and
+records a revision for every change of its pod template.
+
+Examples:
+  # A deployment of the image stream tag keycloak:20.0 (after `moor set image-lookup keycloak`)
+  moor create deployment mykeycloak --image keycloak:20.0
+
+  # Two replicas, a container port, and a command
+  moor create deployment web --image nginx:1.27 --replicas 2 --port 80 -- nginx -g 'daemon off;'";
+
+const SET_EXAMPLES: &str = "\
+Examples:
+  moor set image-lookup keycloak
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0";
+
+const SET_IMAGE_LOOKUP_EXAMPLES: &str = "\
+With lookup on, a workload of the namespace that names an image by a short name of the
+stream (keycloak:20.0, keycloak@sha256:...) is pinned to the tag's current pull spec when it
+is created or changed. On a workload, the resolve-names annotation asks for every short
+name of it to be resolved, whatever the streams say.
+
+Examples:
+  # Print the image streams of the namespace and whether they resolve local names
+  moor set image-lookup
+
+  # Use local name lookup on image stream keycloak
+  moor set image-lookup keycloak
+
+  # Force a deployment to use local name lookup
+  moor set image-lookup deploy/mykeycloak
+
+  # Show the current status of the deployment lookup
+  moor set image-lookup deploy/mykeycloak --list
+
+  # Disable local name lookup on image stream keycloak
+  moor set image-lookup keycloak --enabled=false
+
+  # Set local name lookup on all image streams
+  moor set image-lookup --all";
+
+const SET_TRIGGERS_EXAMPLES: &str = "\
+An image trigger sets a container's image to the pull spec of an image stream tag, and
+again each time the tag moves to another image (a rollback of the tag moves it back).
+Deployments, stateful sets, daemon sets and cron jobs take triggers; they are kept in the
+image.openshift.io/triggers annotation. For a deployment, the config trigger is the
+opposite of spec.paused.
+
+Examples:
+  # Print the triggers of deployment mykeycloak
+  moor set triggers deploy/mykeycloak
+
+  # Follow keycloak:20.0 in the deployment's only container (or name it with -c)
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0 -c mykeycloak
+
+  # Follow a tag of another namespace
+  moor set triggers statefulset/db --from-image shared/postgres:16 -c main
+
+  # Stop acting on all triggers (and pause the deployment), then resume
+  moor set triggers deploy/mykeycloak --manual
+  moor set triggers deploy/mykeycloak --auto
+
+  # Remove one trigger, or all of them
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0 --remove
+  moor set triggers deploy/mykeycloak --remove-all";
+
+const ROLLOUT_EXAMPLES: &str = "\
+Revisions count the changes of a deployment's pod template (a trigger moving an image is
+one); each is kept as a ReplicaSet, as Kubernetes keeps them.
+
+Examples:
+  moor rollout history deploy/mykeycloak
+  moor rollout history deploy/mykeycloak --revision 2
+  moor rollout undo deploy/mykeycloak
+  moor rollout undo deploy/mykeycloak --to-revision 1";
+
+const RESOLVE_EXAMPLES: &str = "\
+Reads Kubernetes manifests (multi-document YAML, or a List), pins every image that names
+an image stream tag of the namespace by a short name the way the server would (lookup on
+for the stream, or the resolve-names annotation on the workload), and writes the
+manifests as YAML to stdout. Nothing is written to the server; the streams are read
+from it.
+
+Examples:
+  # Pin the images of a manifest before applying it anywhere
+  moor resolve -f deployment.yaml > pinned.yaml
+
+  # From stdin, failing (and naming them) when short names do not resolve
+  cat k8s/*.yaml | moor resolve -f - --strict -n team-a";
 
 const CREATE_ISTAG_EXAMPLES: &str = "\
 Examples:
@@ -154,7 +254,8 @@ Examples:
 
 const GET_EXAMPLES: &str = "\
 Resource types: imagestreams (is), imagestreamtags (istag), images, namespaces (ns),
-secrets, events (ev). A name may also be given as TYPE/NAME.
+secrets, events (ev), deployments (deploy), replicasets (rs), statefulsets (sts),
+daemonsets (ds), jobs, cronjobs (cj), pods (po). A name may also be given as TYPE/NAME.
 
 Examples:
   # The image streams of the current namespace, and of every namespace
@@ -249,8 +350,7 @@ pub enum LogFormat {
 ///
 /// To add a verb: add a variant here with its `Args` struct (help and `after_help`
 /// examples included), a module under `commands/`, and one match arm in
-/// `commands::run`. Verbs still to come, mirroring oc: `set image-lookup`,
-/// `set triggers`, `resolve`, `prune`.
+/// `commands::run`. Verbs still to come, mirroring oc: `prune`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server and registry (writes DATA_DIR/kubeconfig for clients)
@@ -287,6 +387,155 @@ pub enum Command {
     /// Point a tag back at an earlier image of its history
     #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
+
+    /// Change how workloads use image streams: image lookup and image triggers
+    #[command(after_help = SET_EXAMPLES)]
+    Set(SetArgs),
+
+    /// Look at a deployment's revisions and go back to one
+    #[command(after_help = ROLLOUT_EXAMPLES)]
+    Rollout(RolloutArgs),
+
+    /// Pin short image names in manifests to image stream tags' digests (like kbld)
+    #[command(after_help = RESOLVE_EXAMPLES)]
+    Resolve(ResolveArgs),
+}
+
+/// Flags of `moor set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// What to set.
+    #[command(subcommand)]
+    pub what: SetCommand,
+}
+
+/// The `moor set` commands.
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// Change how images are resolved when deploying applications
+    #[command(name = "image-lookup", after_help = SET_IMAGE_LOOKUP_EXAMPLES)]
+    ImageLookup(SetImageLookupArgs),
+
+    /// Update the triggers on one or more objects
+    #[command(
+        override_usage = "moor set triggers RESOURCE/NAME [--from-config|--from-image=IS:TAG [-c CONTAINER]] [--auto|--manual|--remove|--remove-all]",
+        after_help = SET_TRIGGERS_EXAMPLES
+    )]
+    Triggers(SetTriggersArgs),
+}
+
+/// Flags of `moor set image-lookup`.
+#[derive(Debug, Args)]
+pub struct SetImageLookupArgs {
+    /// Image streams by name, or workloads as TYPE/NAME (deploy/mykeycloak)
+    #[arg(value_name = "STREAMNAME|TYPE/NAME")]
+    pub names: Vec<String>,
+
+    /// Mark the image stream as resolving tagged images in this namespace (--enabled=false turns it off)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enabled: bool,
+
+    /// Display the current states of the requested resources
+    #[arg(long)]
+    pub list: bool,
+
+    /// Select all image streams in the namespace
+    #[arg(long)]
+    pub all: bool,
+
+    /// Only image streams whose labels match this selector
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
+/// Flags of `moor set triggers`.
+#[derive(Debug, Args)]
+pub struct SetTriggersArgs {
+    /// The objects: TYPE/NAME (deploy/mykeycloak), or TYPE NAME...
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..)]
+    pub resources: Vec<String>,
+
+    /// An image stream tag to trigger off of: [NAMESPACE/]STREAM:TAG
+    #[arg(long, value_name = "IS:TAG")]
+    pub from_image: Option<String>,
+
+    /// Comma-separated container names this trigger applies to [default: the only container]
+    #[arg(short = 'c', long = "containers", value_name = "NAMES")]
+    pub containers: Option<String>,
+
+    /// Configuration changes result in a rollout (for a deployment: not paused)
+    #[arg(long)]
+    pub from_config: bool,
+
+    /// Remove the specified trigger(s)
+    #[arg(long)]
+    pub remove: bool,
+
+    /// Remove all triggers
+    #[arg(long)]
+    pub remove_all: bool,
+
+    /// Enable all triggers, or just the specified one
+    #[arg(long)]
+    pub auto: bool,
+
+    /// Set all triggers to manual, or just the specified one
+    #[arg(long)]
+    pub manual: bool,
+}
+
+/// Flags of `moor rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub what: RolloutCommand,
+}
+
+/// The `moor rollout` commands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// View the revisions of a deployment
+    History(RolloutHistoryArgs),
+    /// Go back to an earlier revision of a deployment
+    Undo(RolloutUndoArgs),
+}
+
+/// Flags of `moor rollout history`.
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    /// The deployment: deploy/NAME, or deploy NAME
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..=2)]
+    pub resource: Vec<String>,
+
+    /// Show the details of this revision
+    #[arg(long, value_name = "N")]
+    pub revision: Option<i64>,
+}
+
+/// Flags of `moor rollout undo`.
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// The deployment: deploy/NAME, or deploy NAME
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..=2)]
+    pub resource: Vec<String>,
+
+    /// The revision to go back to [default: the one before the current]
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub to_revision: i64,
+}
+
+/// Flags of `moor resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The manifests to read, `-` for stdin (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Exit with an error, naming each one, when a short name does not resolve
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Flags of `moor serve`.
@@ -347,6 +596,10 @@ pub struct ServeArgs {
         default_value_t = 50
     )]
     pub max_images_bulk: usize,
+
+    /// The Kubernetes API whose workloads image triggers update [default: moor's own API]
+    #[arg(long, value_name = "FILE")]
+    pub workload_kubeconfig: Option<PathBuf>,
 }
 
 /// Flags of `moor create`.
@@ -371,6 +624,33 @@ pub enum CreateCommand {
     /// Create an image stream tag (and its stream, if missing)
     #[command(name = "imagestreamtag", visible_alias = "istag", after_help = CREATE_ISTAG_EXAMPLES)]
     ImageStreamTag(CreateImageStreamTagArgs),
+
+    /// Create a deployment with the specified name
+    #[command(name = "deployment", visible_alias = "deploy", after_help = CREATE_DEPLOYMENT_EXAMPLES)]
+    Deployment(CreateDeploymentArgs),
+}
+
+/// Flags of `moor create deployment`.
+#[derive(Debug, Args)]
+pub struct CreateDeploymentArgs {
+    /// Name of the deployment
+    pub name: String,
+
+    /// Image name to run: a pull spec or a short name of an image stream tag (repeatable)
+    #[arg(long = "image", value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// Number of replicas to create
+    #[arg(short = 'r', long, value_name = "N", default_value_t = 1)]
+    pub replicas: i32,
+
+    /// The containerPort the first container exposes
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<i32>,
+
+    /// The command the containers run instead of the image's entrypoint
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Flags of `moor create imagestream`.

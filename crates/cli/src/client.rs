@@ -170,6 +170,39 @@ impl Session {
         self.send_json(req).await
     }
 
+    /// `PATCH` one object with a patch of `content_type` (`application/merge-patch+json`,
+    /// `application/json-patch+json`, ...), recorded under moor's field manager.
+    pub async fn patch(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let uri = format!("{}/{name}?fieldManager=moor", ty.collection_path(namespace));
+        let req = http::Request::patch(uri)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_json(req).await
+    }
+
+    /// `POST` an object to its collection; returns what the server created.
+    pub async fn create_json(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let uri = format!("{}?fieldManager=moor", ty.collection_path(namespace));
+        let req = http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_json(req).await
+    }
+
     async fn send_json(&self, req: http::Request<Vec<u8>>) -> Result<Value, ClientError> {
         tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
         let text = self

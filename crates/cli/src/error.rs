@@ -195,10 +195,10 @@ mod tests {
 
     #[test]
     fn client_side_errors_say_error() {
-        let e = CliError::Resource(ResourceError::Unknown("pods".into()));
+        let e = CliError::Resource(ResourceError::Unknown("routes".into()));
         assert_eq!(
             e.render(),
-            "error: the server doesn't have a resource type \"pods\""
+            "error: the server doesn't have a resource type \"routes\""
         );
         let e = CliError::Client(ClientError::Refused {
             server: "127.0.0.1:8443".into(),

@@ -15,6 +15,12 @@ mod tagging;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: glibc's per-thread arenas keep freed
+/// memory, so a server that briefly handles large lists stayed at several times its
+/// live heap (measured: 30 MB live, 270 MB resident for 1,500 streams).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};

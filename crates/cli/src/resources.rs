@@ -100,6 +100,56 @@ pub static SCHEDULED_IMPORTS: ResourceType = ResourceType {
     short_names: &[],
     namespaced: true,
 };
+macro_rules! workload_type {
+    ($name:ident, $kind:literal, $group:literal, $plural:literal, $singular:literal, [$($short:literal),*]) => {
+        #[doc = concat!("`", $plural, "` (", $kind, ").")]
+        pub static $name: ResourceType = ResourceType {
+            kind: $kind,
+            group: $group,
+            version: "v1",
+            plural: $plural,
+            singular: $singular,
+            short_names: &[$($short),*],
+            namespaced: true,
+        };
+    };
+}
+
+workload_type!(
+    DEPLOYMENTS,
+    "Deployment",
+    "apps",
+    "deployments",
+    "deployment",
+    ["deploy"]
+);
+workload_type!(
+    REPLICA_SETS,
+    "ReplicaSet",
+    "apps",
+    "replicasets",
+    "replicaset",
+    ["rs"]
+);
+workload_type!(
+    STATEFUL_SETS,
+    "StatefulSet",
+    "apps",
+    "statefulsets",
+    "statefulset",
+    ["sts"]
+);
+workload_type!(
+    DAEMON_SETS,
+    "DaemonSet",
+    "apps",
+    "daemonsets",
+    "daemonset",
+    ["ds"]
+);
+workload_type!(JOBS, "Job", "batch", "jobs", "job", []);
+workload_type!(CRON_JOBS, "CronJob", "batch", "cronjobs", "cronjob", ["cj"]);
+workload_type!(PODS, "Pod", "", "pods", "pod", ["po"]);
 
 /// Every type the CLI knows, in the order help lists them.
 pub static ALL: &[&ResourceType] = &[
@@ -110,6 +160,13 @@ pub static ALL: &[&ResourceType] = &[
     &SECRETS,
     &EVENTS,
     &SCHEDULED_IMPORTS,
+    &DEPLOYMENTS,
+    &REPLICA_SETS,
+    &STATEFUL_SETS,
+    &DAEMON_SETS,
+    &JOBS,
+    &CRON_JOBS,
+    &PODS,
 ];
 
 /// Errors from naming a resource type.
@@ -215,6 +272,11 @@ impl ResourceType {
         }
     }
 
+    /// The workload kind of this type, when it carries a pod template.
+    pub fn workload_kind(&self) -> Option<moor_api::lookup::WorkloadKind> {
+        moor_api::lookup::WorkloadKind::from_group_kind(self.group, self.kind)
+    }
+
     /// What `-o name` and `created` messages print before `/NAME`:
     /// `imagestream.image.openshift.io`, or `namespace` for core types.
     pub fn qualified_singular(&self) -> String {
@@ -250,7 +312,18 @@ mod tests {
         ] {
             assert_eq!(lookup(alias), Ok(want), "{alias}");
         }
-        assert_eq!(lookup("pods"), Err(ResourceError::Unknown("pods".into())));
+        assert_eq!(lookup("deploy"), Ok(&DEPLOYMENTS));
+        assert_eq!(lookup("deployments.apps"), Ok(&DEPLOYMENTS));
+        assert_eq!(lookup("po"), Ok(&PODS));
+        assert_eq!(DEPLOYMENTS.qualified_singular(), "deployment.apps");
+        assert_eq!(
+            DEPLOYMENTS.workload_kind(),
+            Some(moor_api::lookup::WorkloadKind::Deployment)
+        );
+        assert_eq!(
+            lookup("routes"),
+            Err(ResourceError::Unknown("routes".into()))
+        );
         assert!(lookup("is.apps").is_err());
     }
 

@@ -151,11 +151,11 @@ fn client_errors() {
     let (ok, _, err) = run(Command::new(moor_bin())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["get", "pods"]));
+        .args(["get", "routes"]));
     assert!(!ok);
     assert_eq!(
         err,
-        "error: the server doesn't have a resource type \"pods\"\n"
+        "error: the server doesn't have a resource type \"routes\"\n"
     );
 
     let (ok, _, err) =

@@ -46,7 +46,8 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/version",
             get(|| async { axum::Json(crate::apiserver::discovery::version()) }),
-        );
+        )
+        .merge(crate::lookup::admission::router(state.api.clone()));
     open.merge(protected)
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

@@ -50,6 +50,8 @@ pub enum ServeError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Triggers(#[from] crate::lookup::triggers::TriggerError),
 }
 
 /// Everything `moor serve` is told.
@@ -81,6 +83,9 @@ pub struct ServeOptions {
     pub max_images_bulk: usize,
     /// `--registry-ca FILE`: CAs trusted for upstream registries besides system roots.
     pub registry_ca: Vec<PathBuf>,
+    /// `--workload-kubeconfig FILE`: the API whose workloads image triggers update
+    /// (default: moor's own).
+    pub workload_kubeconfig: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -100,6 +105,7 @@ impl Default for ServeOptions {
             plain_http: false,
             max_images_bulk: 50,
             registry_ca: Vec::new(),
+            workload_kubeconfig: None,
         }
     }
 }
@@ -260,6 +266,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     .with_import_metrics(import_metrics);
     scheduler.register_metrics(&state.metrics);
     tokio::spawn(scheduler.run(Arc::new(crate::scheduler::AlwaysLeader::new())));
+    let images = crate::lookup::triggers::local_client(state.api.clone());
+    let workloads = match &opts.workload_kubeconfig {
+        Some(path) => crate::lookup::triggers::kubeconfig_client(path).await?,
+        None => images.clone(),
+    };
+    tokio::spawn(crate::lookup::triggers::TriggerController::new(images, workloads).run());
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {

@@ -14,10 +14,10 @@ use moor_api::image::{
 };
 
 use super::emit;
-use crate::cli::{CreateArgs, CreateCommand, CreateImageStreamTagArgs};
+use crate::cli::{CreateArgs, CreateCommand, CreateDeploymentArgs, CreateImageStreamTagArgs};
 use crate::client::Session;
 use crate::error::CliError;
-use crate::resources::{IMAGE_STREAM_TAGS, IMAGE_STREAMS, NAMESPACES};
+use crate::resources::{DEPLOYMENTS, IMAGE_STREAM_TAGS, IMAGE_STREAMS, NAMESPACES};
 use crate::tagging::{FIELD_MANAGER, object_reference, resolve_image_id, retry_on_conflict};
 
 /// Runs `moor create ...`.
@@ -57,6 +57,16 @@ pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {
             })
             .await?;
             (&IMAGE_STREAM_TAGS, created.metadata.name.unwrap_or(a.name))
+        }
+        CreateCommand::Deployment(a) => {
+            let created = session
+                .create_json(&DEPLOYMENTS, Some(&session.namespace), &deployment(&a))
+                .await?;
+            let name = created["metadata"]["name"]
+                .as_str()
+                .unwrap_or(&a.name)
+                .to_string();
+            (&DEPLOYMENTS, name)
         }
     };
     emit(&format!("{}/{name} created\n", ty.qualified_singular()))
@@ -161,6 +171,66 @@ async fn image_stream_tag(
     Ok(ist)
 }
 
+/// A container name from an image, as `kubectl create deployment` derives it: the last
+/// path component without tag or digest; `_` and `.` become `-` and a random suffix is
+/// added (kubectl's `sanitizeAndUniquify`).
+fn container_name(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let name = last.split([':', '@']).next().unwrap_or(last);
+    if !name.contains(['_', '.']) {
+        return name.to_string();
+    }
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let suffix: String = (0..5)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ALPHANUMS[(seed >> 33) as usize % ALPHANUMS.len()] as char
+        })
+        .collect();
+    format!("{}-{suffix}", name.replace(['_', '.'], "-"))
+}
+
+/// The Deployment `kubectl create deployment` builds from the same flags.
+fn deployment(a: &CreateDeploymentArgs) -> serde_json::Value {
+    let labels = serde_json::json!({"app": a.name});
+    let mut containers: Vec<serde_json::Value> = a
+        .images
+        .iter()
+        .map(|image| {
+            let mut c =
+                serde_json::json!({"name": container_name(image), "image": image, "resources": {}});
+            if !a.command.is_empty() {
+                c["command"] = serde_json::json!(a.command);
+            }
+            c
+        })
+        .collect();
+    if let (Some(port), Some(first)) = (a.port, containers.first_mut()) {
+        first["ports"] = serde_json::json!([{"containerPort": port}]);
+    }
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": a.name, "labels": labels},
+        "spec": {
+            "replicas": a.replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": containers},
+            },
+        },
+        "status": {},
+    })
+}
+
 /// The image stream `moor create is` sends.
 fn image_stream(name: &str, namespace: &str, lookup_local: bool) -> ImageStream {
     let mut stream = ImageStream::default();
@@ -185,6 +255,30 @@ mod tests {
         assert_eq!(
             annotations(&["oops".into()]).unwrap_err().to_string(),
             "invalid annotation format: oops"
+        );
+    }
+
+    #[test]
+    fn deployments_are_built_like_kubectl_builds_them() {
+        let a = CreateDeploymentArgs {
+            name: "mykeycloak".into(),
+            images: vec!["keycloak:20.0".into()],
+            replicas: 1,
+            port: Some(8080),
+            command: vec![],
+        };
+        let d = deployment(&a);
+        assert_eq!(d["metadata"]["labels"]["app"], "mykeycloak");
+        assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "mykeycloak");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["name"], "keycloak");
+        assert_eq!(c["image"], "keycloak:20.0");
+        assert_eq!(c["ports"][0]["containerPort"], 8080);
+        assert_eq!(container_name("quay.io/a/b@sha256:00"), "b");
+        let odd = container_name("my_app.v2:1");
+        assert!(
+            odd.starts_with("my-app-v2-") && odd.len() == "my-app-v2-".len() + 5,
+            "{odd}"
         );
     }
 

@@ -7,8 +7,11 @@ mod delete;
 mod describe;
 mod get;
 mod import_image;
+mod resolve;
 mod rollback;
+mod rollout;
 mod serve;
+mod set;
 mod tag;
 
 pub use import_image::ImportImageError;
@@ -32,6 +35,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tag(args) => tag::run(&connect(&global).await?, args).await,
         Command::ImportImage(args) => import_image::run(&connect(&global).await?, args).await,
         Command::Rollback(args) => rollback::run(&connect(&global).await?, args).await,
+        Command::Set(args) => set::run(&connect(&global).await?, args).await,
+        Command::Rollout(args) => rollout::run(&connect(&global).await?, args).await,
+        Command::Resolve(args) => resolve::run(&connect(&global).await?, args).await,
     }
 }
 

@@ -28,6 +28,7 @@ fn options(args: ServeArgs) -> ServeOptions {
         plain_http: args.plain_http,
         registry_ca: args.registry_ca,
         max_images_bulk: args.max_images_bulk,
+        workload_kubeconfig: args.workload_kubeconfig,
         ..ServeOptions::default()
     }
 }

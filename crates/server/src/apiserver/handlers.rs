@@ -265,6 +265,37 @@ fn object_response(
     json_response(status, &body, Some(ctx))
 }
 
+/// A `<Kind>List` written from already serialized items, without building a tree.
+fn encoded_list_response(def: &ResourceDef, list: EncodedList, ctx: &RequestContext) -> Response {
+    let mut meta = json!({"resourceVersion": list.resource_version});
+    if let Some(c) = &list.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let head = json!({"kind": def.list_kind, "apiVersion": def.api_version(), "metadata": meta})
+        .to_string();
+    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`, as three chunks of one body.
+    let mut open = head.into_bytes();
+    open.pop();
+    open.extend_from_slice(b",\"items\":[");
+    let chunks = [
+        Bytes::from(open),
+        Bytes::from(list.items),
+        Bytes::from_static(b"]}"),
+    ];
+    let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in ctx.take_warnings() {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\""))) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
 /// Reads the request body, refusing bodies over [`MAX_BODY_BYTES`].
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -338,35 +369,22 @@ pub async fn serve(
 
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) => {
-            if def.namespaced && ns.is_none() && target.namespace.is_none() {
-                // all namespaces
-            }
             let opts = list_options(&q, &def)?;
             if q.flag("watch") {
                 return watch(storage, &ctx, ns, &opts, table).await;
             }
-            let list = storage.list(&ctx, ns, &opts).await?;
-            let body = match table_ref {
-                Some((td, include)) => table::render(
-                    td,
-                    &list.items,
-                    include,
-                    Some(&list.resource_version),
-                    list.continue_token.as_deref(),
-                ),
-                None => {
-                    let mut meta = json!({"resourceVersion": list.resource_version});
-                    if let Some(c) = &list.continue_token {
-                        meta["continue"] = json!(c);
-                    }
-                    json!({
-                        "kind": def.list_kind,
-                        "apiVersion": def.api_version(),
-                        "metadata": meta,
-                        "items": list.items,
-                    })
-                }
+            let Some((td, include)) = table_ref else {
+                let list = storage.list_encoded(&ctx, ns, &opts).await?;
+                return Ok(encoded_list_response(&def, list, &ctx));
             };
+            let list = storage.list(&ctx, ns, &opts).await?;
+            let body = table::render(
+                td,
+                &list.items,
+                include,
+                Some(&list.resource_version),
+                list.continue_token.as_deref(),
+            );
             Ok(json_response(StatusCode::OK, &body, Some(&ctx)))
         }
         (Method::GET, Some(name)) => {
@@ -381,10 +399,8 @@ pub async fn serve(
                     });
                 return watch(storage, &ctx, ns, &opts, table).await;
             }
+            // A subresource (`status`) reads as the whole object, as in Kubernetes.
             let obj = storage.get(&ctx, ns, name).await?;
-            let obj = match target.subresource.as_deref() {
-                Some(_) | None => obj,
-            };
             Ok(object_response(StatusCode::OK, obj, table_ref, &ctx))
         }
         (Method::POST, None) => {
@@ -518,6 +534,13 @@ pub async fn serve(
                         check_unknown(ctx_ref, &unknown)?;
                         if sub.is_none() {
                             apply::record_update(Some(&cur), &mut new, &manager, &av, keys, &now);
+                        }
+                        // The resourceVersion the patch left as it was is not a
+                        // precondition: a concurrent write makes the step run again on
+                        // the newer object, as kube-apiserver retries patches.
+                        let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+                        if rv(&new).is_some() && rv(&new) == rv(&cur) {
+                            new = super::stored::unconditional(new);
                         }
                         Ok(new)
                     }

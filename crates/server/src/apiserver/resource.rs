@@ -175,6 +175,17 @@ pub struct ObjectList {
     pub remaining: Option<i64>,
 }
 
+/// A page of objects already serialized (the fast path of plain lists).
+#[derive(Clone, Debug, Default)]
+pub struct EncodedList {
+    /// The objects as JSON, separated by commas (the inside of `"items":[...]`).
+    pub items: Vec<u8>,
+    /// How many objects `items` holds.
+    pub count: usize,
+    pub resource_version: String,
+    pub continue_token: Option<String>,
+}
+
 /// `DeleteOptions` that matter here.
 #[derive(Clone, Debug, Default)]
 pub struct DeletePreconditions {
@@ -213,7 +224,8 @@ pub type WatchEvents = BoxStream<'static, WatchEvent>;
 /// A read-modify-write step: gets the current object (if any), returns the new one.
 pub type UpdateFn<'a> = dyn Fn(Option<Value>) -> Result<Value, ApiError> + Send + Sync + 'a;
 
-/// How the generic HTTP handlers reach a resource, stored or virtual.
+/// How the generic HTTP handlers reach a resource, stored or virtual. A verb a
+/// resource does not implement answers 405 MethodNotAllowed.
 #[async_trait]
 pub trait RestStorage: Send + Sync {
     /// The static description.
@@ -223,52 +235,88 @@ pub trait RestStorage: Send + Sync {
     /// One object.
     async fn get(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Objects in `ns` (or everywhere when `None`).
     async fn list(
+        &self,
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
+    /// Objects in `ns`, serialized; by default [`list`](Self::list) then serialize.
+    async fn list_encoded(
         &self,
         ctx: &RequestContext,
         ns: Option<&str>,
         opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError>;
+    ) -> Result<EncodedList, ApiError> {
+        let list = self.list(ctx, ns, opts).await?;
+        let mut items = Vec::new();
+        for (i, o) in list.items.iter().enumerate() {
+            if i > 0 {
+                items.push(b',');
+            }
+            serde_json::to_writer(&mut items, o).map_err(ApiError::internal)?;
+        }
+        Ok(EncodedList {
+            items,
+            count: list.items.len(),
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+        })
+    }
     /// Creates `obj` (already decoded) in `ns`.
     async fn create(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _obj: Value,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Read-modify-write of `name` (or of its `subresource`). With `create_if_missing`
     /// the step may create the object; the bool says whether it did.
     async fn update(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _subresource: Option<&str>,
+        _update: &UpdateFn<'_>,
+        _create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Deletes `name`; returns the object as it was.
     async fn delete(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Changes from `opts.resource_version` on.
     async fn watch(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError>;
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Decodes a request body into this kind's canonical JSON, listing unknown fields.
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError>;
+    fn decode(&self, _body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Merge keys of lists, for strategic merge patch and server-side apply.
     fn merge_keys(&self) -> MergeKeys {
         MergeKeys::default()

@@ -50,6 +50,11 @@ pub trait Strategy: Send + Sync + 'static {
     fn merge_keys(&self) -> MergeKeys {
         MergeKeys::default()
     }
+    /// Whether stored bytes already carry what [`decorate`](Self::decorate) adds, so a
+    /// list may serve them without parsing. The default decorates nothing.
+    fn raw_is_decorated(&self, _raw: &[u8], _ns: Option<&str>, _name: &str) -> bool {
+        true
+    }
 }
 
 /// Items examined per store page while filling a selector-filtered list.
@@ -293,6 +298,7 @@ impl StoredResource {
             self.strategy.decorate(&mut obj);
             return Ok(obj);
         }
+        self.strategy.decorate(&mut obj);
         match self.store.create(&key, Self::encode(&obj)?).await {
             Ok(rev) => {
                 set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
@@ -368,11 +374,15 @@ impl StoredResource {
         Ok(())
     }
 
-    async fn list_inner(
+    /// Scans the objects of a list, in key order, paging through the store and
+    /// honouring `limit`/`continue`; `emit` turns a stored key-value into an item, or
+    /// `None` when the selectors drop it.
+    async fn scan<T>(
         &self,
         ns: Option<&str>,
         opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
+        mut emit: impl FnMut(&KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<(Vec<T>, String, Option<String>), ApiError> {
         let prefix = self.prefix(ns);
         let (mut revision, mut start_after) = match &opts.continue_token {
             Some(tok) if !tok.is_empty() => {
@@ -391,24 +401,18 @@ impl StoredResource {
             _ => (None, None),
         };
         // A name pinned by the field selector narrows the scan to one key.
-        if let (Some(name), Some(ns)) = (opts.field_selector.pinned_name(), ns.or(None))
+        if let (Some(name), Some(ns)) = (opts.field_selector.pinned_name(), ns)
             && start_after.is_none()
         {
             let kv = self.store.get(&self.key(Some(ns), name)).await?;
             let rev = self.store.current_revision().await?;
-            let items = kv
-                .map(|kv| self.materialize(&kv))
-                .transpose()?
-                .into_iter()
-                .filter(|o| {
-                    opts.label_selector.matches_object(o) && opts.field_selector.matches_object(o)
-                })
-                .collect();
-            return Ok(ObjectList {
-                items,
-                resource_version: rev.to_string(),
-                ..Default::default()
-            });
+            let mut items = Vec::new();
+            if let Some(kv) = kv
+                && let Some(item) = emit(&kv)?
+            {
+                items.push(item);
+            }
+            return Ok((items, rev.to_string(), None));
         }
         let limit = opts.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
@@ -423,22 +427,16 @@ impl StoredResource {
                     moor_store::ListOptions {
                         revision,
                         start_after: start_after.clone(),
-                        limit: if limit.is_some() {
-                            Some(want.clamp(1, SCAN_PAGE))
-                        } else {
-                            None
-                        },
+                        // Pages even without a limit: memory stays one page deep.
+                        limit: Some(want.clamp(1, SCAN_PAGE)),
                     },
                 )
                 .await?;
             revision = Some(page.revision);
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
-                let obj = self.materialize(kv)?;
-                if opts.label_selector.matches_object(&obj)
-                    && opts.field_selector.matches_object(&obj)
-                {
-                    items.push(obj);
+                if let Some(item) = emit(kv)? {
+                    items.push(item);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
                     break;
@@ -463,12 +461,60 @@ impl StoredResource {
             }
             _ => None,
         };
+        Ok((items, rev.to_string(), continue_token))
+    }
+
+    async fn list_inner(
+        &self,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let (items, resource_version, continue_token) = self
+            .scan(ns, opts, |kv| {
+                let obj = self.materialize(kv)?;
+                let keep = opts.label_selector.matches_object(&obj)
+                    && opts.field_selector.matches_object(&obj);
+                Ok(keep.then_some(obj))
+            })
+            .await?;
         Ok(ObjectList {
             items,
-            resource_version: rev.to_string(),
+            resource_version,
             continue_token,
             remaining: None,
         })
+    }
+
+    /// Appends the client's view of a stored value to `out`, without parsing it when
+    /// possible: the resourceVersion is spliced into `metadata`, and the strategy
+    /// confirms that its computed fields are already in place.
+    fn encode_stored_into(&self, kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        const META: &[u8] = b"\"metadata\":{";
+        let name = kv.key.rsplit('/').next().unwrap_or("");
+        let ns = if self.strategy.def().namespaced {
+            kv.key.rsplit('/').nth(1)
+        } else {
+            None
+        };
+        let raw = kv.value.as_ref();
+        // The first `"metadata":{` of a stored object is the top-level one: stored
+        // objects are serialized kind, apiVersion, metadata first, and the pattern
+        // cannot occur inside a JSON string (its quotes would be escaped).
+        match memchr::memmem::find(raw, META) {
+            Some(at) if self.strategy.raw_is_decorated(raw, ns, name) => {
+                let insert = at + META.len();
+                out.extend_from_slice(&raw[..insert]);
+                out.extend_from_slice(b"\"resourceVersion\":\"");
+                out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+                out.push(b'"');
+                if raw.get(insert) != Some(&b'}') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&raw[insert..]);
+                Ok(())
+            }
+            _ => serde_json::to_writer(out, &self.materialize(kv)?).map_err(ApiError::internal),
+        }
     }
 }
 
@@ -543,6 +589,45 @@ impl RestStorage for StoredResource {
         opts: &ListOptions,
     ) -> Result<ObjectList, ApiError> {
         self.list_inner(ns, opts).await
+    }
+
+    async fn list_encoded(
+        &self,
+        _ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        let plain = opts.label_selector.is_empty() && opts.field_selector.0.is_empty();
+        let mut items: Vec<u8> = Vec::new();
+        let (emitted, resource_version, continue_token) = self
+            .scan(ns, opts, |kv| {
+                let sep = !items.is_empty();
+                if plain {
+                    if sep {
+                        items.push(b',');
+                    }
+                    self.encode_stored_into(kv, &mut items)?;
+                    return Ok(Some(()));
+                }
+                let obj = self.materialize(kv)?;
+                if !(opts.label_selector.matches_object(&obj)
+                    && opts.field_selector.matches_object(&obj))
+                {
+                    return Ok(None);
+                }
+                if sep {
+                    items.push(b',');
+                }
+                serde_json::to_writer(&mut items, &obj).map_err(ApiError::internal)?;
+                Ok(Some(()))
+            })
+            .await?;
+        Ok(EncodedList {
+            items,
+            count: emitted.len(),
+            resource_version,
+            continue_token,
+        })
     }
 
     async fn create(
@@ -628,7 +713,7 @@ impl RestStorage for StoredResource {
             }
             match self
                 .store
-                .update(&key, Self::encode(&new)?, kv.mod_revision)
+                .update(&key, Self::encode(&decorated_new)?, kv.mod_revision)
                 .await
             {
                 Ok(rev) => {

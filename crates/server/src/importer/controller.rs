@@ -80,6 +80,13 @@ fn key_of(v: &Value) -> Option<Key> {
     ))
 }
 
+/// A stream as the controller keeps it: without `managedFields`, which it never reads
+/// and which are a large share of each object in memory.
+fn slim(mut s: ImageStream) -> ImageStream {
+    s.metadata.managed_fields = None;
+    s
+}
+
 /// Whether a tracking tag (ImageStreamTag source) lags behind its source in `streams`.
 fn tracking_lags(
     stream: &ImageStream,
@@ -261,14 +268,23 @@ impl ImportController {
         let list = self
             .importer
             .streams
-            .list(&ctx, None, &ListOptions::default())
+            .list_encoded(&ctx, None, &ListOptions::default())
             .await?;
+        // Typed streams straight from bytes: no JSON trees for the whole collection.
         let mut streams: HashMap<Key, ImageStream> = HashMap::new();
-        for v in &list.items {
-            if let (Some(k), Ok(s)) = (key_of(v), serde_json::from_value::<ImageStream>(v.clone()))
-            {
-                streams.insert(k, s);
-            }
+        let mut array = Vec::with_capacity(list.items.len() + 2);
+        array.push(b'[');
+        array.extend_from_slice(&list.items);
+        array.push(b']');
+        let typed: Vec<ImageStream> =
+            serde_json::from_slice(&array).map_err(crate::apiserver::error::ApiError::internal)?;
+        drop(array);
+        for s in typed {
+            let key = (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            );
+            streams.insert(key, slim(s));
         }
         let mut queue: BTreeMap<Key, Instant> = streams
             .keys()
@@ -301,7 +317,7 @@ impl ImportController {
                                         queue.insert(dk.clone(), Instant::now());
                                     }
                                 }
-                                streams.insert(k.clone(), s);
+                                streams.insert(k.clone(), slim(s));
                                 queue.insert(k, Instant::now());
                             }
                         }

@@ -12,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use moor_api::DockerImageReference;
 use moor_api::image::{
     ImageImportStatus, ImageStream, ImageStreamImport, RepositoryImportStatus, TagReference,
-    reasons,
 };
 use serde_json::{Value, json};
 
@@ -324,17 +323,6 @@ impl RestStorage for ImageStreamImports {
             ))
         })
     }
-    async fn get(&self, _: &RequestContext, _: Option<&str>, _: &str) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn list(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
     async fn create(
         &self,
         ctx: &RequestContext,
@@ -365,39 +353,6 @@ impl RestStorage for ImageStreamImports {
         let out = self.run(ns, isi).await?;
         serde_json::to_value(&out).map_err(ApiError::internal)
     }
-    async fn update(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: Option<&str>,
-        _: &UpdateFn<'_>,
-        _: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn delete(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn watch(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-}
-
-/// A failure status reason for errors that are not the registry's.
-pub fn internal(message: &str) -> ImportError {
-    ImportError::new(reasons::INTERNAL_ERROR, message)
 }
 
 #[cfg(test)]

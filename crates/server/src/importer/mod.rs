@@ -230,6 +230,9 @@ pub enum TagOutcome {
     Failed(ImportError),
 }
 
+/// Up to this many tags in one write get an Event each; more get one summary Event.
+const EVENTS_PER_TAG_UP_TO: usize = 3;
+
 /// The `trigger` label of `moor_import_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct TriggerLabels {
@@ -546,23 +549,50 @@ impl Importer {
             .streams
             .update(&ctx(), Some(ns), name, Some("status"), &f, false)
             .await?;
-        for (tag, outcome) in outcomes {
-            let (reason, message, ty) = match outcome {
-                TagOutcome::Imported { event, .. } => (
-                    "ImportSucceeded",
-                    format!("Tag {name}:{tag} imported {}", event.docker_image_reference),
-                    "Normal",
-                ),
-                TagOutcome::Failed(e) => (
-                    "ImportFailed",
-                    format!(
+        // One Event per tag for small imports; a summary per outcome for bulk ones
+        // (a repository import of 50 tags records 1 Event, not 50).
+        let (ok, failed): (Vec<_>, Vec<_>) = outcomes
+            .iter()
+            .partition(|(_, o)| matches!(o, TagOutcome::Imported { .. }));
+        if ok.len() > EVENTS_PER_TAG_UP_TO {
+            let tags: Vec<&str> = ok.iter().map(|(t, _)| t.as_str()).collect();
+            let message = format!(
+                "Imported {} tags of {name}: {}",
+                tags.len(),
+                tags.join(", ")
+            );
+            self.record_event(&written, "ImportSucceeded", &message, "Normal")
+                .await;
+        } else {
+            for (tag, outcome) in &ok {
+                if let TagOutcome::Imported { event, .. } = outcome {
+                    let message =
+                        format!("Tag {name}:{tag} imported {}", event.docker_image_reference);
+                    self.record_event(&written, "ImportSucceeded", &message, "Normal")
+                        .await;
+                }
+            }
+        }
+        if failed.len() > EVENTS_PER_TAG_UP_TO {
+            let tags: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
+            let message = format!(
+                "Import of {} tags of {name} failed: {}",
+                tags.len(),
+                tags.join(", ")
+            );
+            self.record_event(&written, "ImportFailed", &message, "Warning")
+                .await;
+        } else {
+            for (tag, outcome) in &failed {
+                if let TagOutcome::Failed(e) = outcome {
+                    let message = format!(
                         "Import of {name}:{tag} failed ({}): {}",
                         e.reason, e.message
-                    ),
-                    "Warning",
-                ),
-            };
-            self.record_event(&written, reason, &message, ty).await;
+                    );
+                    self.record_event(&written, "ImportFailed", &message, "Warning")
+                        .await;
+                }
+            }
         }
         Ok(written)
     }

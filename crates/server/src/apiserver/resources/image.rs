@@ -350,6 +350,14 @@ impl Strategy for ImageStreams {
             None => vec![FieldError::invalid("", "", "not a valid ImageStream")],
         }
     }
+    fn raw_is_decorated(&self, raw: &[u8], ns: Option<&str>, name: &str) -> bool {
+        let want = format!(
+            "\"dockerImageRepository\":\"{}/{}/{name}\"",
+            self.registry_hostname,
+            ns.unwrap_or("")
+        );
+        memchr::memmem::find(raw, want.as_bytes()).is_some()
+    }
     fn decorate(&self, obj: &mut Value) {
         let ns = obj
             .pointer("/metadata/namespace")
@@ -956,9 +964,6 @@ impl RestStorage for ImageStreamImages {
     fn table(&self) -> TableDef {
         TableDef::default_columns()
     }
-    fn decode(&self, _body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
     async fn get(
         &self,
         ctx: &RequestContext,
@@ -1013,49 +1018,5 @@ impl RestStorage for ImageStreamImages {
         isi.metadata.creation_timestamp = event.created.clone();
         isi.image = image;
         serde_json::to_value(&isi).map_err(ApiError::internal)
-    }
-    async fn list(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn create(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: Value,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn update(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: Option<&str>,
-        _: &UpdateFn<'_>,
-        _: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn delete(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn watch(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        Err(ApiError::MethodNotAllowed)
     }
 }

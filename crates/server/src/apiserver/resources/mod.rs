@@ -4,6 +4,7 @@
 pub mod core;
 pub mod image;
 pub mod scheduled;
+pub mod workloads;
 
 use std::sync::Arc;
 
@@ -34,7 +35,13 @@ pub fn all(
         events.clone(),
     ];
     let (image_storages, importer) = image::all(store.clone(), config, source, events, secrets);
+    let streams = image_storages
+        .iter()
+        .find(|s| s.def().plural == "imagestreams")
+        .cloned()
+        .expect("image::all serves imagestreams");
     out.extend(image_storages);
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
+    out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
 }

@@ -1,0 +1,847 @@
+//! Image lookup, workloads and triggers end to end with the real `moor` binary against
+//! `moor serve` children: the seed's last steps with kubectl and a real CNCF
+//! distribution upstream (quay.io mirrored to it), lookup turned off, image triggers
+//! rolling a deployment forward and back, revisions and `rollout undo`, a second moor
+//! as the "cluster" behind `--workload-kubeconfig`, and `moor resolve` on manifests.
+//! Servers run with a dead proxy for everything but loopback.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::registry::{Distribution, OciLayout};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn moor_at(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    run(Command::new(moor_bin())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("RUST_LOG"))
+}
+
+fn ok_at(kubeconfig: &Path, args: &[&str]) -> String {
+    let (success, out, err) = moor_at(kubeconfig, args);
+    assert!(
+        success,
+        "moor {args:?} failed:\nstdout: {out}\nstderr: {err}"
+    );
+    out
+}
+
+fn ok(server: &MoorServer, args: &[&str]) -> String {
+    ok_at(&server.kubeconfig(), args)
+}
+
+fn fails(server: &MoorServer, args: &[&str]) -> String {
+    let (success, out, err) = moor_at(&server.kubeconfig(), args);
+    assert!(
+        !success,
+        "moor {args:?} succeeded:\nstdout: {out}\nstderr: {err}"
+    );
+    err
+}
+
+fn offline_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("HTTPS_PROXY", "http://127.0.0.1:1"),
+        ("HTTP_PROXY", "http://127.0.0.1:1"),
+        ("https_proxy", "http://127.0.0.1:1"),
+        ("http_proxy", "http://127.0.0.1:1"),
+        ("NO_PROXY", "127.0.0.1,localhost"),
+        ("no_proxy", "127.0.0.1,localhost"),
+    ]
+}
+
+/// A `moor serve` whose quay.io is `dist` (when given), plus `extra` flags.
+fn serve(dir: &Path, dist: Option<&Distribution>, extra: &[&str]) -> MoorServer {
+    let mut flags: Vec<String> = Vec::new();
+    if let Some(d) = dist {
+        flags.extend([
+            "--registry-mirror".into(),
+            format!("quay.io={}", d.host),
+            "--insecure-registry".into(),
+            d.host.clone(),
+        ]);
+    }
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    MoorServer::start_with_env(dir, &flags, &offline_env())
+}
+
+fn get_json(kubeconfig: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&ok_at(kubeconfig, &all)).expect("JSON")
+}
+
+fn image_of(deploy: &Value) -> String {
+    deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls `what` until `done` holds; panics with the last value after the timeout.
+fn wait<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let v = probe();
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// The current image of `stream:tag`, once history has `len` entries.
+fn wait_tag(kubeconfig: &Path, stream: &str, tag: &str, digest: &str, len: usize) {
+    wait(
+        &format!("{stream}:{tag} at {digest}"),
+        || {
+            let (ok, out, _) = moor_at(kubeconfig, &["get", "is", stream, "-o", "json"]);
+            let s: Value = if ok {
+                serde_json::from_str(&out).unwrap()
+            } else {
+                Value::Null
+            };
+            s["status"]["tags"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["tag"] == tag))
+                .and_then(|t| t["items"].as_array().cloned())
+                .unwrap_or_default()
+        },
+        |items| items.len() == len && items[0]["image"] == digest,
+    );
+}
+
+fn wait_image(kubeconfig: &Path, deploy: &str, want: &str) -> Value {
+    wait(
+        &format!("deployment {deploy} to run {want}"),
+        || get_json(kubeconfig, &["deploy", deploy]),
+        |d| image_of(d) == want,
+    )
+}
+
+/// Two images pushed as quay.io's keycloak/keycloak:20.0.2 and :20.0.3.
+fn two_keycloaks(dist: &Distribution) -> (String, String) {
+    let layout = OciLayout::new();
+    layout.add_image("v1", "keycloak 20.0.2\n");
+    layout.add_image("v2", "keycloak 20.0.3\n");
+    let d1 = dist.push(&layout, "v1", "keycloak/keycloak:20.0.2");
+    let d2 = dist.push(&layout, "v2", "keycloak/keycloak:20.0.3");
+    assert_ne!(d1, d2);
+    (d1, d2)
+}
+
+struct Kubectl {
+    bin: std::path::PathBuf,
+    home: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("HOME", self.home.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = run(self.cmd().args(args));
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    fn apply(&self, yaml: &str) -> (String, String) {
+        let mut child = self
+            .cmd()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{stdout}\n{stderr}"
+        );
+        (stdout, stderr)
+    }
+}
+
+#[test]
+fn seed_image_lookup_end_to_end_with_kubectl() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let Some(kubectl_bin) = peer("kubectl") else {
+        return;
+    };
+    let started = Instant::now();
+    let (d1, d2) = two_keycloaks(&dist);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), Some(&dist), &[]);
+    let kc = server.kubeconfig();
+    let pinned1 = format!("quay.io/keycloak/keycloak@{d1}");
+
+    // 1-2: the stream and the tag, as the seed says.
+    assert_eq!(
+        ok(&server, &["create", "is", "keycloak"]),
+        "imagestream.image.openshift.io/keycloak created\n"
+    );
+    ok(
+        &server,
+        &[
+            "create",
+            "istag",
+            "keycloak:20.0",
+            "--from-image",
+            "quay.io/keycloak/keycloak:20.0.2",
+        ],
+    );
+    wait_tag(&kc, "keycloak", "20.0", &d1, 1);
+
+    // 3: set image-lookup, and its list.
+    assert_eq!(
+        ok(&server, &["set", "image-lookup"]),
+        "NAME      LOCAL\nkeycloak  false\n"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "keycloak"]),
+        "imagestream.image.openshift.io/keycloak image lookup updated\n"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "keycloak"]),
+        "",
+        "nothing to change"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "--list"]),
+        "NAME      LOCAL\nkeycloak  true\n"
+    );
+    let out = ok(&server, &["describe", "is", "keycloak"]);
+    assert!(out.contains("keycloak"), "{out}");
+
+    // 4: create deployment with the short name: the template is pinned.
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "create",
+                "deployment",
+                "mykeycloak",
+                "--image",
+                "keycloak:20.0"
+            ]
+        ),
+        "deployment.apps/mykeycloak created\n"
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned1);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["name"],
+        "keycloak"
+    );
+    let out = ok(&server, &["get", "deploy"]);
+    assert!(out.starts_with("NAME         READY   UP-TO-DATE   AVAILABLE   AGE\nmykeycloak   0/1     0            0           "), "{out}");
+    assert!(ok(&server, &["get", "deploy", "-o", "wide"]).contains(&pinned1));
+
+    // 5: the seed's Deployment YAML, unmodified, through kubectl: pinned too.
+    let k = Kubectl {
+        bin: kubectl_bin,
+        home: tempfile::tempdir().unwrap(),
+        kubeconfig: kc.clone(),
+    };
+    assert_eq!(
+        ok(&server, &["delete", "deploy", "mykeycloak"]),
+        "deployment.apps \"mykeycloak\" deleted\n"
+    );
+    let seed = seed_yaml("kind: Deployment");
+    assert!(seed.contains("image: keycloak:20.0"), "{seed}");
+    let (out, _) = k.apply(&seed);
+    assert_eq!(out, "deployment.apps/mykeycloak created\n");
+    let d: Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "mykeycloak", "-o", "json"])).unwrap();
+    assert_eq!(image_of(&d), pinned1);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    // Applying it again sends the short name again (kubectl diffs it against the live,
+    // pinned image): it resolves to the same pin, so nothing is written.
+    let rv = d["metadata"]["resourceVersion"].clone();
+    // A second later, so that a new managedFields time would show as a write.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (out, _) = k.apply(&seed);
+    assert_eq!(out, "deployment.apps/mykeycloak configured\n");
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned1);
+    assert_eq!(d["metadata"]["resourceVersion"], rv, "no write");
+    // kubectl's own views of it work against moor: get, and rollout history.
+    let out = k.ok(&["get", "deploy"]);
+    assert!(out.contains("mykeycloak   0/2"), "{out}");
+    let out = k.ok(&["rollout", "history", "deploy/mykeycloak"]);
+    assert!(
+        out.contains("REVISION  CHANGE-CAUSE\n1         <none>\n"),
+        "{out}"
+    );
+    // A server-side apply of the same YAML, with another replica count, keeps the pin.
+    let ssa = seed.replace("replicas: 2", "replicas: 3");
+    let mut child = k
+        .cmd()
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ssa.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(image_of(&d), pinned1);
+
+    // The tag moves; `kubectl set image` with the short name pins the new image as
+    // revision 2; `moor rollout` and `kubectl rollout` go back and forth.
+    ok(
+        &server,
+        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
+    );
+    wait_tag(&kc, "keycloak", "20.0", &d2, 2);
+    let pinned2 = format!("quay.io/keycloak/keycloak@{d2}");
+    assert_eq!(
+        k.ok(&[
+            "set",
+            "image",
+            "deploy/mykeycloak",
+            "mykeycloak=keycloak:20.0"
+        ]),
+        "deployment.apps/mykeycloak image updated\n"
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned2);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "history", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(image_of(&d), pinned1);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let out = ok(
+        &server,
+        &["rollout", "history", "deploy/mykeycloak", "--revision", "2"],
+    );
+    assert!(
+        out.starts_with("deployment.apps/mykeycloak with revision #2\nPod Template:\n"),
+        "{out}"
+    );
+    assert!(out.contains(&pinned2), "{out}");
+    assert_eq!(
+        ok(
+            &server,
+            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "2"]
+        ),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), pinned2);
+    assert_eq!(
+        ok(
+            &server,
+            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "4"]
+        ),
+        "deployment.apps/mykeycloak skipped rollback (current template already matches revision 4)\n"
+    );
+    let err = fails(
+        &server,
+        &[
+            "rollout",
+            "undo",
+            "deploy/mykeycloak",
+            "--to-revision",
+            "99",
+        ],
+    );
+    assert_eq!(
+        err,
+        "error: unable to find specified revision 99 in history\n"
+    );
+    // kubectl's own undo reads the same revisions.
+    assert_eq!(
+        k.ok(&["rollout", "undo", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), pinned1);
+    eprintln!("seed end to end in {:?}", started.elapsed());
+}
+
+#[test]
+fn lookup_off_leaves_names_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), None, &[]);
+    let kc = server.kubeconfig();
+    // A reference tag: recorded as given, nothing imported, no registry needed.
+    ok(
+        &server,
+        &[
+            "tag",
+            "--source=docker",
+            "--reference",
+            "quay.io/keycloak/keycloak:20.0.2",
+            "keycloak:20.0",
+        ],
+    );
+    ok(&server, &["set", "image-lookup", "keycloak"]);
+    ok(
+        &server,
+        &["create", "deployment", "on", "--image", "keycloak:20.0"],
+    );
+    assert_eq!(
+        image_of(&get_json(&kc, &["deploy", "on"])),
+        "quay.io/keycloak/keycloak:20.0.2"
+    );
+
+    assert_eq!(
+        ok(
+            &server,
+            &["set", "image-lookup", "keycloak", "--enabled=false"]
+        ),
+        "imagestream.image.openshift.io/keycloak image lookup updated\n"
+    );
+    ok(
+        &server,
+        &["create", "deployment", "off", "--image", "keycloak:20.0"],
+    );
+    assert_eq!(
+        image_of(&get_json(&kc, &["deploy", "off"])),
+        "keycloak:20.0"
+    );
+
+    // On the workload instead: the template annotation resolves its names again.
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "deploy/off", "--list"]),
+        "NAME             LOCAL\ndeployments/off  false\n"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "deploy/off"]),
+        "deployment.apps/off image lookup updated\n"
+    );
+    assert_eq!(
+        image_of(&get_json(&kc, &["deploy", "off"])),
+        "quay.io/keycloak/keycloak:20.0.2"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "deploy/off", "--list"]),
+        "NAME             LOCAL\ndeployments/off  true\n"
+    );
+    let err = fails(&server, &["set", "image-lookup", "secret/x"]);
+    assert!(
+        err.contains("not found") || err.contains("does not support"),
+        "{err}"
+    );
+}
+
+#[test]
+fn triggers_roll_deployments_forward_and_back() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let started = Instant::now();
+    let (d1, d2) = two_keycloaks(&dist);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), Some(&dist), &[]);
+    let kc = server.kubeconfig();
+    let (p1, p2) = (
+        format!("quay.io/keycloak/keycloak@{d1}"),
+        format!("quay.io/keycloak/keycloak@{d2}"),
+    );
+    ok(&server, &["create", "is", "keycloak", "--lookup-local"]);
+    ok(
+        &server,
+        &[
+            "create",
+            "istag",
+            "keycloak:20.0",
+            "--from-image",
+            "quay.io/keycloak/keycloak:20.0.2",
+        ],
+    );
+    wait_tag(&kc, "keycloak", "20.0", &d1, 1);
+    ok(
+        &server,
+        &[
+            "create",
+            "deployment",
+            "mykeycloak",
+            "--image",
+            "keycloak:20.0",
+        ],
+    );
+    assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), p1);
+
+    // Triggers: printed, set, printed again.
+    assert_eq!(
+        ok(&server, &["set", "triggers", "deploy/mykeycloak"]),
+        "NAME                    TYPE    VALUE  AUTO\ndeployments/mykeycloak  config         true\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "set",
+                "triggers",
+                "deploy/mykeycloak",
+                "--from-image",
+                "keycloak:20.0"
+            ]
+        ),
+        "deployment.apps/mykeycloak triggers updated\n"
+    );
+    assert_eq!(
+        ok(&server, &["set", "triggers", "deploy/mykeycloak"]),
+        "NAME                    TYPE    VALUE                     AUTO\ndeployments/mykeycloak  config                            true\ndeployments/mykeycloak  image   keycloak:20.0 (keycloak)  true\n"
+    );
+    let err = fails(
+        &server,
+        &[
+            "set",
+            "triggers",
+            "deploy/mykeycloak",
+            "--from-image",
+            "keycloak:20.0",
+            "-c",
+            "nope",
+        ],
+    );
+    assert_eq!(
+        err,
+        "error: deployments/mykeycloak: not all container names exist: nope (accepts: keycloak)\n"
+    );
+
+    // The tag moves: the deployment rolls to the new digest (revision 2).
+    ok(
+        &server,
+        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
+    );
+    let d = wait_image(&kc, "mykeycloak", &p2);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    eprintln!("rolled forward after {:?}", started.elapsed());
+
+    // Rolling the tag back rolls the deployment back (revision 3, the first template).
+    assert!(ok(&server, &["rollback", "keycloak:20.0"]).starts_with("Rolled back keycloak:20.0"));
+    let d = wait_image(&kc, "mykeycloak", &p1);
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "history", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
+    );
+
+    // The same digest again (a re-import of 20.0.2 lands on d1): nothing changes.
+    let rv = d["metadata"]["resourceVersion"].clone();
+    ok(
+        &server,
+        &["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"],
+    );
+    wait(
+        "the re-import to be recorded",
+        || get_json(&kc, &["is", "keycloak"]),
+        |s| {
+            let generation = s["spec"]["tags"][0]["generation"].as_i64().unwrap_or(0);
+            s["status"]["tags"][0]["items"][0]["generation"].as_i64() == Some(generation)
+                && s["status"]["tags"][0]["items"][0]["image"] == d1.as_str()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(
+        d["metadata"]["resourceVersion"], rv,
+        "same digest: the deployment was not written"
+    );
+
+    // Paused (--manual pauses the deployment too): a move of the tag is not followed.
+    ok(
+        &server,
+        &["set", "triggers", "deploy/mykeycloak", "--manual"],
+    );
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
+    assert_eq!(d["spec"]["paused"], true);
+    ok(
+        &server,
+        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
+    );
+    wait_tag(&kc, "keycloak", "20.0", &d2, 4);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        image_of(&get_json(&kc, &["deploy", "mykeycloak"])),
+        p1,
+        "paused trigger skipped"
+    );
+    let err = fails(&server, &["rollout", "undo", "deploy/mykeycloak"]);
+    assert!(
+        err.contains("you cannot rollback a paused deployment"),
+        "{err}"
+    );
+    // --auto resumes: the deployment catches up with the tag.
+    ok(&server, &["set", "triggers", "deploy/mykeycloak", "--auto"]);
+    wait_image(&kc, "mykeycloak", &p2);
+
+    // Without triggers, `rollout undo` goes back one revision, then to a chosen one.
+    assert_eq!(
+        ok(
+            &server,
+            &["set", "triggers", "deploy/mykeycloak", "--remove-all"]
+        ),
+        "deployment.apps/mykeycloak triggers updated\n"
+    );
+    // As in oc, removing all triggers removes the config trigger too: paused.
+    assert_eq!(
+        get_json(&kc, &["deploy", "mykeycloak"])["spec"]["paused"],
+        true
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["set", "triggers", "deploy/mykeycloak", "--from-config"]
+        ),
+        "deployment.apps/mykeycloak triggers updated\n"
+    );
+    assert_eq!(
+        get_json(&kc, &["deploy", "mykeycloak"])["spec"]["paused"],
+        false
+    );
+    assert_eq!(
+        get_json(&kc, &["deploy", "mykeycloak"])["metadata"]["annotations"]
+            .get("image.openshift.io/triggers"),
+        None
+    );
+    // `rollout undo` restores the previous revision's template and annotations: its
+    // trigger comes back and follows the tag (now at d2) again.
+    assert_eq!(
+        ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
+        "deployment.apps/mykeycloak rolled back\n"
+    );
+    let d = wait_image(&kc, "mykeycloak", &p2);
+    assert!(
+        d["metadata"]["annotations"]
+            .get("image.openshift.io/triggers")
+            .is_some(),
+        "{d}"
+    );
+    eprintln!("triggers and revisions done after {:?}", started.elapsed());
+}
+
+#[test]
+fn triggers_patch_workloads_of_another_server() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let (d1, d2) = two_keycloaks(&dist);
+    let dir = tempfile::tempdir().unwrap();
+    // The "cluster": a second moor, holding the workloads.
+    let cluster = serve(&dir.path().join("cluster"), None, &[]);
+    let cluster_kc = cluster.kubeconfig();
+    let images = serve(
+        &dir.path().join("images"),
+        Some(&dist),
+        &["--workload-kubeconfig", cluster_kc.to_str().unwrap()],
+    );
+    let images_kc = images.kubeconfig();
+    ok(
+        &images,
+        &[
+            "create",
+            "istag",
+            "keycloak:20.0",
+            "--from-image",
+            "quay.io/keycloak/keycloak:20.0.2",
+        ],
+    );
+    wait_tag(&images_kc, "keycloak", "20.0", &d1, 1);
+
+    ok_at(
+        &cluster_kc,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image",
+            "quay.io/keycloak/keycloak:20.0.2",
+        ],
+    );
+    ok_at(
+        &cluster_kc,
+        &[
+            "set",
+            "triggers",
+            "deploy/web",
+            "--from-image",
+            "keycloak:20.0",
+        ],
+    );
+    wait_image(
+        &cluster_kc,
+        "web",
+        &format!("quay.io/keycloak/keycloak@{d1}"),
+    );
+
+    ok(
+        &images,
+        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
+    );
+    let d = wait_image(
+        &cluster_kc,
+        "web",
+        &format!("quay.io/keycloak/keycloak@{d2}"),
+    );
+    assert_eq!(
+        d["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["manager"] == "moor-image-trigger")
+            .count(),
+        1
+    );
+    // The image server holds no workloads: its own API was not touched.
+    let (_, out, _) = moor_at(&images_kc, &["get", "deploy"]);
+    assert_eq!(out, "");
+}
+
+#[test]
+fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), None, &[]);
+    ok(
+        &server,
+        &[
+            "tag",
+            "--source=docker",
+            "--reference",
+            "quay.io/keycloak/keycloak:20.0.2",
+            "keycloak:20.0",
+        ],
+    );
+    ok(&server, &["set", "image-lookup", "keycloak"]);
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n---\n".to_string()
+            + &seed_yaml("kind: Deployment")
+            + "---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: export\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: export\n            image: keycloak:20.0\n          - name: tool\n            image: tools:1.0\n",
+    )
+    .unwrap();
+    let out = ok(&server, &["resolve", "-f", manifests.to_str().unwrap()]);
+    let docs: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(docs.len(), 3, "{out}");
+    assert!(docs[0].contains("kind: Service"), "{out}");
+    assert!(
+        docs[1].contains("image: quay.io/keycloak/keycloak:20.0.2"),
+        "{out}"
+    );
+    assert!(
+        docs[1].contains("containerPort: 8080"),
+        "the rest is kept: {out}"
+    );
+    assert!(
+        docs[2].contains("image: quay.io/keycloak/keycloak:20.0.2"),
+        "{out}"
+    );
+    assert!(docs[2].contains("image: tools:1.0"), "{out}");
+    // Nothing was written to the server.
+    let (_, out, _) = moor_at(&server.kubeconfig(), &["get", "deploy"]);
+    assert_eq!(out, "");
+
+    // --strict: exit 1, print nothing, name each name that did not resolve.
+    let (success, out, err) = moor_at(
+        &server.kubeconfig(),
+        &["resolve", "-f", manifests.to_str().unwrap(), "--strict"],
+    );
+    assert!(!success);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: cronjob/export: spec.jobTemplate.spec.template.spec.containers[1].image: \"tools:1.0\" did not resolve: no image stream \"tools\" in namespace \"default\"\n"
+    );
+
+    // From stdin, as a List.
+    let mut child = Command::new(moor_bin())
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args(["resolve", "-f", "-", "--strict"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n  spec:\n    containers:\n    - name: c\n      image: keycloak:20.0\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("image: quay.io/keycloak/keycloak:20.0.2")
+    );
+}

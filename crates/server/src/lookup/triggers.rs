@@ -1,0 +1,535 @@
+//! The image trigger controller: watches image streams (moor's own API) and workloads
+//! (Deployments, StatefulSets, DaemonSets, CronJobs, through any Kubernetes API: moor's
+//! own by default, another cluster with `moor serve --workload-kubeconfig`), and when a
+//! tag's resolved pull spec changes, patches every workload whose
+//! `image.openshift.io/triggers` names that tag (and is not paused) to the new pull spec.
+//! A tag re-pushed with the same digest changes nothing; a rollback of the tag moves the
+//! workloads back. It talks only through the Kubernetes API, with kube-rs clients; the
+//! patch is a JSON patch that tests the container's name before replacing its image.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use moor_api::image::{ImageStream, KIND_IMAGE_STREAM_TAG, parse_image_stream_tag_name};
+use moor_api::lookup::{Workload, WorkloadKind, tag_pull_spec, trigger_updates, triggers_of};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::apiserver::ApiServer;
+
+/// The field manager the controller's patches are recorded under.
+pub const FIELD_MANAGER: &str = "moor-image-trigger";
+
+/// Errors of building a client for `--workload-kubeconfig`.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The kubeconfig could not be read or used.
+    #[error("--workload-kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+}
+
+/// A kube client that talks to moor's API router in process (no network, no TLS).
+pub fn local_client(api: std::sync::Arc<ApiServer>) -> Client {
+    Client::new(crate::apiserver::router(api), "default")
+}
+
+/// A kube client for the API server a kubeconfig file names.
+pub async fn kubeconfig_client(path: &Path) -> Result<Client, TriggerError> {
+    let err = |message: String| TriggerError::Kubeconfig {
+        path: path.display().to_string(),
+        message,
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let explicit_proxy = kubeconfig
+        .clusters
+        .iter()
+        .filter_map(|c| c.cluster.as_ref())
+        .any(|c| c.proxy_url.as_deref().is_some_and(|p| !p.is_empty()));
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    // kube takes HTTPS_PROXY from the environment but is built without proxy support:
+    // honour NO_PROXY here, and say so when a proxy would really be needed.
+    if config.proxy_url.is_some() {
+        let host = config.cluster_url.host().unwrap_or("").to_string();
+        let port = config.cluster_url.port_u16();
+        if explicit_proxy || !no_proxy_matches(&host, port) {
+            return Err(err(format!(
+                "a proxy is configured for {host} but moor connects to Kubernetes API servers directly; add {host} to NO_PROXY"
+            )));
+        }
+        config.proxy_url = None;
+    }
+    Client::try_from(config).map_err(|e| err(e.to_string()))
+}
+
+/// Whether `NO_PROXY`/`no_proxy` exempts `host` (exact host, `host:port`, a `.domain`
+/// suffix or `*`). Loopback is always exempt.
+fn no_proxy_matches(host: &str, port: Option<u16>) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        return true;
+    }
+    let list = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|e| {
+            e == "*"
+                || e == host
+                || port.is_some_and(|p| e == format!("{host}:{p}"))
+                || (e.starts_with('.') && host.ends_with(e))
+                || host.ends_with(&format!(".{e}"))
+        })
+}
+
+/// The workload kinds triggers act on (those `oc set triggers` writes to).
+pub const TRIGGERED_KINDS: [WorkloadKind; 4] = [
+    WorkloadKind::Deployment,
+    WorkloadKind::StatefulSet,
+    WorkloadKind::DaemonSet,
+    WorkloadKind::CronJob,
+];
+
+type WorkloadKey = (WorkloadKind, String, String);
+type StreamKey = (String, String);
+
+enum Msg {
+    Stream(Box<Result<Event<ImageStream>, watcher::Error>>),
+    Workload(WorkloadKind, Box<Result<Event<Workload>, watcher::Error>>),
+}
+
+fn map_event<K>(e: Event<K>, f: impl Fn(K) -> Workload) -> Event<Workload> {
+    match e {
+        Event::Apply(k) => Event::Apply(f(k)),
+        Event::Delete(k) => Event::Delete(f(k)),
+        Event::Init => Event::Init,
+        Event::InitApply(k) => Event::InitApply(f(k)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+fn workload_watch<K>(
+    client: &Client,
+    kind: WorkloadKind,
+    f: fn(K) -> Workload,
+) -> BoxStream<'static, Msg>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(Api::<K>::all(client.clone()))
+        .map(move |r| Msg::Workload(kind, Box::new(r.map(|e| map_event(e, f)))))
+        .boxed()
+}
+
+fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+/// What the controller knows: each stream's tags and their pull specs, and each
+/// workload that has triggers.
+#[derive(Default)]
+pub struct TriggerState {
+    tags: HashMap<StreamKey, HashMap<String, String>>,
+    workloads: HashMap<WorkloadKey, Workload>,
+    stream_init: Option<BTreeSet<StreamKey>>,
+    workload_init: HashMap<WorkloadKind, BTreeSet<WorkloadKey>>,
+}
+
+fn key_of(kind: WorkloadKind, w: &Workload) -> WorkloadKey {
+    let m = w.metadata();
+    (
+        kind,
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+impl TriggerState {
+    /// The pull spec tag `name` (`stream:tag`) of namespace `ns` resolves to now.
+    pub fn pull_spec(&self, ns: &str, name: &str) -> Option<String> {
+        let (stream, tag) = parse_image_stream_tag_name(name).ok()?;
+        self.tags
+            .get(&(ns.to_string(), stream.to_string()))?
+            .get(tag)
+            .cloned()
+    }
+
+    /// Records a stream; returns the workloads whose triggers follow a tag that moved.
+    pub fn stream_changed(&mut self, s: &ImageStream) -> Vec<WorkloadKey> {
+        let key = (
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.metadata.name.clone().unwrap_or_default(),
+        );
+        let tags: HashMap<String, String> = s
+            .status
+            .tags
+            .iter()
+            .filter_map(|t| Some((t.tag.clone(), tag_pull_spec(s, &t.tag)?)))
+            .collect();
+        let old = self
+            .tags
+            .insert(key.clone(), tags.clone())
+            .unwrap_or_default();
+        let moved: BTreeSet<&str> = tags
+            .iter()
+            .filter(|(t, p)| old.get(*t) != Some(*p))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if moved.is_empty() {
+            return Vec::new();
+        }
+        self.following(&key, &moved)
+    }
+
+    /// The workloads with a trigger on one of `tags` of stream `key`.
+    fn following(&self, key: &StreamKey, tags: &BTreeSet<&str>) -> Vec<WorkloadKey> {
+        let mut out = Vec::new();
+        for (wk, w) in &self.workloads {
+            let Some(Ok(triggers)) = triggers_of(w) else {
+                continue;
+            };
+            let hit = triggers.iter().any(|t| {
+                let ns = if t.from.namespace.is_empty() {
+                    &wk.1
+                } else {
+                    &t.from.namespace
+                };
+                t.from.kind == KIND_IMAGE_STREAM_TAG
+                    && *ns == key.0
+                    && parse_image_stream_tag_name(&t.from.name)
+                        .is_ok_and(|(s, tag)| s == key.1 && tags.contains(tag))
+            });
+            if hit {
+                out.push(wk.clone());
+            }
+        }
+        out
+    }
+
+    /// Records a workload (only those with triggers are kept); returns whether it has
+    /// triggers to look at.
+    pub fn workload_changed(&mut self, kind: WorkloadKind, w: Workload) -> Option<WorkloadKey> {
+        let key = key_of(kind, &w);
+        if triggers_of(&w).is_none() {
+            self.workloads.remove(&key);
+            return None;
+        }
+        self.workloads.insert(key.clone(), w);
+        Some(key)
+    }
+
+    /// The JSON patch that brings workload `key` in line with its triggers, if any.
+    pub fn patch_for(&self, key: &WorkloadKey) -> Option<(Vec<Value>, Vec<String>)> {
+        let w = self.workloads.get(key)?;
+        let updates = trigger_updates(w, |ns, name| self.pull_spec(ns, name));
+        if updates.is_empty() {
+            return None;
+        }
+        let mut ops = Vec::new();
+        let mut notes = Vec::new();
+        for u in updates {
+            ops.push(json!({"op": "test", "path": u.container.name_pointer(key.0), "value": u.container.name}));
+            ops.push(json!({"op": "replace", "path": u.pointer, "value": u.to}));
+            notes.push(format!("{}: {} -> {}", u.container.name, u.from, u.to));
+        }
+        Some((ops, notes))
+    }
+}
+
+/// The controller: a client for image streams and one for workloads.
+pub struct TriggerController {
+    images: Client,
+    workloads: Client,
+    state: TriggerState,
+    queue: BTreeMap<WorkloadKey, (Instant, u32)>,
+}
+
+impl TriggerController {
+    /// A controller reading streams through `images` and patching through `workloads`.
+    pub fn new(images: Client, workloads: Client) -> Self {
+        TriggerController {
+            images,
+            workloads,
+            state: TriggerState::default(),
+            queue: BTreeMap::new(),
+        }
+    }
+
+    fn enqueue(&mut self, key: WorkloadKey) {
+        self.queue.entry(key).or_insert((Instant::now(), 0));
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Stream(ev) => self.handle_stream(*ev),
+            Msg::Workload(kind, ev) => self.handle_workload(kind, *ev),
+        }
+    }
+
+    fn handle_stream(&mut self, ev: Result<Event<ImageStream>, watcher::Error>) {
+        match ev {
+            Err(e) => {
+                tracing::warn!(error = %e, "image trigger: watching image streams")
+            }
+            Ok(ev) => match ev {
+                Event::Init => self.state.stream_init = Some(BTreeSet::new()),
+                Event::InitApply(s) | Event::Apply(s) => {
+                    if let Some(seen) = &mut self.state.stream_init {
+                        seen.insert((
+                            s.metadata.namespace.clone().unwrap_or_default(),
+                            s.metadata.name.clone().unwrap_or_default(),
+                        ));
+                    }
+                    for k in self.state.stream_changed(&s) {
+                        self.enqueue(k);
+                    }
+                }
+                Event::Delete(s) => {
+                    self.state.tags.remove(&(
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        s.metadata.name.clone().unwrap_or_default(),
+                    ));
+                }
+                Event::InitDone => {
+                    if let Some(seen) = self.state.stream_init.take() {
+                        self.state.tags.retain(|k, _| seen.contains(k));
+                    }
+                }
+            },
+        }
+    }
+
+    fn handle_workload(&mut self, kind: WorkloadKind, ev: Result<Event<Workload>, watcher::Error>) {
+        match ev {
+            Err(e) => tracing::debug!(%kind, error = %e, "image trigger: watching workloads"),
+            Ok(ev) => match ev {
+                Event::Init => {
+                    self.state.workload_init.insert(kind, BTreeSet::new());
+                }
+                Event::InitApply(w) | Event::Apply(w) => {
+                    let key = key_of(kind, &w);
+                    if let Some(seen) = self.state.workload_init.get_mut(&kind) {
+                        seen.insert(key);
+                    }
+                    if let Some(k) = self.state.workload_changed(kind, w) {
+                        self.enqueue(k);
+                    }
+                }
+                Event::Delete(w) => {
+                    let key = key_of(kind, &w);
+                    self.state.workloads.remove(&key);
+                    self.queue.remove(&key);
+                }
+                Event::InitDone => {
+                    if let Some(seen) = self.state.workload_init.remove(&kind) {
+                        self.state
+                            .workloads
+                            .retain(|k, _| k.0 != kind || seen.contains(k));
+                    }
+                }
+            },
+        }
+    }
+
+    async fn reconcile(&mut self, key: WorkloadKey, attempt: u32) {
+        let Some((ops, notes)) = self.state.patch_for(&key) else {
+            return;
+        };
+        let (kind, ns, name) = &key;
+        let gvk = GroupVersionKind::gvk(kind.group(), kind.version(), kind.kind());
+        let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural());
+        let api: Api<DynamicObject> = Api::namespaced_with(self.workloads.clone(), ns, &ar);
+        let patch: json_patch_v4::Patch = match serde_json::from_value(Value::Array(ops)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "image trigger: building the patch");
+                return;
+            }
+        };
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.patch(name, &params, &Patch::Json::<()>(patch)).await {
+            Ok(_) => {
+                tracing::info!(%kind, namespace = %ns, %name, changes = %notes.join(", "), "image trigger updated the workload");
+            }
+            // Changed or gone meanwhile: its next watch event decides again.
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => {
+                tracing::debug!(%kind, namespace = %ns, %name, reason = %s.reason, message = %s.message, "image trigger: patch not applied");
+            }
+            Err(e) => {
+                let delay = Duration::from_secs(1 << attempt.min(6));
+                tracing::warn!(%kind, namespace = %ns, %name, error = %e, retry_in = ?delay, "image trigger: patch failed");
+                self.queue
+                    .insert(key.clone(), (Instant::now() + delay, attempt + 1));
+            }
+        }
+    }
+
+    /// Runs until the process ends.
+    pub async fn run(mut self) {
+        let mut events: SelectAll<BoxStream<'static, Msg>> = SelectAll::new();
+        events.push(
+            watcher(Api::<ImageStream>::all(self.images.clone()))
+                .map(|r| Msg::Stream(Box::new(r)))
+                .boxed(),
+        );
+        events.push(workload_watch::<Deployment>(
+            &self.workloads,
+            WorkloadKind::Deployment,
+            Workload::Deployment,
+        ));
+        events.push(workload_watch::<StatefulSet>(
+            &self.workloads,
+            WorkloadKind::StatefulSet,
+            Workload::StatefulSet,
+        ));
+        events.push(workload_watch::<DaemonSet>(
+            &self.workloads,
+            WorkloadKind::DaemonSet,
+            Workload::DaemonSet,
+        ));
+        events.push(workload_watch::<CronJob>(
+            &self.workloads,
+            WorkloadKind::CronJob,
+            Workload::CronJob,
+        ));
+        loop {
+            let next = self.queue.values().map(|(t, _)| *t).min();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                msg = events.next() => match msg {
+                    Some(m) => self.handle(m),
+                    None => return,
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    let due: Vec<(WorkloadKey, u32)> = self
+                        .queue
+                        .iter()
+                        .filter(|(_, (t, _))| *t <= now)
+                        .map(|(k, (_, a))| (k.clone(), *a))
+                        .collect();
+                    for (k, attempt) in due {
+                        self.queue.remove(&k);
+                        self.reconcile(k, attempt).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moor_api::image::history::add_tag_event;
+    use moor_api::image::{TagEvent, TagReference};
+
+    fn stream(digest: &str) -> ImageStream {
+        let mut s = ImageStream::default();
+        s.metadata.name = Some("keycloak".into());
+        s.metadata.namespace = Some("default".into());
+        s.spec.tags.push(TagReference {
+            name: "20.0".into(),
+            ..Default::default()
+        });
+        add_tag_event(
+            &mut s,
+            "20.0",
+            TagEvent {
+                docker_image_reference: format!("quay.io/keycloak/keycloak@{digest}"),
+                image: digest.into(),
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    fn deployment(image: &str, paused: bool) -> Workload {
+        let triggers = format!(
+            r#"[{{"from":{{"kind":"ImageStreamTag","name":"keycloak:20.0"}},"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image","paused":{paused}}}]"#
+        );
+        Workload::from_value(
+            WorkloadKind::Deployment,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": "default",
+                                "annotations": {"image.openshift.io/triggers": triggers}},
+                   "spec": {"selector": {}, "template": {"spec": {"containers": [
+                       {"name": "sidecar", "image": "busybox"}, {"name": "web", "image": image}]}}}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tags_that_move_patch_their_workloads() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        let mut st = TriggerState::default();
+        let key = st
+            .workload_changed(WorkloadKind::Deployment, deployment("keycloak:20.0", false))
+            .unwrap();
+        assert!(st.patch_for(&key).is_none(), "no tag known yet");
+        assert_eq!(st.stream_changed(&stream(&d1)), vec![key.clone()]);
+        let (ops, _) = st.patch_for(&key).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                json!({"op": "test", "path": "/spec/template/spec/containers/1/name", "value": "web"}),
+                json!({"op": "replace", "path": "/spec/template/spec/containers/1/image",
+                       "value": format!("quay.io/keycloak/keycloak@{d1}")}),
+            ]
+        );
+        // The same digest again moves nothing.
+        assert!(st.stream_changed(&stream(&d1)).is_empty());
+        // Once the workload runs d1, a move to d2 asks for d2.
+        st.workload_changed(
+            WorkloadKind::Deployment,
+            deployment(&format!("quay.io/keycloak/keycloak@{d1}"), false),
+        );
+        assert!(st.patch_for(&key).is_none());
+        assert_eq!(st.stream_changed(&stream(&d2)).len(), 1);
+        assert!(st.patch_for(&key).unwrap().1[0].ends_with(&d2));
+        // Paused triggers are left alone.
+        st.workload_changed(
+            WorkloadKind::Deployment,
+            deployment(&format!("quay.io/keycloak/keycloak@{d1}"), true),
+        );
+        assert!(st.patch_for(&key).is_none());
+        // Workloads without triggers are not kept.
+        let mut plain = deployment("x", false);
+        plain.metadata_mut().annotations = None;
+        assert!(
+            st.workload_changed(WorkloadKind::Deployment, plain)
+                .is_none()
+        );
+        assert!(st.workloads.is_empty());
+    }
+}
