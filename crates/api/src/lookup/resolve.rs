@@ -111,6 +111,10 @@ pub fn resolve_image(
     streams: &impl StreamSource,
     resolve_all: bool,
 ) -> Lookup {
+    // A short name has no `/` (no registry, no namespace): skip the full parse.
+    if image.contains('/') {
+        return Lookup::Skipped(Skip::NotShortName);
+    }
     let r = match DockerImageReference::parse(image) {
         Ok(r) => r,
         Err(e) => return Lookup::Skipped(Skip::Unparsable(e.to_string())),
@@ -213,6 +217,7 @@ pub fn candidate_streams(w: &Workload) -> BTreeSet<String> {
     w.containers()
         .into_iter()
         .filter_map(|(_, c)| c.image.as_deref())
+        .filter(|i| !i.contains('/'))
         .filter_map(|i| DockerImageReference::parse(i).ok())
         .filter(|r| r.is_short_name())
         .map(|r| r.name().to_string())
