@@ -526,7 +526,7 @@ pub struct RolloutUndoArgs {
 /// Flags of `moor resolve`.
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
-    /// The manifests to read, `-` for stdin (repeatable)
+    /// The manifests to read: a file, a directory (its .yaml/.yml/.json files) or `-` for stdin (repeatable)
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
