@@ -354,7 +354,7 @@ pub enum Command {
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
 
-    /// Create a resource: an image stream or a namespace
+    /// Create a resource: an image stream, an image stream tag, a deployment or a namespace
     #[command(after_help = CREATE_EXAMPLES)]
     Create(CreateArgs),
 
