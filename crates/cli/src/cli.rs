@@ -357,7 +357,7 @@ pub enum Command {
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
 
-    /// Create a resource: an image stream or a namespace
+    /// Create a resource: an image stream, an image stream tag, a deployment or a namespace
     #[command(after_help = CREATE_EXAMPLES)]
     Create(CreateArgs),
 
@@ -529,7 +529,7 @@ pub struct RolloutUndoArgs {
 /// Flags of `moor resolve`.
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
-    /// The manifests to read, `-` for stdin (repeatable)
+    /// The manifests to read: a file, a directory (its .yaml/.yml/.json files) or `-` for stdin (repeatable)
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 

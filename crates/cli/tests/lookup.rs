@@ -803,6 +803,18 @@ fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
         "{out}"
     );
     assert!(docs[2].contains("image: tools:1.0"), "{out}");
+    // A directory reads its manifests in name order.
+    let folder = dir.path().join("k8s");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&manifests, folder.join("b.yaml")).unwrap();
+    std::fs::write(folder.join("a.yml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n    image: keycloak:20.0\n").unwrap();
+    std::fs::write(folder.join("notes.txt"), "not a manifest").unwrap();
+    let out = ok(&server, &["resolve", "-f", folder.to_str().unwrap()]);
+    assert_eq!(out.split("---\n").count(), 4, "{out}");
+    assert!(
+        out.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n"),
+        "{out}"
+    );
     // Nothing was written to the server.
     let (_, out, _) = moor_at(&server.kubeconfig(), &["get", "deploy"]);
     assert_eq!(out, "");

@@ -21,7 +21,25 @@ use crate::resources::IMAGE_STREAMS;
 /// Runs `moor resolve ...`.
 pub async fn run(session: &Session, args: ResolveArgs) -> Result<(), CliError> {
     let mut docs: Vec<Value> = Vec::new();
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
     for path in &args.files {
+        if path.is_dir() {
+            // A directory: its .yaml, .yml and .json files, in name order (as kubectl -f).
+            let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+                })
+                .collect();
+            entries.sort();
+            paths.extend(entries);
+        } else {
+            paths.push(path.clone());
+        }
+    }
+    for path in &paths {
         let text = if path.as_os_str() == "-" {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s)?;
