@@ -544,6 +544,17 @@ impl ImageStreamTags {
         }
     }
 
+    /// The istag view of `tag` in a stream just written through the streams storage.
+    async fn written_view(&self, stream_value: &Value, tag: &str) -> Result<Value, ApiError> {
+        let stream = typed::<ImageStream>(stream_value)
+            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
+        let ist = self
+            .view(&stream, tag, true)
+            .await
+            .ok_or_else(|| ApiError::internal("tag vanished"))?;
+        Self::to_value(&ist)
+    }
+
     fn to_value(ist: &ImageStreamTag) -> Result<Value, ApiError> {
         serde_json::to_value(ist).map_err(ApiError::internal)
     }
@@ -729,13 +740,7 @@ impl RestStorage for ImageStreamTags {
             .streams
             .update(ctx, ns, stream_name, None, &f, true)
             .await?;
-        let stream = typed::<ImageStream>(&stream_value)
-            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
-        let ist = self
-            .view(&stream, tag, true)
-            .await
-            .ok_or_else(|| ApiError::internal("tag vanished"))?;
-        Self::to_value(&ist)
+        self.written_view(&stream_value, tag).await
     }
 
     async fn update(
@@ -818,13 +823,7 @@ impl RestStorage for ImageStreamTags {
             .streams
             .update(ctx, ns, stream_name, None, &f, false)
             .await?;
-        let stream = typed::<ImageStream>(&stream_value)
-            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
-        let ist = self
-            .view(&stream, tag, true)
-            .await
-            .ok_or_else(|| ApiError::internal("tag vanished"))?;
-        Ok((Self::to_value(&ist)?, false))
+        Ok((self.written_view(&stream_value, tag).await?, false))
     }
 
     async fn delete(
