@@ -380,7 +380,12 @@ impl Scheduler {
             .map(|t| t.as_millisecond())
             .filter(|n| *n < now)
             .min();
-        let resume = oldest.map(|o| plan::Resume::new(o, now, shared.interval_ms));
+        let last_check = loaded
+            .values()
+            .filter_map(|r| r.last_check_time)
+            .map(|t| t.as_millisecond())
+            .max();
+        let resume = oldest.map(|o| plan::Resume::new(o, last_check, now, shared.interval_ms));
         let mut state = State {
             shared: shared.clone(),
             writer,

@@ -56,8 +56,10 @@ pub fn retry_delay(failures: u32, initial_ms: i64, interval_ms: i64, retry_after
 }
 
 /// Resuming after a restart. Let `outage` be how long the oldest overdue check (a
-/// persisted next check in the past) has waited, and `shift` the outage, at most half
-/// an interval. The checks that fell due meanwhile are replayed from now, in their
+/// persisted next check in the past) has waited, but no longer than since the newest
+/// check the stopped process made (a record whose last write was lost in a crash must
+/// not make the outage look an interval longer), and `shift` the outage, at most half
+/// an interval. Checks persisted as due before the outage began run first. The checks that fell due meanwhile are replayed from now, in their
 /// order and spacing, within `shift`; the later ones move back by `shift`. After a
 /// short outage that shifts the whole schedule by the outage: every check comes as
 /// late as the outage and at its usual rate (no burst), and no tag waits more than
@@ -72,9 +74,10 @@ pub struct Resume {
 }
 
 impl Resume {
-    /// The resumption at `now` when the oldest overdue check was due at `oldest`.
-    pub fn new(oldest: i64, now: i64, interval_ms: i64) -> Self {
-        let oldest = oldest.min(now);
+    /// The resumption at `now` when the oldest overdue check was due at `oldest` and
+    /// the newest check recorded started at `last_check`.
+    pub fn new(oldest: i64, last_check: Option<i64>, now: i64, interval_ms: i64) -> Self {
+        let oldest = last_check.map_or(oldest, |l| oldest.max(l)).min(now);
         Resume {
             oldest,
             now,
@@ -191,7 +194,7 @@ mod tests {
         // Stopped at 100 s, restarted at 101.5 s with a 60 s interval; the oldest
         // overdue check was due at 100.2 s: every check runs 1.3 s late, in the same
         // order and spacing (the usual rate), overdue or not.
-        let p = Resume::new(100_200, 101_500, I);
+        let p = Resume::new(100_200, Some(99_900), 101_500, I);
         assert_eq!(p.due(100_200), 101_500);
         assert_eq!(p.due(101_000), 102_300);
         assert_eq!(p.due(150_000), 151_300);
@@ -202,9 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_record_does_not_lengthen_the_outage() {
+        // The newest check started at 100 s; one tag's record still says it was due at
+        // 99 s (its last write was lost). The outage counts from 100 s: that tag runs
+        // first, the others 1.5 s late.
+        let p = Resume::new(99_000, Some(100_000), 101_500, I);
+        assert_eq!(p.due(99_000), 101_500);
+        assert_eq!(p.due(100_200), 101_700);
+        assert_eq!(p.due(150_000), 151_500);
+    }
+
+    #[test]
     fn a_long_outage_compresses_overdue_checks_into_half_an_interval() {
         let now = 10 * I;
-        let p = Resume::new(now - 5 * I, now, I);
+        let p = Resume::new(now - 5 * I, None, now, I);
         assert_eq!(p.due(now - 5 * I), now);
         assert_eq!(p.due(now - 1), now + I / 2 - 1);
         assert_eq!(
