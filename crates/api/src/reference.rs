@@ -337,6 +337,14 @@ impl DigestHasher {
         Self::new(expected.algorithm())
     }
 
+    /// The algorithm hashed with.
+    pub fn algorithm(&self) -> DigestAlgorithm {
+        match self.inner {
+            HasherInner::Sha256(_) => DigestAlgorithm::Sha256,
+            HasherInner::Sha512(_) => DigestAlgorithm::Sha512,
+        }
+    }
+
     /// Feeds more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         match &mut self.inner {

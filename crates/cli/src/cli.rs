@@ -600,6 +600,10 @@ pub struct ServeArgs {
     /// The Kubernetes API whose workloads image triggers update [default: moor's own API]
     #[arg(long, value_name = "FILE")]
     pub workload_kubeconfig: Option<PathBuf>,
+
+    /// Let the registry serve pulls (GET/HEAD under /v2/) without credentials; pushes always need the token
+    #[arg(long)]
+    pub registry_anonymous_pull: bool,
 }
 
 /// Flags of `moor create`.

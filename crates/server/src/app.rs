@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once startup finished (the kubeconfig is written); `/readyz` answers 200 after.
     pub ready: Arc<AtomicBool>,
+    /// The integrated registry under `/v2/` (`None`: API only).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// The whole HTTP surface of moor.
@@ -48,6 +50,10 @@ pub fn app(state: AppState) -> Router {
             get(|| async { axum::Json(crate::apiserver::discovery::version()) }),
         )
         .merge(crate::lookup::admission::router(state.api.clone()));
+    let open = match &state.registry {
+        Some(r) => open.merge(crate::registry::router(r.clone())),
+        None => open,
+    };
     open.merge(protected)
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

@@ -9,6 +9,7 @@ pub mod compactor;
 pub mod importer;
 pub mod lookup;
 pub mod metrics;
+pub mod registry;
 pub mod scheduler;
 pub mod serve;
 pub mod tls;

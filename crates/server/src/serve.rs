@@ -50,6 +50,8 @@ pub enum ServeError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("registry storage: {0}")]
+    Registry(String),
     #[error("{0}")]
     Triggers(#[from] crate::lookup::triggers::TriggerError),
 }
@@ -86,6 +88,8 @@ pub struct ServeOptions {
     /// `--workload-kubeconfig FILE`: the API whose workloads image triggers update
     /// (default: moor's own).
     pub workload_kubeconfig: Option<PathBuf>,
+    /// `--registry-anonymous-pull`: the registry serves GET/HEAD without credentials.
+    pub registry_anonymous_pull: bool,
 }
 
 impl Default for ServeOptions {
@@ -106,6 +110,7 @@ impl Default for ServeOptions {
             max_images_bulk: 50,
             registry_ca: Vec::new(),
             workload_kubeconfig: None,
+            registry_anonymous_pull: false,
         }
     }
 }
@@ -211,6 +216,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let upstream = crate::upstream::UpstreamClient::new(upstream_config(&opts)?)?;
     upstream.register_metrics(&metrics);
+    let registry_client = upstream.clone();
     let upstream: Arc<dyn crate::importer::Source> = Arc::new(upstream);
     let budgets = Arc::new(crate::scheduler::Budgets::new(
         crate::scheduler::BudgetConfig {
@@ -234,14 +240,29 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let existing = token_from_kubeconfig(&kubeconfig);
     let (token, authn) = ensure_admin_token(&store, existing.as_deref()).await?;
     let ready = Arc::new(AtomicBool::new(false));
+    let auth = AuthLayer {
+        authn: Arc::new(authn),
+        authz: Arc::new(AllowAuthenticated),
+    };
+    let registry = crate::registry::Registry::new(
+        crate::registry::RegistryConfig {
+            root: opts.data_dir.join("registry"),
+            hostname: api.config.registry_hostname.clone(),
+            tls: tls.is_some(),
+            anonymous_pull: opts.registry_anonymous_pull,
+        },
+        api.importer(),
+        registry_client,
+        auth.clone(),
+    )
+    .map_err(|e| ServeError::Registry(e.to_string()))?;
+    registry.register_metrics(&metrics);
     let state = AppState {
         api,
-        auth: AuthLayer {
-            authn: Arc::new(authn),
-            authz: Arc::new(AllowAuthenticated),
-        },
+        auth,
         metrics,
         ready: ready.clone(),
+        registry: Some(Arc::new(registry)),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
     let import_metrics = crate::importer::ImportMetrics::default();

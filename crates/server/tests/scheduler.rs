@@ -120,6 +120,7 @@ impl Moor {
             },
             metrics,
             ready: Arc::new(AtomicBool::new(true)),
+            registry: None,
         };
         Moor {
             h: Harness {

@@ -29,6 +29,7 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_ca: args.registry_ca,
         max_images_bulk: args.max_images_bulk,
         workload_kubeconfig: args.workload_kubeconfig,
+        registry_anonymous_pull: args.registry_anonymous_pull,
         ..ServeOptions::default()
     }
 }

@@ -11,7 +11,7 @@ use crate::upstream::{Credentials, FetchOptions, UpstreamClient, UpstreamError};
 /// Config blobs larger than this are refused (real ones are a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
 
-fn fetch_options(opts: &PullOptions) -> FetchOptions {
+pub(crate) fn fetch_options(opts: &PullOptions) -> FetchOptions {
     let mut creds = Credentials::anonymous();
     for secret in opts.secrets.iter() {
         match Credentials::from_dockerconfigjson(secret) {

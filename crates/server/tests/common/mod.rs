@@ -112,6 +112,7 @@ async fn harness_full(
         },
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(true)),
+        registry: None,
     };
     Harness {
         router: app(state),

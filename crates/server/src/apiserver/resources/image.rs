@@ -525,7 +525,9 @@ impl ImageStreamTags {
             image.metadata.name = Some(e.image.clone());
             image.docker_image_manifest = String::new();
             image.docker_image_config = String::new();
-            image.docker_image_reference = e.docker_image_reference.clone();
+            // Under referencePolicy Local the image is pulled through moor's registry.
+            image.docker_image_reference = local_reference(stream, tag, &e.image)
+                .unwrap_or_else(|| e.docker_image_reference.clone());
             ist.image = image;
         }
         Some(ist)
@@ -1018,4 +1020,16 @@ impl RestStorage for ImageStreamImages {
         isi.image = image;
         serde_json::to_value(&isi).map_err(ApiError::internal)
     }
+}
+
+/// `<registry>/<ns>/<stream>@<image>` when `tag` has referencePolicy Local.
+fn local_reference(stream: &ImageStream, tag: &str, image: &str) -> Option<String> {
+    let local = stream
+        .spec_tag(tag)
+        .and_then(|t| t.reference_policy.type_.as_ref())
+        .is_some_and(|p| *p == moor_api::image::TagReferencePolicyType::Local);
+    if !local || stream.status.docker_image_repository.is_empty() {
+        return None;
+    }
+    Some(format!("{}@{image}", stream.status.docker_image_repository))
 }

@@ -1,0 +1,223 @@
+//! `/v2/<ns>/<stream>/blobs/<digest>`: GET (with `Range`) and HEAD of blobs the
+//! stream may serve, from the cache or pulled through; DELETE of a blob pushed into
+//! the repository. A blob of another stream is BLOB_UNKNOWN: there is no probing
+//! across streams or namespaces.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use moor_api::Digest;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::error::{Code, RegistryError};
+use super::repos::{Origin, RepoName};
+use super::storage::LinkKind;
+use super::{Registry, parse_digest};
+
+/// Read size when serving a cached blob.
+const READ_CHUNK: usize = 512 * 1024;
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
+fn parse_range(value: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // several ranges: answer with the whole blob
+    }
+    let (a, b) = spec.split_once('-')?;
+    let range = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 {
+                return Some(Err(()));
+            }
+            (size.saturating_sub(n), size.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, size.saturating_sub(1)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(size.saturating_sub(1)),
+        ),
+    };
+    if range.0 >= size || range.0 > range.1 {
+        return Some(Err(()));
+    }
+    Some(Ok(range))
+}
+
+/// Where the blob can come from, or BLOB_UNKNOWN.
+async fn origin(reg: &Registry, repo: &RepoName, digest: &Digest) -> Result<Origin, RegistryError> {
+    let stream = reg.repos.stream(repo).await?;
+    reg.repos
+        .blob_origin(repo, stream.as_ref(), digest)
+        .await?
+        .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()))
+}
+
+fn blob_headers(digest: &Digest) -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        ),
+        (
+            header::HeaderName::from_static("docker-content-digest"),
+            HeaderValue::from_str(digest.as_str()).expect("a digest is a header value"),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ]
+}
+
+async fn serve_cached(
+    reg: &Registry,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Option<Response>, RegistryError> {
+    let Some(mut file) = reg.blobs.open_blob(digest).await? else {
+        return Ok(None);
+    };
+    let size = file
+        .metadata()
+        .await
+        .map_err(RegistryError::internal)?
+        .len();
+    let range = super::header_str(headers, "range").and_then(|r| parse_range(r, size));
+    let (status, start, len) = match range {
+        Some(Err(())) => {
+            return Err(RegistryError::new(
+                Code::RangeInvalid,
+                format!("the range is outside the blob's {size} bytes"),
+            )
+            .header(header::CONTENT_RANGE, &format!("bytes */{size}")));
+        }
+        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    let mut resp = if head {
+        (status, blob_headers(digest), Body::empty()).into_response()
+    } else {
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(RegistryError::internal)?;
+        }
+        let body = Body::from_stream(ReaderStream::with_capacity(file.take(len), READ_CHUNK));
+        (status, blob_headers(digest), body).into_response()
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let v = format!("bytes {start}-{}/{size}", start + len - 1);
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&v).expect("a range is a header value"),
+        );
+    }
+    Ok(Some(resp))
+}
+
+async fn serve(
+    reg: Arc<Registry>,
+    ns: String,
+    stream: String,
+    digest: String,
+    headers: HeaderMap,
+    head: bool,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let digest = parse_digest(&digest)?;
+    let origin = origin(&reg, &repo, &digest).await?;
+    if let Some(resp) = serve_cached(&reg, &digest, &headers, head).await? {
+        return Ok(resp);
+    }
+    let Some(upstream) = &origin.repository else {
+        return Err(RegistryError::blob_unknown(digest.as_str()));
+    };
+    let opts = super::manifests::pull_options(&reg, &repo.namespace, origin.insecure).await;
+    let Some(pulled) = reg.pull.blob(upstream, &digest, opts).await? else {
+        return serve_cached(&reg, &digest, &headers, head)
+            .await?
+            .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
+    };
+    if head {
+        // The size is known only once the download is through: finish it, then answer
+        // from the cache.
+        let mut body = pulled.body;
+        while let Some(chunk) = body.next().await {
+            chunk.map_err(|e| {
+                RegistryError::new(Code::Unavailable, e.to_string()).status(StatusCode::BAD_GATEWAY)
+            })?;
+        }
+        return serve_cached(&reg, &digest, &headers, true)
+            .await?
+            .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
+    }
+    let mut resp = (
+        StatusCode::OK,
+        blob_headers(&digest),
+        Body::from_stream(pulled.body),
+    )
+        .into_response();
+    if let Some(size) = pulled.size {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    Ok(resp)
+}
+
+pub(super) async fn get(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, digest)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, RegistryError> {
+    serve(reg, ns, stream, digest, headers, false).await
+}
+
+pub(super) async fn head(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, digest)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, RegistryError> {
+    serve(reg, ns, stream, digest, headers, true).await
+}
+
+/// Removes a blob from the repository it was pushed into (the content stays until
+/// `moor prune images` finds nothing uses it).
+pub(super) async fn delete(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, digest)): Path<(String, String, String)>,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let digest = parse_digest(&digest)?;
+    if reg
+        .blobs
+        .unlink(&repo.namespace, &repo.stream, LinkKind::Layer, &digest)?
+    {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(RegistryError::blob_unknown(digest.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Some(Ok((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=5-1", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

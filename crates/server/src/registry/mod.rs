@@ -1,0 +1,446 @@
+//! The integrated registry: OCI distribution-spec v1.1 under `/v2/`, on the API's
+//! listener. Repositories are image streams (`<namespace>/<stream>`): a tag serves
+//! the stream tag's newest image, a digest only what the stream's history (or a push
+//! into it) holds. Content missing from the cache is pulled through from the image's
+//! source and verified while it streams. Pushes add tag events as ImageStreamMappings
+//! do. Every request is authenticated (Basic with the token as password, or a bearer
+//! token from `/openshift/token`); anonymous pulls only with `--registry-anonymous-pull`.
+//!
+//! May call the API server's storages (through the importer), the upstream client and
+//! the filesystem (through [`storage`]).
+
+pub mod auth;
+mod blobs;
+pub mod error;
+mod manifests;
+pub mod pullthrough;
+pub mod repos;
+pub mod storage;
+mod uploads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use moor_api::Digest;
+use prometheus_client::metrics::counter::Counter;
+use serde::Deserialize;
+use serde_json::json;
+
+use self::error::{Code, RegistryError};
+use self::pullthrough::PullThrough;
+use self::repos::{RepoName, Repositories};
+use self::storage::BlobStore;
+use crate::auth::AuthLayer;
+use crate::importer::Importer;
+use crate::upstream::UpstreamClient;
+
+/// `Docker-Distribution-API-Version`, sent on every answer as distribution does.
+const API_VERSION: &str = "registry/2.0";
+/// Default and largest page of tag lists and the catalog.
+const MAX_PAGE: usize = 1000;
+
+/// Settings of the registry.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Where blobs and uploads live (`<data-dir>/registry`).
+    pub root: PathBuf,
+    /// `host:port` that names this registry in pull specs.
+    pub hostname: String,
+    /// Whether clients reach moor over TLS (the token realm's scheme).
+    pub tls: bool,
+    /// `--registry-anonymous-pull`: GET and HEAD without credentials.
+    pub anonymous_pull: bool,
+}
+
+/// The registry's shared state.
+pub struct Registry {
+    pub config: RegistryConfig,
+    pub blobs: BlobStore,
+    pub repos: Repositories,
+    pub pull: PullThrough,
+    pub(crate) uploads: uploads::Uploads,
+    pub auth: AuthLayer,
+    /// Manifests pushed.
+    pub pushes: Counter,
+}
+
+impl Registry {
+    /// Opens the registry's storage under `config.root`.
+    pub fn new(
+        config: RegistryConfig,
+        importer: Arc<Importer>,
+        client: UpstreamClient,
+        auth: AuthLayer,
+    ) -> Result<Self, storage::StorageError> {
+        let blobs = BlobStore::open(&config.root)?;
+        Ok(Registry {
+            repos: Repositories::new(importer, blobs.clone(), &config.hostname),
+            pull: PullThrough::new(client, blobs.clone()),
+            uploads: uploads::Uploads::default(),
+            blobs,
+            config,
+            auth,
+            pushes: Counter::default(),
+        })
+    }
+
+    /// Registers the registry's counters.
+    pub fn register_metrics(&self, metrics: &crate::metrics::Metrics) {
+        metrics.register(
+            "registry_pullthrough_blob_fetches",
+            "Blob downloads started from upstream registries by pull-through",
+            self.pull.blob_fetches.clone(),
+        );
+        metrics.register(
+            "registry_pullthrough_blob_bytes",
+            "Bytes of blobs received from upstream registries by pull-through",
+            self.pull.blob_bytes.clone(),
+        );
+        metrics.register(
+            "registry_manifest_pushes",
+            "Manifests pushed to the registry",
+            self.pushes.clone(),
+        );
+    }
+}
+
+/// The `/v2/` routes and the token endpoint.
+pub fn router(registry: Arc<Registry>) -> Router {
+    let v2 = Router::new()
+        .route("/v2/", get(base))
+        .route("/v2", get(base))
+        .route("/v2/{*path}", axum::routing::any(dispatch))
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
+            auth::require,
+        ))
+        .layer(middleware::map_response(api_version_header));
+    Router::new()
+        .route(auth::TOKEN_PATH, get(auth::token).post(auth::token))
+        .merge(v2)
+        .with_state(registry)
+}
+
+/// Routes a `/v2/...` request by its segments, the way distribution's router does:
+/// repository names here are always `<namespace>/<stream>`, and a path that fits no
+/// endpoint gets an OCI error body (NAME_INVALID when it names a deeper repository).
+async fn dispatch(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    caller: Option<axum::Extension<auth::Caller>>,
+    body: axum::body::Body,
+) -> Response {
+    let path = uri.path().trim_start_matches("/v2/").to_string();
+    let segs: Vec<String> = path.split('/').map(percent_decode).collect();
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let st = State(reg.clone());
+    macro_rules! query {
+        ($t:ty) => {
+            match Query::<$t>::try_from_uri(&uri) {
+                Ok(q) => q,
+                Err(e) => {
+                    return RegistryError::new(Code::Unsupported, format!("bad query: {e}"))
+                        .status(StatusCode::BAD_REQUEST)
+                        .into_response();
+                }
+            }
+        };
+    }
+    let owned = |i: usize| seg[i].to_string();
+    let r = match (&method, seg.as_slice()) {
+        (&Method::GET, ["_catalog"]) => catalog(st, query!(Page)).await,
+        (m, [_, _, "manifests", _]) => {
+            let p = Path((owned(0), owned(1), owned(3)));
+            match *m {
+                Method::GET => manifests::get(st, p).await,
+                Method::HEAD => manifests::head(st, p).await,
+                Method::PUT => manifests::put(st, p, headers, body).await,
+                Method::DELETE => manifests::delete(st, p).await,
+                _ => Err(not_allowed(&method)),
+            }
+        }
+        (m, [_, _, "blobs", "uploads"] | [_, _, "blobs", "uploads", ""]) => match *m {
+            Method::POST => {
+                uploads::start(
+                    st,
+                    Path((owned(0), owned(1))),
+                    query!(uploads::StartQuery),
+                    caller,
+                    body,
+                )
+                .await
+            }
+            _ => Err(not_allowed(&method)),
+        },
+        (m, [_, _, "blobs", "uploads", _]) => {
+            let p = Path((owned(0), owned(1), owned(4)));
+            match *m {
+                Method::GET => uploads::status(st, p).await,
+                Method::PATCH => uploads::patch(st, p, headers, body).await,
+                Method::PUT => {
+                    uploads::finish(st, p, query!(uploads::FinishQuery), headers, body).await
+                }
+                Method::DELETE => uploads::cancel(st, p).await,
+                _ => Err(not_allowed(&method)),
+            }
+        }
+        (m, [_, _, "blobs", _]) => {
+            let p = Path((owned(0), owned(1), owned(3)));
+            match *m {
+                Method::GET => blobs::get(st, p, headers).await,
+                Method::HEAD => blobs::head(st, p, headers).await,
+                Method::DELETE => blobs::delete(st, p).await,
+                _ => Err(not_allowed(&method)),
+            }
+        }
+        (&Method::GET, [_, _, "tags", "list"]) => {
+            tags_list(st, Path((owned(0), owned(1))), query!(Page)).await
+        }
+        (&Method::GET, [_, _, "referrers", _]) => {
+            referrers(
+                st,
+                Path((owned(0), owned(1), owned(3))),
+                query!(ReferrersQuery),
+            )
+            .await
+        }
+        _ => Err(unknown_route(&seg)),
+    };
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn not_allowed(method: &Method) -> RegistryError {
+    RegistryError::new(
+        Code::Unsupported,
+        format!("the method {method} is not supported here"),
+    )
+}
+
+/// A path segment with `%XX` escapes decoded (a `%2F` stays inside its segment, where
+/// name validation refuses it).
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn api_version_header(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static(API_VERSION),
+    );
+    resp
+}
+
+async fn base() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+}
+
+/// A path under `/v2/` no endpoint matched: a repository name that is not
+/// `<namespace>/<stream>`, or an unknown endpoint.
+fn unknown_route(seg: &[&str]) -> RegistryError {
+    for marker in ["manifests", "blobs", "tags", "referrers"] {
+        if let Some(i) = seg.iter().position(|s| *s == marker)
+            && i != 2
+        {
+            let name = seg[..i].join("/");
+            return RegistryError::new(
+                Code::NameInvalid,
+                format!(
+                    "invalid repository name {name:?}: repositories in moor are <namespace>/<image stream>"
+                ),
+            )
+            .detail(json!({ "name": name }));
+        }
+    }
+    RegistryError::new(
+        Code::Unsupported,
+        format!("no such endpoint: /v2/{}", seg.join("/")),
+    )
+    .status(StatusCode::NOT_FOUND)
+}
+
+/// `?n=&last=` of tag lists and the catalog.
+#[derive(Deserialize, Default)]
+struct Page {
+    n: Option<usize>,
+    last: Option<String>,
+}
+
+/// One page of sorted `names` after `page.last`, and the `Link` to the next page.
+fn paginate(names: Vec<String>, page: &Page, path: &str) -> (Vec<String>, Option<String>) {
+    let n = page.n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let start = match &page.last {
+        Some(last) => names.partition_point(|t| t <= last),
+        None => 0,
+    };
+    let rest = &names[start.min(names.len())..];
+    let out: Vec<String> = rest.iter().take(n).cloned().collect();
+    let link = (rest.len() > n && n > 0).then(|| {
+        let last = out.last().cloned().unwrap_or_default();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("n", &n.to_string())
+            .append_pair("last", &last)
+            .finish();
+        format!("<{path}?{query}>; rel=\"next\"")
+    });
+    (out, link)
+}
+
+fn paged_json(body: serde_json::Value, link: Option<String>) -> Response {
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, l);
+    }
+    resp
+}
+
+async fn catalog(
+    State(reg): State<Arc<Registry>>,
+    Query(page): Query<Page>,
+) -> Result<Response, RegistryError> {
+    let names = reg.repos.catalog().await?;
+    let (out, link) = paginate(names, &page, "/v2/_catalog");
+    Ok(paged_json(json!({ "repositories": out }), link))
+}
+
+async fn tags_list(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let s = reg.repos.require_stream(&repo).await?;
+    let mut tags: Vec<String> = s
+        .status
+        .tags
+        .iter()
+        .filter(|t| !t.items.is_empty())
+        .map(|t| t.tag.clone())
+        .collect();
+    tags.sort();
+    let (out, link) = paginate(tags, &page, &format!("/v2/{repo}/tags/list"));
+    Ok(paged_json(
+        json!({ "name": repo.to_string(), "tags": out }),
+        link,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct ReferrersQuery {
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+}
+
+/// `GET /v2/<name>/referrers/<digest>`: an image index of the manifests pushed into
+/// the repository whose `subject` is the digest (empty when there are none).
+async fn referrers(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, digest)): Path<(String, String, String)>,
+    Query(q): Query<ReferrersQuery>,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let digest = parse_digest(&digest)?;
+    let mut manifests: Vec<serde_json::Value> = reg
+        .blobs
+        .referrers(&repo.namespace, &repo.stream, &digest)
+        .iter()
+        .filter_map(|d| serde_json::from_slice(d).ok())
+        .collect();
+    if let Some(t) = &q.artifact_type {
+        manifests.retain(|d: &serde_json::Value| {
+            d.get("artifactType").and_then(|a| a.as_str()) == Some(t.as_str())
+        });
+    }
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": moor_api::media_types::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, moor_api::media_types::OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
+    if q.artifact_type.is_some() {
+        resp.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(resp)
+}
+
+/// A digest from a path or query, or DIGEST_INVALID.
+fn parse_digest(s: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(s).map_err(|e| {
+        RegistryError::new(Code::DigestInvalid, format!("invalid digest {s:?}: {e}"))
+            .detail(json!({ "digest": s }))
+    })
+}
+
+/// The header `name` as text.
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_last_and_link_to_the_next() {
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let (p, link) = paginate(
+            names.clone(),
+            &Page {
+                n: Some(2),
+                last: None,
+            },
+            "/v2/x/y/tags/list",
+        );
+        assert_eq!(p, ["a", "b"]);
+        assert_eq!(
+            link.as_deref(),
+            Some("</v2/x/y/tags/list?n=2&last=b>; rel=\"next\"")
+        );
+        let (p, link) = paginate(
+            names.clone(),
+            &Page {
+                n: Some(2),
+                last: Some("b".into()),
+            },
+            "/p",
+        );
+        assert_eq!(p, ["c", "d"]);
+        assert_eq!(link, None);
+        let (p, _) = paginate(
+            names,
+            &Page {
+                n: None,
+                last: Some("bb".into()),
+            },
+            "/p",
+        );
+        assert_eq!(p, ["c", "d"]);
+    }
+}

@@ -1,0 +1,325 @@
+//! Pull-through: content missing from the [`BlobStore`] is fetched from the image's
+//! source with the importer's upstream client, streamed to the client while it is
+//! written to the cache, and committed only once verified. Requests for the same
+//! digest share one upstream fetch (single-flight): the first starts a detached
+//! download into a temporary file; every request, the first included, reads that file
+//! as it grows. The last chunk is held back until the digest is verified, so a client
+//! never receives a complete body of wrong content, and a mismatch caches nothing.
+//! Calls the upstream client and the blob store.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{Stream, StreamExt};
+use moor_api::{Digest, DockerImageReference};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::watch;
+
+use super::error::{Code, RegistryError};
+use super::storage::BlobStore;
+use crate::upstream::{FetchOptions, UpstreamClient, UpstreamError};
+
+/// Bytes read per chunk when serving a download in progress.
+const CHUNK: usize = 256 * 1024;
+
+/// The state of one download, shared by everyone reading it.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    /// `None` while the upstream has not answered; then the size (if announced), or
+    /// the error it answered with.
+    started: Option<Result<Option<u64>, Arc<RegistryError>>>,
+    /// Bytes readers may read (the last chunk waits for verification).
+    visible: u64,
+    /// `None` while running; then whether the blob was verified and committed.
+    done: Option<Result<(), String>>,
+}
+
+struct Download {
+    file: Arc<std::fs::File>,
+    progress: watch::Receiver<Progress>,
+}
+
+type ManifestFetch = Shared<BoxFuture<'static, Result<(Bytes, String), Arc<RegistryError>>>>;
+
+/// A blob being served by pull-through: its size when known, and its bytes.
+pub struct PulledBlob {
+    pub size: Option<u64>,
+    pub body: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// The pull-through cache over one blob store.
+pub struct PullThrough {
+    client: UpstreamClient,
+    store: BlobStore,
+    downloads: Arc<Mutex<HashMap<Digest, Arc<Download>>>>,
+    manifests: Mutex<HashMap<Digest, ManifestFetch>>,
+    /// Blob fetches started upstream.
+    pub blob_fetches: Counter,
+    /// Bytes of blobs received from upstreams.
+    pub blob_bytes: Counter,
+}
+
+/// An upstream failure as the registry answers it: 429 passes as TOOMANYREQUESTS
+/// (with its Retry-After), a missing upstream object as `not_found`, anything else
+/// as 502 with the upstream's words.
+pub fn upstream_error(e: &UpstreamError, not_found: RegistryError) -> RegistryError {
+    match e.status_code() {
+        404 => not_found,
+        429 => {
+            let mut err = RegistryError::new(
+                Code::TooManyRequests,
+                format!("the upstream registry is rate limiting: {}", e.message()),
+            );
+            if let Some(after) = e.retry_after() {
+                err = err.header(header::RETRY_AFTER, &after.as_secs().max(1).to_string());
+            }
+            err
+        }
+        _ => RegistryError::new(
+            Code::Unavailable,
+            format!("pulling from the upstream registry failed: {e}"),
+        )
+        .status(StatusCode::BAD_GATEWAY),
+    }
+}
+
+impl PullThrough {
+    /// Pull-through with `client` into `store`.
+    pub fn new(client: UpstreamClient, store: BlobStore) -> Self {
+        PullThrough {
+            client,
+            store,
+            downloads: Arc::default(),
+            manifests: Mutex::new(HashMap::new()),
+            blob_fetches: Counter::default(),
+            blob_bytes: Counter::default(),
+        }
+    }
+
+    /// Manifest `digest` of `repository`, fetched (once for concurrent callers),
+    /// verified and cached. Returns its bytes and media type.
+    pub async fn manifest(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: FetchOptions,
+    ) -> Result<(Bytes, String), RegistryError> {
+        let fetch = {
+            let mut map = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(digest.clone())
+                .or_insert_with(|| {
+                    let client = self.client.clone();
+                    let store = self.store.clone();
+                    let reference = repository.clone().without_tag().with_id(digest.clone());
+                    let digest = digest.clone();
+                    async move {
+                        let m = client
+                            .fetch_manifest(&reference, &opts)
+                            .await
+                            .map_err(|e| {
+                                Arc::new(upstream_error(
+                                    &e,
+                                    RegistryError::manifest_unknown(digest.as_str()),
+                                ))
+                            })?;
+                        let bytes = m.bytes.clone();
+                        let d = digest.clone();
+                        tokio::task::spawn_blocking(move || store.put(&d, &bytes))
+                            .await
+                            .map_err(|e| Arc::new(RegistryError::internal(e)))?
+                            .map_err(|e| Arc::new(RegistryError::from(e)))?;
+                        Ok((m.bytes, m.media_type))
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        let out = fetch.await;
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+        out.map_err(|e| (*e).clone())
+    }
+
+    /// Blob `digest` of `repository`: joins the download in progress or starts one.
+    /// `Ok(None)` when the blob is in the store after all (serve it from there).
+    pub async fn blob(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: FetchOptions,
+    ) -> Result<Option<PulledBlob>, RegistryError> {
+        let download = {
+            let mut map = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(digest) {
+                Some(d) => d.clone(),
+                None => {
+                    // A download that just finished left the map after its commit.
+                    if self.store.blob_path(digest).exists() {
+                        return Ok(None);
+                    }
+                    let d = self.start(repository, digest, opts)?;
+                    map.insert(digest.clone(), d.clone());
+                    d
+                }
+            }
+        };
+        let mut rx = download.progress.clone();
+        let size = loop {
+            let started = rx.borrow_and_update().started.clone();
+            match started {
+                Some(Ok(size)) => break size,
+                Some(Err(e)) => return Err((*e).clone()),
+                None => {
+                    if rx.changed().await.is_err() {
+                        return Err(RegistryError::internal("the download stopped"));
+                    }
+                }
+            }
+        };
+        Ok(Some(PulledBlob {
+            size,
+            body: read_growing(download).boxed(),
+        }))
+    }
+
+    /// Starts the detached download of `digest` into a temporary file.
+    fn start(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: FetchOptions,
+    ) -> Result<Arc<Download>, RegistryError> {
+        let mut writer = self.store.writer_unhashed()?;
+        let file = writer
+            .file()
+            .expect("a new writer is open")
+            .try_clone()
+            .map_err(RegistryError::internal)?;
+        let (tx, rx) = watch::channel(Progress::default());
+        let download = Arc::new(Download {
+            file: Arc::new(file),
+            progress: rx,
+        });
+        let client = self.client.clone();
+        let repository = repository.clone();
+        let digest = digest.clone();
+        let fetches = self.blob_fetches.clone();
+        let received = self.blob_bytes.clone();
+        let downloads = self.downloads.clone();
+        // Leaves the map once over: later requests find the blob in the store.
+        let forget = move |digest: &Digest| {
+            downloads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(digest);
+        };
+        tokio::spawn(async move {
+            fetches.inc();
+            let mut stream = match client.blob_stream(&repository, &digest, &opts).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let err = upstream_error(&e, RegistryError::blob_unknown(digest.as_str()));
+                    tracing::warn!(%digest, error = %e, "pull-through: upstream refused a blob");
+                    tx.send_modify(|p| {
+                        p.started = Some(Err(Arc::new(err)));
+                        p.done = Some(Err(e.to_string()));
+                    });
+                    forget(&digest);
+                    return;
+                }
+            };
+            tx.send_modify(|p| p.started = Some(Ok(stream.size)));
+            let mut held: Option<Bytes> = None;
+            let mut failure = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(chunk) => {
+                        received.inc_by(chunk.len() as u64);
+                        if let Some(prev) = held.replace(chunk) {
+                            if let Err(e) = writer.write(&prev) {
+                                failure = Some(e.to_string());
+                                break;
+                            }
+                            let visible = writer.size();
+                            tx.send_modify(|p| p.visible = visible);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%digest, error = %e, "pull-through: a blob download failed");
+                        failure = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if failure.is_none()
+                && let Some(last) = held.take()
+                && let Err(e) = writer.write(&last)
+            {
+                failure = Some(e.to_string());
+            }
+            let result = match failure {
+                Some(f) => Err(f),
+                None => {
+                    let d = digest.clone();
+                    let size = writer.size();
+                    match tokio::task::spawn_blocking(move || writer.commit_verified(&d)).await {
+                        Ok(Ok(())) => {
+                            tx.send_modify(|p| p.visible = size);
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            tx.send_modify(|p| p.done = Some(result));
+            forget(&digest);
+        });
+        Ok(download)
+    }
+}
+
+/// The bytes of a download as they become visible; an error if it fails.
+fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    let rx = download.progress.clone();
+    futures::stream::unfold((download, rx, 0u64), |(d, mut rx, offset)| async move {
+        loop {
+            let p = rx.borrow_and_update().clone();
+            if offset < p.visible {
+                let len = ((p.visible - offset) as usize).min(CHUNK);
+                let file = d.file.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, offset).map(|()| buf)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                return match read {
+                    Ok(buf) => Some((Ok(Bytes::from(buf)), (d, rx, offset + len as u64))),
+                    Err(e) => Some((Err(e), (d, rx, u64::MAX))),
+                };
+            }
+            match &p.done {
+                Some(Ok(())) => return None,
+                Some(Err(e)) if offset != u64::MAX => {
+                    let e = std::io::Error::other(format!("pull-through failed: {e}"));
+                    return Some((Err(e), (d, rx, u64::MAX)));
+                }
+                Some(Err(_)) => return None,
+                None => {
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,328 @@
+//! Image streams as repositories: which image a tag serves (the newest event of the
+//! stream tag, whatever the upstream tag says now), which manifests and blobs a
+//! stream may serve (its history's images, the children of lists in it, their layers
+//! and configs, and what was pushed into it), and where each can be pulled from on a
+//! miss. Calls the API server's storages (streams, images, secrets) and the blob
+//! store's links.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use moor_api::image::{Image, ImageStream, TagEvent};
+use moor_api::{Digest, DockerImageReference};
+use serde_json::Value;
+
+use super::error::{Code, RegistryError};
+use super::storage::{BlobStore, LinkKind};
+use crate::apiserver::error::ApiError;
+use crate::apiserver::resource::RequestContext;
+use crate::importer::{Importer, PullOptions};
+
+/// The most images kept parsed in memory (images are immutable, named by digest).
+const IMAGE_CACHE_LIMIT: usize = 4096;
+
+/// Where content a stream may serve can be fetched from when it is not cached.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The upstream repository (`None`: the content was pushed to moor, no upstream).
+    pub repository: Option<DockerImageReference>,
+    /// The tag's `importPolicy.insecure`.
+    pub insecure: bool,
+}
+
+/// A validated `<namespace>/<stream>` repository name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RepoName {
+    pub namespace: String,
+    pub stream: String,
+}
+
+impl RepoName {
+    /// Checks both parts the way the API does, so that no path trick (`..`, `%2F`,
+    /// upper case) reaches the store or the filesystem.
+    pub fn parse(namespace: &str, stream: &str) -> Result<Self, RegistryError> {
+        let ns_errors = moor_api::validation::validate_namespace_name(namespace);
+        let name_errors = moor_api::validation::validate_image_stream_name(stream);
+        if !ns_errors.is_empty() || !name_errors.is_empty() || stream.contains(['/', '.']) {
+            return Err(RegistryError::new(
+                Code::NameInvalid,
+                format!(
+                    "invalid repository name {namespace}/{stream}: a repository is <namespace>/<image stream>"
+                ),
+            )
+            .detail(serde_json::json!({"name": format!("{namespace}/{stream}")})));
+        }
+        Ok(RepoName {
+            namespace: namespace.to_string(),
+            stream: stream.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for RepoName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.stream)
+    }
+}
+
+/// Streams and images as the registry sees them.
+pub struct Repositories {
+    importer: Arc<Importer>,
+    blobs: BlobStore,
+    /// `host[:port]` of this registry: references to it have no upstream.
+    registry_hostname: String,
+    images: Mutex<HashMap<String, Arc<Image>>>,
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::default()
+}
+
+impl Repositories {
+    /// Streams and images of `importer`, links of `blobs`.
+    pub fn new(importer: Arc<Importer>, blobs: BlobStore, registry_hostname: &str) -> Self {
+        Repositories {
+            importer,
+            blobs,
+            registry_hostname: registry_hostname.to_string(),
+            images: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The importer (for pushes and pull secrets).
+    pub fn importer(&self) -> &Arc<Importer> {
+        &self.importer
+    }
+
+    /// This registry's host name.
+    pub fn registry_hostname(&self) -> &str {
+        &self.registry_hostname
+    }
+
+    /// The stream, if it exists.
+    pub async fn stream(&self, repo: &RepoName) -> Result<Option<ImageStream>, RegistryError> {
+        match self
+            .importer
+            .streams
+            .get(&ctx(), Some(&repo.namespace), &repo.stream)
+            .await
+        {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(RegistryError::internal),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(RegistryError::internal(e)),
+        }
+    }
+
+    /// The stream, or NAME_UNKNOWN.
+    pub async fn require_stream(&self, repo: &RepoName) -> Result<ImageStream, RegistryError> {
+        self.stream(repo)
+            .await?
+            .ok_or_else(|| RegistryError::name_unknown(&repo.to_string()))
+    }
+
+    /// Image `name`, if it exists (kept parsed: images never change).
+    pub async fn image(&self, name: &str) -> Result<Option<Arc<Image>>, RegistryError> {
+        if let Some(i) = self.lock_images().get(name) {
+            return Ok(Some(i.clone()));
+        }
+        match self.importer.images.get(&ctx(), None, name).await {
+            Ok(v) => {
+                let image: Image = serde_json::from_value(v).map_err(RegistryError::internal)?;
+                let image = Arc::new(image);
+                let mut cache = self.lock_images();
+                if cache.len() >= IMAGE_CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(name.to_string(), image.clone());
+                Ok(Some(image))
+            }
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(RegistryError::internal(e)),
+        }
+    }
+
+    /// Forgets cached image `name` (it was deleted).
+    pub fn forget_image(&self, name: &str) {
+        self.lock_images().remove(name);
+    }
+
+    fn lock_images(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Image>>> {
+        self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pull options of a namespace: its pull secrets, and `insecure`.
+    pub async fn pull_options(&self, namespace: &str, insecure: bool) -> PullOptions {
+        PullOptions {
+            insecure,
+            secrets: self.importer.pull_secrets(namespace).await,
+        }
+    }
+
+    fn origin(&self, stream: &ImageStream, tag: &str, event: &TagEvent) -> Origin {
+        let insecure = stream
+            .spec_tag(tag)
+            .is_some_and(|t| t.import_policy.insecure);
+        let repository = DockerImageReference::parse(&event.docker_image_reference)
+            .ok()
+            .filter(|r| r.registry() != self.registry_hostname && !r.registry().is_empty())
+            .map(|r| r.without_tag().without_id());
+        Origin {
+            repository,
+            insecure,
+        }
+    }
+
+    /// The digest tag `tag` serves now (its newest event) and where it comes from.
+    pub fn tag_image(&self, stream: &ImageStream, tag: &str) -> Option<(Digest, Origin)> {
+        let list = stream.status.tags.iter().find(|t| t.tag == tag)?;
+        let event = list.items.first()?;
+        let digest = Digest::parse(&event.image).ok()?;
+        Some((digest, self.origin(stream, tag, event)))
+    }
+
+    /// Whether the stream may serve manifest `digest`, and from where: an image of
+    /// its history, a child of a list in its history, or a manifest pushed into it.
+    pub async fn manifest_origin(
+        &self,
+        repo: &RepoName,
+        stream: &ImageStream,
+        digest: &Digest,
+    ) -> Result<Option<Origin>, RegistryError> {
+        for list in &stream.status.tags {
+            if let Some(event) = list.items.iter().find(|e| e.image == digest.as_str()) {
+                return Ok(Some(self.origin(stream, &list.tag, event)));
+            }
+        }
+        for list in &stream.status.tags {
+            for event in &list.items {
+                let Some(image) = self.image(&event.image).await? else {
+                    continue;
+                };
+                if image
+                    .docker_image_manifests
+                    .iter()
+                    .any(|m| m.digest == digest.as_str())
+                {
+                    return Ok(Some(self.origin(stream, &list.tag, event)));
+                }
+            }
+        }
+        if self
+            .blobs
+            .is_linked(&repo.namespace, &repo.stream, LinkKind::Manifest, digest)
+        {
+            return Ok(Some(Origin {
+                repository: None,
+                insecure: false,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Whether the stream may serve blob `digest`, and from where: a layer or config
+    /// of an image in its history (children of lists included), or a blob pushed or
+    /// mounted into it. Manifests of the stream are blobs too (distribution serves
+    /// them under `/blobs/` as well).
+    pub async fn blob_origin(
+        &self,
+        repo: &RepoName,
+        stream: Option<&ImageStream>,
+        digest: &Digest,
+    ) -> Result<Option<Origin>, RegistryError> {
+        if self
+            .blobs
+            .is_linked(&repo.namespace, &repo.stream, LinkKind::Layer, digest)
+        {
+            return Ok(Some(Origin {
+                repository: None,
+                insecure: false,
+            }));
+        }
+        let Some(stream) = stream else {
+            return Ok(None);
+        };
+        for list in &stream.status.tags {
+            for event in &list.items {
+                let Some(image) = self.image(&event.image).await? else {
+                    continue;
+                };
+                if self.image_has_blob(&image, digest).await? {
+                    return Ok(Some(self.origin(stream, &list.tag, event)));
+                }
+            }
+        }
+        self.manifest_origin(repo, stream, digest).await
+    }
+
+    async fn image_has_blob(&self, image: &Image, digest: &Digest) -> Result<bool, RegistryError> {
+        if Self::own_blob(image, digest) {
+            return Ok(true);
+        }
+        for child in &image.docker_image_manifests {
+            if let Some(c) = self.image(&child.digest).await?
+                && Self::own_blob(&c, digest)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn own_blob(image: &Image, digest: &Digest) -> bool {
+        image
+            .docker_image_layers
+            .iter()
+            .any(|l| l.name == digest.as_str())
+            || image
+                .docker_image_metadata
+                .as_ref()
+                .is_some_and(|m| m.id == digest.as_str())
+    }
+
+    /// Every blob an image needs (config, layers; children's for a list), with sizes.
+    pub async fn image_blobs(&self, image: &Image) -> Result<Vec<(Digest, i64)>, RegistryError> {
+        let mut out = Vec::new();
+        let mut add = |i: &Image| {
+            if let Some(m) = &i.docker_image_metadata
+                && let Ok(d) = Digest::parse(&m.id)
+            {
+                out.push((d, -1));
+            }
+            for l in &i.docker_image_layers {
+                if let Ok(d) = Digest::parse(&l.name) {
+                    out.push((d, l.size));
+                }
+            }
+        };
+        add(image);
+        for child in &image.docker_image_manifests {
+            if let Some(c) = self.image(&child.digest).await? {
+                add(&c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The namespaces and streams that exist, as `ns/stream`, sorted.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        let list = self
+            .importer
+            .streams
+            .list(&ctx(), None, &Default::default())
+            .await
+            .map_err(RegistryError::internal)?;
+        let mut names: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|v: &Value| {
+                let ns = v.pointer("/metadata/namespace")?.as_str()?;
+                let name = v.pointer("/metadata/name")?.as_str()?;
+                Some(format!("{ns}/{name}"))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,539 @@
+//! The registry's content store on the filesystem: blobs (layers, configs and the
+//! exact bytes of manifests) by content address, uploads in progress, and what each
+//! repository was given by a push. Calls the filesystem only.
+//!
+//! ```text
+//! <root>/                                   (<data-dir>/registry)
+//! ├── blobs/
+//! │   └── <algorithm>/<first two hex>/<hex>    the content; written once, never changed
+//! ├── uploads/
+//! │   └── <uuid>                              an upload or a pull-through being written;
+//! │                                           removed at startup
+//! └── repositories/<namespace>/<stream>/
+//!     ├── _layers/<algorithm>/<hex>           empty: the blob was pushed or mounted here
+//!     ├── _manifests/<algorithm>/<hex>        empty: the manifest was pushed here
+//!     └── _referrers/<algorithm>/<hex>/<algorithm>-<hex>
+//!                                             the descriptor (JSON) of a manifest pushed
+//!                                             here whose `subject` is the first digest
+//! ```
+//!
+//! A blob reaches `blobs/` only by [`BlobWriter::commit`]: the bytes were hashed while
+//! written to a file under `uploads/`, the digest matched, the file was fsynced, renamed
+//! into place and the directory fsynced. Nothing half-written is ever visible, and a
+//! blob acknowledged to a client survives a crash. Image streams and tags live in the
+//! store, not here: a repository's tags are its stream's.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moor_api::Digest;
+use moor_api::reference::{DigestAlgorithm, DigestHasher};
+
+/// Errors of the content store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("digest mismatch: expected {expected}, the content is {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = context.into();
+    move |source| StorageError::Io { context, source }
+}
+
+/// What a repository holds besides its stream's images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A blob pushed or mounted into the repository.
+    Layer,
+    /// A manifest pushed into the repository.
+    Manifest,
+}
+
+impl LinkKind {
+    fn dir(self) -> &'static str {
+        match self {
+            LinkKind::Layer => "_layers",
+            LinkKind::Manifest => "_manifests",
+        }
+    }
+}
+
+/// The content store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: Arc<PathBuf>,
+}
+
+impl BlobStore {
+    /// Opens (creating) the store under `root` and removes leftover uploads.
+    pub fn open(root: &Path) -> Result<Self, StorageError> {
+        for dir in ["blobs", "uploads", "repositories"] {
+            std::fs::create_dir_all(root.join(dir))
+                .map_err(io(format!("creating {}", root.join(dir).display())))?;
+        }
+        if let Ok(entries) = std::fs::read_dir(root.join("uploads")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(BlobStore {
+            root: Arc::new(root.to_path_buf()),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the content of `digest` lives (whether or not it is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// The size of blob `digest`, if it is stored.
+    pub async fn stat(&self, digest: &Digest) -> Option<u64> {
+        tokio::fs::metadata(self.blob_path(digest))
+            .await
+            .ok()
+            .map(|m| m.len())
+    }
+
+    /// The whole content of a small blob (a manifest or config), if stored.
+    pub async fn read(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StorageError> {
+        match tokio::fs::read(self.blob_path(digest)).await {
+            Ok(b) => Ok(Some(b.into())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("reading blob {digest}"))(e)),
+        }
+    }
+
+    /// Opens blob `digest` for reading, if stored.
+    pub async fn open_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<tokio::fs::File>, StorageError> {
+        match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("opening blob {digest}"))(e)),
+        }
+    }
+
+    /// Removes blob `digest`; `false` when it was not there.
+    pub fn remove_blob(&self, digest: &Digest) -> Result<bool, StorageError> {
+        match std::fs::remove_file(self.blob_path(digest)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(format!("removing blob {digest}"))(e)),
+        }
+    }
+
+    /// Every stored blob, with its size and modification time.
+    pub fn list_blobs(&self) -> Result<Vec<(Digest, u64, std::time::SystemTime)>, StorageError> {
+        let mut out = Vec::new();
+        for alg in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+            let dir = self.root.join("blobs").join(alg.as_str());
+            let Ok(prefixes) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for p in prefixes.flatten() {
+                let Ok(files) = std::fs::read_dir(p.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    let Ok(d) = Digest::parse(&format!("{}:{name}", alg.as_str())) else {
+                        continue;
+                    };
+                    if let Ok(m) = f.metadata() {
+                        out.push((d, m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A new temporary file under `uploads/`, hashed with `algorithm` as written.
+    pub fn writer(&self, algorithm: DigestAlgorithm) -> Result<BlobWriter, StorageError> {
+        let path = self
+            .root
+            .join("uploads")
+            .join(uuid::Uuid::new_v4().to_string());
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(format!("creating {}", path.display())))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file: Some(file),
+            path,
+            hasher: Some(DigestHasher::new(algorithm)),
+            size: 0,
+            committed: false,
+        })
+    }
+
+    /// A new temporary file under `uploads/` for content that a [`VerifyingStream`]
+    /// already hashes as it passes (see [`BlobWriter::commit_verified`]).
+    ///
+    /// [`VerifyingStream`]: crate::upstream::BlobStream
+    pub fn writer_unhashed(&self) -> Result<BlobWriter, StorageError> {
+        let mut w = self.writer(DigestAlgorithm::Sha256)?;
+        w.hasher = None;
+        Ok(w)
+    }
+
+    /// Stores `bytes` as a blob after checking them against `digest` (durably).
+    pub fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.blob_path(digest).exists() {
+            return if digest.matches(bytes) {
+                Ok(())
+            } else {
+                Err(StorageError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual: digest.of_same_algorithm(bytes),
+                })
+            };
+        }
+        let mut w = self.writer(digest.algorithm())?;
+        w.write(bytes)?;
+        w.commit(digest, None)
+    }
+
+    fn repo_dir(&self, ns: &str, stream: &str) -> PathBuf {
+        self.root.join("repositories").join(ns).join(stream)
+    }
+
+    fn link_path(&self, ns: &str, stream: &str, kind: LinkKind, digest: &Digest) -> PathBuf {
+        self.repo_dir(ns, stream)
+            .join(kind.dir())
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Records that `digest` was pushed (or mounted) into `ns/stream`.
+    pub fn link(
+        &self,
+        ns: &str,
+        stream: &str,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
+        let path = self.link_path(ns, stream, kind, digest);
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = path.parent().expect("a link has a parent");
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(format!("writing {}", path.display())))?;
+        sync_dir(dir)
+    }
+
+    /// Whether `digest` was pushed (or mounted) into `ns/stream`.
+    pub fn is_linked(&self, ns: &str, stream: &str, kind: LinkKind, digest: &Digest) -> bool {
+        self.link_path(ns, stream, kind, digest).exists()
+    }
+
+    /// Forgets that `digest` was pushed into `ns/stream`; `false` when it was not.
+    pub fn unlink(
+        &self,
+        ns: &str,
+        stream: &str,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        match std::fs::remove_file(self.link_path(ns, stream, kind, digest)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(format!("unlinking {digest}"))(e)),
+        }
+    }
+
+    /// Every digest linked into any repository, as `(ns, stream, kind, digest)`.
+    pub fn list_links(&self) -> Vec<(String, String, LinkKind, Digest)> {
+        let mut out = Vec::new();
+        let repos = self.root.join("repositories");
+        for ns in read_names(&repos) {
+            for stream in read_names(&repos.join(&ns)) {
+                for kind in [LinkKind::Layer, LinkKind::Manifest] {
+                    let base = self.repo_dir(&ns, &stream).join(kind.dir());
+                    for alg in read_names(&base) {
+                        for hex in read_names(&base.join(&alg)) {
+                            if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
+                                out.push((ns.clone(), stream.clone(), kind, d));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that manifest `descriptor` (JSON) names `subject`, in `ns/stream`.
+    pub fn add_referrer(
+        &self,
+        ns: &str,
+        stream: &str,
+        subject: &Digest,
+        manifest: &Digest,
+        descriptor: &[u8],
+    ) -> Result<(), StorageError> {
+        let dir = self.referrers_dir(ns, stream, subject);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let name = format!("{}-{}", manifest.algorithm().as_str(), manifest.hex());
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f =
+            std::fs::File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+        f.write_all(descriptor)
+            .and_then(|()| f.sync_all())
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(name)).map_err(io("renaming a referrer"))?;
+        sync_dir(&dir)
+    }
+
+    /// The descriptors (JSON) of manifests in `ns/stream` whose subject is `subject`.
+    pub fn referrers(&self, ns: &str, stream: &str, subject: &Digest) -> Vec<Vec<u8>> {
+        let dir = self.referrers_dir(ns, stream, subject);
+        let mut names = read_names(&dir);
+        names.retain(|n| !n.starts_with('.'));
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| std::fs::read(dir.join(n)).ok())
+            .collect()
+    }
+
+    /// Forgets referrer `manifest` of every subject in `ns/stream`.
+    pub fn remove_referrer(&self, ns: &str, stream: &str, manifest: &Digest) {
+        let name = format!("{}-{}", manifest.algorithm().as_str(), manifest.hex());
+        let base = self.repo_dir(ns, stream).join("_referrers");
+        for alg in read_names(&base) {
+            for hex in read_names(&base.join(&alg)) {
+                let _ = std::fs::remove_file(base.join(&alg).join(hex).join(&name));
+            }
+        }
+    }
+
+    fn referrers_dir(&self, ns: &str, stream: &str, subject: &Digest) -> PathBuf {
+        self.repo_dir(ns, stream)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+    }
+
+    /// Removes everything recorded for `ns/stream` (the stream was deleted).
+    pub fn remove_repository(&self, ns: &str, stream: &str) -> Result<(), StorageError> {
+        match std::fs::remove_dir_all(self.repo_dir(ns, stream)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("removing repository {ns}/{stream}"))(e)),
+        }
+    }
+}
+
+fn read_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("syncing {}", dir.display())))
+}
+
+/// A blob being written: bytes go to a temporary file and through a hasher; only
+/// [`commit`](Self::commit) with the matching digest makes them a blob. Dropped
+/// without a commit, the temporary file is removed. Writes are blocking: call from
+/// `spawn_blocking`, or with small buffers.
+#[derive(Debug)]
+pub struct BlobWriter {
+    store: BlobStore,
+    file: Option<std::fs::File>,
+    path: PathBuf,
+    hasher: Option<DigestHasher>,
+    size: u64,
+    committed: bool,
+}
+
+impl BlobWriter {
+    /// Appends `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let file = self.file.as_mut().expect("a writer is open until commit");
+        file.write_all(bytes)
+            .map_err(io(format!("writing {}", self.path.display())))?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(bytes);
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The temporary file, for reading what was written so far.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
+    }
+
+    /// The digest of what was written, in `algorithm` (re-reading the file when the
+    /// writer hashed with another one).
+    fn digest_as(&mut self, algorithm: DigestAlgorithm) -> Result<Digest, StorageError> {
+        if let Some(h) = self.hasher.take()
+            && h.algorithm() == algorithm
+        {
+            return Ok(h.finish());
+        }
+        let mut h = DigestHasher::new(algorithm);
+        let mut f = std::fs::File::open(&self.path)
+            .map_err(io(format!("reading {}", self.path.display())))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .map_err(io(format!("reading {}", self.path.display())))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
+    }
+
+    /// Makes the content blob `expected` if it hashes to it (and has `size` bytes,
+    /// when given): fsync, rename into place, fsync the directory. On a mismatch
+    /// nothing is stored and the temporary file is removed.
+    pub fn commit(mut self, expected: &Digest, size: Option<u64>) -> Result<(), StorageError> {
+        if let Some(size) = size
+            && size != self.size
+        {
+            return Err(StorageError::SizeMismatch {
+                expected: size,
+                actual: self.size,
+            });
+        }
+        let actual = self.digest_as(expected.algorithm())?;
+        if &actual != expected {
+            return Err(StorageError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.commit_verified(expected)
+    }
+
+    /// Makes the content blob `digest`, which the caller verified while the bytes
+    /// passed (an upstream [`BlobStream`](crate::upstream::BlobStream) ends with an
+    /// error instead when they do not match): fsync, rename, fsync the directory.
+    pub fn commit_verified(mut self, digest: &Digest) -> Result<(), StorageError> {
+        let expected = digest;
+        let file = self.file.take().expect("a writer is open until commit");
+        file.sync_all()
+            .map_err(io(format!("syncing {}", self.path.display())))?;
+        drop(file);
+        let dest = self.store.blob_path(expected);
+        let dir = dest.parent().expect("a blob path has a parent");
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::rename(&self.path, &dest).map_err(io(format!("storing blob {expected}")))?;
+        self.committed = true;
+        sync_dir(dir)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_verified_content_becomes_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let good = Digest::sha256_of(b"hello");
+        let mut w = store.writer(DigestAlgorithm::Sha256).unwrap();
+        w.write(b"hel").unwrap();
+        w.write(b"lo").unwrap();
+        w.commit(&good, Some(5)).unwrap();
+        assert_eq!(std::fs::read(store.blob_path(&good)).unwrap(), b"hello");
+
+        let wrong = Digest::sha256_of(b"other");
+        let mut w = store.writer(DigestAlgorithm::Sha256).unwrap();
+        w.write(b"hello!").unwrap();
+        assert!(matches!(
+            w.commit(&wrong, None),
+            Err(StorageError::DigestMismatch { .. })
+        ));
+        assert!(!store.blob_path(&wrong).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("uploads"))
+                .unwrap()
+                .count(),
+            0,
+            "the temporary file is gone"
+        );
+    }
+
+    #[test]
+    fn sha512_is_verified_even_when_hashed_as_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha512_of(b"abc");
+        let mut w = store.writer(DigestAlgorithm::Sha256).unwrap();
+        w.write(b"abc").unwrap();
+        w.commit(&d, None).unwrap();
+        assert_eq!(store.list_blobs().unwrap()[0].0, d);
+    }
+
+    #[test]
+    fn links_and_referrers_are_per_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"x");
+        store.link("ns", "a", LinkKind::Layer, &d).unwrap();
+        assert!(store.is_linked("ns", "a", LinkKind::Layer, &d));
+        assert!(!store.is_linked("ns", "b", LinkKind::Layer, &d));
+        assert!(!store.is_linked("ns", "a", LinkKind::Manifest, &d));
+        let m = Digest::sha256_of(b"m");
+        store.add_referrer("ns", "a", &d, &m, b"{}").unwrap();
+        assert_eq!(store.referrers("ns", "a", &d), vec![b"{}".to_vec()]);
+        assert!(store.referrers("ns", "b", &d).is_empty());
+        assert_eq!(store.list_links().len(), 1);
+        assert!(store.unlink("ns", "a", LinkKind::Layer, &d).unwrap());
+        assert!(!store.unlink("ns", "a", LinkKind::Layer, &d).unwrap());
+    }
+}

@@ -1,0 +1,341 @@
+//! Blob uploads (distribution-spec "Pushing blobs"): `POST .../blobs/uploads/` opens a
+//! session (or, with `?digest=`, takes the whole blob at once; with `?mount=&from=`,
+//! links a blob the caller may read in another repository); `PATCH` appends a chunk,
+//! which must start where the upload stands (else 416); `PUT ?digest=` closes it,
+//! and the blob exists only if the bytes hash to that digest; `GET` tells the
+//! progress; `DELETE` cancels. Sessions live in memory: a restart forgets them (the
+//! client starts again), and their files are removed at startup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use moor_api::Digest;
+use moor_api::reference::DigestAlgorithm;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::error::{Code, RegistryError};
+use super::repos::RepoName;
+use super::storage::{BlobWriter, LinkKind};
+use super::{Registry, parse_digest};
+
+/// One upload session.
+struct Upload {
+    repo: RepoName,
+    writer: BlobWriter,
+}
+
+/// The open upload sessions.
+#[derive(Default)]
+pub(crate) struct Uploads {
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Upload>>>>>,
+}
+
+impl Uploads {
+    fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Option<Upload>>>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Option<Upload>>>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct StartQuery {
+    digest: Option<String>,
+    mount: Option<String>,
+    from: Option<String>,
+}
+
+fn upload_unknown(id: &str) -> RegistryError {
+    RegistryError::new(Code::BlobUploadUnknown, "blob upload unknown to registry")
+        .detail(json!({ "uuid": id }))
+}
+
+/// `202 Accepted` with the session's `Location`, `Range` and id.
+fn progress(repo: &RepoName, id: &str, size: u64, status: StatusCode) -> Response {
+    let mut resp = (
+        status,
+        [
+            (header::LOCATION, format!("/v2/{repo}/blobs/uploads/{id}")),
+            (header::RANGE, format!("0-{}", size.saturating_sub(1))),
+        ],
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        "docker-upload-uuid",
+        HeaderValue::from_str(id).expect("a uuid is a header value"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp
+}
+
+/// `201 Created` for blob `digest` of `repo`.
+fn created(repo: &RepoName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Appends a request body to the upload.
+async fn append(writer: &mut BlobWriter, body: Body) -> Result<(), RegistryError> {
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            RegistryError::new(
+                Code::BlobUploadInvalid,
+                format!("reading the request body: {e}"),
+            )
+        })?;
+        writer.write(&chunk)?;
+    }
+    Ok(())
+}
+
+/// Commits the upload as `digest` (blocking work off the runtime) and links it.
+async fn commit(
+    reg: &Registry,
+    repo: &RepoName,
+    writer: BlobWriter,
+    digest: &Digest,
+) -> Result<(), RegistryError> {
+    let d = digest.clone();
+    tokio::task::spawn_blocking(move || writer.commit(&d, None))
+        .await
+        .map_err(RegistryError::internal)??;
+    reg.blobs
+        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
+    Ok(())
+}
+
+pub(super) async fn start(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream)): Path<(String, String)>,
+    Query(q): Query<StartQuery>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    if let (Some(mount), Some(from)) = (&q.mount, &q.from) {
+        let digest = parse_digest(mount)?;
+        if let Some(resp) = try_mount(&reg, &repo, &digest, from, caller.as_deref()).await? {
+            return Ok(resp);
+        }
+    }
+    let mut writer = reg.blobs.writer(DigestAlgorithm::Sha256)?;
+    if let Some(d) = &q.digest {
+        // The monolithic upload: the whole blob in this request.
+        let digest = parse_digest(d)?;
+        append(&mut writer, body).await?;
+        commit(&reg, &repo, writer, &digest).await?;
+        return Ok(created(&repo, &digest));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    reg.uploads.lock().insert(
+        id.clone(),
+        Arc::new(tokio::sync::Mutex::new(Some(Upload {
+            repo: repo.clone(),
+            writer,
+        }))),
+    );
+    Ok(progress(&repo, &id, 0, StatusCode::ACCEPTED))
+}
+
+/// Links `digest` from repository `from` into `repo` when the caller may read it
+/// there and the content is cached; `None` to fall back to an upload.
+async fn try_mount(
+    reg: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    from: &str,
+    caller: Option<&Caller>,
+) -> Result<Option<Response>, RegistryError> {
+    if !matches!(caller, Some(Caller::User(_))) {
+        return Ok(None);
+    }
+    let Some((ns, stream)) = from.split_once('/') else {
+        return Ok(None);
+    };
+    let Ok(source) = RepoName::parse(ns, stream) else {
+        return Ok(None);
+    };
+    let s = reg.repos.stream(&source).await?;
+    if reg
+        .repos
+        .blob_origin(&source, s.as_ref(), digest)
+        .await?
+        .is_none()
+        || reg.blobs.stat(digest).await.is_none()
+    {
+        return Ok(None);
+    }
+    reg.blobs
+        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
+    Ok(Some(created(repo, digest)))
+}
+
+type Session = Arc<tokio::sync::Mutex<Option<Upload>>>;
+
+fn session(reg: &Registry, id: &str) -> Result<Session, RegistryError> {
+    reg.uploads.get(id).ok_or_else(|| upload_unknown(id))
+}
+
+/// The upload, checked to belong to `repo`.
+fn check_repo<'a>(
+    upload: &'a mut Option<Upload>,
+    repo: &RepoName,
+    id: &str,
+) -> Result<&'a mut Upload, RegistryError> {
+    match upload {
+        Some(u) if &u.repo == repo => Ok(u),
+        _ => Err(upload_unknown(id)),
+    }
+}
+
+pub(super) async fn status(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, id)): Path<(String, String, String)>,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let s = session(&reg, &id)?;
+    let mut guard = s.lock().await;
+    let upload = check_repo(&mut guard, &repo, &id)?;
+    Ok(progress(
+        &repo,
+        &id,
+        upload.writer.size(),
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+/// `Content-Range: start-end` (the spec's form, no `bytes ` prefix; tolerated).
+fn content_range(headers: &HeaderMap) -> Option<Result<(u64, u64), ()>> {
+    let v = super::header_str(headers, "content-range")?;
+    let v = v
+        .trim()
+        .trim_start_matches("bytes ")
+        .trim_start_matches("bytes=");
+    let v = v.split('/').next().unwrap_or(v);
+    let parsed = v
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    Some(parsed.ok_or(()))
+}
+
+pub(super) async fn patch(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let s = session(&reg, &id)?;
+    let mut guard = s.lock().await;
+    let upload = check_repo(&mut guard, &repo, &id)?;
+    let size = upload.writer.size();
+    match content_range(&headers) {
+        Some(Err(())) => {
+            return Err(RegistryError::new(
+                Code::BlobUploadInvalid,
+                "invalid Content-Range header",
+            ));
+        }
+        Some(Ok((start, end))) if start != size || end < start => {
+            // Out of order: 416, and where the upload stands.
+            let mut resp = RegistryError::new(
+                Code::BlobUploadInvalid,
+                format!("the chunk starts at {start}, the upload is at {size}"),
+            )
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .into_response();
+            for (k, v) in progress(&repo, &id, size, StatusCode::ACCEPTED).headers() {
+                if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
+                    resp.headers_mut().insert(k, v.clone());
+                }
+            }
+            return Ok(resp);
+        }
+        _ => {}
+    }
+    if let Err(e) = append(&mut upload.writer, body).await {
+        // A failed chunk leaves the upload unusable: forget it.
+        guard.take();
+        reg.uploads.lock().remove(&id);
+        return Err(e);
+    }
+    Ok(progress(
+        &repo,
+        &id,
+        upload.writer.size(),
+        StatusCode::ACCEPTED,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct FinishQuery {
+    digest: Option<String>,
+}
+
+pub(super) async fn finish(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, id)): Path<(String, String, String)>,
+    Query(q): Query<FinishQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let digest = parse_digest(q.digest.as_deref().ok_or_else(|| {
+        RegistryError::new(Code::DigestInvalid, "the digest parameter is required")
+    })?)?;
+    let s = session(&reg, &id)?;
+    let mut guard = s.lock().await;
+    check_repo(&mut guard, &repo, &id)?;
+    let mut upload = guard.take().expect("checked above");
+    reg.uploads.lock().remove(&id);
+    if let Some(Ok((start, _))) = content_range(&headers)
+        && start != upload.writer.size()
+    {
+        return Err(RegistryError::new(
+            Code::BlobUploadInvalid,
+            format!(
+                "the chunk starts at {start}, the upload is at {}",
+                upload.writer.size()
+            ),
+        )
+        .status(StatusCode::RANGE_NOT_SATISFIABLE));
+    }
+    append(&mut upload.writer, body).await?;
+    commit(&reg, &repo, upload.writer, &digest).await?;
+    Ok(created(&repo, &digest))
+}
+
+pub(super) async fn cancel(
+    State(reg): State<Arc<Registry>>,
+    Path((ns, stream, id)): Path<(String, String, String)>,
+) -> Result<Response, RegistryError> {
+    let repo = RepoName::parse(&ns, &stream)?;
+    let s = session(&reg, &id)?;
+    let mut guard = s.lock().await;
+    check_repo(&mut guard, &repo, &id)?;
+    guard.take();
+    reg.uploads.lock().remove(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
