@@ -201,6 +201,18 @@ pub fn image_from_manifest(
     Ok(image)
 }
 
+/// Builds the `Image` of a manifest whose config is not an image config (an OCI
+/// artifact: a signature, an SBOM): its layers, no runtime metadata.
+pub fn image_from_artifact(
+    source: &DockerImageReference,
+    fetched: &FetchedManifest,
+    manifest: &OciManifest,
+) -> Image {
+    let mut image = base_image(source, fetched);
+    image.docker_image_layers = manifest.layers().iter().map(layer).collect();
+    image
+}
+
 /// Builds the `Image` of a manifest list (PreserveOriginal mode).
 pub fn image_from_list(
     source: &DockerImageReference,

@@ -364,9 +364,12 @@ async fn build_image(
                 .read(&config)
                 .await?
                 .ok_or_else(|| missing("config", config.as_str()))?;
-            let mut image =
+            let mut image = if media_types::is_config(m.config().media_type().as_ref()) {
                 crate::importer::image::image_from_manifest(&source, fetched, m, &config_bytes)
-                    .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?;
+                    .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?
+            } else {
+                crate::importer::image::image_from_artifact(&source, fetched, m)
+            };
             image.docker_image_reference = crate::importer::image::pinned(&source, &fetched.digest);
             Ok(image)
         }

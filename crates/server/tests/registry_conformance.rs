@@ -1,0 +1,668 @@
+//! The registry against the OCI distribution-spec v1.1, endpoint by endpoint, over
+//! HTTP: each test quotes the spec's words it checks. Pushing blobs (monolithic POST
+//! then PUT, a single POST, chunked with PATCH and Content-Range, out of order 416,
+//! status and cancel), mounting, pushing and pulling manifests, deleting, listing tags
+//! with `n` and `last`, the referrers API, and the error codes of bad input. No peers:
+//! content is made here.
+
+mod registry_support;
+
+use registry_support::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+fn sha512(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+async fn error_code(r: reqwest::Response) -> String {
+    let v: Value = r.json().await.unwrap();
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Pushes `bytes` into `repo` with one POST; returns the digest.
+async fn push_blob(moor: &Moor, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let r = moor
+        .req(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    digest
+}
+
+/// An image manifest over a config and one layer pushed into `repo`.
+async fn push_image(moor: &Moor, repo: &str, label: &str) -> (Vec<u8>, String) {
+    let layer = format!("layer of {label}").into_bytes();
+    let layer_digest = push_blob(moor, repo, &layer).await;
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Labels": {"label": label}},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .unwrap();
+    let config_digest = push_blob(moor, repo, &config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    }))
+    .unwrap();
+    let digest = sha256(&manifest);
+    (manifest, digest)
+}
+
+async fn put_manifest(moor: &Moor, repo: &str, reference: &str, body: &[u8]) -> reqwest::Response {
+    moor.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_then_put_is_a_monolithic_upload() {
+    // "obtain a session ID (upload URL) ... POST /v2/<name>/blobs/uploads/ ... the
+    // response MUST have a code of 202 Accepted, and MUST have a Location header";
+    // "PUT <location>?digest=<digest> ... the response MUST have a code of 201 Created
+    // and MUST have a Location header".
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .req(Method::POST, "/v2/default/up/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/v2/default/up/blobs/uploads/"));
+    let body = b"monolithic".to_vec();
+    let digest = sha256(&body);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/v2/default/up/blobs/{digest}")
+    );
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+    // "HEAD /v2/<name>/blobs/<digest> ... 200 OK", with the length.
+    let r = moor
+        .req(Method::HEAD, &format!("/v2/default/up/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"].to_str().unwrap(), "10");
+    // A wrong digest: "the registry MUST respond with ... DIGEST_INVALID" and keeps nothing.
+    let r = moor
+        .req(Method::POST, "/v2/default/up/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let wrong = sha256(b"something else");
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={wrong}"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/up/blobs/{wrong}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_post_with_the_digest_uploads_and_sha512_is_accepted() {
+    // "POST /v2/<name>/blobs/uploads/?digest=<digest> ... with the blob as body ...
+    // Successful completion of the request MUST return a 201 Created".
+    let moor = Moor::start(Options::default()).await;
+    let body = b"in one request".to_vec();
+    let digest = sha512(&body);
+    let r = moor
+        .req(
+            Method::POST,
+            &format!("/v2/default/one/blobs/uploads/?digest={digest}"),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/one/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
+    // "PATCH <location> ... Content-Range: <range> ... Each successful chunk upload
+    // MUST have a 202 Accepted response code, and MUST have ... Location ... Range";
+    // "If a chunk is uploaded out of order, the registry MUST respond with a
+    // 416 Requested Range Not Satisfiable code".
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .req(Method::POST, "/v2/default/chunks/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let (a, b) = data.split_at(1000);
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", "0-999")
+        .header("content-length", "1000")
+        .body(a.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    // Out of order: starts at 1500 while the upload stands at 1000.
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1500-2499")
+        .body(b[500..1500].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    // "GET <location> ... 204 No Content ... Range: 0-<end>".
+    let r = moor.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1000-2999")
+        .body(b.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-2999");
+    let digest = sha256(&data);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let got = moor
+        .req(Method::GET, &format!("/v2/default/chunks/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    // "Range" requests of a blob: 206 with the asked bytes.
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/chunks/blobs/{digest}"))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        "bytes 10-19/3000"
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[10..20]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_is_unknown_afterwards() {
+    // "DELETE /v2/<name>/blobs/uploads/<reference> ... 204 No Content"; afterwards the
+    // session is BLOB_UPLOAD_UNKNOWN (404).
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .req(Method::POST, "/v2/default/c/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let r = moor.req(Method::DELETE, &location).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = moor.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    // A session is bound to its repository.
+    let r = moor
+        .req(Method::POST, "/v2/default/c/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let elsewhere = location.replace("/default/c/", "/default/d/");
+    let r = moor.req(Method::GET, &elsewhere).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounting_links_a_readable_blob_and_falls_back_to_an_upload_otherwise() {
+    // "POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other_name> ... If the
+    // registry can mount ... 201 Created ... If the registry does not support cross
+    // repository mounting or is unable to mount the requested blob, it SHOULD return
+    // a 202".
+    let moor = Moor::start(Options::default()).await;
+    let digest = push_blob(&moor, "default/src", b"shared layer").await;
+    let r = moor
+        .req(
+            Method::POST,
+            &format!("/v2/default/dst/blobs/uploads/?mount={digest}&from=default/src"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/v2/default/dst/blobs/{digest}")
+    );
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/dst/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // From a repository that does not have it: an upload session instead.
+    let r = moor
+        .req(
+            Method::POST,
+            &format!("/v2/default/dst2/blobs/uploads/?mount={digest}&from=default/nothing"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/dst2/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, digest) = push_image(&moor, "default/m", "one").await;
+    // "PUT /v2/<name>/manifests/<reference> ... 201 Created ... Location".
+    let r = put_manifest(&moor, "default/m", "v1", &manifest).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/v2/default/m/manifests/{digest}")
+    );
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        digest
+    );
+    for reference in ["v1", digest.as_str()] {
+        let r = moor
+            .req(Method::GET, &format!("/v2/default/m/manifests/{reference}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(
+            r.headers()["docker-content-digest"].to_str().unwrap(),
+            digest
+        );
+        assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
+        let r = moor
+            .req(
+                Method::HEAD,
+                &format!("/v2/default/m/manifests/{reference}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-length"].to_str().unwrap(),
+            manifest.len().to_string()
+        );
+    }
+    // "If a manifest references a blob that the registry does not have ... the
+    // registry MUST respond with ... MANIFEST_BLOB_UNKNOWN".
+    let (other, _) = push_image(&moor, "default/other", "two").await;
+    let r = put_manifest(&moor, "default/m", "v2", &other).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    // A digest reference must match the body.
+    let r = put_manifest(&moor, "default/m", &sha256(b"x"), &manifest).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    // Not a manifest.
+    let r = put_manifest(&moor, "default/m", "bad", b"{not json").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+    // Unknown tag and unknown repository.
+    let r = moor
+        .req(Method::GET, "/v2/default/m/manifests/nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    let r = moor
+        .req(Method::GET, "/v2/default/ghost/manifests/v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_manifests_tags_and_blobs() {
+    // "DELETE /v2/<name>/manifests/<digest> ... 202 Accepted"; "DELETE
+    // /v2/<name>/blobs/<digest> ... 202 Accepted"; deleting what is not there: 404.
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, digest) = push_image(&moor, "default/del", "one").await;
+    assert_eq!(
+        put_manifest(&moor, "default/del", "a", &manifest)
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        put_manifest(&moor, "default/del", "b", &manifest)
+            .await
+            .status(),
+        201
+    );
+    // By tag: the tag goes, the other stays.
+    let r = moor
+        .req(Method::DELETE, "/v2/default/del/manifests/a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let tags: Value = moor
+        .req(Method::GET, "/v2/default/del/tags/list")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], json!(["b"]));
+    // By digest: out of every tag's history.
+    let r = moor
+        .req(
+            Method::DELETE,
+            &format!("/v2/default/del/manifests/{digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/del/manifests/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = moor
+        .req(Method::GET, "/v2/default/del/manifests/b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = moor
+        .req(
+            Method::DELETE,
+            &format!("/v2/default/del/manifests/{digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A pushed blob.
+    let blob = push_blob(&moor, "default/del", b"to delete").await;
+    let r = moor
+        .req(Method::DELETE, &format!("/v2/default/del/blobs/{blob}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/del/blobs/{blob}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_lists_paginate_with_n_and_last() {
+    // "GET /v2/<name>/tags/list?n=<integer> ... the response MUST include ... Link:
+    // <<url>?n=<n>&last=<last tag>>; rel="next""; "?n=<n>&last=<tag> ... tags
+    // lexically after <tag>".
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, _) = push_image(&moor, "default/tags", "t").await;
+    for t in ["c", "a", "e", "b", "d"] {
+        assert_eq!(
+            put_manifest(&moor, "default/tags", t, &manifest)
+                .await
+                .status(),
+            201
+        );
+    }
+    let all: Value = moor
+        .req(Method::GET, "/v2/default/tags/tags/list")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        json!({"name": "default/tags", "tags": ["a", "b", "c", "d", "e"]})
+    );
+    let r = moor
+        .req(Method::GET, "/v2/default/tags/tags/list?n=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["link"].to_str().unwrap(),
+        "</v2/default/tags/tags/list?n=2&last=b>; rel=\"next\""
+    );
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["tags"], json!(["a", "b"]));
+    let r = moor
+        .req(Method::GET, "/v2/default/tags/tags/list?n=2&last=d")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("link").is_none());
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["tags"], json!(["e"]));
+    // The catalog paginates the same way.
+    let catalog: Value = moor
+        .req(Method::GET, "/v2/_catalog?n=10")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalog["repositories"], json!(["default/tags"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_list_manifests_whose_subject_is_the_digest() {
+    // "When processing a request for an image manifest with the subject field, a
+    // registry implementation that supports the referrers API MUST respond with the
+    // response header OCI-Subject: <subject digest>"; "GET
+    // /v2/<name>/referrers/<digest> ... MUST return ... an image index";
+    // "?artifactType=<artifactType> ... MUST include OCI-Filters-Applied".
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, subject) = push_image(&moor, "default/ref", "base").await;
+    assert_eq!(
+        put_manifest(&moor, "default/ref", "v1", &manifest)
+            .await
+            .status(),
+        201
+    );
+    let empty = push_blob(&moor, "default/ref", b"{}").await;
+    let mut sigs = Vec::new();
+    for (i, kind) in [
+        "application/vnd.example.sig",
+        "application/vnd.example.sbom",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let referrer = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": subject, "size": manifest.len()},
+            "annotations": {"n": i.to_string()},
+        }))
+        .unwrap();
+        let d = sha256(&referrer);
+        let r = put_manifest(&moor, "default/ref", &d, &referrer).await;
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers()["oci-subject"].to_str().unwrap(), subject);
+        sigs.push(d);
+    }
+    let r = moor
+        .req(Method::GET, &format!("/v2/default/ref/referrers/{subject}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index: Value = r.json().await.unwrap();
+    let mut listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = sigs.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let r = moor
+        .req(
+            Method::GET,
+            &format!(
+                "/v2/default/ref/referrers/{subject}?artifactType=application/vnd.example.sbom"
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["oci-filters-applied"].to_str().unwrap(),
+        "artifactType"
+    );
+    let index: Value = r.json().await.unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/vnd.example.sbom"
+    );
+    assert_eq!(index["manifests"][0]["annotations"]["n"], "1");
+    // A digest nothing refers to: an empty index, not 404.
+    let r = moor
+        .req(
+            Method::GET,
+            &format!("/v2/default/ref/referrers/{}", sha256(b"none")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let index: Value = r.json().await.unwrap();
+    assert_eq!(index["manifests"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_and_digests_get_oci_errors() {
+    let moor = Moor::start(Options::default()).await;
+    for (path, status, code) in [
+        ("/v2/default/UPPER/manifests/v1", 400, "NAME_INVALID"),
+        ("/v2/a/b/c/manifests/v1", 400, "NAME_INVALID"),
+        ("/v2/default/%2e%2e/manifests/v1", 400, "NAME_INVALID"),
+        ("/v2/default/x%2Fy/blobs/sha256:00", 400, "NAME_INVALID"),
+        ("/v2/default/x/blobs/sha256:zz", 400, "DIGEST_INVALID"),
+        ("/v2/default/x/blobs/md5:abc", 400, "DIGEST_INVALID"),
+        ("/v2/default/x/manifests/bad:tag:x", 400, "DIGEST_INVALID"),
+    ] {
+        let r = moor.req(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(error_code(r).await, code, "{path}");
+    }
+    // Nothing was created on disk for those names.
+    let repositories = moor.dir.path().join("registry/repositories");
+    assert_eq!(repositories.read_dir().unwrap().count(), 0);
+    // Every answer says which API it is.
+    let r = moor.req(Method::GET, "/v2/").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"]
+            .to_str()
+            .unwrap(),
+        "registry/2.0"
+    );
+}
