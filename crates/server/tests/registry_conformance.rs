@@ -666,3 +666,63 @@ async fn bad_names_and_digests_get_oci_errors() {
         "registry/2.0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_stream_mappings_add_a_tag_event_to_an_existing_stream() {
+    // OpenShift's ImageStreamMapping: what a registry push records, through the API.
+    let moor = Moor::start(Options::default()).await;
+    let digest = sha256(b"mapped manifest");
+    let mapping = |stream: &str| {
+        json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStreamMapping",
+            "metadata": {"name": stream},
+            "tag": "v1",
+            "image": {"metadata": {"name": digest},
+                      "dockerImageReference": format!("quay.io/team/app@{digest}")},
+        })
+    };
+    let path = "/apis/image.openshift.io/v1/namespaces/default/imagestreammappings";
+    let r = moor
+        .req(Method::POST, path)
+        .json(&mapping("missing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the stream must exist");
+    moor.create_stream("mapped", vec![]).await;
+    let r = moor
+        .req(Method::POST, path)
+        .json(&mapping("mapped"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "Success");
+    let s = moor.stream("mapped").await;
+    assert_eq!(s["status"]["tags"][0]["tag"], "v1");
+    assert_eq!(s["status"]["tags"][0]["items"][0]["image"], digest.as_str());
+    assert_eq!(
+        s["status"]["tags"][0]["items"][0]["dockerImageReference"],
+        format!("quay.io/team/app@{digest}")
+    );
+    let image = moor
+        .req(
+            Method::GET,
+            &format!("/apis/image.openshift.io/v1/images/{digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.status(), 200);
+    // A bad tag is Invalid (422) with the field named.
+    let mut bad = mapping("mapped");
+    bad["tag"] = json!("not a tag!");
+    let r = moor
+        .req(Method::POST, path)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}

@@ -3,14 +3,20 @@
 //! tag event is added to the stream's history by OpenShift's rule; a push also creates
 //! the stream when it is missing. Calls the importer's storages.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use moor_api::image::history::add_tag_event;
-use moor_api::image::{Image, ImageStream, TagEvent};
+use moor_api::image::{Image, ImageStream, ImageStreamMapping, TagEvent};
 use serde_json::{Value, json};
 
 use super::{Importer, ctx, typed};
+use crate::apiserver::codec::decode_as;
 use crate::apiserver::error::ApiError;
+use crate::apiserver::resource::{RequestContext, ResourceDef, RestStorage};
 use crate::apiserver::stored::unconditional;
+use crate::apiserver::table::TableDef;
 
 impl Importer {
     /// Stores `image` and adds it to `tag` of stream `ns/name`; with
@@ -61,5 +67,91 @@ impl Importer {
             .update(&ctx(), Some(ns), name, Some("status"), &f, false)
             .await?;
         Ok(written)
+    }
+}
+
+/// `imagestreammappings`: create-only. Records `image` under `tag` of the existing
+/// stream `metadata.name` and answers with a `Status` of `Success`, as OpenShift does.
+pub struct ImageStreamMappings {
+    def: ResourceDef,
+    importer: Arc<Importer>,
+}
+
+impl ImageStreamMappings {
+    /// The resource over `importer`'s storages.
+    pub fn new(importer: Arc<Importer>) -> Self {
+        ImageStreamMappings {
+            def: ResourceDef {
+                group: "image.openshift.io",
+                version: "v1",
+                kind: "ImageStreamMapping",
+                list_kind: "ImageStreamMappingList",
+                plural: "imagestreammappings",
+                singular: "imagestreammapping",
+                short_names: &[],
+                categories: &[],
+                namespaced: true,
+                verbs: &["create"],
+                subresources: &[],
+                selectable_fields: &[],
+            },
+            importer,
+        }
+    }
+}
+
+#[async_trait]
+impl RestStorage for ImageStreamMappings {
+    fn def(&self) -> &ResourceDef {
+        &self.def
+    }
+    fn table(&self) -> TableDef {
+        TableDef::default_columns()
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        let mut body = body;
+        if body.is_object() {
+            body["apiVersion"] = json!("image.openshift.io/v1");
+            body["kind"] = json!("ImageStreamMapping");
+        }
+        decode_as::<ImageStreamMapping>(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "ImageStreamMapping in version \"v1\" cannot be handled as a ImageStreamMapping: {e}"
+            ))
+        })
+    }
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        let ns = ns.ok_or(ApiError::MethodNotAllowed)?;
+        let mut mapping: ImageStreamMapping =
+            serde_json::from_value(obj).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        mapping.metadata.namespace = Some(ns.to_string());
+        let name = mapping.metadata.name.clone().unwrap_or_default();
+        let errors = moor_api::validation::validate_image_stream_mapping(&mapping);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(
+                &self.def.group_resource(),
+                "ImageStreamMapping",
+                &name,
+                &errors,
+            ));
+        }
+        // The stream must exist (NotFound otherwise), even for a dry run.
+        self.importer.streams.get(ctx, Some(ns), &name).await?;
+        if !ctx.dry_run {
+            self.importer
+                .map_image(ns, &name, &mapping.tag, &mapping.image, false)
+                .await?;
+        }
+        Ok(json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+        }))
     }
 }

@@ -7,7 +7,7 @@
 pub mod controller;
 pub mod image;
 pub mod imports;
-mod mapping;
+pub mod mapping;
 pub mod source;
 
 use std::sync::Arc;

@@ -60,7 +60,13 @@ pub fn all(
         config.max_images_bulk,
     ));
     let isimages = Arc::new(ImageStreamImages::new(tags.clone()));
-    (vec![streams, images, tags, isimages, imports], importer)
+    let mappings = Arc::new(crate::importer::mapping::ImageStreamMappings::new(
+        importer.clone(),
+    ));
+    (
+        vec![streams, images, tags, isimages, imports, mappings],
+        importer,
+    )
 }
 
 /// How long ago, as oc prints it (`About a minute`, `3 hours`), from docker's units.
