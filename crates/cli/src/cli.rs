@@ -784,13 +784,17 @@ pub struct ImportImageArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure: Option<bool>,
 
-    /// How pull specs of the imported images are written: source or local [default: the tag's, else source]
+    /// How pull specs of the imported images are written: source or local [default: the tag's, else source; local with --mirror]
     #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy)]
     pub reference_policy: Option<ReferencePolicy>,
 
     /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
     #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
     pub import_mode: Option<ImportMode>,
+
+    /// After importing, copy every layer into moor's registry now (with a progress bar), so the image pulls when the source is offline
+    #[arg(long, conflicts_with = "dry_run")]
+    pub mirror: bool,
 }
 
 /// Flags of `moor rollback`.

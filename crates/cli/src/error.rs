@@ -42,6 +42,9 @@ pub enum CliError {
     /// An import that cannot be asked for.
     #[error(transparent)]
     ImportImage(#[from] crate::commands::ImportImageError),
+    /// `--mirror` could not copy an image into moor's registry.
+    #[error(transparent)]
+    Mirror(#[from] crate::commands::MirrorError),
     /// The command line asks for something that cannot be done.
     #[error("{0}")]
     Usage(String),

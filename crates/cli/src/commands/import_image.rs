@@ -196,6 +196,31 @@ pub async fn run(session: &Session, args: ImportImageArgs) -> Result<(), CliErro
     if report.failed {
         return Err(CliError::Reported);
     }
+    if args.mirror {
+        let tags = match &target.tag {
+            Some(t) => vec![t.clone()],
+            None => api
+                .get(&target.name)
+                .await
+                .map_err(|e| session.error(e))?
+                .status
+                .tags
+                .iter()
+                .filter(|t| !t.items.is_empty())
+                .map(|t| t.tag.clone())
+                .collect(),
+        };
+        for tag in tags {
+            let m = super::mirror::mirror_tag(session, &target.name, &tag).await?;
+            emit(&format!(
+                "Mirrored {}:{tag} into moor's registry: {} manifests, {} blobs, {}\n",
+                target.name,
+                m.manifests,
+                m.blobs,
+                indicatif::HumanBytes(m.bytes)
+            ))?;
+        }
+    }
     Ok(())
 }
 
@@ -213,6 +238,10 @@ fn reference_policy(args: &ImportImageArgs, old: Option<&TagReference>) -> TagRe
     match args.reference_policy {
         Some(p) => TagReferencePolicy {
             type_: Some(p.to_api()),
+        },
+        // Mirrored content is for pulling through moor: local unless said otherwise.
+        None if args.mirror => TagReferencePolicy {
+            type_: Some(moor_api::image::TagReferencePolicyType::Local),
         },
         // Keep the tag's policy rather than resetting it to the default.
         None => old.map(|t| t.reference_policy.clone()).unwrap_or_default(),

@@ -7,6 +7,7 @@ mod delete;
 mod describe;
 mod get;
 mod import_image;
+mod mirror;
 mod resolve;
 mod rollback;
 mod rollout;
@@ -15,6 +16,7 @@ mod set;
 mod tag;
 
 pub use import_image::ImportImageError;
+pub use mirror::MirrorError;
 pub use rollback::RollbackError;
 
 use std::io::Write;

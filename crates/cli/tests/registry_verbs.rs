@@ -1,0 +1,154 @@
+//! The registry from the CLI's side, with the real `moor` binary, a real `moor serve`
+//! child (TLS, its own CA), a real distribution and skopeo: `moor tag ...
+//! --reference-policy local` makes the tag name moor's registry, and `moor
+//! import-image ... --mirror` copies every layer in, so that the image still pulls
+//! through moor once the upstream is gone.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::registry::{Distribution, OciLayout};
+use support::*;
+
+fn moor(server: &MoorServer, args: &[&str]) -> String {
+    let (ok, out, err) = run(Command::new(moor_bin())
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args(args)
+        .env_remove("RUST_LOG"));
+    assert!(ok, "moor {args:?} failed:\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+fn host_of(server: &MoorServer) -> String {
+    server
+        .url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string()
+}
+
+fn wait_istag(server: &MoorServer, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, _) = run(Command::new(moor_bin())
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["get", "istag", name, "-o", "json"]));
+        if ok {
+            return serde_json::from_str(&out).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{name} never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn skopeo_copy(server: &MoorServer, reference: &str, dest: &std::path::Path) -> (bool, String) {
+    let (ok, _, err) = run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+        .args(["--src-creds", &format!("u:{}", server.token)])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:x", dest.display())));
+    (ok, err)
+}
+
+#[test]
+fn import_image_mirror_copies_the_layers_so_pulls_survive_the_upstream() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("v1", &"x".repeat(200_000));
+    let digest = dist.push(&layout, "v1", "team/offline:1");
+    let dir = tempfile::tempdir().unwrap();
+    let server = MoorServer::start(
+        &dir.path().join("data"),
+        &["--insecure-registry", &dist.host],
+    );
+    let host = host_of(&server);
+
+    // `tag --reference-policy local`: the istag names moor's registry.
+    moor(
+        &server,
+        &[
+            "tag",
+            &dist.reference("team/offline:1"),
+            "viatag:1",
+            "--reference-policy",
+            "local",
+            "--insecure",
+        ],
+    );
+    let istag = wait_istag(&server, "viatag:1");
+    assert_eq!(
+        istag["image"]["dockerImageReference"],
+        format!("{host}/default/viatag@{digest}")
+    );
+
+    // `import-image --mirror`: imported, then every layer copied into moor.
+    let out = moor(
+        &server,
+        &[
+            "import-image",
+            "offline:1",
+            "--from",
+            &dist.reference("team/offline:1"),
+            "--confirm",
+            "--insecure",
+            "--mirror",
+        ],
+    );
+    assert!(
+        out.contains("Mirrored offline:1 into moor's registry"),
+        "{out}"
+    );
+    let istag = wait_istag(&server, "offline:1");
+    assert_eq!(
+        istag["image"]["dockerImageReference"],
+        format!("{host}/default/offline@{digest}"),
+        "--mirror makes the policy local"
+    );
+    let blobs = walk(&dir.path().join("data/registry/blobs"));
+    assert!(
+        blobs >= 3,
+        "the manifest, config and layer are cached: {blobs}"
+    );
+
+    drop(dist);
+    for reference in [
+        format!("{host}/default/offline:1"),
+        format!("{host}/default/offline@{digest}"),
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        let (ok, err) = skopeo_copy(&server, &reference, &dest.path().join("oci"));
+        assert!(ok, "pull {reference} with the upstream gone: {err}");
+    }
+    // The tag that was never pulled has nothing cached but its manifest's blobs,
+    // which it shares with the mirrored one: it pulls too.
+    let dest = tempfile::tempdir().unwrap();
+    let (ok, err) = skopeo_copy(
+        &server,
+        &format!("{host}/default/viatag:1"),
+        &dest.path().join("oci"),
+    );
+    assert!(ok, "{err}");
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
