@@ -152,3 +152,35 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn a_pushed_image_survives_kill_9() {
+    if !support::registry::require(&["skopeo", "umoci"]) {
+        return;
+    }
+    let layout = OciLayout::new();
+    let digest = layout.add_image("v1", "durable");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = MoorServer::start(&data, &[]);
+    let host = host_of(&server);
+    let (ok, _, err) = run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .args(["--dest-creds", &format!("u:{}", server.token)])
+        .arg(format!("oci:{}:v1", layout.path().display()))
+        .arg(format!("docker://{host}/default/durable:1")));
+    assert!(ok, "{err}");
+    // No goodbye: SIGKILL right after the push was acknowledged.
+    server.kill();
+    let server = MoorServer::start(&data, &[]);
+    let host = host_of(&server);
+    let dest = tempfile::tempdir().unwrap();
+    let (ok, err) = skopeo_copy(
+        &server,
+        &format!("{host}/default/durable@{digest}"),
+        &dest.path().join("oci"),
+    );
+    assert!(ok, "the pushed image after kill -9: {err}");
+    let istag = wait_istag(&server, "durable:1");
+    assert_eq!(istag["image"]["metadata"]["name"], digest.as_str());
+}

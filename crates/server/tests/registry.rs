@@ -605,3 +605,40 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_429_reaches_clients_only_while_nothing_is_cached() {
+    let fake = support::proxy::FakeRegistry::start("rl").await;
+    let moor = Moor::start(Options {
+        insecure: vec![fake.host.clone()],
+        ..Default::default()
+    })
+    .await;
+    moor.create_stream("rl", vec![local_tag("1", &fake.reference("x/y:1"))])
+        .await;
+    moor.wait_tag("rl", "1").await;
+    let get = || async {
+        moor.req(reqwest::Method::GET, "/v2/default/rl/manifests/1")
+            .send()
+            .await
+            .unwrap()
+    };
+    fake.rate_limit_next(7);
+    let r = get().await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"].to_str().unwrap(), "7");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    // The limit is over: fetched and cached.
+    assert_eq!(get().await.status(), 200);
+    // Limited again, but nothing needs the upstream now.
+    fake.rate_limit_next(7);
+    let before = fake.log.all().len();
+    let r = get().await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        fake.digest
+    );
+    assert_eq!(fake.log.all().len(), before, "no upstream request");
+}

@@ -726,3 +726,18 @@ async fn image_stream_mappings_add_a_tag_event_to_an_existing_stream() {
         .unwrap();
     assert_eq!(r.status(), 422);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_manifests_are_refused_and_nothing_is_stored() {
+    let moor = Moor::start(Options::default()).await;
+    let big = vec![b' '; 4 * 1024 * 1024 + 1];
+    let r = put_manifest(&moor, "default/big", "v1", &big).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
+    let r = moor
+        .req(Method::GET, "/v2/default/big/manifests/v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
