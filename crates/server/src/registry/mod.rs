@@ -68,6 +68,11 @@ pub struct Registry {
     pub auth: AuthLayer,
     /// Manifests pushed.
     pub pushes: Counter,
+    /// Garbage collection against pushes: a push holds it shared while it checks what
+    /// the repository has and records what it adds (a blob committed and linked, a
+    /// mount, a manifest stored, imaged and tagged); garbage collection holds it
+    /// exclusively while it decides and deletes. Pulls never take it.
+    pub(crate) gc: tokio::sync::RwLock<()>,
 }
 
 impl Registry {
@@ -87,6 +92,7 @@ impl Registry {
             config,
             auth,
             pushes: Counter::default(),
+            gc: tokio::sync::RwLock::new(()),
         })
     }
 
