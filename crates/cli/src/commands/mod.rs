@@ -7,6 +7,7 @@ mod delete;
 mod describe;
 mod get;
 mod import_image;
+mod prune;
 mod resolve;
 mod rollback;
 mod rollout;
@@ -38,6 +39,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Set(args) => set::run(&connect(&global).await?, args).await,
         Command::Rollout(args) => rollout::run(&connect(&global).await?, args).await,
         Command::Resolve(args) => resolve::run(&connect(&global).await?, args).await,
+        Command::Prune(args) => {
+            let session = connect(&global).await?;
+            prune::run(&session, global.namespace.as_deref(), args).await
+        }
     }
 }
 
