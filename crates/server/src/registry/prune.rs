@@ -385,40 +385,16 @@ pub async fn run(
     // 1. History.
     let pins = workload_pins_of(api).await?;
     let mut streams = list_streams(reg).await?;
-    for stream in &mut streams {
-        let ns = stream.metadata.namespace.clone().unwrap_or_default();
-        let name = stream.metadata.name.clone().unwrap_or_default();
-        if spec.namespace.as_ref().is_some_and(|only| *only != ns) {
-            continue;
-        }
-        let planned = prune_history(stream, &policy, &pins);
-        if planned.is_empty() {
-            continue;
-        }
-        let removed = if dry_run {
-            planned
-        } else {
-            match write_history(reg, &ns, &name, &policy, &pins).await {
-                Ok(removed) => removed,
-                Err(e) => {
-                    status.errors.push(format!(
-                        "error updating image stream {ns}/{name} to remove history: {e}"
-                    ));
-                    Vec::new()
-                }
-            }
-        };
-        status
-            .history_items
-            .extend(removed.into_iter().map(|(tag, e)| PrunedTagEvent {
-                namespace: ns.clone(),
-                image_stream: name.clone(),
-                tag,
-                image: e.image,
-                docker_image_reference: e.docker_image_reference,
-                created: e.created,
-            }));
-    }
+    prune_histories(
+        reg,
+        &mut streams,
+        spec,
+        &policy,
+        &pins,
+        dry_run,
+        &mut status,
+    )
+    .await;
     if spec.namespace.is_some() {
         status.warnings.push(
             "only image stream history was pruned: images and blobs are pruned without a namespace, since any namespace may use them"
@@ -486,8 +462,6 @@ pub async fn run(
         .collect();
 
     // 3. Blobs, links and records of gone repositories.
-    let store = reg.blobs.clone();
-    let blobs = blocking(move || store.list_blobs()).await??;
     let live: HashSet<(String, String)> = streams
         .iter()
         .map(|s| {
@@ -497,27 +471,118 @@ pub async fn run(
             )
         })
         .collect();
-    let remaining = images.iter().filter(|i| {
-        !i.metadata
-            .name
-            .as_ref()
-            .is_some_and(|n| removed_images.contains(n))
-    });
-    let blob_plan = plan_blobs(
+    let remaining: Vec<&Image> = images
+        .iter()
+        .filter(|i| {
+            !i.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| removed_images.contains(n))
+        })
+        .collect();
+    let inputs = BlobPlanInputs {
+        links,
+        repositories,
+        live,
+        removed_images,
+    };
+    prune_blobs(reg, &remaining, inputs, &policy, dry_run, &mut status).await?;
+    status.completion_time = Some(Time(jiff::Timestamp::now()));
+    tracing::info!(
+        dry_run,
+        history_items = status.history_items.len(),
+        images = status.images.len(),
+        links = status.links.len(),
+        blobs = status.blobs.len(),
+        bytes = status.bytes_freed,
+        errors = status.errors.len(),
+        "prune: done"
+    );
+    Ok(status)
+}
+
+/// Step 1: prunes each stream's history (in `spec.namespace` only, when set); in a dry
+/// run, `streams` are changed in memory only, for the later steps to plan on.
+async fn prune_histories(
+    reg: &Registry,
+    streams: &mut [ImageStream],
+    spec: &ImagePruneSpec,
+    policy: &Policy,
+    pins: &Pins,
+    dry_run: bool,
+    status: &mut ImagePruneStatus,
+) {
+    for stream in streams {
+        let ns = stream.metadata.namespace.clone().unwrap_or_default();
+        let name = stream.metadata.name.clone().unwrap_or_default();
+        if spec.namespace.as_ref().is_some_and(|only| *only != ns) {
+            continue;
+        }
+        let planned = prune_history(stream, policy, pins);
+        if planned.is_empty() {
+            continue;
+        }
+        let removed = if dry_run {
+            planned
+        } else {
+            match write_history(reg, &ns, &name, policy, pins).await {
+                Ok(removed) => removed,
+                Err(e) => {
+                    status.errors.push(format!(
+                        "error updating image stream {ns}/{name} to remove history: {e}"
+                    ));
+                    Vec::new()
+                }
+            }
+        };
+        status
+            .history_items
+            .extend(removed.into_iter().map(|(tag, e)| PrunedTagEvent {
+                namespace: ns.clone(),
+                image_stream: name.clone(),
+                tag,
+                image: e.image,
+                docker_image_reference: e.docker_image_reference,
+                created: e.created,
+            }));
+    }
+}
+
+/// What step 3 plans on besides the blobs and remaining images.
+struct BlobPlanInputs {
+    links: Vec<Link>,
+    repositories: Vec<(String, String)>,
+    /// The streams that exist, as `(namespace, name)`.
+    live: HashSet<(String, String)>,
+    removed_images: HashSet<String>,
+}
+
+/// Step 3: plans and (unless a dry run) deletes blobs, links and repository records.
+async fn prune_blobs(
+    reg: &Registry,
+    remaining: &[&Image],
+    inputs: BlobPlanInputs,
+    policy: &Policy,
+    dry_run: bool,
+    status: &mut ImagePruneStatus,
+) -> Result<(), PruneError> {
+    let store = reg.blobs.clone();
+    let blobs = blocking(move || store.list_blobs()).await??;
+    let plan = plan_blobs(
         &blobs,
-        remaining,
-        &links,
-        &repositories,
-        &live,
-        &removed_images,
-        &policy,
+        remaining.iter().copied(),
+        &inputs.links,
+        &inputs.repositories,
+        &inputs.live,
+        &inputs.removed_images,
+        policy,
     );
     let applied = if dry_run {
-        blob_plan
+        plan
     } else {
         let store = reg.blobs.clone();
         let p = policy.clone();
-        let (applied, errors) = blocking(move || apply_blob_plan(&store, blob_plan, &p)).await?;
+        let (applied, errors) = blocking(move || apply_blob_plan(&store, plan, &p)).await?;
         status.errors.extend(errors);
         applied
     };
@@ -544,18 +609,7 @@ pub async fn run(
             size,
         })
         .collect();
-    status.completion_time = Some(Time(jiff::Timestamp::now()));
-    tracing::info!(
-        dry_run,
-        history_items = status.history_items.len(),
-        images = status.images.len(),
-        links = status.links.len(),
-        blobs = status.blobs.len(),
-        bytes = status.bytes_freed,
-        errors = status.errors.len(),
-        "prune: done"
-    );
-    Ok(status)
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(
