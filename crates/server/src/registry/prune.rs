@@ -1166,6 +1166,43 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_written_again_after_planning_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (fresh, stale) = (Digest::sha256_of(b"fresh"), Digest::sha256_of(b"stale"));
+        store.put(&fresh, b"fresh").unwrap();
+        store.put(&stale, b"stale").unwrap();
+        store.link("ns", "app", LinkKind::Layer, &stale).unwrap();
+        let plan = BlobPlan {
+            blobs: vec![(fresh.clone(), 5), (stale.clone(), 5)],
+            links: store.list_links(),
+            repositories: vec![],
+        };
+        // The prune started a minute ago; `stale` is made to look older than that.
+        let policy = Policy::new(
+            &ImagePruneSpec {
+                keep_younger_than: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60),
+        );
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(store.blob_path(&stale))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let (done, errors) = apply_blob_plan(&store, plan, &policy);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(done.blobs, [(stale.clone(), 5)]);
+        assert_eq!(done.links.len(), 1);
+        assert!(store.blob_path(&fresh).exists(), "written after the start");
+        assert!(!store.blob_path(&stale).exists());
+        assert!(!store.is_linked("ns", "app", LinkKind::Layer, &stale));
+    }
+
+    #[test]
     fn the_query_may_ask_for_a_dry_run() {
         assert!(query_dry_run(&"/x?dryRun=All".parse().unwrap()));
         assert!(!query_dry_run(&"/x".parse().unwrap()));

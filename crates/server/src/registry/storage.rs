@@ -636,11 +636,21 @@ mod tests {
             (links[0].stream.as_str(), links[0].kind),
             ("a", LinkKind::Layer)
         );
-        assert!(
-            store
-                .link_modified("ns", "a", LinkKind::Layer, &d)
-                .is_some()
+        // Linking again (a push of a blob the repository has) renews the link's time.
+        let path = store.link_path("ns", "a", LinkKind::Layer, &d);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(
+            store.link_modified("ns", "a", LinkKind::Layer, &d),
+            Some(old)
         );
+        store.link("ns", "a", LinkKind::Layer, &d).unwrap();
+        assert!(store.link_modified("ns", "a", LinkKind::Layer, &d).unwrap() > old);
         assert_eq!(
             store.list_referrers(),
             vec![ReferrerRecord {
