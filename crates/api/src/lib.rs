@@ -3,8 +3,9 @@
 //! digest and image reference newtypes ([`reference`]), OpenShift's validation rules
 //! ([`validation`]), image lookup and triggers over workload pod specs ([`lookup`]), OCI
 //! and Docker media types ([`media_types`]), the type-meta plumbing behind them
-//! ([`meta`]), and moor's own `moor.io/v1` read-only views ([`scheduled`]). Nothing here
-//! does IO: no files, network or async.
+//! ([`meta`]), and moor's own `moor.io/v1` types: read-only views ([`scheduled`]) and
+//! garbage collection requests ([`prune`]). Nothing here does IO: no files, network or
+//! async.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -13,6 +14,7 @@ pub mod image;
 pub mod lookup;
 pub mod media_types;
 pub mod meta;
+pub mod prune;
 pub mod reference;
 pub mod scheduled;
 pub mod validation;

@@ -219,6 +219,42 @@ Examples:
   # Look at what would be imported without changing anything
   moor import-image keycloak:20.0 --from quay.io/keycloak/keycloak:20.0.3 --dry-run";
 
+const PRUNE_EXAMPLES: &str = "\
+Examples:
+  # See what pruning images would remove (a dry run: nothing changes)
+  moor prune images
+
+  # Remove it
+  moor prune images --confirm";
+
+const PRUNE_IMAGES_EXAMPLES: &str = "\
+Removes, in order: tag history entries beyond the limits (each tag keeps its newest
+--keep-tag-revisions entries, entries younger than --keep-younger-than, and entries that
+a workload pins by digest; the image a tag serves is never removed), then Images that no
+image stream names any more (not in any history, not a child of a list still named, not
+named by a spec tag's ImageStreamImage or DockerImage@digest of this registry), then the
+registry's blobs (layers, configs, manifests) that no remaining image needs. Nothing
+younger than --keep-younger-than is removed, so pushes in flight are safe.
+
+Without --confirm it is a dry run: it prints what would be removed and changes nothing.
+With -n NAMESPACE only the history of that namespace's streams is pruned; images and
+blobs are left alone, since other namespaces may use them.
+
+Examples:
+  # See what would be removed if only images and history entries more than an hour old
+  # and obsoleted by 3 newer revisions under the same tag were considered
+  moor prune images --keep-tag-revisions=3 --keep-younger-than=60m
+
+  # To actually remove them, add --confirm
+  moor prune images --keep-tag-revisions=3 --keep-younger-than=60m --confirm
+
+  # Keep only the current image of every tag, whatever its age (a quiet registry only:
+  # a push that is under way may lose its layers)
+  moor prune images --keep-tag-revisions=1 --keep-younger-than=0s --confirm
+
+  # The full report as JSON (an ImagePrune object of moor.io/v1)
+  moor prune images -o json";
+
 const ROLLBACK_EXAMPLES: &str = "\
 Revisions number a tag's history as `moor describe is` lists it, from the bottom: 1 is
 the oldest entry, the highest number is the image the tag points at now. Rolling back
@@ -350,7 +386,7 @@ pub enum LogFormat {
 ///
 /// To add a verb: add a variant here with its `Args` struct (help and `after_help`
 /// examples included), a module under `commands/`, and one match arm in
-/// `commands::run`. Verbs still to come, mirroring oc: `prune`.
+/// `commands::run`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server and registry (writes DATA_DIR/kubeconfig for clients)
@@ -399,6 +435,46 @@ pub enum Command {
     /// Pin short image names in manifests to image stream tags' digests (like kbld)
     #[command(after_help = RESOLVE_EXAMPLES)]
     Resolve(ResolveArgs),
+
+    /// Remove old image stream history, unused images and the registry blobs they held
+    #[command(after_help = PRUNE_EXAMPLES)]
+    Prune(PruneArgs),
+}
+
+/// Flags of `moor prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// What to prune.
+    #[command(subcommand)]
+    pub what: PruneCommand,
+}
+
+/// The `moor prune` commands.
+#[derive(Debug, Subcommand)]
+pub enum PruneCommand {
+    /// Remove unreferenced images: old tag history, images no stream names, unused blobs
+    #[command(after_help = PRUNE_IMAGES_EXAMPLES)]
+    Images(PruneImagesArgs),
+}
+
+/// Flags of `moor prune images`.
+#[derive(Debug, Args)]
+pub struct PruneImagesArgs {
+    /// Remove what is listed; without it nothing changes (a dry run)
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// The number of newest history entries of each tag to keep (the newest is always kept)
+    #[arg(long, value_name = "N", default_value_t = moor_api::prune::DEFAULT_KEEP_TAG_REVISIONS)]
+    pub keep_tag_revisions: u32,
+
+    /// Keep history entries, images and blobs younger than this (e.g. 0s, 30m, 1h30m)
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = moor_api::prune::parse_age)]
+    pub keep_younger_than: Duration,
+
+    /// Print the report as yaml or json (an ImagePrune object) instead of oc's lines
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["yaml", "json"])]
+    pub output: Option<String>,
 }
 
 /// Flags of `moor set`.

@@ -203,6 +203,15 @@ impl Session {
         self.send_json(req).await
     }
 
+    /// `POST` a JSON body to `path` (an action such as an ImagePrune); returns the answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let req = http::Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_json(req).await
+    }
+
     async fn send_json(&self, req: http::Request<Vec<u8>>) -> Result<Value, ClientError> {
         tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
         let text = self

@@ -1,5 +1,6 @@
 //! The one router: `app(state)` is what `moor serve` runs and what in-process tests
-//! call. Wires the API server, authentication, metrics and health endpoints.
+//! call. Wires the API server, authentication, metrics and health endpoints, and, when
+//! the registry runs, `/v2/` and garbage collection (`POST .../imageprunes`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,16 +31,19 @@ pub struct AppState {
 
 /// The whole HTTP surface of moor.
 pub fn app(state: AppState) -> Router {
-    let protected = crate::apiserver::router(state.api.clone())
-        .merge(
-            Router::new()
-                .route("/metrics", get(metrics::serve))
-                .with_state(state.metrics.clone()),
-        )
-        .layer(middleware::from_fn_with_state(
-            state.auth.clone(),
-            auth::require_auth,
-        ));
+    let protected = crate::apiserver::router(state.api.clone()).merge(
+        Router::new()
+            .route("/metrics", get(metrics::serve))
+            .with_state(state.metrics.clone()),
+    );
+    let protected = match &state.registry {
+        Some(r) => protected.merge(crate::registry::prune::router(state.api.clone(), r.clone())),
+        None => protected,
+    };
+    let protected = protected.layer(middleware::from_fn_with_state(
+        state.auth.clone(),
+        auth::require_auth,
+    ));
     let open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))

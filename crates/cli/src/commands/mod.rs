@@ -8,6 +8,7 @@ mod describe;
 mod get;
 mod import_image;
 mod mirror;
+mod prune;
 mod resolve;
 mod rollback;
 mod rollout;
@@ -40,6 +41,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Set(args) => set::run(&connect(&global).await?, args).await,
         Command::Rollout(args) => rollout::run(&connect(&global).await?, args).await,
         Command::Resolve(args) => resolve::run(&connect(&global).await?, args).await,
+        Command::Prune(args) => {
+            let session = connect(&global).await?;
+            prune::run(&session, global.namespace.as_deref(), args).await
+        }
     }
 }
 

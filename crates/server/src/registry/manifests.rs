@@ -220,6 +220,8 @@ pub(super) async fn put(
     let media_type = crate::importer::image::effective_media_type(&fetched);
     let parsed = crate::importer::image::parse(&fetched)
         .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?;
+    // From the check of what the repository has to the tag event, a prune waits.
+    let _gc = reg.gc.read().await;
     let stream_obj = reg.repos.stream(&repo).await?;
     let image = build_image(&reg, &repo, stream_obj.as_ref(), &fetched, &parsed).await?;
     let store = reg.blobs.clone();

@@ -5,6 +5,8 @@
 //! source and verified while it streams. Pushes add tag events as ImageStreamMappings
 //! do. Every request is authenticated (Basic with the token as password, or a bearer
 //! token from `/openshift/token`); anonymous pulls only with `--registry-anonymous-pull`.
+//! Garbage collection ([`prune`]) removes old history, Images no stream names and the
+//! blobs no remaining image needs.
 //!
 //! May call the API server's storages (through the importer), the upstream client and
 //! the filesystem (through [`storage`]).
@@ -13,6 +15,7 @@ pub mod auth;
 mod blobs;
 pub mod error;
 mod manifests;
+pub mod prune;
 pub mod pullthrough;
 pub mod repos;
 pub mod storage;
@@ -68,6 +71,11 @@ pub struct Registry {
     pub auth: AuthLayer,
     /// Manifests pushed.
     pub pushes: Counter,
+    /// Garbage collection against pushes: a push holds it shared while it checks what
+    /// the repository has and records what it adds (a blob committed and linked, a
+    /// mount, a manifest stored, imaged and tagged); [`prune`] holds it exclusively
+    /// while it decides and deletes. Pulls never take it.
+    pub(crate) gc: tokio::sync::RwLock<()>,
 }
 
 impl Registry {
@@ -87,6 +95,7 @@ impl Registry {
             config,
             auth,
             pushes: Counter::default(),
+            gc: tokio::sync::RwLock::new(()),
         })
     }
 

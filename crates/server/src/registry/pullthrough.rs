@@ -171,12 +171,22 @@ impl PullThrough {
             }
         };
         let mut rx = download.progress.clone();
+        // Answer only once there is something to send (or the download is over), so
+        // that a blob failing verification before any byte is visible gets a proper
+        // error instead of a connection broken off before the status line.
         let size = loop {
-            let started = rx.borrow_and_update().started.clone();
-            match started {
-                Some(Ok(size)) => break size,
-                Some(Err(e)) => return Err((*e).clone()),
-                None => {
+            let p = rx.borrow_and_update().clone();
+            match (&p.started, &p.done) {
+                (Some(Err(e)), _) => return Err((**e).clone()),
+                (_, Some(Err(e))) if p.visible == 0 => {
+                    return Err(RegistryError::new(
+                        Code::Unavailable,
+                        format!("pulling {digest} from the upstream registry failed: {e}"),
+                    )
+                    .status(StatusCode::BAD_GATEWAY));
+                }
+                (Some(Ok(size)), done) if p.visible > 0 || done.is_some() => break *size,
+                _ => {
                     if rx.changed().await.is_err() {
                         return Err(RegistryError::internal("the download stopped"));
                     }

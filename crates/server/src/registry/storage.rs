@@ -50,7 +50,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError
 }
 
 /// What a repository holds besides its stream's images.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkKind {
     /// A blob pushed or mounted into the repository.
     Layer,
@@ -59,12 +59,40 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
+    /// `layer` or `manifest`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Layer => "layer",
+            LinkKind::Manifest => "manifest",
+        }
+    }
+
     fn dir(self) -> &'static str {
         match self {
             LinkKind::Layer => "_layers",
             LinkKind::Manifest => "_manifests",
         }
     }
+}
+
+/// A digest linked into a repository by a push or a mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub namespace: String,
+    pub stream: String,
+    pub kind: LinkKind,
+    pub digest: Digest,
+    /// When the link was made.
+    pub modified: std::time::SystemTime,
+}
+
+/// A manifest pushed into `namespace/stream` whose `subject` is another manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferrerRecord {
+    pub namespace: String,
+    pub stream: String,
+    pub subject: Digest,
+    pub manifest: Digest,
 }
 
 /// The content store. Cheap to clone.
@@ -229,7 +257,8 @@ impl BlobStore {
             .join(digest.hex())
     }
 
-    /// Records that `digest` was pushed (or mounted) into `ns/stream`.
+    /// Records that `digest` was pushed (or mounted) into `ns/stream`, now: the link's
+    /// modification time is when it was last pushed, which garbage collection reads.
     pub fn link(
         &self,
         ns: &str,
@@ -238,8 +267,10 @@ impl BlobStore {
         digest: &Digest,
     ) -> Result<(), StorageError> {
         let path = self.link_path(ns, stream, kind, digest);
-        if path.exists() {
-            return Ok(());
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+            return f
+                .set_modified(std::time::SystemTime::now())
+                .map_err(io(format!("touching {}", path.display())));
         }
         let dir = path.parent().expect("a link has a parent");
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -269,8 +300,8 @@ impl BlobStore {
         }
     }
 
-    /// Every digest linked into any repository, as `(ns, stream, kind, digest)`.
-    pub fn list_links(&self) -> Vec<(String, String, LinkKind, Digest)> {
+    /// Every digest linked into any repository, with when it was linked.
+    pub fn list_links(&self) -> Vec<Link> {
         let mut out = Vec::new();
         let repos = self.root.join("repositories");
         for ns in read_names(&repos) {
@@ -279,10 +310,77 @@ impl BlobStore {
                     let base = self.repo_dir(&ns, &stream).join(kind.dir());
                     for alg in read_names(&base) {
                         for hex in read_names(&base.join(&alg)) {
-                            if let Ok(d) = Digest::parse(&format!("{alg}:{hex}")) {
-                                out.push((ns.clone(), stream.clone(), kind, d));
-                            }
+                            let Ok(digest) = Digest::parse(&format!("{alg}:{hex}")) else {
+                                continue;
+                            };
+                            let Ok(meta) = std::fs::metadata(base.join(&alg).join(&hex)) else {
+                                continue; // unlinked meanwhile
+                            };
+                            out.push(Link {
+                                namespace: ns.clone(),
+                                stream: stream.clone(),
+                                kind,
+                                digest,
+                                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                            });
                         }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// When `digest` was linked into `ns/stream`, if it is.
+    pub fn link_modified(
+        &self,
+        ns: &str,
+        stream: &str,
+        kind: LinkKind,
+        digest: &Digest,
+    ) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.link_path(ns, stream, kind, digest))
+            .ok()
+            .map(|m| m.modified().unwrap_or(std::time::UNIX_EPOCH))
+    }
+
+    /// The namespaces and streams that have a record here (links or referrers), as
+    /// `(ns, stream)`.
+    pub fn list_repositories(&self) -> Vec<(String, String)> {
+        let repos = self.root.join("repositories");
+        let mut out = Vec::new();
+        for ns in read_names(&repos) {
+            for stream in read_names(&repos.join(&ns)) {
+                out.push((ns.clone(), stream));
+            }
+        }
+        out
+    }
+
+    /// Every referrer record: a manifest pushed into a repository whose `subject` is
+    /// another manifest.
+    pub fn list_referrers(&self) -> Vec<ReferrerRecord> {
+        let mut out = Vec::new();
+        for (ns, stream) in self.list_repositories() {
+            let base = self.repo_dir(&ns, &stream).join("_referrers");
+            for alg in read_names(&base) {
+                for hex in read_names(&base.join(&alg)) {
+                    let Ok(subject) = Digest::parse(&format!("{alg}:{hex}")) else {
+                        continue;
+                    };
+                    for name in read_names(&base.join(&alg).join(&hex)) {
+                        let Some(manifest) = name
+                            .split_once('-')
+                            .and_then(|(a, h)| Digest::parse(&format!("{a}:{h}")).ok())
+                        else {
+                            continue; // a temporary file, or not ours
+                        };
+                        out.push(ReferrerRecord {
+                            namespace: ns.clone(),
+                            stream: stream.clone(),
+                            subject: subject.clone(),
+                            manifest,
+                        });
                     }
                 }
             }
@@ -532,7 +630,36 @@ mod tests {
         store.add_referrer("ns", "a", &d, &m, b"{}").unwrap();
         assert_eq!(store.referrers("ns", "a", &d), vec![b"{}".to_vec()]);
         assert!(store.referrers("ns", "b", &d).is_empty());
-        assert_eq!(store.list_links().len(), 1);
+        let links = store.list_links();
+        assert_eq!(links.len(), 1);
+        assert_eq!(
+            (links[0].stream.as_str(), links[0].kind),
+            ("a", LinkKind::Layer)
+        );
+        // Linking again (a push of a blob the repository has) renews the link's time.
+        let path = store.link_path("ns", "a", LinkKind::Layer, &d);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(
+            store.link_modified("ns", "a", LinkKind::Layer, &d),
+            Some(old)
+        );
+        store.link("ns", "a", LinkKind::Layer, &d).unwrap();
+        assert!(store.link_modified("ns", "a", LinkKind::Layer, &d).unwrap() > old);
+        assert_eq!(
+            store.list_referrers(),
+            vec![ReferrerRecord {
+                namespace: "ns".into(),
+                stream: "a".into(),
+                subject: d.clone(),
+                manifest: m.clone(),
+            }]
+        );
         assert!(store.unlink("ns", "a", LinkKind::Layer, &d).unwrap());
         assert!(!store.unlink("ns", "a", LinkKind::Layer, &d).unwrap());
     }

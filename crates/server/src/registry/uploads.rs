@@ -117,6 +117,7 @@ async fn commit(
     writer: BlobWriter,
     digest: &Digest,
 ) -> Result<(), RegistryError> {
+    let _gc = reg.gc.read().await;
     let d = digest.clone();
     tokio::task::spawn_blocking(move || writer.commit(&d, None))
         .await
@@ -177,6 +178,7 @@ async fn try_mount(
     let Ok(source) = RepoName::parse(ns, stream) else {
         return Ok(None);
     };
+    let _gc = reg.gc.read().await;
     let s = reg.repos.stream(&source).await?;
     if reg
         .repos

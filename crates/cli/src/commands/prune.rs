@@ -1,0 +1,192 @@
+//! `moor prune images`: posts an ImagePrune (moor.io/v1) to the server, which prunes
+//! tag history, images and registry blobs (a dry run without `--confirm`), and prints
+//! the report as `oc adm prune images` does: the dry-run notice on stderr, one
+//! `Deleting ...` line per change, and a `Summary:`; or the ImagePrune as YAML/JSON.
+//! Exits 1 when a removal failed.
+
+use moor_api::prune::{ImagePrune, ImagePruneSpec, ImagePruneStatus, PATH};
+
+use super::{emit, note};
+use crate::cli::{PruneArgs, PruneCommand, PruneImagesArgs};
+use crate::client::{ClientError, Session};
+use crate::error::CliError;
+use crate::printers::humanize::human_size;
+use crate::printers::{to_json, to_yaml};
+
+/// What oc prints when nothing will change.
+const DRY_RUN_NOTICE: &str =
+    "Dry run enabled - no modifications will be made. Add --confirm to remove images";
+
+/// Runs `moor prune ...`; `namespace` is `-n` when given (only that namespace's history).
+pub async fn run(
+    session: &Session,
+    namespace: Option<&str>,
+    args: PruneArgs,
+) -> Result<(), CliError> {
+    match args.what {
+        PruneCommand::Images(a) => images(session, namespace, a).await,
+    }
+}
+
+async fn images(
+    session: &Session,
+    namespace: Option<&str>,
+    args: PruneImagesArgs,
+) -> Result<(), CliError> {
+    let request = ImagePrune {
+        spec: ImagePruneSpec {
+            keep_tag_revisions: Some(args.keep_tag_revisions),
+            keep_younger_than: Some(args.keep_younger_than),
+            namespace: namespace.map(str::to_string),
+            dry_run: !args.confirm,
+        },
+        ..Default::default()
+    };
+    let body = serde_json::to_value(&request).map_err(|e| ClientError::Decode(e.to_string()))?;
+    let answer = match session.post_json(PATH, &body).await {
+        Err(ClientError::Api(status)) if status.code == 404 => {
+            return Err(CliError::Usage(format!(
+                "the server does not prune images (POST {PATH} answered 404): is it `moor serve` with its registry?"
+            )));
+        }
+        other => other?,
+    };
+    let prune: ImagePrune =
+        serde_json::from_value(answer.clone()).map_err(|e| ClientError::Decode(e.to_string()))?;
+    let status = prune
+        .status
+        .ok_or_else(|| ClientError::Decode("the ImagePrune has no status".into()))?;
+    if status.dry_run && args.output.is_none() {
+        note(DRY_RUN_NOTICE);
+    }
+    match args.output.as_deref() {
+        Some("json") => emit(&to_json(&answer)?)?,
+        Some(_) => emit(&to_yaml(&answer)?)?,
+        None => emit(&render(&status))?,
+    }
+    for w in &status.warnings {
+        note(&format!("Warning: {w}"));
+    }
+    for e in &status.errors {
+        note(e);
+    }
+    if status.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Reported)
+    }
+}
+
+/// oc's lines for what was (or would be) removed, and its summary.
+fn render(status: &ImagePruneStatus) -> String {
+    let mut out = String::new();
+    for (ns, stream, n) in status.updated_streams() {
+        out.push_str(&format!(
+            "Deleting {n} items from image stream {ns}/{stream}\n"
+        ));
+    }
+    for i in &status.images {
+        out.push_str(&format!("Deleting image {}\n", i.name));
+    }
+    for r in &status.repositories {
+        out.push_str(&format!("Deleting repository {r}\n"));
+    }
+    for l in &status.links {
+        out.push_str(&format!(
+            "Deleting {} link {} in repository {}\n",
+            l.kind, l.digest, l.repository
+        ));
+    }
+    for b in &status.blobs {
+        out.push_str(&format!("Deleting blob {}\n", b.digest));
+    }
+    out.push_str(&format!("Summary: {}\n", summary(status)));
+    out
+}
+
+/// `deleted 2 image object(s), ...` as oc sums up, with the bytes freed.
+fn summary(status: &ImagePruneStatus) -> String {
+    let count = |kind: &str| status.links.iter().filter(|l| l.kind == kind).count();
+    let parts: Vec<String> = [
+        (status.images.len(), "deleted {} image object(s)"),
+        (
+            status.history_items.len(),
+            "deleted {} image stream tag item(s)",
+        ),
+        (status.updated_streams().len(), "updated {} image stream(s)"),
+        (count("layer"), "deleted {} layer link(s)"),
+        (count("manifest"), "deleted {} manifest link(s)"),
+        (status.repositories.len(), "deleted {} repository record(s)"),
+        (status.blobs.len(), "deleted {} blob(s)"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, text)| text.replace("{}", &n.to_string()))
+    .collect();
+    if parts.is_empty() {
+        return "deleted 0 objects".into();
+    }
+    let mut text = parts.join(", ");
+    if status.bytes_freed > 0 {
+        text.push_str(&format!(
+            ", {} {}",
+            if status.dry_run {
+                "would free"
+            } else {
+                "freed"
+            },
+            human_size(i64::try_from(status.bytes_freed).unwrap_or(i64::MAX))
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use moor_api::prune::{PrunedBlob, PrunedImage, PrunedLink, PrunedTagEvent};
+
+    use super::*;
+
+    #[test]
+    fn the_report_reads_like_oc() {
+        let item = |tag: &str| PrunedTagEvent {
+            namespace: "default".into(),
+            image_stream: "app".into(),
+            tag: tag.into(),
+            image: "sha256:1".into(),
+            ..Default::default()
+        };
+        let status = ImagePruneStatus {
+            history_items: vec![item("1.0"), item("2.0")],
+            images: vec![PrunedImage {
+                name: "sha256:1".into(),
+                ..Default::default()
+            }],
+            links: vec![PrunedLink {
+                repository: "default/app".into(),
+                kind: "manifest".into(),
+                digest: "sha256:1".into(),
+            }],
+            blobs: vec![PrunedBlob {
+                digest: "sha256:1".into(),
+                size: 1500,
+            }],
+            bytes_freed: 1500,
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&status),
+            "Deleting 2 items from image stream default/app\n\
+             Deleting image sha256:1\n\
+             Deleting manifest link sha256:1 in repository default/app\n\
+             Deleting blob sha256:1\n\
+             Summary: deleted 1 image object(s), deleted 2 image stream tag item(s), \
+             updated 1 image stream(s), deleted 1 manifest link(s), deleted 1 blob(s), \
+             freed 1.5kB\n"
+        );
+        assert_eq!(
+            render(&ImagePruneStatus::default()),
+            "Summary: deleted 0 objects\n"
+        );
+    }
+}
