@@ -49,13 +49,7 @@ impl Importer {
             ..Default::default()
         };
         let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let cur = cur.ok_or_else(|| ApiError::NotFound {
-                gr: crate::apiserver::resource::GroupResource::new(
-                    "image.openshift.io",
-                    "imagestreams",
-                ),
-                name: name.to_string(),
-            })?;
+            let cur = cur.ok_or_else(|| super::stream_not_found(name))?;
             let mut stream: ImageStream = typed(&cur)?;
             add_tag_event(&mut stream, tag, event.clone());
             Ok(unconditional(

@@ -292,6 +292,14 @@ pub struct Importer {
     pub secrets: Arc<dyn RestStorage>,
 }
 
+/// NotFound for image stream `name` (a read-modify-write that found none).
+pub(crate) fn stream_not_found(name: &str) -> ApiError {
+    ApiError::NotFound {
+        gr: crate::apiserver::resource::GroupResource::new("image.openshift.io", "imagestreams"),
+        name: name.to_string(),
+    }
+}
+
 fn ctx() -> RequestContext {
     RequestContext::default()
 }
@@ -511,13 +519,7 @@ impl Importer {
         }
         let now = Time(jiff::Timestamp::now());
         let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let cur = cur.ok_or_else(|| ApiError::NotFound {
-                gr: crate::apiserver::resource::GroupResource::new(
-                    "image.openshift.io",
-                    "imagestreams",
-                ),
-                name: name.to_string(),
-            })?;
+            let cur = cur.ok_or_else(|| stream_not_found(name))?;
             let mut stream: ImageStream = typed(&cur)?;
             for (tag, outcome) in outcomes {
                 // A spec tag that vanished meanwhile gets no status.
@@ -649,13 +651,7 @@ impl Importer {
         let history_changed = AtomicBool::new(false);
         let status_changed = AtomicBool::new(false);
         let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let cur = cur.ok_or_else(|| ApiError::NotFound {
-                gr: crate::apiserver::resource::GroupResource::new(
-                    "image.openshift.io",
-                    "imagestreams",
-                ),
-                name: name.to_string(),
-            })?;
+            let cur = cur.ok_or_else(|| stream_not_found(name))?;
             let mut stream: ImageStream = typed(&cur)?;
             if stream.spec_tag(tag).is_none() {
                 history_changed.store(false, Ordering::SeqCst);

@@ -468,13 +468,7 @@ async fn remove_from_stream(
     use crate::apiserver::error::ApiError;
     let changed = std::sync::atomic::AtomicBool::new(false);
     let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-        let cur = cur.ok_or_else(|| ApiError::NotFound {
-            gr: crate::apiserver::resource::GroupResource::new(
-                "image.openshift.io",
-                "imagestreams",
-            ),
-            name: repo.stream.clone(),
-        })?;
+        let cur = cur.ok_or_else(|| crate::importer::stream_not_found(&repo.stream))?;
         let mut s: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
         changed.fetch_or(change(&mut s), std::sync::atomic::Ordering::SeqCst);
         Ok(crate::apiserver::stored::unconditional(

@@ -690,13 +690,7 @@ async fn write_history(
 ) -> Result<Vec<(String, TagEvent)>, ApiError> {
     let removed = Mutex::new(Vec::new());
     let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-        let cur = cur.ok_or_else(|| ApiError::NotFound {
-            gr: crate::apiserver::resource::GroupResource::new(
-                "image.openshift.io",
-                "imagestreams",
-            ),
-            name: name.to_string(),
-        })?;
+        let cur = cur.ok_or_else(|| crate::importer::stream_not_found(name))?;
         let mut stream: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
         *removed.lock().unwrap_or_else(|p| p.into_inner()) =
             prune_history(&mut stream, policy, pins);
