@@ -190,17 +190,26 @@ async fn serve(
             .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
     };
     if head {
-        // The size is known only once the download is through: finish it, then answer
-        // from the cache.
+        // The size is certain only once the download is through and verified: finish
+        // it, then answer from the cache, or (while the verified blob is still being
+        // committed to the cache) with the size read.
         let mut body = pulled.body;
+        let mut size = 0u64;
         while let Some(chunk) = body.next().await {
-            chunk.map_err(|e| {
-                RegistryError::new(Code::Unavailable, e.to_string()).status(StatusCode::BAD_GATEWAY)
-            })?;
+            size += chunk
+                .map_err(|e| {
+                    RegistryError::new(Code::Unavailable, e.to_string())
+                        .status(StatusCode::BAD_GATEWAY)
+                })?
+                .len() as u64;
         }
-        return serve_cached(&reg, &digest, &headers, true)
-            .await?
-            .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
+        if let Some(resp) = serve_cached(&reg, &digest, &headers, true).await? {
+            return Ok(resp);
+        }
+        let mut resp = (StatusCode::OK, blob_headers(&digest), Body::empty()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        return Ok(resp);
     }
     let mut resp = (
         StatusCode::OK,

@@ -4,7 +4,8 @@
 //! digest share one upstream fetch (single-flight): the first starts a detached
 //! download into a temporary file; every request, the first included, reads that file
 //! as it grows. The last chunk is held back until the digest is verified, so a client
-//! never receives a complete body of wrong content, and a mismatch caches nothing.
+//! never receives a complete body of wrong content, and a mismatch caches nothing; the
+//! commit to the cache (fsync and rename) happens after readers have the last chunk.
 //! Calls the upstream client and the blob store.
 
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ struct Progress {
     started: Option<Result<Option<u64>, Arc<RegistryError>>>,
     /// Bytes readers may read (the last chunk waits for verification).
     visible: u64,
+    /// Every byte is visible and the digest matched: readers may end, whether or not
+    /// the commit to the cache (fsync, rename) is through.
+    verified: bool,
     /// `None` while running; then whether the blob was verified and committed.
     done: Option<Result<(), String>>,
 }
@@ -267,13 +271,18 @@ impl PullThrough {
             let result = match failure {
                 Some(f) => Err(f),
                 None => {
-                    let d = digest.clone();
+                    // The upstream stream ended without an error, so its digest matched:
+                    // readers get the last chunk now. Making the cache durable (fsync,
+                    // rename, fsync) need not hold them up; a reader that joins before
+                    // the commit is through reads the same file.
                     let size = writer.size();
+                    tx.send_modify(|p| {
+                        p.visible = size;
+                        p.verified = true;
+                    });
+                    let d = digest.clone();
                     match tokio::task::spawn_blocking(move || writer.commit_verified(&d)).await {
-                        Ok(Ok(())) => {
-                            tx.send_modify(|p| p.visible = size);
-                            Ok(())
-                        }
+                        Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(e.to_string()),
                     }
@@ -306,6 +315,11 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
                     Ok(buf) => Some((Ok(Bytes::from(buf)), (d, rx, offset + len as u64))),
                     Err(e) => Some((Err(e), (d, rx, u64::MAX))),
                 };
+            }
+            if p.verified {
+                // Everything was read, and it is what the digest names (a failed
+                // commit afterwards only means the cache does not keep it).
+                return None;
             }
             match &p.done {
                 Some(Ok(())) => return None,
