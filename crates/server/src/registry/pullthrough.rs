@@ -114,34 +114,26 @@ impl PullThrough {
     ) -> Result<(Bytes, String), RegistryError> {
         let fetch = {
             let mut map = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(digest.clone())
-                .or_insert_with(|| {
-                    let client = self.client.clone();
-                    let store = self.store.clone();
-                    let reference = repository.clone().without_tag().with_id(digest.clone());
-                    let digest = digest.clone();
-                    async move {
-                        let m = client
-                            .fetch_manifest(&reference, &opts)
-                            .await
-                            .map_err(|e| {
-                                Arc::new(upstream_error(
-                                    &e,
-                                    RegistryError::manifest_unknown(digest.as_str()),
-                                ))
-                            })?;
-                        let bytes = m.bytes.clone();
-                        let d = digest.clone();
-                        tokio::task::spawn_blocking(move || store.put(&d, &bytes))
-                            .await
-                            .map_err(|e| Arc::new(RegistryError::internal(e)))?
-                            .map_err(|e| Arc::new(RegistryError::from(e)))?;
-                        Ok((m.bytes, m.media_type))
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
+            match map.get(digest) {
+                Some(f) => Some(f.clone()),
+                // A fetch that just finished stored the manifest before it left the
+                // map: a caller that missed the cache a moment ago must not fetch again.
+                None if self.store.blob_path(digest).exists() => None,
+                None => {
+                    let f = self.fetch_manifest(repository, digest, opts);
+                    map.insert(digest.clone(), f.clone());
+                    Some(f)
+                }
+            }
+        };
+        let Some(fetch) = fetch else {
+            let bytes = self
+                .store
+                .read(digest)
+                .await?
+                .ok_or_else(|| RegistryError::manifest_unknown(digest.as_str()))?;
+            let media_type = super::manifests::media_type_of(&bytes);
+            return Ok((bytes, media_type));
         };
         let out = fetch.await;
         self.manifests
@@ -149,6 +141,39 @@ impl PullThrough {
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
         out.map_err(|e| (*e).clone())
+    }
+
+    /// The shared fetch of manifest `digest`: from upstream, verified, then stored.
+    fn fetch_manifest(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: FetchOptions,
+    ) -> ManifestFetch {
+        let client = self.client.clone();
+        let store = self.store.clone();
+        let reference = repository.clone().without_tag().with_id(digest.clone());
+        let digest = digest.clone();
+        async move {
+            let m = client
+                .fetch_manifest(&reference, &opts)
+                .await
+                .map_err(|e| {
+                    Arc::new(upstream_error(
+                        &e,
+                        RegistryError::manifest_unknown(digest.as_str()),
+                    ))
+                })?;
+            let bytes = m.bytes.clone();
+            let d = digest.clone();
+            tokio::task::spawn_blocking(move || store.put(&d, &bytes))
+                .await
+                .map_err(|e| Arc::new(RegistryError::internal(e)))?
+                .map_err(|e| Arc::new(RegistryError::from(e)))?;
+            Ok((m.bytes, m.media_type))
+        }
+        .boxed()
+        .shared()
     }
 
     /// Blob `digest` of `repository`: joins the download in progress or starts one.
