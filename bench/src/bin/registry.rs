@@ -39,7 +39,9 @@ use base64::Engine;
 use bytes::Bytes;
 use clap::Parser;
 use futures::StreamExt;
-use moor_bench::{Distribution, Moor, Nginx, counter_sum, moor_bin, tree_cpu_seconds};
+use moor_bench::{
+    Distribution, Moor, Nginx, counter_sum, moor_bin, peak_rss_mib, tree_cpu_seconds,
+};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -862,6 +864,7 @@ async fn cold_pulls(
     ];
     let mut secs = vec![Vec::new(); 3];
     let mut server_cpu = vec![Vec::new(); 3];
+    let mut server_rss = vec![Vec::new(); 3];
     let mut upstream_cpu = vec![Vec::new(); 3];
     let mut through = vec![Vec::new(); 3];
     let direct = Target::new(route.host, None);
@@ -900,6 +903,7 @@ async fn cold_pulls(
             }
             secs[i].push(t);
             server_cpu[i].push(cpu(pid) - cpu0);
+            server_rss[i].push(peak_rss_mib(pid).unwrap_or(f64::NAN));
             upstream_cpu[i].push(if i == 2 { 0.0 } else { cpu(up_pid) - up0 });
             drop(server);
         }
@@ -917,9 +921,10 @@ async fn cold_pulls(
             format!("   over the link: {}x the image", list(&through[i], 2))
         };
         println!(
-            "    {way:<26} {t:>6.2} s ({:>5.0} MB/s)   CPU: server {:.2} s{relay}   runs: {}{link}",
+            "    {way:<26} {t:>6.2} s ({:>5.0} MB/s)   CPU: server {:.2} s{relay}   peak RSS {:.0} MiB   runs: {}{link}",
             size as f64 / t / 1e6,
             median(&server_cpu[i]),
+            median(&server_rss[i]),
             list(&secs[i], 2)
         );
     }
