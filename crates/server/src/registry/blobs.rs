@@ -30,8 +30,10 @@ fn read_chunk(file: &Arc<std::fs::File>, left: u64) -> Option<ChunkRead> {
     (left > 0).then(|| {
         let file = file.clone();
         let want = left.min(READ_CHUNK as u64);
+        // Allocated on the runtime's thread, which also frees it once it is sent (see
+        // `pullthrough::read_growing`).
+        let mut buf = Vec::with_capacity(want as usize);
         tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(want as usize);
             // `read_to_end` reads into the spare capacity without zeroing it first.
             (&*file).take(want).read_to_end(&mut buf).map(|_| buf)
         })

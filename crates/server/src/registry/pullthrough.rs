@@ -329,8 +329,12 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
             if offset < p.visible {
                 let len = ((p.visible - offset) as usize).min(CHUNK);
                 let file = d.file.clone();
+                // Allocated here, on the runtime's thread that also frees it once the
+                // chunk is sent: allocated on the blocking pool, the buffers were freed
+                // across threads and the allocator kept taking fresh pages for them
+                // (tens of MiB of resident memory and page zeroing per cold pull).
+                let mut buf = vec![0u8; len];
                 let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
                     file.read_exact_at(&mut buf, offset).map(|()| buf)
                 })
                 .await
