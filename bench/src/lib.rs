@@ -237,3 +237,110 @@ pub fn counter_sum(metrics: &str, name: &str, filter: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// nginx (`nginx-light`) serving the files of a private temp folder with `sendfile
+/// on`: the machine's own limit for serving bytes over HTTP (see TESTBED.md, "Measuring").
+/// Runs as root (`user root;`, the folder is private) with its pid file and error log
+/// in the temp folder; stopped with SIGTERM on drop.
+pub struct Nginx {
+    /// The master process (its workers are its children).
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The temp folder: `www/` is the document root.
+    pub dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Writes `files` (path under the root, content) into the document root and starts nginx on a
+    /// free loopback port with as many workers as cores (`worker_processes auto`).
+    pub fn start(files: &[(&str, &[u8])]) -> Result<Nginx> {
+        let dir = tempfile::tempdir()?;
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www)?;
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
+        for (name, content) in files {
+            let path = www.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content)?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let d = dir.path().display();
+        let config = format!(
+            "daemon off;\nuser root;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+             \x20 default_type application/octet-stream;\n  client_body_temp_path {d}/tmp;\n\
+             \x20 server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config)?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nginx (apt-get install nginx-light)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                bail!("nginx did not start: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Nginx {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+        })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers; SIGKILL would orphan them.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system, in seconds) of a process, its threads, and its child
+/// processes still running (nginx's workers), from `/proc`.
+pub fn tree_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let mut secs = ticks / clock_ticks();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        secs += tree_cpu_seconds(child).unwrap_or(0.0);
+    }
+    Some(secs)
+}
+
+/// `getconf CLK_TCK` (100 on Linux unless told otherwise), asked once.
+fn clock_ticks() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

@@ -3,17 +3,16 @@
 //! the repository. A blob of another stream is BLOB_UNKNOWN: there is no probing
 //! across streams or namespaces.
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures::StreamExt;
 use moor_api::Digest;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::error::{Code, RegistryError};
 use super::repos::{Origin, RepoName};
@@ -22,6 +21,53 @@ use super::{Registry, parse_digest};
 
 /// Read size when serving a cached blob.
 const READ_CHUNK: usize = 512 * 1024;
+
+/// A read of the next chunk of a cached blob, on the blocking pool.
+type ChunkRead = tokio::task::JoinHandle<std::io::Result<Vec<u8>>>;
+
+/// Starts reading the next chunk (at most `left` bytes) from the file's position.
+fn read_chunk(file: &Arc<std::fs::File>, left: u64) -> Option<ChunkRead> {
+    (left > 0).then(|| {
+        let file = file.clone();
+        let want = left.min(READ_CHUNK as u64);
+        // Allocated on the runtime's thread, which also frees it once it is sent (see
+        // `pullthrough::read_growing`).
+        let mut buf = Vec::with_capacity(want as usize);
+        tokio::task::spawn_blocking(move || {
+            // `read_to_end` reads into the spare capacity without zeroing it first.
+            (&*file).take(want).read_to_end(&mut buf).map(|_| buf)
+        })
+    })
+}
+
+/// The body of `len` bytes of `file` from its current position. Each chunk is read on
+/// the blocking pool straight into the buffer that is sent, and the next chunk is
+/// read while this one is written to the socket. (`tokio::fs::File` behind a
+/// `ReaderStream` reads into its own buffer and copies from there, and reads only
+/// once the socket has taken the previous chunk: one more copy of every byte, and no
+/// overlap of disk and socket.)
+fn file_body(file: std::fs::File, len: u64) -> Body {
+    let file = Arc::new(file);
+    let first = read_chunk(&file, len);
+    let chunks = futures::stream::unfold((file, len, first), |(file, left, pending)| async move {
+        let buf = match pending?.await {
+            Ok(Ok(buf)) if !buf.is_empty() => buf,
+            Ok(Ok(_)) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the blob is shorter than its size",
+                );
+                return Some((Err(e), (file, 0, None)));
+            }
+            Ok(Err(e)) => return Some((Err(e), (file, 0, None))),
+            Err(e) => return Some((Err(std::io::Error::other(e)), (file, 0, None))),
+        };
+        let left = left - buf.len() as u64;
+        let next = read_chunk(&file, left);
+        Some((Ok(Bytes::from(buf)), (file, left, next)))
+    });
+    Body::from_stream(chunks)
+}
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
 fn parse_range(value: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
@@ -79,7 +125,7 @@ async fn serve_cached(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Option<Response>, RegistryError> {
-    let Some(mut file) = reg.blobs.open_blob(digest).await? else {
+    let Some(file) = reg.blobs.open_blob(digest).await? else {
         return Ok(None);
     };
     let size = file
@@ -102,13 +148,13 @@ async fn serve_cached(
     let mut resp = if head {
         (status, blob_headers(digest), Body::empty()).into_response()
     } else {
+        let mut file = file.into_std().await;
         if start > 0 {
+            // lseek only moves the offset: no I/O to wait for.
             file.seek(SeekFrom::Start(start))
-                .await
                 .map_err(RegistryError::internal)?;
         }
-        let body = Body::from_stream(ReaderStream::with_capacity(file.take(len), READ_CHUNK));
-        (status, blob_headers(digest), body).into_response()
+        (status, blob_headers(digest), file_body(file, len)).into_response()
     };
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -146,17 +192,26 @@ async fn serve(
             .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
     };
     if head {
-        // The size is known only once the download is through: finish it, then answer
-        // from the cache.
+        // The size is certain only once the download is through and verified: finish
+        // it, then answer from the cache, or (while the verified blob is still being
+        // committed to the cache) with the size read.
         let mut body = pulled.body;
+        let mut size = 0u64;
         while let Some(chunk) = body.next().await {
-            chunk.map_err(|e| {
-                RegistryError::new(Code::Unavailable, e.to_string()).status(StatusCode::BAD_GATEWAY)
-            })?;
+            size += chunk
+                .map_err(|e| {
+                    RegistryError::new(Code::Unavailable, e.to_string())
+                        .status(StatusCode::BAD_GATEWAY)
+                })?
+                .len() as u64;
         }
-        return serve_cached(&reg, &digest, &headers, true)
-            .await?
-            .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
+        if let Some(resp) = serve_cached(&reg, &digest, &headers, true).await? {
+            return Ok(resp);
+        }
+        let mut resp = (StatusCode::OK, blob_headers(&digest), Body::empty()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        return Ok(resp);
     }
     let mut resp = (
         StatusCode::OK,

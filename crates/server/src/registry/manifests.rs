@@ -4,7 +4,8 @@
 //! the repository has, stored as pushed, and tagged as an ImageStreamMapping would);
 //! DELETE by digest (out of the stream's history) or by tag.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -71,6 +72,40 @@ struct Found {
     media_type: String,
 }
 
+/// The most manifests kept in memory, and the largest one kept.
+const MANIFEST_CACHE_ENTRIES: usize = 1024;
+const MANIFEST_CACHE_MAX_BYTES: usize = 64 * 1024;
+
+/// Manifests by digest, with their media types, kept in memory: content never
+/// changes under a digest, and reading the file for every GET meant a trip to the
+/// blocking pool and a JSON parse (for the media type) per request. Which digest a
+/// tag serves, and whether the stream may serve it, is still decided per request.
+#[derive(Default)]
+pub(crate) struct ManifestCache {
+    map: Mutex<HashMap<Digest, (Bytes, String)>>,
+}
+
+impl ManifestCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, (Bytes, String)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, digest: &Digest) -> Option<(Bytes, String)> {
+        self.lock().get(digest).cloned()
+    }
+
+    fn put(&self, digest: &Digest, bytes: &Bytes, media_type: &str) {
+        if bytes.len() > MANIFEST_CACHE_MAX_BYTES {
+            return;
+        }
+        let mut map = self.lock();
+        if map.len() >= MANIFEST_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(digest.clone(), (bytes.clone(), media_type.to_string()));
+    }
+}
+
 async fn find(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Found, RegistryError> {
     let reference = parse_reference(reference)?;
     let stream = reg.repos.stream(repo).await?;
@@ -102,9 +137,18 @@ async fn find(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Found,
         }
         _ => return Err(RegistryError::name_unknown(&repo.to_string())),
     };
-    if let Some(bytes) = reg.blobs.read(&digest).await? {
+    if let Some((bytes, media_type)) = reg.manifest_cache.get(&digest) {
         return Ok(Found {
-            media_type: media_type_of(&bytes),
+            digest,
+            bytes,
+            media_type,
+        });
+    }
+    if let Some(bytes) = reg.blobs.read(&digest).await? {
+        let media_type = media_type_of(&bytes);
+        reg.manifest_cache.put(&digest, &bytes, &media_type);
+        return Ok(Found {
+            media_type,
             digest,
             bytes,
         });

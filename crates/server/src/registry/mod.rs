@@ -68,6 +68,8 @@ pub struct Registry {
     pub repos: Repositories,
     pub pull: PullThrough,
     pub(crate) uploads: uploads::Uploads,
+    /// Manifests read lately, kept in memory.
+    pub(crate) manifest_cache: manifests::ManifestCache,
     pub auth: AuthLayer,
     /// Manifests pushed.
     pub pushes: Counter,
@@ -91,6 +93,7 @@ impl Registry {
             repos: Repositories::new(importer, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),
             uploads: uploads::Uploads::default(),
+            manifest_cache: manifests::ManifestCache::default(),
             blobs,
             config,
             auth,

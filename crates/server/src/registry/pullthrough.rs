@@ -4,7 +4,8 @@
 //! digest share one upstream fetch (single-flight): the first starts a detached
 //! download into a temporary file; every request, the first included, reads that file
 //! as it grows. The last chunk is held back until the digest is verified, so a client
-//! never receives a complete body of wrong content, and a mismatch caches nothing.
+//! never receives a complete body of wrong content, and a mismatch caches nothing; the
+//! commit to the cache (fsync and rename) happens after readers have the last chunk.
 //! Calls the upstream client and the blob store.
 
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ struct Progress {
     started: Option<Result<Option<u64>, Arc<RegistryError>>>,
     /// Bytes readers may read (the last chunk waits for verification).
     visible: u64,
+    /// Every byte is visible and the digest matched: readers may end, whether or not
+    /// the commit to the cache (fsync, rename) is through.
+    verified: bool,
     /// `None` while running; then whether the blob was verified and committed.
     done: Option<Result<(), String>>,
 }
@@ -110,34 +114,26 @@ impl PullThrough {
     ) -> Result<(Bytes, String), RegistryError> {
         let fetch = {
             let mut map = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(digest.clone())
-                .or_insert_with(|| {
-                    let client = self.client.clone();
-                    let store = self.store.clone();
-                    let reference = repository.clone().without_tag().with_id(digest.clone());
-                    let digest = digest.clone();
-                    async move {
-                        let m = client
-                            .fetch_manifest(&reference, &opts)
-                            .await
-                            .map_err(|e| {
-                                Arc::new(upstream_error(
-                                    &e,
-                                    RegistryError::manifest_unknown(digest.as_str()),
-                                ))
-                            })?;
-                        let bytes = m.bytes.clone();
-                        let d = digest.clone();
-                        tokio::task::spawn_blocking(move || store.put(&d, &bytes))
-                            .await
-                            .map_err(|e| Arc::new(RegistryError::internal(e)))?
-                            .map_err(|e| Arc::new(RegistryError::from(e)))?;
-                        Ok((m.bytes, m.media_type))
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
+            match map.get(digest) {
+                Some(f) => Some(f.clone()),
+                // A fetch that just finished stored the manifest before it left the
+                // map: a caller that missed the cache a moment ago must not fetch again.
+                None if self.store.blob_path(digest).exists() => None,
+                None => {
+                    let f = self.fetch_manifest(repository, digest, opts);
+                    map.insert(digest.clone(), f.clone());
+                    Some(f)
+                }
+            }
+        };
+        let Some(fetch) = fetch else {
+            let bytes = self
+                .store
+                .read(digest)
+                .await?
+                .ok_or_else(|| RegistryError::manifest_unknown(digest.as_str()))?;
+            let media_type = super::manifests::media_type_of(&bytes);
+            return Ok((bytes, media_type));
         };
         let out = fetch.await;
         self.manifests
@@ -145,6 +141,39 @@ impl PullThrough {
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
         out.map_err(|e| (*e).clone())
+    }
+
+    /// The shared fetch of manifest `digest`: from upstream, verified, then stored.
+    fn fetch_manifest(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: FetchOptions,
+    ) -> ManifestFetch {
+        let client = self.client.clone();
+        let store = self.store.clone();
+        let reference = repository.clone().without_tag().with_id(digest.clone());
+        let digest = digest.clone();
+        async move {
+            let m = client
+                .fetch_manifest(&reference, &opts)
+                .await
+                .map_err(|e| {
+                    Arc::new(upstream_error(
+                        &e,
+                        RegistryError::manifest_unknown(digest.as_str()),
+                    ))
+                })?;
+            let bytes = m.bytes.clone();
+            let d = digest.clone();
+            tokio::task::spawn_blocking(move || store.put(&d, &bytes))
+                .await
+                .map_err(|e| Arc::new(RegistryError::internal(e)))?
+                .map_err(|e| Arc::new(RegistryError::from(e)))?;
+            Ok((m.bytes, m.media_type))
+        }
+        .boxed()
+        .shared()
     }
 
     /// Blob `digest` of `repository`: joins the download in progress or starts one.
@@ -277,13 +306,18 @@ impl PullThrough {
             let result = match failure {
                 Some(f) => Err(f),
                 None => {
-                    let d = digest.clone();
+                    // The upstream stream ended without an error, so its digest matched:
+                    // readers get the last chunk now. Making the cache durable (fsync,
+                    // rename, fsync) need not hold them up; a reader that joins before
+                    // the commit is through reads the same file.
                     let size = writer.size();
+                    tx.send_modify(|p| {
+                        p.visible = size;
+                        p.verified = true;
+                    });
+                    let d = digest.clone();
                     match tokio::task::spawn_blocking(move || writer.commit_verified(&d)).await {
-                        Ok(Ok(())) => {
-                            tx.send_modify(|p| p.visible = size);
-                            Ok(())
-                        }
+                        Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(e.to_string()),
                     }
@@ -305,8 +339,12 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
             if offset < p.visible {
                 let len = ((p.visible - offset) as usize).min(CHUNK);
                 let file = d.file.clone();
+                // Allocated here, on the runtime's thread that also frees it once the
+                // chunk is sent: allocated on the blocking pool, the buffers were freed
+                // across threads and the allocator kept taking fresh pages for them
+                // (tens of MiB of resident memory and page zeroing per cold pull).
+                let mut buf = vec![0u8; len];
                 let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
                     file.read_exact_at(&mut buf, offset).map(|()| buf)
                 })
                 .await
@@ -316,6 +354,11 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
                     Ok(buf) => Some((Ok(Bytes::from(buf)), (d, rx, offset + len as u64))),
                     Err(e) => Some((Err(e), (d, rx, u64::MAX))),
                 };
+            }
+            if p.verified {
+                // Everything was read, and it is what the digest names (a failed
+                // commit afterwards only means the cache does not keep it).
+                return None;
             }
             match &p.done {
                 Some(Ok(())) => return None,
