@@ -19,6 +19,24 @@ pub fn decode_as<T: DeserializeOwned + Serialize>(
     Ok((value, unknown))
 }
 
+/// Decodes the body of a virtual `image.openshift.io/v1` resource (one that is not
+/// stored, so no strategy decodes it) as `T`, whatever `apiVersion` and `kind` it
+/// carries; a body that does not decode is a 400 worded as openshift-apiserver's.
+pub fn decode_image_kind<T: DeserializeOwned + Serialize>(
+    mut body: Value,
+    kind: &str,
+) -> Result<(Value, Vec<String>), ApiError> {
+    if body.is_object() {
+        body["apiVersion"] = Value::from("image.openshift.io/v1");
+        body["kind"] = Value::from(kind);
+    }
+    decode_as::<T>(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{kind} in version \"v1\" cannot be handled as a {kind}: {e}"
+        ))
+    })
+}
+
 fn render_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {

@@ -13,10 +13,9 @@ use moor_api::DockerImageReference;
 use moor_api::image::{
     ImageImportStatus, ImageStream, ImageStreamImport, RepositoryImportStatus, TagReference,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ImportError, ImportSpec, Importer, PullOptions, TagOutcome, import_reference};
-use crate::apiserver::codec::decode_as;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::*;
 use crate::apiserver::stored::unconditional;
@@ -312,16 +311,7 @@ impl RestStorage for ImageStreamImports {
         TableDef::default_columns()
     }
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        let mut body = body;
-        if body.is_object() {
-            body["apiVersion"] = json!("image.openshift.io/v1");
-            body["kind"] = json!("ImageStreamImport");
-        }
-        decode_as::<ImageStreamImport>(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "ImageStreamImport in version \"v1\" cannot be handled as a ImageStreamImport: {e}"
-            ))
-        })
+        crate::apiserver::codec::decode_image_kind::<ImageStreamImport>(body, "ImageStreamImport")
     }
     async fn create(
         &self,

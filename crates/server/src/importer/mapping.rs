@@ -12,7 +12,6 @@ use moor_api::image::{Image, ImageStream, ImageStreamMapping, TagEvent};
 use serde_json::{Value, json};
 
 use super::{Importer, ctx, typed};
-use crate::apiserver::codec::decode_as;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::{RequestContext, ResourceDef, RestStorage};
 use crate::apiserver::stored::unconditional;
@@ -103,16 +102,7 @@ impl RestStorage for ImageStreamMappings {
         TableDef::default_columns()
     }
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        let mut body = body;
-        if body.is_object() {
-            body["apiVersion"] = json!("image.openshift.io/v1");
-            body["kind"] = json!("ImageStreamMapping");
-        }
-        decode_as::<ImageStreamMapping>(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "ImageStreamMapping in version \"v1\" cannot be handled as a ImageStreamMapping: {e}"
-            ))
-        })
+        crate::apiserver::codec::decode_image_kind::<ImageStreamMapping>(body, "ImageStreamMapping")
     }
     async fn create(
         &self,

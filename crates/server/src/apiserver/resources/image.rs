@@ -618,16 +618,7 @@ impl RestStorage for ImageStreamTags {
     }
 
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        let mut body = body;
-        if body.is_object() {
-            body["apiVersion"] = json!("image.openshift.io/v1");
-            body["kind"] = json!("ImageStreamTag");
-        }
-        decode_as::<ImageStreamTag>(body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "ImageStreamTag in version \"v1\" cannot be handled as a ImageStreamTag: {e}"
-            ))
-        })
+        crate::apiserver::codec::decode_image_kind::<ImageStreamTag>(body, "ImageStreamTag")
     }
 
     async fn get(
