@@ -453,14 +453,11 @@ pub(super) async fn delete(
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
     let reference = parse_reference(&reference)?;
-    reg.repos.require_stream(&repo).await.or_else(|e| {
-        // A stream-less repository may still hold manifests pushed by digest.
-        if matches!(reference, Reference::Digest(_)) {
-            Ok(ImageStream::default())
-        } else {
-            Err(e)
-        }
-    })?;
+    // A tag needs its stream; a stream-less repository may still hold manifests
+    // pushed by digest.
+    if let Reference::Tag(_) = reference {
+        reg.repos.require_stream(&repo).await?;
+    }
     let importer = reg.repos.importer().clone();
     let (found, unlinked) = match &reference {
         Reference::Digest(d) => {
@@ -468,7 +465,7 @@ pub(super) async fn delete(
                 reg.blobs
                     .unlink(&repo.namespace, &repo.stream, LinkKind::Manifest, d)?;
             reg.blobs.remove_referrer(&repo.namespace, &repo.stream, d);
-            let found = remove_from_stream(&importer, &repo, |s| {
+            let found = remove_from_stream(&importer, &repo, &[Some("status")], |s| {
                 let mut changed = false;
                 for list in &mut s.status.tags {
                     let before = list.items.len();
@@ -482,7 +479,7 @@ pub(super) async fn delete(
             (found, unlinked)
         }
         Reference::Tag(tag) => {
-            let found = remove_from_stream(&importer, &repo, |s| {
+            let found = remove_from_stream(&importer, &repo, &[None, Some("status")], |s| {
                 let before = (s.spec.tags.len(), s.status.tags.len());
                 s.spec.tags.retain(|t| &t.name != tag);
                 s.status.tags.retain(|t| &t.tag != tag);
@@ -502,11 +499,13 @@ pub(super) async fn delete(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Applies `change` to the stream (spec and status), retrying on conflicts; returns
-/// whether it changed anything. A missing stream changes nothing.
+/// Applies `change` to the stream through each of `parts` (`None`: the spec,
+/// `Some("status")`: the history), retrying on conflicts; returns whether it changed
+/// anything. A missing stream changes nothing.
 async fn remove_from_stream(
     importer: &crate::importer::Importer,
     repo: &RepoName,
+    parts: &[Option<&str>],
     change: impl Fn(&mut ImageStream) -> bool + Send + Sync,
 ) -> Result<bool, RegistryError> {
     use crate::apiserver::error::ApiError;
@@ -520,8 +519,7 @@ async fn remove_from_stream(
         ))
     };
     let ctx = crate::apiserver::resource::RequestContext::default();
-    // The spec (tags) and status (history) are separate subresources: spec first.
-    for sub in [None, Some("status")] {
+    for &sub in parts {
         match importer
             .streams
             .update(&ctx, Some(&repo.namespace), &repo.stream, sub, &f, false)
