@@ -149,18 +149,44 @@ pub struct AuthLayer {
     pub authz: Arc<dyn Authorizer>,
 }
 
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token is unknown (401).
+    Unauthenticated,
+    /// The user may not do this (403), and why.
+    Forbidden(String),
+}
+
+impl AuthLayer {
+    /// The user holding `token`, if it may do what `req` asks.
+    pub fn check(&self, token: &str, req: &Request) -> Result<UserInfo, Refusal> {
+        let user = self
+            .authn
+            .authenticate(token)
+            .ok_or(Refusal::Unauthenticated)?;
+        let attrs = Attributes {
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+        };
+        self.authz
+            .authorize(&user, &attrs)
+            .map_err(Refusal::Forbidden)?;
+        Ok(user)
+    }
+}
+
 /// Middleware: 401 without a valid credential, 403 when the authorizer refuses.
 pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next: Next) -> Response {
-    let Some(user) = presented_token(&req).and_then(|t| auth.authn.authenticate(&t)) else {
-        return ApiError::Unauthorized.into_response();
+    let checked = match presented_token(&req) {
+        Some(token) => auth.check(&token, &req),
+        None => Err(Refusal::Unauthenticated),
     };
-    let attrs = Attributes {
-        method: req.method().to_string(),
-        path: req.uri().path().to_string(),
+    let user = match checked {
+        Ok(user) => user,
+        Err(Refusal::Unauthenticated) => return ApiError::Unauthorized.into_response(),
+        Err(Refusal::Forbidden(reason)) => return ApiError::Forbidden(reason).into_response(),
     };
-    if let Err(reason) = auth.authz.authorize(&user, &attrs) {
-        return ApiError::Forbidden(reason).into_response();
-    }
     req.extensions_mut().insert(user);
     next.run(req).await
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::Registry;
 use super::error::{Code, RegistryError};
 use crate::apiserver::resource::UserInfo;
+use crate::auth::Refusal;
 
 /// The token endpoint (OpenShift's registry serves the same path).
 pub const TOKEN_PATH: &str = "/openshift/token";
@@ -87,18 +88,14 @@ pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: N
             }
             Caller::Anonymous
         }
-        Some(token) => match reg.auth.authn.authenticate(token) {
-            Some(user) => {
-                let attrs = crate::auth::Attributes {
-                    method: req.method().to_string(),
-                    path: req.uri().path().to_string(),
-                };
-                if let Err(reason) = reg.auth.authz.authorize(&user, &attrs) {
-                    return RegistryError::new(Code::Denied, reason).into_response();
-                }
-                Caller::User(user)
+        Some(token) => match reg.auth.check(token, &req) {
+            Ok(user) => Caller::User(user),
+            Err(Refusal::Forbidden(reason)) => {
+                return RegistryError::new(Code::Denied, reason).into_response();
             }
-            None => return unauthorized(&reg, &req, "invalid credentials"),
+            Err(Refusal::Unauthenticated) => {
+                return unauthorized(&reg, &req, "invalid credentials");
+            }
         },
     };
     req.extensions_mut().insert(caller);
