@@ -126,8 +126,8 @@ fn import_image_mirror_copies_the_layers_so_pulls_survive_the_upstream() {
         let (ok, err) = skopeo_copy(&server, &reference, &dest.path().join("oci"));
         assert!(ok, "pull {reference} with the upstream gone: {err}");
     }
-    // The tag that was never pulled has nothing cached but its manifest's blobs,
-    // which it shares with the mirrored one: it pulls too.
+    // A tag never pulled itself, naming the same image: what --mirror cached serves
+    // it too, with the upstream gone.
     let dest = tempfile::tempdir().unwrap();
     let (ok, err) = skopeo_copy(
         &server,
