@@ -281,30 +281,6 @@ impl Repositories {
                 .is_some_and(|m| m.id == digest.as_str())
     }
 
-    /// Every blob an image needs (config, layers; children's for a list), with sizes.
-    pub async fn image_blobs(&self, image: &Image) -> Result<Vec<(Digest, i64)>, RegistryError> {
-        let mut out = Vec::new();
-        let mut add = |i: &Image| {
-            if let Some(m) = &i.docker_image_metadata
-                && let Ok(d) = Digest::parse(&m.id)
-            {
-                out.push((d, -1));
-            }
-            for l in &i.docker_image_layers {
-                if let Ok(d) = Digest::parse(&l.name) {
-                    out.push((d, l.size));
-                }
-            }
-        };
-        add(image);
-        for child in &image.docker_image_manifests {
-            if let Some(c) = self.image(&child.digest).await? {
-                add(&c);
-            }
-        }
-        Ok(out)
-    }
-
     /// The namespaces and streams that exist, as `ns/stream`, sorted.
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
         let list = self
