@@ -465,6 +465,8 @@ async fn a_lying_upstream_gets_the_client_an_error_and_caches_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_namespaces_are_isolated_and_anonymous_requests_get_401() {
     let moor = Moor::start(Options::default()).await;
+    // Stream b exists too: existing or not, it cannot reach a's blob.
+    moor.create_stream("b", vec![]).await;
     let blob = b"only in a".to_vec();
     let digest = format!("sha256:{}", sha256_hex(&blob));
     let r = moor
