@@ -184,13 +184,11 @@ async fn a_skopeo_push_creates_the_stream_tag_and_pulls_back_the_same_bytes() {
         format!("{}/default/pushed@{}", moor.host, entry.digest)
     );
     let istag: Value = moor
-        .req(
+        .send(
             reqwest::Method::GET,
             "/apis/image.openshift.io/v1/namespaces/default/imagestreamtags/pushed:1.0",
         )
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -244,13 +242,11 @@ async fn pulls_through_once_then_serve_by_tag_and_digest_with_the_upstream_stopp
     moor.wait_tag("app", "1").await;
     // The istag names moor's registry (referencePolicy Local).
     let istag: Value = moor
-        .req(
+        .send(
             reqwest::Method::GET,
             "/apis/image.openshift.io/v1/namespaces/default/imagestreamtags/app:1",
         )
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -324,10 +320,8 @@ async fn twenty_cold_pulls_fetch_each_blob_once_from_upstream() {
         let digest = pushed.digest.clone();
         pulls.push(tokio::spawn(async move {
             let m = moor
-                .req(reqwest::Method::GET, "/v2/default/hot/manifests/1")
-                .send()
-                .await
-                .unwrap();
+                .send(reqwest::Method::GET, "/v2/default/hot/manifests/1")
+                .await;
             assert_eq!(m.status(), 200);
             assert_eq!(
                 format!("sha256:{}", sha256_hex(&m.bytes().await.unwrap())),
@@ -335,10 +329,8 @@ async fn twenty_cold_pulls_fetch_each_blob_once_from_upstream() {
             );
             for b in &blobs {
                 let r = moor
-                    .req(reqwest::Method::GET, &format!("/v2/default/hot/blobs/{b}"))
-                    .send()
-                    .await
-                    .unwrap();
+                    .send(reqwest::Method::GET, &format!("/v2/default/hot/blobs/{b}"))
+                    .await;
                 assert_eq!(r.status(), 200, "{b}");
                 let bytes = r.bytes().await.unwrap();
                 assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), *b);
@@ -431,13 +423,11 @@ async fn a_lying_upstream_gets_the_client_an_error_and_caches_nothing() {
     moor.wait_tag("liar", "1").await;
     for _ in 0..2 {
         let r = moor
-            .req(
+            .send(
                 reqwest::Method::GET,
                 &format!("/v2/default/liar/blobs/{layer}"),
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         // The whole blob is one chunk, held back until verified: the status says so.
         assert_eq!(r.status(), 502);
         let body: Value = r.json().await.unwrap();
@@ -480,21 +470,17 @@ async fn streams_and_namespaces_are_isolated_and_anonymous_requests_get_401() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let own = moor
-        .req(
+        .send(
             reqwest::Method::GET,
             &format!("/v2/default/a/blobs/{digest}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(own.status(), 200);
     assert_eq!(own.bytes().await.unwrap().as_ref(), blob.as_slice());
     for other in ["default/b", "other/a"] {
         let r = moor
-            .req(reqwest::Method::GET, &format!("/v2/{other}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap();
+            .send(reqwest::Method::GET, &format!("/v2/{other}/blobs/{digest}"))
+            .await;
         assert_eq!(r.status(), 404, "{other}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN");
@@ -624,10 +610,8 @@ async fn an_upstream_429_reaches_clients_only_while_nothing_is_cached() {
         .await;
     moor.wait_tag("rl", "1").await;
     let get = || async {
-        moor.req(reqwest::Method::GET, "/v2/default/rl/manifests/1")
-            .send()
+        moor.send(reqwest::Method::GET, "/v2/default/rl/manifests/1")
             .await
-            .unwrap()
     };
     fake.rate_limit_next(7);
     let r = get().await;

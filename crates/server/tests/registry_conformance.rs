@@ -87,10 +87,8 @@ async fn post_then_put_is_a_monolithic_upload() {
     // and MUST have a Location header".
     let moor = Moor::start(Options::default()).await;
     let r = moor
-        .req(Method::POST, "/v2/default/up/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v2/default/up/blobs/uploads/")
+        .await;
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with("/v2/default/up/blobs/uploads/"));
@@ -114,18 +112,14 @@ async fn post_then_put_is_a_monolithic_upload() {
     );
     // "HEAD /v2/<name>/blobs/<digest> ... 200 OK", with the length.
     let r = moor
-        .req(Method::HEAD, &format!("/v2/default/up/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::HEAD, &format!("/v2/default/up/blobs/{digest}"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"].to_str().unwrap(), "10");
     // A wrong digest: "the registry MUST respond with ... DIGEST_INVALID" and keeps nothing.
     let r = moor
-        .req(Method::POST, "/v2/default/up/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v2/default/up/blobs/uploads/")
+        .await;
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let wrong = sha256(b"something else");
     let r = moor
@@ -137,10 +131,8 @@ async fn post_then_put_is_a_monolithic_upload() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
     let r = moor
-        .req(Method::GET, &format!("/v2/default/up/blobs/{wrong}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/up/blobs/{wrong}"))
+        .await;
     assert_eq!(r.status(), 404);
 }
 
@@ -162,10 +154,8 @@ async fn a_single_post_with_the_digest_uploads_and_sha512_is_accepted() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let r = moor
-        .req(Method::GET, &format!("/v2/default/one/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/one/blobs/{digest}"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice());
 }
@@ -178,10 +168,8 @@ async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
     // 416 Requested Range Not Satisfiable code".
     let moor = Moor::start(Options::default()).await;
     let r = moor
-        .req(Method::POST, "/v2/default/chunks/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v2/default/chunks/blobs/uploads/")
+        .await;
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
     let (a, b) = data.split_at(1000);
@@ -208,7 +196,7 @@ async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
     // "GET <location> ... 204 No Content ... Range: 0-<end>".
-    let r = moor.req(Method::GET, &location).send().await.unwrap();
+    let r = moor.send(Method::GET, &location).await;
     assert_eq!(r.status(), 204);
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
     let r = moor
@@ -222,16 +210,12 @@ async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-2999");
     let digest = sha256(&data);
     let r = moor
-        .req(Method::PUT, &format!("{location}?digest={digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::PUT, &format!("{location}?digest={digest}"))
+        .await;
     assert_eq!(r.status(), 201);
     let got = moor
-        .req(Method::GET, &format!("/v2/default/chunks/blobs/{digest}"))
-        .send()
+        .send(Method::GET, &format!("/v2/default/chunks/blobs/{digest}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -257,25 +241,21 @@ async fn a_cancelled_upload_is_unknown_afterwards() {
     // session is BLOB_UPLOAD_UNKNOWN (404).
     let moor = Moor::start(Options::default()).await;
     let r = moor
-        .req(Method::POST, "/v2/default/c/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v2/default/c/blobs/uploads/")
+        .await;
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    let r = moor.req(Method::DELETE, &location).send().await.unwrap();
+    let r = moor.send(Method::DELETE, &location).await;
     assert_eq!(r.status(), 204);
-    let r = moor.req(Method::GET, &location).send().await.unwrap();
+    let r = moor.send(Method::GET, &location).await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
     // A session is bound to its repository.
     let r = moor
-        .req(Method::POST, "/v2/default/c/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v2/default/c/blobs/uploads/")
+        .await;
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let elsewhere = location.replace("/default/c/", "/default/d/");
-    let r = moor.req(Method::GET, &elsewhere).send().await.unwrap();
+    let r = moor.send(Method::GET, &elsewhere).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -288,39 +268,31 @@ async fn mounting_links_a_readable_blob_and_falls_back_to_an_upload_otherwise() 
     let moor = Moor::start(Options::default()).await;
     let digest = push_blob(&moor, "default/src", b"shared layer").await;
     let r = moor
-        .req(
+        .send(
             Method::POST,
             &format!("/v2/default/dst/blobs/uploads/?mount={digest}&from=default/src"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
         format!("/v2/default/dst/blobs/{digest}")
     );
     let r = moor
-        .req(Method::GET, &format!("/v2/default/dst/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/dst/blobs/{digest}"))
+        .await;
     assert_eq!(r.status(), 200);
     // From a repository that does not have it: an upload session instead.
     let r = moor
-        .req(
+        .send(
             Method::POST,
             &format!("/v2/default/dst2/blobs/uploads/?mount={digest}&from=default/nothing"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 202);
     let r = moor
-        .req(Method::GET, &format!("/v2/default/dst2/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/dst2/blobs/{digest}"))
+        .await;
     assert_eq!(r.status(), 404);
 }
 
@@ -341,10 +313,8 @@ async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
     );
     for reference in ["v1", digest.as_str()] {
         let r = moor
-            .req(Method::GET, &format!("/v2/default/m/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+            .send(Method::GET, &format!("/v2/default/m/manifests/{reference}"))
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(
             r.headers()["content-type"].to_str().unwrap(),
@@ -356,13 +326,11 @@ async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
         );
         assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
         let r = moor
-            .req(
+            .send(
                 Method::HEAD,
                 &format!("/v2/default/m/manifests/{reference}"),
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(
             r.headers()["content-length"].to_str().unwrap(),
@@ -384,18 +352,12 @@ async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(r).await, "MANIFEST_INVALID");
     // Unknown tag and unknown repository.
-    let r = moor
-        .req(Method::GET, "/v2/default/m/manifests/nope")
-        .send()
-        .await
-        .unwrap();
+    let r = moor.send(Method::GET, "/v2/default/m/manifests/nope").await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
     let r = moor
-        .req(Method::GET, "/v2/default/ghost/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, "/v2/default/ghost/manifests/v1")
+        .await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
 }
@@ -420,64 +382,46 @@ async fn deleting_manifests_tags_and_blobs() {
     );
     // By tag: the tag goes, the other stays.
     let r = moor
-        .req(Method::DELETE, "/v2/default/del/manifests/a")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, "/v2/default/del/manifests/a")
+        .await;
     assert_eq!(r.status(), 202);
     let tags: Value = moor
-        .req(Method::GET, "/v2/default/del/tags/list")
-        .send()
+        .send(Method::GET, "/v2/default/del/tags/list")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(tags["tags"], json!(["b"]));
     // By digest: out of every tag's history.
     let r = moor
-        .req(
+        .send(
             Method::DELETE,
             &format!("/v2/default/del/manifests/{digest}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 202);
     let r = moor
-        .req(Method::GET, &format!("/v2/default/del/manifests/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/del/manifests/{digest}"))
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = moor.send(Method::GET, "/v2/default/del/manifests/b").await;
     assert_eq!(r.status(), 404);
     let r = moor
-        .req(Method::GET, "/v2/default/del/manifests/b")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = moor
-        .req(
+        .send(
             Method::DELETE,
             &format!("/v2/default/del/manifests/{digest}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 404);
     // A pushed blob.
     let blob = push_blob(&moor, "default/del", b"to delete").await;
     let r = moor
-        .req(Method::DELETE, &format!("/v2/default/del/blobs/{blob}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, &format!("/v2/default/del/blobs/{blob}"))
+        .await;
     assert_eq!(r.status(), 202);
     let r = moor
-        .req(Method::GET, &format!("/v2/default/del/blobs/{blob}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/del/blobs/{blob}"))
+        .await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
 }
@@ -498,10 +442,8 @@ async fn tag_lists_paginate_with_n_and_last() {
         );
     }
     let all: Value = moor
-        .req(Method::GET, "/v2/default/tags/tags/list")
-        .send()
+        .send(Method::GET, "/v2/default/tags/tags/list")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -510,10 +452,8 @@ async fn tag_lists_paginate_with_n_and_last() {
         json!({"name": "default/tags", "tags": ["a", "b", "c", "d", "e"]})
     );
     let r = moor
-        .req(Method::GET, "/v2/default/tags/tags/list?n=2")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, "/v2/default/tags/tags/list?n=2")
+        .await;
     assert_eq!(
         r.headers()["link"].to_str().unwrap(),
         "</v2/default/tags/tags/list?n=2&last=b>; rel=\"next\""
@@ -521,19 +461,15 @@ async fn tag_lists_paginate_with_n_and_last() {
     let page: Value = r.json().await.unwrap();
     assert_eq!(page["tags"], json!(["a", "b"]));
     let r = moor
-        .req(Method::GET, "/v2/default/tags/tags/list?n=2&last=d")
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, "/v2/default/tags/tags/list?n=2&last=d")
+        .await;
     assert!(r.headers().get("link").is_none());
     let page: Value = r.json().await.unwrap();
     assert_eq!(page["tags"], json!(["e"]));
     // The catalog paginates the same way.
     let catalog: Value = moor
-        .req(Method::GET, "/v2/_catalog?n=10")
-        .send()
+        .send(Method::GET, "/v2/_catalog?n=10")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -582,10 +518,8 @@ async fn referrers_list_manifests_whose_subject_is_the_digest() {
         sigs.push(d);
     }
     let r = moor
-        .req(Method::GET, &format!("/v2/default/ref/referrers/{subject}"))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, &format!("/v2/default/ref/referrers/{subject}"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
@@ -603,15 +537,13 @@ async fn referrers_list_manifests_whose_subject_is_the_digest() {
     expected.sort();
     assert_eq!(listed, expected);
     let r = moor
-        .req(
+        .send(
             Method::GET,
             &format!(
                 "/v2/default/ref/referrers/{subject}?artifactType=application/vnd.example.sbom"
             ),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         r.headers()["oci-filters-applied"].to_str().unwrap(),
         "artifactType"
@@ -625,13 +557,11 @@ async fn referrers_list_manifests_whose_subject_is_the_digest() {
     assert_eq!(index["manifests"][0]["annotations"]["n"], "1");
     // A digest nothing refers to: an empty index, not 404.
     let r = moor
-        .req(
+        .send(
             Method::GET,
             &format!("/v2/default/ref/referrers/{}", sha256(b"none")),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 200);
     let index: Value = r.json().await.unwrap();
     assert_eq!(index["manifests"], json!([]));
@@ -684,7 +614,7 @@ async fn bad_names_and_digests_get_oci_errors() {
     let repositories = moor.dir.path().join("registry/repositories");
     assert_eq!(repositories.read_dir().unwrap().count(), 0);
     // Every answer says which API it is.
-    let r = moor.req(Method::GET, "/v2/").send().await.unwrap();
+    let r = moor.send(Method::GET, "/v2/").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-distribution-api-version"]
@@ -734,13 +664,11 @@ async fn image_stream_mappings_add_a_tag_event_to_an_existing_stream() {
         format!("quay.io/team/app@{digest}")
     );
     let image = moor
-        .req(
+        .send(
             Method::GET,
             &format!("/apis/image.openshift.io/v1/images/{digest}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(image.status(), 200);
     // A bad tag is Invalid (422) with the field named.
     let mut bad = mapping("mapped");
@@ -761,10 +689,6 @@ async fn oversized_manifests_are_refused_and_nothing_is_stored() {
     let r = put_manifest(&moor, "default/big", "v1", &big).await;
     assert_eq!(r.status(), 413);
     assert_eq!(error_code(r).await, "SIZE_INVALID");
-    let r = moor
-        .req(Method::GET, "/v2/default/big/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+    let r = moor.send(Method::GET, "/v2/default/big/manifests/v1").await;
     assert_eq!(r.status(), 404);
 }

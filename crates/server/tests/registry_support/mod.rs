@@ -135,6 +135,11 @@ impl Moor {
             .basic_auth("anyone", Some(TOKEN))
     }
 
+    /// Sends an authenticated request without a body.
+    pub async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.req(method, path).send().await.unwrap()
+    }
+
     /// Creates stream `name` with `tags` (spec tags as JSON).
     pub async fn create_stream(&self, name: &str, tags: Vec<Value>) {
         let r = self
