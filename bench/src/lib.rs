@@ -1,6 +1,8 @@
 //! Shared pieces of moor's benchmarks: start a `moor serve` child, read its peak RSS,
 //! and summarise latencies. Benchmarks are binaries under `src/bin`, run by `bench/run`.
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -26,19 +26,15 @@
 //! look at when a goal is missed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use clap::Parser;
-use futures::StreamExt;
+use moor_bench::proxy::{Hit, start_proxy};
 use moor_bench::{
     Distribution, Moor, Nginx, counter_sum, moor_bin, peak_rss_mib, tree_cpu_seconds,
 };
@@ -992,119 +988,6 @@ fn fmt_mib(bytes: u64) -> String {
 
 // ---------------------------------------------------------------------------------
 // (d) concurrent cold pulls, counted by a proxy in front of the upstream.
-
-/// One request the counting proxy forwarded, and the response bytes it passed on.
-struct Hit {
-    method: String,
-    path: String,
-    bytes: Arc<AtomicU64>,
-}
-
-#[derive(Clone)]
-struct Proxy {
-    upstream: String,
-    client: reqwest::Client,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    link: Option<Arc<Link>>,
-}
-
-/// A link of limited bandwidth shared by every connection through the proxy: each
-/// chunk waits for its turn on the wire.
-struct Link {
-    bytes_per_sec: f64,
-    free_at: Mutex<Instant>,
-}
-
-impl Link {
-    async fn send(&self, bytes: usize) {
-        let done = {
-            let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
-            let start = (*free_at).max(Instant::now());
-            *free_at = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
-            *free_at
-        };
-        tokio::time::sleep_until(done.into()).await;
-    }
-}
-
-/// A proxy that forwards to `upstream` and counts the response body bytes it passes
-/// on, per request, as they stream through; with `mbit_per_sec`, response bodies
-/// share a link of that bandwidth.
-async fn start_proxy(
-    upstream: &str,
-    mbit_per_sec: Option<f64>,
-) -> Result<(String, Arc<Mutex<Vec<Hit>>>)> {
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let proxy = Proxy {
-        upstream: upstream.to_string(),
-        client: client()?,
-        hits: hits.clone(),
-        link: mbit_per_sec.map(|m| {
-            Arc::new(Link {
-                bytes_per_sec: m * 1e6 / 8.0,
-                free_at: Mutex::new(Instant::now()),
-            })
-        }),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let host = listener.local_addr()?.to_string();
-    let app = Router::new().fallback(forward).with_state(proxy);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((host, hits))
-}
-
-async fn forward(State(p): State<Proxy>, req: Request) -> Response {
-    let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|q| q.as_str().to_string())
-        .unwrap_or_default();
-    let mut out = p
-        .client
-        .request(method.clone(), format!("http://{}{path}", p.upstream));
-    for (k, v) in req.headers() {
-        if k != "host" {
-            out = out.header(k, v);
-        }
-    }
-    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    let bytes = Arc::new(AtomicU64::new(0));
-    p.hits.lock().unwrap_or_else(|e| e.into_inner()).push(Hit {
-        method: method.to_string(),
-        path: path.split('?').next().unwrap_or_default().to_string(),
-        bytes: bytes.clone(),
-    });
-    let mut response = Response::new(Body::empty());
-    match out.body(body).send().await {
-        Ok(r) => {
-            *response.status_mut() = r.status();
-            for (k, v) in r.headers() {
-                if k != "transfer-encoding" && k != "connection" {
-                    response.headers_mut().append(k, v.clone());
-                }
-            }
-            let link = p.link.clone();
-            let counted = r.bytes_stream().then(move |c| {
-                let (bytes, link) = (bytes.clone(), link.clone());
-                async move {
-                    if let Ok(c) = &c {
-                        if let Some(link) = link {
-                            link.send(c.len()).await;
-                        }
-                        bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
-                    }
-                    c
-                }
-            });
-            *response.body_mut() = Body::from_stream(counted);
-        }
-        Err(_) => *response.status_mut() = axum::http::StatusCode::BAD_GATEWAY,
-    }
-    response
-}
 
 /// GETs and bytes per path among `hits`.
 fn tally(hits: &[Hit]) -> BTreeMap<String, (u32, u64)> {

@@ -13,16 +13,12 @@
 //! (arguments after `--` go to every benchmark named).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::Response;
 use clap::Parser;
 use futures::StreamExt;
+use moor_bench::proxy::{Hit, start_proxy};
 use moor_bench::{Distribution, Moor, counter_sum, moor_bin, peak_rss_mib, push_image};
 use serde_json::{Value, json};
 
@@ -58,77 +54,6 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 
 const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// One request the proxy forwarded.
-struct Hit {
-    at: Instant,
-    method: String,
-    path: String,
-}
-
-#[derive(Clone)]
-struct Proxy {
-    upstream: String,
-    client: reqwest::Client,
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-/// A counting proxy in front of the distribution, on a free loopback port.
-async fn start_proxy(upstream: &str) -> Result<(String, Arc<Mutex<Vec<Hit>>>)> {
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let proxy = Proxy {
-        upstream: upstream.to_string(),
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        hits: hits.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let host = listener.local_addr()?.to_string();
-    let app = Router::new().fallback(forward).with_state(proxy);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((host, hits))
-}
-
-async fn forward(State(p): State<Proxy>, req: Request) -> Response {
-    let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|q| q.as_str().to_string())
-        .unwrap_or_default();
-    let mut out = p
-        .client
-        .request(method.clone(), format!("http://{}{path}", p.upstream));
-    for (k, v) in req.headers() {
-        if k != "host" {
-            out = out.header(k, v);
-        }
-    }
-    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .unwrap_or_default();
-    let mut response = Response::new(Body::empty());
-    match out.body(body).send().await {
-        Ok(r) => {
-            *response.status_mut() = r.status();
-            for (k, v) in r.headers() {
-                if k != "transfer-encoding" && k != "connection" {
-                    response.headers_mut().append(k, v.clone());
-                }
-            }
-            *response.body_mut() = Body::from(r.bytes().await.unwrap_or_default());
-        }
-        Err(_) => *response.status_mut() = axum::http::StatusCode::BAD_GATEWAY,
-    }
-    p.hits.lock().unwrap().push(Hit {
-        at: Instant::now(),
-        method: method.to_string(),
-        path: path.split('?').next().unwrap_or_default().to_string(),
-    });
-    response
-}
 
 /// The manifest of `repo:tag` and the blob digests it names (config and layers).
 async fn manifest(
@@ -392,7 +317,7 @@ async fn main() -> Result<()> {
         setup.elapsed().as_secs_f64()
     );
 
-    let (proxy, hits) = start_proxy(&dist.host).await?;
+    let (proxy, hits) = start_proxy(&dist.host, None).await?;
     let interval_flag = format!("{}ms", interval.as_millis());
     let qps = format!("{proxy}={}", args.registry_qps);
     let moor = Moor::start(
