@@ -613,6 +613,12 @@ async fn bad_names_and_digests_get_oci_errors() {
     // Nothing was created on disk for those names.
     let repositories = moor.dir.path().join("registry/repositories");
     assert_eq!(repositories.read_dir().unwrap().count(), 0);
+    // Dots are fine inside a stream name, as in the API.
+    let digest = push_blob(&moor, "default/web.app", b"dotted").await;
+    let r = moor
+        .send(Method::GET, &format!("/v2/default/web.app/blobs/{digest}"))
+        .await;
+    assert_eq!(r.status(), 200);
     // Every answer says which API it is.
     let r = moor.send(Method::GET, "/v2/").await;
     assert_eq!(r.status(), 200);

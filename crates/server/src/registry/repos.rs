@@ -38,12 +38,13 @@ pub struct RepoName {
 }
 
 impl RepoName {
-    /// Checks both parts the way the API does, so that no path trick (`..`, `%2F`,
-    /// upper case) reaches the store or the filesystem.
+    /// Checks both parts the way the API does (a stream name may hold dots, never be
+    /// `.` or `..`, nor hold `/` or `%`), so that no path trick reaches the store or
+    /// the filesystem.
     pub fn parse(namespace: &str, stream: &str) -> Result<Self, RegistryError> {
         let ns_errors = moor_api::validation::validate_namespace_name(namespace);
         let name_errors = moor_api::validation::validate_image_stream_name(stream);
-        if !ns_errors.is_empty() || !name_errors.is_empty() || stream.contains(['/', '.']) {
+        if !ns_errors.is_empty() || !name_errors.is_empty() {
             return Err(RegistryError::new(
                 Code::NameInvalid,
                 format!(
