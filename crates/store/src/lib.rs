@@ -17,14 +17,18 @@ pub mod memory;
 pub mod sqlite;
 mod watch;
 
+pub use watch::DEFAULT_WATCH_BUFFER_BYTES;
+
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A point in the store's single, ever-increasing history. The first write gets 1.
 pub type Revision = i64;
 
-/// How many events a watcher may fall behind the newest write before its stream ends
-/// with [`StoreError::WatchLagged`], unless a backend is configured otherwise.
+/// How many events the shared broadcast ring holds for the watchers, unless a backend
+/// is configured otherwise. Each watcher drains it at once into a queue of its own,
+/// bounded by [`DEFAULT_WATCH_BUFFER_BYTES`]; a watcher past either bound ends with
+/// [`StoreError::WatchLagged`].
 pub const DEFAULT_WATCH_CAPACITY: usize = 8192;
 
 /// One key at one revision.
