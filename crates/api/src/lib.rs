@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod image;
+pub mod labels;
 pub mod lookup;
 pub mod media_types;
 pub mod meta;
