@@ -42,6 +42,16 @@ impl ImageStream {
         self.spec.tags.iter().find(|t| t.name == name)
     }
 
+    /// The spec tags by name (the first of a name, as [`Self::spec_tag`] finds it):
+    /// for looking up every tag of a large stream in linear time.
+    pub fn spec_tags_by_name(&self) -> std::collections::HashMap<&str, &TagReference> {
+        let mut by_name = std::collections::HashMap::with_capacity(self.spec.tags.len());
+        for t in &self.spec.tags {
+            by_name.entry(t.name.as_str()).or_insert(t);
+        }
+        by_name
+    }
+
     /// The spec tag named `name`, mutable.
     pub fn spec_tag_mut(&mut self, name: &str) -> Option<&mut TagReference> {
         self.spec.tags.iter_mut().find(|t| t.name == name)

@@ -9,7 +9,7 @@
 //! atomic), `x-kubernetes-map-type: atomic` structs, and version conversion of
 //! managed fields (moor serves one version per group). Pure functions over JSON.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -18,7 +18,7 @@ use super::patch::MergeKeys;
 use super::resource::GroupResource;
 
 /// One step of a field path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PathElem {
     /// `f:<name>`: a struct field or map key.
     Field(String),
@@ -98,12 +98,24 @@ fn item_key(item: &Value, key: &str) -> Option<String> {
 
 /// Every field path that `obj` sets: leaves, plus the item nodes of keyed lists.
 pub fn field_set(obj: &Value, keys: MergeKeys) -> FieldSet {
-    let mut out = FieldSet::new();
+    field_values(obj, keys).into_keys().collect()
+}
+
+/// Every field path that `obj` sets, with the value there: one walk, so that
+/// comparing two objects field by field costs linear time however long their keyed
+/// lists are (the first item of a key wins).
+fn field_values(obj: &Value, keys: MergeKeys) -> HashMap<FieldPath, &Value> {
+    let mut out = HashMap::new();
     walk(obj, &mut Vec::new(), keys, &mut out);
     out
 }
 
-fn walk(v: &Value, path: &mut FieldPath, keys: MergeKeys, out: &mut FieldSet) {
+fn walk<'a>(
+    v: &'a Value,
+    path: &mut FieldPath,
+    keys: MergeKeys,
+    out: &mut HashMap<FieldPath, &'a Value>,
+) {
     if skipped(path) {
         return;
     }
@@ -123,47 +135,28 @@ fn walk(v: &Value, path: &mut FieldPath, keys: MergeKeys, out: &mut FieldSet) {
                         continue;
                     };
                     path.push(PathElem::Key(k));
-                    out.insert(path.clone());
-                    walk(item, path, keys, out);
+                    if !out.contains_key(path) {
+                        out.insert(path.clone(), item);
+                        walk(item, path, keys, out);
+                    }
                     path.pop();
                 }
             } else if sp == "metadata.finalizers" {
                 for item in items {
                     path.push(PathElem::Val(item.to_string()));
-                    out.insert(path.clone());
+                    out.entry(path.clone()).or_insert(item);
                     path.pop();
                 }
             } else {
-                out.insert(path.clone());
+                out.insert(path.clone(), v);
             }
         }
         _ => {
             if !path.is_empty() {
-                out.insert(path.clone());
+                out.insert(path.clone(), v);
             }
         }
     }
-}
-
-fn get_at<'a>(v: &'a Value, path: &[PathElem], keys: MergeKeys) -> Option<&'a Value> {
-    let mut cur = v;
-    for (i, p) in path.iter().enumerate() {
-        cur = match p {
-            PathElem::Field(f) => cur.get(f)?,
-            PathElem::Key(k) => {
-                let key = keys.key_for(&schema_path(&path[..i]))?;
-                let want: Value = serde_json::from_str(k).ok()?;
-                cur.as_array()?
-                    .iter()
-                    .find(|it| it.get(key) == want.get(key))?
-            }
-            PathElem::Val(val) => {
-                let want: Value = serde_json::from_str(val).ok()?;
-                cur.as_array()?.iter().find(|it| **it == want)?
-            }
-        };
-    }
-    Some(cur)
 }
 
 fn remove_at(v: &mut Value, path: &[PathElem], keys: MergeKeys) {
@@ -339,12 +332,14 @@ pub fn record_update(
         Some(o) if new.pointer("/metadata/managedFields").is_none() => read_managed(o),
         _ => read_managed(new),
     };
-    let new_set = field_set(new, keys);
-    let changed: FieldSet = new_set
+    let old_values = old.map(|o| field_values(o, keys)).unwrap_or_default();
+    let new_values = field_values(new, keys);
+    let changed: FieldSet = new_values
         .iter()
-        .filter(|p| old.and_then(|o| get_at(o, p, keys)) != get_at(new, p, keys))
-        .cloned()
+        .filter(|(p, v)| old_values.get(*p) != Some(*v))
+        .map(|(p, _)| p.clone())
         .collect();
+    let new_set: HashSet<FieldPath> = new_values.into_keys().collect();
     let mut touched = false;
     for e in entries.iter_mut() {
         let before = e.fields.len();
@@ -399,17 +394,27 @@ fn merge_applied(live: &mut Value, applied: &Value, path: &mut FieldPath, keys: 
         (Value::Array(l), Value::Array(a)) => {
             let sp = schema_path(path);
             if let Some(key) = keys.key_for(&sp) {
+                // Live items by key, the first of a key winning: linear, not a scan per item.
+                let mut index: HashMap<String, usize> = HashMap::new();
+                for (i, it) in l.iter().enumerate() {
+                    if let Some(k) = item_key(it, key) {
+                        index.entry(k).or_insert(i);
+                    }
+                }
                 for item in a {
                     let Some(k) = item_key(item, key) else {
                         continue;
                     };
-                    match l.iter_mut().find(|it| it.get(key) == item.get(key)) {
-                        Some(existing) => {
+                    match index.get(&k) {
+                        Some(&i) => {
                             path.push(PathElem::Key(k));
-                            merge_applied(existing, item, path, keys);
+                            merge_applied(&mut l[i], item, path, keys);
                             path.pop();
                         }
-                        None => l.push(item.clone()),
+                        None => {
+                            index.insert(k, l.len());
+                            l.push(item.clone());
+                        }
                     }
                 }
             } else {
@@ -454,16 +459,19 @@ pub fn apply(
         now,
     } = *req;
     let mut entries = live.map(read_managed).unwrap_or_default();
-    let applied_set = field_set(applied, keys);
+    let applied_values = field_values(applied, keys);
+    let applied_set: FieldSet = applied_values.keys().cloned().collect();
     let mut object = live.cloned().unwrap_or_else(|| json!({}));
 
     // Conflicts: a field another manager owns, to which this apply gives another value.
     let mut conflicts = Vec::new();
-    for p in &applied_set {
-        let (Some(a), l) = (get_at(applied, p, keys), get_at(&object, p, keys)) else {
+    let mut conflicting: BTreeSet<&FieldPath> = BTreeSet::new();
+    let live_values = field_values(&object, keys);
+    for (p, a) in &applied_values {
+        let Some(l) = live_values.get(p) else {
             continue;
         };
-        if l.is_none() || l == Some(a) || a.is_object() {
+        if l == a || a.is_object() {
             continue;
         }
         for e in entries
@@ -471,6 +479,7 @@ pub fn apply(
             .filter(|e| e.manager != manager && e.fields.contains(p))
         {
             conflicts.push((e.manager.clone(), path_string(p)));
+            conflicting.insert(p);
         }
     }
     if !conflicts.is_empty() {
@@ -489,13 +498,12 @@ pub fn apply(
                 ),
             });
         }
+        // Forced: the other managers lose the fields whose values this apply changes.
         for e in entries.iter_mut().filter(|e| e.manager != manager) {
-            e.fields.retain(|p| {
-                !conflicts.iter().any(|(_, cp)| *cp == path_string(p))
-                    || get_at(applied, p, keys) == get_at(&object, p, keys)
-            });
+            e.fields.retain(|p| !conflicting.contains(p));
         }
     }
+    drop(live_values);
 
     // Fields this manager applied before, sends no more, and nobody else owns: removed.
     let previous: FieldSet = entries
@@ -508,18 +516,14 @@ pub fn apply(
         .filter(|e| !(e.manager == manager && e.operation == "Apply"))
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
-    let dropped: Vec<&FieldPath> = previous
+    let dropped: BTreeSet<&FieldPath> = previous
         .iter()
-        .filter(|p| !applied_set.contains(*p) && !others.iter().any(|o| o.starts_with(p)))
+        .filter(|p| !applied_set.contains(*p) && !owns_under(&others, p))
         .collect();
     // Removing a list item removes its fields: skip paths under a dropped ancestor.
     let mut removed: Vec<&FieldPath> = dropped
         .iter()
-        .filter(|p| {
-            !dropped
-                .iter()
-                .any(|a| a.len() < p.len() && p.starts_with(a))
-        })
+        .filter(|p| !(1..p.len()).any(|i| dropped.contains(&p[..i].to_vec())))
         .copied()
         .collect();
     removed.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -533,7 +537,7 @@ pub fn apply(
     let content_changed = live.is_none_or(|l| strip_managed(l) != strip_managed(&object));
     if fields_changed || content_changed {
         entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
-        let new_set = field_set(&object, keys);
+        let new_set: HashSet<FieldPath> = field_values(&object, keys).into_keys().collect();
         for e in entries.iter_mut() {
             e.fields.retain(|p| new_set.contains(p));
         }
@@ -551,6 +555,14 @@ pub fn apply(
         write_managed(&mut object, &entries);
     }
     Ok(Applied { object })
+}
+
+/// Whether `set` holds `path` or a path under it. Paths under `path` sort right
+/// after it, so one ordered look-up answers.
+fn owns_under(set: &FieldSet, path: &FieldPath) -> bool {
+    set.range(path.clone()..)
+        .next()
+        .is_some_and(|o| o.starts_with(path))
 }
 
 fn strip_managed(v: &Value) -> Value {

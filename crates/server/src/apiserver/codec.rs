@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::limits::{MAX_DEPTH, text_depth};
 
 /// Decodes `body` as `T` and back to JSON: the canonical form of the object, with the
 /// JSON paths (`spec.tags[0].foo`) of every field `T` does not know.
@@ -67,8 +68,20 @@ pub fn media_type(content_type: Option<&str>) -> String {
         .to_ascii_lowercase()
 }
 
+/// Refuses a body nested deeper than [`MAX_DEPTH`] after one linear pass, before a
+/// parser spends time on it.
+pub fn check_depth(body: &[u8]) -> Result<(), ApiError> {
+    if text_depth(body) > MAX_DEPTH {
+        return Err(ApiError::BadRequest(format!(
+            "the request body is nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a JSON or YAML request body into JSON.
 pub fn parse_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
+    check_depth(body)?;
     match media {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}"))),
@@ -82,6 +95,7 @@ pub fn parse_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
 
 /// Parses a YAML (or JSON, which is YAML) document into JSON.
 pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    check_depth(body)?;
     let v: Value = serde_yaml_ng::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding YAML body: {e}")))?;
     Ok(v)

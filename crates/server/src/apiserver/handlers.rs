@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::patch::{self, PatchType};
 use super::resource::*;
 use super::selectors::{FieldSelector, LabelSelector};
+use super::stored::cpu_bound;
 use super::table::{self, IncludeObject, TableDef};
 
 /// The largest request body accepted (as kube-apiserver: 3 MiB).
@@ -405,7 +406,7 @@ pub async fn serve(
         }
         (Method::POST, None) => {
             let body = read_body(body).await?;
-            let value = parse_body(&mt, &body)?;
+            let value = cpu_bound(|| parse_body(&mt, &body))?;
             let (mut obj, unknown) = storage.decode(value)?;
             check_unknown(&ctx, &unknown)?;
             if let (Some(ns), Some(body_ns)) = (
@@ -440,7 +441,7 @@ pub async fn serve(
         }
         (Method::PUT, Some(name)) => {
             let body = read_body(body).await?;
-            let value = parse_body(&mt, &body)?;
+            let value = cpu_bound(|| parse_body(&mt, &body))?;
             let (obj, unknown) = storage.decode(value)?;
             check_unknown(&ctx, &unknown)?;
             let manager = manager_name(&ctx, &headers);
@@ -469,11 +470,14 @@ pub async fn serve(
             let ptype = PatchType::from_media_type(&mt)
                 .ok_or_else(|| ApiError::UnsupportedMediaType(mt.clone()))?;
             let body = read_body(body).await?;
-            let patch_value = match ptype {
-                PatchType::Apply => super::codec::parse_yaml(&body)?,
-                _ => serde_json::from_slice::<Value>(&body)
-                    .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))?,
-            };
+            let patch_value = cpu_bound(|| match ptype {
+                PatchType::Apply => super::codec::parse_yaml(&body),
+                _ => {
+                    super::codec::check_depth(&body)?;
+                    serde_json::from_slice::<Value>(&body)
+                        .map_err(|e| ApiError::BadRequest(format!("error decoding patch: {e}")))
+                }
+            })?;
             let manager = manager_name(&ctx, &headers);
             if ptype == PatchType::Apply && ctx.field_manager.is_none() {
                 return Err(ApiError::BadRequest(
@@ -514,7 +518,19 @@ pub async fn serve(
                             now: &now,
                         };
                         let out = apply::apply(cur.as_ref(), applied, &req)?;
-                        Ok(out.object)
+                        // Only a resourceVersion the applier sent is a precondition;
+                        // the live one it merged onto is not, so a concurrent write
+                        // runs the apply again on the newer object (kube-apiserver's
+                        // retry), instead of a 409 nobody asked for.
+                        let sent_rv = applied
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            .filter(|rv| !rv.is_empty());
+                        let mut object = super::stored::unconditional(out.object);
+                        if let Some(rv) = sent_rv {
+                            object["metadata"]["resourceVersion"] = Value::from(rv);
+                        }
+                        Ok(object)
                     }
                     _ => {
                         let cur = cur.ok_or_else(|| ApiError::NotFound {

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod openapi;
 pub mod patch;
 pub mod resource;

@@ -7,6 +7,9 @@
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::limits::{
+    MAX_DEPTH, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS, MAX_JSON_PATCH_WALK, shape,
+};
 
 /// The patch flavours of the `Content-Type` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,20 +64,96 @@ pub fn merge_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Applies an RFC 6902 JSON patch.
+/// Applies an RFC 6902 JSON patch, within Kubernetes' bounds: at most
+/// [`MAX_JSON_PATCH_OPERATIONS`] operations, `copy` operations that add at most
+/// [`MAX_JSON_PATCH_COPY_BYTES`] in all, and no value nested deeper than
+/// [`MAX_DEPTH`] at any step (so neither memory nor the stack can be exhausted by a
+/// patch that copies or moves a value into itself again and again).
 pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
+    if let Some(n) = patch.as_array().map(Vec::len)
+        && n > MAX_JSON_PATCH_OPERATIONS
+    {
+        return Err(ApiError::EntityTooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {n}"
+        )));
+    }
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::BadRequest(format!("error decoding json patch: {e}")))?;
-    json_patch::patch(doc, &ops).map_err(|e| ApiError::Invalid {
+    let mut budget = PatchBudget::default();
+    for op in ops.iter() {
+        budget.admit(doc, op)?;
+        // Each step works on the caller's copy, which an error discards whole, so the
+        // crate's undo log (`patch`) is not needed.
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op))
+            .map_err(|e| invalid_patch(format!("the json patch could not be applied: {e}")))?;
+    }
+    Ok(())
+}
+
+fn invalid_patch(message: String) -> ApiError {
+    ApiError::Invalid {
         gr: super::resource::GroupResource::new("", ""),
         kind: String::new(),
         name: String::new(),
         causes: vec![super::error::Cause {
             reason: "FieldValueInvalid".into(),
-            message: format!("the json patch could not be applied: {e}"),
+            message,
             field: String::new(),
         }],
-    })
+    }
+}
+
+/// What a JSON patch has spent so far of its bounds.
+#[derive(Default)]
+struct PatchBudget {
+    copied: usize,
+    walked: usize,
+}
+
+impl PatchBudget {
+    /// Refuses `op` if it would pass a bound on `doc`.
+    fn admit(&mut self, doc: &Value, op: &json_patch::PatchOperation) -> Result<(), ApiError> {
+        use json_patch::PatchOperation as Op;
+        let tokens = |p: &json_patch::jsonptr::Pointer| p.count();
+        let (path, depth) = match op {
+            Op::Add(o) => (&o.path, shape(&o.value, usize::MAX, MAX_DEPTH).depth),
+            Op::Replace(o) => (&o.path, shape(&o.value, usize::MAX, MAX_DEPTH).depth),
+            Op::Copy(o) => {
+                let Some(from) = doc.pointer(o.from.as_str()) else {
+                    return Ok(()); // The crate reports the missing source.
+                };
+                let left = MAX_JSON_PATCH_COPY_BYTES.saturating_sub(self.copied);
+                let s = shape(from, left, MAX_DEPTH);
+                self.copied += s.bytes;
+                if self.copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(ApiError::EntityTooLarge(format!(
+                        "the json patch's copy operations would add more than {MAX_JSON_PATCH_COPY_BYTES} bytes"
+                    )));
+                }
+                (&o.path, s.depth)
+            }
+            Op::Move(o) if tokens(&o.path) > tokens(&o.from) => {
+                let Some(from) = doc.pointer(o.from.as_str()) else {
+                    return Ok(());
+                };
+                let s = shape(from, usize::MAX, MAX_DEPTH);
+                self.walked += s.values;
+                if self.walked > MAX_JSON_PATCH_WALK {
+                    return Err(invalid_patch(
+                        "the json patch is too complex: its moves walk too many values".into(),
+                    ));
+                }
+                (&o.path, s.depth)
+            }
+            Op::Move(_) | Op::Remove(_) | Op::Test(_) => return Ok(()),
+        };
+        if tokens(path) + depth > MAX_DEPTH {
+            return Err(invalid_patch(format!(
+                "the json patch would nest {path} deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Applies a strategic merge patch.

@@ -59,8 +59,10 @@ pub trait Strategy: Send + Sync + 'static {
 
 /// Items examined per store page while filling a selector-filtered list.
 const SCAN_PAGE: usize = 500;
-/// Attempts of a read-modify-write before giving up on contention.
-const MAX_UPDATE_ATTEMPTS: usize = 16;
+/// How long a read-modify-write keeps retrying when other writers win the race.
+/// Every lost race means another write landed, so the loop makes progress; like
+/// kube-apiserver's `GuaranteedUpdate` it is bounded by time, not by attempts.
+const UPDATE_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serving knobs shared by every stored resource.
 #[derive(Clone, Debug)]
@@ -108,6 +110,57 @@ pub fn object_key(def: &ResourceDef, ns: Option<&str>, name: &str) -> String {
 /// The store key of a namespace object.
 pub fn namespace_key(ns: &str) -> String {
     format!("/registry/core/namespaces/{ns}")
+}
+
+/// Kubernetes' checks of `metadata.labels` and `metadata.annotations`, which hold for
+/// every kind.
+pub fn validate_labels_and_annotations(obj: &Value) -> Vec<moor_api::validation::FieldError> {
+    use moor_api::validation::FieldPath;
+    let map = |field: &str| -> std::collections::BTreeMap<String, String> {
+        obj.pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let meta = FieldPath::new("metadata");
+    let mut errors = moor_api::labels::validate_labels(&map("labels"), &meta.child("labels"));
+    errors.extend(moor_api::labels::validate_annotations(
+        &map("annotations"),
+        &meta.child("annotations"),
+    ));
+    errors
+}
+
+/// What one read-modify-write step produced.
+enum NextVersion {
+    /// The update changed nothing: no write.
+    Unchanged(Value),
+    /// A dry run's result, not written.
+    DryRun(Value),
+    /// The object to write, its stored bytes, and the client's resourceVersion
+    /// precondition if it set one.
+    Write {
+        object: Value,
+        bytes: Bytes,
+        precondition: Option<String>,
+    },
+}
+
+/// Runs CPU-heavy request work (decoding, patching, validating and encoding a large
+/// object) without holding an async worker: on the multi-threaded runtime the worker
+/// hands its other tasks to another thread meanwhile (`block_in_place`), so health
+/// checks and small requests keep being answered. Elsewhere (a current-thread
+/// runtime in tests) it just runs.
+pub fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// `metadata.resourceVersion` as a store revision.
@@ -197,6 +250,67 @@ impl StoredResource {
         Ok(obj)
     }
 
+    /// One read-modify-write step on the stored `kv`: the caller's update, then the
+    /// checks, defaults and encoding of the result. CPU-bound (a large object is
+    /// decoded, patched and validated here), so the caller runs it off the runtime.
+    fn next_version(
+        &self,
+        kv: &KeyValue,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        dry_run: bool,
+    ) -> Result<NextVersion, ApiError> {
+        let old = self.materialize(kv)?;
+        let old_rv = kv.mod_revision.to_string();
+        let mut new = update(Some(old.clone()))?;
+        if meta_str(&new, "name").is_some_and(|n| n != name) {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta_str(&new, "name").unwrap_or("")
+            )));
+        }
+        if self.def().namespaced
+            && let (Some(body_ns), Some(ns)) = (meta_str(&new, "namespace"), ns)
+            && body_ns != ns
+            && !body_ns.is_empty()
+        {
+            return Err(ApiError::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ));
+        }
+        // A resourceVersion in the new object is a precondition set by the client.
+        let precondition = meta_str(&new, "resourceVersion")
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_string);
+        if let Some(rv) = &precondition {
+            parse_resource_version(rv)?;
+            if *rv != old_rv {
+                return Err(ApiError::stale(&self.gr(), name));
+            }
+        }
+        set_meta(&mut new, "name", json!(name));
+        self.prepare_update(&mut new, &old, subresource)?;
+        self.validate(&new, Some(&old))?;
+        set_meta(&mut new, "resourceVersion", json!(old_rv));
+        let mut decorated_new = new.clone();
+        self.strategy.decorate(&mut decorated_new);
+        if decorated_new == old {
+            // No change: no write, no new resourceVersion, no watch event.
+            return Ok(NextVersion::Unchanged(old));
+        }
+        if dry_run {
+            return Ok(NextVersion::DryRun(decorated_new));
+        }
+        let bytes = Self::encode(&decorated_new)?;
+        Ok(NextVersion::Write {
+            object: decorated_new,
+            bytes,
+            precondition,
+        })
+    }
+
     fn encode(obj: &Value) -> Result<Bytes, ApiError> {
         let mut stored = obj.clone();
         remove_meta(&mut stored, "resourceVersion");
@@ -207,7 +321,8 @@ impl StoredResource {
     }
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-        let errors = self.strategy.validate(obj, old);
+        let mut errors = validate_labels_and_annotations(obj);
+        errors.extend(self.strategy.validate(obj, old));
         if errors.is_empty() {
             return Ok(());
         }
@@ -649,7 +764,8 @@ impl RestStorage for StoredResource {
         create_if_missing: bool,
     ) -> Result<(Value, bool), ApiError> {
         let key = self.key(ns, name);
-        for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + UPDATE_RETRY_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             let current = self.store.get(&key).await?;
             let Some(kv) = current else {
                 if !create_if_missing || subresource.is_some() {
@@ -670,52 +786,18 @@ impl RestStorage for StoredResource {
                     other => return other.map(|o| (o, true)),
                 }
             };
-            let old = self.materialize(&kv)?;
-            let old_rv = kv.mod_revision.to_string();
-            let mut new = update(Some(old.clone()))?;
-            if meta_str(&new, "name").is_some_and(|n| n != name) {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta_str(&new, "name").unwrap_or("")
-                )));
-            }
-            if self.def().namespaced
-                && let (Some(body_ns), Some(ns)) = (meta_str(&new, "namespace"), ns)
-                && body_ns != ns
-                && !body_ns.is_empty()
-            {
-                return Err(ApiError::BadRequest(
-                            "the namespace of the provided object does not match the namespace sent on the request".into(),
-                        ));
-            }
-            // A resourceVersion in the new object is a precondition set by the client.
-            let precondition = meta_str(&new, "resourceVersion")
-                .filter(|rv| !rv.is_empty())
-                .map(str::to_string);
-            if let Some(rv) = &precondition {
-                parse_resource_version(rv)?;
-                if *rv != old_rv {
-                    return Err(ApiError::stale(&self.gr(), name));
-                }
-            }
-            set_meta(&mut new, "name", json!(name));
-            self.prepare_update(&mut new, &old, subresource)?;
-            self.validate(&new, Some(&old))?;
-            set_meta(&mut new, "resourceVersion", json!(old_rv));
-            let mut decorated_new = new.clone();
-            self.strategy.decorate(&mut decorated_new);
-            if decorated_new == old {
-                // No change: no write, no new resourceVersion, no watch event.
-                return Ok((old, false));
-            }
-            if ctx.dry_run {
-                return Ok((decorated_new, false));
-            }
-            match self
-                .store
-                .update(&key, Self::encode(&decorated_new)?, kv.mod_revision)
-                .await
-            {
+            let step =
+                cpu_bound(|| self.next_version(&kv, ns, name, subresource, update, ctx.dry_run))?;
+            let (mut decorated_new, bytes, precondition) = match step {
+                NextVersion::Unchanged(old) => return Ok((old, false)),
+                NextVersion::DryRun(obj) => return Ok((obj, false)),
+                NextVersion::Write {
+                    object,
+                    bytes,
+                    precondition,
+                } => (object, bytes, precondition),
+            };
+            match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(rev) => {
                     set_meta(
                         &mut decorated_new,
@@ -895,7 +977,9 @@ where
     F: FnOnce(tokio::sync::mpsc::Sender<WatchEvent>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // Few decoded objects wait here: a client that stops reading holds at most these
+    // plus its store watcher's byte budget, after which the watch ends.
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(producer(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }

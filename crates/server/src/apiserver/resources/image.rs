@@ -322,8 +322,9 @@ impl Strategy for ImageStreams {
         s.status = o.status.clone();
         resolve_own_image_prefixes(&mut s);
         // Users may set a tag's generation only to 0 (asking for a re-import).
+        let old_tags = o.spec_tags_by_name();
         for t in s.spec.tags.iter_mut() {
-            if let Some(old_tag) = o.spec_tag(&t.name)
+            if let Some(old_tag) = old_tags.get(t.name.as_str())
                 && t.generation != Some(0)
             {
                 t.generation = old_tag.generation;
@@ -337,8 +338,9 @@ impl Strategy for ImageStreams {
         };
         let generation = s.metadata.generation.unwrap_or(1);
         // A changed (or new) tag takes the stream's new generation.
+        let old_tags = o.spec_tags_by_name();
         for t in s.spec.tags.iter_mut() {
-            if o.spec_tag(&t.name) != Some(t) {
+            if old_tags.get(t.name.as_str()).copied() != Some(&*t) {
                 t.generation = Some(generation);
             }
         }
