@@ -90,6 +90,8 @@ pub struct ServeOptions {
     pub workload_kubeconfig: Option<PathBuf>,
     /// `--registry-anonymous-pull`: the registry serves GET/HEAD without credentials.
     pub registry_anonymous_pull: bool,
+    /// Caps and idle expiry of registry upload sessions.
+    pub uploads: crate::registry::UploadLimits,
 }
 
 impl Default for ServeOptions {
@@ -111,6 +113,7 @@ impl Default for ServeOptions {
             registry_ca: Vec::new(),
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
+            uploads: crate::registry::UploadLimits::default(),
         }
     }
 }
@@ -250,6 +253,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             hostname: api.config.registry_hostname.clone(),
             tls: tls.is_some(),
             anonymous_pull: opts.registry_anonymous_pull,
+            uploads: opts.uploads.clone(),
         },
         api.importer(),
         registry_client,
@@ -257,12 +261,14 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     )
     .map_err(|e| ServeError::Registry(e.to_string()))?;
     registry.register_metrics(&metrics);
+    let registry = Arc::new(registry);
+    registry.spawn_upload_reaper();
     let state = AppState {
         api,
         auth,
         metrics,
         ready: ready.clone(),
-        registry: Some(Arc::new(registry)),
+        registry: Some(registry),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
     let import_metrics = crate::importer::ImportMetrics::default();

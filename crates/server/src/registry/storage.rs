@@ -476,9 +476,9 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// Appends `bytes`.
+    /// Appends `bytes` (reopening the file after [`release`](Self::release)).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        let file = self.file.as_mut().expect("a writer is open until commit");
+        let file = self.open_file()?;
         file.write_all(bytes)
             .map_err(io(format!("writing {}", self.path.display())))?;
         if let Some(h) = self.hasher.as_mut() {
@@ -486,6 +486,25 @@ impl BlobWriter {
         }
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Closes the temporary file until the next write, so that a writer waiting
+    /// between requests (an upload session) holds no descriptor.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
+    /// The temporary file, opened again for appending if it was released.
+    fn open_file(&mut self) -> Result<&mut std::fs::File, StorageError> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new()
+                .append(true)
+                .read(true)
+                .open(&self.path)
+                .map_err(io(format!("reopening {}", self.path.display())))?,
+        };
+        Ok(self.file.insert(file))
     }
 
     /// Bytes written so far.
@@ -548,7 +567,8 @@ impl BlobWriter {
     /// error instead when they do not match): fsync, rename, fsync the directory.
     pub fn commit_verified(mut self, digest: &Digest) -> Result<(), StorageError> {
         let expected = digest;
-        let file = self.file.take().expect("a writer is open until commit");
+        self.open_file()?;
+        let file = self.file.take().expect("opened above");
         file.sync_all()
             .map_err(io(format!("syncing {}", self.path.display())))?;
         drop(file);
