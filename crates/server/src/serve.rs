@@ -156,13 +156,19 @@ impl Default for ServeOptions {
     }
 }
 
-/// Opens the store a `--store` URL names.
+/// Opens the store a `--store` URL names. A SQLite database and its `-wal` and
+/// `-shm` files are made 0600 (SQLite gives the latter the database's mode).
 pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, ServeError> {
+    let sqlite = |path: &Path| -> Result<Arc<dyn Store>, ServeError> {
+        private_database(path).map_err(|source| ServeError::DataDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Arc::new(SqliteStore::open(path)?))
+    };
     match url {
-        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("moor.db"))?)),
-        Some(u) if u.starts_with("sqlite://") => Ok(Arc::new(SqliteStore::open(Path::new(
-            &u["sqlite://".len()..],
-        ))?)),
+        None => sqlite(&data_dir.join("moor.db")),
+        Some(u) if u.starts_with("sqlite://") => sqlite(Path::new(&u["sqlite://".len()..])),
         Some("memory://") => Ok(Arc::new(MemoryStore::new())),
         Some(other) => Err(ServeError::StoreUrl(other.to_string())),
     }
@@ -181,6 +187,70 @@ pub fn kubeconfig_yaml(server: &str, token: &str, ca_pem: Option<&str>) -> Strin
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: moor\n  cluster:\n{ca}    server: {server}\ncontexts:\n- name: moor\n  context:\n    cluster: moor\n    namespace: default\n    user: admin\ncurrent-context: moor\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {token}\n"
     )
+}
+
+/// Creates the SQLite database `path` empty and 0600 when missing (an empty file is
+/// an empty database), and makes an existing one and its `-wal` and `-shm` 0600.
+fn private_database(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            set_mode(Path::new(&name), 0o600)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Makes the data directory 0700 (creating it), and the files moor keeps at its top
+/// and under `tls/` 0600, fixing what an older moor or another umask left.
+fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        set_mode(dir, 0o700)?;
+        for sub in [dir.to_path_buf(), dir.join("tls")] {
+            let Ok(entries) = std::fs::read_dir(&sub) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    set_mode(&e.path(), 0o600)?;
+                }
+            }
+        }
+        for sub in ["tls", "registry"] {
+            set_mode(&dir.join(sub), 0o700)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `path`'s permission bits, if it exists.
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o777 != mode => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -219,7 +289,7 @@ pub fn upstream_config(opts: &ServeOptions) -> Result<crate::upstream::UpstreamC
 
 /// Runs the server until a shutdown signal.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServeError::DataDir {
+    private_data_dir(&opts.data_dir).map_err(|source| ServeError::DataDir {
         path: opts.data_dir.clone(),
         source,
     })?;

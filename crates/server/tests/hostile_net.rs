@@ -1,10 +1,11 @@
 //! Hostile clients against the real listener: `serve::run` in this process, over TLS
 //! or plain HTTP, with short timeouts so that each attack takes seconds. Idle TLS
 //! connections, slowloris, more connections than the bound, made-up methods,
-//! abandoned uploads and a 100 KB URL.
+//! abandoned uploads, a 100 KB URL, and the modes of the data directory's files.
 //! After each attack the server answers `/healthz` within 100 ms and this process's
 //! RSS stays within 300 MB of where it was before the attack.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -417,5 +418,60 @@ async fn a_huge_url_gets_a_status_body() {
     let status: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["code"], 414);
+    s.assert_healthy(baseline).await;
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // What an older moor left: a 0755 directory and a 0644 database.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("moor.db"), b"").unwrap();
+    std::fs::set_permissions(data.join("moor.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = start_in(dir, true, |o| o.store = None).await;
+    let baseline = rss_kb();
+    // A pushed blob.
+    let blob = b"a private layer".to_vec();
+    let digest = {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&blob)))
+    };
+    let r = s
+        .client()
+        .post(format!(
+            "{}/v2/default/private/blobs/uploads/?digest={digest}",
+            s.url
+        ))
+        .basic_auth("u", Some(&s.token))
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(mode(&data), 0o700);
+    for f in ["moor.db", "moor.db-wal", "moor.db-shm", "kubeconfig"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    for f in ["ca.key", "ca.crt", "server.key", "server.crt"] {
+        assert_eq!(mode(&data.join("tls").join(f)), 0o600, "tls/{f}");
+    }
+    assert_eq!(mode(&data.join("registry")), 0o700);
+    let hex = digest.trim_start_matches("sha256:");
+    let stored = data.join("registry/blobs/sha256").join(&hex[..2]).join(hex);
+    assert_eq!(mode(&stored), 0o600, "a stored blob");
     s.assert_healthy(baseline).await;
 }

@@ -104,8 +104,13 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens (creating) the store under `root` and removes leftover uploads.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         for dir in ["blobs", "uploads", "repositories"] {
-            std::fs::create_dir_all(root.join(dir))
+            builder
+                .create(root.join(dir))
                 .map_err(io(format!("creating {}", root.join(dir).display())))?;
         }
         if let Ok(entries) = std::fs::read_dir(root.join("uploads")) {
@@ -198,7 +203,7 @@ impl BlobStore {
             .root
             .join("uploads")
             .join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::OpenOptions::new()
+        let file = private_options()
             .create_new(true)
             .write(true)
             .read(true)
@@ -269,7 +274,11 @@ impl BlobStore {
         }
         let dir = path.parent().expect("a link has a parent");
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        std::fs::File::create(&path)
+        private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
             .and_then(|f| f.sync_all())
             .map_err(io(format!("writing {}", path.display())))?;
         sync_dir(dir)
@@ -396,8 +405,12 @@ impl BlobStore {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let name = format!("{}-{}", manifest.algorithm().as_str(), manifest.hex());
         let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f =
-            std::fs::File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+        let mut f = private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(format!("writing {}", tmp.display())))?;
         f.write_all(descriptor)
             .and_then(|()| f.sync_all())
             .map_err(io(format!("writing {}", tmp.display())))?;
@@ -443,6 +456,18 @@ impl BlobStore {
             Err(e) => Err(io(format!("removing repository {ns}/{stream}"))(e)),
         }
     }
+}
+
+/// Options that create files readable by moor's user only (0600, whatever the
+/// umask): blobs may hold private images.
+fn private_options() -> std::fs::OpenOptions {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    #[allow(unused_mut)]
+    let mut opts = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts
 }
 
 fn read_names(dir: &Path) -> Vec<String> {
