@@ -847,3 +847,21 @@ async fn declared_sizes_are_checked_against_the_bytes_that_arrive() {
     let r = put_manifest(&moor, "default/sizes", "v1", &manifest).await;
     assert_eq!(r.status(), 201, "the true sizes are accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_name_no_server_paths() {
+    // A storage failure (here: the uploads directory vanished) is a 500 whose body
+    // tells nothing of the server's files.
+    let moor = Moor::start(Options::default()).await;
+    std::fs::remove_dir_all(moor.dir.path().join("registry/uploads")).unwrap();
+    let r = moor
+        .send(Method::POST, "/v2/default/gone/blobs/uploads/")
+        .await;
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    let root = moor.dir.path().to_string_lossy().to_string();
+    assert!(!body.contains(&root), "{body}");
+    assert!(!body.contains("/uploads"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
+}
