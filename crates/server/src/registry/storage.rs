@@ -647,6 +647,21 @@ mod tests {
     }
 
     #[test]
+    fn a_released_writer_reopens_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.writer(DigestAlgorithm::Sha256).unwrap();
+        w.write(b"hel").unwrap();
+        w.release();
+        assert!(w.file().is_none(), "no descriptor while released");
+        w.write(b"lo").unwrap();
+        w.release();
+        let d = Digest::sha256_of(b"hello");
+        w.commit(&d, Some(5)).unwrap();
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), b"hello");
+    }
+
+    #[test]
     fn sha512_is_verified_even_when_hashed_as_sha256() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
