@@ -680,6 +680,9 @@ pub struct ServeArgs {
     /// Let the registry serve pulls (GET/HEAD under /v2/) without credentials; pushes always need the token
     #[arg(long)]
     pub registry_anonymous_pull: bool,
+
+    #[command(flatten)]
+    pub limits: crate::commands::LimitArgs,
 }
 
 /// Flags of `moor create`.

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod compactor;
 pub mod importer;
+pub mod listener;
 pub mod lookup;
 pub mod metrics;
 pub mod registry;

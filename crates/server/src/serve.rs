@@ -13,6 +13,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 use crate::apiserver::{ApiConfig, ApiServer};
 use crate::app::{AppState, app};
 use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
+use crate::listener::{BoundedListener, Peer, StatusBodies};
 use crate::metrics::Metrics;
 
 /// How often store history is compacted (kube-apiserver's default).
@@ -90,7 +91,45 @@ pub struct ServeOptions {
     pub workload_kubeconfig: Option<PathBuf>,
     /// `--registry-anonymous-pull`: the registry serves GET/HEAD without credentials.
     pub registry_anonymous_pull: bool,
+    /// The listener's connection bound and timeouts.
+    pub connections: ConnectionLimits,
+    /// Caps and idle expiry of registry upload sessions.
+    pub uploads: crate::registry::UploadLimits,
 }
+
+/// What one client may hold of the listener: the bound on open connections and the
+/// time a connection may take before its request headers have arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `--tls-handshake-timeout`: a TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// `--request-header-timeout`: a request's headers must have arrived this long
+    /// after the connection opened (after TLS) or went idle after a response; else
+    /// the connection is closed. One line every few seconds (slowloris) does not
+    /// extend it, and it is also the idle timeout of kept-alive HTTP/1 connections.
+    pub request_header_timeout: Duration,
+    /// `--max-connections`: open connections at most; more wait in the kernel's
+    /// backlog. Lowered at start to fit the descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            request_header_timeout: Duration::from_secs(20),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// HTTP/2 keep-alive pings: a peer that does not answer one within
+/// [`H2_PING_TIMEOUT`] is disconnected.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Descriptors kept for the store, blobs, uploads and upstream connections when
+/// `--max-connections` is fitted to the descriptor limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -111,17 +150,25 @@ impl Default for ServeOptions {
             registry_ca: Vec::new(),
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
+            connections: ConnectionLimits::default(),
+            uploads: crate::registry::UploadLimits::default(),
         }
     }
 }
 
-/// Opens the store a `--store` URL names.
+/// Opens the store a `--store` URL names. A SQLite database and its `-wal` and
+/// `-shm` files are made 0600 (SQLite gives the latter the database's mode).
 pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, ServeError> {
+    let sqlite = |path: &Path| -> Result<Arc<dyn Store>, ServeError> {
+        private_database(path).map_err(|source| ServeError::DataDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Arc::new(SqliteStore::open(path)?))
+    };
     match url {
-        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("moor.db"))?)),
-        Some(u) if u.starts_with("sqlite://") => Ok(Arc::new(SqliteStore::open(Path::new(
-            &u["sqlite://".len()..],
-        ))?)),
+        None => sqlite(&data_dir.join("moor.db")),
+        Some(u) if u.starts_with("sqlite://") => sqlite(Path::new(&u["sqlite://".len()..])),
         Some("memory://") => Ok(Arc::new(MemoryStore::new())),
         Some(other) => Err(ServeError::StoreUrl(other.to_string())),
     }
@@ -140,6 +187,70 @@ pub fn kubeconfig_yaml(server: &str, token: &str, ca_pem: Option<&str>) -> Strin
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: moor\n  cluster:\n{ca}    server: {server}\ncontexts:\n- name: moor\n  context:\n    cluster: moor\n    namespace: default\n    user: admin\ncurrent-context: moor\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    token: {token}\n"
     )
+}
+
+/// Creates the SQLite database `path` empty and 0600 when missing (an empty file is
+/// an empty database), and makes an existing one and its `-wal` and `-shm` 0600.
+fn private_database(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            set_mode(Path::new(&name), 0o600)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Makes the data directory 0700 (creating it), and the files moor keeps at its top
+/// and under `tls/` 0600, fixing what an older moor or another umask left.
+fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        set_mode(dir, 0o700)?;
+        for sub in [dir.to_path_buf(), dir.join("tls")] {
+            let Ok(entries) = std::fs::read_dir(&sub) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    set_mode(&e.path(), 0o600)?;
+                }
+            }
+        }
+        for sub in ["tls", "registry"] {
+            set_mode(&dir.join(sub), 0o700)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `path`'s permission bits, if it exists.
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o777 != mode => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -178,7 +289,7 @@ pub fn upstream_config(opts: &ServeOptions) -> Result<crate::upstream::UpstreamC
 
 /// Runs the server until a shutdown signal.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|source| ServeError::DataDir {
+    private_data_dir(&opts.data_dir).map_err(|source| ServeError::DataDir {
         path: opts.data_dir.clone(),
         source,
     })?;
@@ -250,6 +361,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             hostname: api.config.registry_hostname.clone(),
             tls: tls.is_some(),
             anonymous_pull: opts.registry_anonymous_pull,
+            uploads: opts.uploads.clone(),
         },
         api.importer(),
         registry_client,
@@ -257,12 +369,14 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     )
     .map_err(|e| ServeError::Registry(e.to_string()))?;
     registry.register_metrics(&metrics);
+    let registry = Arc::new(registry);
+    registry.spawn_upload_reaper();
     let state = AppState {
         api,
         auth,
         metrics,
         ready: ready.clone(),
-        registry: Some(Arc::new(registry)),
+        registry: Some(registry),
     };
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
     let import_metrics = crate::importer::ImportMetrics::default();
@@ -300,6 +414,23 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let service = app(state).into_make_service();
+    let limits = fit_connection_bound(&opts.connections);
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
+    let mut server = axum_server::Server::<Peer>::from_listener(BoundedListener::new(
+        listener,
+        limits.max_connections,
+    ))
+    .first_request_timeout(limits.request_header_timeout)
+    .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.request_header_timeout);
+    server
+        .http_builder()
+        .http2()
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let server = match &tls {
         Some(m) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem(
@@ -308,15 +439,13 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             )
             .await
             .map_err(ServeError::Serve)?;
-            let server = axum_server::from_tcp_rustls(listener, config)
-                .map_err(ServeError::Serve)?
-                .handle(handle);
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(limits.tls_handshake_timeout);
+            let server = server.acceptor(StatusBodies::new(tls));
             tokio::spawn(async move { server.serve(service).await })
         }
         None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(ServeError::Serve)?
-                .handle(handle);
+            let server = server.acceptor(StatusBodies::new(axum_server::accept::DefaultAcceptor));
             tokio::spawn(async move { server.serve(service).await })
         }
     };
@@ -334,6 +463,51 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         Ok(result) => result.map_err(ServeError::Serve),
         Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
     }
+}
+
+/// `limits` with `max_connections` lowered to fit the process's descriptor limit
+/// (raised to its hard limit first), keeping [`RESERVED_DESCRIPTORS`] for the rest.
+fn fit_connection_bound(limits: &ConnectionLimits) -> ConnectionLimits {
+    let mut limits = limits.clone();
+    if let Some(nofile) = raise_descriptor_limit() {
+        let fits = nofile.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+        if (limits.max_connections as u64) > fits {
+            tracing::warn!(
+                requested = limits.max_connections,
+                allowed = fits,
+                descriptor_limit = nofile,
+                "--max-connections lowered to fit the descriptor limit"
+            );
+            limits.max_connections = usize::try_from(fits).unwrap_or(usize::MAX);
+        }
+    }
+    limits
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; the soft limit in force after
+/// (`None`: unlimited or unknown).
+#[cfg(unix)]
+fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // An unlimited hard limit cannot be the soft one on Linux (nr_open caps it).
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if limit.current.is_some_and(|c| c < target) {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return Some(target),
+            Err(e) => tracing::debug!(error = %e, "could not raise the descriptor limit"),
+        }
+    }
+    limit.current
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit() -> Option<u64> {
+    None
 }
 
 async fn shutdown_signal() {

@@ -57,7 +57,9 @@ fn read(path: &Path) -> Result<Option<String>, TlsError> {
     }
 }
 
-fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+/// Writes `path` readable by moor's user only (0600, whatever the umask), as every
+/// file under the data directory; the certificates too, though they are public.
+fn write(path: &Path, contents: &str) -> Result<(), TlsError> {
     use std::io::Write;
     let err = |source| TlsError::Io {
         path: path.display().to_string(),
@@ -68,10 +70,8 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if private { 0o600 } else { 0o644 });
+        opts.mode(0o600);
     }
-    #[cfg(not(unix))]
-    let _ = private;
     let mut f = opts.open(path).map_err(err)?;
     f.write_all(contents.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)
@@ -80,7 +80,11 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
 /// Loads (or makes) the CA under `dir` and issues a serving certificate for `names`
 /// (DNS names or IP addresses; `localhost` and `127.0.0.1` are always included).
 pub fn ensure(dir: &Path, names: &[String]) -> Result<TlsMaterial, TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|source| TlsError::Io {
         path: dir.display().to_string(),
         source,
     })?;
@@ -90,8 +94,8 @@ pub fn ensure(dir: &Path, names: &[String]) -> Result<TlsMaterial, TlsError> {
         _ => {
             let key = KeyPair::generate()?;
             let cert = ca_params()?.self_signed(&key)?;
-            write(&ca_key_path, &key.serialize_pem(), true)?;
-            write(&ca_cert_path, &cert.pem(), false)?;
+            write(&ca_key_path, &key.serialize_pem())?;
+            write(&ca_cert_path, &cert.pem())?;
             (key, cert.pem())
         }
     };
@@ -113,8 +117,8 @@ pub fn ensure(dir: &Path, names: &[String]) -> Result<TlsMaterial, TlsError> {
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-    write(&dir.join("server.crt"), &cert_pem, false)?;
-    write(&dir.join("server.key"), &key_pem, true)?;
+    write(&dir.join("server.crt"), &cert_pem)?;
+    write(&dir.join("server.key"), &key_pem)?;
     Ok(TlsMaterial {
         ca_pem,
         cert_pem,

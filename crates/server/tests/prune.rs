@@ -60,6 +60,7 @@ async fn setup() -> Setup {
                 hostname: HOST.into(),
                 tls: false,
                 anonymous_pull: false,
+                uploads: Default::default(),
             },
             api.importer(),
             UpstreamClient::new(UpstreamConfig::default()).unwrap(),

@@ -698,3 +698,170 @@ async fn oversized_manifests_are_refused_and_nothing_is_stored() {
     let r = moor.send(Method::GET, "/v2/default/big/manifests/v1").await;
     assert_eq!(r.status(), 404);
 }
+
+/// Descriptors of this process open on files under `dir`.
+fn descriptors_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|target| target.starts_with(dir))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
+    // Beyond the caps: distribution's TOOMANYREQUESTS with 429. An idle session is
+    // forgotten (BLOB_UPLOAD_UNKNOWN) and its partial file removed.
+    let moor = Moor::start(Options {
+        uploads: moor_server::registry::UploadLimits {
+            max_sessions: 3,
+            max_sessions_per_repository: 2,
+            idle_timeout: std::time::Duration::from_millis(500),
+        },
+        ..Default::default()
+    })
+    .await;
+    let start = |repo: &'static str| {
+        let moor = &moor;
+        async move {
+            moor.send(Method::POST, &format!("/v2/default/{repo}/blobs/uploads/"))
+                .await
+        }
+    };
+    let first = start("a").await;
+    assert_eq!(first.status(), 202);
+    let location = first.headers()["location"].to_str().unwrap().to_string();
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-9")
+        .body(vec![7u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(start("a").await.status(), 202);
+    let r = start("a").await;
+    assert_eq!(r.status(), 429, "the repository's cap");
+    assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
+    assert_eq!(start("b").await.status(), 202);
+    let r = start("c").await;
+    assert_eq!(r.status(), 429, "the global cap");
+    assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
+    assert_eq!(moor.registry.upload_sessions(), 3);
+    let uploads = moor.dir.path().join("registry/uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 3);
+    assert_eq!(
+        descriptors_under(&uploads),
+        0,
+        "a waiting session holds no descriptor"
+    );
+    // Idle past the timeout: a new session is accepted again, the old ones are gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while start("c").await.status() != 202 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = moor.send(Method::GET, &location).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        1,
+        "only the new session's file is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_sizes_are_checked_against_the_bytes_that_arrive() {
+    let moor = Moor::start(Options::default()).await;
+    let session = || async {
+        let r = moor
+            .send(Method::POST, "/v2/default/sizes/blobs/uploads/")
+            .await;
+        assert_eq!(r.status(), 202);
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    // A Content-Length that disagrees with the Content-Range: SIZE_INVALID before
+    // any byte is taken; the session stays where it was.
+    let location = session().await;
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-99")
+        .body(vec![1u8; 50])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
+    assert_eq!(moor.send(Method::GET, &location).await.status(), 204);
+    // A chunked body (no Content-Length) longer than its range: the bytes were
+    // taken, so the session is gone.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![2u8; 100]), Ok(vec![2u8; 50])];
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-99")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
+    assert_eq!(moor.send(Method::GET, &location).await.status(), 404);
+    // A closing PUT whose body differs from its range: nothing is committed.
+    let location = session().await;
+    let data = vec![3u8; 20];
+    let digest = sha256(&data);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "0-9")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
+    let r = moor
+        .send(Method::HEAD, &format!("/v2/default/sizes/blobs/{digest}"))
+        .await;
+    assert_eq!(r.status(), 404, "nothing was committed");
+    // A manifest whose layer descriptor declares a size the blob does not have.
+    let (manifest, _) = push_image(&moor, "default/sizes", "v1").await;
+    let mut m: Value = serde_json::from_slice(&manifest).unwrap();
+    let real = m["layers"][0]["size"].as_u64().unwrap();
+    m["layers"][0]["size"] = json!(real + 1);
+    let r = put_manifest(
+        &moor,
+        "default/sizes",
+        "v1",
+        &serde_json::to_vec(&m).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+    let r = put_manifest(&moor, "default/sizes", "v1", &manifest).await;
+    assert_eq!(r.status(), 201, "the true sizes are accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_name_no_server_paths() {
+    // A storage failure (here: the uploads directory vanished) is a 500 whose body
+    // tells nothing of the server's files.
+    let moor = Moor::start(Options::default()).await;
+    std::fs::remove_dir_all(moor.dir.path().join("registry/uploads")).unwrap();
+    let r = moor
+        .send(Method::POST, "/v2/default/gone/blobs/uploads/")
+        .await;
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    let root = moor.dir.path().to_string_lossy().to_string();
+    assert!(!body.contains(&root), "{body}");
+    assert!(!body.contains("/uploads"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
+}

@@ -19,6 +19,7 @@ mod tag;
 pub use import_image::ImportImageError;
 pub use mirror::MirrorError;
 pub use rollback::RollbackError;
+pub use serve::LimitArgs;
 
 use std::io::Write;
 

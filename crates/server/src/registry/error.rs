@@ -148,11 +148,15 @@ impl RegistryError {
             .detail(json!({"name": name}))
     }
 
-    /// An internal failure (storage, store): 500 with the spec's closest code.
+    /// An internal failure (storage, store): 500 with the spec's closest code. The
+    /// cause goes to the log only: it may name server paths.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "registry: internal error");
-        Self::new(Code::Unavailable, format!("internal error: {e}"))
-            .status(StatusCode::INTERNAL_SERVER_ERROR)
+        Self::new(
+            Code::Unavailable,
+            "internal server error; the server log has the cause",
+        )
+        .status(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 

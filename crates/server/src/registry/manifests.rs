@@ -364,6 +364,24 @@ fn referrer_descriptor(bytes: &[u8], media_type: &str, digest: &Digest) -> Value
     d
 }
 
+/// MANIFEST_INVALID when a descriptor's declared `size` differs from the size of
+/// the content moor holds for its digest (content only upstream is not checked).
+async fn check_size(
+    reg: &Registry,
+    what: &str,
+    digest: &Digest,
+    declared: u64,
+) -> Result<(), RegistryError> {
+    match reg.blobs.stat(digest).await {
+        Some(actual) if actual != declared => Err(RegistryError::new(
+            Code::ManifestInvalid,
+            format!("the manifest declares {what} {digest} as {declared} bytes; it has {actual}"),
+        )
+        .detail(json!({ "digest": digest.as_str(), "size": declared }))),
+        _ => Ok(()),
+    }
+}
+
 /// The Image of a pushed manifest, after checking that the repository has every
 /// blob (or child manifest) it names: MANIFEST_BLOB_UNKNOWN otherwise.
 async fn build_image(
@@ -396,6 +414,7 @@ async fn build_image(
                 {
                     return Err(missing("layer", d.as_str()));
                 }
+                check_size(reg, "layer", &d, layer.size()).await?;
             }
             if reg
                 .repos
@@ -405,6 +424,7 @@ async fn build_image(
             {
                 return Err(missing("config", config.as_str()));
             }
+            check_size(reg, "config", &config, m.config().size()).await?;
             let config_bytes = reg
                 .blobs
                 .read(&config)
@@ -439,6 +459,13 @@ async fn build_image(
                 if !known {
                     return Err(missing("manifest", c.digest.as_str()));
                 }
+                check_size(
+                    reg,
+                    "manifest",
+                    &c.digest,
+                    u64::try_from(c.size).unwrap_or(0),
+                )
+                .await?;
             }
             Ok(crate::importer::image::image_from_list(
                 &source, fetched, &children,

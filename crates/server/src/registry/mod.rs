@@ -21,6 +21,8 @@ pub mod repos;
 pub mod storage;
 mod uploads;
 
+pub use self::uploads::UploadLimits;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -59,6 +61,8 @@ pub struct RegistryConfig {
     pub tls: bool,
     /// `--registry-anonymous-pull`: GET and HEAD without credentials.
     pub anonymous_pull: bool,
+    /// Caps and idle expiry of upload sessions.
+    pub uploads: UploadLimits,
 }
 
 /// The registry's shared state.
@@ -92,7 +96,7 @@ impl Registry {
         Ok(Registry {
             repos: Repositories::new(importer, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),
-            uploads: uploads::Uploads::default(),
+            uploads: uploads::Uploads::new(config.uploads.clone()),
             manifest_cache: manifests::ManifestCache::default(),
             blobs,
             config,
@@ -100,6 +104,26 @@ impl Registry {
             pushes: Counter::default(),
             gc: tokio::sync::RwLock::new(()),
         })
+    }
+
+    /// Forgets idle upload sessions periodically, for as long as the registry lives.
+    pub fn spawn_upload_reaper(self: &Arc<Self>) {
+        let registry = Arc::downgrade(self);
+        let period = self.uploads.reap_period();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                match registry.upgrade() {
+                    Some(r) => r.uploads.reap(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Upload sessions open now.
+    pub fn upload_sessions(&self) -> usize {
+        self.uploads.len()
     }
 
     /// Registers the registry's counters.
@@ -186,6 +210,7 @@ async fn dispatch(
                     Path((owned(0), owned(1))),
                     query!(uploads::StartQuery),
                     caller,
+                    headers,
                     body,
                 )
                 .await

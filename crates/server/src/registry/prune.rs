@@ -61,7 +61,11 @@ impl From<PruneError> for ApiError {
         match e {
             PruneError::BadRequest(m) => ApiError::BadRequest(m),
             PruneError::Api(e) => e,
-            PruneError::Storage(e) => ApiError::internal(e),
+            PruneError::Storage(e) => {
+                // The cause names server paths: the log has it, the client does not.
+                tracing::error!(error = %e, "prune: registry storage failed");
+                ApiError::internal("the registry's storage failed; the server log has the cause")
+            }
         }
     }
 }

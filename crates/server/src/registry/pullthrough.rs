@@ -91,6 +91,13 @@ pub fn upstream_error(e: &UpstreamError, not_found: RegistryError) -> RegistryEr
     }
 }
 
+/// What clients are told when caching a blob failed here (a disk error): the cause
+/// goes to the log only, since it names server paths.
+fn cache_failure(digest: &Digest, e: &dyn std::fmt::Display) -> String {
+    tracing::error!(%digest, error = %e, "pull-through: caching a blob failed");
+    "caching the blob failed; the server log has the cause".to_string()
+}
+
 impl PullThrough {
     /// Pull-through with `client` into `store`.
     pub fn new(client: UpstreamClient, store: BlobStore) -> Self {
@@ -283,7 +290,7 @@ impl PullThrough {
                         received.inc_by(chunk.len() as u64);
                         if let Some(prev) = held.replace(chunk) {
                             if let Err(e) = writer.write(&prev) {
-                                failure = Some(e.to_string());
+                                failure = Some(cache_failure(&digest, &e));
                                 break;
                             }
                             let visible = writer.size();
@@ -301,7 +308,7 @@ impl PullThrough {
                 && let Some(last) = held.take()
                 && let Err(e) = writer.write(&last)
             {
-                failure = Some(e.to_string());
+                failure = Some(cache_failure(&digest, &e));
             }
             let result = match failure {
                 Some(f) => Err(f),
@@ -318,8 +325,8 @@ impl PullThrough {
                     let d = digest.clone();
                     match tokio::task::spawn_blocking(move || writer.commit_verified(&d)).await {
                         Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(Err(e)) => Err(cache_failure(&digest, &e)),
+                        Err(e) => Err(cache_failure(&digest, &e)),
                     }
                 }
             };

@@ -104,8 +104,13 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens (creating) the store under `root` and removes leftover uploads.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         for dir in ["blobs", "uploads", "repositories"] {
-            std::fs::create_dir_all(root.join(dir))
+            builder
+                .create(root.join(dir))
                 .map_err(io(format!("creating {}", root.join(dir).display())))?;
         }
         if let Ok(entries) = std::fs::read_dir(root.join("uploads")) {
@@ -198,7 +203,7 @@ impl BlobStore {
             .root
             .join("uploads")
             .join(uuid::Uuid::new_v4().to_string());
-        let file = std::fs::OpenOptions::new()
+        let file = private_options()
             .create_new(true)
             .write(true)
             .read(true)
@@ -269,7 +274,11 @@ impl BlobStore {
         }
         let dir = path.parent().expect("a link has a parent");
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        std::fs::File::create(&path)
+        private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
             .and_then(|f| f.sync_all())
             .map_err(io(format!("writing {}", path.display())))?;
         sync_dir(dir)
@@ -396,8 +405,12 @@ impl BlobStore {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let name = format!("{}-{}", manifest.algorithm().as_str(), manifest.hex());
         let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f =
-            std::fs::File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+        let mut f = private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(format!("writing {}", tmp.display())))?;
         f.write_all(descriptor)
             .and_then(|()| f.sync_all())
             .map_err(io(format!("writing {}", tmp.display())))?;
@@ -445,6 +458,18 @@ impl BlobStore {
     }
 }
 
+/// Options that create files readable by moor's user only (0600, whatever the
+/// umask): blobs may hold private images.
+fn private_options() -> std::fs::OpenOptions {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    #[allow(unused_mut)]
+    let mut opts = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts
+}
+
 fn read_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|r| {
@@ -476,9 +501,9 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// Appends `bytes`.
+    /// Appends `bytes` (reopening the file after [`release`](Self::release)).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        let file = self.file.as_mut().expect("a writer is open until commit");
+        let file = self.open_file()?;
         file.write_all(bytes)
             .map_err(io(format!("writing {}", self.path.display())))?;
         if let Some(h) = self.hasher.as_mut() {
@@ -486,6 +511,25 @@ impl BlobWriter {
         }
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Closes the temporary file until the next write, so that a writer waiting
+    /// between requests (an upload session) holds no descriptor.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
+    /// The temporary file, opened again for appending if it was released.
+    fn open_file(&mut self) -> Result<&mut std::fs::File, StorageError> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new()
+                .append(true)
+                .read(true)
+                .open(&self.path)
+                .map_err(io(format!("reopening {}", self.path.display())))?,
+        };
+        Ok(self.file.insert(file))
     }
 
     /// Bytes written so far.
@@ -548,7 +592,8 @@ impl BlobWriter {
     /// error instead when they do not match): fsync, rename, fsync the directory.
     pub fn commit_verified(mut self, digest: &Digest) -> Result<(), StorageError> {
         let expected = digest;
-        let file = self.file.take().expect("a writer is open until commit");
+        self.open_file()?;
+        let file = self.file.take().expect("opened above");
         file.sync_all()
             .map_err(io(format!("syncing {}", self.path.display())))?;
         drop(file);
@@ -599,6 +644,21 @@ mod tests {
             0,
             "the temporary file is gone"
         );
+    }
+
+    #[test]
+    fn a_released_writer_reopens_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut w = store.writer(DigestAlgorithm::Sha256).unwrap();
+        w.write(b"hel").unwrap();
+        w.release();
+        assert!(w.file().is_none(), "no descriptor while released");
+        w.write(b"lo").unwrap();
+        w.release();
+        let d = Digest::sha256_of(b"hello");
+        w.commit(&d, Some(5)).unwrap();
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), b"hello");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -18,6 +19,7 @@ use moor_api::Digest;
 use moor_api::reference::DigestAlgorithm;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::auth::Caller;
 use super::error::{Code, RegistryError};
@@ -25,26 +27,128 @@ use super::repos::RepoName;
 use super::storage::{BlobWriter, LinkKind};
 use super::{Registry, parse_digest};
 
-/// One upload session.
+/// Caps and idle expiry of upload sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// `--max-upload-sessions`: open sessions at most, all repositories together.
+    pub max_sessions: usize,
+    /// `--max-upload-sessions-per-repository`: open sessions at most in one repository.
+    pub max_sessions_per_repository: usize,
+    /// `--upload-session-idle-timeout`: a session with no request for this long is
+    /// forgotten and its partial file removed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_sessions: 1024,
+            max_sessions_per_repository: 64,
+            idle_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// One upload session. Between requests its writer is released: a waiting session
+/// holds a partial file on disk but no descriptor.
 struct Upload {
     repo: RepoName,
     writer: BlobWriter,
+    /// When a request last finished with the session.
+    touched: Instant,
 }
 
-/// The open upload sessions.
-#[derive(Default)]
+type Session = Arc<tokio::sync::Mutex<Option<Upload>>>;
+
+/// The open upload sessions, capped per repository and in all, forgotten when idle.
 pub(crate) struct Uploads {
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Upload>>>>>,
+    limits: UploadLimits,
+    sessions: Mutex<HashMap<String, (RepoName, Session)>>,
 }
 
 impl Uploads {
-    fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Option<Upload>>>> {
-        self.lock().get(id).cloned()
+    pub(crate) fn new(limits: UploadLimits) -> Self {
+        Uploads {
+            limits,
+            sessions: Mutex::default(),
+        }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Option<Upload>>>>> {
+    /// The session `id`, unless it is unknown or expired.
+    fn get(&self, id: &str) -> Option<Session> {
+        let mut map = self.lock();
+        Self::expire(&mut map, self.limits.idle_timeout);
+        map.get(id).map(|(_, s)| s.clone())
+    }
+
+    fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`).
+    fn insert(&self, id: String, repo: &RepoName, writer: BlobWriter) -> Result<(), RegistryError> {
+        let mut map = self.lock();
+        Self::expire(&mut map, self.limits.idle_timeout);
+        let in_repo = map.values().filter(|(r, _)| r == repo).count();
+        if map.len() >= self.limits.max_sessions
+            || in_repo >= self.limits.max_sessions_per_repository
+        {
+            return Err(RegistryError::new(
+                Code::TooManyRequests,
+                format!(
+                    "too many blob uploads in progress (at most {} per repository, {} in all): finish or cancel some",
+                    self.limits.max_sessions_per_repository, self.limits.max_sessions
+                ),
+            )
+            .header(header::RETRY_AFTER, "60"));
+        }
+        let session = Upload {
+            repo: repo.clone(),
+            writer,
+            touched: Instant::now(),
+        };
+        map.insert(
+            id,
+            (
+                repo.clone(),
+                Arc::new(tokio::sync::Mutex::new(Some(session))),
+            ),
+        );
+        Ok(())
+    }
+
+    /// Forgets sessions idle for longer than `idle` (a session a request holds is
+    /// busy, not idle); their partial files go with their writers.
+    fn expire(map: &mut HashMap<String, (RepoName, Session)>, idle: Duration) {
+        map.retain(|_, (_, session)| match session.try_lock() {
+            Ok(mut guard) => match guard.as_ref() {
+                Some(u) if u.touched.elapsed() > idle => {
+                    guard.take();
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            },
+            Err(_) => true,
+        });
+    }
+
+    /// Forgets idle sessions now (the registry's reaper calls this periodically).
+    pub(crate) fn reap(&self) {
+        Self::expire(&mut self.lock(), self.limits.idle_timeout);
+    }
+
+    /// Sessions open now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How often the reaper should run.
+    pub(crate) fn reap_period(&self) -> Duration {
+        (self.limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RepoName, Session)>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -95,9 +199,15 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
         .into_response()
 }
 
-/// Appends a request body to the upload.
-async fn append(writer: &mut BlobWriter, body: Body) -> Result<(), RegistryError> {
+/// Appends a request body to the upload. With `declared`, the body must be exactly
+/// that many bytes: SIZE_INVALID otherwise, as soon as it is known.
+async fn append(
+    writer: &mut BlobWriter,
+    body: Body,
+    declared: Option<u64>,
+) -> Result<(), RegistryError> {
     let mut stream = body.into_data_stream();
+    let mut got = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             RegistryError::new(
@@ -105,9 +215,48 @@ async fn append(writer: &mut BlobWriter, body: Body) -> Result<(), RegistryError
                 format!("reading the request body: {e}"),
             )
         })?;
+        got += chunk.len() as u64;
+        if let Some(n) = declared
+            && got > n
+        {
+            return Err(size_mismatch(n, got, "at least "));
+        }
         writer.write(&chunk)?;
     }
-    Ok(())
+    match declared {
+        Some(n) if got != n => Err(size_mismatch(n, got, "")),
+        _ => Ok(()),
+    }
+}
+
+fn size_mismatch(declared: u64, got: u64, at_least: &str) -> RegistryError {
+    RegistryError::new(
+        Code::SizeInvalid,
+        format!("the request declares {declared} bytes, {at_least}{got} arrived"),
+    )
+}
+
+/// The length a chunk declares: its `Content-Range`'s (inclusive), checked against
+/// its `Content-Length` when both are given.
+fn declared_len(
+    headers: &HeaderMap,
+    range: Option<(u64, u64)>,
+) -> Result<Option<u64>, RegistryError> {
+    let content_length =
+        match super::header_str(headers, "content-length") {
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                RegistryError::new(Code::SizeInvalid, "invalid Content-Length header")
+            })?),
+            None => None,
+        };
+    let range_len = range.map(|(start, end)| end.saturating_sub(start).saturating_add(1));
+    match (range_len, content_length) {
+        (Some(r), Some(c)) if r != c => Err(RegistryError::new(
+            Code::SizeInvalid,
+            format!("Content-Range declares {r} bytes, Content-Length {c}"),
+        )),
+        (r, c) => Ok(r.or(c)),
+    }
 }
 
 /// Commits the upload as `digest` (blocking work off the runtime) and links it.
@@ -132,6 +281,7 @@ pub(super) async fn start(
     Path((ns, stream)): Path<(String, String)>,
     Query(q): Query<StartQuery>,
     caller: Option<axum::Extension<Caller>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
@@ -145,18 +295,14 @@ pub(super) async fn start(
     if let Some(d) = &q.digest {
         // The monolithic upload: the whole blob in this request.
         let digest = parse_digest(d)?;
-        append(&mut writer, body).await?;
+        let declared = declared_len(&headers, None)?;
+        append(&mut writer, body, declared).await?;
         commit(&reg, &repo, writer, &digest).await?;
         return Ok(created(&repo, &digest));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    reg.uploads.lock().insert(
-        id.clone(),
-        Arc::new(tokio::sync::Mutex::new(Some(Upload {
-            repo: repo.clone(),
-            writer,
-        }))),
-    );
+    writer.release();
+    reg.uploads.insert(id.clone(), &repo, writer)?;
     Ok(progress(&repo, &id, 0, StatusCode::ACCEPTED))
 }
 
@@ -194,8 +340,6 @@ async fn try_mount(
     Ok(Some(created(repo, digest)))
 }
 
-type Session = Arc<tokio::sync::Mutex<Option<Upload>>>;
-
 fn session(reg: &Registry, id: &str) -> Result<Session, RegistryError> {
     reg.uploads.get(id).ok_or_else(|| upload_unknown(id))
 }
@@ -220,6 +364,7 @@ pub(super) async fn status(
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     let upload = check_repo(&mut guard, &repo, &id)?;
+    upload.touched = Instant::now();
     Ok(progress(
         &repo,
         &id,
@@ -253,7 +398,8 @@ pub(super) async fn patch(
     let mut guard = s.lock().await;
     let upload = check_repo(&mut guard, &repo, &id)?;
     let size = upload.writer.size();
-    match content_range(&headers) {
+    let range = content_range(&headers);
+    match range {
         Some(Err(())) => {
             return Err(RegistryError::new(
                 Code::BlobUploadInvalid,
@@ -277,12 +423,15 @@ pub(super) async fn patch(
         }
         _ => {}
     }
-    if let Err(e) = append(&mut upload.writer, body).await {
+    let declared = declared_len(&headers, range.and_then(Result::ok))?;
+    if let Err(e) = append(&mut upload.writer, body, declared).await {
         // A failed chunk leaves the upload unusable: forget it.
         guard.take();
-        reg.uploads.lock().remove(&id);
+        reg.uploads.remove(&id);
         return Err(e);
     }
+    upload.touched = Instant::now();
+    upload.writer.release();
     Ok(progress(
         &repo,
         &id,
@@ -310,9 +459,12 @@ pub(super) async fn finish(
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     check_repo(&mut guard, &repo, &id)?;
-    let mut upload = guard.take().expect("checked above");
-    reg.uploads.lock().remove(&id);
-    if let Some(Ok((start, _))) = content_range(&headers)
+    let Some(mut upload) = guard.take() else {
+        return Err(upload_unknown(&id));
+    };
+    reg.uploads.remove(&id);
+    let range = content_range(&headers).and_then(Result::ok);
+    if let Some((start, _)) = range
         && start != upload.writer.size()
     {
         return Err(RegistryError::new(
@@ -324,7 +476,12 @@ pub(super) async fn finish(
         )
         .status(StatusCode::RANGE_NOT_SATISFIABLE));
     }
-    append(&mut upload.writer, body).await?;
+    // A closing PUT often carries no body (Content-Length: 0) whatever its range says.
+    let declared = match super::header_str(&headers, "content-length").map(str::trim) {
+        Some("0") => Some(0),
+        _ => declared_len(&headers, range)?,
+    };
+    append(&mut upload.writer, body, declared).await?;
     commit(&reg, &repo, upload.writer, &digest).await?;
     Ok(created(&repo, &digest))
 }
@@ -338,6 +495,6 @@ pub(super) async fn cancel(
     let mut guard = s.lock().await;
     check_repo(&mut guard, &repo, &id)?;
     guard.take();
-    reg.uploads.lock().remove(&id);
+    reg.uploads.remove(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

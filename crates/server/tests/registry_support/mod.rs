@@ -42,6 +42,8 @@ pub struct Options {
     /// Registries reached over plain HTTP.
     pub insecure: Vec<String>,
     pub anonymous_pull: bool,
+    /// Upload caps and expiry (default: the server's).
+    pub uploads: moor_server::registry::UploadLimits,
 }
 
 impl Moor {
@@ -92,6 +94,7 @@ impl Moor {
                     hostname: host.clone(),
                     tls: false,
                     anonymous_pull: options.anonymous_pull,
+                    uploads: options.uploads.clone(),
                 },
                 api.importer(),
                 client,
