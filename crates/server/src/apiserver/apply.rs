@@ -458,6 +458,11 @@ pub fn apply(
         name,
         now,
     } = *req;
+    if !applied.is_object() {
+        return Err(ApiError::BadRequest(
+            "an applied configuration must be an object".into(),
+        ));
+    }
     let mut entries = live.map(read_managed).unwrap_or_default();
     let applied_values = field_values(applied, keys);
     let applied_set: FieldSet = applied_values.keys().cloned().collect();

@@ -10,6 +10,8 @@ pub mod handlers;
 pub mod limits;
 pub mod openapi;
 pub mod patch;
+#[cfg(test)]
+mod proptests;
 pub mod resource;
 pub mod resources;
 pub mod selectors;

@@ -310,3 +310,71 @@ mod tests {
         assert!(matches!(e, UpstreamError::TooLarge { .. }));
     }
 }
+
+/// Property tests (the stand-in for `cargo fuzz`): no manifest bytes, content type
+/// or digest header make the decoder panic, and what it accepts hashes to what was
+/// asked for.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Manifest-shaped JSON with fields in and out of place.
+    fn manifest_like() -> impl Strategy<Value = Vec<u8>> {
+        let media = prop_oneof![
+            Just(OCI_MANIFEST),
+            Just(OCI_INDEX),
+            Just(DOCKER_MANIFEST_V2),
+            Just(DOCKER_MANIFEST_LIST),
+            Just(DOCKER_MANIFEST_V1),
+            Just("text/plain"),
+        ];
+        let descriptor = (media.clone(), "[0-9a-f]{0,64}", any::<i64>()).prop_map(|(m, h, size)| {
+            serde_json::json!({"mediaType": m, "digest": format!("sha256:{h}"), "size": size})
+        });
+        (
+            prop::option::of(any::<i64>()),
+            prop::option::of(media),
+            prop::option::of(descriptor.clone()),
+            prop::collection::vec(descriptor, 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(version, media, config, list, layers)| {
+                let mut m = serde_json::Map::new();
+                if let Some(v) = version {
+                    m.insert("schemaVersion".into(), v.into());
+                }
+                if let Some(t) = media {
+                    m.insert("mediaType".into(), t.into());
+                }
+                if let Some(c) = config {
+                    m.insert("config".into(), c);
+                }
+                let key = if layers { "layers" } else { "manifests" };
+                m.insert(key.into(), serde_json::Value::Array(list));
+                serde_json::to_vec(&m).unwrap_or_default()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_checked_without_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..512),
+            content_type in prop::option::of("[a-z./+-]{0,40}"),
+            header in prop::option::of("[a-z0-9:]{0,80}"),
+        ) {
+            let bytes = Bytes::from(bytes);
+            let _ = check_manifest("r/x:1", &bytes, content_type.as_deref(), None, header.as_deref());
+        }
+
+        #[test]
+        fn manifest_shaped_json_is_classified_without_panic(bytes in manifest_like()) {
+            let bytes = Bytes::from(bytes);
+            let digest = Digest::sha256_of(&bytes);
+            if check_manifest("r/x:1", &bytes, None, Some(&digest), None).is_ok() {
+                prop_assert!(digest.matches(&bytes));
+            }
+            let _ = check_manifest("r/x:1", &bytes, Some(OCI_MANIFEST), None, Some(&digest.to_string()));
+        }
+    }
+}
