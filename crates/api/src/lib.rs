@@ -7,7 +7,6 @@
 //! garbage collection requests ([`prune`]). Nothing here does IO: no files, network or
 //! async.
 
-#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod image;
