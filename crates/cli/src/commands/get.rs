@@ -3,12 +3,13 @@
 
 use clap::Args;
 use jiff::Timestamp;
+use moor_api::table::Table;
 use serde_json::Value;
 
 use super::{emit, finish, no_resources_message, note};
 use crate::client::Session;
 use crate::error::CliError;
-use crate::printers::table::{Table, TableOptions};
+use crate::printers::table::{TableOptions, TablePrinter};
 use crate::printers::{OutputFormat, print_objects};
 use crate::resources::resolve_args;
 

@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use moor_api::humanize::human_size;
 use moor_api::prune::{ImagePrune, ImagePruneSpec, ImagePruneStatus, PATH};
 
 use super::{emit, note};
 use crate::client::{ClientError, Session};
 use crate::error::CliError;
-use crate::printers::humanize::human_size;
 use crate::printers::{to_json, to_yaml};
 
 pub(crate) const PRUNE_EXAMPLES: &str = "\

@@ -69,32 +69,13 @@ pub fn all(
     )
 }
 
-/// How long ago, as oc prints it (`About a minute`, `3 hours`), from docker's units.
-pub fn human_duration(secs: i64) -> String {
-    let minutes = secs / 60;
-    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
-    match secs {
-        s if s < 1 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        _ if minutes == 1 => "About a minute".into(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".into(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        s => format!("{} years", s / 3600 / 24 / 365),
-    }
-}
-
 /// `"<duration> ago"` for an RFC 3339 time, or "" when absent.
 pub fn ago(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
         return String::new();
     };
     let secs = jiff::Timestamp::now().as_second() - t.as_second();
-    format!("{} ago", human_duration(secs.max(0)))
+    format!("{} ago", moor_api::humanize::human_duration(secs.max(0)))
 }
 
 /// The spec tags of `stream` whose ImageStreamImage source names this same stream by
