@@ -13,9 +13,13 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::mirrors::Target;
-use super::transport::{Call, Sent, Transport, content_length, read_capped, status_error};
-use super::*;
+use super::mirrors::{self, Target};
+use super::transport::{self, Call, Sent, Transport, content_length, read_capped, status_error};
+use super::{
+    Blob, BlobStream, Endpoint, FetchOptions, ImageConfig, MAX_CONFIG_BYTES, MAX_ERROR_BODY_BYTES,
+    MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES, MAX_TAG_PAGES, Manifest, ManifestHead, Scheme, TagList,
+    UpstreamConfig, UpstreamError, manifest,
+};
 
 /// The tag list document. Read with our own type because oci-spec's `TagList`
 /// refuses `"tags": null`, which distribution sends for a repository whose tags were

@@ -37,7 +37,10 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use plan::*;
+pub use plan::{
+    BlobPlan, ImagePlan, Pins, Policy, plan_blobs, plan_images, prune_history, referenced_images,
+    workload_pins,
+};
 pub use run::run;
 
 /// Errors of a prune that stop it (single removals that fail are reported in

@@ -13,7 +13,10 @@ use moor_api::prune::{
 use serde_json::Value;
 
 use super::PruneError;
-use super::plan::*;
+use super::plan::{
+    BlobPlan, Pins, Policy, plan_blobs, plan_images, prune_history, referenced_images,
+    workload_pins,
+};
 use crate::apiserver::ApiServer;
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::{ListOptions, RequestContext};
