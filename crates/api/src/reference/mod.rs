@@ -16,9 +16,9 @@
 //!
 //! Where moor is stricter than library-go, the method docs say so.
 //!
-//! By concept: the grammar and its validity checks ([`grammar`]), digests and hashing
-//! ([`digest`]), the reference type with parsing and formatting ([`docker`]), and the
-//! Docker Hub defaults and registry host normalisation ([`normalize`]). Everything is
+//! By concept: the grammar and its validity checks (`grammar`), digests and hashing
+//! (`digest`), the reference type with parsing and formatting (`docker`), and the
+//! Docker Hub defaults and registry host normalisation (`normalize`). Everything is
 //! re-exported here.
 
 mod digest;

@@ -11,9 +11,9 @@
 //! syntax, duplicate tags, `stream:tag`/`stream@digest` source names, digest image
 //! names) say so in the function docs.
 //!
-//! One file per kind ([`image_stream`], [`image_stream_tag`], [`image_stream_import`],
-//! [`image`], [`image_stream_mapping`]) over the shared field errors ([`field`]) and
-//! name and metadata checks ([`meta`]); everything is re-exported here.
+//! One file per kind (`image_stream`, `image_stream_tag`, `image_stream_import`,
+//! `image`, `image_stream_mapping`) over the shared field errors (`field`) and
+//! name and metadata checks (`meta`); everything is re-exported here.
 
 mod field;
 mod image;

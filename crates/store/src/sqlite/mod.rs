@@ -10,7 +10,7 @@
 //! reused, even when compaction deletes the newest row. `meta` holds the compact revision.
 //!
 //! By concept: the store and its lifecycle here, reads on the connection pool
-//! ([`read`]), and the writer thread with its batched transactions ([`write`]).
+//! (`read`), and the writer thread with its batched transactions (`write`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

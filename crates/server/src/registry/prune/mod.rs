@@ -15,7 +15,7 @@
 //! Calls the API server's storages (image streams, images, workloads) and the blob
 //! store.
 //!
-//! By concept: the IO-free planning ([`plan`]), the prune itself ([`run()`]), and the
+//! By concept: the IO-free planning (`plan`), the prune itself ([`run()`]), and the
 //! endpoint here.
 
 use std::sync::Arc;

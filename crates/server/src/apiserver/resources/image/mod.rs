@@ -2,8 +2,8 @@
 //! cluster-scoped, named by digest) and imagestreamtags (a view over a stream and its
 //! images, as openshift-apiserver serves it). Strategies and the istag view only.
 //!
-//! One file per resource: [`imagestreams`], [`images`], [`imagestreamtags`] and
-//! [`imagestreamimages`]; this module wires them and holds what they share.
+//! One file per resource: `imagestreams`, `images`, `imagestreamtags` and
+//! `imagestreamimages`; this module wires them and holds what they share.
 
 use std::sync::Arc;
 

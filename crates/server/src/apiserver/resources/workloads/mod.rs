@@ -7,9 +7,9 @@
 //! `deployment.kubernetes.io/revision` annotation and a ReplicaSet per template, as the
 //! Kubernetes deployment controller keeps them). Strategies plus a storage wrapper.
 //!
-//! By concept: the strategy and wiring here, Table columns ([`table`]), defaulting
-//! ([`defaults`]), validation ([`validation`]), and Deployment revisions kept as
-//! ReplicaSets ([`revisions`]).
+//! By concept: the strategy and wiring here, Table columns (`table`), defaulting
+//! (`defaults`), validation (`validation`), and Deployment revisions kept as
+//! ReplicaSets (`revisions`).
 
 use std::sync::Arc;
 
