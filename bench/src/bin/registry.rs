@@ -24,6 +24,9 @@
 //! median is reported, with every run's value. The servers' CPU time (from `/proc`,
 //! nginx's workers included) is reported per GiB or per request: the first thing to
 //! look at when a goal is missed.
+//!
+//! Long on purpose (over 900 lines): one benchmark binary whose scenarios share their
+//! setup and report, read top to bottom.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

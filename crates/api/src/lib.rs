@@ -4,12 +4,13 @@
 //! ([`validation`]), image lookup and triggers over workload pod specs ([`lookup`]), OCI
 //! and Docker media types ([`media_types`]), the type-meta plumbing behind them
 //! ([`meta`]), and moor's own `moor.io/v1` types: read-only views ([`scheduled`]) and
-//! garbage collection requests ([`prune`]). Nothing here does IO: no files, network or
-//! async.
+//! garbage collection requests ([`prune`]), `meta.k8s.io/v1` Tables ([`table`]) and
+//! durations and sizes for people ([`humanize`]). Nothing here does IO: no files,
+//! network or async.
 
-#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod humanize;
 pub mod image;
 pub mod labels;
 pub mod lookup;
@@ -18,6 +19,7 @@ pub mod meta;
 pub mod prune;
 pub mod reference;
 pub mod scheduled;
+pub mod table;
 pub mod validation;
 
 pub use reference::{Digest, DigestAlgorithm, DockerImageReference, ReferenceError};

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use moor_api::DockerImageReference;
+use moor_api::humanize::{human_duration, human_size, seconds_since};
 use moor_api::image::{
     ConditionStatus, DockerConfig, Image, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
     KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
 };
 use moor_api::scheduled::{CheckResult, ScheduledImportStatus};
 
-use crate::printers::humanize::{human_duration, human_size, seconds_since};
 use crate::printers::tabwriter::TabWriter;
 
 /// What oc prints for an empty value.

@@ -1,8 +1,6 @@
 //! The `moor` binary: parses the command line, sets up logging, runs the command and
 //! turns its error into oc-style messages on stderr and an exit code.
 
-#![forbid(unsafe_code)]
-
 mod cli;
 mod client;
 mod commands;

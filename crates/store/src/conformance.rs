@@ -14,6 +14,9 @@
 //!
 //! Each case is also a public function, to run as a test of its own.
 //!
+//! Long on purpose (over 900 lines): it is a test suite, one case after another, read
+//! top to bottom.
+//!
 //! The cases use keys under their own prefix and, except [`fresh_store_revisions`],
 //! compare revisions only relative to each other, so a backend whose stores share one
 //! revision counter with other writers (etcd) can run them with

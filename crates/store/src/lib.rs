@@ -3,7 +3,6 @@
 //! object here; backends are SQLite (the embedded default), memory (tests) and later etcd.
 //! Every backend must pass [`conformance`]. This crate calls nothing but its own backends.
 
-#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::pin::Pin;

@@ -4,21 +4,188 @@
 
 use std::collections::BTreeMap;
 
+use clap::{Args, Subcommand};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::PostParams;
 use moor_api::DockerImageReference;
 use moor_api::image::{
-    ImageStream, ImageStreamTag, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
-    TagImportPolicy, TagReference, TagReferencePolicy, parse_image_stream_tag_name,
+    ImageStream, ImageStreamTag, ImportMode, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
+    KIND_IMAGE_STREAM_TAG, TagImportPolicy, TagReference, TagReferencePolicy,
+    parse_image_stream_tag_name,
 };
 
 use super::emit;
-use crate::cli::{CreateArgs, CreateCommand, CreateDeploymentArgs, CreateImageStreamTagArgs};
+use crate::cli::{ReferencePolicy, parse_import_mode, parse_reference_policy};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::{DEPLOYMENTS, IMAGE_STREAM_TAGS, IMAGE_STREAMS, NAMESPACES};
 use crate::tagging::{FIELD_MANAGER, object_reference, resolve_image_id, retry_on_conflict};
+
+pub(crate) const CREATE_EXAMPLES: &str = "\
+Examples:
+  moor create is keycloak
+  moor create is keycloak --lookup-local
+  moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+  moor create deployment mykeycloak --image keycloak:20.0
+  moor create namespace team-a";
+
+const CREATE_DEPLOYMENT_EXAMPLES: &str = "\
+The object is the one `kubectl create deployment` builds: labels and selector app=NAME,
+one container per --image named after the image. moor does not run it: it stores it,
+pins short image names of streams with lookup on (keycloak:20.0 -> ...@sha256:...), and
+records a revision for every change of its pod template.
+
+Examples:
+  # A deployment of the image stream tag keycloak:20.0 (after `moor set image-lookup keycloak`)
+  moor create deployment mykeycloak --image keycloak:20.0
+
+  # Two replicas, a container port, and a command
+  moor create deployment web --image nginx:1.27 --replicas 2 --port 80 -- nginx -g 'daemon off;'";
+
+const CREATE_ISTAG_EXAMPLES: &str = "\
+Examples:
+  # A tag that imports an image from a registry (the stream is created if missing)
+  moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
+
+  # Re-import it every 15 minutes, and let pulls go through moor's registry
+  moor create istag keycloak:nightly --from-image quay.io/keycloak/keycloak:nightly \\
+      --scheduled --reference-policy local
+
+  # A tag that follows another tag of the same stream, and one pinned to an image of it
+  moor create istag keycloak:stable --from keycloak:20.0
+  moor create istag keycloak:pinned --from keycloak@sha256:4f2a
+
+  # Import every platform of a multi-arch image, with an annotation on the tag
+  moor create istag keycloak:multi --from-image quay.io/keycloak/keycloak:20.0.2 \\
+      --import-mode PreserveOriginal -A description='Keycloak 20'";
+
+const CREATE_IS_EXAMPLES: &str = "\
+Examples:
+  # An empty image stream named keycloak in the current namespace
+  moor create is keycloak
+
+  # One whose tags workloads of this namespace may use by short name (keycloak:20.0)
+  moor create is keycloak --lookup-local";
+
+const CREATE_NS_EXAMPLES: &str = "\
+Examples:
+  moor create namespace team-a
+  moor create ns team-b";
+
+/// Flags of `moor create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What to create.
+    #[command(subcommand)]
+    pub what: CreateCommand,
+}
+
+/// The kinds `moor create` makes.
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create an empty image stream
+    #[command(name = "imagestream", visible_alias = "is", after_help = CREATE_IS_EXAMPLES)]
+    ImageStream(CreateImageStreamArgs),
+
+    /// Create a namespace
+    #[command(name = "namespace", visible_alias = "ns", after_help = CREATE_NS_EXAMPLES)]
+    Namespace(CreateNamespaceArgs),
+
+    /// Create an image stream tag (and its stream, if missing)
+    #[command(name = "imagestreamtag", visible_alias = "istag", after_help = CREATE_ISTAG_EXAMPLES)]
+    ImageStreamTag(CreateImageStreamTagArgs),
+
+    /// Create a deployment with the specified name
+    #[command(name = "deployment", visible_alias = "deploy", after_help = CREATE_DEPLOYMENT_EXAMPLES)]
+    Deployment(CreateDeploymentArgs),
+}
+
+/// Flags of `moor create deployment`.
+#[derive(Debug, Args)]
+pub struct CreateDeploymentArgs {
+    /// Name of the deployment
+    pub name: String,
+
+    /// Image name to run: a pull spec or a short name of an image stream tag (repeatable)
+    #[arg(long = "image", value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// Number of replicas to create
+    #[arg(short = 'r', long, value_name = "N", default_value_t = 1)]
+    pub replicas: i32,
+
+    /// The containerPort the first container exposes
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<i32>,
+
+    /// The command the containers run instead of the image's entrypoint
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Flags of `moor create imagestream`.
+#[derive(Debug, Args)]
+pub struct CreateImageStreamArgs {
+    /// Name of the image stream
+    pub name: String,
+
+    /// Let workloads in this namespace use the stream's tags by short name (keycloak:20.0)
+    #[arg(long)]
+    pub lookup_local: bool,
+}
+
+/// Flags of `moor create imagestreamtag`.
+#[derive(Debug, Args)]
+pub struct CreateImageStreamTagArgs {
+    /// The tag to create, STREAM:TAG
+    #[arg(value_name = "STREAM:TAG")]
+    pub name: String,
+
+    /// Use the provided remote image with this tag
+    #[arg(long, value_name = "PULLSPEC", conflicts_with = "from")]
+    pub from_image: Option<String>,
+
+    /// Use the provided image stream tag or image stream image as the source: [NAMESPACE/]STREAM[:TAG|@DIGEST]
+    #[arg(long, value_name = "SOURCE")]
+    pub from: Option<String>,
+
+    /// Check the remote source of this image periodically for new images (registry sources only)
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow importing from registries that are not fully secured by HTTPS
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// How pull specs of this tag's images are written: source (the original registry) or local (moor's registry)
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy)]
+    pub reference_policy: Option<ReferencePolicy>,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+
+    /// Use the tag's value as it is whenever the tag is referenced; nothing is imported
+    #[arg(long)]
+    pub reference: bool,
+
+    /// Set an annotation on this image stream tag (repeatable, or comma-separated)
+    #[arg(
+        short = 'A',
+        long = "annotation",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub annotations: Vec<String>,
+}
+
+/// Flags of `moor create namespace`.
+#[derive(Debug, Args)]
+pub struct CreateNamespaceArgs {
+    /// Name of the namespace
+    pub name: String,
+}
 
 /// Runs `moor create ...`.
 pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {

@@ -1,11 +1,32 @@
 //! `moor delete TYPE NAME...`: deletes objects by name and prints
 //! `<resource>.<group> "NAME" deleted` for each, as oc does.
 
+use clap::Args;
+
 use super::{emit, finish};
-use crate::cli::DeleteArgs;
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::resolve_args;
+
+pub(crate) const DELETE_EXAMPLES: &str = "\
+Examples:
+  # Delete a stream with all its tags and history
+  moor delete is keycloak
+
+  # Delete one tag of a stream
+  moor delete istag keycloak:20.0";
+
+/// Flags of `moor delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Resource type (is, istag, ns, ...), or TYPE/NAME
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+
+    /// Names of the resources to delete (STREAM:TAG for istag)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
 
 /// Runs `moor delete ...`.
 pub async fn run(session: &Session, args: DeleteArgs) -> Result<(), CliError> {

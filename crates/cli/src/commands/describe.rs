@@ -3,16 +3,41 @@
 
 use std::collections::BTreeMap;
 
+use clap::Args;
 use kube::Api;
 use kube::api::ListParams;
 use moor_api::image::{ImageStream, ImageStreamTag, split_image_stream_tag};
 use moor_api::scheduled::{ScheduledImport, ScheduledImportStatus};
 
 use super::{emit, finish, no_resources_message, note};
-use crate::cli::DescribeArgs;
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::{IMAGE_STREAM_TAGS, IMAGE_STREAMS, resolve_args};
+
+pub(crate) const DESCRIBE_EXAMPLES: &str = "\
+Resource types: imagestreams (is), imagestreamtags (istag).
+
+Examples:
+  # Tags, where each comes from, and the history of images each has pointed at
+  moor describe is keycloak
+
+  # Every image stream of the namespace
+  moor describe is
+
+  # The image a tag points at: digest, size, layers, entrypoint, labels, environment
+  moor describe istag keycloak:20.0";
+
+/// Flags of `moor describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Resource type: is (imagestream) or istag (imagestreamtag), or TYPE/NAME
+    #[arg(value_name = "TYPE[/NAME]")]
+    pub resource: String,
+
+    /// Names of the resources to describe [default: all in the namespace]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
 
 /// Runs `moor describe ...`.
 pub async fn run(session: &Session, args: DescribeArgs) -> Result<(), CliError> {

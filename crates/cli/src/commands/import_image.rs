@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use clap::Args;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference};
 use kube::Api;
@@ -19,11 +20,78 @@ use moor_api::image::{
 };
 
 use super::{emit, note};
-use crate::cli::ImportImageArgs;
+use crate::cli::{ReferencePolicy, parse_import_mode, parse_reference_policy};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::IMAGE_STREAMS;
 use crate::tagging::{FIELD_MANAGER, api_status, retry_on_conflict};
+
+pub(crate) const IMPORT_IMAGE_EXAMPLES: &str = "\
+Prints the imported stream and each imported image as `moor describe` does; a tag that
+could not be imported is reported on stderr and makes the command exit with status 1.
+
+Examples:
+  # Import a registry image into a new stream as keycloak:latest
+  moor import-image keycloak --from quay.io/keycloak/keycloak:20.0.2 --confirm
+
+  # Import it as keycloak:20.0
+  moor import-image keycloak:20.0 --from quay.io/keycloak/keycloak:20.0.2 --confirm
+
+  # Import again whatever the registry now has for an existing tag
+  moor import-image keycloak:20.0
+
+  # Import every registry tag of an existing stream
+  moor import-image keycloak --all
+
+  # Import all tags of a repository into a new stream
+  moor import-image keycloak --from quay.io/keycloak/keycloak --all --confirm
+
+  # Look at what would be imported without changing anything
+  moor import-image keycloak:20.0 --from quay.io/keycloak/keycloak:20.0.3 --dry-run";
+
+/// Flags of `moor import-image`.
+#[derive(Debug, Args)]
+pub struct ImportImageArgs {
+    /// The image stream, and the tag to import [default tag: latest, unless --all]
+    #[arg(value_name = "IMAGESTREAM[:TAG]")]
+    pub target: String,
+
+    /// A container image repository (or pull spec) to import images from
+    #[arg(long, value_name = "PULLSPEC")]
+    pub from: Option<String>,
+
+    /// Allow the stream to be created, or its import location to be set or changed
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// Import all tags of the source repository (on creation, or with --from)
+    #[arg(long)]
+    pub all: bool,
+
+    /// Fetch information about the images without creating or changing the stream
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Import each image periodically from now on
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow registries served over HTTP or with invalid certificates (overrides the stream's insecure annotation)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure: Option<bool>,
+
+    /// How pull specs of the imported images are written: source or local [default: the tag's, else source; local with --mirror]
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy)]
+    pub reference_policy: Option<ReferencePolicy>,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+
+    /// After importing, copy every layer into moor's registry now (with a progress bar), so the image pulls when the source is offline
+    #[arg(long, conflicts_with = "dry_run")]
+    pub mirror: bool,
+}
 
 /// Why an import cannot be asked for, in oc's words.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

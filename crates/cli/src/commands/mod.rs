@@ -2,24 +2,23 @@
 //! Commands call the client, the printers and the describers, and write to
 //! stdout/stderr; they return a [`CliError`] for `main` to print.
 
-mod create;
-mod delete;
-mod describe;
-mod get;
-mod import_image;
-mod mirror;
-mod prune;
-mod resolve;
-mod rollback;
-mod rollout;
-mod serve;
-mod set;
-mod tag;
+pub(crate) mod create;
+pub(crate) mod delete;
+pub(crate) mod describe;
+pub(crate) mod get;
+pub(crate) mod import_image;
+pub(crate) mod mirror;
+pub(crate) mod prune;
+pub(crate) mod resolve;
+pub(crate) mod rollback;
+pub(crate) mod rollout;
+pub(crate) mod serve;
+pub(crate) mod set;
+pub(crate) mod tag;
 
 pub use import_image::ImportImageError;
 pub use mirror::MirrorError;
 pub use rollback::RollbackError;
-pub use serve::LimitArgs;
 
 use std::io::Write;
 

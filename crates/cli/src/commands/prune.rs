@@ -4,14 +4,88 @@
 //! `Deleting ...` line per change, and a `Summary:`; or the ImagePrune as YAML/JSON.
 //! Exits 1 when a removal failed.
 
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use moor_api::humanize::human_size;
 use moor_api::prune::{ImagePrune, ImagePruneSpec, ImagePruneStatus, PATH};
 
 use super::{emit, note};
-use crate::cli::{PruneArgs, PruneCommand, PruneImagesArgs};
 use crate::client::{ClientError, Session};
 use crate::error::CliError;
-use crate::printers::humanize::human_size;
 use crate::printers::{to_json, to_yaml};
+
+pub(crate) const PRUNE_EXAMPLES: &str = "\
+Examples:
+  # See what pruning images would remove (a dry run: nothing changes)
+  moor prune images
+
+  # Remove it
+  moor prune images --confirm";
+
+const PRUNE_IMAGES_EXAMPLES: &str = "\
+Removes, in order: tag history entries beyond the limits (each tag keeps its newest
+--keep-tag-revisions entries, entries younger than --keep-younger-than, and entries that
+a workload pins by digest; the image a tag serves is never removed), then Images that no
+image stream names any more (not in any history, not a child of a list still named, not
+named by a spec tag's ImageStreamImage or DockerImage@digest of this registry), then the
+registry's blobs (layers, configs, manifests) that no remaining image needs. Nothing
+younger than --keep-younger-than is removed, so pushes in flight are safe.
+
+Without --confirm it is a dry run: it prints what would be removed and changes nothing.
+With -n NAMESPACE only the history of that namespace's streams is pruned; images and
+blobs are left alone, since other namespaces may use them.
+
+Examples:
+  # See what would be removed if only images and history entries more than an hour old
+  # and obsoleted by 3 newer revisions under the same tag were considered
+  moor prune images --keep-tag-revisions=3 --keep-younger-than=60m
+
+  # To actually remove them, add --confirm
+  moor prune images --keep-tag-revisions=3 --keep-younger-than=60m --confirm
+
+  # Keep only the current image of every tag, whatever its age (a quiet registry only:
+  # a push that is under way may lose its layers)
+  moor prune images --keep-tag-revisions=1 --keep-younger-than=0s --confirm
+
+  # The full report as JSON (an ImagePrune object of moor.io/v1)
+  moor prune images -o json";
+
+/// Flags of `moor prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// What to prune.
+    #[command(subcommand)]
+    pub what: PruneCommand,
+}
+
+/// The `moor prune` commands.
+#[derive(Debug, Subcommand)]
+pub enum PruneCommand {
+    /// Remove unreferenced images: old tag history, images no stream names, unused blobs
+    #[command(after_help = PRUNE_IMAGES_EXAMPLES)]
+    Images(PruneImagesArgs),
+}
+
+/// Flags of `moor prune images`.
+#[derive(Debug, Args)]
+pub struct PruneImagesArgs {
+    /// Remove what is listed; without it nothing changes (a dry run)
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// The number of newest history entries of each tag to keep (the newest is always kept)
+    #[arg(long, value_name = "N", default_value_t = moor_api::prune::DEFAULT_KEEP_TAG_REVISIONS)]
+    pub keep_tag_revisions: u32,
+
+    /// Keep history entries, images and blobs younger than this (e.g. 0s, 30m, 1h30m)
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = moor_api::prune::parse_age)]
+    pub keep_younger_than: Duration,
+
+    /// Print the report as yaml or json (an ImagePrune object) instead of oc's lines
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["yaml", "json"])]
+    pub output: Option<String>,
+}
 
 /// What oc prints when nothing will change.
 const DRY_RUN_NOTICE: &str =

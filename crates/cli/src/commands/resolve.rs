@@ -6,17 +6,44 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::PathBuf;
 
+use clap::Args;
 use moor_api::image::ImageStream;
 use moor_api::lookup::{Workload, WorkloadKind, candidate_streams, resolve_workload};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{emit, note};
-use crate::cli::ResolveArgs;
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::IMAGE_STREAMS;
+
+pub(crate) const RESOLVE_EXAMPLES: &str = "\
+Reads Kubernetes manifests (multi-document YAML, or a List), pins every image that names
+an image stream tag of the namespace by a short name the way the server would (lookup on
+for the stream, or the resolve-names annotation on the workload), and writes the
+manifests as YAML to stdout. Nothing is written to the server; the streams are read
+from it.
+
+Examples:
+  # Pin the images of a manifest before applying it anywhere
+  moor resolve -f deployment.yaml > pinned.yaml
+
+  # From stdin, failing (and naming them) when short names do not resolve
+  cat k8s/*.yaml | moor resolve -f - --strict -n team-a";
+
+/// Flags of `moor resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The manifests to read: a file, a directory (its .yaml/.yml/.json files) or `-` for stdin (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Exit with an error, naming each one, when a short name does not resolve
+    #[arg(long)]
+    pub strict: bool,
+}
 
 /// Runs `moor resolve ...`.
 pub async fn run(session: &Session, args: ResolveArgs) -> Result<(), CliError> {

@@ -4,6 +4,7 @@
 //! the image, which becomes the tag's newest history entry, and scheduled import stops
 //! for the tag until it is tagged from a registry again.
 
+use clap::Args;
 use kube::Api;
 use moor_api::DockerImageReference;
 use moor_api::image::{
@@ -12,10 +13,45 @@ use moor_api::image::{
 };
 
 use super::emit;
-use crate::cli::RollbackArgs;
 use crate::client::Session;
 use crate::error::CliError;
 use crate::tagging::{object_reference, resolve_image_id, set_spec_tag};
+
+pub(crate) const ROLLBACK_EXAMPLES: &str = "\
+Revisions number a tag's history as `moor describe is` lists it, from the bottom: 1 is
+the oldest entry, the highest number is the image the tag points at now. Rolling back
+pins the tag to that image (STREAM@sha256:...), which adds a new history entry; so a
+second `moor rollback` without options undoes the first. A tag that was imported
+periodically (--scheduled) stops being imported until it is tagged from a registry again.
+
+Examples:
+  # Point keycloak:20.0 back at the image it had before the current one
+  moor rollback keycloak:20.0
+
+  # Point it at the oldest image of its history
+  moor rollback keycloak:20.0 --to-revision 1
+
+  # Point it at an image of the stream by digest (a unique prefix is enough)
+  moor rollback keycloak:20.0 --to-image sha256:4f2a
+
+  # Resume periodic imports afterwards
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --scheduled";
+
+/// Flags of `moor rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The tag to roll back, STREAM:TAG
+    #[arg(value_name = "STREAM:TAG")]
+    pub tag: String,
+
+    /// The history entry to go back to: 1 is the oldest, the highest number is the current image
+    #[arg(long, value_name = "N", conflicts_with = "to_image", value_parser = clap::value_parser!(u32).range(1..))]
+    pub to_revision: Option<u32>,
+
+    /// The image of the stream to go back to, by digest or unique digest prefix (sha256:4f2a or 4f2a)
+    #[arg(long, value_name = "DIGEST")]
+    pub to_image: Option<String>,
+}
 
 /// Why a rollback cannot be done.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

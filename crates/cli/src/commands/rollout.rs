@@ -4,14 +4,65 @@
 //! template back into the Deployment with a JSON patch. Works against moor and against
 //! any Kubernetes API server.
 
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::emit;
-use crate::cli::{RolloutArgs, RolloutCommand};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::printers::tabwriter::TabWriter;
 use crate::resources::{self, DEPLOYMENTS, REPLICA_SETS};
+
+pub(crate) const ROLLOUT_EXAMPLES: &str = "\
+Revisions count the changes of a deployment's pod template (a trigger moving an image is
+one); each is kept as a ReplicaSet, as Kubernetes keeps them.
+
+Examples:
+  moor rollout history deploy/mykeycloak
+  moor rollout history deploy/mykeycloak --revision 2
+  moor rollout undo deploy/mykeycloak
+  moor rollout undo deploy/mykeycloak --to-revision 1";
+
+/// Flags of `moor rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub what: RolloutCommand,
+}
+
+/// The `moor rollout` commands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// View the revisions of a deployment
+    History(RolloutHistoryArgs),
+    /// Go back to an earlier revision of a deployment
+    Undo(RolloutUndoArgs),
+}
+
+/// Flags of `moor rollout history`.
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    /// The deployment: deploy/NAME, or deploy NAME
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..=2)]
+    pub resource: Vec<String>,
+
+    /// Show the details of this revision
+    #[arg(long, value_name = "N")]
+    pub revision: Option<i64>,
+}
+
+/// Flags of `moor rollout undo`.
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// The deployment: deploy/NAME, or deploy NAME
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..=2)]
+    pub resource: Vec<String>,
+
+    /// The revision to go back to [default: the one before the current]
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub to_revision: i64,
+}
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";

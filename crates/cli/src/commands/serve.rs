@@ -1,14 +1,101 @@
 //! `moor serve`: turns the flags into [`ServeOptions`] and runs the server until it
 //! is stopped. All serving lives in `moor_server::serve`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use moor_server::registry::UploadLimits;
 use moor_server::serve::{ConnectionLimits, ServeOptions};
 
-use crate::cli::{ServeArgs, parse_duration};
+use crate::cli::parse_duration;
 use crate::error::CliError;
+
+pub(crate) const SERVE_EXAMPLES: &str = "\
+Examples:
+  # Serve on the default address with SQLite under ./moor-data
+  moor serve --data-dir ./moor-data
+
+  # Serve on all interfaces; image streams name the registry as moor.example:8443
+  moor serve --data-dir ./moor-data --listen 0.0.0.0:8443 --registry-hostname moor.example:8443
+
+  # Import from a plain-HTTP registry, fetch quay.io content from a mirror, re-import every 5 minutes
+  moor serve --insecure-registry localhost:5000 --registry-mirror quay.io=mirror.local:5000 \\
+      --scheduled-import-interval 5m
+
+  # Check scheduled tags on Docker Hub at most 2 requests a second, other registries 20
+  moor serve --registry-qps docker.io=2 --default-registry-qps 20";
+
+/// Flags of `moor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the store, the cached content and the admin kubeconfig
+    #[arg(long, value_name = "DIR", default_value = "moor-data")]
+    pub data_dir: PathBuf,
+
+    /// Address to serve the API and the registry on (port 0 picks a free port)
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8443")]
+    pub listen: String,
+
+    /// Registry host that image streams name in status.dockerImageRepository [default: the listen address]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry_hostname: Option<String>,
+
+    /// Registry reached over plain HTTP or unverified TLS (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+
+    /// Fetch SOURCE/... from MIRROR/... while recording SOURCE (repeatable)
+    #[arg(long = "registry-mirror", value_name = "SOURCE=MIRROR", value_parser = parse_mirror)]
+    pub registry_mirrors: Vec<(String, String)>,
+
+    /// How often scheduled tags are checked (HEAD) and re-imported when changed, e.g. 15m, 30s, 1h30m (at least 1s)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_interval)]
+    pub scheduled_import_interval: Duration,
+
+    /// Scheduled checks in flight at most, all registries together
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scheduled_import_concurrency: u32,
+
+    /// Requests per second the scheduler may send to a registry not named by --registry-qps (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = parse_qps)]
+    pub default_registry_qps: f64,
+
+    /// Requests per second the scheduler may send to one registry, e.g. docker.io=2 (repeatable)
+    #[arg(long = "registry-qps", value_name = "HOST=N", value_parser = parse_registry_qps)]
+    pub registry_qps: Vec<(String, f64)>,
+
+    /// Where objects are stored: sqlite://PATH or memory:// [default: SQLite under DATA_DIR]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Serve plain HTTP instead of TLS, e.g. behind a TLS-terminating proxy (kubectl then sends no token)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// A CA certificate (PEM) trusted for upstream registries besides the system roots (repeatable)
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+
+    /// At most this many tags of a repository are imported by `import-image --all`; the rest are listed
+    #[arg(
+        long = "max-images-bulk-imported-per-repository",
+        value_name = "N",
+        default_value_t = 50
+    )]
+    pub max_images_bulk: usize,
+
+    /// The Kubernetes API whose workloads image triggers update [default: moor's own API]
+    #[arg(long, value_name = "FILE")]
+    pub workload_kubeconfig: Option<PathBuf>,
+
+    /// Let the registry serve pulls (GET/HEAD under /v2/) without credentials; pushes always need the token
+    #[arg(long)]
+    pub registry_anonymous_pull: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
 
 /// `moor serve`'s limits on what one client may hold: connections, their timeouts,
 /// and registry upload sessions.
@@ -37,6 +124,72 @@ pub struct LimitArgs {
     /// Forget a registry upload session (and its partial blob) after this long without a request
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub upload_session_idle_timeout: Duration,
+}
+
+/// Parses `--scheduled-import-interval`: a duration of at least one second.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("invalid interval {s:?}: must be at least 1s"));
+    }
+    Ok(d)
+}
+
+/// Parses a requests-per-second budget: a number, 0 or more (0: no limit).
+pub fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(q) if q.is_finite() && q >= 0.0 => Ok(q),
+        _ => Err(format!(
+            "invalid requests per second {s:?}: expected a number, 0 or more (0: no limit)"
+        )),
+    }
+}
+
+/// Parses `--registry-qps HOST=N`.
+pub fn parse_registry_qps(s: &str) -> Result<(String, f64), String> {
+    let Some((host, qps)) = s.split_once('=') else {
+        return Err(format!(
+            "invalid registry budget {s:?}: expected HOST=N, e.g. docker.io=2"
+        ));
+    };
+    let host = parse_registry_host(host)?;
+    Ok((host.to_ascii_lowercase(), parse_qps(qps)?))
+}
+
+/// Parses `SOURCE=MIRROR` of `--registry-mirror`.
+pub fn parse_mirror(s: &str) -> Result<(String, String), String> {
+    let hint = "expected SOURCE=MIRROR, e.g. quay.io=mirror.local:5000 or docker.io/library=mirror.local:5000/library";
+    let Some((source, mirror)) = s.split_once('=') else {
+        return Err(format!("invalid registry mirror {s:?}: {hint}"));
+    };
+    let (source, mirror) = (source.trim(), mirror.trim());
+    if source.is_empty() || mirror.is_empty() || mirror.contains('=') {
+        return Err(format!("invalid registry mirror {s:?}: {hint}"));
+    }
+    for part in [source, mirror] {
+        if part.contains("://") {
+            return Err(format!(
+                "invalid registry mirror {s:?}: {part:?} must be a registry host (and path), without a scheme"
+            ));
+        }
+        if part.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "invalid registry mirror {s:?}: {part:?} contains spaces"
+            ));
+        }
+    }
+    Ok((source.to_string(), mirror.to_string()))
+}
+
+/// Parses the `HOST[:PORT]` of `--insecure-registry`.
+pub fn parse_registry_host(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "invalid registry {s:?}: expected HOST or HOST:PORT, e.g. localhost:5000"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// Runs the server.

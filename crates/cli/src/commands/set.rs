@@ -5,6 +5,7 @@
 //! is `!spec.paused`). Each object is read, changed, and sent as a merge patch; an
 //! object that would not change is not written and not printed, as oc does.
 
+use clap::{ArgAction, Args, Subcommand};
 use moor_api::DockerImageReference;
 use moor_api::image::{RESOLVE_NAMES_ANNOTATION, TRIGGER_ANNOTATION};
 use moor_api::lookup::{
@@ -14,11 +15,150 @@ use moor_api::lookup::{
 use serde_json::{Value, json};
 
 use super::{emit, finish};
-use crate::cli::{SetArgs, SetCommand, SetImageLookupArgs, SetTriggersArgs};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::printers::tabwriter::TabWriter;
 use crate::resources::{self, IMAGE_STREAMS, ResourceType};
+
+pub(crate) const SET_EXAMPLES: &str = "\
+Examples:
+  moor set image-lookup keycloak
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0";
+
+const SET_IMAGE_LOOKUP_EXAMPLES: &str = "\
+With lookup on, a workload of the namespace that names an image by a short name of the
+stream (keycloak:20.0, keycloak@sha256:...) is pinned to the tag's current pull spec when it
+is created or changed. On a workload, the resolve-names annotation asks for every short
+name of it to be resolved, whatever the streams say.
+
+Examples:
+  # Print the image streams of the namespace and whether they resolve local names
+  moor set image-lookup
+
+  # Use local name lookup on image stream keycloak
+  moor set image-lookup keycloak
+
+  # Force a deployment to use local name lookup
+  moor set image-lookup deploy/mykeycloak
+
+  # Show the current status of the deployment lookup
+  moor set image-lookup deploy/mykeycloak --list
+
+  # Disable local name lookup on image stream keycloak
+  moor set image-lookup keycloak --enabled=false
+
+  # Set local name lookup on all image streams
+  moor set image-lookup --all";
+
+const SET_TRIGGERS_EXAMPLES: &str = "\
+An image trigger sets a container's image to the pull spec of an image stream tag, and
+again each time the tag moves to another image (a rollback of the tag moves it back).
+Deployments, stateful sets, daemon sets and cron jobs take triggers; they are kept in the
+image.openshift.io/triggers annotation. For a deployment, the config trigger is the
+opposite of spec.paused.
+
+Examples:
+  # Print the triggers of deployment mykeycloak
+  moor set triggers deploy/mykeycloak
+
+  # Follow keycloak:20.0 in the deployment's only container (or name it with -c)
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0 -c mykeycloak
+
+  # Follow a tag of another namespace
+  moor set triggers statefulset/db --from-image shared/postgres:16 -c main
+
+  # Stop acting on all triggers (and pause the deployment), then resume
+  moor set triggers deploy/mykeycloak --manual
+  moor set triggers deploy/mykeycloak --auto
+
+  # Remove one trigger, or all of them
+  moor set triggers deploy/mykeycloak --from-image keycloak:20.0 --remove
+  moor set triggers deploy/mykeycloak --remove-all";
+
+/// Flags of `moor set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// What to set.
+    #[command(subcommand)]
+    pub what: SetCommand,
+}
+
+/// The `moor set` commands.
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// Change how images are resolved when deploying applications
+    #[command(name = "image-lookup", after_help = SET_IMAGE_LOOKUP_EXAMPLES)]
+    ImageLookup(SetImageLookupArgs),
+
+    /// Update the triggers on one or more objects
+    #[command(
+        override_usage = "moor set triggers RESOURCE/NAME [--from-config|--from-image=IS:TAG [-c CONTAINER]] [--auto|--manual|--remove|--remove-all]",
+        after_help = SET_TRIGGERS_EXAMPLES
+    )]
+    Triggers(SetTriggersArgs),
+}
+
+/// Flags of `moor set image-lookup`.
+#[derive(Debug, Args)]
+pub struct SetImageLookupArgs {
+    /// Image streams by name, or workloads as TYPE/NAME (deploy/mykeycloak)
+    #[arg(value_name = "STREAMNAME|TYPE/NAME")]
+    pub names: Vec<String>,
+
+    /// Mark the image stream as resolving tagged images in this namespace (--enabled=false turns it off)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enabled: bool,
+
+    /// Display the current states of the requested resources
+    #[arg(long)]
+    pub list: bool,
+
+    /// Select all image streams in the namespace
+    #[arg(long)]
+    pub all: bool,
+
+    /// Only image streams whose labels match this selector
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
+/// Flags of `moor set triggers`.
+#[derive(Debug, Args)]
+pub struct SetTriggersArgs {
+    /// The objects: TYPE/NAME (deploy/mykeycloak), or TYPE NAME...
+    #[arg(value_name = "RESOURCE/NAME", required = true, num_args = 1..)]
+    pub resources: Vec<String>,
+
+    /// An image stream tag to trigger off of: [NAMESPACE/]STREAM:TAG
+    #[arg(long, value_name = "IS:TAG")]
+    pub from_image: Option<String>,
+
+    /// Comma-separated container names this trigger applies to [default: the only container]
+    #[arg(short = 'c', long = "containers", value_name = "NAMES")]
+    pub containers: Option<String>,
+
+    /// Configuration changes result in a rollout (for a deployment: not paused)
+    #[arg(long)]
+    pub from_config: bool,
+
+    /// Remove the specified trigger(s)
+    #[arg(long)]
+    pub remove: bool,
+
+    /// Remove all triggers
+    #[arg(long)]
+    pub remove_all: bool,
+
+    /// Enable all triggers, or just the specified one
+    #[arg(long)]
+    pub auto: bool,
+
+    /// Set all triggers to manual, or just the specified one
+    #[arg(long)]
+    pub manual: bool,
+}
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
 

@@ -3,16 +3,19 @@
 //! gets the source's current image as `stream@sha256:...`) unless `--alias`; digest
 //! prefixes are resolved before anything is written.
 
+use clap::Args;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use moor_api::DockerImageReference;
 use moor_api::image::{
-    ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
+    ImageStream, ImportMode, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
     TagImportPolicy, TagReference, TagReferencePolicy,
 };
 
 use super::emit;
-use crate::cli::TagArgs;
+use crate::cli::{
+    ReferencePolicy, SourceKind, parse_import_mode, parse_reference_policy, parse_source_kind,
+};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::IMAGE_STREAM_TAGS;
@@ -20,6 +23,76 @@ use crate::tagging::{
     Destination, Source, TaggingError, kind_of, object_reference, qualified, resolve_image_id,
     retry_on_conflict, set_spec_tag,
 };
+
+pub(crate) const TAG_EXAMPLES: &str = "\
+The source is guessed unless --source says what it is: a pull spec with a registry
+(quay.io/keycloak/keycloak:20.0.3) is a registry image, STREAM@DIGEST is an image of a
+stream (a unique digest prefix is enough), and STREAM:TAG is a tag of a stream. Without
+--alias a STREAM:TAG source is copied: the destination gets the image the source points
+at now. With --alias the destination follows the source from then on.
+
+Examples:
+  # Point keycloak:20.0 at an image from a registry (the stream is created if missing)
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0
+
+  # The same, re-imported periodically, and pulled through moor's registry
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --scheduled
+  moor tag quay.io/keycloak/keycloak:20.0.3 keycloak:20.0 --reference-policy local
+
+  # Copy the image keycloak:20.0 points at now to keycloak:prod and keycloak:stable
+  moor tag keycloak:20.0 keycloak:prod keycloak:stable
+
+  # Make keycloak:latest follow keycloak:20.0 from now on
+  moor tag keycloak:20.0 keycloak:latest --alias
+
+  # Pin a tag to one image of the stream's history (a unique digest prefix is enough)
+  moor tag keycloak@sha256:4f2a keycloak:20.0
+
+  # A Docker Hub image without a registry in its name
+  moor tag --source=docker nginx:1.27 web:1.27
+
+  # Remove a tag (its spec and its history)
+  moor tag -d keycloak:20.0";
+
+/// Flags of `moor tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// SOURCE then one or more DEST tags ([NAMESPACE/]STREAM:TAG); with -d, only the tags to delete
+    #[arg(value_name = "SOURCE DEST", required = true, num_args = 1..)]
+    pub args: Vec<String>,
+
+    /// What SOURCE is: docker (a registry pull spec), istag (STREAM:TAG) or isimage (STREAM@DIGEST) [default: guessed]
+    #[arg(long, value_name = "SOURCETYPE", value_parser = parse_source_kind)]
+    pub source: Option<SourceKind>,
+
+    /// Delete the given spec tags (and their history)
+    #[arg(short = 'd', long)]
+    pub delete: bool,
+
+    /// Make the destination follow the source tag whenever it changes (same stream only)
+    #[arg(long)]
+    pub alias: bool,
+
+    /// Use the source as it is whenever the destination is referenced; nothing is imported
+    #[arg(long)]
+    pub reference: bool,
+
+    /// Import the registry image periodically (registry sources only)
+    #[arg(long)]
+    pub scheduled: bool,
+
+    /// Allow importing the registry image over HTTP or with an unverified certificate
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// How pull specs of the tag's images are written: source (the original registry) or local (moor's registry)
+    #[arg(long, value_name = "POLICY", value_parser = parse_reference_policy, default_value = "source")]
+    pub reference_policy: ReferencePolicy,
+
+    /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
+    #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
+    pub import_mode: Option<ImportMode>,
+}
 
 /// A source resolved to what the spec tag will say.
 struct Resolved {

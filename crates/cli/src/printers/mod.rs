@@ -2,7 +2,6 @@
 //! (keys sorted, lists wrapped in `kind: List`), `-o name`, and JSONPath templates.
 //! Pure functions from JSON values to text; the commands do the IO.
 
-pub mod humanize;
 pub mod jsonpath;
 pub mod table;
 pub mod tabwriter;

@@ -1,12 +1,13 @@
 //! Printing `meta.k8s.io/v1` Tables as kubectl does: the server's columns (priority 0,
 //! or all with `-o wide`), upper-cased headers, an optional NAMESPACE column, cells
-//! aligned by kubectl's tab writer. Pure functions over the decoded Table.
+//! aligned by kubectl's tab writer. Pure functions over the decoded Table (the type is
+//! [`moor_api::table::Table`], shared with the server).
 
 use jiff::Timestamp;
-use serde::Deserialize;
+use moor_api::humanize::{seconds_since, short_age};
+use moor_api::table::{Table, TableColumnDefinition, TableRow};
 use serde_json::Value;
 
-use super::humanize::{seconds_since, short_age};
 use super::tabwriter::TabWriter;
 
 /// Errors from decoding a Table.
@@ -23,44 +24,6 @@ pub enum TableError {
     Decode(#[from] serde_json::Error),
 }
 
-/// A `meta.k8s.io/v1` Table.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct Table {
-    /// The columns, in order.
-    #[serde(rename = "columnDefinitions", default)]
-    pub columns: Vec<Column>,
-    /// The rows.
-    #[serde(default)]
-    pub rows: Vec<Row>,
-}
-
-/// One column of a [`Table`].
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct Column {
-    /// Human-readable name, e.g. `Image Repository`.
-    pub name: String,
-    /// `string`, `integer`, `date`, ...
-    #[serde(rename = "type", default)]
-    pub type_: String,
-    /// `name` for the name column.
-    #[serde(default)]
-    pub format: String,
-    /// 0 is shown by default; higher only with `-o wide`.
-    #[serde(default)]
-    pub priority: i64,
-}
-
-/// One row of a [`Table`].
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct Row {
-    /// One cell per column.
-    #[serde(default)]
-    pub cells: Vec<Value>,
-    /// The object (or its metadata) the row is about.
-    #[serde(default)]
-    pub object: Option<Value>,
-}
-
 /// How a Table is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableOptions {
@@ -72,10 +35,21 @@ pub struct TableOptions {
     pub no_headers: bool,
 }
 
-impl Table {
+/// Decoding and printing of the shared [`Table`] type, as kubectl does.
+pub trait TablePrinter: Sized {
     /// Decodes a server answer: a Table, or (from a server without Table support) an
     /// object or a list, shown with NAME and AGE columns.
-    pub fn from_value(value: Value) -> Result<Table, TableError> {
+    fn from_value(value: Value) -> Result<Self, TableError>;
+    /// A NAME and AGE table of plain objects.
+    fn from_objects(objects: Vec<Value>) -> Self;
+    /// Adds the rows of `other` (a table of the same resource) to this one.
+    fn extend(&mut self, other: Self);
+    /// Renders the table as kubectl does; an empty string when there are no rows.
+    fn render(&self, opts: TableOptions, now: Timestamp) -> String;
+}
+
+impl TablePrinter for Table {
+    fn from_value(value: Value) -> Result<Table, TableError> {
         let kind = value
             .get("kind")
             .and_then(Value::as_str)
@@ -98,25 +72,26 @@ impl Table {
         Err(TableError::NotATable { kind })
     }
 
-    /// A NAME and AGE table of plain objects.
-    pub fn from_objects(objects: Vec<Value>) -> Table {
+    fn from_objects(objects: Vec<Value>) -> Table {
         let columns = vec![
-            Column {
+            TableColumnDefinition {
                 name: "Name".into(),
                 type_: "string".into(),
                 format: "name".into(),
                 priority: 0,
+                ..Default::default()
             },
-            Column {
+            TableColumnDefinition {
                 name: "Age".into(),
                 type_: "date".into(),
                 format: String::new(),
                 priority: 0,
+                ..Default::default()
             },
         ];
         let rows = objects
             .into_iter()
-            .map(|o| Row {
+            .map(|o| TableRow {
                 cells: vec![
                     o.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
                     o.pointer("/metadata/creationTimestamp")
@@ -126,23 +101,25 @@ impl Table {
                 object: Some(o),
             })
             .collect();
-        Table { columns, rows }
+        Table {
+            columns,
+            rows,
+            ..Table::default()
+        }
     }
 
-    /// Adds the rows of `other` (a table of the same resource) to this one.
-    pub fn extend(&mut self, other: Table) {
+    fn extend(&mut self, other: Table) {
         if self.columns.is_empty() {
             self.columns = other.columns;
         }
         self.rows.extend(other.rows);
     }
 
-    /// Renders the table as kubectl does; an empty string when there are no rows.
-    pub fn render(&self, opts: TableOptions, now: Timestamp) -> String {
+    fn render(&self, opts: TableOptions, now: Timestamp) -> String {
         if self.rows.is_empty() {
             return String::new();
         }
-        let shown = |c: &Column| opts.wide || c.priority == 0;
+        let shown = |c: &TableColumnDefinition| opts.wide || c.priority == 0;
         let mut text = String::new();
         if !opts.no_headers {
             let mut headers: Vec<String> = Vec::new();
@@ -184,7 +161,7 @@ impl Table {
 /// One cell as kubectl prints it: strings cut at the first line break (with `...`),
 /// escape characters made visible, `null` as nothing, and timestamps of `date`
 /// columns as ages.
-fn format_cell(cell: &Value, column: &Column, now: Timestamp) -> String {
+fn format_cell(cell: &Value, column: &TableColumnDefinition, now: Timestamp) -> String {
     let text = match cell {
         Value::Null => return String::new(),
         Value::String(s) => {
@@ -313,7 +290,7 @@ mod tests {
 
     #[test]
     fn cells_are_cut_at_line_breaks() {
-        let c = Column {
+        let c = TableColumnDefinition {
             name: "M".into(),
             type_: "string".into(),
             ..Default::default()

@@ -1,12 +1,16 @@
 //! `meta.k8s.io/v1` Table responses: the columns kubectl and oc print for `get`.
-//! Each resource supplies a [`TableDef`]; this module turns objects into rows.
+//! Each resource supplies a [`TableDef`]; this module turns objects into rows of the
+//! shared [`moor_api::table::Table`].
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use moor_api::humanize::short_age;
+use moor_api::table::{Table, TableColumnDefinition, TableRow};
 use serde_json::{Value, json};
 
-/// One column of a Table.
+/// The static definition of one column of a Table, rendered as a
+/// [`TableColumnDefinition`].
 #[derive(Clone, Debug)]
 pub struct Column {
     pub name: &'static str,
@@ -87,54 +91,7 @@ pub fn human_age(ts: &str, now: Timestamp) -> String {
     let Ok(t) = ts.parse::<Timestamp>() else {
         return String::new();
     };
-    kubectl_duration(now.as_second() - t.as_second())
-}
-
-/// kubectl's short duration format for a number of seconds.
-pub fn kubectl_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    let secs = secs.max(0);
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        return match secs % 60 {
-            0 => format!("{minutes}m"),
-            s => format!("{minutes}m{s}s"),
-        };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        return match minutes % 60 {
-            0 => format!("{hours}h"),
-            m => format!("{hours}h{m}m"),
-        };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        return match hours % 24 {
-            0 => format!("{}d", hours / 24),
-            h => format!("{}d{h}h", hours / 24),
-        };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        return match (hours / 24) % 365 {
-            0 => format!("{}y", hours / 24 / 365),
-            d => format!("{}y{d}d", hours / 24 / 365),
-        };
-    }
-    format!("{}y", hours / 24 / 365)
+    short_age(now.as_second() - t.as_second())
 }
 
 /// How much of the object each row carries (`includeObject`).
@@ -165,46 +122,37 @@ pub fn render(
     resource_version: Option<&str>,
     continue_token: Option<&str>,
 ) -> Value {
-    let columns: Vec<Value> = def
+    let columns = def
         .columns
         .iter()
-        .map(|c| {
-            json!({"name": c.name, "type": c.kind, "format": c.format,
-                   "description": c.description, "priority": c.priority})
+        .map(|c| TableColumnDefinition {
+            name: c.name.to_owned(),
+            type_: c.kind.to_owned(),
+            format: c.format.to_owned(),
+            description: c.description.to_owned(),
+            priority: i64::from(c.priority),
         })
         .collect();
-    let rows: Vec<Value> = objects
+    let rows = objects
         .iter()
-        .map(|o| {
-            let mut row = json!({"cells": (def.row)(o)});
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Object => row["object"] = o.clone(),
-                IncludeObject::Metadata => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": o.get("metadata").cloned().unwrap_or(json!({})),
-                    })
-                }
-            }
-            row
+        .map(|o| TableRow {
+            cells: (def.row)(o),
+            object: match include {
+                IncludeObject::None => None,
+                IncludeObject::Object => Some(o.clone()),
+                IncludeObject::Metadata => Some(json!({
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o.get("metadata").cloned().unwrap_or(json!({})),
+                })),
+            },
         })
         .collect();
-    let mut metadata = json!({});
-    if let Some(rv) = resource_version {
-        metadata["resourceVersion"] = json!(rv);
-    }
-    if let Some(c) = continue_token {
-        metadata["continue"] = json!(c);
-    }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    let mut table = Table::new(columns, rows);
+    table.metadata.resource_version = resource_version.map(str::to_owned);
+    table.metadata.continue_ = continue_token.map(str::to_owned);
+    // A Table of strings and JSON values always serializes.
+    serde_json::to_value(table).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -374,7 +374,8 @@ mod proptests {
             if check_manifest("r/x:1", &bytes, None, Some(&digest), None).is_ok() {
                 prop_assert!(digest.matches(&bytes));
             }
-            let _ = check_manifest("r/x:1", &bytes, Some(OCI_MANIFEST), None, Some(&digest.to_string()));
+            let header = digest.to_string();
+            let _ = check_manifest("r/x:1", &bytes, Some(OCI_MANIFEST), None, Some(header.as_str()));
         }
     }
 }

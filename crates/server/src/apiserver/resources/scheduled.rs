@@ -73,9 +73,9 @@ fn relative(ts: Option<&str>) -> String {
     };
     let secs = t.as_second() - jiff::Timestamp::now().as_second();
     if secs > 0 {
-        format!("in {}", super::image::human_duration(secs))
+        format!("in {}", moor_api::humanize::human_duration(secs))
     } else {
-        format!("{} ago", super::image::human_duration(-secs))
+        format!("{} ago", moor_api::humanize::human_duration(-secs))
     }
 }
 

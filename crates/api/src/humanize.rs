@@ -1,6 +1,7 @@
 //! Durations and sizes for people: kubectl's short ages for table cells (`5s`,
 //! `3m20s`, `4d`), Docker's long form that oc's describe prints (`2 minutes`,
-//! `About an hour`), and Docker's decimal sizes (`1.235MB`). Pure functions.
+//! `About an hour`), and Docker's decimal sizes (`1.235MB`). Pure functions, shared by
+//! the server's Table cells and the CLI's printers.
 
 use jiff::Timestamp;
 

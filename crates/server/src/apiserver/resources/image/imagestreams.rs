@@ -1,0 +1,276 @@
+//! `imagestreams`: stored, with `status`; spec tags that name this stream by a digest
+//! prefix are resolved on write.
+
+use std::sync::Arc;
+
+use moor_api::image::{ImageStream, set_image_stream_defaults};
+use moor_api::validation::{self, FieldError};
+use serde_json::{Value, json};
+
+use super::imagestreamimages::matching_images;
+use super::{ago, sorted_tags, typed, write_back};
+use crate::apiserver::codec::decode_as;
+use crate::apiserver::patch::MergeKeys;
+use crate::apiserver::resource::*;
+use crate::apiserver::stored::Strategy;
+use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+
+/// Strategic-merge keys OpenShift declares for image streams.
+pub const IMAGE_STREAM_MERGE_KEYS: MergeKeys =
+    MergeKeys(&[("spec.tags", "name"), ("status.tags", "tag")]);
+
+/// The spec tags of `stream` whose ImageStreamImage source names this same stream by
+/// a digest prefix, with the history entries that match it.
+fn own_image_prefixes(
+    stream: &ImageStream,
+) -> Vec<(usize, String, Vec<moor_api::image::TagEvent>)> {
+    let name = stream.metadata.name.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    for (i, t) in stream.spec.tags.iter().enumerate() {
+        if t.from_kind() != moor_api::image::KIND_IMAGE_STREAM_IMAGE {
+            continue;
+        }
+        let other_ns = t
+            .from
+            .as_ref()
+            .and_then(|f| f.namespace.as_deref())
+            .is_some_and(|n| !n.is_empty() && Some(n) != stream.metadata.namespace.as_deref());
+        let Some((s, id)) = t.from_name().split_once('@') else {
+            continue;
+        };
+        if s != name || other_ns || moor_api::Digest::parse(id).is_ok() {
+            continue;
+        }
+        out.push((i, id.to_string(), matching_images(stream, id)));
+    }
+    out
+}
+
+/// Rollback by prefix (`stream@1a2b3c`): a prefix that names exactly one image of
+/// this stream's own history becomes its full digest, as OpenShift resolves it.
+fn resolve_own_image_prefixes(stream: &mut ImageStream) {
+    let name = stream.metadata.name.clone().unwrap_or_default();
+    for (i, _, matches) in own_image_prefixes(stream) {
+        if let [one] = matches.as_slice()
+            && let Some(from) = stream.spec.tags[i].from.as_mut()
+        {
+            from.name = Some(format!("{name}@{}", one.image));
+        }
+    }
+}
+
+/// Clear errors for own-history prefixes that match no image or several.
+fn own_image_prefix_errors(stream: &ImageStream) -> Vec<FieldError> {
+    own_image_prefixes(stream)
+        .into_iter()
+        .filter(|(_, _, m)| m.len() != 1)
+        .map(|(i, id, m)| {
+            let tag = &stream.spec.tags[i];
+            let path = format!("spec.tags[{}].from.name", tag.name);
+            let message = if m.is_empty() {
+                format!("no image in the history of this stream matches {id:?}")
+            } else {
+                format!(
+                    "multiple images match the prefix {id:?}: {}",
+                    m.iter()
+                        .map(|e| e.image.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            FieldError::invalid(path, tag.from_name(), message)
+        })
+        .collect()
+}
+
+/// Image streams.
+pub struct ImageStreams {
+    def: ResourceDef,
+    registry_hostname: String,
+}
+
+impl ImageStreams {
+    /// The strategy; `registry_hostname` feeds `status.dockerImageRepository`.
+    pub fn new(registry_hostname: &str) -> Self {
+        ImageStreams {
+            def: ResourceDef {
+                group: "image.openshift.io",
+                version: "v1",
+                kind: "ImageStream",
+                list_kind: "ImageStreamList",
+                plural: "imagestreams",
+                singular: "imagestream",
+                short_names: &["is"],
+                categories: &["all"],
+                namespaced: true,
+                verbs: ALL_VERBS,
+                subresources: &["status"],
+                selectable_fields: &[],
+            },
+            registry_hostname: registry_hostname.to_string(),
+        }
+    }
+}
+
+fn tags_up_to_width(tags: &[String], width: usize) -> String {
+    let mut out = String::new();
+    for (i, t) in tags.iter().enumerate() {
+        if !out.is_empty() && out.len() + t.len() + 1 > width {
+            return format!("{out} + {} more...", tags.len() - i);
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
+impl Strategy for ImageStreams {
+    fn def(&self) -> &ResourceDef {
+        &self.def
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String> {
+        decode_as::<ImageStream>(body)
+    }
+    fn merge_keys(&self) -> MergeKeys {
+        IMAGE_STREAM_MERGE_KEYS
+    }
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn table(&self) -> TableDef {
+        TableDef {
+            columns: vec![
+                name_column(),
+                Column {
+                    name: "Image Repository",
+                    kind: "string",
+                    format: "",
+                    description: "Where the stream's images are pulled from",
+                    priority: 0,
+                },
+                Column {
+                    name: "Tags",
+                    kind: "string",
+                    format: "",
+                    description: "The tags of the stream",
+                    priority: 0,
+                },
+                Column {
+                    name: "Updated",
+                    kind: "string",
+                    format: "",
+                    description: "When the stream last changed",
+                    priority: 0,
+                },
+            ],
+            row: Arc::new(|o| {
+                let Some(s) = typed::<ImageStream>(o) else {
+                    return vec![json!(name_of(o)), json!(""), json!(""), json!("")];
+                };
+                let latest = s
+                    .status
+                    .tags
+                    .iter()
+                    .filter_map(|t| {
+                        t.items
+                            .first()
+                            .and_then(|e| e.created.as_ref())
+                            .map(|c| c.0)
+                    })
+                    .max();
+                let repo = if s.status.public_docker_image_repository.is_empty() {
+                    s.status.docker_image_repository.clone()
+                } else {
+                    s.status.public_docker_image_repository.clone()
+                };
+                vec![
+                    json!(name_of(o)),
+                    json!(repo),
+                    json!(tags_up_to_width(&sorted_tags(&s), 40)),
+                    json!(
+                        latest
+                            .map(|t| ago(Some(&t.to_string())))
+                            .unwrap_or_default()
+                    ),
+                ]
+            }),
+        }
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let Some(mut s) = typed::<ImageStream>(obj) else {
+            return;
+        };
+        set_image_stream_defaults(&mut s);
+        s.status = Default::default();
+        for t in s.spec.tags.iter_mut() {
+            t.generation = Some(1);
+        }
+        write_back(obj, &s);
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+            return;
+        };
+        set_image_stream_defaults(&mut s);
+        s.status = o.status.clone();
+        resolve_own_image_prefixes(&mut s);
+        // Users may set a tag's generation only to 0 (asking for a re-import).
+        let old_tags = o.spec_tags_by_name();
+        for t in s.spec.tags.iter_mut() {
+            if let Some(old_tag) = old_tags.get(t.name.as_str())
+                && t.generation != Some(0)
+            {
+                t.generation = old_tag.generation;
+            }
+        }
+        write_back(new, &s);
+    }
+    fn finish_update(&self, new: &mut Value, old: &Value) {
+        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+            return;
+        };
+        let generation = s.metadata.generation.unwrap_or(1);
+        // A changed (or new) tag takes the stream's new generation.
+        let old_tags = o.spec_tags_by_name();
+        for t in s.spec.tags.iter_mut() {
+            if old_tags.get(t.name.as_str()).copied() != Some(&*t) {
+                t.generation = Some(generation);
+            }
+        }
+        write_back(new, &s);
+    }
+    fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
+        match typed::<ImageStream>(obj) {
+            Some(s) => {
+                let mut errors = own_image_prefix_errors(&s);
+                if errors.is_empty() {
+                    errors = validation::validate_image_stream(&s);
+                }
+                errors
+            }
+            None => vec![FieldError::invalid("", "", "not a valid ImageStream")],
+        }
+    }
+    fn raw_is_decorated(&self, raw: &[u8], ns: Option<&str>, name: &str) -> bool {
+        let want = format!(
+            "\"dockerImageRepository\":\"{}/{}/{name}\"",
+            self.registry_hostname,
+            ns.unwrap_or("")
+        );
+        memchr::memmem::find(raw, want.as_bytes()).is_some()
+    }
+    fn decorate(&self, obj: &mut Value) {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let repo = format!("{}/{ns}/{}", self.registry_hostname, name_of(obj));
+        if !obj.get("status").is_some_and(Value::is_object) {
+            obj["status"] = json!({});
+        }
+        obj["status"]["dockerImageRepository"] = json!(repo);
+    }
+}

@@ -1,0 +1,489 @@
+//! The prune (IO): reads the streams, images, workloads and blob store, then deletes
+//! what the plans say, in order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use moor_api::image::{Image, ImageStream, TagEvent};
+use moor_api::lookup::{Workload, WorkloadKind};
+use moor_api::prune::{
+    ImagePruneSpec, ImagePruneStatus, PrunedBlob, PrunedImage, PrunedLink, PrunedTagEvent,
+};
+use serde_json::Value;
+
+use super::PruneError;
+use super::plan::{
+    BlobPlan, Pins, Policy, plan_blobs, plan_images, prune_history, referenced_images,
+    workload_pins,
+};
+use crate::apiserver::ApiServer;
+use crate::apiserver::error::ApiError;
+use crate::apiserver::resource::{ListOptions, RequestContext};
+use crate::apiserver::stored::unconditional;
+use crate::registry::Registry;
+use crate::registry::storage::{BlobStore, Link, LinkKind, ReferrerRecord};
+
+fn ctx() -> RequestContext {
+    RequestContext::default()
+}
+
+fn all() -> ListOptions {
+    ListOptions::default()
+}
+
+/// Runs a prune as `spec` asks (`dry_run` also when the request asked for it in its
+/// query): every step is planned the same way, and only applied when not a dry run.
+pub async fn run(
+    reg: &Registry,
+    api: &ApiServer,
+    spec: &ImagePruneSpec,
+    dry_run: bool,
+) -> Result<ImagePruneStatus, PruneError> {
+    let started = jiff::Timestamp::now();
+    let policy = Policy::new(spec, started);
+    let mut status = ImagePruneStatus {
+        dry_run,
+        start_time: Some(Time(started)),
+        ..Default::default()
+    };
+    tracing::info!(
+        keep_tag_revisions = policy.keep_tag_revisions,
+        cutoff = %policy.cutoff,
+        dry_run,
+        "prune: starting"
+    );
+
+    // 1. History.
+    let pins = workload_pins_of(api).await?;
+    let mut streams = list_streams(reg).await?;
+    prune_histories(
+        reg,
+        &mut streams,
+        spec,
+        &policy,
+        &pins,
+        dry_run,
+        &mut status,
+    )
+    .await;
+    if spec.namespace.is_some() {
+        status.warnings.push(
+            "only image stream history was pruned: images and blobs are pruned without a namespace, since any namespace may use them"
+                .into(),
+        );
+        status.completion_time = Some(Time(jiff::Timestamp::now()));
+        return Ok(status);
+    }
+
+    // 2. Images, decided after the history change and with pushes held off.
+    let _gc = if dry_run {
+        None
+    } else {
+        Some(reg.gc.write().await)
+    };
+    if !dry_run {
+        streams = list_streams(reg).await?;
+    }
+    let images = list_images(reg, &mut status).await?;
+    let store = reg.blobs.clone();
+    let (links, referrers, repositories) = blocking(move || {
+        (
+            store.list_links(),
+            store.list_referrers(),
+            store.list_repositories(),
+        )
+    })
+    .await?;
+    let young_manifests = links
+        .iter()
+        .filter(|l| l.kind == LinkKind::Manifest && !policy.is_old_file(l.modified))
+        .map(|l| l.digest.to_string());
+    let by_name: HashMap<&str, &Image> = images
+        .iter()
+        .filter_map(|i| Some((i.metadata.name.as_deref()?, i)))
+        .collect();
+    let referenced = referenced_images(
+        &streams,
+        &by_name,
+        &referrers,
+        reg.repos.registry_hostname(),
+        young_manifests,
+    );
+    let plan = plan_images(&images, &referenced, &policy);
+    let mut removed_images: HashSet<String> = HashSet::new();
+    for name in &plan.remove {
+        if dry_run || delete_image(reg, name, &mut status).await {
+            removed_images.insert(name.clone());
+        }
+    }
+    if !dry_run && !removed_images.is_empty() {
+        restore_named_again(reg, &by_name, &referrers, &mut removed_images, &mut status).await?;
+    }
+    status.images = plan
+        .remove
+        .iter()
+        .filter(|n| removed_images.contains(*n))
+        .map(|n| PrunedImage {
+            name: n.clone(),
+            docker_image_reference: by_name
+                .get(n.as_str())
+                .map(|i| i.docker_image_reference.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+
+    // 3. Blobs, links and records of gone repositories.
+    let live: HashSet<(String, String)> = streams
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let remaining: Vec<&Image> = images
+        .iter()
+        .filter(|i| {
+            !i.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| removed_images.contains(n))
+        })
+        .collect();
+    let inputs = BlobPlanInputs {
+        links,
+        repositories,
+        live,
+        removed_images,
+    };
+    prune_blobs(reg, &remaining, inputs, &policy, dry_run, &mut status).await?;
+    status.completion_time = Some(Time(jiff::Timestamp::now()));
+    tracing::info!(
+        dry_run,
+        history_items = status.history_items.len(),
+        images = status.images.len(),
+        links = status.links.len(),
+        blobs = status.blobs.len(),
+        bytes = status.bytes_freed,
+        errors = status.errors.len(),
+        "prune: done"
+    );
+    Ok(status)
+}
+
+/// Step 1: prunes each stream's history (in `spec.namespace` only, when set); in a dry
+/// run, `streams` are changed in memory only, for the later steps to plan on.
+async fn prune_histories(
+    reg: &Registry,
+    streams: &mut [ImageStream],
+    spec: &ImagePruneSpec,
+    policy: &Policy,
+    pins: &Pins,
+    dry_run: bool,
+    status: &mut ImagePruneStatus,
+) {
+    for stream in streams {
+        let ns = stream.metadata.namespace.clone().unwrap_or_default();
+        let name = stream.metadata.name.clone().unwrap_or_default();
+        if spec.namespace.as_ref().is_some_and(|only| *only != ns) {
+            continue;
+        }
+        let planned = prune_history(stream, policy, pins);
+        if planned.is_empty() {
+            continue;
+        }
+        let removed = if dry_run {
+            planned
+        } else {
+            match write_history(reg, &ns, &name, policy, pins).await {
+                Ok(removed) => removed,
+                Err(e) => {
+                    status.errors.push(format!(
+                        "error updating image stream {ns}/{name} to remove history: {e}"
+                    ));
+                    Vec::new()
+                }
+            }
+        };
+        status
+            .history_items
+            .extend(removed.into_iter().map(|(tag, e)| PrunedTagEvent {
+                namespace: ns.clone(),
+                image_stream: name.clone(),
+                tag,
+                image: e.image,
+                docker_image_reference: e.docker_image_reference,
+                created: e.created,
+            }));
+    }
+}
+
+/// What step 3 plans on besides the blobs and remaining images.
+struct BlobPlanInputs {
+    links: Vec<Link>,
+    repositories: Vec<(String, String)>,
+    /// The streams that exist, as `(namespace, name)`.
+    live: HashSet<(String, String)>,
+    removed_images: HashSet<String>,
+}
+
+/// Step 3: plans and (unless a dry run) deletes blobs, links and repository records.
+async fn prune_blobs(
+    reg: &Registry,
+    remaining: &[&Image],
+    inputs: BlobPlanInputs,
+    policy: &Policy,
+    dry_run: bool,
+    status: &mut ImagePruneStatus,
+) -> Result<(), PruneError> {
+    let store = reg.blobs.clone();
+    let blobs = blocking(move || store.list_blobs()).await??;
+    let plan = plan_blobs(
+        &blobs,
+        remaining.iter().copied(),
+        &inputs.links,
+        &inputs.repositories,
+        &inputs.live,
+        &inputs.removed_images,
+        policy,
+    );
+    let applied = if dry_run {
+        plan
+    } else {
+        let store = reg.blobs.clone();
+        let p = policy.clone();
+        let (applied, errors) = blocking(move || apply_blob_plan(&store, plan, &p)).await?;
+        status.errors.extend(errors);
+        applied
+    };
+    status.repositories = applied
+        .repositories
+        .iter()
+        .map(|(ns, s)| format!("{ns}/{s}"))
+        .collect();
+    status.links = applied
+        .links
+        .iter()
+        .map(|l| PrunedLink {
+            repository: format!("{}/{}", l.namespace, l.stream),
+            kind: l.kind.as_str().to_string(),
+            digest: l.digest.to_string(),
+        })
+        .collect();
+    status.bytes_freed = applied.blobs.iter().map(|(_, s)| s).sum();
+    status.blobs = applied
+        .blobs
+        .into_iter()
+        .map(|(d, size)| PrunedBlob {
+            digest: d.to_string(),
+            size,
+        })
+        .collect();
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PruneError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PruneError::Api(ApiError::internal(e)))
+}
+
+/// The pins of every workload the API server stores.
+async fn workload_pins_of(api: &ApiServer) -> Result<Pins, PruneError> {
+    let mut images: Vec<String> = Vec::new();
+    for kind in WorkloadKind::ALL {
+        let Some(storage) = api.storage(kind.group(), kind.version(), kind.plural()) else {
+            continue;
+        };
+        for v in storage.list(&ctx(), None, &all()).await?.items {
+            if let Ok(w) = Workload::from_value(kind, v) {
+                images.extend(
+                    w.containers()
+                        .into_iter()
+                        .filter_map(|(_, c)| c.image.clone()),
+                );
+            }
+        }
+    }
+    Ok(workload_pins(images.iter().map(String::as_str)))
+}
+
+async fn list_streams(reg: &Registry) -> Result<Vec<ImageStream>, PruneError> {
+    let list = reg
+        .repos
+        .importer()
+        .streams
+        .list(&ctx(), None, &all())
+        .await?;
+    list.items
+        .into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| PruneError::Api(ApiError::internal(e))))
+        .collect()
+}
+
+/// Every Image; one that does not decode is left alone (and reported).
+async fn list_images(
+    reg: &Registry,
+    status: &mut ImagePruneStatus,
+) -> Result<Vec<Image>, PruneError> {
+    let list = reg
+        .repos
+        .importer()
+        .images
+        .list(&ctx(), None, &all())
+        .await?;
+    let mut out = Vec::new();
+    for v in list.items {
+        match serde_json::from_value::<Image>(v.clone()) {
+            Ok(i) => out.push(i),
+            Err(e) => status.warnings.push(format!(
+                "keeping image {}: it does not decode: {e}",
+                v.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// Prunes the history of `ns/name` as it is now (a read-modify-write that retries on
+/// conflicts); returns what it removed.
+async fn write_history(
+    reg: &Registry,
+    ns: &str,
+    name: &str,
+    policy: &Policy,
+    pins: &Pins,
+) -> Result<Vec<(String, TagEvent)>, ApiError> {
+    let removed = Mutex::new(Vec::new());
+    let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+        let cur = cur.ok_or_else(|| crate::importer::stream_not_found(name))?;
+        let mut stream: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
+        *removed.lock().unwrap_or_else(|p| p.into_inner()) =
+            prune_history(&mut stream, policy, pins);
+        Ok(unconditional(
+            serde_json::to_value(&stream).map_err(ApiError::internal)?,
+        ))
+    };
+    match reg
+        .repos
+        .importer()
+        .streams
+        .update(&ctx(), Some(ns), name, Some("status"), &f, false)
+        .await
+    {
+        Ok(_) => Ok(removed.into_inner().unwrap_or_else(|p| p.into_inner())),
+        Err(ApiError::NotFound { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes Image `name`; whether it is gone.
+async fn delete_image(reg: &Registry, name: &str, status: &mut ImagePruneStatus) -> bool {
+    let r = reg
+        .repos
+        .importer()
+        .images
+        .delete(&ctx(), None, name, &Default::default())
+        .await;
+    reg.repos.forget_image(name);
+    match r {
+        Ok(_) | Err(ApiError::NotFound { .. }) => true,
+        Err(e) => {
+            status
+                .errors
+                .push(format!("error deleting image {name}: {e}"));
+            false
+        }
+    }
+}
+
+/// Puts back the deleted Images that a stream names again (an import tagged one while
+/// it was being deleted), so that no history names a missing Image.
+async fn restore_named_again(
+    reg: &Registry,
+    by_name: &HashMap<&str, &Image>,
+    referrers: &[ReferrerRecord],
+    removed: &mut HashSet<String>,
+    status: &mut ImagePruneStatus,
+) -> Result<(), PruneError> {
+    let streams = list_streams(reg).await?;
+    let named = referenced_images(
+        &streams,
+        by_name,
+        referrers,
+        reg.repos.registry_hostname(),
+        std::iter::empty(),
+    );
+    let again: Vec<String> = removed.intersection(&named).cloned().collect();
+    for name in again {
+        let Some(image) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        let mut image = (*image).clone();
+        image.metadata.resource_version = None;
+        image.metadata.uid = None;
+        match reg.repos.importer().store_images(&[image]).await {
+            Ok(()) => {
+                removed.remove(&name);
+                status.warnings.push(format!(
+                    "image {name} was tagged while it was pruned: restored"
+                ));
+            }
+            Err(e) => status.errors.push(format!(
+                "error restoring image {name}, tagged while pruned: {e}"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what `plan` says, checking each blob's age again just before; returns what
+/// was deleted and the errors.
+pub(super) fn apply_blob_plan(
+    store: &BlobStore,
+    plan: BlobPlan,
+    policy: &Policy,
+) -> (BlobPlan, Vec<String>) {
+    let mut done = BlobPlan::default();
+    let mut errors = Vec::new();
+    for (ns, stream) in plan.repositories {
+        match store.remove_repository(&ns, &stream) {
+            Ok(()) => done.repositories.push((ns, stream)),
+            Err(e) => errors.push(format!("error removing repository {ns}/{stream}: {e}")),
+        }
+    }
+    for l in plan.links {
+        if l.kind == LinkKind::Manifest {
+            store.remove_referrer(&l.namespace, &l.stream, &l.digest);
+        }
+        match store.unlink(&l.namespace, &l.stream, l.kind, &l.digest) {
+            Ok(true) => done.links.push(l),
+            Ok(false) => {}
+            Err(e) => errors.push(format!(
+                "error deleting {} link {} in repository {}/{}: {e}",
+                l.kind.as_str(),
+                l.digest,
+                l.namespace,
+                l.stream
+            )),
+        }
+    }
+    for (digest, size) in plan.blobs {
+        let modified = std::fs::metadata(store.blob_path(&digest)).and_then(|m| m.modified());
+        if modified.is_ok_and(|t| !policy.is_old_file(t)) {
+            continue; // written again since it was planned
+        }
+        match store.remove_blob(&digest) {
+            Ok(true) => done.blobs.push((digest, size)),
+            Ok(false) => {}
+            Err(e) => errors.push(format!("error deleting blob {digest}: {e}")),
+        }
+    }
+    (done, errors)
+}
