@@ -645,6 +645,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub scheduled_import_concurrency: u32,
 
+    /// Imports of spec tags in flight at most, all registries together (fair across namespaces)
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub import_concurrency: u32,
+
+    /// Imports of spec tags in flight at most from one registry, so that a hanging registry holds only these
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub import_concurrency_per_registry: u32,
+
     /// Requests per second the scheduler may send to a registry not named by --registry-qps (0: no limit)
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = parse_qps)]
     pub default_registry_qps: f64,

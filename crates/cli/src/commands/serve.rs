@@ -23,6 +23,10 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,
         scheduled_import_concurrency: args.scheduled_import_concurrency as usize,
+        import_limits: moor_server::importer::queue::ImportLimits {
+            max_in_flight: args.import_concurrency as usize,
+            per_registry: args.import_concurrency_per_registry as usize,
+        },
         default_registry_qps: args.default_registry_qps,
         registry_qps: args.registry_qps,
         plain_http: args.plain_http,
@@ -87,6 +91,7 @@ mod tests {
             o.scheduled_import_concurrency,
             d.scheduled_import_concurrency
         );
+        assert_eq!(o.import_limits, d.import_limits);
         assert_eq!(o.default_registry_qps, d.default_registry_qps);
         assert!(o.registry_qps.is_empty());
         assert_eq!(o.plain_http, d.plain_http);

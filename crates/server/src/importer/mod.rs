@@ -8,6 +8,7 @@ pub mod controller;
 pub mod image;
 pub mod imports;
 pub mod mapping;
+pub mod queue;
 pub mod source;
 
 use std::sync::Arc;
@@ -60,6 +61,21 @@ impl ImportError {
         Self::new(reasons::NOT_FOUND, message)
     }
 
+    /// OpenShift's `StatusReason` for this failure.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The message written into conditions, events and import statuses.
+    pub fn message(&self) -> String {
+        self.message.clone()
+    }
+
+    /// When the registry asked us to come back (429 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
     /// The HTTP code OpenShift reports for the reason.
     pub fn code(&self) -> u16 {
         match self.reason.as_str() {
@@ -73,6 +89,16 @@ impl ImportError {
             reasons::SERVICE_UNAVAILABLE => 503,
             _ => 500,
         }
+    }
+}
+
+/// The registry a reference's requests are counted under: its host as a user names
+/// it, lower case (`docker.io` for every Docker Hub alias).
+pub fn registry_of(reference: &DockerImageReference) -> String {
+    if reference.is_docker_hub() {
+        "docker.io".to_string()
+    } else {
+        reference.effective_registry().to_ascii_lowercase()
     }
 }
 
