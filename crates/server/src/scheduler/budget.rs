@@ -253,9 +253,9 @@ impl BudgetedSource {
 
     fn after<T>(&self, registry: &str, result: Result<T, ImportError>) -> Result<T, ImportError> {
         if let Err(e) = &result
-            && e.reason == reasons::TOO_MANY_REQUESTS
+            && e.reason() == reasons::TOO_MANY_REQUESTS
         {
-            self.budgets.pause(registry, e.retry_after);
+            self.budgets.pause(registry, e.retry_after());
         }
         result
     }

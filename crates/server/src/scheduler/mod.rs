@@ -778,8 +778,8 @@ impl State<'_> {
             }
             Outcome::Failed(err) => {
                 r.consecutive_failures += 1;
-                r.message = Some(format!("{}: {}", err.reason, err.message));
-                let retry_after = err.retry_after.map_or(0, |d| d.as_millis() as i64);
+                r.message = Some(format!("{}: {}", err.reason(), err.message()));
+                let retry_after = err.retry_after().map_or(0, |d| d.as_millis() as i64);
                 let delay =
                     plan::retry_delay(r.consecutive_failures, backoff, interval, retry_after);
                 (CheckResult::Failed, done.started_ms + delay)
@@ -900,16 +900,11 @@ impl Shared {
         let stream: ImageStream = match self.importer.streams.get(&ctx, Some(ns), name).await {
             Ok(v) => match serde_json::from_value(v) {
                 Ok(s) => s,
-                Err(e) => {
-                    return Outcome::Failed(ImportError::new(
-                        reasons::INTERNAL_ERROR,
-                        e.to_string(),
-                    ));
-                }
+                Err(e) => return Outcome::Failed(ImportError::internal("", e)),
             },
             Err(ApiError::NotFound { .. }) => return Outcome::Skipped,
             Err(e) => {
-                return Outcome::Failed(ImportError::new(reasons::INTERNAL_ERROR, e.to_string()));
+                return Outcome::Failed(ImportError::internal("", e));
             }
         };
         let Some(spec) = stream
@@ -939,10 +934,7 @@ impl Shared {
                             image,
                         }
                     }
-                    Err(e) => Outcome::Failed(ImportError::new(
-                        reasons::INTERNAL_ERROR,
-                        format!("recording the import: {e}"),
-                    )),
+                    Err(e) => Outcome::Failed(ImportError::internal("recording the import", e)),
                 }
             }
             TagOutcome::Failed(e) => self.failed(job, e.clone()).await,
@@ -951,16 +943,16 @@ impl Shared {
 
     /// A failed check: a 429 pauses the registry; anything else sets the condition.
     async fn failed(&self, job: &Job, e: ImportError) -> Outcome {
-        if e.reason == reasons::TOO_MANY_REQUESTS {
+        if e.reason() == reasons::TOO_MANY_REQUESTS {
             let until = self
                 .budgets
                 .paused_until(&job.registry)
-                .unwrap_or_else(|| self.budgets.pause(&job.registry, e.retry_after));
+                .unwrap_or_else(|| self.budgets.pause(&job.registry, e.retry_after()));
             let until_ms =
                 now_ms() + until.saturating_duration_since(Instant::now()).as_millis() as i64;
             return Outcome::RateLimited {
                 until_ms,
-                message: format!("{}: {}", e.reason, e.message),
+                message: format!("{}: {}", e.reason(), e.message()),
             };
         }
         let (ns, name, tag) = (&job.key.namespace, &job.key.stream, &job.key.tag);
@@ -971,7 +963,7 @@ impl Shared {
         {
             tracing::warn!(tag = %job.key.name(), error = %err, "recording a failed check failed");
         }
-        tracing::info!(tag = %job.key.name(), reason = %e.reason, error = %e.message, "scheduled check failed");
+        tracing::info!(tag = %job.key.name(), reason = %e.reason(), error = %e.message(), "scheduled check failed");
         Outcome::Failed(e)
     }
 }
