@@ -174,13 +174,16 @@ impl DueQueue {
     }
 }
 
+/// A finished status write: the stream, the tags it carried, and the stream written.
+type Written = (Key, Vec<String>, Result<Value, ApiError>);
+
 /// The state of one list-and-watch run of the controller loop.
 struct State {
     streams: HashMap<Key, ImageStream>,
     due: DueQueue,
     imports: JoinSet<Finished>,
     running: HashMap<tokio::task::Id, Running>,
-    writes: JoinSet<(Key, Vec<String>, Result<Value, ApiError>)>,
+    writes: JoinSet<Written>,
     writing: HashMap<tokio::task::Id, Key>,
     /// When streams' lingering outcomes are to be written.
     lingers: BTreeSet<(Instant, Key)>,
@@ -596,10 +599,7 @@ impl ImportController {
     fn written(
         &mut self,
         st: &mut State,
-        res: Result<
-            (tokio::task::Id, (Key, Vec<String>, Result<Value, ApiError>)),
-            tokio::task::JoinError,
-        >,
+        res: Result<(tokio::task::Id, Written), tokio::task::JoinError>,
     ) {
         let id = match &res {
             Ok((id, _)) => *id,
