@@ -6,7 +6,7 @@
 //!
 //! With `--registries R` the repositories are spread over R registries: counting
 //! proxies in front of the one distribution, each its own `host:port`; with
-//! `--hanging K` the last K of them accept connections and never answer. It then
+//! `--hanging K` the first K of them accept connections and never answer. It then
 //! reports when the tags of the healthy registries were all imported (issue 9: one
 //! hanging registry must not delay the others).
 
@@ -88,11 +88,12 @@ async fn main() -> Result<()> {
         bail!("--hanging must leave at least one healthy registry");
     }
     // Registry i of R: the distribution itself when R is 1, else a proxy in front of
-    // it; the last `hanging` never answer.
+    // it; the first `hanging` never answer (their streams sort first, so that a
+    // controller working in name order would meet them first).
     let mut hosts = Vec::new();
     let mut _proxies = Vec::new();
     for i in 0..args.registries.max(1) {
-        if i >= args.registries.max(1) - args.hanging {
+        if i < args.hanging {
             hosts.push(hanging_registry().await?);
         } else if args.registries <= 1 {
             hosts.push(dist.host.clone());
@@ -102,7 +103,6 @@ async fn main() -> Result<()> {
             _proxies.push(hits);
         }
     }
-    let healthy = args.registries.max(1) - args.hanging;
     let registry_of = |r: usize| r % hosts.len();
     let mut flags = Vec::new();
     for h in &hosts {
@@ -112,7 +112,7 @@ async fn main() -> Result<()> {
     let moor = Moor::start(&moor_bin(), &flags)?;
     let client = moor.client(8)?;
     let healthy_streams: std::collections::HashSet<String> = (0..args.repositories)
-        .filter(|r| registry_of(*r) < healthy)
+        .filter(|r| registry_of(*r) >= args.hanging)
         .map(|r| format!("app{r}"))
         .collect();
     let started = Instant::now();
