@@ -3,6 +3,12 @@
 //! and upstream requests per tag (moor's own `moor_upstream_requests_total`).
 //! Goal: at most 3 requests per single-arch tag (manifest, config) plus one token per
 //! repository on registries that use tokens (the local one does not).
+//!
+//! With `--registries R` the repositories are spread over R registries: counting
+//! proxies in front of the one distribution, each its own `host:port`; with
+//! `--hanging K` the first K of them accept connections and never answer. It then
+//! reports when the tags of the healthy registries were all imported (issue 9: one
+//! hanging registry must not delay the others).
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,26 @@ struct Args {
     /// Repositories they are spread over (one image stream each).
     #[arg(long, default_value_t = 10)]
     repositories: usize,
+    /// Registries the repositories are spread over (1: the distribution itself;
+    /// more: counting proxies in front of it).
+    #[arg(long, default_value_t = 1)]
+    registries: usize,
+    /// How many of those registries accept connections and never answer.
+    #[arg(long, default_value_t = 0)]
+    hanging: usize,
+}
+
+/// A registry on loopback that accepts connections and never answers.
+async fn hanging_registry() -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let host = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    Ok(host)
 }
 
 const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
@@ -58,12 +84,42 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let moor = Moor::start(&moor_bin(), &["--insecure-registry", &dist.host])?;
+    if args.hanging >= args.registries.max(1) {
+        bail!("--hanging must leave at least one healthy registry");
+    }
+    // Registry i of R: the distribution itself when R is 1, else a proxy in front of
+    // it; the first `hanging` never answer (their streams sort first, so that a
+    // controller working in name order would meet them first).
+    let mut hosts = Vec::new();
+    let mut _proxies = Vec::new();
+    for i in 0..args.registries.max(1) {
+        if i < args.hanging {
+            hosts.push(hanging_registry().await?);
+        } else if args.registries <= 1 {
+            hosts.push(dist.host.clone());
+        } else {
+            let (host, hits) = moor_bench::proxy::start_proxy(&dist.host, None).await?;
+            hosts.push(host);
+            _proxies.push(hits);
+        }
+    }
+    let registry_of = |r: usize| r % hosts.len();
+    let mut flags = Vec::new();
+    for h in &hosts {
+        flags.push("--insecure-registry");
+        flags.push(h.as_str());
+    }
+    let moor = Moor::start(&moor_bin(), &flags)?;
     let client = moor.client(8)?;
+    let healthy_streams: std::collections::HashSet<String> = (0..args.repositories)
+        .filter(|r| registry_of(*r) >= args.hanging)
+        .map(|r| format!("app{r}"))
+        .collect();
     let started = Instant::now();
     for r in 0..args.repositories {
+        let host = &hosts[registry_of(r)];
         let tags: Vec<serde_json::Value> = (0..per_repo)
-            .map(|t| serde_json::json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": format!("{}/bench/app{r}:t{t}", dist.host)}}))
+            .map(|t| serde_json::json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": format!("{host}/bench/app{r}:t{t}")}}))
             .collect();
         let body =
             serde_json::json!({"metadata": {"name": format!("app{r}")}, "spec": {"tags": tags}});
@@ -90,6 +146,11 @@ async fn main() -> Result<()> {
             .as_array()
             .map(|a| {
                 a.iter()
+                    .filter(|s| {
+                        s["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|n| healthy_streams.contains(n))
+                    })
                     .map(|s| {
                         s["status"]["tags"]
                             .as_array()
@@ -105,7 +166,7 @@ async fn main() -> Result<()> {
                     .sum()
             })
             .unwrap_or(0);
-        if done >= per_repo * args.repositories {
+        if done >= per_repo * healthy_streams.len() {
             break done;
         }
         if Instant::now() > deadline {
@@ -123,9 +184,12 @@ async fn main() -> Result<()> {
         .await?;
     let requests = counter_sum(&metrics, "moor_upstream_requests_total", &[]);
     println!(
-        "bench import: {imported} tags over {} repositories from a local distribution",
-        args.repositories
+        "bench import: {imported} tags over {} repositories from a local distribution, {} registries ({} hanging)",
+        args.repositories,
+        hosts.len(),
+        args.hanging
     );
+    println!("  healthy tags all imported:  {secs:.2} s");
     println!(
         "  tags per second:           {:.0} ({secs:.1} s)",
         imported as f64 / secs

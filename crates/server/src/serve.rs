@@ -72,6 +72,9 @@ pub struct ServeOptions {
     pub scheduled_import_interval: Duration,
     /// `--scheduled-import-concurrency`: scheduled checks in flight at most.
     pub scheduled_import_concurrency: usize,
+    /// `--import-concurrency`, `--import-concurrency-per-registry`: spec-tag imports in
+    /// flight at most, overall and per registry.
+    pub import_limits: crate::importer::queue::ImportLimits,
     /// `--default-registry-qps`: the request budget of registries not listed in
     /// `registry_qps` (0: unlimited).
     pub default_registry_qps: f64,
@@ -142,6 +145,7 @@ impl Default for ServeOptions {
             registry_mirrors: Vec::new(),
             scheduled_import_interval: Duration::from_secs(15 * 60),
             scheduled_import_concurrency: 16,
+            import_limits: Default::default(),
             default_registry_qps: crate::scheduler::budget::DEFAULT_REGISTRY_QPS,
             registry_qps: Vec::new(),
             bookmark_interval: Duration::from_secs(30),
@@ -385,6 +389,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         state.api.importer(),
         Default::default(),
     )
+    .with_limits(opts.import_limits)
     .with_metrics(import_metrics.clone());
     tokio::spawn(controller.run());
     let scheduler = crate::scheduler::Scheduler::new(

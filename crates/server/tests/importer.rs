@@ -570,3 +570,162 @@ async fn tags_from_other_tags_resolve_without_a_registry_and_roll_back() {
     let r = h.get(&format!("{isimages}/kc@sha256:ffffffffffff")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// A registry that accepts connections and never answers; counts what it accepted.
+struct HangingRegistry {
+    host: String,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingRegistry {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                held.push(conn);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        HangingRegistry { host, accepted }
+    }
+
+    async fn wait_accepted(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepted.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "fewer than {n} connections");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_registry_delays_no_import_from_another() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "app/healthy:1.0", Format::Oci);
+    let hanging = HangingRegistry::start();
+    let h = harness_importing(upstream(&[&dist.host, &hanging.host])).await;
+    for i in 0..5 {
+        create_stream(
+            &h,
+            &format!("stuck{i}"),
+            vec![tag("1.0", &format!("{}/app/stuck:{i}", hanging.host))],
+        )
+        .await;
+    }
+    // All five are in flight (the upstream client has no answer and, here, no
+    // timeout shorter than the test).
+    hanging.wait_accepted(5).await;
+    let started = Instant::now();
+    create_stream(&h, "healthy", vec![tag("1.0", &pushed.reference)]).await;
+    let status = wait_tag(&h, "healthy", "1.0", imported).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "the healthy import took {elapsed:?} behind a hanging registry"
+    );
+    for i in 0..5 {
+        let s = h.get(&format!("{IS}/stuck{i}")).await.body;
+        assert!(
+            s["status"]["tags"].as_array().is_none_or(|t| t.is_empty()),
+            "{s}"
+        );
+    }
+}
+
+/// A registry (`hang.example`) whose `slow/...` manifests never come, counting the
+/// requests that started and those dropped (cancelled); `fast/...` is NotFound at once.
+#[derive(Default)]
+struct SlowSource {
+    started: std::sync::atomic::AtomicUsize,
+    dropped: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct CountDrop(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl moor_server::importer::Source for SlowSource {
+    async fn manifest(
+        &self,
+        r: &moor_api::DockerImageReference,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<moor_server::importer::FetchedManifest, moor_server::importer::ImportError> {
+        if r.exact().contains("/slow:") {
+            self.started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _guard = CountDrop(self.dropped.clone());
+            std::future::pending::<()>().await;
+        }
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "manifest unknown: {}",
+            r.exact()
+        )))
+    }
+    async fn blob(
+        &self,
+        _: &moor_api::DockerImageReference,
+        d: &moor_api::Digest,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<bytes::Bytes, moor_server::importer::ImportError> {
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "blob unknown: {d}"
+        )))
+    }
+    async fn tags(
+        &self,
+        r: &moor_api::DockerImageReference,
+        _: &moor_server::importer::PullOptions,
+    ) -> Result<Vec<String>, moor_server::importer::ImportError> {
+        Err(moor_server::importer::ImportError::not_found(format!(
+            "repository unknown: {}",
+            r.exact()
+        )))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_stream_cancels_its_queued_and_running_imports() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let source = Arc::new(SlowSource::default());
+    let h = harness_importing(source.clone()).await;
+    let tags = (0..500)
+        .map(|i| tag(&format!("t{i}"), &format!("hang.example/slow:{i}")))
+        .collect();
+    create_stream(&h, "big", tags).await;
+    // The registry's share of the slots (8 by default) is taken; the rest is queued.
+    let per_registry = moor_server::importer::queue::DEFAULT_PER_REGISTRY;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while source.started.load(SeqCst) < per_registry {
+        assert!(Instant::now() < deadline, "the imports never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = h.delete(&format!("{IS}/big")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Every running import is dropped...
+    while source.dropped.load(SeqCst) < per_registry {
+        assert!(
+            Instant::now() < deadline,
+            "the running imports were not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and a tag of the same namespace and registry, queued behind the deleted
+    // stream's 492 others had they stayed, imports now.
+    create_stream(&h, "small", vec![tag("1", "hang.example/fast:1")]).await;
+    wait_tag(&h, "small", "1", failed_with("NotFound")).await;
+    assert_eq!(source.started.load(SeqCst), per_registry);
+}

@@ -57,6 +57,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub scheduled_import_concurrency: u32,
 
+    /// Imports of spec tags in flight at most, all registries together (fair across namespaces)
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub import_concurrency: u32,
+
+    /// Imports of spec tags in flight at most from one registry, so that a hanging registry holds only these
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub import_concurrency_per_registry: u32,
+
     /// Requests per second the scheduler may send to a registry not named by --registry-qps (0: no limit)
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = parse_qps)]
     pub default_registry_qps: f64,
@@ -209,6 +217,10 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,
         scheduled_import_concurrency: args.scheduled_import_concurrency as usize,
+        import_limits: moor_server::importer::queue::ImportLimits {
+            max_in_flight: args.import_concurrency as usize,
+            per_registry: args.import_concurrency_per_registry as usize,
+        },
         default_registry_qps: args.default_registry_qps,
         registry_qps: args.registry_qps,
         plain_http: args.plain_http,
@@ -283,6 +295,7 @@ mod tests {
             o.scheduled_import_concurrency,
             d.scheduled_import_concurrency
         );
+        assert_eq!(o.import_limits, d.import_limits);
         assert_eq!(o.default_registry_qps, d.default_registry_qps);
         assert!(o.registry_qps.is_empty());
         assert_eq!(o.plain_http, d.plain_http);

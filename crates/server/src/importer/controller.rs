@@ -2,19 +2,33 @@
 //! generation is newer than its history has observed (or whose source stream moved,
 //! for tracking tags), imports or resolves it. A failed import of a tag that is not
 //! scheduled is retried with exponential backoff from 1 s to 10 min, a bounded number
-//! of times (OpenShift never retries these). The reconciler returns its next action.
+//! of times (OpenShift never retries these). The reconciler returns its next action
+//! and queues the tags it found due; imports run as tasks of their own, taken from a
+//! [`FairQueue`] (round robin across namespaces, bounded overall and per registry), so
+//! that a hanging registry delays no other. A stream's finished imports are written in
+//! one status write once none of its imports still runs, or after [`WRITE_LINGER`].
+//! Deleting a stream cancels its queued and running imports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
+use moor_api::DockerImageReference;
 use moor_api::image::history::needs_import;
-use moor_api::image::{ImageStream, KIND_IMAGE_STREAM_TAG, TagReference, reasons};
+use moor_api::image::{
+    ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_TAG, TagReference, reasons,
+};
 use serde_json::Value;
+use tokio::sync::OnceCell;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
+use super::queue::{FairQueue, ImportLimits};
 use super::{Importer, TagOutcome};
+use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::{ListOptions, RequestContext, WatchEvent};
 
 /// Retry policy of failed imports.
@@ -65,12 +79,146 @@ struct Retry {
     due: Instant,
 }
 
-/// The controller state: retry bookkeeping per (namespace, stream) and tag.
+/// How long finished imports of a stream wait for its other imports before they are
+/// written anyway: one status write carries many tags, and none waits for a tag whose
+/// registry hangs.
+pub const WRITE_LINGER: Duration = Duration::from_millis(250);
+
+/// A tag import waiting for its turn.
+struct Job {
+    key: Key,
+    tag: TagReference,
+    /// The stream as the reconcile saw it (tracking tags may read it).
+    stream: Arc<ImageStream>,
+    /// The namespace's pull secrets, read once by the first job of a reconcile.
+    secrets: Arc<OnceCell<Arc<Vec<Bytes>>>>,
+}
+
+/// A finished tag import.
+struct Finished {
+    tag: String,
+    generation: i64,
+    outcome: TagOutcome,
+}
+
+/// A running import task.
+struct Running {
+    key: Key,
+    tag: String,
+    registry: String,
+    /// The [`StreamWork::id`] it belongs to (a stream deleted and created again has a
+    /// new one).
+    work: u64,
+}
+
+/// What a stream has queued, running or waiting to be written.
+struct StreamWork {
+    id: u64,
+    /// Tags queued, running, or finished and not yet written, with the spec generation
+    /// being imported. The reconciler leaves these alone.
+    tags: HashMap<String, i64>,
+    /// Running imports, to abort when the stream goes.
+    running: HashMap<String, AbortHandle>,
+    /// Tags queued or running.
+    unfinished: usize,
+    /// Outcomes waiting for the stream's next status write.
+    done: Vec<(String, TagOutcome)>,
+    /// When the oldest outcome in `done` finished.
+    first_done: Option<Instant>,
+    /// A status write of this stream is in flight.
+    writing: bool,
+}
+
+impl StreamWork {
+    fn idle(&self) -> bool {
+        self.tags.is_empty() && self.done.is_empty() && !self.writing
+    }
+}
+
+/// Streams due for a reconcile, earliest first (one entry per stream).
+#[derive(Default)]
+struct DueQueue {
+    at: HashMap<Key, Instant>,
+    order: BTreeSet<(Instant, Key)>,
+}
+
+impl DueQueue {
+    fn schedule(&mut self, key: Key, at: Instant) {
+        if let Some(old) = self.at.insert(key.clone(), at) {
+            self.order.remove(&(old, key.clone()));
+        }
+        self.order.insert((at, key));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.at.remove(key) {
+            self.order.remove(&(old, key.clone()));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.order.first().map(|(t, _)| *t)
+    }
+
+    fn pop_ready(&mut self, now: Instant) -> Vec<Key> {
+        let mut ready = Vec::new();
+        while let Some((t, _)) = self.order.first()
+            && *t <= now
+        {
+            if let Some((_, k)) = self.order.pop_first() {
+                self.at.remove(&k);
+                ready.push(k);
+            }
+        }
+        ready
+    }
+}
+
+/// A finished status write: the stream, the tags it carried, and the stream written.
+type Written = (Key, Vec<String>, Result<Value, ApiError>);
+
+/// The state of one list-and-watch run of the controller loop.
+struct State {
+    streams: HashMap<Key, ImageStream>,
+    due: DueQueue,
+    imports: JoinSet<Finished>,
+    running: HashMap<tokio::task::Id, Running>,
+    writes: JoinSet<Written>,
+    writing: HashMap<tokio::task::Id, Key>,
+    /// When streams' lingering outcomes are to be written.
+    lingers: BTreeSet<(Instant, Key)>,
+}
+
+impl State {
+    /// Keeps `stream` unless what is kept is newer (a write's answer can arrive before
+    /// the watch events of earlier writes). Returns whether it was kept.
+    fn offer(&mut self, key: Key, stream: ImageStream) -> bool {
+        let rv = |s: &ImageStream| {
+            s.metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(old), Some(new)) = (self.streams.get(&key).and_then(rv), rv(&stream))
+            && new < old
+        {
+            return false;
+        }
+        self.streams.insert(key, slim(stream));
+        true
+    }
+}
+
+/// The controller state: retry bookkeeping per (namespace, stream) and tag, the queue
+/// of tag imports and what each stream has in flight.
 pub struct ImportController {
     importer: Arc<Importer>,
     backoff: Backoff,
     retries: HashMap<Key, BTreeMap<String, Retry>>,
     metrics: Option<super::ImportMetrics>,
+    queue: FairQueue<Job>,
+    work: HashMap<Key, StreamWork>,
+    next_work_id: u64,
 }
 
 fn key_of(v: &Value) -> Option<Key> {
@@ -85,6 +233,16 @@ fn key_of(v: &Value) -> Option<Key> {
 fn slim(mut s: ImageStream) -> ImageStream {
     s.metadata.managed_fields = None;
     s
+}
+
+/// The registry a tag's import is bounded under; `""` for tags that need none.
+fn registry_of(tag: &TagReference) -> String {
+    if tag.from_kind() != KIND_DOCKER_IMAGE || tag.reference {
+        return String::new();
+    }
+    DockerImageReference::parse(tag.from_name())
+        .map(|r| super::registry_of(&r))
+        .unwrap_or_default()
 }
 
 /// Whether a tracking tag (ImageStreamTag source) lags behind its source in `streams`.
@@ -123,14 +281,57 @@ fn tracking_lags(
     }
 }
 
+/// Imports or resolves one tag (a task of its own).
+async fn import_one(
+    importer: Arc<Importer>,
+    metrics: Option<super::ImportMetrics>,
+    job: Job,
+) -> Finished {
+    let secrets = job
+        .secrets
+        .get_or_init(|| importer.pull_secrets(&job.key.0))
+        .await
+        .clone();
+    let started = std::time::Instant::now();
+    let outcome = importer.resolve_tag(&job.stream, &job.tag, &secrets).await;
+    if let Some(m) = &metrics
+        && job.tag.from_kind() == KIND_DOCKER_IMAGE
+        && !job.tag.reference
+    {
+        m.observe("spec", started.elapsed());
+    }
+    match &outcome {
+        TagOutcome::Imported { .. } => tracing::info!(
+            ok = true,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "import"
+        ),
+        TagOutcome::Failed(e) => tracing::info!(
+            ok = false,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            reason = %e.reason(),
+            error = %e.message(),
+            "import"
+        ),
+    }
+    Finished {
+        tag: job.tag.name.clone(),
+        generation: job.tag.generation.unwrap_or(0),
+        outcome,
+    }
+}
+
 impl ImportController {
-    /// A controller over `importer`.
+    /// A controller over `importer`, with the default [`ImportLimits`].
     pub fn new(importer: Arc<Importer>, backoff: Backoff) -> Self {
         ImportController {
             importer,
             backoff,
             retries: HashMap::new(),
             metrics: None,
+            queue: FairQueue::new(ImportLimits::default()),
+            work: HashMap::new(),
+            next_work_id: 0,
         }
     }
 
@@ -140,18 +341,25 @@ impl ImportController {
         self
     }
 
-    /// Reconciles one stream: imports what needs importing, records the outcome, and
-    /// says when to look again.
-    pub async fn reconcile(
-        &mut self,
-        stream: &ImageStream,
-        all: &HashMap<Key, ImageStream>,
-    ) -> Action {
+    /// Bounds the imports in flight, overall and per registry.
+    pub fn with_limits(mut self, limits: ImportLimits) -> Self {
+        self.queue = FairQueue::new(limits);
+        self
+    }
+
+    /// Reconciles one stream: queues the imports of the tags that need one (and are
+    /// not already queued, running or being written) and says when to look again.
+    pub fn reconcile(&mut self, stream: &ImageStream, all: &HashMap<Key, ImageStream>) -> Action {
         let key: Key = (
             stream.metadata.namespace.clone().unwrap_or_default(),
             stream.metadata.name.clone().unwrap_or_default(),
         );
         let now = Instant::now();
+        let busy = |tag: &str| {
+            self.work
+                .get(&key)
+                .is_some_and(|w| w.tags.contains_key(tag))
+        };
         let retries = self.retries.entry(key.clone()).or_default();
         retries.retain(|tag, r| {
             stream
@@ -160,7 +368,7 @@ impl ImportController {
         });
         let mut due: Vec<TagReference> = Vec::new();
         for tag in &stream.spec.tags {
-            if tag.from.is_none() {
+            if tag.from.is_none() || busy(&tag.name) {
                 continue;
             }
             let wanted = needs_import(stream, &tag.name) || tracking_lags(stream, tag, all);
@@ -177,79 +385,298 @@ impl ImportController {
             }
         }
         if !due.is_empty() {
-            let secrets = self.importer.pull_secrets(&key.0).await;
-            let mut outcomes = Vec::new();
-            for tag in &due {
-                let started = std::time::Instant::now();
-                let outcome = self.importer.resolve_tag(stream, tag, &secrets).await;
-                if let Some(m) = &self.metrics
-                    && tag.from_kind() == moor_api::image::KIND_DOCKER_IMAGE
-                    && !tag.reference
-                {
-                    m.observe("spec", started.elapsed());
+            let snapshot = Arc::new(stream.clone());
+            let secrets = Arc::new(OnceCell::new());
+            let next_id = &mut self.next_work_id;
+            let work = self.work.entry(key.clone()).or_insert_with(|| {
+                *next_id += 1;
+                StreamWork {
+                    id: *next_id,
+                    tags: HashMap::new(),
+                    running: HashMap::new(),
+                    unfinished: 0,
+                    done: Vec::new(),
+                    first_done: None,
+                    writing: false,
                 }
-                tracing::info!(
-                    namespace = %key.0, stream = %key.1, tag = %tag.name,
-                    ok = matches!(outcome, TagOutcome::Imported { .. }),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "import"
+            });
+            for tag in due {
+                work.tags
+                    .insert(tag.name.clone(), tag.generation.unwrap_or(0));
+                work.unfinished += 1;
+                let registry = registry_of(&tag);
+                self.queue.push(
+                    &key.0,
+                    &registry,
+                    Job {
+                        key: key.clone(),
+                        tag,
+                        stream: snapshot.clone(),
+                        secrets: secrets.clone(),
+                    },
                 );
-                outcomes.push((tag.name.clone(), outcome));
-            }
-            let retries = self.retries.entry(key.clone()).or_default();
-            for (tag, outcome) in &outcomes {
-                let generation = stream.spec_tag(tag).and_then(|t| t.generation).unwrap_or(0);
-                let scheduled = stream
-                    .spec_tag(tag)
-                    .is_some_and(|t| t.import_policy.scheduled);
-                match outcome {
-                    TagOutcome::Imported { .. } => {
-                        retries.remove(tag);
-                    }
-                    TagOutcome::Failed(e) if !scheduled && e.reason != reasons::INVALID => {
-                        let attempts = retries
-                            .get(tag)
-                            .filter(|r| r.generation == generation)
-                            .map(|r| r.attempts)
-                            .unwrap_or(0)
-                            + 1;
-                        let delay = self.backoff.delay(attempts, e.retry_after);
-                        retries.insert(
-                            tag.clone(),
-                            Retry {
-                                attempts,
-                                generation,
-                                due: now + delay,
-                            },
-                        );
-                    }
-                    TagOutcome::Failed(_) => {
-                        retries.remove(tag);
-                    }
-                }
-            }
-            if let Err(e) = self
-                .importer
-                .write_outcomes(&key.0, &key.1, &outcomes)
-                .await
-            {
-                tracing::warn!(namespace = %key.0, stream = %key.1, error = %e, "writing import results failed");
-                return Action::Requeue(self.backoff.initial);
             }
         }
-        let retries = self.retries.entry(key).or_default();
-        match retries
-            .values()
-            .filter(|r| r.attempts <= self.backoff.max_retries)
-            .map(|r| r.due)
-            .min()
-        {
+        self.next_action(&key)
+    }
+
+    /// When a retry of `key` is due (tags whose import is under way excluded).
+    fn next_action(&self, key: &Key) -> Action {
+        let work = self.work.get(key);
+        let next = self.retries.get(key).and_then(|retries| {
+            retries
+                .iter()
+                .filter(|(tag, r)| {
+                    r.attempts <= self.backoff.max_retries
+                        && !work.is_some_and(|w| w.tags.contains_key(*tag))
+                })
+                .map(|(_, r)| r.due)
+                .min()
+        });
+        match next {
             Some(next) => Action::Requeue(
                 next.saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(10)),
             ),
             None => Action::Await,
         }
+    }
+
+    /// Books a finished import's outcome for retries (the backoff of failures).
+    fn record_retry(&mut self, key: &Key, tag: &str, outcome: &TagOutcome, stream: &ImageStream) {
+        let retries = self.retries.entry(key.clone()).or_default();
+        let generation = stream.spec_tag(tag).and_then(|t| t.generation).unwrap_or(0);
+        let scheduled = stream
+            .spec_tag(tag)
+            .is_some_and(|t| t.import_policy.scheduled);
+        match outcome {
+            TagOutcome::Imported { .. } => {
+                retries.remove(tag);
+            }
+            TagOutcome::Failed(e) if !scheduled && e.reason() != reasons::INVALID => {
+                let attempts = retries
+                    .get(tag)
+                    .filter(|r| r.generation == generation)
+                    .map(|r| r.attempts)
+                    .unwrap_or(0)
+                    + 1;
+                let delay = self.backoff.delay(attempts, e.retry_after());
+                retries.insert(
+                    tag.to_string(),
+                    Retry {
+                        attempts,
+                        generation,
+                        due: Instant::now() + delay,
+                    },
+                );
+            }
+            TagOutcome::Failed(_) => {
+                retries.remove(tag);
+            }
+        }
+    }
+
+    /// Starts the queued imports that the limits let through.
+    fn dispatch(&mut self, st: &mut State) {
+        while let Some((registry, job)) = self.queue.pop() {
+            let Some(work) = self.work.get_mut(&job.key) else {
+                self.queue.done(&registry);
+                continue;
+            };
+            let span = tracing::info_span!(
+                "import",
+                namespace = %job.key.0,
+                stream = %job.key.1,
+                tag = %job.tag.name,
+                registry = %registry,
+            );
+            let key = job.key.clone();
+            let tag = job.tag.name.clone();
+            let handle = st.imports.spawn(
+                import_one(self.importer.clone(), self.metrics.clone(), job).instrument(span),
+            );
+            st.running.insert(
+                handle.id(),
+                Running {
+                    key,
+                    tag: tag.clone(),
+                    registry,
+                    work: work.id,
+                },
+            );
+            work.running.insert(tag, handle);
+        }
+    }
+
+    /// Takes a finished (or aborted) import task.
+    fn finished(
+        &mut self,
+        st: &mut State,
+        res: Result<(tokio::task::Id, Finished), tokio::task::JoinError>,
+    ) {
+        let id = match &res {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let Some(run) = st.running.remove(&id) else {
+            return;
+        };
+        self.queue.done(&run.registry);
+        let key = run.key;
+        let Some(work) = self.work.get_mut(&key).filter(|w| w.id == run.work) else {
+            // The stream was deleted meanwhile.
+            return;
+        };
+        work.running.remove(&run.tag);
+        work.unfinished = work.unfinished.saturating_sub(1);
+        let now = Instant::now();
+        match res {
+            Ok((_, f)) => {
+                let current = st.streams.get(&key);
+                let wanted = work.tags.get(&f.tag) == Some(&f.generation)
+                    && current
+                        .and_then(|s| s.spec_tag(&f.tag))
+                        .is_some_and(|t| t.generation.unwrap_or(0) == f.generation);
+                if !wanted {
+                    // The tag changed or went away during the import: look again.
+                    work.tags.remove(&f.tag);
+                    st.due.schedule(key.clone(), now);
+                } else {
+                    work.done.push((f.tag.clone(), f.outcome.clone()));
+                    work.first_done.get_or_insert(now);
+                    if let Some(stream) = current {
+                        self.record_retry(&key, &f.tag, &f.outcome, stream);
+                    }
+                }
+            }
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!(namespace = %key.0, stream = %key.1, tag = %run.tag, "an import task panicked");
+                }
+                work.tags.remove(&run.tag);
+                st.due.schedule(key.clone(), now + self.backoff.initial);
+            }
+        }
+        self.flush(st, &key);
+    }
+
+    /// Writes the stream's finished outcomes when none of its imports is still running,
+    /// or when the oldest has waited [`WRITE_LINGER`]; one write per stream at a time.
+    fn flush(&mut self, st: &mut State, key: &Key) {
+        let Some(work) = self.work.get_mut(key) else {
+            return;
+        };
+        if work.writing || work.done.is_empty() {
+            if work.idle() {
+                self.work.remove(key);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let first = *work.first_done.get_or_insert(now);
+        if work.unfinished > 0 && first + WRITE_LINGER > now {
+            st.lingers.insert((first + WRITE_LINGER, key.clone()));
+            return;
+        }
+        work.writing = true;
+        work.first_done = None;
+        let outcomes = std::mem::take(&mut work.done);
+        let importer = self.importer.clone();
+        let k = key.clone();
+        let span = tracing::info_span!("import_write", namespace = %key.0, stream = %key.1, tags = outcomes.len());
+        let handle = st.writes.spawn(
+            async move {
+                let result = importer.write_outcomes(&k.0, &k.1, &outcomes).await;
+                let tags = outcomes.into_iter().map(|(t, _)| t).collect();
+                (k, tags, result)
+            }
+            .instrument(span),
+        );
+        st.writing.insert(handle.id(), key.clone());
+    }
+
+    /// Takes a finished status write.
+    fn written(
+        &mut self,
+        st: &mut State,
+        res: Result<(tokio::task::Id, Written), tokio::task::JoinError>,
+    ) {
+        let id = match &res {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let Some(key) = st.writing.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        let result = match res {
+            Ok((_, (_, tags, result))) => {
+                if let Some(work) = self.work.get_mut(&key) {
+                    for t in &tags {
+                        work.tags.remove(t);
+                    }
+                }
+                result
+            }
+            Err(_) => Err(ApiError::Internal("the status write task failed".into())),
+        };
+        if let Some(work) = self.work.get_mut(&key) {
+            work.writing = false;
+            if result.is_err() {
+                // Outcomes not written are imported again.
+                work.tags.retain(|t, _| work.running.contains_key(t));
+            }
+        }
+        match result {
+            Ok(written) => {
+                if let Ok(s) = serde_json::from_value::<ImageStream>(written) {
+                    st.offer(key.clone(), s);
+                }
+                st.due.schedule(key.clone(), now);
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %key.0, stream = %key.1, error = %e, "writing import results failed");
+                st.due.schedule(key.clone(), now + self.backoff.initial);
+            }
+        }
+        self.flush(st, &key);
+    }
+
+    /// Cancels the queued and running imports of a deleted stream.
+    fn cancel(&mut self, key: &Key) {
+        let queued = self.queue.cancel(&key.0, |j| j.key == *key);
+        if let Some(work) = self.work.remove(key) {
+            for h in work.running.values() {
+                h.abort();
+            }
+            if queued > 0 || !work.running.is_empty() {
+                tracing::info!(namespace = %key.0, stream = %key.1, queued, running = work.running.len(), "stream deleted: its imports are cancelled");
+            }
+        }
+    }
+
+    /// Drops the queued imports of tags no longer in the stream's spec (a running one
+    /// finishes and is discarded).
+    fn cancel_removed_tags(&mut self, key: &Key, stream: &ImageStream) {
+        let Some(work) = self.work.get_mut(key) else {
+            return;
+        };
+        let gone: Vec<String> = work
+            .tags
+            .keys()
+            .filter(|t| stream.spec_tag(t).is_none() && !work.running.contains_key(*t))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let dropped = self
+            .queue
+            .cancel(&key.0, |j| j.key == *key && gone.contains(&j.tag.name));
+        for t in &gone {
+            work.tags.remove(t);
+        }
+        work.unfinished = work.unfinished.saturating_sub(dropped);
     }
 
     /// Runs forever: lists and watches streams, reconciling each change, the streams
@@ -263,7 +690,10 @@ impl ImportController {
         }
     }
 
-    async fn run_once(&mut self) -> Result<(), crate::apiserver::error::ApiError> {
+    async fn run_once(&mut self) -> Result<(), ApiError> {
+        // Tasks of a previous run were aborted with its JoinSets.
+        self.queue.clear();
+        self.work.clear();
         let ctx = RequestContext::default();
         let list = self
             .importer
@@ -271,34 +701,42 @@ impl ImportController {
             .list_encoded(&ctx, None, &ListOptions::default())
             .await?;
         // Typed streams straight from bytes: no JSON trees for the whole collection.
-        let mut streams: HashMap<Key, ImageStream> = HashMap::new();
         let mut array = Vec::with_capacity(list.items.len() + 2);
         array.push(b'[');
         array.extend_from_slice(&list.items);
         array.push(b']');
-        let typed: Vec<ImageStream> =
-            serde_json::from_slice(&array).map_err(crate::apiserver::error::ApiError::internal)?;
+        let typed: Vec<ImageStream> = serde_json::from_slice(&array).map_err(ApiError::internal)?;
         drop(array);
+        let mut st = State {
+            streams: HashMap::new(),
+            due: DueQueue::default(),
+            imports: JoinSet::new(),
+            running: HashMap::new(),
+            writes: JoinSet::new(),
+            writing: HashMap::new(),
+            lingers: BTreeSet::new(),
+        };
+        let now = Instant::now();
         for s in typed {
             let key = (
                 s.metadata.namespace.clone().unwrap_or_default(),
                 s.metadata.name.clone().unwrap_or_default(),
             );
-            streams.insert(key, slim(s));
+            st.due.schedule(key.clone(), now);
+            st.streams.insert(key, slim(s));
         }
-        let mut queue: BTreeMap<Key, Instant> = streams
-            .keys()
-            .map(|k| (k.clone(), Instant::now()))
-            .collect();
         let opts = ListOptions {
             resource_version: Some(list.resource_version.clone()),
             ..Default::default()
         };
         let mut events = self.importer.streams.watch(&ctx, None, &opts).await?;
         loop {
-            let next_due = queue.values().min().copied();
+            let wake = [st.due.next(), st.lingers.first().map(|(t, _)| *t)]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = async {
-                match next_due {
+                match wake {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending::<()>().await,
                 }
@@ -306,50 +744,78 @@ impl ImportController {
             tokio::select! {
                 ev = events.next() => {
                     let Some(ev) = ev else { return Ok(()) };
-                    match ev {
-                        WatchEvent::Added(v) | WatchEvent::Modified(v) => {
-                            let Some(k) = key_of(&v) else { continue };
-                            if let Ok(s) = serde_json::from_value::<ImageStream>(v) {
-                                // Streams tracking this one look again too.
-                                for (dk, ds) in &streams {
-                                    if dk.0 == k.0 && ds.spec.tags.iter().any(|t| t.from_kind() == KIND_IMAGE_STREAM_TAG
-                                        && t.from_name().split(':').next() == Some(k.1.as_str())) {
-                                        queue.insert(dk.clone(), Instant::now());
-                                    }
-                                }
-                                streams.insert(k.clone(), slim(s));
-                                queue.insert(k, Instant::now());
-                            }
-                        }
-                        WatchEvent::Deleted(v) => {
-                            if let Some(k) = key_of(&v) {
-                                streams.remove(&k);
-                                queue.remove(&k);
-                                self.retries.remove(&k);
-                            }
-                        }
-                        WatchEvent::Bookmark(_) => {}
-                        WatchEvent::Error(e) => {
-                            return Err(crate::apiserver::error::ApiError::Gone(e.to_string()));
-                        }
-                    }
+                    self.event(&mut st, ev)?;
+                }
+                Some(res) = st.imports.join_next_with_id(), if !st.imports.is_empty() => {
+                    self.finished(&mut st, res);
+                }
+                Some(res) = st.writes.join_next_with_id(), if !st.writes.is_empty() => {
+                    self.written(&mut st, res);
                 }
                 _ = sleep => {
                     let now = Instant::now();
-                    let ready: Vec<Key> = queue.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
-                    for k in ready {
-                        queue.remove(&k);
-                        let Some(stream) = streams.get(&k).cloned() else { continue };
-                        match self.reconcile(&stream, &streams).await {
-                            Action::Await => {}
-                            Action::Requeue(d) => {
-                                queue.insert(k, Instant::now() + d);
-                            }
+                    for k in st.due.pop_ready(now) {
+                        let Some(stream) = st.streams.get(&k) else { continue };
+                        if let Action::Requeue(d) = self.reconcile(stream, &st.streams) {
+                            st.due.schedule(k, Instant::now() + d);
+                        }
+                    }
+                    while let Some((t, _)) = st.lingers.first()
+                        && *t <= now
+                    {
+                        if let Some((_, k)) = st.lingers.pop_first() {
+                            self.flush(&mut st, &k);
                         }
                     }
                 }
             }
+            self.dispatch(&mut st);
         }
+    }
+
+    /// Takes one watch event.
+    fn event(&mut self, st: &mut State, ev: WatchEvent) -> Result<(), ApiError> {
+        match ev {
+            WatchEvent::Added(v) | WatchEvent::Modified(v) => {
+                let Some(k) = key_of(&v) else { return Ok(()) };
+                let Ok(s) = serde_json::from_value::<ImageStream>(v) else {
+                    return Ok(());
+                };
+                let now = Instant::now();
+                self.cancel_removed_tags(&k, &s);
+                if !st.offer(k.clone(), s) {
+                    return Ok(());
+                }
+                // Streams tracking this one look again too.
+                let trackers: Vec<Key> = st
+                    .streams
+                    .iter()
+                    .filter(|(dk, ds)| {
+                        dk.0 == k.0
+                            && ds.spec.tags.iter().any(|t| {
+                                t.from_kind() == KIND_IMAGE_STREAM_TAG
+                                    && t.from_name().split(':').next() == Some(k.1.as_str())
+                            })
+                    })
+                    .map(|(dk, _)| dk.clone())
+                    .collect();
+                for dk in trackers {
+                    st.due.schedule(dk, now);
+                }
+                st.due.schedule(k, now);
+            }
+            WatchEvent::Deleted(v) => {
+                if let Some(k) = key_of(&v) {
+                    st.streams.remove(&k);
+                    st.due.remove(&k);
+                    self.retries.remove(&k);
+                    self.cancel(&k);
+                }
+            }
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => return Err(ApiError::Gone(e.to_string())),
+        }
+        Ok(())
     }
 }
 

@@ -57,7 +57,7 @@ pub fn parse(m: &FetchedManifest) -> Result<Parsed, ImportError> {
         )));
     }
     let bad = |e: serde_json::Error| {
-        ImportError::invalid(format!("the manifest ({mt}) cannot be parsed: {e}"))
+        ImportError::invalid_because(format!("the manifest ({mt}) cannot be parsed"), e)
     };
     if media_types::is_manifest_list(&mt) {
         return serde_json::from_slice::<ImageIndex>(&m.bytes)
@@ -92,7 +92,7 @@ pub fn children(index: &ImageIndex) -> Result<Vec<Child>, ImportError> {
         .iter()
         .map(|d| {
             let digest = Digest::parse(d.digest().as_ref()).map_err(|e| {
-                ImportError::invalid(format!("the manifest list names a bad digest: {e}"))
+                ImportError::invalid_because("the manifest list names a bad digest", e)
             })?;
             let (os, architecture, variant) = match d.platform() {
                 Some(p) => (
@@ -146,7 +146,7 @@ fn layer(d: &Descriptor) -> ImageLayer {
 /// The config blob digest of an image manifest.
 pub fn config_digest(m: &OciManifest) -> Result<Digest, ImportError> {
     Digest::parse(m.config().digest().as_ref())
-        .map_err(|e| ImportError::invalid(format!("the manifest names a bad config digest: {e}")))
+        .map_err(|e| ImportError::invalid_because("the manifest names a bad config digest", e))
 }
 
 /// Builds the `Image` of a single-platform manifest from its config blob.
@@ -157,7 +157,7 @@ pub fn image_from_manifest(
     config_bytes: &[u8],
 ) -> Result<Image, ImportError> {
     let config: ImageConfiguration = serde_json::from_slice(config_bytes)
-        .map_err(|e| ImportError::invalid(format!("the image config cannot be parsed: {e}")))?;
+        .map_err(|e| ImportError::invalid_because("the image config cannot be parsed", e))?;
     let layers: Vec<ImageLayer> = manifest.layers().iter().map(layer).collect();
     let size = layers.iter().map(|l| l.size).sum::<i64>() + manifest.config().size() as i64;
     let created = config

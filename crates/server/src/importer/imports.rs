@@ -8,18 +8,24 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use moor_api::DockerImageReference;
 use moor_api::image::{
     ImageImportStatus, ImageStream, ImageStreamImport, RepositoryImportStatus, TagReference,
 };
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{ImportError, ImportSpec, Importer, PullOptions, TagOutcome, import_reference};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::*;
 use crate::apiserver::stored::unconditional;
 use crate::apiserver::table::TableDef;
+
+/// Imports in flight at most for one `imagestreamimports` request (the upstream
+/// client also bounds requests per registry host).
+const CONCURRENCY: usize = super::queue::DEFAULT_PER_REGISTRY;
 
 /// The served `imagestreamimports` resource.
 pub struct ImageStreamImports {
@@ -64,8 +70,8 @@ fn success() -> Status {
 fn failure(e: &ImportError) -> Status {
     Status {
         status: Some("Failure".into()),
-        reason: Some(e.reason.clone()),
-        message: Some(e.message.clone()),
+        reason: Some(e.reason().to_string()),
+        message: Some(e.message()),
         code: Some(e.code() as i32),
         ..Default::default()
     }
@@ -106,31 +112,53 @@ impl ImageStreamImports {
         // (tag, from, policy, reference policy, outcome)
         let mut tags: Vec<(String, TagReference, TagOutcome)> = Vec::new();
 
-        for spec in &isi.spec.images {
-            let tag_ref = TagReference {
-                name: String::new(),
-                from: Some(spec.from.clone()),
-                import_policy: spec.import_policy.clone(),
-                reference_policy: spec.reference_policy.clone(),
-                ..Default::default()
-            };
-            let reference = DockerImageReference::parse(tag_ref.from_name());
-            let outcome = match &reference {
-                Err(e) => Err(ImportError::invalid(format!(
-                    "invalid image reference {:?}: {e}",
-                    tag_ref.from_name()
-                ))),
-                Ok(_) => match Importer::spec_for(
+        // The images concurrently (they may name different registries), in order.
+        let images: Vec<_> = isi
+            .spec
+            .images
+            .iter()
+            .map(|spec| {
+                let tag_ref = TagReference {
+                    name: String::new(),
+                    from: Some(spec.from.clone()),
+                    import_policy: spec.import_policy.clone(),
+                    reference_policy: spec.reference_policy.clone(),
+                    ..Default::default()
+                };
+                let reference = DockerImageReference::parse(tag_ref.from_name());
+                let pull = Importer::spec_for(
                     &tag_ref,
                     PullOptions {
                         insecure: false,
                         secrets: secrets.clone(),
                     },
-                ) {
-                    Ok(s) => import_reference(source.as_ref(), &s).await,
-                    Err(e) => Err(e),
-                },
-            };
+                );
+                let source = source.clone();
+                let (name, ns) = (name.clone(), ns.to_string());
+                async move {
+                    let outcome = match &reference {
+                        Err(e) => Err(ImportError::invalid(format!(
+                            "invalid image reference {:?}: {e}",
+                            tag_ref.from_name()
+                        ))),
+                        Ok(_) => match pull {
+                            Ok(s) => {
+                                import_reference(source.as_ref(), &s)
+                                    .instrument(tracing::info_span!("import", namespace = %ns, stream = %name, from = %tag_ref.from_name()))
+                                    .await
+                            }
+                            Err(e) => Err(e),
+                        },
+                    };
+                    (tag_ref, reference, outcome)
+                }
+            })
+            .collect();
+        let images: Vec<_> = futures::stream::iter(images)
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        for (spec, (tag_ref, reference, outcome)) in isi.spec.images.iter().zip(images) {
             let tag = spec
                 .to
                 .as_ref()
@@ -180,6 +208,7 @@ impl ImageStreamImports {
                     };
                     status.additional_tags = rest;
                     status.status = success();
+                    let mut specs = Vec::with_capacity(all.len());
                     for t in all {
                         let from = repo_ref
                             .clone()
@@ -192,7 +221,24 @@ impl ImageStreamImports {
                             pull: pull.clone(),
                             ..Default::default()
                         };
-                        let outcome = import_reference(source.as_ref(), &spec).await;
+                        specs.push((t, from, spec));
+                    }
+                    // The repository's tags concurrently (one registry), in order.
+                    let imported: Vec<_> = futures::stream::iter(specs.into_iter().map(
+                        |(t, from, spec)| {
+                            let source = source.clone();
+                            let span = tracing::info_span!("import", namespace = %ns, stream = %name, tag = %t);
+                            async move {
+                                let outcome = import_reference(source.as_ref(), &spec).await;
+                                (t, from, outcome)
+                            }
+                            .instrument(span)
+                        },
+                    ))
+                    .buffered(CONCURRENCY)
+                    .collect()
+                    .await;
+                    for (t, from, outcome) in imported {
                         let mut s = ImageImportStatus {
                             tag: t.clone(),
                             ..Default::default()

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod image;
 pub mod imports;
 pub mod mapping;
+pub mod queue;
 pub mod source;
 
 use std::sync::Arc;
@@ -28,41 +29,140 @@ use serde_json::{Value, json};
 use crate::apiserver::error::ApiError;
 use crate::apiserver::resource::{RequestContext, RestStorage};
 use crate::apiserver::stored::unconditional;
+use crate::upstream::UpstreamError;
 pub use image::FetchedManifest;
 
-/// Why an import failed, in OpenShift's terms (`reason` is a `StatusReason`).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct ImportError {
-    pub reason: String,
-    pub message: String,
-    /// When the registry asked us to come back (429 Retry-After).
-    pub retry_after: Option<Duration>,
+/// Why an import failed. Each variant stands for one of OpenShift's reasons
+/// ([`reason`](Self::reason), a `StatusReason`) and gives the message that conditions,
+/// Events and import statuses carry ([`message`](Self::message)); the cause stays
+/// reachable as the error's `source`.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The registry answered with an error, or could not be reached in time.
+    #[error("the registry request failed")]
+    Registry(#[source] UpstreamError),
+    /// Content moor refuses: a bad digest, schema 1, a manifest or config that does
+    /// not parse, a source kind it does not know.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Something the import needs does not exist (a stream, a tag, an image).
+    #[error("{0}")]
+    NotFound(String),
+    /// Reading or writing moor's own storage failed.
+    #[error("{}", if context.is_empty() { "internal error" } else { context })]
+    Internal {
+        /// What was being done; empty when the cause says it all.
+        context: String,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// A failure with any other reason (sources other than the upstream client).
+    #[error("{message}")]
+    Other {
+        reason: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl From<UpstreamError> for ImportError {
+    fn from(e: UpstreamError) -> Self {
+        ImportError::Registry(e)
+    }
 }
 
 impl ImportError {
     /// An error with `reason` and `message`.
     pub fn new(reason: &str, message: impl Into<String>) -> Self {
-        ImportError {
-            reason: reason.to_string(),
-            message: message.into(),
-            retry_after: None,
+        match reason {
+            reasons::INVALID => Self::invalid(message),
+            reasons::NOT_FOUND => Self::not_found(message),
+            _ => ImportError::Other {
+                reason: reason.to_string(),
+                message: message.into(),
+                retry_after: None,
+            },
         }
     }
 
     /// Content the registry served that moor refuses (bad digest, schema1, ...).
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(reasons::INVALID, message)
+        ImportError::Invalid {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Refused content, with the error that refused it (its text ends the message).
+    pub fn invalid_because(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ImportError::Invalid {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
     }
 
     /// Something missing upstream.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(reasons::NOT_FOUND, message)
+        ImportError::NotFound(message.into())
+    }
+
+    /// moor's own storage failed while `context` (may be empty).
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ImportError::Internal {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// OpenShift's `StatusReason` for this failure.
+    pub fn reason(&self) -> &str {
+        match self {
+            ImportError::Registry(e) => e.reason(),
+            ImportError::Invalid { .. } => reasons::INVALID,
+            ImportError::NotFound(_) => reasons::NOT_FOUND,
+            ImportError::Internal { .. } => reasons::INTERNAL_ERROR,
+            ImportError::Other { reason, .. } => reason,
+        }
+    }
+
+    /// The message written into conditions, Events and import statuses.
+    pub fn message(&self) -> String {
+        match self {
+            ImportError::Registry(e) => e.message(),
+            ImportError::Invalid {
+                message,
+                source: Some(source),
+            } => format!("{message}: {source}"),
+            ImportError::Invalid { message, .. } => message.clone(),
+            ImportError::NotFound(message) => message.clone(),
+            ImportError::Internal { context, source } if context.is_empty() => source.to_string(),
+            ImportError::Internal { context, source } => format!("{context}: {source}"),
+            ImportError::Other { message, .. } => message.clone(),
+        }
+    }
+
+    /// When the registry asked us to come back (429 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ImportError::Registry(e) => e.retry_after(),
+            ImportError::Other { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The HTTP code OpenShift reports for the reason.
     pub fn code(&self) -> u16 {
-        match self.reason.as_str() {
+        match self.reason() {
             reasons::NOT_FOUND => 404,
             reasons::UNAUTHORIZED => 401,
             reasons::FORBIDDEN => 403,
@@ -73,6 +173,16 @@ impl ImportError {
             reasons::SERVICE_UNAVAILABLE => 503,
             _ => 500,
         }
+    }
+}
+
+/// The registry a reference's requests are counted under: its host as a user names
+/// it, lower case (`docker.io` for every Docker Hub alias).
+pub fn registry_of(reference: &DockerImageReference) -> String {
+    if reference.is_docker_hub() {
+        "docker.io".to_string()
+    } else {
+        reference.effective_registry().to_ascii_lowercase()
     }
 }
 
@@ -466,7 +576,7 @@ impl Importer {
                             "imagestreams.image.openshift.io \"{src_name}\" not found"
                         ))
                     })?;
-                typed(&v).map_err(|e| ImportError::new(reasons::INTERNAL_ERROR, e.to_string()))?
+                typed(&v).map_err(|e| ImportError::internal("", e))?
             };
         if by_digest {
             let found = source_stream
@@ -536,8 +646,8 @@ impl Importer {
                         set_import_failed(
                             &mut stream,
                             tag,
-                            &e.reason,
-                            &e.message,
+                            e.reason(),
+                            &e.message(),
                             generation,
                             now.clone(),
                         );
@@ -590,7 +700,8 @@ impl Importer {
                 if let TagOutcome::Failed(e) = outcome {
                     let message = format!(
                         "Import of {name}:{tag} failed ({}): {}",
-                        e.reason, e.message
+                        e.reason(),
+                        e.message()
                     );
                     self.record_event(&written, "ImportFailed", &message, "Warning")
                         .await;
@@ -633,8 +744,8 @@ impl Importer {
                     let changed = set_import_failed(
                         stream,
                         tag,
-                        &e.reason,
-                        &e.message,
+                        e.reason(),
+                        &e.message(),
                         generation,
                         now.clone(),
                     );
@@ -686,7 +797,8 @@ impl Importer {
                 Some(TagOutcome::Failed(e)) => {
                     let message = format!(
                         "Scheduled import of {name}:{tag} failed ({}): {}",
-                        e.reason, e.message
+                        e.reason(),
+                        e.message()
                     );
                     self.record_event(&written, "ImportFailed", &message, "Warning")
                         .await;
@@ -724,5 +836,47 @@ impl Importer {
         if let Err(e) = self.events.create(&ctx(), Some(ns), event).await {
             tracing::warn!(error = %e, "recording an event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_cause_and_openshift_wording() {
+        let fetched = FetchedManifest {
+            bytes: Bytes::from_static(b"{not json"),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: Digest::sha256_of(b"{not json"),
+        };
+        let Err(e) = image::parse(&fetched) else {
+            panic!("garbage parsed")
+        };
+        assert_eq!(e.reason(), reasons::INVALID);
+        let cause = e.source().expect("the JSON error is kept");
+        assert_eq!(
+            e.message(),
+            format!(
+                "the manifest (application/vnd.oci.image.manifest.v1+json) cannot be parsed: {cause}"
+            )
+        );
+        let upstream = UpstreamError::TooManyRequests {
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        let e = ImportError::from(upstream.clone());
+        assert_eq!(e.reason(), upstream.reason());
+        assert_eq!(e.message(), upstream.message());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(e.code(), 429);
+        assert!(e.source().is_some());
+        let e = ImportError::new(reasons::NOT_FOUND, "gone");
+        assert!(matches!(e, ImportError::NotFound(_)));
+        assert_eq!(
+            (e.reason(), e.message().as_str()),
+            (reasons::NOT_FOUND, "gone")
+        );
     }
 }

@@ -23,11 +23,7 @@ pub(crate) fn fetch_options(opts: &PullOptions) -> FetchOptions {
 }
 
 fn import_error(e: UpstreamError) -> ImportError {
-    ImportError {
-        reason: e.reason().to_string(),
-        message: e.message(),
-        retry_after: e.retry_after(),
-    }
+    ImportError::Registry(e)
 }
 
 #[async_trait]

@@ -25,6 +25,7 @@ use moor_api::lookup::{Workload, WorkloadKind, tag_pull_spec, trigger_updates, t
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::apiserver::ApiServer;
 
@@ -375,7 +376,38 @@ impl TriggerController {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        match api.patch(name, &params, &Patch::Json::<()>(patch)).await {
+        // The image stream tags this workload's triggers follow (`ns/stream:tag`).
+        let tags: Vec<String> = self
+            .state
+            .workloads
+            .get(&key)
+            .and_then(triggers_of)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.paused && t.from.kind == KIND_IMAGE_STREAM_TAG)
+            .map(|t| {
+                let from_ns = if t.from.namespace.is_empty() {
+                    ns.as_str()
+                } else {
+                    t.from.namespace.as_str()
+                };
+                format!("{from_ns}/{}", t.from.name)
+            })
+            .collect();
+        let span = tracing::info_span!(
+            "trigger_patch",
+            namespace = %ns,
+            %kind,
+            %name,
+            tags = %tags.join(","),
+        );
+        let result = api
+            .patch(name, &params, &Patch::Json::<()>(patch))
+            .instrument(span.clone())
+            .await;
+        let _span = span.enter();
+        match result {
             Ok(_) => {
                 tracing::info!(%kind, namespace = %ns, %name, changes = %notes.join(", "), "image trigger updated the workload");
             }

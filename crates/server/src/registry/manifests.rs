@@ -263,7 +263,7 @@ pub(super) async fn put(
     };
     let media_type = crate::importer::image::effective_media_type(&fetched);
     let parsed = crate::importer::image::parse(&fetched)
-        .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?;
+        .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message()))?;
     // From the check of what the repository has to the tag event, a prune waits.
     let _gc = reg.gc.read().await;
     let stream_obj = reg.repos.stream(&repo).await?;
@@ -406,7 +406,7 @@ async fn build_image(
     match parsed {
         Parsed::Image(m) => {
             let config = crate::importer::image::config_digest(m)
-                .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?;
+                .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message()))?;
             for layer in m.layers() {
                 let d = parse_digest(layer.digest().as_ref())?;
                 if reg.repos.blob_origin(repo, stream, &d).await?.is_none()
@@ -432,7 +432,7 @@ async fn build_image(
                 .ok_or_else(|| missing("config", config.as_str()))?;
             let mut image = if media_types::is_config(m.config().media_type().as_ref()) {
                 crate::importer::image::image_from_manifest(&source, fetched, m, &config_bytes)
-                    .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?
+                    .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message()))?
             } else {
                 crate::importer::image::image_from_artifact(&source, fetched, m)
             };
@@ -441,7 +441,7 @@ async fn build_image(
         }
         Parsed::List(index) => {
             let children = crate::importer::image::children(index)
-                .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message))?;
+                .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message()))?;
             for c in &children {
                 let known = match stream {
                     Some(s) => reg

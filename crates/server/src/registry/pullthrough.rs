@@ -19,6 +19,7 @@ use futures::{Stream, StreamExt};
 use moor_api::{Digest, DockerImageReference};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::error::{Code, RegistryError};
 use super::storage::BlobStore;
@@ -161,6 +162,12 @@ impl PullThrough {
         let store = self.store.clone();
         let reference = repository.clone().without_tag().with_id(digest.clone());
         let digest = digest.clone();
+        let span = tracing::info_span!(
+            "pull_through",
+            kind = "manifest",
+            upstream = %reference.exact(),
+            digest = %digest,
+        );
         async move {
             let m = client
                 .fetch_manifest(&reference, &opts)
@@ -179,6 +186,7 @@ impl PullThrough {
                 .map_err(|e| Arc::new(RegistryError::from(e)))?;
             Ok((m.bytes, m.media_type))
         }
+        .instrument(span)
         .boxed()
         .shared()
     }
@@ -266,6 +274,14 @@ impl PullThrough {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(digest);
         };
+        // The download outlives the request that started it: a span of its own (a
+        // child of the span current when it started).
+        let span = tracing::info_span!(
+            "pull_through",
+            kind = "blob",
+            upstream = %repository.exact(),
+            digest = %digest,
+        );
         tokio::spawn(async move {
             fetches.inc();
             let mut stream = match client.blob_stream(&repository, &digest, &opts).await {
@@ -332,7 +348,7 @@ impl PullThrough {
             };
             tx.send_modify(|p| p.done = Some(result));
             forget(&digest);
-        });
+        }.instrument(span));
         Ok(download)
     }
 }

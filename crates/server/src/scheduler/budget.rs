@@ -124,11 +124,7 @@ impl Budgets {
     /// The registry a reference's requests are budgeted under: its host as a user
     /// names it, lower case (`docker.io` for every Docker Hub alias).
     pub fn registry_of(reference: &DockerImageReference) -> String {
-        if reference.is_docker_hub() {
-            "docker.io".to_string()
-        } else {
-            reference.effective_registry().to_ascii_lowercase()
-        }
+        crate::importer::registry_of(reference)
     }
 
     /// Requests per second of `registry` (0: unlimited).
@@ -257,9 +253,9 @@ impl BudgetedSource {
 
     fn after<T>(&self, registry: &str, result: Result<T, ImportError>) -> Result<T, ImportError> {
         if let Err(e) = &result
-            && e.reason == reasons::TOO_MANY_REQUESTS
+            && e.reason() == reasons::TOO_MANY_REQUESTS
         {
-            self.budgets.pause(registry, e.retry_after);
+            self.budgets.pause(registry, e.retry_after());
         }
         result
     }

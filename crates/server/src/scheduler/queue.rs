@@ -1,0 +1,374 @@
+//! The scheduler's queue: one entry per scheduled tag (its spec, record and phase),
+//! ordered by when its next check is due; kept in line with the streams' spec and
+//! status, it starts the checks that are due (see [`check`](super::check)) and
+//! books what they found. Runs inside the scheduler's loop; calls the record writer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moor_api::image::history::{import_failure, needs_import};
+use moor_api::image::{ImageStream, TagEvent, TagReference};
+use moor_api::scheduled::{CheckResult, ScheduledImportStatus};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::check::{Done, Job, Outcome, check};
+use super::records::RecordWriter;
+use super::{
+    CheckLabels, Shared, TagKey, is_scheduled, now_ms, plan, registry_of, result_label, timestamp,
+};
+
+/// A tag the scheduler knows (scheduled now, or with a record from when it was).
+pub(super) struct Entry {
+    spec: TagReference,
+    registry: String,
+    phase: i64,
+    pub(super) record: ScheduledImportStatus,
+    /// When it is due, while queued.
+    due: Option<i64>,
+    in_flight: bool,
+    /// Bumped when the source changes, so that a check of the old one is ignored.
+    epoch: u64,
+    /// The tag's newest history entry.
+    current: Option<TagEvent>,
+    /// A spec change is being imported by the import controller.
+    pending: bool,
+    /// The tag has a failed `ImportSuccess` condition.
+    failed: bool,
+}
+
+pub(super) struct State<'a> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) writer: &'a RecordWriter,
+    pub(super) entries: BTreeMap<TagKey, Entry>,
+    pub(super) queue: BTreeSet<(i64, TagKey)>,
+    pub(super) tasks: JoinSet<Done>,
+    /// When `moor_scheduled_tags` was last set, and whether it is stale.
+    pub(super) counted: Option<Instant>,
+    pub(super) count_pending: bool,
+}
+
+pub(super) type Startup<'b> = (
+    &'b mut HashMap<TagKey, ScheduledImportStatus>,
+    Option<&'b plan::Resume>,
+);
+
+impl State<'_> {
+    fn interval(&self) -> i64 {
+        self.shared.interval_ms
+    }
+
+    /// Sets `moor_scheduled_tags`, at most once a second (a count walks every entry).
+    pub(super) fn count_tags(&mut self) {
+        if self
+            .counted
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.count_pending = true;
+            return;
+        }
+        let active = self.entries.values().filter(|e| e.record.active).count();
+        self.shared.metrics.tags.set(active as i64);
+        self.counted = Some(Instant::now());
+        self.count_pending = false;
+    }
+
+    fn schedule(&mut self, key: &TagKey, due: i64) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if let Some(old) = e.due.take() {
+                self.queue.remove(&(old, key.clone()));
+            }
+            e.due = Some(due);
+            e.record.next_check_time = Some(timestamp(due));
+            self.queue.insert((due, key.clone()));
+        }
+    }
+
+    fn unqueue(&mut self, key: &TagKey) {
+        if let Some(e) = self.entries.get_mut(key)
+            && let Some(old) = e.due.take()
+        {
+            self.queue.remove(&(old, key.clone()));
+        }
+    }
+
+    fn persist(&self, key: &TagKey) {
+        if let Some(e) = self.entries.get(key) {
+            self.writer.put(key.record_key(), &e.record);
+        }
+    }
+
+    /// Brings the entries of `stream` in line with its spec and status.
+    pub(super) fn sync_stream(
+        &mut self,
+        stream: &ImageStream,
+        now: i64,
+        mut startup: Option<Startup<'_>>,
+    ) {
+        let ns = stream.metadata.namespace.clone().unwrap_or_default();
+        let name = stream.metadata.name.clone().unwrap_or_default();
+        let mut seen = HashSet::new();
+        for tag in &stream.spec.tags {
+            let key = TagKey::new(&ns, &name, &tag.name);
+            seen.insert(tag.name.clone());
+            let scheduled = is_scheduled(tag);
+            let loaded = startup.as_mut().and_then(|(l, _)| l.remove(&key));
+            let resume = startup.as_ref().and_then(|(_, c)| *c);
+            let current = stream.latest_tagged_image(&tag.name).cloned();
+            let pending = needs_import(stream, &tag.name);
+            let failed = import_failure(stream, &tag.name).is_some();
+            if !self.entries.contains_key(&key) {
+                if !scheduled {
+                    // Not scheduled; keep the record of when it was, for describe.
+                    if let Some(record) = loaded {
+                        let mut entry = self.new_entry(&key, tag, record);
+                        entry.current = current;
+                        if entry.record.active {
+                            entry.record.active = false;
+                            entry.record.next_check_time = None;
+                            self.writer.put(key.record_key(), &entry.record);
+                        }
+                        self.entries.insert(key, entry);
+                    }
+                    continue;
+                }
+                let phase = plan::phase(&key.name(), self.interval());
+                let (record, due, write) = match loaded {
+                    Some(r) if r.active => {
+                        let next = r.next_check_time.map(|t| t.as_millisecond());
+                        let due = plan::resume(next, now, phase, self.interval(), resume);
+                        (r, due, next != Some(due))
+                    }
+                    Some(r) => (r, plan::first_slot(now, phase, self.interval()), true),
+                    None => (
+                        ScheduledImportStatus::default(),
+                        plan::first_slot(now, phase, self.interval()),
+                        true,
+                    ),
+                };
+                let mut entry = self.new_entry(&key, tag, record);
+                let write = write || !entry.record.active;
+                entry.record.active = true;
+                entry.current = current;
+                entry.pending = pending;
+                entry.failed = failed;
+                self.entries.insert(key.clone(), entry);
+                self.schedule(&key, due);
+                if write {
+                    self.persist(&key);
+                }
+                continue;
+            }
+            let interval = self.interval();
+            let mut write = false;
+            let mut reschedule = None;
+            let mut unqueue = false;
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.current = current;
+                e.pending = pending;
+                e.failed = failed;
+                if e.spec.from != tag.from || e.spec.import_policy != tag.import_policy {
+                    e.epoch += 1;
+                }
+                e.spec = tag.clone();
+                // The record keeps the registry source it was scheduled from, so that
+                // describe can say how to resume a rolled-back tag.
+                if scheduled && e.record.from != tag.from_name() {
+                    e.record.from = tag.from_name().to_string();
+                    e.registry = registry_of(tag);
+                    e.record.registry = e.registry.clone();
+                    write = true;
+                }
+                match (scheduled, e.record.active) {
+                    (true, false) => {
+                        // Scheduled again (`moor tag SRC DEST --scheduled`).
+                        e.record.active = true;
+                        e.epoch += 1;
+                        reschedule = Some(plan::first_slot(now, e.phase, interval));
+                        write = true;
+                    }
+                    (false, true) => {
+                        // Rolled back or tagged without --scheduled: no more checks.
+                        e.record.active = false;
+                        e.record.next_check_time = None;
+                        e.epoch += 1;
+                        unqueue = true;
+                        write = true;
+                    }
+                    _ => {}
+                }
+            }
+            if unqueue {
+                self.unqueue(&key);
+            }
+            if let Some(due) = reschedule
+                && !self.entries.get(&key).is_some_and(|e| e.in_flight)
+            {
+                self.schedule(&key, due);
+            }
+            if write {
+                self.persist(&key);
+            }
+        }
+        self.remove_stream(&ns, &name, &seen);
+    }
+
+    fn new_entry(
+        &self,
+        key: &TagKey,
+        tag: &TagReference,
+        mut record: ScheduledImportStatus,
+    ) -> Entry {
+        let registry = registry_of(tag);
+        record.image_stream = key.stream.clone();
+        record.tag = key.tag.clone();
+        if is_scheduled(tag) || record.from.is_empty() {
+            record.from = tag.from_name().to_string();
+            record.registry = registry.clone();
+        }
+        Entry {
+            spec: tag.clone(),
+            registry,
+            phase: plan::phase(&key.name(), self.interval()),
+            record,
+            due: None,
+            in_flight: false,
+            epoch: 0,
+            current: None,
+            pending: false,
+            failed: false,
+        }
+    }
+
+    /// Forgets the tags of `ns/name` not in `keep`, and deletes their records.
+    pub(super) fn remove_stream(&mut self, ns: &str, name: &str, keep: &HashSet<String>) {
+        let start = TagKey::new(ns, name, "");
+        let gone: Vec<TagKey> = self
+            .entries
+            .range(start..)
+            .take_while(|(k, _)| k.namespace == ns && k.stream == name)
+            .filter(|(k, _)| !keep.contains(&k.tag))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.unqueue(&key);
+            self.entries.remove(&key);
+            self.writer.delete(key.record_key());
+        }
+    }
+
+    /// Starts the checks that are due.
+    pub(super) fn dispatch_due(&mut self) {
+        let now = now_ms();
+        while let Some((due, key)) = self.queue.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.queue.pop_first();
+            let interval = self.interval();
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            e.due = None;
+            if e.pending {
+                // The import controller is importing a spec change of this tag now.
+                let next = plan::next_after(now, e.phase, interval);
+                self.schedule(&key, next);
+                self.persist(&key);
+                continue;
+            }
+            e.in_flight = true;
+            let job = Job {
+                key: key.clone(),
+                epoch: e.epoch,
+                due,
+                registry: e.registry.clone(),
+                tag: e.spec.clone(),
+                current: e.current.clone(),
+                last_digest: e.record.last_digest.clone(),
+                record_image: e.record.image.clone(),
+                failed: e.failed,
+            };
+            self.shared.metrics.queue_depth.inc();
+            let span = tracing::info_span!(
+                "scheduled_check",
+                namespace = %job.key.namespace,
+                stream = %job.key.stream,
+                tag = %job.key.tag,
+                registry = %job.registry,
+            );
+            self.tasks
+                .spawn(check(self.shared.clone(), job).instrument(span));
+        }
+    }
+
+    /// Records a finished check and schedules the next.
+    pub(super) fn finish(&mut self, done: Done) {
+        let interval = self.interval();
+        let backoff = self.shared.config.failure_backoff.as_millis() as i64;
+        let now = now_ms();
+        let Some(e) = self.entries.get_mut(&done.key) else {
+            return;
+        };
+        e.in_flight = false;
+        if !e.record.active {
+            return;
+        }
+        if e.epoch != done.epoch || matches!(done.outcome, Outcome::Skipped) {
+            let next = plan::next_after(done.started_ms.min(now), e.phase, interval);
+            self.schedule(&done.key, next);
+            self.persist(&done.key);
+            return;
+        }
+        let r = &mut e.record;
+        r.last_check_time = Some(timestamp(done.started_ms));
+        let (result, due) = match done.outcome {
+            Outcome::Unchanged { digest, image } => {
+                r.last_digest = Some(digest);
+                r.image = Some(image);
+                r.consecutive_failures = 0;
+                r.message = None;
+                (
+                    CheckResult::Unchanged,
+                    plan::next_after(done.started_ms, e.phase, interval),
+                )
+            }
+            Outcome::Updated { digest, image } => {
+                r.last_digest = digest;
+                r.image = Some(image);
+                r.consecutive_failures = 0;
+                r.message = None;
+                (
+                    CheckResult::Updated,
+                    plan::next_after(done.started_ms, e.phase, interval),
+                )
+            }
+            Outcome::Failed(err) => {
+                r.consecutive_failures += 1;
+                r.message = Some(format!("{}: {}", err.reason(), err.message()));
+                let retry_after = err.retry_after().map_or(0, |d| d.as_millis() as i64);
+                let delay =
+                    plan::retry_delay(r.consecutive_failures, backoff, interval, retry_after);
+                (CheckResult::Failed, done.started_ms + delay)
+            }
+            Outcome::RateLimited { until_ms, message } => {
+                r.message = Some(message);
+                (CheckResult::RateLimited, until_ms.max(now))
+            }
+            Outcome::Skipped => unreachable!("handled above"),
+        };
+        r.last_check_result = Some(result);
+        self.shared
+            .metrics
+            .checks
+            .get_or_create(&CheckLabels {
+                registry: e.registry.clone(),
+                result: result_label(result).to_string(),
+            })
+            .inc();
+        self.schedule(&done.key, due);
+        self.persist(&done.key);
+    }
+}
