@@ -106,7 +106,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the API server and registry (writes DATA_DIR/kubeconfig for clients)
     #[command(after_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 
     /// Create a resource: an image stream, an image stream tag, a deployment or a namespace
     #[command(after_help = CREATE_EXAMPLES)]

@@ -1,11 +1,13 @@
-//! moor's server: the Kubernetes-style API server over an etcd-shaped store, and (as
-//! they land) the registry, importer, scheduler and lookup controllers. `app()` is the
-//! one router shared by `moor serve` and the in-process tests.
+//! moor's server: the Kubernetes-style API server over an etcd-shaped store, the
+//! registry, the importer, the scheduler and the lookup controllers, and the listener
+//! that serves them. `app()` is the one router shared by `moor serve` and the
+//! in-process tests.
 
 pub mod apiserver;
 pub mod app;
 pub mod auth;
 pub mod compactor;
+pub mod idle;
 pub mod importer;
 pub mod listener;
 pub mod lookup;

@@ -13,6 +13,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 use crate::apiserver::{ApiConfig, ApiServer};
 use crate::app::{AppState, app};
 use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
+use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
 use crate::metrics::Metrics;
 
@@ -114,6 +115,9 @@ pub struct ConnectionLimits {
     /// `--max-connections`: open connections at most; more wait in the kernel's
     /// backlog. Lowered at start to fit the descriptor limit.
     pub max_connections: usize,
+    /// `--idle-connection-timeout`: a connection with no request in flight for this
+    /// long is closed (what bounds idle HTTP/2 connections; see [`crate::idle`]).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -122,6 +126,7 @@ impl Default for ConnectionLimits {
             tls_handshake_timeout: Duration::from_secs(10),
             request_header_timeout: Duration::from_secs(20),
             max_connections: 4096,
+            idle_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -446,11 +451,15 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
             .map_err(ServeError::Serve)?;
             let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
                 .handshake_timeout(limits.tls_handshake_timeout);
-            let server = server.acceptor(StatusBodies::new(tls));
+            let server =
+                server.acceptor(IdleClose::new(StatusBodies::new(tls), limits.idle_timeout));
             tokio::spawn(async move { server.serve(service).await })
         }
         None => {
-            let server = server.acceptor(StatusBodies::new(axum_server::accept::DefaultAcceptor));
+            let server = server.acceptor(IdleClose::new(
+                StatusBodies::new(axum_server::accept::DefaultAcceptor),
+                limits.idle_timeout,
+            ));
             tokio::spawn(async move { server.serve(service).await })
         }
     };

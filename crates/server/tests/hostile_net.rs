@@ -475,3 +475,122 @@ async fn the_data_directory_is_private() {
     assert_eq!(mode(&stored), 0o600, "a stored blob");
     s.assert_healthy(baseline).await;
 }
+
+/// A TLS connector that offers HTTP/2 only (ALPN `h2`), as Go and kube clients do.
+fn h2_connector(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// An HTTP/2 connection to `s`: the request sender, and the task driving the
+/// connection, which ends when the server closes it.
+async fn h2_connect(
+    s: &Server,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+) {
+    let ca = std::fs::read(s.dir.path().join("data/tls/ca.crt")).unwrap();
+    let tcp = tokio::net::TcpStream::connect(&s.addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = h2_connector(&ca).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (send, driver)
+}
+
+/// Sends a GET for `path` and reads its whole body.
+async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    s: &Server,
+    path: &str,
+) -> (u16, Vec<u8>) {
+    let req = axum::http::Request::get(format!("https://{}{path}", s.addr))
+        .header("authorization", format!("Bearer {}", s.token))
+        .body(())
+        .unwrap();
+    let (response, _) = send
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(req, true)
+        .unwrap();
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    (status, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_but_long_requests_are_not() {
+    let s = start(true, |o| {
+        o.connections.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let baseline = rss_kb();
+
+    // One request, then nothing but pings: closed about a second later.
+    let (mut send, driver) = h2_connect(&s).await;
+    let (status, _) = h2_get(&mut send, &s, "/healthz").await;
+    assert_eq!(status, 200);
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), driver)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+
+    // A watch that outlives the idle timeout is a request in flight: it runs to its
+    // own end (3 s), and only then does the connection go idle and close.
+    let (mut send, driver) = h2_connect(&s).await;
+    let t = Instant::now();
+    let (status, body) = h2_get(
+        &mut send,
+        &s,
+        "/api/v1/namespaces?watch=true&timeoutSeconds=3",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(2500),
+        "the watch was cut at {:?}",
+        t.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&body).contains("\"default\""),
+        "the watch delivered its events"
+    );
+    tokio::time::timeout(Duration::from_secs(5), driver)
+        .await
+        .expect("closed once idle after the watch")
+        .unwrap();
+    s.assert_healthy(baseline).await;
+}

@@ -30,7 +30,7 @@ use crate::error::CliError;
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Create(args) => create::run(&connect(&global).await?, args).await,
         Command::Get(args) => get::run(&connect(&global).await?, args).await,
         Command::Describe(args) => describe::run(&connect(&global).await?, args).await,

@@ -117,6 +117,10 @@ pub struct LimitArgs {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub request_header_timeout: Duration,
 
+    /// Close a connection that has had no request in flight for this long (HTTP/2 and kept-alive HTTP/1)
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
+    pub idle_connection_timeout: Duration,
+
     /// Close a connection whose TLS handshake takes longer than this
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
@@ -232,6 +236,7 @@ fn options(args: ServeArgs) -> ServeOptions {
             tls_handshake_timeout: args.limits.tls_handshake_timeout,
             request_header_timeout: args.limits.request_header_timeout,
             max_connections: args.limits.max_connections as usize,
+            idle_timeout: args.limits.idle_connection_timeout,
         },
         uploads: UploadLimits {
             max_sessions: args.limits.max_upload_sessions as usize,
@@ -269,7 +274,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        let o = options(args);
+        let o = options(*args);
         assert_eq!(o.data_dir, std::path::PathBuf::from("/tmp/x"));
         assert_eq!(o.listen, "0.0.0.0:9000");
         assert_eq!(o.registry_hostname.as_deref(), Some("moor.local:9000"));
@@ -287,7 +292,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        let (o, d) = (options(args), ServeOptions::default());
+        let (o, d) = (options(*args), ServeOptions::default());
         assert_eq!(o.data_dir, d.data_dir);
         assert_eq!(o.listen, d.listen);
         assert_eq!(o.scheduled_import_interval, d.scheduled_import_interval);
@@ -314,6 +319,8 @@ mod tests {
             "2s",
             "--tls-handshake-timeout",
             "500ms",
+            "--idle-connection-timeout",
+            "90s",
             "--max-upload-sessions",
             "7",
             "--max-upload-sessions-per-repository",
@@ -325,13 +332,14 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        let o = options(args);
+        let o = options(*args);
         assert_eq!(o.connections.max_connections, 10);
         assert_eq!(o.connections.request_header_timeout, Duration::from_secs(2));
         assert_eq!(
             o.connections.tls_handshake_timeout,
             Duration::from_millis(500)
         );
+        assert_eq!(o.connections.idle_timeout, Duration::from_secs(90));
         assert_eq!(o.uploads.max_sessions, 7);
         assert_eq!(o.uploads.max_sessions_per_repository, 3);
         assert_eq!(o.uploads.idle_timeout, Duration::from_secs(60));
