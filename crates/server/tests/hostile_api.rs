@@ -38,6 +38,16 @@ async fn stream(h: &common::Harness, name: &str) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
+/// A JSON patch of stream `name`.
+async fn json_patch(h: &common::Harness, name: &str, ops: Vec<Value>) -> common::Resp {
+    h.patch(
+        &format!("{IS}/{name}"),
+        "application/json-patch+json",
+        &Value::Array(ops),
+    )
+    .await
+}
+
 /// The server still answers an ordinary request.
 async fn alive(h: &common::Harness) {
     let r = h.get("/healthz").await;
@@ -54,13 +64,7 @@ async fn a_json_patch_that_copies_a_value_into_itself_4000_times_is_refused() {
     let ops: Vec<Value> = (0..4000)
         .map(|_| json!({"op": "copy", "from": "/spec", "path": "/spec/c"}))
         .collect();
-    let r = h
-        .patch(
-            &format!("{IS}/web"),
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await;
+    let r = json_patch(&h, "web", ops).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(r.body["kind"], "Status");
     assert!(r.text.contains("deeper than 100 levels"), "{}", r.text);
@@ -76,13 +80,7 @@ async fn a_json_patch_copy_bomb_is_refused_before_memory_grows() {
     let ops: Vec<Value> = (0..25)
         .map(|i| json!({"op": "copy", "from": "/spec", "path": format!("/spec/c{i}")}))
         .collect();
-    let r = h
-        .patch(
-            &format!("{IS}/web"),
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await;
+    let r = json_patch(&h, "web", ops).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
     assert_eq!(r.body["reason"], "RequestEntityTooLarge");
     assert!(
@@ -99,13 +97,7 @@ async fn a_json_patch_with_too_many_operations_is_refused() {
     let ops: Vec<Value> = (0..10_001)
         .map(|_| json!({"op": "test", "path": "/kind", "value": "ImageStream"}))
         .collect();
-    let r = h
-        .patch(
-            &format!("{IS}/web"),
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await;
+    let r = json_patch(&h, "web", ops).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
     assert!(r.text.contains("maximum operations"), "{}", r.text);
 }
@@ -122,13 +114,7 @@ async fn json_patch_moves_that_chain_values_ever_deeper_are_refused() {
     ops.extend((0..2999).map(|i| {
         json!({"op": "move", "from": format!("/spec/n{i}"), "path": format!("/spec/n{}/n{i}", i + 1)})
     }));
-    let r = h
-        .patch(
-            &format!("{IS}/web"),
-            "application/json-patch+json",
-            &Value::Array(ops),
-        )
-        .await;
+    let r = json_patch(&h, "web", ops).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("deeper than 100 levels"), "{}", r.text);
     alive(&h).await;

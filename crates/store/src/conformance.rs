@@ -93,6 +93,7 @@ where
     case!(list_at_revision);
     case!(watch_event_kinds);
     case!(watch_replays_history);
+    case!(stalled_watcher_is_closed);
     case!(compaction);
     case!(watch_no_gap_under_concurrent_writes);
     case!(concurrent_shared_counter);
@@ -620,6 +621,34 @@ pub async fn watch_event_kinds<S: Store>(store: S) {
     store.update("/watch/z", b("z2"), r5).await.unwrap();
     let r6 = store.update(key, b("v4"), r4).await.unwrap();
     assert_eq!(next_event(&mut one).await, put(kv(key, "v4", r4, r6)));
+}
+
+/// A watcher that stops reading is closed with [`StoreError::WatchLagged`] once it
+/// would hold more than [`crate::DEFAULT_WATCH_BUFFER_BYTES`] of events, and its
+/// stream ends: it pins no more memory than that, whatever is written after.
+pub async fn stalled_watcher_is_closed<S: Store>(store: S) {
+    let mut watch = store.watch("/stalled/", 0).await.unwrap();
+    let big = Bytes::from(vec![0u8; 4 << 20]);
+    let writes = crate::DEFAULT_WATCH_BUFFER_BYTES / big.len() + 4;
+    for i in 0..writes {
+        store
+            .create(&format!("/stalled/k{i}"), big.clone())
+            .await
+            .unwrap();
+    }
+    let mut delivered = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+            Ok(Some(Ok(_))) => delivered += 1,
+            Ok(Some(Err(StoreError::WatchLagged))) => break,
+            other => panic!("expected WatchLagged, got {other:?}"),
+        }
+    }
+    assert!(delivered < writes, "closed before all {writes} events");
+    assert!(
+        watch.next().await.is_none(),
+        "the stream ends after the error"
+    );
 }
 
 /// A watch from a past revision replays every later change in order, then goes on with
