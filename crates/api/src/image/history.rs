@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
     ConditionStatus, ImageStream, NamedTagEventList, TagEvent, TagEventCondition,
-    TagEventConditionType, TagReferencePolicyType,
+    TagEventConditionType, TagReference, TagReferencePolicyType,
 };
 use crate::reference::DockerImageReference;
 
@@ -114,7 +114,11 @@ pub fn clear_import_failure(stream: &mut ImageStream, tag: &str) -> bool {
 
 /// The import failure recorded on `tag`, if any.
 pub fn import_failure<'a>(stream: &'a ImageStream, tag: &str) -> Option<&'a TagEventCondition> {
-    stream.status_tag(tag)?.conditions.iter().find(|c| {
+    failure_in(stream.status_tag(tag)?)
+}
+
+fn failure_in(status: &NamedTagEventList) -> Option<&TagEventCondition> {
+    status.conditions.iter().find(|c| {
         c.type_ == TagEventConditionType::ImportSuccess && c.status == ConditionStatus::False
     })
 }
@@ -125,10 +129,13 @@ pub fn needs_import(stream: &ImageStream, tag: &str) -> bool {
     let Some(spec) = stream.spec_tag(tag) else {
         return false;
     };
+    spec_needs_import(spec, stream.status_tag(tag))
+}
+
+fn spec_needs_import(spec: &TagReference, status: Option<&NamedTagEventList>) -> bool {
     let Some(spec_gen) = spec.generation else {
         return true;
     };
-    let status = stream.status_tag(tag);
     let observed_event = status.and_then(|s| s.items.first()).map(|e| e.generation);
     let observed_failure = status
         .and_then(|s| {
@@ -139,6 +146,50 @@ pub fn needs_import(stream: &ImageStream, tag: &str) -> bool {
         .map(|c| c.generation);
     let observed = observed_event.into_iter().chain(observed_failure).max();
     observed.is_none_or(|g| spec_gen > g)
+}
+
+/// A stream's spec and status tags by name (the first of a name, as the stream's own
+/// look-ups find it), built once so that asking about every tag of a large stream
+/// costs linear time, not a scan per tag.
+pub struct TagIndex<'a> {
+    spec: std::collections::HashMap<&'a str, &'a TagReference>,
+    status: std::collections::HashMap<&'a str, &'a NamedTagEventList>,
+}
+
+impl<'a> TagIndex<'a> {
+    /// Indexes `stream`'s tags.
+    pub fn new(stream: &'a ImageStream) -> Self {
+        let mut status = std::collections::HashMap::with_capacity(stream.status.tags.len());
+        for t in &stream.status.tags {
+            status.entry(t.tag.as_str()).or_insert(t);
+        }
+        TagIndex {
+            spec: stream.spec_tags_by_name(),
+            status,
+        }
+    }
+
+    /// [`needs_import`], looked up in the index.
+    pub fn needs_import(&self, tag: &str) -> bool {
+        self.spec
+            .get(tag)
+            .is_some_and(|spec| spec_needs_import(spec, self.status.get(tag).copied()))
+    }
+
+    /// [`import_failure`], looked up in the index.
+    pub fn import_failure(&self, tag: &str) -> Option<&'a TagEventCondition> {
+        failure_in(self.status.get(tag)?)
+    }
+
+    /// [`ImageStream::latest_tagged_image`], looked up in the index.
+    pub fn latest_tagged_image(&self, tag: &str) -> Option<&'a TagEvent> {
+        self.status.get(tag)?.items.first()
+    }
+
+    /// The spec tag named `tag`.
+    pub fn spec_tag(&self, tag: &str) -> Option<&'a TagReference> {
+        self.spec.get(tag).copied()
+    }
 }
 
 /// The pull spec `tag` resolves to: its current event's reference, or under the

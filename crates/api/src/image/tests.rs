@@ -582,3 +582,31 @@ fn lists_have_list_kinds() {
     .unwrap();
     assert!(empty.items.is_empty());
 }
+
+#[test]
+fn tag_index_answers_as_the_stream_lookups_do() {
+    use super::history::{TagIndex, import_failure, needs_import};
+    let mut stream: ImageStream = serde_json::from_value(image_stream_doc()).unwrap();
+    // A tag with no spec, and a spec tag whose generation is past its history.
+    stream.spec.tags[0].generation = Some(99);
+    let index = TagIndex::new(&stream);
+    let names: Vec<String> = stream
+        .spec
+        .tags
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(stream.status.tags.iter().map(|t| t.tag.clone()))
+        .chain(["missing".to_string()])
+        .collect();
+    for tag in &names {
+        assert_eq!(index.needs_import(tag), needs_import(&stream, tag), "{tag}");
+        assert_eq!(index.import_failure(tag), import_failure(&stream, tag), "{tag}");
+        assert_eq!(
+            index.latest_tagged_image(tag),
+            stream.latest_tagged_image(tag),
+            "{tag}"
+        );
+        assert_eq!(index.spec_tag(tag), stream.spec_tag(tag), "{tag}");
+    }
+    assert!(index.needs_import("20.0"));
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use moor_api::DockerImageReference;
-use moor_api::image::history::needs_import;
+use moor_api::image::history::TagIndex;
 use moor_api::image::{
     ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_TAG, TagReference, reasons,
 };
@@ -360,9 +360,12 @@ impl ImportController {
                 .get(&key)
                 .is_some_and(|w| w.tags.contains_key(tag))
         };
+        // One index per reconcile: every tag is asked about, and a stream may hold
+        // thousands.
+        let index = TagIndex::new(stream);
         let retries = self.retries.entry(key.clone()).or_default();
         retries.retain(|tag, r| {
-            stream
+            index
                 .spec_tag(tag)
                 .is_some_and(|t| t.generation.unwrap_or(0) == r.generation)
         });
@@ -371,13 +374,13 @@ impl ImportController {
             if tag.from.is_none() || busy(&tag.name) {
                 continue;
             }
-            let wanted = needs_import(stream, &tag.name) || tracking_lags(stream, tag, all);
+            let wanted = index.needs_import(&tag.name) || tracking_lags(stream, tag, all);
             let retry_due = retries
                 .get(&tag.name)
                 .is_some_and(|r| r.due <= now && r.attempts <= self.backoff.max_retries);
             if wanted || retry_due {
                 if retries.get(&tag.name).is_some_and(|r| r.due > now)
-                    && !needs_import(stream, &tag.name)
+                    && !index.needs_import(&tag.name)
                 {
                     continue;
                 }

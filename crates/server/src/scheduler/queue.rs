@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use moor_api::image::history::{import_failure, needs_import};
+use moor_api::image::history::TagIndex;
 use moor_api::image::{ImageStream, TagEvent, TagReference};
 use moor_api::scheduled::{CheckResult, ScheduledImportStatus};
 use tokio::task::JoinSet;
@@ -110,15 +110,16 @@ impl State<'_> {
         let ns = stream.metadata.namespace.clone().unwrap_or_default();
         let name = stream.metadata.name.clone().unwrap_or_default();
         let mut seen = HashSet::new();
+        let index = TagIndex::new(stream);
         for tag in &stream.spec.tags {
             let key = TagKey::new(&ns, &name, &tag.name);
             seen.insert(tag.name.clone());
             let scheduled = is_scheduled(tag);
             let loaded = startup.as_mut().and_then(|(l, _)| l.remove(&key));
             let resume = startup.as_ref().and_then(|(_, c)| *c);
-            let current = stream.latest_tagged_image(&tag.name).cloned();
-            let pending = needs_import(stream, &tag.name);
-            let failed = import_failure(stream, &tag.name).is_some();
+            let current = index.latest_tagged_image(&tag.name).cloned();
+            let pending = index.needs_import(&tag.name);
+            let failed = index.import_failure(&tag.name).is_some();
             if !self.entries.contains_key(&key) {
                 if !scheduled {
                     // Not scheduled; keep the record of when it was, for describe.
