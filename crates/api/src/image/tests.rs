@@ -600,7 +600,11 @@ fn tag_index_answers_as_the_stream_lookups_do() {
         .collect();
     for tag in &names {
         assert_eq!(index.needs_import(tag), needs_import(&stream, tag), "{tag}");
-        assert_eq!(index.import_failure(tag), import_failure(&stream, tag), "{tag}");
+        assert_eq!(
+            index.import_failure(tag),
+            import_failure(&stream, tag),
+            "{tag}"
+        );
         assert_eq!(
             index.latest_tagged_image(tag),
             stream.latest_tagged_image(tag),
