@@ -220,8 +220,10 @@ async fn a_label_patch_costs_linear_time_in_the_tags_and_health_keeps_answering(
     let ratio = big.as_secs_f64() / small.as_secs_f64();
     eprintln!("2,000 tags: {small:?}; 10,000 tags: {big:?}; ratio {ratio:.1}");
     assert!(ratio < 12.0, "{small:?} for 2,000 tags, {big:?} for 10,000");
+    // Behind a patch that held a worker, /healthz waited as long as the patch (8 s and
+    // more in a test build); the bound leaves room for a busy machine.
     let health = health_small.max(health_big);
-    assert!(health < Duration::from_secs(1), "/healthz took {health:?}");
+    assert!(health < Duration::from_secs(3), "/healthz took {health:?}");
     let r = h.get(&format!("{IS}/big")).await;
     assert_eq!(r.body["metadata"]["labels"]["l1"], "v");
     assert_eq!(r.body["spec"]["tags"].as_array().unwrap().len(), 10_000);
