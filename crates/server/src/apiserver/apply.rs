@@ -159,6 +159,98 @@ fn walk<'a>(
     }
 }
 
+/// Adds to `out` every field path of `new` (as [`field_values`] finds them) whose value
+/// differs from `old`'s at the same path. One walk of both that skips every subtree
+/// they share unchanged, so a small change to a large object costs one comparison of
+/// the rest, not a path per field.
+fn diff(
+    old: Option<&Value>,
+    new: &Value,
+    path: &mut FieldPath,
+    keys: MergeKeys,
+    out: &mut FieldSet,
+) {
+    if skipped(path) || old == Some(new) {
+        return;
+    }
+    match new {
+        Value::Object(m) if !m.is_empty() => {
+            let old = old.and_then(Value::as_object);
+            for (k, child) in m {
+                path.push(PathElem::Field(k.clone()));
+                diff(old.and_then(|o| o.get(k)), child, path, keys, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let sp = schema_path(path);
+            let old_items = match old {
+                Some(Value::Array(o)) => o.as_slice(),
+                _ => &[],
+            };
+            if let Some(key) = keys.key_for(&sp) {
+                // Items by key, the first of a key winning, as in `field_values`.
+                let mut before: HashMap<String, &Value> = HashMap::new();
+                for it in old_items {
+                    if let Some(k) = item_key(it, key) {
+                        before.entry(k).or_insert(it);
+                    }
+                }
+                let mut seen = HashSet::new();
+                for item in items {
+                    let Some(k) = item_key(item, key) else {
+                        continue;
+                    };
+                    if !seen.insert(k.clone()) {
+                        continue;
+                    }
+                    let was = before.get(&k).copied();
+                    path.push(PathElem::Key(k));
+                    if was != Some(item) {
+                        out.insert(path.clone());
+                        diff(was, item, path, keys, out);
+                    }
+                    path.pop();
+                }
+            } else if sp == "metadata.finalizers" {
+                for item in items {
+                    if !old_items.contains(item) {
+                        path.push(PathElem::Val(item.to_string()));
+                        out.insert(path.clone());
+                        path.pop();
+                    }
+                }
+            } else {
+                out.insert(path.clone());
+            }
+        }
+        _ => {
+            if !path.is_empty() {
+                out.insert(path.clone());
+            }
+        }
+    }
+}
+
+/// The changed paths by [`diff`] and by comparing every path of both versions (the
+/// definition it must agree with), for the property tests.
+#[cfg(test)]
+pub(super) fn changed_both_ways(
+    old: Option<&Value>,
+    new: &Value,
+    keys: MergeKeys,
+) -> (FieldSet, FieldSet) {
+    let mut by_diff = FieldSet::new();
+    diff(old, new, &mut Vec::new(), keys, &mut by_diff);
+    let old_values = old.map(|o| field_values(o, keys)).unwrap_or_default();
+    let by_maps = field_values(new, keys)
+        .into_iter()
+        .filter(|(p, v)| old_values.get(p) != Some(v))
+        .map(|(p, _)| p)
+        .collect();
+    (by_diff, by_maps)
+}
+
 fn remove_at(v: &mut Value, path: &[PathElem], keys: MergeKeys) {
     let Some((last, parent_path)) = path.split_last() else {
         return;
@@ -332,14 +424,9 @@ pub fn record_update(
         Some(o) if new.pointer("/metadata/managedFields").is_none() => read_managed(o),
         _ => read_managed(new),
     };
-    let old_values = old.map(|o| field_values(o, keys)).unwrap_or_default();
-    let new_values = field_values(new, keys);
-    let changed: FieldSet = new_values
-        .iter()
-        .filter(|(p, v)| old_values.get(*p) != Some(*v))
-        .map(|(p, _)| p.clone())
-        .collect();
-    let new_set: HashSet<FieldPath> = new_values.into_keys().collect();
+    let mut changed = FieldSet::new();
+    diff(old, new, &mut Vec::new(), keys, &mut changed);
+    let new_set: HashSet<FieldPath> = field_values(new, keys).into_keys().collect();
     let mut touched = false;
     for e in entries.iter_mut() {
         let before = e.fields.len();

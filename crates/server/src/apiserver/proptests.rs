@@ -38,6 +38,8 @@ fn key() -> impl Strategy<Value = String> {
         Just("tags".to_string()),
         Just("name".to_string()),
         Just("metadata".to_string()),
+        Just("finalizers".to_string()),
+        Just("status".to_string()),
         Just("$patch".to_string()),
         Just("$retainKeys".to_string()),
         Just("$setElementOrder/tags".to_string()),
@@ -130,6 +132,15 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(format!("re-apply failed: {e}")))?;
             prop_assert_eq!(again.object, out.object);
         }
+    }
+
+    #[test]
+    fn changed_fields_found_by_one_diff_walk_are_those_of_every_path(old in json_value(), new in json_value(), same in any::<bool>()) {
+        let old = if same { new.clone() } else { old };
+        let (by_diff, by_maps) = super::apply::changed_both_ways(Some(&old), &new, KEYS);
+        prop_assert_eq!(by_diff, by_maps);
+        let (by_diff, by_maps) = super::apply::changed_both_ways(None, &new, KEYS);
+        prop_assert_eq!(by_diff, by_maps);
     }
 
     #[test]
