@@ -81,10 +81,12 @@ pub fn check_depth(body: &[u8]) -> Result<(), ApiError> {
 
 /// Parses a JSON or YAML request body into JSON.
 pub fn parse_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
-    check_depth(body)?;
     match media {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}"))),
+        "application/json" | "" | "*/*" => {
+            check_depth(body)?;
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("error decoding JSON body: {e}")))
+        }
         "application/yaml"
         | "application/x-yaml"
         | "text/yaml"
