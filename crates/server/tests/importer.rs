@@ -662,7 +662,7 @@ impl moor_server::importer::Source for SlowSource {
     async fn manifest(
         &self,
         r: &moor_api::DockerImageReference,
-        _: &moor_server::importer::PullOptions,
+        o: &moor_server::importer::PullOptions,
     ) -> Result<moor_server::importer::FetchedManifest, moor_server::importer::ImportError> {
         if r.exact().contains("/slow:") {
             self.started
@@ -670,30 +670,22 @@ impl moor_server::importer::Source for SlowSource {
             let _guard = CountDrop(self.dropped.clone());
             std::future::pending::<()>().await;
         }
-        Err(moor_server::importer::ImportError::not_found(format!(
-            "manifest unknown: {}",
-            r.exact()
-        )))
+        NoRegistry.manifest(r, o).await
     }
     async fn blob(
         &self,
-        _: &moor_api::DockerImageReference,
+        r: &moor_api::DockerImageReference,
         d: &moor_api::Digest,
-        _: &moor_server::importer::PullOptions,
+        o: &moor_server::importer::PullOptions,
     ) -> Result<bytes::Bytes, moor_server::importer::ImportError> {
-        Err(moor_server::importer::ImportError::not_found(format!(
-            "blob unknown: {d}"
-        )))
+        NoRegistry.blob(r, d, o).await
     }
     async fn tags(
         &self,
         r: &moor_api::DockerImageReference,
-        _: &moor_server::importer::PullOptions,
+        o: &moor_server::importer::PullOptions,
     ) -> Result<Vec<String>, moor_server::importer::ImportError> {
-        Err(moor_server::importer::ImportError::not_found(format!(
-            "repository unknown: {}",
-            r.exact()
-        )))
+        NoRegistry.tags(r, o).await
     }
 }
 
