@@ -635,6 +635,11 @@ pub async fn stalled_watcher_is_closed<S: Store>(store: S) {
             .create(&format!("/stalled/k{i}"), big.clone())
             .await
             .unwrap();
+        // Time passes between writes, as it does for a real stalled client: the
+        // watcher's pump moves each event into its own queue. (A backend whose writes
+        // never yield could otherwise finish them all before the pump runs, and the
+        // reads below would then drain the pump as fast as it fills.)
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut delivered = 0;
     loop {
