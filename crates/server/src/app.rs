@@ -13,9 +13,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
-use crate::apiserver::ApiServer;
 use crate::auth::{self, AuthLayer};
 use crate::metrics::{self, Metrics};
+use moor_apimachinery::ApiServer;
 
 /// Everything the router serves.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub struct AppState {
 
 /// The whole HTTP surface of moor.
 pub fn app(state: AppState) -> Router {
-    let protected = crate::apiserver::router(state.api.clone()).merge(
+    let protected = moor_apimachinery::router(state.api.clone()).merge(
         Router::new()
             .route("/metrics", get(metrics::serve))
             .with_state(state.metrics.clone()),
@@ -51,7 +51,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state.clone())
         .route(
             "/version",
-            get(|| async { axum::Json(crate::apiserver::discovery::version()) }),
+            get(|| async { axum::Json(moor_apimachinery::discovery::version()) }),
         )
         .merge(crate::lookup::admission::router(state.api.clone()));
     let open = match &state.registry {

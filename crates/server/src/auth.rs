@@ -15,8 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use moor_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::UserInfo;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::UserInfo;
 
 /// Store key of the admin token's hash.
 const ADMIN_TOKEN_KEY: &str = "/moor/auth/admin-token-sha256";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use moor_store::{MemoryStore, SqliteStore, Store};
 
-use crate::apiserver::{ApiConfig, ApiServer};
+use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
 use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
 use crate::idle::IdleClose;
@@ -328,7 +328,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         registry_hostname,
         server_address: addr.to_string(),
         max_images_bulk: opts.max_images_bulk,
-        serving: crate::apiserver::stored::ServingConfig {
+        serving: moor_apimachinery::stored::ServingConfig {
             bookmark_interval: opts.bookmark_interval,
             ..Default::default()
         },
@@ -352,8 +352,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         budgets: budgets.clone(),
         throttle: false,
     });
-    let api = Arc::new(ApiServer::new(store.clone(), config, api_source));
-    api.bootstrap()
+    let (api, importer) = crate::apiserver::build(store.clone(), &config, api_source);
+    crate::apiserver::bootstrap(&api)
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     let kubeconfig = opts.data_dir.join("kubeconfig");
@@ -367,12 +367,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let registry = crate::registry::Registry::new(
         crate::registry::RegistryConfig {
             root: opts.data_dir.join("registry"),
-            hostname: api.config.registry_hostname.clone(),
+            hostname: config.registry_hostname.clone(),
             tls: tls.is_some(),
             anonymous_pull: opts.registry_anonymous_pull,
             uploads: opts.uploads.clone(),
         },
-        api.importer(),
+        importer.clone(),
         registry_client,
         auth.clone(),
     )
@@ -390,15 +390,13 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
     let import_metrics = crate::importer::ImportMetrics::default();
     import_metrics.register(&state.metrics);
-    let controller = crate::importer::controller::ImportController::new(
-        state.api.importer(),
-        Default::default(),
-    )
-    .with_limits(opts.import_limits)
-    .with_metrics(import_metrics.clone());
+    let controller =
+        crate::importer::controller::ImportController::new(importer.clone(), Default::default())
+            .with_limits(opts.import_limits)
+            .with_metrics(import_metrics.clone());
     tokio::spawn(controller.run());
     let scheduler = crate::scheduler::Scheduler::new(
-        state.api.importer(),
+        importer,
         upstream,
         store.clone(),
         budgets,

@@ -17,8 +17,8 @@ use common::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use moor_api::Digest;
 use moor_api::image::{DockerImageMetadata, Image, ImageLayer, ImageManifest};
-use moor_server::apiserver::stored::ServingConfig;
-use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_apimachinery::stored::ServingConfig;
+use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::metrics::Metrics;
 use moor_server::registry::storage::BlobStore;
@@ -33,7 +33,7 @@ const PRUNES: &str = "/apis/moor.io/v1/imageprunes";
 
 struct Setup {
     h: Harness,
-    api: Arc<ApiServer>,
+    importer: Arc<moor_server::importer::Importer>,
     reg: Arc<Registry>,
     _dir: tempfile::TempDir,
 }
@@ -47,8 +47,9 @@ async fn setup() -> Setup {
         serving: ServingConfig::default(),
         max_images_bulk: 3,
     };
-    let api = Arc::new(ApiServer::new(store.clone(), config, Arc::new(NoRegistry)));
-    api.bootstrap().await.unwrap();
+    let (api, importer) =
+        moor_server::apiserver::build(store.clone(), &config, Arc::new(NoRegistry));
+    moor_server::apiserver::bootstrap(&api).await.unwrap();
     let auth = AuthLayer {
         authn: Arc::new(TokenHashes::for_token(TOKEN)),
         authz: Arc::new(AllowAuthenticated),
@@ -62,14 +63,14 @@ async fn setup() -> Setup {
                 anonymous_pull: false,
                 uploads: Default::default(),
             },
-            api.importer(),
+            importer.clone(),
             UpstreamClient::new(UpstreamConfig::default()).unwrap(),
             auth.clone(),
         )
         .unwrap(),
     );
     let state = AppState {
-        api: api.clone(),
+        api,
         auth,
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(true)),
@@ -80,7 +81,7 @@ async fn setup() -> Setup {
             router: app(state),
             store,
         },
-        api,
+        importer,
         reg,
         _dir: dir,
     }
@@ -194,9 +195,13 @@ async fn prune(h: &Harness, spec: Value) -> Value {
 
 #[tokio::test]
 async fn prune_keeps_what_is_named_and_removes_the_rest() {
-    let Setup { h, api, reg, _dir } = setup().await;
+    let Setup {
+        h,
+        importer,
+        reg,
+        _dir,
+    } = setup().await;
     let blobs = &reg.blobs;
-    let importer = api.importer();
     let v1 = image(blobs, "v1", &["layer a", "shared"], &[]);
     let v2 = image(blobs, "v2", &["shared", "layer b"], &[]);
     let v3 = image(blobs, "v3", &["shared"], &[]);
@@ -328,8 +333,12 @@ async fn prune_keeps_what_is_named_and_removes_the_rest() {
 
 #[tokio::test]
 async fn young_things_are_kept_by_default() {
-    let Setup { h, api, reg, _dir } = setup().await;
-    let importer = api.importer();
+    let Setup {
+        h,
+        importer,
+        reg,
+        _dir,
+    } = setup().await;
     for n in ["a", "b", "c", "d", "e"] {
         let i = image(&reg.blobs, n, &[n], &[]);
         importer

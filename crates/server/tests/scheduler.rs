@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{Harness, IS, TOKEN};
-use moor_server::apiserver::stored::ServingConfig;
-use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_apimachinery::stored::ServingConfig;
+use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::importer::controller::{Backoff, ImportController};
 use moor_server::importer::{ImportMetrics, Source};
@@ -75,20 +75,20 @@ impl Moor {
             },
             max_images_bulk: 3,
         };
-        let api = Arc::new(ApiServer::new(
+        let (api, importer) = moor_server::apiserver::build(
             store.clone(),
-            config,
+            &config,
             Arc::new(BudgetedSource {
                 inner: source.clone(),
                 budgets: budgets.clone(),
                 throttle: false,
             }),
-        ));
-        api.bootstrap().await.unwrap();
+        );
+        moor_server::apiserver::bootstrap(&api).await.unwrap();
         let import_metrics = ImportMetrics::default();
         import_metrics.register(&metrics);
         let controller = ImportController::new(
-            api.importer(),
+            importer.clone(),
             Backoff {
                 initial: Duration::from_millis(500),
                 max: Duration::from_secs(2),
@@ -97,7 +97,7 @@ impl Moor {
         )
         .with_metrics(import_metrics.clone());
         let scheduler = Scheduler::new(
-            api.importer(),
+            importer.clone(),
             source,
             store.clone(),
             budgets,

@@ -1,40 +1,17 @@
-//! The Kubernetes-style API server: discovery, OpenAPI, and the generic resource
-//! handlers over the served resources. May call the store, `moor_api`, and its own
-//! submodules; the registry and controllers reach objects only through it (or HTTP).
+//! The composition of moor's API: the resources moor serves (`resources`), registered
+//! with the generic machinery of `moor_apimachinery`, and the importer wired to them.
+//! This is where a resource is added or removed; the machinery itself knows none.
 
-pub mod apply;
-pub mod codec;
-pub mod discovery;
-pub mod error;
-pub mod handlers;
-pub mod limits;
-pub mod openapi;
-pub mod patch;
-#[cfg(test)]
-mod proptests;
-pub mod resource;
 pub mod resources;
-pub mod selectors;
-pub mod stored;
-pub mod table;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::stored::{ServingConfig, namespace_key};
+use moor_apimachinery::{ApiServer, ServerConfig};
 use moor_store::Store;
-use serde_json::json;
 
-use self::error::ApiError;
-use self::resource::{ResourceDef, RestStorage, UserInfo};
-use self::stored::{ServingConfig, namespace_key, resource_prefix};
-
-/// Settings of the API server.
+/// Settings of the API server and of the resources it serves.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// `host:port` that `status.dockerImageRepository` names.
@@ -57,169 +34,41 @@ impl Default for ApiConfig {
     }
 }
 
-/// The served resources over one store.
-pub struct ApiServer {
-    pub store: Arc<dyn Store>,
-    pub config: ApiConfig,
-    storages: Vec<Arc<dyn RestStorage>>,
-    openapi_docs: BTreeMap<String, serde_json::Value>,
-    importer: Arc<crate::importer::Importer>,
+/// The API server with every built-in resource, and the importer wired to them;
+/// imports read registries through `source`.
+pub fn build(
+    store: Arc<dyn Store>,
+    config: &ApiConfig,
+    source: Arc<dyn crate::importer::Source>,
+) -> (Arc<ApiServer>, Arc<crate::importer::Importer>) {
+    let (storages, importer) = resources::all(store.clone(), config, source);
+    let server_config = ServerConfig {
+        server_address: config.server_address.clone(),
+        serving: config.serving.clone(),
+    };
+    (
+        Arc::new(ApiServer::new(store, server_config, storages)),
+        importer,
+    )
 }
 
-impl ApiServer {
-    /// Builds the server with every built-in resource; imports read registries
-    /// through `source`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        config: ApiConfig,
-        source: Arc<dyn crate::importer::Source>,
-    ) -> Self {
-        let (storages, importer) = resources::all(store.clone(), &config, source);
-        let openapi_docs = openapi::documents(storages.iter().map(|s| s.def()));
-        ApiServer {
-            store,
-            config,
-            storages,
-            openapi_docs,
-            importer,
-        }
-    }
-
-    /// The importer (for the import controller).
-    pub fn importer(&self) -> Arc<crate::importer::Importer> {
-        self.importer.clone()
-    }
-
-    /// Creates what must exist: the `default` namespace.
-    pub async fn bootstrap(&self) -> Result<(), ApiError> {
-        for ns in ["default"] {
-            if self.store.get(&namespace_key(ns)).await?.is_none() {
-                let obj = resources::core::new_namespace(ns);
-                match self
-                    .store
-                    .create(
-                        &namespace_key(ns),
-                        serde_json::to_vec(&obj).map_err(ApiError::internal)?.into(),
-                    )
-                    .await
-                {
-                    Ok(_) | Err(moor_store::StoreError::AlreadyExists(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+/// Creates what must exist: the `default` namespace.
+pub async fn bootstrap(api: &ApiServer) -> Result<(), ApiError> {
+    for ns in ["default"] {
+        if api.store.get(&namespace_key(ns)).await?.is_none() {
+            let obj = resources::core::new_namespace(ns);
+            match api
+                .store
+                .create(
+                    &namespace_key(ns),
+                    serde_json::to_vec(&obj).map_err(ApiError::internal)?.into(),
+                )
+                .await
+            {
+                Ok(_) | Err(moor_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
     }
-
-    /// The storage serving `group/version/plural`.
-    pub fn storage(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<Arc<dyn RestStorage>> {
-        self.storages
-            .iter()
-            .find(|s| {
-                let d = s.def();
-                d.group == group && d.version == version && d.plural == plural
-            })
-            .cloned()
-    }
-
-    /// Every served resource.
-    pub fn defs(&self) -> impl Iterator<Item = &ResourceDef> {
-        self.storages.iter().map(|s| s.def())
-    }
-
-    /// Follow-up of a delete: a namespace takes its objects with it.
-    pub async fn after_delete(
-        &self,
-        def: &ResourceDef,
-        obj: &serde_json::Value,
-    ) -> Result<(), ApiError> {
-        if def.group.is_empty() && def.plural == "namespaces" {
-            let ns = obj
-                .pointer("/metadata/name")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            for d in self.defs().filter(|d| d.namespaced) {
-                let prefix = format!("{}{ns}/", resource_prefix(d));
-                let list = self.store.list(&prefix, Default::default()).await?;
-                for kv in list.kvs {
-                    match self.store.delete(&kv.key, None).await {
-                        Ok(_) | Err(moor_store::StoreError::NotFound(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The routes under `/api`, `/apis`, `/openapi` and `/version`. Authentication is
-/// applied by the caller; the authenticated user arrives as a request extension.
-pub fn router(api: Arc<ApiServer>) -> Router {
-    Router::new()
-        .route("/api", get(core_versions))
-        .route("/apis", get(api_groups))
-        .route("/openapi/v3", get(openapi_root))
-        .route("/openapi/v3/{*gv}", get(openapi_doc))
-        .fallback(resource_request)
-        .with_state(api)
-}
-
-async fn core_versions(State(api): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
-    discovery::core_versions(api.defs(), &headers, &api.config.server_address)
-}
-
-async fn api_groups(State(api): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
-    discovery::groups(api.defs(), &headers)
-}
-
-async fn openapi_root(State(api): State<Arc<ApiServer>>) -> Response {
-    axum::Json(openapi::root(&api.openapi_docs)).into_response()
-}
-
-async fn openapi_doc(State(api): State<Arc<ApiServer>>, Path(gv): Path<String>) -> Response {
-    match api.openapi_docs.get(gv.trim_matches('/')) {
-        Some(doc) => axum::Json(doc.clone()).into_response(),
-        None => ApiError::NoRoute.into_response(),
-    }
-}
-
-async fn resource_request(
-    State(api): State<Arc<ApiServer>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    user: Option<axum::Extension<UserInfo>>,
-    body: Body,
-) -> Response {
-    let path = uri.path().trim_end_matches('/');
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if method == Method::GET {
-        let discovered = match segs.as_slice() {
-            ["api", v] => discovery::resource_list(api.defs(), "", v),
-            ["apis", g] => discovery::group(api.defs(), g),
-            ["apis", g, v] => discovery::resource_list(api.defs(), g, v),
-            _ => None,
-        };
-        if let Some(resp) = discovered {
-            return resp;
-        }
-    }
-    if !matches!(segs.first(), Some(&"api") | Some(&"apis")) {
-        return (
-            axum::http::StatusCode::NOT_FOUND,
-            axum::Json(json!(ApiError::NoRoute.status())),
-        )
-            .into_response();
-    }
-    let user = user.map(|axum::Extension(u)| u);
-    match handlers::serve(api, method, uri, headers, user, body).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    Ok(())
 }

@@ -28,8 +28,8 @@ use tracing::Instrument;
 
 use super::queue::{FairQueue, ImportLimits};
 use super::{Importer, TagOutcome};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{ListOptions, RequestContext, WatchEvent};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{ListOptions, RequestContext, WatchEvent};
 
 /// Retry policy of failed imports.
 #[derive(Clone, Debug)]

@@ -18,10 +18,10 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::{ImportError, ImportSpec, Importer, PullOptions, TagOutcome, import_reference};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::unconditional;
-use crate::apiserver::table::TableDef;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::unconditional;
+use moor_apimachinery::table::TableDef;
 
 /// Imports in flight at most for one `imagestreamimports` request (the upstream
 /// client also bounds requests per registry host).
@@ -357,7 +357,7 @@ impl RestStorage for ImageStreamImports {
         TableDef::default_columns()
     }
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        crate::apiserver::codec::decode_image_kind::<ImageStreamImport>(body, "ImageStreamImport")
+        moor_apimachinery::codec::decode_image_kind::<ImageStreamImport>(body, "ImageStreamImport")
     }
     async fn create(
         &self,

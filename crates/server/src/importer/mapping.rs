@@ -12,10 +12,10 @@ use moor_api::image::{Image, ImageStream, ImageStreamMapping, TagEvent};
 use serde_json::{Value, json};
 
 use super::{Importer, ctx, typed};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{RequestContext, ResourceDef, RestStorage};
-use crate::apiserver::stored::unconditional;
-use crate::apiserver::table::TableDef;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{RequestContext, ResourceDef, RestStorage};
+use moor_apimachinery::stored::unconditional;
+use moor_apimachinery::table::TableDef;
 
 impl Importer {
     /// Stores `image` and adds it to `tag` of stream `ns/name`; with
@@ -102,7 +102,10 @@ impl RestStorage for ImageStreamMappings {
         TableDef::default_columns()
     }
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        crate::apiserver::codec::decode_image_kind::<ImageStreamMapping>(body, "ImageStreamMapping")
+        moor_apimachinery::codec::decode_image_kind::<ImageStreamMapping>(
+            body,
+            "ImageStreamMapping",
+        )
     }
     async fn create(
         &self,

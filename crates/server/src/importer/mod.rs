@@ -26,11 +26,11 @@ use moor_api::image::{
 use moor_api::{Digest, DockerImageReference};
 use serde_json::{Value, json};
 
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{RequestContext, RestStorage};
-use crate::apiserver::stored::unconditional;
 use crate::upstream::UpstreamError;
 pub use image::FetchedManifest;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{RequestContext, RestStorage};
+use moor_apimachinery::stored::unconditional;
 
 /// Why an import failed. Each variant stands for one of OpenShift's reasons
 /// ([`reason`](Self::reason), a `StatusReason`) and gives the message that conditions,
@@ -405,7 +405,7 @@ pub struct Importer {
 /// NotFound for image stream `name` (a read-modify-write that found none).
 pub(crate) fn stream_not_found(name: &str) -> ApiError {
     ApiError::NotFound {
-        gr: crate::apiserver::resource::GroupResource::new("image.openshift.io", "imagestreams"),
+        gr: moor_apimachinery::resource::GroupResource::new("image.openshift.io", "imagestreams"),
         name: name.to_string(),
     }
 }
@@ -819,7 +819,7 @@ impl Importer {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let now = crate::apiserver::stored::now_rfc3339();
+        let now = moor_apimachinery::stored::now_rfc3339();
         let event = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": format!("{name}."), "namespace": ns},

@@ -23,8 +23,8 @@ use moor_api::lookup::{
 use serde_json::{Value, json};
 
 use super::StreamCache;
-use crate::apiserver::ApiServer;
-use crate::apiserver::error::ApiError;
+use moor_apimachinery::ApiServer;
+use moor_apimachinery::error::ApiError;
 
 /// The webhook's path.
 pub const PATH: &str = "/admission/image-policy";
@@ -54,7 +54,7 @@ fn bad_request(message: String) -> Response {
 }
 
 async fn review(State(webhook): State<Arc<Webhook>>, body: Body) -> Response {
-    let bytes = match crate::apiserver::handlers::read_body(body).await {
+    let bytes = match moor_apimachinery::handlers::read_body(body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

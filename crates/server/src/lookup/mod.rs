@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use moor_api::image::ImageStream;
 
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{ListOptions, RequestContext, RestStorage, WatchEvent};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{ListOptions, RequestContext, RestStorage, WatchEvent};
 
 /// The streams of `namespace` named in `names` that exist, as the API serves them
 /// (with `status.dockerImageRepository`).

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::apiserver::ApiServer;
+use moor_apimachinery::ApiServer;
 
 /// The field manager the controller's patches are recorded under.
 pub const FIELD_MANAGER: &str = "moor-image-trigger";
@@ -42,7 +42,7 @@ pub enum TriggerError {
 
 /// A kube client that talks to moor's API router in process (no network, no TLS).
 pub fn local_client(api: std::sync::Arc<ApiServer>) -> Client {
-    Client::new(crate::apiserver::router(api), "default")
+    Client::new(moor_apimachinery::router(api), "default")
 }
 
 /// A kube client for the API server a kubeconfig file names.

@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::Registry;
 use super::error::{Code, RegistryError};
-use crate::apiserver::resource::UserInfo;
 use crate::auth::Refusal;
+use moor_apimachinery::resource::UserInfo;
 
 /// The token endpoint (OpenShift's registry serves the same path).
 pub const TOKEN_PATH: &str = "/openshift/token";

@@ -321,8 +321,8 @@ pub(super) async fn put(
     Ok(resp)
 }
 
-fn push_error(repo: &RepoName, e: crate::apiserver::error::ApiError) -> RegistryError {
-    use crate::apiserver::error::ApiError;
+fn push_error(repo: &RepoName, e: moor_apimachinery::error::ApiError) -> RegistryError {
+    use moor_apimachinery::error::ApiError;
     match e {
         ApiError::NotFound { .. } => RegistryError::new(
             Code::NameUnknown,
@@ -535,17 +535,17 @@ async fn remove_from_stream(
     parts: &[Option<&str>],
     change: impl Fn(&mut ImageStream) -> bool + Send + Sync,
 ) -> Result<bool, RegistryError> {
-    use crate::apiserver::error::ApiError;
+    use moor_apimachinery::error::ApiError;
     let changed = std::sync::atomic::AtomicBool::new(false);
     let f = |cur: Option<Value>| -> Result<Value, ApiError> {
         let cur = cur.ok_or_else(|| crate::importer::stream_not_found(&repo.stream))?;
         let mut s: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
         changed.fetch_or(change(&mut s), std::sync::atomic::Ordering::SeqCst);
-        Ok(crate::apiserver::stored::unconditional(
+        Ok(moor_apimachinery::stored::unconditional(
             serde_json::to_value(&s).map_err(ApiError::internal)?,
         ))
     };
-    let ctx = crate::apiserver::resource::RequestContext::default();
+    let ctx = moor_apimachinery::resource::RequestContext::default();
     for &sub in parts {
         match importer
             .streams

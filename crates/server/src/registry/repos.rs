@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use super::error::{Code, RegistryError};
 use super::storage::{BlobStore, LinkKind};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::RequestContext;
 use crate::importer::{Importer, PullOptions};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::RequestContext;
 
 /// The most images kept parsed in memory (images are immutable, named by digest).
 const IMAGE_CACHE_LIMIT: usize = 4096;

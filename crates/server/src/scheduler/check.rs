@@ -11,9 +11,9 @@ use moor_api::image::{ImageStream, TagEvent, TagReference, reasons};
 use tokio::time::Instant;
 
 use super::{SECRETS_TTL, Shared, TagKey, is_scheduled, now_ms};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::RequestContext;
 use crate::importer::{ImportError, Importer, PullOptions, TagOutcome};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::RequestContext;
 
 /// One check to make.
 pub(super) struct Job {

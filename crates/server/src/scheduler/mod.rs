@@ -47,9 +47,9 @@ use tokio::time::Instant;
 pub use budget::{BudgetConfig, BudgetedSource, Budgets};
 pub use leader::{AlwaysLeader, Leadership, ManualLeadership};
 
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{ListOptions, RequestContext, WatchEvent};
 use crate::importer::{ImportMetrics, Importer, Source};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{ListOptions, RequestContext, WatchEvent};
 use queue::State;
 use records::RecordWriter;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use moor_server::apiserver::stored::ServingConfig;
-use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_apimachinery::stored::ServingConfig;
+use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::metrics::Metrics;
 use moor_server::{AppState, app};
@@ -91,11 +91,11 @@ async fn harness_full(
         },
         max_images_bulk: 3,
     };
-    let api = Arc::new(ApiServer::new(store.clone(), config, source));
-    api.bootstrap().await.unwrap();
+    let (api, importer) = moor_server::apiserver::build(store.clone(), &config, source);
+    moor_server::apiserver::bootstrap(&api).await.unwrap();
     if controller {
         let c = moor_server::importer::controller::ImportController::new(
-            api.importer(),
+            importer.clone(),
             moor_server::importer::controller::Backoff {
                 initial: Duration::from_millis(500),
                 max: Duration::from_secs(2),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use moor_server::apiserver::stored::ServingConfig;
-use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_apimachinery::stored::ServingConfig;
+use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::metrics::Metrics;
 use moor_server::registry::{Registry, RegistryConfig};
@@ -67,14 +67,11 @@ impl Moor {
             },
             max_images_bulk: 10,
         };
-        let api = Arc::new(ApiServer::new(
-            store.clone(),
-            config,
-            Arc::new(client.clone()),
-        ));
-        api.bootstrap().await.unwrap();
+        let (api, importer) =
+            moor_server::apiserver::build(store.clone(), &config, Arc::new(client.clone()));
+        moor_server::apiserver::bootstrap(&api).await.unwrap();
         let controller = moor_server::importer::controller::ImportController::new(
-            api.importer(),
+            importer.clone(),
             moor_server::importer::controller::Backoff {
                 initial: Duration::from_millis(300),
                 max: Duration::from_secs(2),
@@ -96,7 +93,7 @@ impl Moor {
                     anonymous_pull: options.anonymous_pull,
                     uploads: options.uploads.clone(),
                 },
-                api.importer(),
+                importer.clone(),
                 client,
                 auth.clone(),
             )

@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use moor_api::validation::{FieldError, is_dns1123_label, validate_path_segment_name};
 use serde_json::{Value, json};
 
-use crate::apiserver::codec::decode_as;
-use crate::apiserver::resource::{ALL_VERBS, ResourceDef};
-use crate::apiserver::stored::Strategy;
-use crate::apiserver::table::{
+use moor_apimachinery::codec::decode_as;
+use moor_apimachinery::resource::{ALL_VERBS, ResourceDef};
+use moor_apimachinery::stored::Strategy;
+use moor_apimachinery::table::{
     Column, TableDef, age_column, age_of, creation_timestamp, name_column, name_of,
 };
 
@@ -21,7 +21,7 @@ pub fn new_namespace(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
-                     "creationTimestamp": crate::apiserver::stored::now_rfc3339(),
+                     "creationTimestamp": moor_apimachinery::stored::now_rfc3339(),
                      "labels": {"kubernetes.io/metadata.name": name}},
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
@@ -342,7 +342,7 @@ impl Strategy for Events {
                         .unwrap_or("")
                 );
                 vec![
-                    json!(crate::apiserver::table::human_age(
+                    json!(moor_apimachinery::table::human_age(
                         last,
                         jiff::Timestamp::now()
                     )),

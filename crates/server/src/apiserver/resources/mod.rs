@@ -1,5 +1,5 @@
-//! The resources moor serves, each a [`Strategy`](super::stored::Strategy) over the
-//! generic store or a virtual [`RestStorage`](super::resource::RestStorage).
+//! The resources moor serves, each a [`Strategy`](moor_apimachinery::stored::Strategy) over the
+//! generic store or a virtual [`RestStorage`](moor_apimachinery::resource::RestStorage).
 
 pub mod core;
 pub mod image;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use moor_store::Store;
 
 use super::ApiConfig;
-use super::resource::RestStorage;
-use super::stored::StoredResource;
+use moor_apimachinery::resource::RestStorage;
+use moor_apimachinery::stored::StoredResource;
 
 /// Every served resource, and the importer wired to them.
 pub fn all(
@@ -20,7 +20,7 @@ pub fn all(
     config: &ApiConfig,
     source: Arc<dyn crate::importer::Source>,
 ) -> (Vec<Arc<dyn RestStorage>>, Arc<crate::importer::Importer>) {
-    let stored = |s: Arc<dyn super::stored::Strategy>| -> Arc<dyn RestStorage> {
+    let stored = |s: Arc<dyn moor_apimachinery::stored::Strategy>| -> Arc<dyn RestStorage> {
         Arc::new(StoredResource::new(
             store.clone(),
             s,

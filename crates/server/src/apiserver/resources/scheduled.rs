@@ -14,9 +14,9 @@ use moor_api::scheduled::{
 use moor_store::{KeyValue, Store};
 use serde_json::{Value, json};
 
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::*;
-use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::table::{Column, TableDef, name_column, name_of};
 
 fn def() -> ResourceDef {
     ResourceDef {

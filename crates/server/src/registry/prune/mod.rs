@@ -29,8 +29,8 @@ use moor_api::prune::ImagePrune;
 
 use super::Registry;
 use super::storage::StorageError;
-use crate::apiserver::ApiServer;
-use crate::apiserver::error::ApiError;
+use moor_apimachinery::ApiServer;
+use moor_apimachinery::error::ApiError;
 
 mod plan;
 mod run;

@@ -17,12 +17,12 @@ use super::plan::{
     BlobPlan, Pins, Policy, plan_blobs, plan_images, prune_history, referenced_images,
     workload_pins,
 };
-use crate::apiserver::ApiServer;
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::{ListOptions, RequestContext};
-use crate::apiserver::stored::unconditional;
 use crate::registry::Registry;
 use crate::registry::storage::{BlobStore, Link, LinkKind, ReferrerRecord};
+use moor_apimachinery::ApiServer;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{ListOptions, RequestContext};
+use moor_apimachinery::stored::unconditional;
 
 fn ctx() -> RequestContext {
     RequestContext::default()

@@ -7,10 +7,10 @@ use moor_api::validation::{self, FieldError};
 use serde_json::{Value, json};
 
 use super::typed;
-use crate::apiserver::codec::decode_as;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::Strategy;
-use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+use moor_apimachinery::codec::decode_as;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::Strategy;
+use moor_apimachinery::table::{Column, TableDef, name_column, name_of};
 
 /// Images: cluster-scoped, named by digest.
 pub struct Images(pub(super) ResourceDef);

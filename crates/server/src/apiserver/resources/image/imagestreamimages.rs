@@ -7,9 +7,9 @@ use moor_api::image::ImageStream;
 use serde_json::Value;
 
 use super::imagestreamtags::ImageStreamTags;
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::*;
-use crate::apiserver::table::TableDef;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::table::TableDef;
 
 fn isimage_def() -> ResourceDef {
     ResourceDef {

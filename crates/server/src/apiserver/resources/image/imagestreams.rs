@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 use super::imagestreamimages::matching_images;
 use super::{ago, sorted_tags, typed, write_back};
-use crate::apiserver::codec::decode_as;
-use crate::apiserver::patch::MergeKeys;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::Strategy;
-use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+use moor_apimachinery::codec::decode_as;
+use moor_apimachinery::patch::MergeKeys;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::Strategy;
+use moor_apimachinery::table::{Column, TableDef, name_column, name_of};
 
 /// Strategic-merge keys OpenShift declares for image streams.
 pub const IMAGE_STREAM_MERGE_KEYS: MergeKeys =

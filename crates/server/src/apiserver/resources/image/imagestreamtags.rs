@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use super::images::Images;
 use super::{ago, sorted_tags, typed};
-use crate::apiserver::error::ApiError;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::{StoredResource, object_key, unconditional};
-use crate::apiserver::table::{Column, TableDef, name_column, name_of};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::{StoredResource, object_key, unconditional};
+use moor_apimachinery::table::{Column, TableDef, name_column, name_of};
 
 pub(super) fn istag_def() -> ResourceDef {
     ResourceDef {
@@ -195,7 +195,7 @@ impl RestStorage for ImageStreamTags {
     }
 
     fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        crate::apiserver::codec::decode_image_kind::<ImageStreamTag>(body, "ImageStreamTag")
+        moor_apimachinery::codec::decode_image_kind::<ImageStreamTag>(body, "ImageStreamTag")
     }
 
     async fn get(

@@ -12,8 +12,8 @@ use moor_store::Store;
 use serde_json::Value;
 
 use crate::apiserver::ApiConfig;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::StoredResource;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::StoredResource;
 
 mod images;
 mod imagestreamimages;

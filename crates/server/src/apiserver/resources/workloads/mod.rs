@@ -20,11 +20,11 @@ use moor_api::lookup::WorkloadKind;
 use moor_api::validation::FieldError;
 use serde_json::Value;
 
-use crate::apiserver::codec::decode_as;
-use crate::apiserver::patch::MergeKeys;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::{StoredResource, Strategy};
-use crate::apiserver::table::TableDef;
+use moor_apimachinery::codec::decode_as;
+use moor_apimachinery::patch::MergeKeys;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::{StoredResource, Strategy};
+use moor_apimachinery::table::TableDef;
 
 mod defaults;
 mod revisions;

@@ -13,11 +13,11 @@ use super::{
     ANNOTATIONS_NOT_COPIED, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
     REVISION_HISTORY_ANNOTATION, typed,
 };
-use crate::apiserver::error::ApiError;
-use crate::apiserver::patch::MergeKeys;
-use crate::apiserver::resource::*;
-use crate::apiserver::stored::StoredResource;
-use crate::apiserver::table::{TableDef, name_of};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::patch::MergeKeys;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::stored::StoredResource;
+use moor_apimachinery::table::{TableDef, name_of};
 
 pub(super) fn set_annotation(obj: &mut Value, key: &str, value: Option<String>) {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -289,7 +289,7 @@ impl WorkloadStorage {
                         set_annotation(&mut v, REVISION_ANNOTATION, Some(revision.clone()));
                     }
                 }
-                Ok(crate::apiserver::stored::unconditional(v))
+                Ok(moor_apimachinery::stored::unconditional(v))
             };
             match history
                 .update(&ctx, Some(ns), name_of(rs), None, &step, false)

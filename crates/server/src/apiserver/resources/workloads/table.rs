@@ -5,7 +5,7 @@ use std::sync::Arc;
 use moor_api::lookup::WorkloadKind;
 use serde_json::{Value, json};
 
-use crate::apiserver::table::{Column, TableDef, age_column, age_of, name_column, name_of};
+use moor_apimachinery::table::{Column, TableDef, age_column, age_of, name_column, name_of};
 
 fn col(name: &'static str, kind: &'static str, description: &'static str, priority: u8) -> Column {
     Column {
@@ -68,7 +68,7 @@ pub(super) fn workload_table(kind: WorkloadKind) -> TableDef {
         1,
     );
     let selector = col("Selector", "string", "Label selector for pods.", 1);
-    let (columns, row): (Vec<Column>, crate::apiserver::table::RowFn) = match kind {
+    let (columns, row): (Vec<Column>, moor_apimachinery::table::RowFn) = match kind {
         WorkloadKind::Deployment => (
             vec![
                 name_column(),

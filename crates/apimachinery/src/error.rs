@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use moor_api::validation::FieldError;
 use serde_json::{Value, json};
 
-use crate::apiserver::resource::GroupResource;
+use crate::resource::GroupResource;
 
 /// One reason why a field was refused, as `metav1.StatusCause`.
 #[derive(Clone, Debug, PartialEq)]
