@@ -63,8 +63,14 @@ pub enum ApiError {
     Expired(String),
     #[error("{0}")]
     Gone(String),
-    #[error("{0}")]
-    Internal(String),
+    /// moor's own failure. The message is what the `Status` says; the cause stays
+    /// reachable as the error's `source`, and is logged with its chain.
+    #[error("{message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("{0}")]
     ServiceUnavailable(String),
 }
@@ -115,9 +121,20 @@ impl ApiError {
         }
     }
 
-    /// An internal error from any displayable cause.
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        ApiError::Internal(e.to_string())
+    /// An internal error caused by `source` (its text is the message).
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal {
+            message: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An internal error with no underlying cause (an invariant that did not hold).
+    pub fn internal_message(message: impl Into<String>) -> Self {
+        ApiError::Internal {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// The HTTP status code.
@@ -136,7 +153,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Expired(_) | ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -157,7 +174,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Expired(_) => "Expired",
             ApiError::Gone(_) => "Gone",
-            ApiError::Internal(_) => "InternalError",
+            ApiError::Internal { .. } => "InternalError",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
     }
@@ -222,15 +239,29 @@ impl From<moor_store::StoreError> for ApiError {
             S::FutureRevision { .. } => {
                 ApiError::ServiceUnavailable(format!("Too large resource version: {e}"))
             }
-            other => ApiError::Internal(format!("storage error: {other}")),
+            other => ApiError::Internal {
+                message: format!("storage error: {other}"),
+                source: Some(Box::new(other)),
+            },
         }
     }
 }
 
+/// The causes below `e`, joined by `: ` (for logs).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push(c.to_string());
+        cur = c.source();
+    }
+    out.join(": ")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, ApiError::Internal(_)) {
-            tracing::error!(error = %self, "internal error");
+        if matches!(self, ApiError::Internal { .. }) {
+            tracing::error!(error = %self, chain = %error_chain(&self), "internal error");
         }
         let mut resp = (self.code(), axum::Json(self.status())).into_response();
         if matches!(self, ApiError::Unauthorized) {
@@ -262,6 +293,18 @@ mod tests {
         assert_eq!(s["code"], 404);
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["details"]["kind"], "imagestreams");
+    }
+
+    #[test]
+    fn internal_errors_keep_their_cause() {
+        let io = std::io::Error::other("disk on fire");
+        let e = ApiError::internal(io);
+        assert_eq!(e.to_string(), "disk on fire");
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        assert_eq!(e.status()["reason"], "InternalError");
+        let store = ApiError::from(moor_store::StoreError::Backend("bad row".into()));
+        assert!(std::error::Error::source(&store).is_some());
+        assert!(store.to_string().starts_with("storage error: "), "{store}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one router: `app(state)` is what `moor serve` runs and what in-process tests
 //! call. Wires the API server, authentication, metrics and health endpoints, and, when
-//! the registry runs, `/v2/` and garbage collection (`POST .../imageprunes`).
+//! the registry runs, `/v2/` (its `imageprunes` resource is registered with the API
+//! server by the composition root).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,10 +37,6 @@ pub fn app(state: AppState) -> Router {
             .route("/metrics", get(metrics::serve))
             .with_state(state.metrics.clone()),
     );
-    let protected = match &state.registry {
-        Some(r) => protected.merge(crate::registry::prune::router(state.api.clone(), r.clone())),
-        None => protected,
-    };
     let protected = protected.layer(middleware::from_fn_with_state(
         state.auth.clone(),
         auth::require_auth,

@@ -34,12 +34,9 @@ pub trait Authenticator: Send + Sync {
     fn authenticate(&self, token: &str) -> Option<UserInfo>;
 }
 
-/// What a request asks to do (the attributes an authorizer decides on).
-#[derive(Clone, Debug)]
-pub struct Attributes {
-    pub method: String,
-    pub path: String,
-}
+/// What a request asks to do (the attributes an authorizer decides on): kube's
+/// `RequestInfo`, read from the method and path.
+pub use moor_apimachinery::request_info::RequestInfo as Attributes;
 
 /// Whether a user may do what it asks. Roles and namespaces plug in here later.
 pub trait Authorizer: Send + Sync {
@@ -165,10 +162,7 @@ impl AuthLayer {
             .authn
             .authenticate(token)
             .ok_or(Refusal::Unauthenticated)?;
-        let attrs = Attributes {
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-        };
+        let attrs = moor_apimachinery::request_info::request_info(req.method(), req.uri());
         self.authz
             .authorize(&user, &attrs)
             .map_err(Refusal::Forbidden)?;

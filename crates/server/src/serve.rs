@@ -352,10 +352,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         budgets: budgets.clone(),
         throttle: false,
     });
-    let (api, importer) = crate::apiserver::build(store.clone(), &config, api_source);
-    crate::apiserver::bootstrap(&api)
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    let mut resources = crate::apiserver::Resources::new(store.clone(), &config, api_source);
+    let importer = resources.importer.clone();
     let kubeconfig = opts.data_dir.join("kubeconfig");
     let existing = token_from_kubeconfig(&kubeconfig);
     let (token, authn) = ensure_admin_token(&store, existing.as_deref()).await?;
@@ -380,6 +378,14 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     registry.register_metrics(&metrics);
     let registry = Arc::new(registry);
     registry.spawn_upload_reaper();
+    resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
+        registry.clone(),
+        resources.workloads(),
+    )));
+    let api = resources.into_server(store.clone(), &config);
+    crate::apiserver::bootstrap(&api)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
     let state = AppState {
         api,
         auth,

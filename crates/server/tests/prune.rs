@@ -47,9 +47,9 @@ async fn setup() -> Setup {
         serving: ServingConfig::default(),
         max_images_bulk: 3,
     };
-    let (api, importer) =
-        moor_server::apiserver::build(store.clone(), &config, Arc::new(NoRegistry));
-    moor_server::apiserver::bootstrap(&api).await.unwrap();
+    let mut resources =
+        moor_server::apiserver::Resources::new(store.clone(), &config, Arc::new(NoRegistry));
+    let importer = resources.importer.clone();
     let auth = AuthLayer {
         authn: Arc::new(TokenHashes::for_token(TOKEN)),
         authz: Arc::new(AllowAuthenticated),
@@ -69,6 +69,12 @@ async fn setup() -> Setup {
         )
         .unwrap(),
     );
+    resources.register(Arc::new(moor_server::registry::prune::ImagePrunes::new(
+        reg.clone(),
+        resources.workloads(),
+    )));
+    let api = resources.into_server(store.clone(), &config);
+    moor_server::apiserver::bootstrap(&api).await.unwrap();
     let state = AppState {
         api,
         auth,
@@ -386,6 +392,20 @@ async fn the_endpoint_answers_with_statuses() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // An ordinary resource: discovered, with its one verb, and in OpenAPI.
+    let r = h.get("/apis/moor.io/v1").await;
+    let prunes = r.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "imageprunes")
+        .cloned()
+        .unwrap_or_else(|| panic!("imageprunes is discovered: {}", r.body));
+    assert_eq!(prunes["verbs"], json!(["create"]));
+    assert_eq!(prunes["namespaced"], false);
+    let r = h.get("/openapi/v3/apis/moor.io/v1").await;
+    assert!(r.text.contains("ImagePrune"), "{}", r.text);
 
     // Without a registry there is nothing to prune.
     let bare = harness().await;

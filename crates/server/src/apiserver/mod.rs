@@ -7,6 +7,7 @@ pub mod resources;
 use std::sync::Arc;
 
 use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::RestStorage;
 use moor_apimachinery::stored::{ServingConfig, namespace_key};
 use moor_apimachinery::{ApiServer, ServerConfig};
 use moor_store::Store;
@@ -34,22 +35,65 @@ impl Default for ApiConfig {
     }
 }
 
-/// The API server with every built-in resource, and the importer wired to them;
-/// imports read registries through `source`.
+/// The resources to serve, before the server is made: more can be registered (the
+/// registry adds `imageprunes`).
+pub struct Resources {
+    storages: Vec<Arc<dyn RestStorage>>,
+    /// The importer, wired to the image resources.
+    pub importer: Arc<crate::importer::Importer>,
+}
+
+impl Resources {
+    /// Every built-in resource over `store`, and the importer wired to them; imports
+    /// read registries through `source`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &ApiConfig,
+        source: Arc<dyn crate::importer::Source>,
+    ) -> Self {
+        let (storages, importer) = resources::all(store, config, source);
+        Resources { storages, importer }
+    }
+
+    /// The storages of the workload kinds (Deployments, Pods, ...).
+    pub fn workloads(&self) -> Vec<Arc<dyn RestStorage>> {
+        self.storages
+            .iter()
+            .filter(|s| {
+                let d = s.def();
+                moor_api::lookup::WorkloadKind::ALL.iter().any(|k| {
+                    k.group() == d.group && k.version() == d.version && k.plural() == d.plural
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Serves `storage` too.
+    pub fn register(&mut self, storage: Arc<dyn RestStorage>) {
+        self.storages.push(storage);
+    }
+
+    /// The API server over `store`, serving every registered resource.
+    pub fn into_server(self, store: Arc<dyn Store>, config: &ApiConfig) -> Arc<ApiServer> {
+        let server_config = ServerConfig {
+            server_address: config.server_address.clone(),
+            serving: config.serving.clone(),
+        };
+        Arc::new(ApiServer::new(store, server_config, self.storages))
+    }
+}
+
+/// The API server with every built-in resource (no registry), and the importer wired
+/// to them; imports read registries through `source`.
 pub fn build(
     store: Arc<dyn Store>,
     config: &ApiConfig,
     source: Arc<dyn crate::importer::Source>,
 ) -> (Arc<ApiServer>, Arc<crate::importer::Importer>) {
-    let (storages, importer) = resources::all(store.clone(), config, source);
-    let server_config = ServerConfig {
-        server_address: config.server_address.clone(),
-        serving: config.serving.clone(),
-    };
-    (
-        Arc::new(ApiServer::new(store, server_config, storages)),
-        importer,
-    )
+    let resources = Resources::new(store.clone(), config, source);
+    let importer = resources.importer.clone();
+    (resources.into_server(store, config), importer)
 }
 
 /// Creates what must exist: the `default` namespace.

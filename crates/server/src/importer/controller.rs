@@ -621,7 +621,10 @@ impl ImportController {
                 }
                 result
             }
-            Err(_) => Err(ApiError::Internal("the status write task failed".into())),
+            Err(e) => Err(ApiError::Internal {
+                message: "the status write task failed".into(),
+                source: Some(Box::new(e)),
+            }),
         };
         if let Some(work) = self.work.get_mut(&key) {
             work.writing = false;

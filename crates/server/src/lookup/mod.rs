@@ -108,7 +108,7 @@ impl StreamCache {
         *self
             .streams
             .write()
-            .map_err(|_| ApiError::internal("stream cache lock"))? = fresh;
+            .map_err(|_| ApiError::internal_message("stream cache lock"))? = fresh;
         let opts = ListOptions {
             resource_version: Some(list.resource_version),
             ..Default::default()
@@ -119,7 +119,7 @@ impl StreamCache {
             let mut map = self
                 .streams
                 .write()
-                .map_err(|_| ApiError::internal("stream cache lock"))?;
+                .map_err(|_| ApiError::internal_message("stream cache lock"))?;
             match ev {
                 WatchEvent::Added(v) | WatchEvent::Modified(v) => {
                     if let (Some(k), Ok(s)) =

@@ -2,7 +2,7 @@
 //! what the plans say, in order.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use moor_api::image::{Image, ImageStream, TagEvent};
@@ -19,9 +19,8 @@ use super::plan::{
 };
 use crate::registry::Registry;
 use crate::registry::storage::{BlobStore, Link, LinkKind, ReferrerRecord};
-use moor_apimachinery::ApiServer;
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::{ListOptions, RequestContext};
+use moor_apimachinery::resource::{ListOptions, RequestContext, RestStorage};
 use moor_apimachinery::stored::unconditional;
 
 fn ctx() -> RequestContext {
@@ -36,7 +35,7 @@ fn all() -> ListOptions {
 /// query): every step is planned the same way, and only applied when not a dry run.
 pub async fn run(
     reg: &Registry,
-    api: &ApiServer,
+    workloads: &[Arc<dyn RestStorage>],
     spec: &ImagePruneSpec,
     dry_run: bool,
 ) -> Result<ImagePruneStatus, PruneError> {
@@ -55,7 +54,7 @@ pub async fn run(
     );
 
     // 1. History.
-    let pins = workload_pins_of(api).await?;
+    let pins = workload_pins_of(workloads).await?;
     let mut streams = list_streams(reg).await?;
     prune_histories(
         reg,
@@ -292,11 +291,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| PruneError::Api(ApiError::internal(e)))
 }
 
-/// The pins of every workload the API server stores.
-async fn workload_pins_of(api: &ApiServer) -> Result<Pins, PruneError> {
+/// The pins of every workload in `storages`.
+async fn workload_pins_of(storages: &[Arc<dyn RestStorage>]) -> Result<Pins, PruneError> {
     let mut images: Vec<String> = Vec::new();
-    for kind in WorkloadKind::ALL {
-        let Some(storage) = api.storage(kind.group(), kind.version(), kind.plural()) else {
+    for storage in storages {
+        let def = storage.def();
+        let Some(kind) = WorkloadKind::ALL.into_iter().find(|k| {
+            k.group() == def.group && k.version() == def.version && k.plural() == def.plural
+        }) else {
             continue;
         };
         for v in storage.list(&ctx(), None, &all()).await?.items {

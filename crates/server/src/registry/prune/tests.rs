@@ -342,9 +342,3 @@ fn a_blob_written_again_after_planning_stays() {
     assert!(!store.blob_path(&stale).exists());
     assert!(!store.is_linked("ns", "app", LinkKind::Layer, &stale));
 }
-
-#[test]
-fn the_query_may_ask_for_a_dry_run() {
-    assert!(query_dry_run(&"/x?dryRun=All".parse().unwrap()));
-    assert!(!query_dry_run(&"/x".parse().unwrap()));
-}

@@ -132,11 +132,11 @@ impl ImageStreamTags {
     /// The istag view of `tag` in a stream just written through the streams storage.
     async fn written_view(&self, stream_value: &Value, tag: &str) -> Result<Value, ApiError> {
         let stream = typed::<ImageStream>(stream_value)
-            .ok_or_else(|| ApiError::internal("stream does not decode"))?;
+            .ok_or_else(|| ApiError::internal_message("stream does not decode"))?;
         let ist = self
             .view(&stream, tag, true)
             .await
-            .ok_or_else(|| ApiError::internal("tag vanished"))?;
+            .ok_or_else(|| ApiError::internal_message("tag vanished"))?;
         Self::to_value(&ist)
     }
 
@@ -291,7 +291,7 @@ impl RestStorage for ImageStreamTags {
         let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
             let mut stream = match &cur {
                 Some(v) => typed::<ImageStream>(v)
-                    .ok_or_else(|| ApiError::internal("stored stream does not decode"))?,
+                    .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?,
                 None => {
                     let mut s = ImageStream::default();
                     s.metadata.name = Some(stream_name.to_string());
@@ -377,7 +377,7 @@ impl RestStorage for ImageStreamTags {
                 name: name_owned.clone(),
             })?;
             let mut stream = typed::<ImageStream>(&cur)
-                .ok_or_else(|| ApiError::internal("stored stream does not decode"))?;
+                .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?;
             if let Some(rv) = &precondition
                 && stream.metadata.resource_version.as_ref() != Some(rv)
             {
@@ -429,7 +429,7 @@ impl RestStorage for ImageStreamTags {
                 name: name_owned.clone(),
             })?;
             let mut stream = typed::<ImageStream>(&cur)
-                .ok_or_else(|| ApiError::internal("stored stream does not decode"))?;
+                .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?;
             if let Some(rv) = &rv
                 && stream.metadata.resource_version.as_ref() != Some(rv)
             {

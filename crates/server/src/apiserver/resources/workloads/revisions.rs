@@ -262,7 +262,8 @@ impl WorkloadStorage {
             let revision = revision.clone();
             let copied = copied.clone();
             let step = move |cur: Option<Value>| -> Result<Value, ApiError> {
-                let mut v = cur.ok_or_else(|| ApiError::internal("replica set vanished"))?;
+                let mut v =
+                    cur.ok_or_else(|| ApiError::internal_message("replica set vanished"))?;
                 v["spec"]["replicas"] = json!(if current { replicas } else { 0 });
                 if current {
                     let old = annotation(&v, REVISION_ANNOTATION)

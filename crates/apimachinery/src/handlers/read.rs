@@ -1,0 +1,59 @@
+//! get, list and watch.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::Call;
+use super::request::list_options;
+use super::response::{self, encoded_list_response, json_response, object_response};
+use crate::error::ApiError;
+use crate::selectors::FieldRequirement;
+use crate::table;
+
+/// `GET .../NAME`: one object (a subresource such as `status` reads as the whole
+/// object, as in Kubernetes).
+pub(super) async fn get(call: Call) -> Result<Response, ApiError> {
+    let name = super::name_of(&call);
+    let obj = call.storage.get(&call.ctx, call.ns(), &name).await?;
+    Ok(object_response(
+        StatusCode::OK,
+        obj,
+        call.table_ref(),
+        &call.ctx,
+    ))
+}
+
+/// `GET .../RESOURCE`: a list, written from stored bytes unless a Table was asked for.
+pub(super) async fn list(call: Call) -> Result<Response, ApiError> {
+    let opts = list_options(&call.query, &call.def)?;
+    let Some((td, include)) = call.table_ref() else {
+        let list = call
+            .storage
+            .list_encoded(&call.ctx, call.ns(), &opts)
+            .await?;
+        return Ok(encoded_list_response(&call.def, list, &call.ctx));
+    };
+    let list = call.storage.list(&call.ctx, call.ns(), &opts).await?;
+    let body = table::render(
+        td,
+        &list.items,
+        include,
+        Some(&list.resource_version),
+        list.continue_token.as_deref(),
+    );
+    Ok(json_response(StatusCode::OK, &body, Some(&call.ctx)))
+}
+
+/// `GET ...?watch=1`, of a collection or of one named object.
+pub(super) async fn watch(call: Call) -> Result<Response, ApiError> {
+    let mut opts = list_options(&call.query, &call.def)?;
+    if let Some(name) = &call.target.name {
+        opts.field_selector.0.push(FieldRequirement {
+            field: "metadata.name".into(),
+            value: name.clone(),
+            negated: false,
+        });
+    }
+    let ns = call.ns.clone();
+    response::watch(call.storage, &call.ctx, ns.as_deref(), &opts, call.table).await
+}

@@ -1,0 +1,126 @@
+//! Writing a response: objects, lists written from stored bytes, Tables, watch
+//! streams, and `Warning` headers.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::resource::*;
+use crate::table::{self, IncludeObject, TableDef};
+
+pub(super) fn json_response(
+    status: StatusCode,
+    body: &Value,
+    ctx: Option<&RequestContext>,
+) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(ctx) = ctx {
+        for w in ctx.take_warnings() {
+            if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\""))) {
+                resp.headers_mut().append("Warning", v);
+            }
+        }
+    }
+    resp
+}
+
+pub(super) fn object_response(
+    status: StatusCode,
+    obj: Value,
+    table_def: Option<(&TableDef, IncludeObject)>,
+    ctx: &RequestContext,
+) -> Response {
+    let body = match table_def {
+        Some((def, include)) => {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            table::render(def, &[obj], include, rv.as_deref(), None)
+        }
+        None => obj,
+    };
+    json_response(status, &body, Some(ctx))
+}
+
+/// A `<Kind>List` written from already serialized items, without building a tree.
+pub(super) fn encoded_list_response(
+    def: &ResourceDef,
+    list: EncodedList,
+    ctx: &RequestContext,
+) -> Response {
+    let mut meta = json!({"resourceVersion": list.resource_version});
+    if let Some(c) = &list.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let head = json!({"kind": def.list_kind, "apiVersion": def.api_version(), "metadata": meta})
+        .to_string();
+    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`, as three chunks of one body.
+    let mut open = head.into_bytes();
+    open.pop();
+    open.extend_from_slice(b",\"items\":[");
+    let chunks = [
+        Bytes::from(open),
+        Bytes::from(list.items),
+        Bytes::from_static(b"]}"),
+    ];
+    let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in ctx.take_warnings() {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\""))) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+/// Streams watch events (as Tables when asked for) as JSON lines.
+pub(super) async fn watch(
+    storage: Arc<dyn RestStorage>,
+    ctx: &RequestContext,
+    ns: Option<&str>,
+    opts: &ListOptions,
+    table: Option<(TableDef, IncludeObject)>,
+) -> Result<Response, ApiError> {
+    let events = storage.watch(ctx, ns, opts).await?;
+    let lines = events.map(move |ev| {
+        let type_name = ev.type_name();
+        let object = match ev {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => match &table
+            {
+                Some((td, include)) => {
+                    let rv = o
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    table::render(td, &[o], *include, rv.as_deref(), None)
+                }
+                None => o,
+            },
+            WatchEvent::Bookmark(o) | WatchEvent::Error(o) => o,
+        };
+        let mut line =
+            serde_json::to_vec(&json!({"type": type_name, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(resp)
+}
