@@ -20,7 +20,9 @@
 
 pub mod aggregation;
 pub mod attributes;
+pub mod bootstrap;
 pub mod escalation;
+pub mod reconcile;
 pub mod rules;
 pub mod snapshot;
 
@@ -33,6 +35,8 @@ pub use aggregation::aggregate_cluster_roles;
 pub use attributes::{
     Attributes, Decision, NonResourceAttributes, Request, ResourceAttributes, UserInfo,
 };
+pub use bootstrap::PolicyObjects;
+pub use reconcile::{Change, PolicyObject, reconcile};
 pub use snapshot::PolicySnapshot;
 
 /// The RBAC API group.

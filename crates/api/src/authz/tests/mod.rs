@@ -1,6 +1,7 @@
 //! Kubernetes' RBAC behaviours, one test each, named after the rule they check, and
 //! a table over the bootstrap policy; this file holds the fixtures they share.
 
+mod bootstrap;
 mod escalation;
 mod evaluator;
 mod rules;
