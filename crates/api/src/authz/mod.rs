@@ -23,6 +23,7 @@ pub mod attributes;
 pub mod bootstrap;
 pub mod escalation;
 pub mod reconcile;
+pub mod registry;
 pub mod rules;
 pub mod snapshot;
 

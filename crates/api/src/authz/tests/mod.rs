@@ -4,6 +4,7 @@
 mod bootstrap;
 mod escalation;
 mod evaluator;
+mod registry;
 mod rules;
 
 use k8s_openapi::api::rbac::v1::{
