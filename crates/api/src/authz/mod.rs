@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod rules;
 pub mod snapshot;
+pub mod tokenfile;
 
 #[cfg(test)]
 mod proptests;
