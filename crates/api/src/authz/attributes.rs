@@ -90,7 +90,10 @@ pub struct ResourceAttributes {
     /// The subresource (`layers`, `status`), or `""`.
     pub subresource: String,
     /// The namespace, or `""` for cluster-scoped requests and lists across all
-    /// namespaces.
+    /// namespaces. For a `namespaces` object kube's request info puts its name here
+    /// too (`/api/v1/namespaces/team-a` is namespace `team-a`, name `team-a`), which
+    /// is how a RoleBinding can let someone read their own namespace; see
+    /// [`ResourceAttributes::for_object`].
     pub namespace: String,
     /// The object's name, or `""`. Kube leaves it empty on create (so a rule limited
     /// by `resourceNames` never allows create) and on list and watch, unless a
@@ -106,6 +109,23 @@ impl ResourceAttributes {
             resource: resource.into(),
             ..ResourceAttributes::default()
         }
+    }
+
+    /// A request on one object, with kube's request-info rule for `namespaces`
+    /// objects (core group): their namespace is their name.
+    pub fn for_object(
+        api_group: impl Into<String>,
+        resource: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        let mut r = ResourceAttributes::new(api_group, resource)
+            .namespace(namespace)
+            .name(name);
+        if r.api_group.is_empty() && r.resource == "namespaces" && r.namespace.is_empty() {
+            r.namespace = r.name.clone();
+        }
+        r
     }
 
     /// With a subresource.

@@ -8,7 +8,7 @@
 //! that every authenticated user may read and pull from.
 //!
 //! Every object carries `rbac.authorization.kubernetes.io/autoupdate: "true"` and
-//! kube's `kubernetes.io/bootstrapping: rbac-defaults` label; see [`super::reconcile`]
+//! kube's `kubernetes.io/bootstrapping: rbac-defaults` label; see [`super::reconcile()`]
 //! for keeping stored objects in line with it. Aggregated roles come with no rules:
 //! [`super::aggregate_cluster_roles`] fills them in.
 //!

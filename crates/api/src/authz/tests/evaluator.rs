@@ -547,3 +547,56 @@ fn decision_display_and_reason() {
     );
     assert_eq!(Decision::Deny { reason: "x".into() }.to_string(), "deny: x");
 }
+
+#[test]
+fn system_masters_are_allowed_before_rbac_even_without_any_binding() {
+    let empty = PolicySnapshot::default();
+    let root = UserInfo::new("root", [names::SYSTEM_MASTERS]);
+    let a = Attributes::resource(root, "delete", res("", "namespaces").name("x"));
+    assert!(
+        !empty.authorize(&a).is_allowed(),
+        "RBAC alone has no opinion"
+    );
+    assert_eq!(
+        empty.authorize_request(&a),
+        Decision::Allow {
+            reason: String::new()
+        }
+    );
+    let other = Attributes::resource(user("u"), "get", res("", "pods"));
+    assert!(!empty.authorize_request(&other).is_allowed());
+}
+
+#[test]
+fn a_namespace_object_is_in_itself_so_a_rolebinding_can_grant_reading_it() {
+    let ns = ResourceAttributes::for_object("", "namespaces", "", "team-a");
+    assert_eq!(
+        (ns.namespace.as_str(), ns.name.as_str()),
+        ("team-a", "team-a")
+    );
+    let other = ResourceAttributes::for_object("apps", "deployments", "ns", "d");
+    assert_eq!((other.namespace.as_str(), other.name.as_str()), ("ns", "d"));
+    let s = PolicySnapshot::new(
+        &[],
+        &[cr("ns-reader", vec![r(&["get"], &[""], &["namespaces"])])],
+        &[rb(
+            "team-a",
+            "b",
+            rref("ClusterRole", "ns-reader"),
+            vec![subj("User", "u", None)],
+        )],
+        &[],
+    );
+    assert!(can(
+        &s,
+        &user("u"),
+        "get",
+        ResourceAttributes::for_object("", "namespaces", "", "team-a")
+    ));
+    assert!(!can(
+        &s,
+        &user("u"),
+        "get",
+        ResourceAttributes::for_object("", "namespaces", "", "team-b")
+    ));
+}
