@@ -256,6 +256,48 @@ mod tests {
         assert_eq!(f.authenticate("t2").unwrap().groups, ["a"]);
     }
 
+    /// A field as Go's `csv.Writer` writes it: quoted when it holds a comma, quote,
+    /// newline or carriage return, or starts with a space.
+    fn go_csv_field(f: &str) -> String {
+        if f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.to_owned()
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn records_written_as_go_writes_them_read_back(
+            records in proptest::collection::vec(
+                (
+                    "[a-zA-Z0-9\", \n-]{1,12}",
+                    "[a-z:, \"-]{0,8}",
+                    "[0-9\n]{0,4}",
+                    proptest::collection::vec("[a-z:-]{1,6}", 0..3),
+                ),
+                1..6,
+            )
+        ) {
+            let mut text = String::new();
+            for (token, name, uid, groups) in &records {
+                let mut fields = vec![go_csv_field(token), go_csv_field(name), go_csv_field(uid)];
+                if !groups.is_empty() {
+                    fields.push(go_csv_field(&groups.join(",")));
+                }
+                text.push_str(&fields.join(","));
+                text.push('\n');
+            }
+            let file = TokenFile::parse(&text).unwrap();
+            for (token, ..) in &records {
+                // A repeated token's last record wins.
+                let Some(last) = records.iter().rev().find(|r| r.0 == *token) else { continue };
+                let user = file.authenticate(token).unwrap();
+                proptest::prop_assert_eq!((&user.name, &user.uid, &user.groups), (&last.1, &last.2, &last.3));
+            }
+        }
+    }
+
     #[test]
     fn tokens_are_kept_only_as_hashes() {
         let f = TokenFile::parse("s3cret-token,u,1\n").unwrap();
