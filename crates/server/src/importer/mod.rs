@@ -4,6 +4,7 @@
 //! through the API server's storages (in process). Tags whose source is another
 //! stream (ImageStreamTag, ImageStreamImage) resolve without any registry.
 
+pub mod catalog;
 pub mod controller;
 pub mod image;
 pub mod imports;
@@ -393,9 +394,19 @@ impl ImportMetrics {
     }
 }
 
-/// The importer: a source of images plus the storages it writes to.
+/// The importer: a source of images plus the storages it writes to. Others reach
+/// streams, images and secrets through the [`Catalog`](crate::catalog::Catalog) port
+/// it implements (`catalog.rs`), never through its storages.
 pub struct Importer {
-    pub source: Arc<dyn Source>,
+    source: Arc<dyn Source>,
+    streams: Arc<dyn RestStorage>,
+    images: Arc<dyn RestStorage>,
+    events: Arc<dyn RestStorage>,
+    secrets: Arc<dyn RestStorage>,
+}
+
+/// The API storages an [`Importer`] reads and writes.
+pub struct ImporterStorages {
     pub streams: Arc<dyn RestStorage>,
     pub images: Arc<dyn RestStorage>,
     pub events: Arc<dyn RestStorage>,
@@ -419,6 +430,33 @@ fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
 }
 
 impl Importer {
+    /// An importer reading registries through `source`, writing to `storages`.
+    pub fn new(source: Arc<dyn Source>, storages: ImporterStorages) -> Self {
+        Importer {
+            source,
+            streams: storages.streams,
+            images: storages.images,
+            events: storages.events,
+            secrets: storages.secrets,
+        }
+    }
+
+    /// The same importer, reading registries through `source` instead.
+    pub fn with_source(&self, source: Arc<dyn Source>) -> Self {
+        Importer {
+            source,
+            streams: self.streams.clone(),
+            images: self.images.clone(),
+            events: self.events.clone(),
+            secrets: self.secrets.clone(),
+        }
+    }
+
+    /// The source registries are read through.
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
     /// The namespace's pull secrets, minus those marked `openshift.io/image.excludeSecret`.
     pub async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
         let Ok(list) = self

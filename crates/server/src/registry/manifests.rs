@@ -20,6 +20,7 @@ use super::error::{Code, RegistryError};
 use super::repos::{Origin, RepoName};
 use super::storage::LinkKind;
 use super::{Registry, parse_digest};
+use crate::catalog::{Catalog, StreamPart};
 use crate::importer::image::{FetchedManifest, Parsed};
 use crate::upstream::MAX_MANIFEST_BYTES;
 
@@ -286,16 +287,16 @@ pub(super) async fn put(
             descriptor.to_string().as_bytes(),
         )?;
     }
-    let importer = reg.repos.importer();
+    let catalog = reg.repos.catalog();
     match &reference {
         Reference::Tag(tag) => {
-            importer
-                .map_image(&repo.namespace, &repo.stream, tag, &image, true)
+            catalog
+                .tag_pushed(&repo.namespace, &repo.stream, tag, &image)
                 .await
                 .map_err(|e| push_error(&repo, e))?;
         }
         Reference::Digest(_) => {
-            importer
+            catalog
                 .store_images(std::slice::from_ref(&image))
                 .await
                 .map_err(|e| push_error(&repo, e))?;
@@ -485,14 +486,14 @@ pub(super) async fn delete(
     if let Reference::Tag(_) = reference {
         reg.repos.require_stream(&repo).await?;
     }
-    let importer = reg.repos.importer().clone();
+    let catalog = reg.repos.catalog().clone();
     let (found, unlinked) = match &reference {
         Reference::Digest(d) => {
             let unlinked =
                 reg.blobs
                     .unlink(&repo.namespace, &repo.stream, LinkKind::Manifest, d)?;
             reg.blobs.remove_referrer(&repo.namespace, &repo.stream, d);
-            let found = remove_from_stream(&importer, &repo, &[Some("status")], |s| {
+            let found = remove_from_stream(catalog.as_ref(), &repo, &[StreamPart::Status], |s| {
                 let mut changed = false;
                 for list in &mut s.status.tags {
                     let before = list.items.len();
@@ -506,12 +507,17 @@ pub(super) async fn delete(
             (found, unlinked)
         }
         Reference::Tag(tag) => {
-            let found = remove_from_stream(&importer, &repo, &[None, Some("status")], |s| {
-                let before = (s.spec.tags.len(), s.status.tags.len());
-                s.spec.tags.retain(|t| &t.name != tag);
-                s.status.tags.retain(|t| &t.tag != tag);
-                before != (s.spec.tags.len(), s.status.tags.len())
-            })
+            let found = remove_from_stream(
+                catalog.as_ref(),
+                &repo,
+                &[StreamPart::Spec, StreamPart::Status],
+                |s| {
+                    let before = (s.spec.tags.len(), s.status.tags.len());
+                    s.spec.tags.retain(|t| &t.name != tag);
+                    s.status.tags.retain(|t| &t.tag != tag);
+                    before != (s.spec.tags.len(), s.status.tags.len())
+                },
+            )
             .await?;
             (found, false)
         }
@@ -526,35 +532,26 @@ pub(super) async fn delete(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// Applies `change` to the stream through each of `parts` (`None`: the spec,
-/// `Some("status")`: the history), retrying on conflicts; returns whether it changed
-/// anything. A missing stream changes nothing.
+/// Applies `change` to the stream through each of `parts` (retrying on conflicts);
+/// returns whether it changed anything. A missing stream changes nothing.
 async fn remove_from_stream(
-    importer: &crate::importer::Importer,
+    catalog: &dyn Catalog,
     repo: &RepoName,
-    parts: &[Option<&str>],
+    parts: &[StreamPart],
     change: impl Fn(&mut ImageStream) -> bool + Send + Sync,
 ) -> Result<bool, RegistryError> {
-    use moor_apimachinery::error::ApiError;
     let changed = std::sync::atomic::AtomicBool::new(false);
-    let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-        let cur = cur.ok_or_else(|| crate::importer::stream_not_found(&repo.stream))?;
-        let mut s: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
-        changed.fetch_or(change(&mut s), std::sync::atomic::Ordering::SeqCst);
-        Ok(moor_apimachinery::stored::unconditional(
-            serde_json::to_value(&s).map_err(ApiError::internal)?,
-        ))
+    let f = |s: &mut ImageStream| {
+        changed.fetch_or(change(s), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     };
-    let ctx = moor_apimachinery::resource::RequestContext::default();
-    for &sub in parts {
-        match importer
-            .streams
-            .update(&ctx, Some(&repo.namespace), &repo.stream, sub, &f, false)
+    for &part in parts {
+        let found = catalog
+            .modify_stream(&repo.namespace, &repo.stream, part, &f)
             .await
-        {
-            Ok(_) => {}
-            Err(ApiError::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(RegistryError::internal(e)),
+            .map_err(RegistryError::internal)?;
+        if !found {
+            return Ok(false);
         }
     }
     Ok(changed.load(std::sync::atomic::Ordering::SeqCst))

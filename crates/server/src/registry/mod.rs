@@ -8,7 +8,7 @@
 //! Garbage collection ([`prune`]) removes old history, Images no stream names and the
 //! blobs no remaining image needs.
 //!
-//! May call the API server's storages (through the importer), the upstream client and
+//! May call the catalog port (streams, images, pull secrets), the upstream client and
 //! the filesystem (through [`storage`]).
 
 pub mod auth;
@@ -42,7 +42,7 @@ use self::pullthrough::PullThrough;
 use self::repos::{RepoName, Repositories};
 use self::storage::BlobStore;
 use crate::auth::AuthLayer;
-use crate::importer::Importer;
+use crate::catalog::Catalog;
 use crate::upstream::UpstreamClient;
 
 /// `Docker-Distribution-API-Version`, sent on every answer as distribution does.
@@ -88,13 +88,13 @@ impl Registry {
     /// Opens the registry's storage under `config.root`.
     pub fn new(
         config: RegistryConfig,
-        importer: Arc<Importer>,
+        catalog: Arc<dyn Catalog>,
         client: UpstreamClient,
         auth: AuthLayer,
     ) -> Result<Self, storage::StorageError> {
         let blobs = BlobStore::open(&config.root)?;
         Ok(Registry {
-            repos: Repositories::new(importer, blobs.clone(), &config.hostname),
+            repos: Repositories::new(catalog, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),
             uploads: uploads::Uploads::new(config.uploads.clone()),
             manifest_cache: manifests::ManifestCache::default(),
@@ -354,7 +354,7 @@ async fn catalog(
     State(reg): State<Arc<Registry>>,
     Query(page): Query<Page>,
 ) -> Result<Response, RegistryError> {
-    let names = reg.repos.catalog().await?;
+    let names = reg.repos.repository_names().await?;
     let (out, link) = paginate(names, &page, "/v2/_catalog");
     Ok(paged_json(json!({ "repositories": out }), link))
 }

@@ -10,13 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use moor_api::image::{Image, ImageStream, TagEvent};
 use moor_api::{Digest, DockerImageReference};
-use serde_json::Value;
 
 use super::error::{Code, RegistryError};
 use super::storage::{BlobStore, LinkKind};
-use crate::importer::{Importer, PullOptions};
-use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::RequestContext;
+use crate::catalog::Catalog;
+use crate::importer::PullOptions;
 
 /// The most images kept parsed in memory (images are immutable, named by digest).
 const IMAGE_CACHE_LIMIT: usize = 4096;
@@ -68,31 +66,27 @@ impl std::fmt::Display for RepoName {
 
 /// Streams and images as the registry sees them.
 pub struct Repositories {
-    importer: Arc<Importer>,
+    catalog: Arc<dyn Catalog>,
     blobs: BlobStore,
     /// `host[:port]` of this registry: references to it have no upstream.
     registry_hostname: String,
     images: Mutex<HashMap<String, Arc<Image>>>,
 }
 
-fn ctx() -> RequestContext {
-    RequestContext::default()
-}
-
 impl Repositories {
-    /// Streams and images of `importer`, links of `blobs`.
-    pub fn new(importer: Arc<Importer>, blobs: BlobStore, registry_hostname: &str) -> Self {
+    /// Streams and images of `catalog`, links of `blobs`.
+    pub fn new(catalog: Arc<dyn Catalog>, blobs: BlobStore, registry_hostname: &str) -> Self {
         Repositories {
-            importer,
+            catalog,
             blobs,
             registry_hostname: registry_hostname.to_string(),
             images: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The importer (for pushes and pull secrets).
-    pub fn importer(&self) -> &Arc<Importer> {
-        &self.importer
+    /// Streams, images and pull secrets (for pushes, deletes and prunes).
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
     }
 
     /// This registry's host name.
@@ -102,18 +96,10 @@ impl Repositories {
 
     /// The stream, if it exists.
     pub async fn stream(&self, repo: &RepoName) -> Result<Option<ImageStream>, RegistryError> {
-        match self
-            .importer
-            .streams
-            .get(&ctx(), Some(&repo.namespace), &repo.stream)
+        self.catalog
+            .stream(&repo.namespace, &repo.stream)
             .await
-        {
-            Ok(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(RegistryError::internal),
-            Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(RegistryError::internal(e)),
-        }
+            .map_err(RegistryError::internal)
     }
 
     /// The stream, or NAME_UNKNOWN.
@@ -128,9 +114,8 @@ impl Repositories {
         if let Some(i) = self.lock_images().get(name) {
             return Ok(Some(i.clone()));
         }
-        match self.importer.images.get(&ctx(), None, name).await {
-            Ok(v) => {
-                let image: Image = serde_json::from_value(v).map_err(RegistryError::internal)?;
+        match self.catalog.image(name).await {
+            Ok(Some(image)) => {
                 let image = Arc::new(image);
                 let mut cache = self.lock_images();
                 if cache.len() >= IMAGE_CACHE_LIMIT {
@@ -139,7 +124,7 @@ impl Repositories {
                 cache.insert(name.to_string(), image.clone());
                 Ok(Some(image))
             }
-            Err(ApiError::NotFound { .. }) => Ok(None),
+            Ok(None) => Ok(None),
             Err(e) => Err(RegistryError::internal(e)),
         }
     }
@@ -157,7 +142,7 @@ impl Repositories {
     pub async fn pull_options(&self, namespace: &str, insecure: bool) -> PullOptions {
         PullOptions {
             insecure,
-            secrets: self.importer.pull_secrets(namespace).await,
+            secrets: self.catalog.pull_secrets(namespace).await,
         }
     }
 
@@ -282,22 +267,22 @@ impl Repositories {
                 .is_some_and(|m| m.id == digest.as_str())
     }
 
-    /// The namespaces and streams that exist, as `ns/stream`, sorted.
-    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+    /// The namespaces and streams that exist, as `ns/stream`, sorted (`_catalog`).
+    pub async fn repository_names(&self) -> Result<Vec<String>, RegistryError> {
         let list = self
-            .importer
-            .streams
-            .list(&ctx(), None, &Default::default())
+            .catalog
+            .list_streams()
             .await
             .map_err(RegistryError::internal)?;
         let mut names: Vec<String> = list
-            .items
+            .streams
             .iter()
-            .filter_map(|v: &Value| {
-                let ns = v.pointer("/metadata/namespace")?.as_str()?;
-                let name = v.pointer("/metadata/name")?.as_str()?;
+            .filter_map(|s| {
+                let ns = s.metadata.namespace.as_deref()?;
+                let name = s.metadata.name.as_deref()?;
                 Some(format!("{ns}/{name}"))
             })
+            .chain(list.undecodable)
             .collect();
         names.sort();
         Ok(names)

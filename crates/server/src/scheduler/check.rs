@@ -11,9 +11,8 @@ use moor_api::image::{ImageStream, TagEvent, TagReference, reasons};
 use tokio::time::Instant;
 
 use super::{SECRETS_TTL, Shared, TagKey, is_scheduled, now_ms};
+use crate::catalog::StreamStore;
 use crate::importer::{ImportError, Importer, PullOptions, TagOutcome};
-use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::RequestContext;
 
 /// One check to make.
 pub(super) struct Job {
@@ -146,16 +145,10 @@ impl Shared {
         secrets: &Arc<Vec<Bytes>>,
     ) -> Outcome {
         let (ns, name, tag) = (&job.key.namespace, &job.key.stream, &job.key.tag);
-        let ctx = RequestContext::default();
-        let stream: ImageStream = match self.importer.streams.get(&ctx, Some(ns), name).await {
-            Ok(v) => match serde_json::from_value(v) {
-                Ok(s) => s,
-                Err(e) => return Outcome::Failed(ImportError::internal("", e)),
-            },
-            Err(ApiError::NotFound { .. }) => return Outcome::Skipped,
-            Err(e) => {
-                return Outcome::Failed(ImportError::internal("", e));
-            }
+        let stream: ImageStream = match self.importer.stream(ns, name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Outcome::Skipped,
+            Err(e) => return Outcome::Failed(ImportError::internal("", e)),
         };
         let Some(spec) = stream
             .spec_tag(tag)

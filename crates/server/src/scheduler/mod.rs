@@ -47,9 +47,10 @@ use tokio::time::Instant;
 pub use budget::{BudgetConfig, BudgetedSource, Budgets};
 pub use leader::{AlwaysLeader, Leadership, ManualLeadership};
 
+use crate::catalog::StreamStore;
 use crate::importer::{ImportMetrics, Importer, Source};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::{ListOptions, RequestContext, WatchEvent};
+use moor_apimachinery::resource::WatchEvent;
 use queue::State;
 use records::RecordWriter;
 
@@ -210,17 +211,11 @@ impl Scheduler {
         budgets: Arc<Budgets>,
         config: SchedulerConfig,
     ) -> Self {
-        let budgeted = Importer {
-            source: Arc::new(BudgetedSource {
-                inner: source.clone(),
-                budgets: budgets.clone(),
-                throttle: true,
-            }),
-            streams: importer.streams.clone(),
-            images: importer.images.clone(),
-            events: importer.events.clone(),
-            secrets: importer.secrets.clone(),
-        };
+        let budgeted = importer.with_source(Arc::new(BudgetedSource {
+            inner: source.clone(),
+            budgets: budgets.clone(),
+            throttle: true,
+        }));
         let interval_ms = (config.interval.as_millis() as i64).max(1);
         Scheduler {
             shared: Arc::new(Shared {
@@ -329,12 +324,7 @@ impl Scheduler {
         let shared = &self.shared;
         writer.flushed().await;
         let mut loaded = records::load(shared.store.as_ref()).await?;
-        let ctx = RequestContext::default();
-        let list = shared
-            .importer
-            .streams
-            .list(&ctx, None, &ListOptions::default())
-            .await?;
+        let list = shared.importer.list_streams().await?;
         let now = now_ms();
         let oldest = loaded
             .values()
@@ -358,10 +348,8 @@ impl Scheduler {
             counted: None,
             count_pending: false,
         };
-        for v in &list.items {
-            if let Ok(stream) = serde_json::from_value::<ImageStream>(v.clone()) {
-                state.sync_stream(&stream, now, Some((&mut loaded, resume.as_ref())));
-            }
+        for stream in &list.streams {
+            state.sync_stream(stream, now, Some((&mut loaded, resume.as_ref())));
         }
         // Records of streams or tags that are gone.
         for key in loaded.keys() {
@@ -373,11 +361,10 @@ impl Scheduler {
             overdue_since_ms = oldest.map(|o| now - o),
             "scheduler: resumed"
         );
-        let opts = ListOptions {
-            resource_version: Some(list.resource_version.clone()),
-            ..Default::default()
-        };
-        let mut events = shared.importer.streams.watch(&ctx, None, &opts).await?;
+        let mut events = shared
+            .importer
+            .watch_streams(&list.resource_version)
+            .await?;
         loop {
             let sleep = match state.queue.first() {
                 Some((due, _)) => Duration::from_millis((*due - now_ms()).max(0) as u64),

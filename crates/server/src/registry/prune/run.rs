@@ -10,18 +10,17 @@ use moor_api::lookup::{Workload, WorkloadKind};
 use moor_api::prune::{
     ImagePruneSpec, ImagePruneStatus, PrunedBlob, PrunedImage, PrunedLink, PrunedTagEvent,
 };
-use serde_json::Value;
 
 use super::PruneError;
 use super::plan::{
     BlobPlan, Pins, Policy, plan_blobs, plan_images, prune_history, referenced_images,
     workload_pins,
 };
+use crate::catalog::StreamPart;
 use crate::registry::Registry;
 use crate::registry::storage::{BlobStore, Link, LinkKind, ReferrerRecord};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::{ListOptions, RequestContext, RestStorage};
-use moor_apimachinery::stored::unconditional;
 
 fn ctx() -> RequestContext {
     RequestContext::default()
@@ -314,17 +313,15 @@ async fn workload_pins_of(storages: &[Arc<dyn RestStorage>]) -> Result<Pins, Pru
     Ok(workload_pins(images.iter().map(String::as_str)))
 }
 
+/// Every stream; one that does not decode stops the prune (what it names is unknown).
 async fn list_streams(reg: &Registry) -> Result<Vec<ImageStream>, PruneError> {
-    let list = reg
-        .repos
-        .importer()
-        .streams
-        .list(&ctx(), None, &all())
-        .await?;
-    list.items
-        .into_iter()
-        .map(|v| serde_json::from_value(v).map_err(|e| PruneError::Api(ApiError::internal(e))))
-        .collect()
+    let list = reg.repos.catalog().list_streams().await?;
+    if let Some(bad) = list.undecodable.first() {
+        return Err(PruneError::Api(ApiError::internal_message(format!(
+            "image stream {bad} does not decode; nothing was pruned"
+        ))));
+    }
+    Ok(list.streams)
 }
 
 /// Every Image; one that does not decode is left alone (and reported).
@@ -332,25 +329,13 @@ async fn list_images(
     reg: &Registry,
     status: &mut ImagePruneStatus,
 ) -> Result<Vec<Image>, PruneError> {
-    let list = reg
-        .repos
-        .importer()
-        .images
-        .list(&ctx(), None, &all())
-        .await?;
-    let mut out = Vec::new();
-    for v in list.items {
-        match serde_json::from_value::<Image>(v.clone()) {
-            Ok(i) => out.push(i),
-            Err(e) => status.warnings.push(format!(
-                "keeping image {}: it does not decode: {e}",
-                v.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-            )),
-        }
+    let list = reg.repos.catalog().list_images().await?;
+    for (name, e) in list.undecodable {
+        status
+            .warnings
+            .push(format!("keeping image {name}: it does not decode: {e}"));
     }
-    Ok(out)
+    Ok(list.images)
 }
 
 /// Prunes the history of `ns/name` as it is now (a read-modify-write that retries on
@@ -363,39 +348,27 @@ async fn write_history(
     pins: &Pins,
 ) -> Result<Vec<(String, TagEvent)>, ApiError> {
     let removed = Mutex::new(Vec::new());
-    let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-        let cur = cur.ok_or_else(|| crate::importer::stream_not_found(name))?;
-        let mut stream: ImageStream = serde_json::from_value(cur).map_err(ApiError::internal)?;
-        *removed.lock().unwrap_or_else(|p| p.into_inner()) =
-            prune_history(&mut stream, policy, pins);
-        Ok(unconditional(
-            serde_json::to_value(&stream).map_err(ApiError::internal)?,
-        ))
+    let f = |stream: &mut ImageStream| {
+        *removed.lock().unwrap_or_else(|p| p.into_inner()) = prune_history(stream, policy, pins);
+        Ok(())
     };
-    match reg
+    let found = reg
         .repos
-        .importer()
-        .streams
-        .update(&ctx(), Some(ns), name, Some("status"), &f, false)
-        .await
-    {
-        Ok(_) => Ok(removed.into_inner().unwrap_or_else(|p| p.into_inner())),
-        Err(ApiError::NotFound { .. }) => Ok(Vec::new()),
-        Err(e) => Err(e),
+        .catalog()
+        .modify_stream(ns, name, StreamPart::Status, &f)
+        .await?;
+    if !found {
+        return Ok(Vec::new());
     }
+    Ok(removed.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Deletes Image `name`; whether it is gone.
 async fn delete_image(reg: &Registry, name: &str, status: &mut ImagePruneStatus) -> bool {
-    let r = reg
-        .repos
-        .importer()
-        .images
-        .delete(&ctx(), None, name, &Default::default())
-        .await;
+    let r = reg.repos.catalog().delete_image(name).await;
     reg.repos.forget_image(name);
     match r {
-        Ok(_) | Err(ApiError::NotFound { .. }) => true,
+        Ok(()) => true,
         Err(e) => {
             status
                 .errors
@@ -430,7 +403,7 @@ async fn restore_named_again(
         let mut image = (*image).clone();
         image.metadata.resource_version = None;
         image.metadata.uid = None;
-        match reg.repos.importer().store_images(&[image]).await {
+        match reg.repos.catalog().store_images(&[image]).await {
             Ok(()) => {
                 removed.remove(&name);
                 status.warnings.push(format!(

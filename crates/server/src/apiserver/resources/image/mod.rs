@@ -3,7 +3,8 @@
 //! images, as openshift-apiserver serves it). Strategies and the istag view only.
 //!
 //! One file per resource: `imagestreams`, `images`, `imagestreamtags` and
-//! `imagestreamimages`; this module wires them and holds what they share.
+//! `imagestreamimages`; `reads` has the stream reads that resolving short names
+//! needs; this module wires them and holds what they share.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ mod images;
 mod imagestreamimages;
 mod imagestreams;
 mod imagestreamtags;
+pub mod reads;
 
 pub use images::Images;
 pub use imagestreamimages::{ImageStreamImages, matching_images};
@@ -49,13 +51,15 @@ pub fn all(
         streams: streams.clone(),
         store,
     });
-    let importer = Arc::new(crate::importer::Importer {
+    let importer = Arc::new(crate::importer::Importer::new(
         source,
-        streams: streams.clone(),
-        images: images.clone(),
-        events,
-        secrets,
-    });
+        crate::importer::ImporterStorages {
+            streams: streams.clone(),
+            images: images.clone(),
+            events,
+            secrets,
+        },
+    ));
     let imports = Arc::new(crate::importer::imports::ImageStreamImports::new(
         importer.clone(),
         config.max_images_bulk,

@@ -371,8 +371,12 @@ impl RestStorage for WorkloadStorage {
         if let Some(w) = typed(self.kind, &obj) {
             let names = candidate_streams(&w);
             if !names.is_empty() {
-                let streams =
-                    crate::lookup::named_streams(self.streams.as_ref(), namespace, &names).await?;
+                let streams = crate::apiserver::resources::image::reads::named_streams(
+                    self.streams.as_ref(),
+                    namespace,
+                    &names,
+                )
+                .await?;
                 self.resolve(&mut obj, None, namespace, &streams)?;
             }
         }
@@ -397,7 +401,11 @@ impl RestStorage for WorkloadStorage {
         }
         let namespace = ns.unwrap_or("default");
         // The step below is synchronous; the namespace's streams are read first.
-        let streams = crate::lookup::namespace_streams(self.streams.as_ref(), namespace).await?;
+        let streams = crate::apiserver::resources::image::reads::namespace_streams(
+            self.streams.as_ref(),
+            namespace,
+        )
+        .await?;
         let step = |cur: Option<Value>| -> Result<Value, ApiError> {
             let mut new = update(cur.clone())?;
             self.resolve(&mut new, cur.as_ref(), namespace, &streams)?;

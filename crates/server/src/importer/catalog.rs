@@ -1,0 +1,161 @@
+//! The importer as the [`Catalog`](crate::catalog::Catalog) port: streams, images and
+//! pull secrets read and written through the API server's storages, in process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moor_api::image::{Image, ImageStream};
+use serde_json::Value;
+
+use super::{Importer, ctx, stream_not_found};
+use crate::catalog::{
+    ImageList, ImageStore, PullSecrets, StreamChange, StreamList, StreamPart, StreamStore,
+};
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{ListOptions, WatchEvents};
+use moor_apimachinery::stored::unconditional;
+
+fn name_of(v: &Value) -> &str {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+}
+
+#[async_trait]
+impl StreamStore for Importer {
+    async fn stream(&self, ns: &str, name: &str) -> Result<Option<ImageStream>, ApiError> {
+        match self.streams.get(&ctx(), Some(ns), name).await {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(ApiError::internal),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_streams(&self) -> Result<StreamList, ApiError> {
+        let list = self
+            .streams
+            .list(&ctx(), None, &ListOptions::default())
+            .await?;
+        let mut out = StreamList {
+            resource_version: list.resource_version,
+            ..Default::default()
+        };
+        for v in list.items {
+            match serde_json::from_value::<ImageStream>(v.clone()) {
+                Ok(s) => out.streams.push(s),
+                Err(_) => {
+                    let ns = v
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?");
+                    out.undecodable.push(format!("{ns}/{}", name_of(&v)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn watch_streams(&self, resource_version: &str) -> Result<WatchEvents, ApiError> {
+        let opts = ListOptions {
+            resource_version: Some(resource_version.to_string()),
+            ..Default::default()
+        };
+        self.streams.watch(&ctx(), None, &opts).await
+    }
+
+    async fn modify_stream(
+        &self,
+        ns: &str,
+        name: &str,
+        part: StreamPart,
+        change: &StreamChange<'_>,
+    ) -> Result<bool, ApiError> {
+        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| stream_not_found(name))?;
+            let mut stream: ImageStream =
+                serde_json::from_value(cur).map_err(ApiError::internal)?;
+            change(&mut stream)?;
+            Ok(unconditional(
+                serde_json::to_value(&stream).map_err(ApiError::internal)?,
+            ))
+        };
+        let sub = match part {
+            StreamPart::Spec => None,
+            StreamPart::Status => Some("status"),
+        };
+        match self
+            .streams
+            .update(&ctx(), Some(ns), name, sub, &f, false)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ApiError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn tag_pushed(
+        &self,
+        ns: &str,
+        name: &str,
+        tag: &str,
+        image: &Image,
+    ) -> Result<(), ApiError> {
+        self.map_image(ns, name, tag, image, true).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl ImageStore for Importer {
+    async fn image(&self, name: &str) -> Result<Option<Image>, ApiError> {
+        match self.images.get(&ctx(), None, name).await {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(ApiError::internal),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_images(&self) -> Result<ImageList, ApiError> {
+        let list = self
+            .images
+            .list(&ctx(), None, &ListOptions::default())
+            .await?;
+        let mut out = ImageList::default();
+        for v in list.items {
+            match serde_json::from_value::<Image>(v.clone()) {
+                Ok(i) => out.images.push(i),
+                Err(e) => out
+                    .undecodable
+                    .push((name_of(&v).to_string(), e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn store_images(&self, images: &[Image]) -> Result<(), ApiError> {
+        Importer::store_images(self, images).await
+    }
+
+    async fn delete_image(&self, name: &str) -> Result<(), ApiError> {
+        match self
+            .images
+            .delete(&ctx(), None, name, &Default::default())
+            .await
+        {
+            Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl PullSecrets for Importer {
+    async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
+        Importer::pull_secrets(self, ns).await
+    }
+}
