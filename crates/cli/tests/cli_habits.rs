@@ -1,6 +1,7 @@
 //! kubectl and oc habits of the `moor` CLI against a real `moor serve`: `version`,
 //! `completion`, `get -w`, `--sort-by`, `-l`, `--field-selector`, `describe` ending with
-//! the object's Events, and kubectl's words for an unknown flag.
+//! the object's Events, kubectl's words for an unknown flag, and `set image-lookup`
+//! saying a stream is already enabled.
 
 mod support;
 
@@ -232,5 +233,15 @@ fn describe_ends_with_events_and_unknown_flags_read_like_kubectl() {
     assert_eq!(
         err,
         "error: unknown flag: --show-events\nSee 'moor describe --help' for usage.\n"
+    );
+
+    // set image-lookup on a stream that has it: oc's "already enabled".
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "keycloak"]),
+        "imagestream.image.openshift.io/keycloak image lookup updated\n"
+    );
+    assert_eq!(
+        ok(&server, &["set", "image-lookup", "keycloak"]),
+        "imagestream.image.openshift.io/keycloak image lookup already enabled\n"
     );
 }

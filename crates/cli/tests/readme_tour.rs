@@ -278,7 +278,35 @@ fn the_readme_tour_runs_verbatim_on_a_fresh_data_dir() {
         if line.starts_with("moor rollout history") {
             assert!(out.contains("REVISION"), "{out}");
         }
+        if line.starts_with("moor rollout undo") {
+            // As `oc rollback`: the trigger is paused (else it would re-pin at once).
+            assert!(
+                err.contains(
+                    "Warning: the following images triggers were disabled: keycloak:20.0\n  You can re-enable them with: moor set triggers deploy/mykeycloak --auto"
+                ),
+                "{err}"
+            );
+            let d = deploy.as_ref().expect("the Deployment");
+            assert!(!follows_a_tag(d), "{d}");
+            assert_eq!(
+                containers(d)[0]["image"],
+                format!("quay.io/keycloak/keycloak@{d1}"),
+                "back at the previous revision"
+            );
+        }
+        if line.starts_with("moor prune images --keep") {
+            assert!(out.contains("Summary: would delete"), "a dry run: {out}");
+        }
     }
+    // The undo held: later commands ran, the trigger stayed paused and the image put.
+    let d = shell
+        .json(&["get", "deploy", "mykeycloak"])
+        .expect("the Deployment");
+    assert!(!follows_a_tag(&d), "{d}");
+    assert_eq!(
+        containers(&d)[0]["image"],
+        format!("quay.io/keycloak/keycloak@{d1}")
+    );
     // The trigger rolled the Deployment back and forward with the tag.
     let (at1, at2) = (
         format!("quay.io/keycloak/keycloak@{d1}"),
