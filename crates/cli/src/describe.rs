@@ -844,9 +844,9 @@ mod tests {
             format!("Name:\t\t{A}"),
             "Created:\t2 minutes ago".into(),
             "Annotations:\timage.openshift.io/dockerLayersOrder=ascending".into(),
-            "Image Size:\t251.2MB in 2 layers".into(),
-            format!("Layers:\t\t1.234kB\t{B}"),
-            format!("\t\t251.2MB\t{A}"),
+            "Image Size:\t239.60 MiB in 2 layers".into(),
+            format!("Layers:\t\t1.21 KiB\t{B}"),
+            format!("\t\t239.60 MiB\t{A}"),
             "Image Created:\t2 weeks ago".into(),
             "Author:\t\t<none>".into(),
             "Arch:\t\tamd64".into(),
@@ -864,6 +864,17 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
+    }
+
+    #[test]
+    fn sizes_read_as_the_progress_bars_print_them() {
+        for n in [0u64, 512, 1234, 60_010_000, 251_234_567, 2_000_000_000] {
+            assert_eq!(
+                human_size(n as i64),
+                indicatif::HumanBytes(n).to_string(),
+                "{n}"
+            );
+        }
     }
 
     #[test]
