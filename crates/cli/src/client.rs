@@ -191,9 +191,11 @@ impl Session {
         table: bool,
     ) -> Result<impl futures::Stream<Item = Result<Value, ClientError>> + use<>, ClientError> {
         use futures::{AsyncBufReadExt, StreamExt};
-        let mut wp = WatchParams::default();
-        wp.label_selector = query.labels.map(str::to_string);
-        wp.field_selector = query.fields.map(str::to_string);
+        let wp = WatchParams {
+            label_selector: query.labels.map(str::to_string),
+            field_selector: query.fields.map(str::to_string),
+            ..Default::default()
+        };
         let mut req = Request::new(ty.collection_path(namespace))
             .watch(&wp, resource_version)
             .map_err(|e| ClientError::Decode(e.to_string()))?;
