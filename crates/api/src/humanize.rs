@@ -1,6 +1,6 @@
 //! Durations and sizes for people: kubectl's short ages for table cells (`5s`,
 //! `3m20s`, `4d`), Docker's long form that oc's describe prints (`2 minutes`,
-//! `About an hour`), and Docker's decimal sizes (`1.235MB`). Pure functions, shared by
+//! `About an hour`), and sizes in binary units (`57.23 MiB`). Pure functions, shared by
 //! the server's Table cells and the CLI's printers.
 
 use jiff::Timestamp;
@@ -108,47 +108,36 @@ pub fn human_duration(seconds: i64) -> String {
     format!("{} years", seconds / 3600 / 24 / 365)
 }
 
-/// Docker's `units.HumanSize`, which oc's image describe prints: decimal units
-/// (1 kB = 1000 B) and four significant digits, as Go's `%.4g` writes them
-/// (`0B`, `512B`, `1.235kB`, `251.2MB`, `2GB`).
+/// A size in binary units with two decimals, as oc and `moor`'s progress bars
+/// (indicatif's `HumanBytes`) write it: `0 B`, `512 B`, `1.21 KiB`, `57.23 MiB`,
+/// `1.86 GiB`. One style for every size moor prints.
 pub fn human_size(bytes: i64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes.max(0) as f64;
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let bytes = bytes.max(0);
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut size = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
         unit += 1;
     }
-    format!("{}{}", four_significant(size), UNITS[unit])
-}
-
-/// `%.4g` of a value in [0, 1000): four significant digits, trailing zeros dropped.
-fn four_significant(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let int_digits = (v.abs().log10().floor() as i32 + 1).max(1);
-    let decimals = (4 - int_digits).max(0) as usize;
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    s
+    format!("{size:.2} {}", UNITS[unit])
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn sizes_read_like_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(1000), "1kB");
-        assert_eq!(human_size(1234), "1.234kB");
-        assert_eq!(human_size(1_234_567), "1.235MB");
-        assert_eq!(human_size(251_234_567), "251.2MB");
-        assert_eq!(human_size(2_000_000_000), "2GB");
-        assert_eq!(human_size(99_500), "99.5kB");
-        assert_eq!(human_size(-3), "0B");
+    fn sizes_read_like_the_progress_bars() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.00 KiB");
+        assert_eq!(human_size(1234), "1.21 KiB");
+        assert_eq!(human_size(60_010_000), "57.23 MiB");
+        assert_eq!(human_size(2_000_000_000), "1.86 GiB");
+        assert_eq!(human_size(-3), "0 B");
     }
 
     use super::*;

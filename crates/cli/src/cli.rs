@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use moor_api::image::{ImportMode, TagReferencePolicyType};
 
+use crate::commands::completion::{COMPLETION_EXAMPLES, CompletionArgs};
 use crate::commands::create::{CREATE_EXAMPLES, CreateArgs};
 use crate::commands::delete::{DELETE_EXAMPLES, DeleteArgs};
 use crate::commands::describe::{DESCRIBE_EXAMPLES, DescribeArgs};
@@ -21,6 +22,7 @@ use crate::commands::rollout::{ROLLOUT_EXAMPLES, RolloutArgs};
 use crate::commands::serve::{SERVE_EXAMPLES, ServeArgs};
 use crate::commands::set::{SET_EXAMPLES, SetArgs};
 use crate::commands::tag::{TAG_EXAMPLES, TagArgs};
+use crate::commands::version::{VERSION_EXAMPLES, VersionArgs};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
@@ -154,6 +156,65 @@ pub enum Command {
     /// Remove old image stream history, unused images and the registry blobs they held
     #[command(after_help = PRUNE_EXAMPLES)]
     Prune(PruneArgs),
+
+    /// Print the client and server versions
+    #[command(after_help = VERSION_EXAMPLES)]
+    Version(VersionArgs),
+
+    /// Print the shell completion script for moor (bash, zsh, fish, ...)
+    #[command(after_help = COMPLETION_EXAMPLES)]
+    Completion(CompletionArgs),
+}
+
+/// kubectl's words for a flag the command does not know (`error: unknown flag:
+/// --sort-by` and where to look), instead of clap's, whose tip "to pass '--sort-by' as
+/// a value, use '-- --sort-by'" misleads for flags users bring from kubectl and oc.
+/// `None` for every other parse error. `args` is the command line, program first.
+pub fn unknown_flag_message(
+    e: &clap::Error,
+    args: impl IntoIterator<Item = String>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if !flag.starts_with('-') {
+        return None;
+    }
+    let what = match flag.strip_prefix("--") {
+        Some(long) => format!("unknown flag: --{}", long.split('=').next().unwrap_or(long)),
+        None => {
+            let short = flag.chars().nth(1).unwrap_or('-');
+            format!("unknown shorthand flag: '{short}' in {flag}")
+        }
+    };
+    // The command path (`moor set triggers`): the words that name subcommands.
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut path = vec!["moor".to_string()];
+    for arg in args.into_iter().skip(1) {
+        if arg.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = command
+            .get_subcommands()
+            .find(|c| c.get_name() == arg || c.get_all_aliases().any(|a| a == arg))
+            .cloned()
+        else {
+            if command.has_subcommands() {
+                continue;
+            }
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    Some(format!(
+        "error: {what}\nSee '{} --help' for usage.",
+        path.join(" ")
+    ))
 }
 
 /// `--reference-policy`: where consumers pull a tag's images from.
@@ -238,6 +299,31 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn unknown_flags_read_as_kubectl_words_them() {
+        let args = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+        for (line, want) in [
+            (
+                "moor describe is --watch-only",
+                "error: unknown flag: --watch-only\nSee 'moor describe --help' for usage.",
+            ),
+            (
+                "moor set triggers deploy/x --bogus=1",
+                "error: unknown flag: --bogus\nSee 'moor set triggers --help' for usage.",
+            ),
+            (
+                "moor -n team tag a b -Z",
+                "error: unknown shorthand flag: 'Z' in -Z\nSee 'moor tag --help' for usage.",
+            ),
+        ] {
+            let e = Cli::try_parse_from(args(line)).unwrap_err();
+            assert_eq!(unknown_flag_message(&e, args(line)).as_deref(), Some(want));
+            assert!(!e.to_string().is_empty());
+        }
+        let e = Cli::try_parse_from(args("moor get")).unwrap_err();
+        assert_eq!(unknown_flag_message(&e, args("moor get")), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use http::HeaderValue;
 use http::header::ACCEPT;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::core::{Request, Status};
 use serde_json::Value;
@@ -138,23 +138,81 @@ impl Session {
         self.send_json(req).await
     }
 
-    /// `GET` one object (`name`) or a list as a `meta.k8s.io` Table.
+    /// `GET` one object (`name`) or a list as a `meta.k8s.io` Table; with
+    /// `include_object`, each row carries its whole object (for `--sort-by`).
     pub async fn get_table(
         &self,
         ty: &ResourceType,
         namespace: Option<&str>,
         name: Option<&str>,
-        selector: Option<&str>,
+        query: &ListQuery<'_>,
+        include_object: bool,
     ) -> Result<Value, ClientError> {
         let request = Request::new(ty.collection_path(namespace));
         let mut req = match name {
             Some(name) => request.get(name, &Default::default()),
-            None => request.list(&list_params(selector)),
+            None => request.list(&query.params()),
         }
         .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if include_object {
+            let uri = req.uri().to_string();
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            *req.uri_mut() = format!("{uri}{sep}includeObject=Object")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| ClientError::Decode(e.to_string()))?;
+        }
         req.headers_mut()
             .insert(ACCEPT, HeaderValue::from_static(TABLE_ACCEPT));
         self.send_json(req).await
+    }
+
+    /// `GET` a list as JSON, with label and field selectors.
+    pub async fn list_json_query(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        query: &ListQuery<'_>,
+    ) -> Result<Value, ClientError> {
+        let req = Request::new(ty.collection_path(namespace))
+            .list(&query.params())
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_json(req).await
+    }
+
+    /// Watches a collection from `resource_version`: the stream of watch events
+    /// (`{"type": ..., "object": ...}`), objects as Tables when `table`. Ends when the
+    /// server ends the watch (after its timeout); the caller watches again.
+    pub async fn watch(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        query: &ListQuery<'_>,
+        resource_version: &str,
+        table: bool,
+    ) -> Result<impl futures::Stream<Item = Result<Value, ClientError>> + use<>, ClientError> {
+        use futures::{AsyncBufReadExt, StreamExt};
+        let wp = WatchParams {
+            label_selector: query.labels.map(str::to_string),
+            field_selector: query.fields.map(str::to_string),
+            ..Default::default()
+        };
+        let mut req = Request::new(ty.collection_path(namespace))
+            .watch(&wp, resource_version)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if table {
+            req.headers_mut()
+                .insert(ACCEPT, HeaderValue::from_static(TABLE_ACCEPT));
+        }
+        tracing::debug!(uri = %req.uri(), "watch");
+        let body = self
+            .client
+            .request_stream(req)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(body.lines().map(|line| {
+            let line = line.map_err(|e| ClientError::Connect(e.to_string()))?;
+            serde_json::from_str(&line).map_err(|e| ClientError::Decode(e.to_string()))
+        }))
     }
 
     /// `DELETE` one object; returns what the server answered (the object or a Status).
@@ -203,6 +261,14 @@ impl Session {
         self.send_json(req).await
     }
 
+    /// `GET` a path of the server (such as `/version`) as JSON.
+    pub async fn get_path_json(&self, path: &str) -> Result<Value, ClientError> {
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.send_json(req).await
+    }
+
     /// `POST` a JSON body to `path` (an action such as an ImagePrune); returns the answer.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let req = http::Request::post(path)
@@ -220,6 +286,25 @@ impl Session {
             .await
             .map_err(|e| self.error(e))?;
         serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// The selectors of a list or watch: `-l` and `--field-selector`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListQuery<'a> {
+    /// A label selector (`app=web,tier!=db`).
+    pub labels: Option<&'a str>,
+    /// A field selector (`metadata.name=keycloak`).
+    pub fields: Option<&'a str>,
+}
+
+impl ListQuery<'_> {
+    fn params(&self) -> ListParams {
+        let mut lp = list_params(self.labels);
+        if let Some(f) = self.fields {
+            lp = lp.fields(f);
+        }
+        lp
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use moor_api::DockerImageReference;
-use moor_api::humanize::{human_duration, human_size, seconds_since};
+use moor_api::humanize::{human_duration, human_size, seconds_since, short_age};
 use moor_api::image::{
     ConditionStatus, DockerConfig, Image, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
     KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
@@ -58,6 +58,66 @@ fn describe_stream(
     );
     format_tags(&mut out, stream, schedules, now);
     TabWriter::OC_DESCRIBE.format(&out)
+}
+
+/// The `Events:` block kubectl's and oc's describers end with: the events about the
+/// object, oldest first, with `Type`, `Reason`, `Age` (`3m (x5 over 10m)` for a
+/// repeated one), `From` and `Message`; `Events:  <none>` when there are none.
+pub fn events(list: &[serde_json::Value], now: Timestamp) -> String {
+    /// kubectl's describe writer: `tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)`.
+    const DESCRIBE: TabWriter = TabWriter {
+        minwidth: 0,
+        tabwidth: 8,
+        padding: 2,
+        padchar: ' ',
+    };
+    if list.is_empty() {
+        return DESCRIBE.format("Events:\t<none>\n");
+    }
+    let time = |e: &serde_json::Value, field: &str| -> Option<Timestamp> {
+        e.get(field)?.as_str()?.parse().ok()
+    };
+    let age = |t: Option<Timestamp>| match t {
+        Some(t) => short_age(seconds_since(t, now)),
+        None => "<unknown>".to_string(),
+    };
+    let mut sorted: Vec<&serde_json::Value> = list.iter().collect();
+    sorted.sort_by_key(|e| time(e, "lastTimestamp").or_else(|| time(e, "eventTime")));
+    let mut text = String::from(
+        "Events:\n  Type\tReason\tAge\tFrom\tMessage\n  ----\t------\t----\t----\t-------\n",
+    );
+    for e in sorted {
+        let first = time(e, "eventTime").or_else(|| time(e, "firstTimestamp"));
+        let count = e["count"].as_i64().unwrap_or(0);
+        let interval = if let Some(series) = e.get("series").filter(|s| s.is_object()) {
+            format!(
+                "{} (x{} over {})",
+                age(time(series, "lastObservedTime")),
+                series["count"].as_i64().unwrap_or(0),
+                age(first)
+            )
+        } else if count > 1 {
+            format!(
+                "{} (x{count} over {})",
+                age(time(e, "lastTimestamp")),
+                age(first)
+            )
+        } else {
+            age(first)
+        };
+        let source = e["source"]["component"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .or_else(|| e["reportingComponent"].as_str())
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "  {}\t{}\t{interval}\t{source}\t{}\n",
+            e["type"].as_str().unwrap_or_default(),
+            e["reason"].as_str().unwrap_or_default(),
+            e["message"].as_str().unwrap_or_default().trim()
+        ));
+    }
+    DESCRIBE.format(&text)
 }
 
 /// `5 seconds ago` or `in 5 seconds`.
@@ -784,9 +844,9 @@ mod tests {
             format!("Name:\t\t{A}"),
             "Created:\t2 minutes ago".into(),
             "Annotations:\timage.openshift.io/dockerLayersOrder=ascending".into(),
-            "Image Size:\t251.2MB in 2 layers".into(),
-            format!("Layers:\t\t1.234kB\t{B}"),
-            format!("\t\t251.2MB\t{A}"),
+            "Image Size:\t239.60 MiB in 2 layers".into(),
+            format!("Layers:\t\t1.21 KiB\t{B}"),
+            format!("\t\t239.60 MiB\t{A}"),
             "Image Created:\t2 weeks ago".into(),
             "Author:\t\t<none>".into(),
             "Arch:\t\tamd64".into(),
@@ -804,6 +864,39 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
+    }
+
+    #[test]
+    fn sizes_read_as_the_progress_bars_print_them() {
+        for n in [0u64, 512, 1234, 60_010_000, 251_234_567, 2_000_000_000] {
+            assert_eq!(
+                human_size(n as i64),
+                indicatif::HumanBytes(n).to_string(),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_print_as_kubectl_describes_them() {
+        assert_eq!(events(&[], now()), "Events:  <none>\n");
+        let list = vec![
+            serde_json::json!({"type": "Warning", "reason": "ImportFailed",
+                "message": "NotFound: manifest unknown ", "count": 3,
+                "firstTimestamp": "2026-01-01T11:50:00Z", "lastTimestamp": "2026-01-01T11:59:00Z",
+                "source": {"component": "moor-importer"}}),
+            serde_json::json!({"type": "Normal", "reason": "Imported", "message": "ok",
+                "firstTimestamp": "2026-01-01T11:40:00Z", "lastTimestamp": "2026-01-01T11:40:00Z",
+                "reportingComponent": "moor"}),
+        ];
+        assert_eq!(
+            events(&list, now()),
+            "Events:\n\
+             \x20 Type     Reason        Age                From           Message\n\
+             \x20 ----     ------        ----               ----           -------\n\
+             \x20 Normal   Imported      20m                moor           ok\n\
+             \x20 Warning  ImportFailed  60s (x3 over 10m)  moor-importer  NotFound: manifest unknown\n"
+        );
     }
 
     #[test]

@@ -25,7 +25,16 @@ use crate::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match cli::unknown_flag_message(&e, std::env::args()) {
+            Some(text) => {
+                eprintln!("{text}");
+                return ExitCode::from(1);
+            }
+            None => e.exit(),
+        },
+    };
     let serving = matches!(cli.command, Command::Serve(_));
     logging::init(cli.global.log_format, cli.global.verbose, serving);
     match commands::run(cli).await {

@@ -241,8 +241,8 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
     );
     assert_eq!(
         ok(&server, &["set", "image-lookup", "keycloak"]),
-        "",
-        "nothing to change"
+        "imagestream.image.openshift.io/keycloak image lookup already enabled\n",
+        "nothing to change, as oc says it"
     );
     assert_eq!(
         ok(&server, &["set", "image-lookup", "--list"]),

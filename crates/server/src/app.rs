@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::{self, AuthLayer};
 use crate::metrics::{self, Metrics};
@@ -41,11 +41,22 @@ pub fn app(state: AppState) -> Router {
         state.auth.clone(),
         auth::require_auth,
     ));
-    let open = Router::new()
+    // Health probes answer 503 while the server starts (and kubelets and tests poll
+    // them): a 5xx of theirs is logged at debug, not as an ERROR.
+    let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        );
+    let open = Router::new()
         .route(
             "/version",
             get(|| async { axum::Json(moor_apimachinery::discovery::version()) }),
@@ -55,12 +66,14 @@ pub fn app(state: AppState) -> Router {
         Some(r) => open.merge(crate::registry::router(r.clone())),
         None => open,
     };
-    open.merge(protected)
+    let rest = open
+        .merge(protected)
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    health.merge(rest)
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -23,6 +23,8 @@ pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Errors that stop `moor serve` from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("data dir {} is in use by pid {pid}", path.display())]
+    InUse { path: PathBuf, pid: String },
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -296,8 +298,56 @@ pub fn upstream_config(opts: &ServeOptions) -> Result<crate::upstream::UpstreamC
     })
 }
 
+/// The lock file in the data dir: one server per data dir.
+pub const LOCK_FILE: &str = "moor.lock";
+
+/// Takes the data dir's advisory lock (an exclusive `flock` on `DIR/moor.lock`, the
+/// std API), creating the dir if needed, and writes this process's id into the file.
+/// Another server holding it fails this at once with [`ServeError::InUse`], before
+/// anything else in the dir is touched. The lock lasts as long as the returned file
+/// is open, and the kernel drops it when the process dies, even by SIGKILL.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
+    use std::io::{Read, Seek, Write};
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ServeError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut opts = std::fs::OpenOptions::new();
+    // Not truncated on open: the holder's pid stays readable until the lock is ours.
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut file = opts.open(dir.join(LOCK_FILE)).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = match pid.trim() {
+                "" => "unknown".to_string(),
+                p => p.to_string(),
+            };
+            return Err(ServeError::InUse {
+                path: dir.to_path_buf(),
+                pid,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(file)
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    // Held until this function returns (the server has stopped).
+    let _lock = lock_data_dir(&opts.data_dir)?;
     private_data_dir(&opts.data_dir).map_err(|source| ServeError::DataDir {
         path: opts.data_dir.clone(),
         source,

@@ -292,3 +292,32 @@ fn the_example_webhook_configuration_matches_what_is_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_namespace_moor_does_not_have_passes_with_a_warning() {
+    let h = setup().await;
+    let mut body = fixture("pod-create.json");
+    body["request"]["namespace"] = json!("elsewhere");
+    body["request"]["object"]["metadata"]["namespace"] = json!("elsewhere");
+    let r = review(&h, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let resp = &r.body["response"];
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(resp.get("patch").is_none(), "{resp}");
+    assert_eq!(
+        resp["warnings"],
+        json!([
+            "image policy: namespace \"elsewhere\" does not exist in moor, so short image names in it (keycloak) were not resolved; create it and its image streams in moor"
+        ])
+    );
+    // A namespace moor has, without the streams, passes quietly as before.
+    let r = h
+        .post(
+            "/api/v1/namespaces",
+            &json!({"metadata": {"name": "elsewhere"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = review(&h, &body).await;
+    assert!(r.body["response"]["warnings"].is_null(), "{}", r.text);
+}

@@ -1,5 +1,6 @@
 //! `moor describe is|istag [NAME...]`: fetches image streams or image stream tags and
-//! prints them in oc's describe layout (see [`crate::describe`]).
+//! prints them in oc's describe layout (see [`crate::describe`]); a stream ends with
+//! its Events, as kubectl's describers end.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +11,11 @@ use moor_api::image::{ImageStream, ImageStreamTag, split_image_stream_tag};
 use moor_api::scheduled::{ScheduledImport, ScheduledImportStatus};
 
 use super::{emit, finish, no_resources_message, note};
-use crate::client::Session;
+use serde_json::Value;
+
+use crate::client::{ListQuery, Session};
 use crate::error::CliError;
-use crate::resources::{IMAGE_STREAM_TAGS, IMAGE_STREAMS, resolve_args};
+use crate::resources::{EVENTS, IMAGE_STREAM_TAGS, IMAGE_STREAMS, resolve_args};
 
 pub(crate) const DESCRIBE_EXAMPLES: &str = "\
 Resource types: imagestreams (is), imagestreamtags (istag).
@@ -75,19 +78,48 @@ pub async fn run(session: &Session, args: DescribeArgs) -> Result<(), CliError> 
     let schedules = schedules(session, &streams).await;
     let now = jiff::Timestamp::now();
     let empty = BTreeMap::new();
-    let text: Vec<String> = streams
-        .iter()
-        .map(|s| {
-            let name = s.metadata.name.clone().unwrap_or_default();
-            crate::describe::image_stream_with_schedules(
-                s,
-                schedules.get(&name).unwrap_or(&empty),
-                now,
-            )
-        })
-        .collect();
+    let mut text: Vec<String> = Vec::new();
+    for s in &streams {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let mut t = crate::describe::image_stream_with_schedules(
+            s,
+            schedules.get(&name).unwrap_or(&empty),
+            now,
+        );
+        if let Some(events) = events_about(session, "ImageStream", &name).await {
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t.push_str(&crate::describe::events(&events, now));
+        }
+        text.push(t);
+    }
     emit(&text.join("\n\n"))?;
     finish(errors)
+}
+
+/// The events of the session's namespace about the object `kind`/`name`, listed by
+/// `involvedObject` as kubectl's describe lists them. Best effort: `None` when the
+/// server does not answer, and describe then prints no Events block.
+async fn events_about(session: &Session, kind: &str, name: &str) -> Option<Vec<Value>> {
+    let fields = format!(
+        "involvedObject.kind={kind},involvedObject.name={name},involvedObject.namespace={}",
+        session.namespace
+    );
+    let query = ListQuery {
+        labels: None,
+        fields: Some(&fields),
+    };
+    match session
+        .list_json_query(&EVENTS, Some(&session.namespace), &query)
+        .await
+    {
+        Ok(list) => Some(list["items"].as_array().cloned().unwrap_or_default()),
+        Err(e) => {
+            tracing::debug!(error = %e, "no events");
+            None
+        }
+    }
 }
 
 /// The scheduler's records (`scheduledimports.moor.io`) of the streams' tags, by

@@ -1,17 +1,23 @@
 //! `moor get TYPE [NAME...]`: the server's Table (default and `-o wide`), or the
-//! objects as YAML, JSON, names or a JSONPath template.
+//! objects as YAML, JSON, names or a JSONPath template; selected by labels (`-l`) and
+//! fields (`--field-selector`), sorted (`--sort-by`), and watched (`-w`) as kubectl
+//! does.
+
+use std::cmp::Ordering;
 
 use clap::Args;
+use futures::StreamExt;
 use jiff::Timestamp;
 use moor_api::table::Table;
 use serde_json::Value;
 
 use super::{emit, finish, no_resources_message, note};
-use crate::client::Session;
+use crate::client::{ClientError, ListQuery, Session};
 use crate::error::CliError;
+use crate::printers::jsonpath::Template;
 use crate::printers::table::{TableOptions, TablePrinter};
-use crate::printers::{OutputFormat, print_objects};
-use crate::resources::resolve_args;
+use crate::printers::{OutputFormat, PrintError, print_objects};
+use crate::resources::{ResourceType, resolve_args};
 
 pub(crate) const GET_EXAMPLES: &str = "\
 Resource types: imagestreams (is), imagestreamtags (istag), images, namespaces (ns),
@@ -33,7 +39,13 @@ Examples:
   # Fields picked with a kubectl-style JSONPath template
   moor get is keycloak -o jsonpath='{.status.dockerImageRepository}'
   moor get is -o jsonpath='{.items[*].metadata.name}'
-  moor get istag -o jsonpath='{range .items[*]}{.metadata.name}{\"\\n\"}{end}'";
+  moor get istag -o jsonpath='{range .items[*]}{.metadata.name}{\"\\n\"}{end}'
+
+  # Selected by labels or fields, sorted, watched for changes
+  moor get is -l team=web
+  moor get events --field-selector involvedObject.name=keycloak
+  moor get istag --sort-by=.metadata.creationTimestamp
+  moor get is -w";
 
 /// Flags of `moor get`.
 #[derive(Debug, Args)]
@@ -58,6 +70,18 @@ pub struct GetArgs {
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
 
+    /// Only resources whose fields match this selector, e.g. metadata.name=keycloak
+    #[arg(long, value_name = "SELECTOR")]
+    pub field_selector: Option<String>,
+
+    /// Sort the list by this JSONPath expression, e.g. .metadata.name or '{.metadata.creationTimestamp}'
+    #[arg(long, value_name = "JSONPATH", value_parser = parse_sort_by)]
+    pub sort_by: Option<Template>,
+
+    /// After listing, watch for changes and print each changed resource
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+
     /// Print the table without its header line
     #[arg(long)]
     pub no_headers: bool,
@@ -68,6 +92,58 @@ pub fn parse_output(s: &str) -> Result<OutputFormat, String> {
     OutputFormat::parse(s).map_err(|e| e.to_string())
 }
 
+/// A whole object as what `--sort-by` looks into.
+fn itself(v: &Value) -> Option<&Value> {
+    Some(v)
+}
+
+/// Parses `--sort-by`: a JSONPath expression, braces optional, as kubectl takes it.
+pub fn parse_sort_by(s: &str) -> Result<Template, String> {
+    let expr = s.trim();
+    let template = if expr.starts_with('{') {
+        expr.to_string()
+    } else {
+        format!("{{{expr}}}")
+    };
+    Template::parse(&template).map_err(|e| e.to_string())
+}
+
+/// Orders two values picked by `--sort-by`: numbers by value, everything else by its
+/// text; a missing value first.
+fn compare_picked(a: &Option<Value>, b: &Option<Value>) -> Ordering {
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// Sorts `items` stably by what `template` picks from `object_of(item)`.
+fn sort_by<T>(
+    items: &mut Vec<T>,
+    template: &Template,
+    object_of: impl Fn(&T) -> Option<&Value>,
+) -> Result<(), PrintError> {
+    let mut keyed: Vec<(Option<Value>, usize)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let picked = match object_of(item) {
+            Some(o) => template.values(o)?.into_iter().next(),
+            None => None,
+        };
+        keyed.push((picked, i));
+    }
+    keyed.sort_by(|a, b| compare_picked(&a.0, &b.0));
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(keyed.into_iter().filter_map(|(_, i)| slots[i].take()));
+    Ok(())
+}
+
 /// Runs `moor get ...`.
 pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
     let (ty, names) = resolve_args(&args.resource, &args.names)?;
@@ -76,41 +152,67 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
             "a resource cannot be retrieved by name across all namespaces".into(),
         ));
     }
+    if args.watch && names.len() > 1 {
+        return Err(CliError::Usage(
+            "you may only specify a single resource type and name to watch".into(),
+        ));
+    }
     let namespace = if args.all_namespaces {
         None
     } else {
         session.namespace_for(ty)
     };
-    let selector = args.selector.as_deref();
+    let query = ListQuery {
+        labels: args.selector.as_deref(),
+        fields: args.field_selector.as_deref(),
+    };
     let mut errors: Vec<CliError> = Vec::new();
+    let table_opts = TableOptions {
+        wide: args.output.is_some(),
+        with_namespace: args.all_namespaces && ty.namespaced,
+        no_headers: args.no_headers,
+    };
+    // The resource version the listing was read at, where a watch starts.
+    let resource_version: String;
 
     match &args.output {
         None | Some(OutputFormat::Wide) => {
             let mut table = Table::default();
             if names.is_empty() {
-                table = Table::from_value(session.get_table(ty, namespace, None, selector).await?)?;
+                table = Table::from_value(
+                    session
+                        .get_table(ty, namespace, None, &query, args.sort_by.is_some())
+                        .await?,
+                )?;
             }
             for name in &names {
-                match session.get_table(ty, namespace, Some(name), None).await {
+                match session
+                    .get_table(ty, namespace, Some(name), &ListQuery::default(), false)
+                    .await
+                {
                     Ok(v) => table.extend(Table::from_value(v)?),
                     Err(e) => errors.push(e.into()),
                 }
             }
-            let opts = TableOptions {
-                wide: args.output.is_some(),
-                with_namespace: args.all_namespaces && ty.namespaced,
-                no_headers: args.no_headers,
-            };
-            let text = table.render(opts, Timestamp::now());
+            if let Some(template) = &args.sort_by {
+                sort_by(&mut table.rows, template, |r| r.object.as_ref())?;
+            }
+            resource_version = list_version(&table.metadata.resource_version, &table.rows);
+            let text = table.render(table_opts, Timestamp::now());
             emit(&text)?;
-            if text.is_empty() && errors.is_empty() {
+            if text.is_empty() && errors.is_empty() && !args.watch {
                 note(&no_resources_message(namespace));
             }
         }
         Some(format) => {
             let mut objects = Vec::new();
+            let mut list_rv = None;
             if names.is_empty() {
-                let list = session.list_json(ty, namespace, selector).await?;
+                let list = session.list_json_query(ty, namespace, &query).await?;
+                list_rv = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 if let Some(Value::Array(items)) = list.get("items") {
                     objects.extend(items.iter().cloned());
                 }
@@ -121,10 +223,140 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
                     Err(e) => errors.push(e.into()),
                 }
             }
+            if let Some(template) = &args.sort_by {
+                sort_by(&mut objects, template, itself)?;
+            }
+            resource_version = list_rv.unwrap_or_else(|| {
+                objects
+                    .iter()
+                    .filter_map(|o| o.pointer("/metadata/resourceVersion")?.as_str())
+                    .max_by_key(|rv| rv.parse::<u64>().unwrap_or(0))
+                    .unwrap_or("0")
+                    .to_string()
+            });
             if !(names.len() == 1 && objects.is_empty()) {
                 emit(&print_objects(format, ty, objects, names.len() == 1)?)?;
             }
         }
     }
+    if args.watch && errors.is_empty() {
+        // One name is watched as kubectl does: the collection, selected by name.
+        let by_name = names.first().map(|n| format!("metadata.name={n}"));
+        let query = match &by_name {
+            Some(f) => ListQuery {
+                labels: None,
+                fields: Some(f.as_str()),
+            },
+            None => query,
+        };
+        return watch(
+            session,
+            ty,
+            namespace,
+            query,
+            resource_version,
+            &args,
+            table_opts,
+        )
+        .await;
+    }
     finish(errors)
+}
+
+/// The resource version a Table was read at; for a Table of single objects (no list
+/// version), the newest of its rows'.
+fn list_version(list: &Option<String>, rows: &[moor_api::table::TableRow]) -> String {
+    if let Some(rv) = list.as_ref().filter(|rv| !rv.is_empty()) {
+        return rv.clone();
+    }
+    rows.iter()
+        .filter_map(|r| {
+            r.object
+                .as_ref()?
+                .pointer("/metadata/resourceVersion")?
+                .as_str()
+        })
+        .max_by_key(|rv| rv.parse::<u64>().unwrap_or(0))
+        .unwrap_or("0")
+        .to_string()
+}
+
+/// `-w`: prints each added, changed or deleted resource as it happens (a table row
+/// without the header, or the object in the chosen format), until interrupted. A
+/// watch the server ends is started again from the last version seen.
+async fn watch(
+    session: &Session,
+    ty: &'static ResourceType,
+    namespace: Option<&str>,
+    query: ListQuery<'_>,
+    mut resource_version: String,
+    args: &GetArgs,
+    table_opts: TableOptions,
+) -> Result<(), CliError> {
+    let as_table = matches!(args.output, None | Some(OutputFormat::Wide));
+    let row_opts = TableOptions {
+        no_headers: true,
+        ..table_opts
+    };
+    loop {
+        let events = session
+            .watch(ty, namespace, &query, &resource_version, as_table)
+            .await?;
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let object = event.get("object").cloned().unwrap_or(Value::Null);
+            match event.get("type").and_then(Value::as_str) {
+                Some("ERROR") => {
+                    let status: kube::core::Status = serde_json::from_value(object)
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    return Err(ClientError::Api(Box::new(status)).into());
+                }
+                Some("BOOKMARK") => {}
+                _ if as_table => {
+                    let table = Table::from_value(object)?;
+                    emit(&table.render(row_opts, Timestamp::now()))?;
+                }
+                _ => {
+                    let format = args.output.as_ref().unwrap_or(&OutputFormat::Wide);
+                    emit(&print_objects(format, ty, vec![object.clone()], true)?)?;
+                }
+            }
+            if let Some(rv) = event
+                .pointer("/object/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty())
+            {
+                resource_version = rv.to_string();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sort_by_orders_numbers_by_value_and_keeps_ties_in_order() {
+        let t = parse_sort_by(".spec.n").unwrap();
+        let mut items = vec![
+            json!({"id": "a", "spec": {"n": 10}}),
+            json!({"id": "b", "spec": {"n": 9}}),
+            json!({"id": "c"}),
+            json!({"id": "d", "spec": {"n": 10}}),
+            json!({"id": "e", "spec": {"n": 1.5}}),
+        ];
+        sort_by(&mut items, &t, itself).unwrap();
+        let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["c", "e", "b", "a", "d"]);
+        let t = parse_sort_by("{.metadata.name}").unwrap();
+        let mut items = vec![
+            json!({"metadata": {"name": "b"}}),
+            json!({"metadata": {"name": "a"}}),
+        ];
+        sort_by(&mut items, &t, itself).unwrap();
+        assert_eq!(items[0]["metadata"]["name"], "a");
+    }
 }

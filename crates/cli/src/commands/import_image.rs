@@ -824,7 +824,7 @@ mod tests {
             Image Name:\tkc:1\n\
             Docker Image:\tquay.io/k/k@sha256:aa\n\
             Name:\t\tsha256:aa\n\
-            Layer Size:\t0B\n\
+            Layer Size:\t0 B\n\
             Image Created:\tAbout an hour ago\n\
             Author:\t\t<none>\n\
             Arch:\t\tamd64\n\

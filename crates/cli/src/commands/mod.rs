@@ -2,6 +2,7 @@
 //! Commands call the client, the printers and the describers, and write to
 //! stdout/stderr; they return a [`CliError`] for `main` to print.
 
+pub(crate) mod completion;
 pub(crate) mod create;
 pub(crate) mod delete;
 pub(crate) mod describe;
@@ -15,6 +16,7 @@ pub(crate) mod rollout;
 pub(crate) mod serve;
 pub(crate) mod set;
 pub(crate) mod tag;
+pub(crate) mod version;
 
 pub use import_image::ImportImageError;
 pub use mirror::MirrorError;
@@ -45,6 +47,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let session = connect(&global).await?;
             prune::run(&session, global.namespace.as_deref(), args).await
         }
+        Command::Version(args) => version::run(args, || connect(&global)).await,
+        Command::Completion(args) => completion::run(args),
     }
 }
 

@@ -178,8 +178,14 @@ fn render(status: &ImagePruneStatus) -> String {
     out
 }
 
-/// `deleted 2 image object(s), ...` as oc sums up, with the bytes freed.
+/// `deleted 2 image object(s), ...` as oc sums up, with the bytes freed; a dry run
+/// says `would delete` (and `would update`, `would free`).
 fn summary(status: &ImagePruneStatus) -> String {
+    let (deleted, updated) = if status.dry_run {
+        ("would delete", "would update")
+    } else {
+        ("deleted", "updated")
+    };
     let count = |kind: &str| status.links.iter().filter(|l| l.kind == kind).count();
     let parts: Vec<String> = [
         (status.images.len(), "deleted {} image object(s)"),
@@ -195,10 +201,14 @@ fn summary(status: &ImagePruneStatus) -> String {
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)
-    .map(|(n, text)| text.replace("{}", &n.to_string()))
+    .map(|(n, text)| {
+        text.replace("{}", &n.to_string())
+            .replace("deleted", deleted)
+            .replace("updated", updated)
+    })
     .collect();
     if parts.is_empty() {
-        return "deleted 0 objects".into();
+        return format!("{deleted} 0 objects");
     }
     let mut text = parts.join(", ");
     if status.bytes_freed > 0 {
@@ -256,11 +266,31 @@ mod tests {
              Deleting blob sha256:1\n\
              Summary: deleted 1 image object(s), deleted 2 image stream tag item(s), \
              updated 1 image stream(s), deleted 1 manifest link(s), deleted 1 blob(s), \
-             freed 1.5kB\n"
+             freed 1.46 KiB\n"
         );
         assert_eq!(
             render(&ImagePruneStatus::default()),
             "Summary: deleted 0 objects\n"
+        );
+        let dry = ImagePruneStatus {
+            dry_run: true,
+            ..status
+        };
+        assert!(
+            render(&dry).ends_with(
+                "Summary: would delete 1 image object(s), would delete 2 image stream tag item(s), \
+                 would update 1 image stream(s), would delete 1 manifest link(s), would delete 1 blob(s), \
+                 would free 1.46 KiB\n"
+            ),
+            "{}",
+            render(&dry)
+        );
+        assert_eq!(
+            summary(&ImagePruneStatus {
+                dry_run: true,
+                ..Default::default()
+            }),
+            "would delete 0 objects"
         );
     }
 }

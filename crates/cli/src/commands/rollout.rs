@@ -7,7 +7,10 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::emit;
+use moor_api::image::TRIGGER_ANNOTATION;
+use moor_api::lookup::parse_triggers;
+
+use super::{emit, note};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::printers::tabwriter::TabWriter;
@@ -396,6 +399,24 @@ async fn undo(session: &Session, name: &str, to_revision: i64) -> Result<(), Cli
             }
         }
     }
+    // A trigger that follows a tag would set the image straight back: pause the
+    // Deployment's image triggers in the same write, as `oc rollback` does.
+    let paused = match own
+        .and_then(|a| a.get(TRIGGER_ANNOTATION))
+        .and_then(Value::as_str)
+    {
+        Some(current) => match pause_triggers(current) {
+            Some((value, tags)) => {
+                annotations.insert(TRIGGER_ANNOTATION.to_string(), Value::from(value));
+                tags
+            }
+            None => {
+                annotations.insert(TRIGGER_ANNOTATION.to_string(), Value::from(current));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
     let patch = json!([
         {"op": "replace", "path": "/spec/template", "value": template},
         {"op": "add", "path": "/metadata/annotations", "value": annotations},
@@ -409,12 +430,52 @@ async fn undo(session: &Session, name: &str, to_revision: i64) -> Result<(), Cli
             &patch,
         )
         .await?;
-    emit(&format!("{qualified} rolled back\n"))
+    emit(&format!("{qualified} rolled back\n"))?;
+    if !paused.is_empty() {
+        note(&format!(
+            "Warning: the following images triggers were disabled: {}\n  You can re-enable them with: moor set triggers deploy/{name} --auto",
+            paused.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The trigger annotation `current` with every image trigger paused, and the tags of
+/// the triggers that were not paused before; `None` when none was active (or the
+/// annotation does not parse, when it is left as it is).
+fn pause_triggers(current: &str) -> Option<(String, Vec<String>)> {
+    let mut triggers = parse_triggers(current).ok()?;
+    let mut tags: Vec<String> = Vec::new();
+    for t in triggers.iter_mut().filter(|t| !t.paused) {
+        t.paused = true;
+        let tag = if t.from.namespace.is_empty() {
+            t.from.name.clone()
+        } else {
+            format!("{}/{}", t.from.namespace, t.from.name)
+        };
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.is_empty() {
+        return None;
+    }
+    Some((serde_json::to_string(&triggers).ok()?, tags))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rolling_back_pauses_the_active_image_triggers() {
+        let ann = r#"[{"from":{"kind":"ImageStreamTag","name":"keycloak:20.0"},"fieldPath":"spec.template.spec.containers[?(@.name==\"a\")].image"},{"from":{"kind":"ImageStreamTag","name":"db:1","namespace":"shared"},"fieldPath":"spec.template.spec.containers[?(@.name==\"b\")].image","paused":true}]"#;
+        let (value, tags) = pause_triggers(ann).unwrap();
+        assert_eq!(tags, ["keycloak:20.0"]);
+        assert!(parse_triggers(&value).unwrap().iter().all(|t| t.paused));
+        assert_eq!(pause_triggers(&value), None, "nothing left to pause");
+        assert_eq!(pause_triggers("not json"), None);
+    }
 
     #[test]
     fn only_deployments_have_a_history_here() {

@@ -3,7 +3,8 @@
 //! `resolve-names` annotation of its pod template; triggers live in the
 //! `image.openshift.io/triggers` annotation (and, for a Deployment, the config trigger
 //! is `!spec.paused`). Each object is read, changed, and sent as a merge patch; an
-//! object that would not change is not written and not printed, as oc does.
+//! object that would not change is not written (image lookup then says it is
+//! `already enabled`, as oc does).
 
 use clap::{ArgAction, Args, Subcommand};
 use moor_api::DockerImageReference;
@@ -275,7 +276,11 @@ async fn image_lookup(session: &Session, a: SetImageLookupArgs) -> Result<(), Cl
             })
         };
         let Some(patch) = patch else {
-            tracing::info!("{} was not changed", table_name(ty, &name));
+            emit(&format!(
+                "{}/{name} image lookup already {}\n",
+                ty.qualified_singular(),
+                if a.enabled { "enabled" } else { "disabled" }
+            ))?;
             continue;
         };
         match session

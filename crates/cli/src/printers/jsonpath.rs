@@ -115,6 +115,19 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The values the template's first expression selects in `data` (for
+    /// `--sort-by`); empty when it has no expression or selects nothing.
+    pub fn values(&self, data: &Value) -> Result<Vec<Value>, TemplateError> {
+        for node in &self.nodes {
+            if let Node::Expr { source, path } = node {
+                return Ok(query(data, path, source)?.into_iter().cloned().collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
 fn push(stack: &mut [Frame], node: Node) {
     if let Some((nodes, _)) = stack.last_mut() {
         nodes.push(node);

@@ -137,44 +137,18 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
-/// The seed's YAML block that contains `needle` (from ../shared/seed), verbatim.
+/// The seed's YAML file under `examples/` that contains `needle`, verbatim (the
+/// repository's own copy: tests read nothing outside the repository).
 pub fn seed_yaml(needle: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed");
-    let mut found = None;
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let mut in_yaml = false;
-            let mut block: Vec<String> = Vec::new();
-            for line in text.lines() {
-                let t = line.trim();
-                if t.starts_with("```yaml") {
-                    in_yaml = true;
-                    block.clear();
-                    continue;
-                }
-                if in_yaml && t.starts_with("```") {
-                    in_yaml = false;
-                    let indent = block
-                        .iter()
-                        .filter(|l| !l.trim().is_empty())
-                        .map(|l| l.len() - l.trim_start().len())
-                        .min()
-                        .unwrap_or(0);
-                    let yaml: String = block
-                        .iter()
-                        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("").trim_end()))
-                        .collect();
-                    if yaml.contains(needle) && found.is_none() {
-                        found = Some(yaml);
-                    }
-                    continue;
-                }
-                if in_yaml {
-                    block.push(line.to_string());
-                }
-            }
-        }
-    }
-    found.unwrap_or_else(|| panic!("no YAML block with {needle:?} in {}", dir.display()))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .find(|text| text.contains(needle))
+        .unwrap_or_else(|| panic!("no YAML file with {needle:?} in {}", dir.display()))
 }

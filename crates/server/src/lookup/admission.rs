@@ -5,7 +5,8 @@
 //! moor's stored image streams, and answers with a JSONPatch of the resolved images.
 //! It never calls a registry. It denies, with the reason, a short name of a stream that
 //! has lookup on but no usable image (fail closed), and an invalid triggers annotation.
-//! Objects with a controller owner and other kinds or operations pass unchanged.
+//! Objects with a controller owner and other kinds or operations pass unchanged. A
+//! workload of a namespace moor does not have passes with a warning saying so.
 
 use std::sync::Arc;
 
@@ -230,6 +231,18 @@ pub async fn decide(webhook: &Webhook, req: &AdmissionRequest<DynamicObject>) ->
     .await
 }
 
+/// Whether moor has the namespace (a store error counts as yes: no warning then).
+async fn namespace_exists(api: &ApiServer, namespace: &str) -> bool {
+    let Some(namespaces) = api.storage("", "v1", "namespaces") else {
+        return true;
+    };
+    let ctx = crate::apiserver::resource::RequestContext::default();
+    !matches!(
+        namespaces.get(&ctx, None, namespace).await,
+        Err(ApiError::NotFound { .. })
+    )
+}
+
 /// What the webhook answers for a request about a workload.
 pub async fn decide_workload(webhook: &Webhook, review: WorkloadReview) -> AdmissionResponse {
     let WorkloadReview {
@@ -307,6 +320,16 @@ pub async fn decide_workload(webhook: &Webhook, review: WorkloadReview) -> Admis
         return deny(&base, 422, "Invalid", format!("image policy: {msg}"));
     }
     if res.rewrites.is_empty() {
+        // A namespace the cluster opted in but moor does not have resolves nothing:
+        // say so rather than pass the short names through unnoticed.
+        if streams.is_empty() && !namespace_exists(api, &namespace).await {
+            let mut resp = base;
+            resp.warnings = Some(vec![format!(
+                "image policy: namespace {namespace:?} does not exist in moor, so short image names in it ({}) were not resolved; create it and its image streams in moor",
+                names.iter().cloned().collect::<Vec<_>>().join(", ")
+            )]);
+            return resp;
+        }
         return base;
     }
     let ops: Vec<Value> = res

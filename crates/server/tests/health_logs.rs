@@ -1,0 +1,86 @@
+//! Health probes while the server starts: `/readyz` answers 503 until startup is done,
+//! and that answer is logged at debug, not as an ERROR line (a log a user reads at
+//! every start). Other 5xx answers are still errors.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
+use moor_server::metrics::Metrics;
+use moor_server::{AppState, app};
+use moor_store::MemoryStore;
+use tower::ServiceExt;
+
+/// Log lines, collected.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn readyz_while_starting_logs_at_debug_not_error() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let api = Arc::new(ApiServer::new(
+        Arc::new(MemoryStore::new()),
+        ApiConfig {
+            registry_hostname: "registry.test:5000".into(),
+            server_address: "127.0.0.1:0".into(),
+            serving: Default::default(),
+            max_images_bulk: 3,
+        },
+        Arc::new(NoRegistry),
+    ));
+    let router = app(AppState {
+        api,
+        auth: AuthLayer {
+            authn: Arc::new(TokenHashes::for_token(TOKEN)),
+            authz: Arc::new(AllowAuthenticated),
+        },
+        metrics: Metrics::new(),
+        ready: Arc::new(AtomicBool::new(false)),
+        registry: None,
+    });
+    let resp = router
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = lines.text();
+    assert!(
+        text.contains("DEBUG") && text.contains("503"),
+        "the 503 is logged at debug:\n{text}"
+    );
+    assert!(!text.contains("ERROR"), "no ERROR line:\n{text}");
+}
