@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
-use moor_server::apiserver::{ApiConfig, ApiServer};
+use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::metrics::Metrics;
 use moor_server::{AppState, app};
@@ -52,16 +52,16 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let api = Arc::new(ApiServer::new(
+    let (api, _importer) = moor_server::apiserver::build(
         Arc::new(MemoryStore::new()),
-        ApiConfig {
+        &ApiConfig {
             registry_hostname: "registry.test:5000".into(),
             server_address: "127.0.0.1:0".into(),
             serving: Default::default(),
             max_images_bulk: 3,
         },
         Arc::new(NoRegistry),
-    ));
+    );
     let router = app(AppState {
         api,
         auth: AuthLayer {

@@ -236,7 +236,7 @@ async fn namespace_exists(api: &ApiServer, namespace: &str) -> bool {
     let Some(namespaces) = api.storage("", "v1", "namespaces") else {
         return true;
     };
-    let ctx = crate::apiserver::resource::RequestContext::default();
+    let ctx = moor_apimachinery::resource::RequestContext::default();
     !matches!(
         namespaces.get(&ctx, None, namespace).await,
         Err(ApiError::NotFound { .. })
