@@ -8,15 +8,14 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moor_testkit::server::IS;
 use support::*;
-
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = MoorServer::start(&data, &[]);
+    let mut server = start(&data, &[]);
     let client = server.client();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -56,7 +55,7 @@ async fn acknowledged_writes_survive_kill_9() {
         acked.len()
     );
 
-    let server = MoorServer::start(&data, &[]);
+    let server = start(&data, &[]);
     let list: serde_json::Value = server
         .client()
         .get(format!("{}{IS}", server.url))

@@ -5,85 +5,34 @@
 //! newest entry, an entry a Deployment pins by digest, a list's children, an image a
 //! spec tag names, blobs shared with a kept image. Also the endpoint's Status errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use moor_api::Digest;
 use moor_api::image::{DockerImageMetadata, Image, ImageLayer, ImageManifest};
-use moor_server::apiserver::stored::ServingConfig;
-use moor_server::apiserver::{ApiConfig, ApiServer};
-use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
-use moor_server::metrics::Metrics;
+use moor_server::apiserver::ApiServer;
+use moor_server::registry::Registry;
 use moor_server::registry::storage::BlobStore;
-use moor_server::registry::{Registry, RegistryConfig};
-use moor_server::upstream::{UpstreamClient, UpstreamConfig};
-use moor_server::{AppState, app};
-use moor_store::MemoryStore;
+use moor_testkit::server::*;
 use serde_json::{Value, json};
 
-const HOST: &str = "registry.test:5000";
+const HOST: &str = REGISTRY_HOST;
 const PRUNES: &str = "/apis/moor.io/v1/imageprunes";
 
 struct Setup {
-    h: Harness,
+    h: MoorServer,
     api: Arc<ApiServer>,
     reg: Arc<Registry>,
-    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn moor_store::Store> = Arc::new(MemoryStore::new());
-    let config = ApiConfig {
-        registry_hostname: HOST.into(),
-        server_address: "127.0.0.1:0".into(),
-        serving: ServingConfig::default(),
-        max_images_bulk: 3,
-    };
-    let api = Arc::new(ApiServer::new(store.clone(), config, Arc::new(NoRegistry)));
-    api.bootstrap().await.unwrap();
-    let auth = AuthLayer {
-        authn: Arc::new(TokenHashes::for_token(TOKEN)),
-        authz: Arc::new(AllowAuthenticated),
-    };
-    let reg = Arc::new(
-        Registry::new(
-            RegistryConfig {
-                root: dir.path().to_path_buf(),
-                hostname: HOST.into(),
-                tls: false,
-                anonymous_pull: false,
-                uploads: Default::default(),
-            },
-            api.importer(),
-            UpstreamClient::new(UpstreamConfig::default()).unwrap(),
-            auth.clone(),
-        )
-        .unwrap(),
-    );
-    let state = AppState {
-        api: api.clone(),
-        auth,
-        metrics: Metrics::new(),
-        ready: Arc::new(AtomicBool::new(true)),
-        registry: Some(reg.clone()),
-    };
-    Setup {
-        h: Harness {
-            router: app(state),
-            store,
-        },
-        api,
-        reg,
-        _dir: dir,
-    }
+    let h = MoorServer::start().await;
+    let api = h.api.clone();
+    let reg = h.registry.clone().expect("moor serves a registry");
+    Setup { h, api, reg }
 }
 
 /// Puts `bytes` in the blob store; returns the digest.
@@ -165,7 +114,7 @@ fn strings(v: &Value, pointer: &str, field: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-async fn history(h: &Harness, stream: &str) -> Vec<String> {
+async fn history(h: &MoorServer, stream: &str) -> Vec<String> {
     let s = h.get(&format!("{IS}/{stream}")).await.body;
     s["status"]["tags"]
         .as_array()
@@ -180,7 +129,7 @@ async fn history(h: &Harness, stream: &str) -> Vec<String> {
         .collect()
 }
 
-async fn prune(h: &Harness, spec: Value) -> Value {
+async fn prune(h: &MoorServer, spec: Value) -> Value {
     let r = h
         .post(
             PRUNES,
@@ -194,7 +143,7 @@ async fn prune(h: &Harness, spec: Value) -> Value {
 
 #[tokio::test]
 async fn prune_keeps_what_is_named_and_removes_the_rest() {
-    let Setup { h, api, reg, _dir } = setup().await;
+    let Setup { h, api, reg } = setup().await;
     let blobs = &reg.blobs;
     let importer = api.importer();
     let v1 = image(blobs, "v1", &["layer a", "shared"], &[]);
@@ -328,7 +277,7 @@ async fn prune_keeps_what_is_named_and_removes_the_rest() {
 
 #[tokio::test]
 async fn young_things_are_kept_by_default() {
-    let Setup { h, api, reg, _dir } = setup().await;
+    let Setup { h, api, reg } = setup().await;
     let importer = api.importer();
     for n in ["a", "b", "c", "d", "e"] {
         let i = image(&reg.blobs, n, &[n], &[]);
@@ -379,7 +328,7 @@ async fn the_endpoint_answers_with_statuses() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // Without a registry there is nothing to prune.
-    let bare = harness().await;
+    let bare = MoorServer::builder().api_only().start().await;
     let r = bare.post(PRUNES, &json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["kind"], "Status");

@@ -4,8 +4,6 @@
 //! manifests, slow answers. Every server listens on 127.0.0.1; `quay.io` is resolved to
 //! a closed loopback port so that no request can leave the machine.
 
-mod support;
-
 /// Named `upstream` so that `cargo test -p moor-server upstream` selects these tests.
 mod upstream {
     use std::collections::HashSet;
@@ -14,9 +12,6 @@ mod upstream {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant, SystemTime};
 
-    use crate::support::registry::{
-        Distribution, DistributionOptions, Format, ImageSpec, OciLayout, closed_addr,
-    };
     use axum::Router;
     use axum::body::Body;
     use axum::extract::{Path, Query, State};
@@ -33,6 +28,9 @@ mod upstream {
     use moor_server::upstream::{
         Credentials, FetchOptions, ManifestContent, Mirror, Scheme, Timeouts, UpstreamClient,
         UpstreamConfig, UpstreamError,
+    };
+    use moor_testkit::{
+        Distribution, DistributionOptions, Format, ImageSpec, OciLayout, closed_addr,
     };
 
     // ---------------------------------------------------------------------------------------
