@@ -457,7 +457,44 @@ fn triggers_roll_deployments_forward_and_back() {
         "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
     );
 
+    // A sentinel deployment follows keycloak:sentinel. The controller handles stream
+    // events in order, so once a later move of that tag has patched the sentinel, an
+    // earlier event of keycloak:20.0 has been decided: the positive signal the
+    // "nothing written" checks below wait for.
+    server.ok(&[
+        "create",
+        "istag",
+        "keycloak:sentinel",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
+    wait_tag(&kc, "keycloak", "sentinel", &d1, 1);
+    server.ok(&[
+        "create",
+        "deployment",
+        "zz-sentinel",
+        "--image",
+        "keycloak:sentinel",
+    ]);
+    server.ok(&[
+        "set",
+        "triggers",
+        "deploy/zz-sentinel",
+        "--from-image",
+        "keycloak:sentinel",
+    ]);
+    // Moves the sentinel's tag to `version` and waits until the sentinel runs `pinned`.
+    let sentinel = |version: &str, pinned: &str| {
+        server.ok(&[
+            "tag",
+            &format!("quay.io/keycloak/keycloak:{version}"),
+            "keycloak:sentinel",
+        ]);
+        wait_image(&kc, "zz-sentinel", pinned);
+    };
+
     // The same digest again (a re-import of 20.0.2 lands on d1): nothing changes.
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
     let rv = d["metadata"]["resourceVersion"].clone();
     server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"]);
     wait(
@@ -469,7 +506,7 @@ fn triggers_roll_deployments_forward_and_back() {
                 && s["status"]["tags"][0]["items"][0]["image"] == d1.as_str()
         },
     );
-    std::thread::sleep(Duration::from_millis(700));
+    sentinel("20.0.3", &p2);
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
     assert_eq!(
         d["metadata"]["resourceVersion"], rv,
@@ -482,7 +519,7 @@ fn triggers_roll_deployments_forward_and_back() {
     assert_eq!(d["spec"]["paused"], true);
     server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     wait_tag(&kc, "keycloak", "20.0", &d2, 4);
-    std::thread::sleep(Duration::from_millis(700));
+    sentinel("20.0.2", &p1);
     assert_eq!(
         image_of(&get_json(&kc, &["deploy", "mykeycloak"])),
         p1,

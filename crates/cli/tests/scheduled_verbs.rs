@@ -99,8 +99,12 @@ fn describe_with(server: &MoorProcess, wanted: &[&str]) -> String {
 
 /// The `lastCheckTime` of the record of `keycloak:nightly`.
 fn last_check(server: &MoorProcess) -> Option<String> {
-    let (success, out, _) =
-        server.moor(&["get", "scheduledimports", "keycloak:nightly", "-o", "json"]);
+    last_check_of(server, "keycloak:nightly")
+}
+
+/// The `lastCheckTime` of the record of `stream_tag`.
+fn last_check_of(server: &MoorProcess, stream_tag: &str) -> Option<String> {
+    let (success, out, _) = server.moor(&["get", "scheduledimports", stream_tag, "-o", "json"]);
     if !success {
         return None;
     }
@@ -162,6 +166,13 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
         "the new image took {took:?}"
     );
 
+    // A sentinel tag scheduled from the same source: its checks show the scheduler
+    // at work while keycloak:nightly is rolled back.
+    server.ok(&["tag", SOURCE, "sentinel:nightly", "--scheduled"]);
+    wait(&server, "the sentinel's first check", TIMEOUT, || {
+        last_check_of(&server, "sentinel:nightly")
+    });
+
     // A rollback pins the tag to an image of its history: no more checks.
     server.ok(&["rollback", "keycloak:nightly"]);
     wait(&server, "the rollback", TIMEOUT, || {
@@ -179,7 +190,15 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
     );
     assert!(!described.contains("next check:"), "{described}");
     let stopped_at = last_check(&server);
-    std::thread::sleep(2 * INTERVAL);
+    // Three checks of the sentinel later (at least two intervals), a check of
+    // keycloak:nightly would have come had it stayed scheduled.
+    let mut sentinel = last_check_of(&server, "sentinel:nightly");
+    for _ in 0..3 {
+        let before = sentinel.clone();
+        sentinel = Some(wait(&server, "a check of the sentinel", TIMEOUT, || {
+            last_check_of(&server, "sentinel:nightly").filter(|t| Some(t) != before.as_ref())
+        }));
+    }
     assert_eq!(
         last_check(&server),
         stopped_at,

@@ -490,7 +490,18 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
     let moor = Moor::start(open_sqlite(&db), &[&proxy.host], unlimited()).await;
     // Moor is down until it has started again (on a loaded machine that takes a while).
     let down = Instant::now() - stopped;
-    tokio::time::sleep(2 * INTERVAL).await;
+    // Every tag checked again since the restart: then nothing re-imported by then.
+    wait_until(
+        "a check of every tag after the restart",
+        Duration::from_secs(60),
+        || async {
+            let hits = proxy.log.since(restarted);
+            names
+                .iter()
+                .all(|t| !heads(&hits, &format!("/v2/app/r/manifests/{t}")).is_empty())
+        },
+    )
+    .await;
     let hits = proxy.log.all();
     let gets: Vec<&Hit> = hits
         .iter()
@@ -689,6 +700,17 @@ async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
     let source = proxy.reference("app/rb:1");
     create_stream(h, "rb", vec![scheduled_tag("1", &source)]).await;
     wait_checked(h, "rb", &["1"]).await;
+    // A sentinel stream scheduled from another upstream tag: its checks show the
+    // scheduler at work while rb:1 is rolled back.
+    retag(&dist, "app/rb", "1", &["sentinel".to_string()]).await;
+    let sentinel = "/v2/app/rb/manifests/sentinel";
+    create_stream(
+        h,
+        "sentinel",
+        vec![scheduled_tag("1", &proxy.reference("app/rb:sentinel"))],
+    )
+    .await;
+    wait_checked(h, "sentinel", &["1"]).await;
     let second = push(&dist, &layout, v2, "app/rb:1");
     wait_until("the scheduled import", Duration::from_secs(10), || async {
         images(&status_tag(&stream(h, "rb").await, "1")).len() == 2
@@ -722,7 +744,14 @@ async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
     );
     assert!(record.get("nextCheckTime").is_none(), "{record}");
     let stopped = Instant::now() + Duration::from_millis(200);
-    tokio::time::sleep(3 * INTERVAL).await;
+    // Three checks of the sentinel later (at least two intervals), a check of rb:1
+    // would have come had it stayed scheduled.
+    wait_until(
+        "three checks of the sentinel",
+        4 * INTERVAL + Duration::from_secs(5),
+        || async { heads(&proxy.log.since(stopped), sentinel).len() >= 3 },
+    )
+    .await;
     assert_eq!(
         heads(&proxy.log.since(stopped), "/v2/app/rb/manifests/1").len(),
         0,
