@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod compactor;
 pub mod idle;
 pub mod importer;

@@ -7,6 +7,7 @@
 //!   drop; [`etcd`]: an `etcd` on free ports, killed on drop.
 //! - [`oci`]: OCI image layouts built with umoci (and indexes by hand).
 //! - [`proxy`]: a counting proxy in front of a registry, and a tiny fake registry.
+//! - [`clock`]: a clock moved by hand, for expiry without sleeping.
 //! - [`server`]: moor in process, built by `moor_server::serve::build` (the wiring
 //!   of `moor serve`), driven through its router or a real listener.
 //! - [`process`]: `moor serve` as a child process, the `moor` CLI and kubectl
@@ -15,6 +16,7 @@
 //! Blocking helpers (std::process) are meant for a multi-thread runtime or
 //! `spawn_blocking` when in-process servers must keep answering meanwhile.
 
+pub mod clock;
 pub mod distribution;
 pub mod etcd;
 pub mod oci;
@@ -23,6 +25,7 @@ pub mod process;
 pub mod proxy;
 pub mod server;
 
+pub use clock::ManualClock;
 pub use distribution::{Distribution, DistributionOptions, Format, Pushed};
 pub use oci::{ImageSpec, LayoutEntry, OCI_INDEX, OciLayout};
 pub use peers::{ci, closed_addr, free_port, require};
