@@ -44,6 +44,21 @@ fn serve(dir: &Path, dist: Option<&Distribution>, extra: &[&str]) -> MoorProcess
     start_with_env(dir, &flags, &offline_env())
 }
 
+/// A `moor serve` without a registry whose `keycloak:20.0` is a reference tag
+/// (recorded as given, nothing imported) with image lookup on.
+fn serve_with_reference_tag(dir: &Path) -> MoorProcess {
+    let server = serve(&dir.join("data"), None, &[]);
+    server.ok(&[
+        "tag",
+        "--source=docker",
+        "--reference",
+        "quay.io/keycloak/keycloak:20.0.2",
+        "keycloak:20.0",
+    ]);
+    server.ok(&["set", "image-lookup", "keycloak"]);
+    server
+}
+
 fn get_json(kubeconfig: &Path, args: &[&str]) -> Value {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
@@ -316,17 +331,8 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
 #[test]
 fn lookup_off_leaves_names_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), None, &[]);
+    let server = serve_with_reference_tag(dir.path());
     let kc = server.kubeconfig();
-    // A reference tag: recorded as given, nothing imported, no registry needed.
-    server.ok(&[
-        "tag",
-        "--source=docker",
-        "--reference",
-        "quay.io/keycloak/keycloak:20.0.2",
-        "keycloak:20.0",
-    ]);
-    server.ok(&["set", "image-lookup", "keycloak"]);
     server.ok(&["create", "deployment", "on", "--image", "keycloak:20.0"]);
     assert_eq!(
         image_of(&get_json(&kc, &["deploy", "on"])),
@@ -641,15 +647,7 @@ fn triggers_patch_workloads_of_another_server() {
 #[test]
 fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), None, &[]);
-    server.ok(&[
-        "tag",
-        "--source=docker",
-        "--reference",
-        "quay.io/keycloak/keycloak:20.0.2",
-        "keycloak:20.0",
-    ]);
-    server.ok(&["set", "image-lookup", "keycloak"]);
+    let server = serve_with_reference_tag(dir.path());
     let manifests = dir.path().join("app.yaml");
     std::fs::write(
         &manifests,

@@ -82,25 +82,45 @@ impl Drop for Etcd {
 }
 
 /// Whether `GET /health` on the client port reports healthy before `timeout`.
-/// A raw HTTP/1.0 request: this runs outside any async runtime.
 fn wait_healthy(port: u16, child: &mut Child, timeout: Duration) -> bool {
-    use std::io::{Read as _, Write as _};
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        });
-        if answer.is_ok_and(|b| b.contains("\"health\":\"true\"")) {
+        if healthy(port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// One `GET /health`, as raw HTTP/1.0: this runs outside any async runtime.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    answer.is_ok_and(|b| b.contains("\"health\":\"true\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_healthy_and_is_killed_on_drop() {
+        let Some(etcd) = Etcd::start() else { return };
+        let (pid, port) = (etcd.pid(), etcd.client_port);
+        assert!(healthy(port), "{}", etcd.log());
+        drop(etcd);
+        // Killed and reaped: the process is gone.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!healthy(port));
+    }
 }
