@@ -1,100 +1,16 @@
-//! Shared pieces of moor's benchmarks: start a `moor serve` child, read its peak RSS,
-//! and summarise latencies. Benchmarks are binaries under `src/bin`, run by `bench/run`.
-
-pub mod proxy;
+//! Shared pieces of moor's benchmarks: the peers and `moor serve` come from the test
+//! kit (`moor_testkit`); here are nginx, CPU time, and summaries of latencies.
+//! Benchmarks are binaries under `src/bin`, run by `bench/run`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-/// A running `moor serve`.
-pub struct Moor {
-    pub child: Child,
-    pub url: String,
-    pub token: String,
-    /// The CA of the server's TLS certificate (PEM).
-    pub ca_pem: Vec<u8>,
-    _dir: tempfile::TempDir,
-}
-
-impl Moor {
-    /// Starts `bin serve` on a free port over a fresh data directory.
-    pub fn start(bin: &Path, extra: &[&str]) -> Result<Moor> {
-        let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data");
-        let child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(data.join("kubeconfig")) {
-                let url = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("server: "))
-                    .map(str::to_string);
-                let token = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("token: "))
-                    .map(str::to_string);
-                if let (Some(url), Some(token)) = (url, token) {
-                    let ca_pem = std::fs::read(data.join("tls/ca.crt")).unwrap_or_default();
-                    return Ok(Moor {
-                        child,
-                        url,
-                        token,
-                        ca_pem,
-                        _dir: dir,
-                    });
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("moor serve did not start");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// An HTTP client trusting the server's CA.
-    pub fn client(&self, pool: usize) -> Result<reqwest::Client> {
-        Ok(reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem)?)
-            .pool_max_idle_per_host(pool)
-            .build()?)
-    }
-
-    /// Peak resident memory of the server so far, in MiB (Linux `VmHWM`).
-    pub fn peak_rss_mib(&self) -> Option<f64> {
-        peak_rss_mib(self.child.id())
-    }
-}
-
-impl Drop for Moor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Peak resident memory of a process in MiB, from `/proc/<pid>/status`.
-pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
+pub use moor_testkit::peers::peak_rss_mib;
+pub use moor_testkit::proxy::{Hit, HitLog};
+pub use moor_testkit::{CountingProxy, Distribution, MoorProcess as Moor};
+use moor_testkit::{DistributionOptions, ImageSpec, OciLayout};
 
 /// The `moor` binary to measure: `$MOOR_BIN`, else `target/release/moor`.
 pub fn moor_bin() -> PathBuf {
@@ -118,84 +34,27 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// A CNCF distribution (`docker-registry`) on a free loopback port, stopped on drop.
-pub struct Distribution {
-    pub child: Child,
-    /// `127.0.0.1:PORT`.
-    pub host: String,
-    pub dir: tempfile::TempDir,
+/// A plain-HTTP distribution on loopback (the peers' log level `error`), pulling
+/// through from `proxy_remote` when given.
+pub fn distribution(proxy_remote: Option<String>) -> Result<Distribution> {
+    Distribution::start_with(DistributionOptions {
+        proxy_remote,
+        log_level: Some("error".into()),
+        ..Default::default()
+    })
+    .context("docker-registry, skopeo and umoci are needed (apt-get install docker-registry skopeo umoci)")
 }
 
-impl Distribution {
-    /// Starts `docker-registry serve` with storage in a temp dir; `extra` is appended
-    /// to its YAML config (e.g. a `proxy:` section).
-    pub fn start(extra: &str) -> Result<Distribution> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config)?;
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting docker-registry (apt-get install docker-registry)")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("docker-registry did not start");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Distribution {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            dir,
-        })
-    }
-
-    /// Peak resident memory of the registry so far, in MiB.
-    pub fn peak_rss_mib(&self) -> Option<f64> {
-        peak_rss_mib(self.child.id())
-    }
+/// A counting proxy in front of `upstream` (see [`CountingProxy`]): its host and the
+/// requests it forwards.
+pub async fn start_proxy(upstream: &str, mbit_per_sec: Option<f64>) -> Result<(String, HitLog)> {
+    let proxy = CountingProxy::start_with_link(upstream, mbit_per_sec).await;
+    Ok((proxy.host, proxy.log))
 }
 
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// Builds a one-layer image with umoci (a file of `layer_bytes` random bytes) and
-/// pushes it with skopeo to `dest` (`HOST/repo:tag`). Returns nothing; skopeo decides
-/// the digest.
+/// Builds a one-layer image (a file of `layer_bytes` random bytes) and pushes it with
+/// skopeo to `dest` (`HOST/repo:tag`). Returns nothing; skopeo decides the digest.
 pub fn push_image(dest: &str, layer_bytes: usize, seed: u64) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let layout = dir.path().join("oci");
-    let image = format!("{}:img", layout.display());
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout))?;
-    run(Command::new("umoci").args(["new", "--image", &image]))?;
-    let bundle = dir.path().join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle))?;
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -208,25 +67,22 @@ pub fn push_image(dest: &str, layer_bytes: usize, seed: u64) -> Result<()> {
             (state & 0xff) as u8
         })
         .collect();
-    std::fs::write(bundle.join("rootfs/data.bin"), data)?;
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle))?;
-    run(Command::new("umoci").args([
-        "config",
-        "--image",
-        &image,
-        "--architecture",
-        "amd64",
-        "--os",
-        "linux",
-        "--config.cmd",
-        "/data.bin",
-    ]))?;
-    run(Command::new("skopeo")
+    let mut spec = ImageSpec::new("amd64").with_cmd("/data.bin");
+    spec.files = vec![("data.bin".to_owned(), data)];
+    let layout = OciLayout::new();
+    layout.add_image("img", &spec);
+    let out = Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{image}"))
-        .arg(format!("docker://{dest}")))?;
+        .arg(format!("oci:{}:img", layout.path().display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .context("running skopeo")?;
+    if !out.status.success() {
+        bail!(
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
 }
 

@@ -26,7 +26,7 @@ struct Args {
     streams: usize,
 }
 
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+use moor_testkit::server::IS;
 
 fn review(i: usize) -> Value {
     json!({
@@ -98,7 +98,7 @@ async fn load(
     let mut workers = Vec::new();
     let started = Instant::now();
     for w in 0..connections {
-        let client = moor.client(1)?;
+        let client = moor.client_pool(1);
         let make = make.clone();
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -149,8 +149,8 @@ fn report(name: &str, samples: &mut [Duration], wall: Duration) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let moor = Moor::start(&moor_bin(), &[])?;
-    let setup = moor.client(4)?;
+    let moor = Moor::start_fresh(&moor_bin(), &[]);
+    let setup = moor.client_pool(4);
     stream(&moor, &setup, "keycloak", 0).await?;
     for n in 1..=args.streams {
         stream(&moor, &setup, &format!("app-{n:04}"), n).await?;

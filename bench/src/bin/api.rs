@@ -22,13 +22,13 @@ struct Args {
     lists: usize,
 }
 
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+use moor_testkit::server::IS;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let moor = Moor::start(&moor_bin(), &[])?;
-    let client = moor.client(args.concurrency)?;
+    let moor = Moor::start_fresh(&moor_bin(), &[]);
+    let client = moor.client_pool(args.concurrency);
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..args.streams)
         .map(|i| {

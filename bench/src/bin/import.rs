@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use moor_bench::{Distribution, Moor, counter_sum, moor_bin, push_image};
+use moor_bench::{Moor, counter_sum, distribution, moor_bin, push_image};
 
 #[derive(Parser)]
 struct Args {
@@ -46,13 +46,13 @@ async fn hanging_registry() -> Result<String> {
     Ok(host)
 }
 
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+use moor_testkit::server::IS;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let per_repo = args.tags.div_ceil(args.repositories);
-    let dist = Distribution::start("")?;
+    let dist = distribution(None)?;
     let http = reqwest::Client::new();
     // One real push per repository, then the other tags by re-putting its manifest
     // (distinct images are not needed to measure the import path).
@@ -98,7 +98,7 @@ async fn main() -> Result<()> {
         } else if args.registries <= 1 {
             hosts.push(dist.host.clone());
         } else {
-            let (host, hits) = moor_bench::proxy::start_proxy(&dist.host, None).await?;
+            let (host, hits) = moor_bench::start_proxy(&dist.host, None).await?;
             hosts.push(host);
             _proxies.push(hits);
         }
@@ -109,8 +109,8 @@ async fn main() -> Result<()> {
         flags.push("--insecure-registry");
         flags.push(h.as_str());
     }
-    let moor = Moor::start(&moor_bin(), &flags)?;
-    let client = moor.client(8)?;
+    let moor = Moor::start_fresh(&moor_bin(), &flags);
+    let client = moor.client_pool(8);
     let healthy_streams: std::collections::HashSet<String> = (0..args.repositories)
         .filter(|r| registry_of(*r) >= args.hanging)
         .map(|r| format!("app{r}"))

@@ -30,16 +30,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use bytes::Bytes;
 use clap::Parser;
-use moor_bench::proxy::{Hit, start_proxy};
 use moor_bench::{
-    Distribution, Moor, Nginx, counter_sum, moor_bin, peak_rss_mib, tree_cpu_seconds,
+    Distribution, Hit, HitLog, Moor, Nginx, counter_sum, distribution, moor_bin, peak_rss_mib,
+    start_proxy, tree_cpu_seconds,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -90,7 +89,7 @@ struct Args {
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+use moor_testkit::server::IS;
 const MIB: usize = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------
@@ -761,10 +760,10 @@ async fn measure_b(args: &Args, servers: &[(Server, String)], goals: &mut Vec<Go
 /// waits until it is imported (the import fetches the manifest and config; the
 /// registry's cache stays empty).
 async fn moor_following(upstream: &str) -> Result<(Moor, Target)> {
-    let moor = Moor::start(
+    let moor = Moor::start_fresh(
         &moor_bin(),
         &["--plain-http", "--insecure-registry", upstream],
-    )?;
+    );
     let http = client()?;
     let body = json!({
         "metadata": {"name": "x"},
@@ -836,13 +835,12 @@ struct Route<'a> {
     /// What the route is, for the report.
     label: String,
     /// The requests through the route's proxy, if it has one.
-    hits: Option<Arc<Mutex<Vec<Hit>>>>,
+    hits: Option<HitLog>,
 }
 
 /// Response bytes that passed through a proxy so far.
-fn bytes_through(hits: &Option<Arc<Mutex<Vec<Hit>>>>) -> Option<u64> {
-    let hits = hits.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
-    Some(hits.iter().map(|h| h.bytes.load(Ordering::Relaxed)).sum())
+fn bytes_through(hits: &Option<HitLog>) -> Option<u64> {
+    hits.as_ref().map(HitLog::bytes)
 }
 
 /// Cold pulls through moor, through distribution's proxy and directly, over `route`;
@@ -867,7 +865,7 @@ async fn cold_pulls(
     let mut upstream_cpu = vec![Vec::new(); 3];
     let mut through = vec![Vec::new(); 3];
     let direct = Target::new(route.host, None);
-    let up_pid = upstream.child.id();
+    let up_pid = upstream.pid();
     for _ in 0..args.pull_runs {
         for (i, way) in ways.iter().enumerate() {
             // Fresh caches: a new moor or proxy over an empty data directory.
@@ -877,18 +875,15 @@ async fn cold_pulls(
                     (Box::new(moor), target, "default/x")
                 }
                 1 => {
-                    let proxy = Distribution::start(&format!(
-                        "proxy:\n  remoteurl: http://{}\n",
-                        route.host
-                    ))?;
+                    let proxy = distribution(Some(format!("http://{}", route.host)))?;
                     let target = Target::new(&proxy.host, None);
                     (Box::new(proxy), target, "app/x")
                 }
                 _ => (Box::new(()), direct.clone(), "app/x"),
             };
             let pid = match i {
-                0 => server.downcast_ref::<Moor>().map(|m| m.child.id()),
-                1 => server.downcast_ref::<Distribution>().map(|d| d.child.id()),
+                0 => server.downcast_ref::<Moor>().map(|m| m.pid()),
+                1 => server.downcast_ref::<Distribution>().map(|d| d.pid()),
                 _ => Some(up_pid),
             }
             .context("a server's pid")?;
@@ -1020,7 +1015,7 @@ async fn measure_d(
     for run in 0..args.concurrent_runs {
         let (proxy, hits) = start_proxy(&upstream.host, None).await?;
         let (moor, target) = moor_following(&proxy).await?;
-        let before = hits.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let before = hits.len();
         let http = client()?;
         let started = Instant::now();
         let pulls: Vec<_> = (0..args.pulls)
@@ -1034,7 +1029,7 @@ async fn measure_d(
             ensure!(got == size, "a pull got {got} bytes, expected {size}");
         }
         let secs = started.elapsed().as_secs_f64();
-        let all = std::mem::take(&mut *hits.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = hits.take();
         let import = tally(&all[..before]);
         let during = tally(&all[before..]);
         let fetched: u64 = during.values().map(|(_, b)| b).sum();
@@ -1112,12 +1107,12 @@ async fn main() -> Result<()> {
             .join(" "),
         moor_bin().display()
     );
-    let dist = Distribution::start("")?;
+    let dist = distribution(None)?;
 
     if run("a") || run("b") {
         let image = make_image(1, args.blob_mib * MIB, 1);
         let blob = &image.layers[0];
-        let moor = Moor::start(&moor_bin(), &["--plain-http"])?;
+        let moor = Moor::start_fresh(&moor_bin(), &["--plain-http"]);
         let moor_host = moor.url.trim_start_matches("http://").to_string();
         let moor_t = Target::new(&moor_host, Some(basic(&moor.token)));
         push(&http, &moor_t, "default/blob", "1", &image)
@@ -1141,11 +1136,11 @@ async fn main() -> Result<()> {
         if run("a") {
             let servers = [
                 (
-                    server("moor", &moor_t, moor.child.id()),
+                    server("moor", &moor_t, moor.pid()),
                     "default/blob".to_string(),
                 ),
                 (
-                    server("distribution", &dist_t, dist.child.id()),
+                    server("distribution", &dist_t, dist.pid()),
                     "bench/blob".to_string(),
                 ),
                 (
@@ -1165,11 +1160,11 @@ async fn main() -> Result<()> {
         if run("b") {
             let servers = [
                 (
-                    server("moor", &moor_t, moor.child.id()),
+                    server("moor", &moor_t, moor.pid()),
                     "/v2/default/blob/manifests/1".to_string(),
                 ),
                 (
-                    server("distribution", &dist_t, dist.child.id()),
+                    server("distribution", &dist_t, dist.pid()),
                     "/v2/bench/blob/manifests/1".to_string(),
                 ),
                 (

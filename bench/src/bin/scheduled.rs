@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use futures::StreamExt;
-use moor_bench::proxy::{Hit, start_proxy};
-use moor_bench::{Distribution, Moor, counter_sum, moor_bin, peak_rss_mib, push_image};
+use moor_bench::{
+    Hit, Moor, counter_sum, distribution, moor_bin, peak_rss_mib, push_image, start_proxy,
+};
+use moor_testkit::peers::rss_mib;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -52,7 +54,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+use moor_testkit::server::IS;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The manifest of `repo:tag` and the blob digests it names (config and layers).
@@ -243,20 +245,6 @@ async fn histories(
     Ok(out)
 }
 
-/// Resident memory of a process now, in MiB (`VmRSS`).
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
 fn pct(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -270,7 +258,7 @@ async fn main() -> Result<()> {
     let (repos, per_repo) = (args.repositories, args.tags);
     let total = repos * per_repo;
     let interval = args.interval;
-    let dist = Distribution::start("")?;
+    let dist = distribution(None)?;
     let http = reqwest::Client::builder().no_proxy().build()?;
 
     // Content: one image (and a second one for the changes), mounted into every
@@ -320,7 +308,7 @@ async fn main() -> Result<()> {
     let (proxy, hits) = start_proxy(&dist.host, None).await?;
     let interval_flag = format!("{}ms", interval.as_millis());
     let qps = format!("{proxy}={}", args.registry_qps);
-    let moor = Moor::start(
+    let moor = Moor::start_fresh(
         &moor_bin(),
         &[
             "--insecure-registry",
@@ -330,8 +318,8 @@ async fn main() -> Result<()> {
             "--registry-qps",
             &qps,
         ],
-    )?;
-    let client = moor.client(8)?;
+    );
+    let client = moor.client_pool(8);
     let created = Instant::now();
     for r in 0..repos {
         let tags: Vec<Value> = (0..per_repo)
@@ -373,7 +361,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(interval).await;
 
     // The steady state.
-    let pid = moor.child.id();
+    let pid = moor.pid();
     let start = Instant::now();
     let cpu0 = cpu_seconds(pid).context("reading /proc/<pid>/stat")?;
     let m0 = metrics(&client, &moor).await?;
@@ -423,7 +411,7 @@ async fn main() -> Result<()> {
     let secs = (end - start).as_secs_f64();
 
     // What the registry saw.
-    let hits = hits.lock().unwrap();
+    let hits = hits.all();
     let in_window: Vec<&Hit> = hits
         .iter()
         .filter(|h| h.at >= start && h.at < end)

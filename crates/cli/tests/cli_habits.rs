@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::*;
 
-fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
+fn moor(server: &MoorProcess, args: &[&str]) -> (bool, String, String) {
     run(Command::new(moor_bin())
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
@@ -21,7 +21,7 @@ fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
         .env_remove("RUST_LOG"))
 }
 
-fn ok(server: &MoorServer, args: &[&str]) -> String {
+fn ok(server: &MoorProcess, args: &[&str]) -> String {
     let (success, out, err) = moor(server, args);
     assert!(
         success,
@@ -33,7 +33,7 @@ fn ok(server: &MoorServer, args: &[&str]) -> String {
 #[test]
 fn version_and_completion() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(&dir.path().join("data"), &[]);
+    let server = start(&dir.path().join("data"), &[]);
     let v = env!("CARGO_PKG_VERSION");
     let out = ok(&server, &["version"]);
     let lines: Vec<&str> = out.lines().collect();
@@ -71,7 +71,7 @@ fn version_and_completion() {
 #[test]
 fn get_selects_sorts_and_watches() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(&dir.path().join("data"), &[]);
+    let server = start(&dir.path().join("data"), &[]);
     let http = server.client();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -184,7 +184,7 @@ fn get_selects_sorts_and_watches() {
 #[test]
 fn describe_ends_with_events_and_unknown_flags_read_like_kubectl() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(&dir.path().join("data"), &[]);
+    let server = start(&dir.path().join("data"), &[]);
     ok(&server, &["create", "is", "keycloak"]);
     ok(&server, &["create", "is", "quiet"]);
     let http = server.client();

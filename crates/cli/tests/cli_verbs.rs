@@ -7,34 +7,26 @@ use std::process::Command;
 
 use support::*;
 
-fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
-    run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .args(args)
-        .env_remove("RUST_LOG"))
-}
-
 #[test]
 fn create_get_describe_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(
+    let server = start(
         &dir.path().join("data"),
         &["--registry-hostname", "registry.test:5000"],
     );
 
-    let (ok, out, err) = moor(&server, &["create", "is", "keycloak"]);
+    let (ok, out, err) = server.moor(&["create", "is", "keycloak"]);
     assert!(ok, "{err}");
     assert_eq!(out, "imagestream.image.openshift.io/keycloak created\n");
 
-    let (ok, _, err) = moor(&server, &["create", "is", "keycloak"]);
+    let (ok, _, err) = server.moor(&["create", "is", "keycloak"]);
     assert!(!ok);
     assert_eq!(
         err,
         "Error from server (AlreadyExists): imagestreams.image.openshift.io \"keycloak\" already exists\n"
     );
 
-    let (ok, out, _) = moor(&server, &["get", "is"]);
+    let (ok, out, _) = server.moor(&["get", "is"]);
     assert!(ok);
     let mut lines = out.lines();
     let header = lines.next().unwrap();
@@ -47,36 +39,33 @@ fn create_get_describe_delete() {
         "{out}"
     );
 
-    let (ok, out, _) = moor(
-        &server,
-        &[
-            "get",
-            "is",
-            "keycloak",
-            "-o",
-            "jsonpath={.status.dockerImageRepository}",
-        ],
-    );
+    let (ok, out, _) = server.moor(&[
+        "get",
+        "is",
+        "keycloak",
+        "-o",
+        "jsonpath={.status.dockerImageRepository}",
+    ]);
     assert!(ok);
     assert_eq!(out, "registry.test:5000/default/keycloak");
 
-    let (ok, out, _) = moor(&server, &["get", "is", "-o", "name"]);
+    let (ok, out, _) = server.moor(&["get", "is", "-o", "name"]);
     assert!(ok);
     assert_eq!(out, "imagestream.image.openshift.io/keycloak\n");
 
-    let (ok, out, _) = moor(&server, &["get", "is", "keycloak", "-o", "yaml"]);
+    let (ok, out, _) = server.moor(&["get", "is", "keycloak", "-o", "yaml"]);
     assert!(ok);
     assert!(
         out.starts_with("apiVersion: image.openshift.io/v1\nkind: ImageStream\n"),
         "{out}"
     );
 
-    let (ok, out, err) = moor(&server, &["get", "istag"]);
+    let (ok, out, err) = server.moor(&["get", "istag"]);
     assert!(ok);
     assert_eq!(out, "");
     assert_eq!(err, "No resources found in default namespace.\n");
 
-    let (ok, out, _) = moor(&server, &["describe", "is", "keycloak"]);
+    let (ok, out, _) = server.moor(&["describe", "is", "keycloak"]);
     assert!(ok);
     assert!(
         out.starts_with("Name:\t\t\tkeycloak\nNamespace:\t\tdefault\nCreated:\t\t"),
@@ -88,22 +77,19 @@ fn create_get_describe_delete() {
     );
     assert!(out.ends_with("Tags:\t\t\t<none>\n"), "{out}");
 
-    let (ok, _, err) = moor(&server, &["get", "is", "nope"]);
+    let (ok, _, err) = server.moor(&["get", "is", "nope"]);
     assert!(!ok);
     assert_eq!(
         err,
         "Error from server (NotFound): imagestreams.image.openshift.io \"nope\" not found\n"
     );
 
-    let (ok, out, _) = moor(&server, &["create", "namespace", "team-a"]);
+    let (ok, out, _) = server.moor(&["create", "namespace", "team-a"]);
     assert!(ok);
     assert_eq!(out, "namespace/team-a created\n");
-    let (ok, out, _) = moor(
-        &server,
-        &["-n", "team-a", "create", "is", "web", "--lookup-local"],
-    );
+    let (ok, out, _) = server.moor(&["-n", "team-a", "create", "is", "web", "--lookup-local"]);
     assert!(ok, "{out}");
-    let (ok, out, _) = moor(&server, &["get", "is", "-A", "--no-headers"]);
+    let (ok, out, _) = server.moor(&["get", "is", "-A", "--no-headers"]);
     assert!(ok);
     let namespaces: Vec<&str> = out
         .lines()
@@ -111,10 +97,10 @@ fn create_get_describe_delete() {
         .collect();
     assert_eq!(namespaces, vec!["default", "team-a"], "{out}");
 
-    let (ok, out, _) = moor(&server, &["delete", "is", "keycloak"]);
+    let (ok, out, _) = server.moor(&["delete", "is", "keycloak"]);
     assert!(ok);
     assert_eq!(out, "imagestream.image.openshift.io \"keycloak\" deleted\n");
-    let (ok, _, err) = moor(&server, &["delete", "istag", "keycloak:1"]);
+    let (ok, _, err) = server.moor(&["delete", "istag", "keycloak:1"]);
     assert!(!ok);
     assert!(err.starts_with("Error from server (NotFound): "), "{err}");
 }

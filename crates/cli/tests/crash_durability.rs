@@ -1,22 +1,24 @@
 //! Nothing acknowledged is lost: a `moor serve` child is killed with SIGKILL in the
-//! middle of concurrent writes; after a restart on the same data directory every
-//! write that was answered 201/200 is there.
+//! middle of concurrent writes, once 100 of them were acknowledged; after a restart on
+//! the same data directory every write that was answered 201/200 is there.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use moor_testkit::server::IS;
 use support::*;
 
-const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+/// Writes acknowledged before the kill.
+const ACKED_BEFORE_KILL: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = MoorServer::start(&data, &[]);
+    let mut server = start(&data, &[]);
     let client = server.client();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -42,21 +44,30 @@ async fn acknowledged_writes_survive_kill_9() {
             }
         }));
     }
-    // Let writes flow, then kill without warning.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill without warning once ACKED_BEFORE_KILL writes were acknowledged, with the
+    // writers still sending.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < ACKED_BEFORE_KILL {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes acknowledged in 60 s",
+            acked.lock().unwrap().len()
+        );
+        assert!(
+            !tasks.iter().any(|t| t.is_finished()),
+            "a writer stopped before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.kill();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 20,
-        "too few writes before the kill: {}",
-        acked.len()
-    );
+    assert!(acked.len() >= ACKED_BEFORE_KILL, "{}", acked.len());
 
-    let server = MoorServer::start(&data, &[]);
+    let server = start(&data, &[]);
     let list: serde_json::Value = server
         .client()
         .get(format!("{}{IS}", server.url))

@@ -36,7 +36,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, (u64, SystemTime)> {
 fn a_second_server_on_the_same_data_dir_exits_at_once_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("moor-data");
-    let mut first = MoorServer::start(&data, &[]);
+    let mut first = start(&data, &[]);
     let before = snapshot(&data);
     let kubeconfig = std::fs::read_to_string(first.kubeconfig()).unwrap();
 
@@ -71,7 +71,7 @@ fn a_second_server_on_the_same_data_dir_exits_at_once_and_changes_nothing() {
         format!(
             "error: data dir {} is in use by pid {}\n",
             data.display(),
-            first.child.id()
+            first.pid()
         )
     );
     assert_eq!(snapshot(&data), before, "nothing in the data dir changed");
@@ -89,7 +89,7 @@ fn a_second_server_on_the_same_data_dir_exits_at_once_and_changes_nothing() {
 
     // SIGKILL leaves no lock behind: the dir serves again, with what was stored.
     first.kill();
-    let again = MoorServer::start(&data, &[]);
+    let again = start(&data, &[]);
     let (ok, out, err) = run(Command::new(moor_bin())
         .arg("--kubeconfig")
         .arg(again.kubeconfig())

@@ -7,48 +7,18 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::registry::{Distribution, OciLayout};
 use support::*;
 
 /// How long the import controller may take to write history.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
-    run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .args(args)
-        .env_remove("RUST_LOG"))
-}
-
-/// Runs `moor ARGS`, which must succeed; returns stdout.
-fn ok(server: &MoorServer, args: &[&str]) -> String {
-    let (success, out, err) = moor(server, args);
-    assert!(
-        success,
-        "moor {args:?} failed:\nstdout: {out}\nstderr: {err}"
-    );
-    out
-}
-
-/// Runs `moor ARGS`, which must fail; returns stderr.
-fn fails(server: &MoorServer, args: &[&str]) -> String {
-    let (success, out, err) = moor(server, args);
-    assert!(
-        !success,
-        "moor {args:?} succeeded:\nstdout: {out}\nstderr: {err}"
-    );
-    err
-}
-
 /// A `moor serve` whose quay.io is `dist`, and which cannot reach anything else.
-fn serve(dir: &std::path::Path, dist: &Distribution) -> MoorServer {
+fn serve(dir: &std::path::Path, dist: &Distribution) -> MoorProcess {
     let mirror = format!("quay.io={}", dist.host);
-    MoorServer::start_with_env(
+    start_with_env(
         &dir.join("data"),
         &[
             "--registry-mirror",
@@ -68,8 +38,8 @@ fn serve(dir: &std::path::Path, dist: &Distribution) -> MoorServer {
 }
 
 /// The stream as `moor get is NAME -o json` prints it, or `None` when it is missing.
-fn stream(server: &MoorServer, name: &str) -> Option<Value> {
-    let (success, out, _) = moor(server, &["get", "is", name, "-o", "json"]);
+fn stream(server: &MoorProcess, name: &str) -> Option<Value> {
+    let (success, out, _) = server.moor(&["get", "is", name, "-o", "json"]);
     success.then(|| serde_json::from_str(&out).expect("stream JSON"))
 }
 
@@ -106,7 +76,7 @@ fn spec_tag(stream: &Value, tag: &str) -> Option<Value> {
 }
 
 /// Polls the stream until `done` holds; panics with the last state after the timeout.
-fn wait_for(server: &MoorServer, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+fn wait_for(server: &MoorProcess, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + IMPORT_TIMEOUT;
     loop {
         let last = stream(server, name);
@@ -127,7 +97,7 @@ fn wait_for(server: &MoorServer, name: &str, what: &str, done: impl Fn(&Value) -
 
 /// Waits until the newest history entry of `tag` is `digest`; returns the history.
 fn wait_for_image(
-    server: &MoorServer,
+    server: &MoorProcess,
     name: &str,
     tag: &str,
     digest: &str,
@@ -145,18 +115,6 @@ fn wait_for_image(
     history(&s, tag)
 }
 
-/// Two different images pushed as quay.io's keycloak/keycloak:20.0.2 and :20.0.3.
-fn two_keycloaks(dist: &Distribution) -> (String, String) {
-    let layout = OciLayout::new();
-    let built1 = layout.add_image("v1", "keycloak 20.0.2\n");
-    let built2 = layout.add_image("v2", "keycloak 20.0.3\n");
-    let d1 = dist.push(&layout, "v1", "keycloak/keycloak:20.0.2");
-    let d2 = dist.push(&layout, "v2", "keycloak/keycloak:20.0.3");
-    assert_eq!((&d1, &d2), (&built1, &built2), "skopeo kept the manifests");
-    assert_ne!(d1, d2);
-    (d1, d2)
-}
-
 #[test]
 fn seed_walkthrough_tag_and_rollback() {
     let Some(dist) = Distribution::start() else {
@@ -168,16 +126,13 @@ fn seed_walkthrough_tag_and_rollback() {
     let started = Instant::now();
 
     // The seed's commands, verbatim.
-    let out = ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "keycloak:20.0",
-            "--from-image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
+    let out = server.ok(&[
+        "create",
+        "istag",
+        "keycloak:20.0",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
     assert_eq!(
         out,
         "imagestreamtag.image.openshift.io/keycloak:20.0 created\n"
@@ -185,10 +140,7 @@ fn seed_walkthrough_tag_and_rollback() {
     let h = wait_for_image(&server, "keycloak", "20.0", &d1, 1);
     assert_eq!(h[0].1, format!("quay.io/keycloak/keycloak@{d1}"));
 
-    let out = ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
-    );
+    let out = server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     assert_eq!(
         out,
         "Tag keycloak:20.0 set to quay.io/keycloak/keycloak:20.0.3.\n"
@@ -204,13 +156,10 @@ fn seed_walkthrough_tag_and_rollback() {
     eprintln!("two history entries after {:?}", started.elapsed());
 
     // get istag and describe istag show the current image.
-    let ist: Value = serde_json::from_str(&ok(
-        &server,
-        &["get", "istag", "keycloak:20.0", "-o", "json"],
-    ))
-    .unwrap();
+    let ist: Value =
+        serde_json::from_str(&server.ok(&["get", "istag", "keycloak:20.0", "-o", "json"])).unwrap();
     assert_eq!(ist["image"]["metadata"]["name"], d2.as_str());
-    let out = ok(&server, &["describe", "istag", "keycloak:20.0"]);
+    let out = server.ok(&["describe", "istag", "keycloak:20.0"]);
     for want in [
         format!("Image Name:\t{d2}\n"),
         format!("Docker Image:\tquay.io/keycloak/keycloak@{d2}\n"),
@@ -228,7 +177,7 @@ fn seed_walkthrough_tag_and_rollback() {
 
     // describe is: source line, history with ages, image IDs only where the pull spec
     // does not name them.
-    let out = ok(&server, &["describe", "is", "keycloak"]);
+    let out = server.ok(&["describe", "is", "keycloak"]);
     let block = format!(
         "20.0\n  tagged from quay.io/keycloak/keycloak:20.0.3\n\n  * quay.io/keycloak/keycloak@{d2}\n      "
     );
@@ -240,7 +189,7 @@ fn seed_walkthrough_tag_and_rollback() {
     assert!(out.contains("Unique Images:\t\t2\n"), "{out}");
 
     // Rollback restores the first entry.
-    let out = ok(&server, &["rollback", "keycloak:20.0"]);
+    let out = server.ok(&["rollback", "keycloak:20.0"]);
     assert_eq!(
         out,
         format!("Rolled back keycloak:20.0 to revision 1 of 2: quay.io/keycloak/keycloak@{d1}\n")
@@ -251,32 +200,26 @@ fn seed_walkthrough_tag_and_rollback() {
     let spec = spec_tag(&s, "20.0").unwrap();
     assert_eq!(spec["from"]["kind"], "ImageStreamImage");
     assert_eq!(spec["from"]["name"], format!("keycloak@{d1}"));
-    let out = ok(&server, &["describe", "is", "keycloak"]);
+    let out = server.ok(&["describe", "is", "keycloak"]);
     assert!(
         out.contains(&format!("20.0\n  tagged from keycloak@{d1}\n")),
         "{out}"
     );
 
     // Scheduled import, then a rollback by digest prefix turns it off and says so.
-    let out = ok(
-        &server,
-        &[
-            "tag",
-            "quay.io/keycloak/keycloak:20.0.3",
-            "keycloak:20.0",
-            "--scheduled",
-        ],
-    );
+    let out = server.ok(&[
+        "tag",
+        "quay.io/keycloak/keycloak:20.0.3",
+        "keycloak:20.0",
+        "--scheduled",
+    ]);
     assert_eq!(
         out,
         "Tag keycloak:20.0 set to import quay.io/keycloak/keycloak:20.0.3 periodically.\n"
     );
     wait_for_image(&server, "keycloak", "20.0", &d2, 4);
     let prefix = &d1["sha256:".len()..][..12];
-    let out = ok(
-        &server,
-        &["rollback", "keycloak:20.0", "--to-image", prefix],
-    );
+    let out = server.ok(&["rollback", "keycloak:20.0", "--to-image", prefix]);
     assert_eq!(
         out,
         format!(
@@ -291,10 +234,7 @@ fn seed_walkthrough_tag_and_rollback() {
     assert_ne!(spec["importPolicy"]["scheduled"], true, "{spec}");
 
     // --to-revision counts from the oldest entry.
-    let out = ok(
-        &server,
-        &["rollback", "keycloak:20.0", "--to-revision", "4"],
-    );
+    let out = server.ok(&["rollback", "keycloak:20.0", "--to-revision", "4"]);
     assert_eq!(
         out,
         format!("Rolled back keycloak:20.0 to revision 4 of 5: quay.io/keycloak/keycloak@{d2}\n")
@@ -302,31 +242,25 @@ fn seed_walkthrough_tag_and_rollback() {
     wait_for_image(&server, "keycloak", "20.0", &d2, 6);
 
     // Refusals write nothing.
-    let err = fails(
-        &server,
-        &["rollback", "keycloak:20.0", "--to-revision", "99"],
-    );
+    let err = server.fails(&["rollback", "keycloak:20.0", "--to-revision", "99"]);
     assert_eq!(
         err,
         "error: keycloak:20.0 has no revision 99: its history has 6 entries (1 is the oldest, 6 the current image)\n"
     );
-    ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "keycloak:single",
-            "--from-image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
+    server.ok(&[
+        "create",
+        "istag",
+        "keycloak:single",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
     wait_for_image(&server, "keycloak", "single", &d1, 1);
-    let err = fails(&server, &["rollback", "keycloak:single"]);
+    let err = server.fails(&["rollback", "keycloak:single"]);
     assert_eq!(
         err,
         "error: keycloak:single has no earlier image to roll back to: its history has only the current entry\n"
     );
-    let err = fails(&server, &["rollback", "keycloak:none"]);
+    let err = server.fails(&["rollback", "keycloak:none"]);
     assert!(
         err.contains("keycloak:none has no history to roll back"),
         "{err}"
@@ -338,11 +272,11 @@ fn seed_walkthrough_tag_and_rollback() {
 /// ambiguous prefix (found by relabelling one image until two digests collide; at
 /// most 17 tries).
 fn colliding_images(layout: &OciLayout) -> (String, String, String, String) {
-    layout.add_image("base", "base\n");
+    layout.add_image("base", &ImageSpec::app("base\n"));
     let mut seen: Vec<(String, String)> = Vec::new();
     for i in 0..17 {
         let tag = format!("c{i}");
-        let digest = layout.relabel("base", &tag, &i.to_string());
+        let digest = layout.relabel("base", &tag, &i.to_string()).digest;
         let first = digest["sha256:".len()..][..1].to_string();
         if let Some((other_tag, other)) = seen
             .iter()
@@ -362,29 +296,27 @@ fn tag_sources_and_prefixes() {
     };
     let layout = OciLayout::new();
     let (tag_a, built_a, tag_b, built_b) = colliding_images(&layout);
-    let a = dist.push(&layout, &tag_a, "keycloak/keycloak:a");
-    let b = dist.push(&layout, &tag_b, "keycloak/keycloak:b");
+    let a = dist
+        .push(&layout, &tag_a, "keycloak/keycloak:a", Format::Oci)
+        .digest;
+    let b = dist
+        .push(&layout, &tag_b, "keycloak/keycloak:b", Format::Oci)
+        .digest;
     assert_eq!((&a, &b), (&built_a, &built_b));
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &dist);
 
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:a", "amb:a", "amb:a2"],
-    );
-    ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "amb:b",
-            "--from-image",
-            "quay.io/keycloak/keycloak:b",
-        ],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:a", "amb:a", "amb:a2"]);
+    server.ok(&[
+        "create",
+        "istag",
+        "amb:b",
+        "--from-image",
+        "quay.io/keycloak/keycloak:b",
+    ]);
     wait_for_image(&server, "amb", "a", &a, 1);
     wait_for_image(&server, "amb", "b", &b, 1);
-    let unchanged = |server: &MoorServer| {
+    let unchanged = |server: &MoorProcess| {
         let s = stream(server, "amb").unwrap();
         let names: Vec<String> = s["spec"]["tags"]
             .as_array()
@@ -407,23 +339,17 @@ fn tag_sources_and_prefixes() {
             "both digests named: {err}"
         );
     };
-    ambiguous(&fails(&server, &["tag", &format!("amb@{shared}"), "amb:x"]));
+    ambiguous(&server.fails(&["tag", &format!("amb@{shared}"), "amb:x"]));
     unchanged(&server);
-    ambiguous(&fails(
-        &server,
-        &[
-            "create",
-            "istag",
-            "amb:x",
-            "--from",
-            &format!("amb@{shared}"),
-        ],
-    ));
+    ambiguous(&server.fails(&[
+        "create",
+        "istag",
+        "amb:x",
+        "--from",
+        &format!("amb@{shared}"),
+    ]));
     unchanged(&server);
-    ambiguous(&fails(
-        &server,
-        &["rollback", "amb:a", "--to-image", &shared],
-    ));
+    ambiguous(&server.fails(&["rollback", "amb:a", "--to-image", &shared]));
     unchanged(&server);
 
     // So does an unknown one.
@@ -431,7 +357,7 @@ fn tag_sources_and_prefixes() {
         .chars()
         .find(|c| !a[7..].starts_with(*c) && !b[7..].starts_with(*c))
         .unwrap();
-    let err = fails(&server, &["tag", &format!("amb@sha256:{unused}"), "amb:x"]);
+    let err = server.fails(&["tag", &format!("amb@sha256:{unused}"), "amb:x"]);
     assert!(
         err.contains("not found") || err.contains("no image"),
         "{err}"
@@ -439,30 +365,27 @@ fn tag_sources_and_prefixes() {
     unchanged(&server);
 
     // --scheduled and --insecure need a registry source.
-    let err = fails(&server, &["tag", "amb:a", "amb:x", "--scheduled"]);
+    let err = server.fails(&["tag", "amb:a", "amb:x", "--scheduled"]);
     assert!(
         err.starts_with("error: only container images can have importing flags set"),
         "{err}"
     );
-    let err = fails(
-        &server,
-        &["tag", &format!("amb@{b}"), "amb:x", "--insecure"],
-    );
+    let err = server.fails(&["tag", &format!("amb@{b}"), "amb:x", "--insecure"]);
     assert!(err.starts_with("error: only container images can have importing flags set"));
     unchanged(&server);
 
     // Other refusals, in oc's words.
-    let err = fails(&server, &["tag", "amb:nothing", "amb:x"]);
+    let err = server.fails(&["tag", "amb:nothing", "amb:x"]);
     assert_eq!(
         err,
         "error: \"amb:nothing\" is not currently pointing to an image, cannot use it as the source of a tag\n"
     );
-    let err = fails(&server, &["tag", "amb:a", "other:x", "--alias"]);
+    let err = server.fails(&["tag", "amb:a", "other:x", "--alias"]);
     assert_eq!(
         err,
         "error: cannot set alias across different Image Streams\n"
     );
-    let err = fails(&server, &["tag", "amb:a", "amb"]);
+    let err = server.fails(&["tag", "amb:a", "amb"]);
     assert_eq!(
         err,
         "error: \"amb\" must be of the form <stream_name>:<tag>\n"
@@ -471,19 +394,16 @@ fn tag_sources_and_prefixes() {
 
     // A unique prefix (with or without the algorithm) resolves to the full digest.
     let unique = &a["sha256:".len()..][..10];
-    let out = ok(&server, &["tag", &format!("amb@{unique}"), "amb:pinned"]);
+    let out = server.ok(&["tag", &format!("amb@{unique}"), "amb:pinned"]);
     assert_eq!(out, format!("Tag amb:pinned set to amb@{a}.\n"));
     wait_for_image(&server, "amb", "pinned", &a, 1);
-    let out = ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "amb:frozen",
-            "--from",
-            &format!("amb@sha256:{}", &b[7..17]),
-        ],
-    );
+    let out = server.ok(&[
+        "create",
+        "istag",
+        "amb:frozen",
+        "--from",
+        &format!("amb@sha256:{}", &b[7..17]),
+    ]);
     assert_eq!(
         out,
         "imagestreamtag.image.openshift.io/amb:frozen created\n"
@@ -497,7 +417,7 @@ fn tag_sources_and_prefixes() {
     );
 
     // A tag source is copied: the destination gets its current image.
-    let out = ok(&server, &["tag", "amb:b", "amb:copy", "amb:copy2"]);
+    let out = server.ok(&["tag", "amb:b", "amb:copy", "amb:copy2"]);
     assert_eq!(
         out,
         format!("Tag amb:copy set to amb@{b}.\nTag amb:copy2 set to amb@{b}.\n")
@@ -510,7 +430,7 @@ fn tag_sources_and_prefixes() {
     assert_eq!(spec["from"]["name"], format!("amb@{b}"));
 
     // --alias tracks instead.
-    let out = ok(&server, &["tag", "amb:a", "amb:latest", "--alias"]);
+    let out = server.ok(&["tag", "amb:a", "amb:latest", "--alias"]);
     assert_eq!(out, "Tag amb:latest set up to track amb:a.\n");
     let s = wait_for(&server, "amb", "amb:latest", |s| {
         history(s, "latest").first().is_some_and(|e| e.0 == a)
@@ -518,7 +438,7 @@ fn tag_sources_and_prefixes() {
     let spec = spec_tag(&s, "latest").unwrap();
     assert_eq!(spec["from"]["kind"], "ImageStreamTag");
     assert_eq!(spec["from"]["name"], "amb:a");
-    let out = ok(&server, &["describe", "is", "amb"]);
+    let out = server.ok(&["describe", "is", "amb"]);
     assert!(
         out.contains("\na (latest)\n"),
         "alias shown with its target:\n{out}"
@@ -528,14 +448,14 @@ fn tag_sources_and_prefixes() {
     // the server gives the tag a new generation).
     let generation = |s: &Value| spec_tag(s, "a").unwrap()["generation"].as_i64().unwrap();
     let before = generation(&stream(&server, "amb").unwrap());
-    ok(&server, &["tag", "quay.io/keycloak/keycloak:a", "amb:a"]);
+    server.ok(&["tag", "quay.io/keycloak/keycloak:a", "amb:a"]);
     assert!(generation(&stream(&server, "amb").unwrap()) > before);
 
     // -d deletes.
-    let out = ok(&server, &["tag", "-d", "amb:copy2"]);
+    let out = server.ok(&["tag", "-d", "amb:copy2"]);
     assert_eq!(out, "Deleted tag default/amb:copy2.\n");
     assert!(spec_tag(&stream(&server, "amb").unwrap(), "copy2").is_none());
-    let err = fails(&server, &["tag", "-d", "amb:copy2"]);
+    let err = server.fails(&["tag", "-d", "amb:copy2"]);
     assert!(err.starts_with("Error from server (NotFound): "), "{err}");
 }
 
@@ -548,23 +468,20 @@ fn import_image_new_stream_all_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &dist);
 
-    let err = fails(&server, &["import-image", "kc"]);
+    let err = server.fails(&["import-image", "kc"]);
     assert_eq!(
         err,
         "error: no image stream named \"kc\" exists, pass --confirm to create and import\n"
     );
 
     // --confirm creates the stream; the output is the stream and the image described.
-    let out = ok(
-        &server,
-        &[
-            "import-image",
-            "kc",
-            "--from",
-            "quay.io/keycloak/keycloak:20.0.2",
-            "--confirm",
-        ],
-    );
+    let out = server.ok(&[
+        "import-image",
+        "kc",
+        "--from",
+        "quay.io/keycloak/keycloak:20.0.2",
+        "--confirm",
+    ]);
     assert!(
         out.starts_with("imagestream.image.openshift.io/kc imported\n\nName:\t\t\tkc\n"),
         "{out}"
@@ -583,26 +500,23 @@ fn import_image_new_stream_all_and_errors() {
     assert_eq!(history(&stream(&server, "kc").unwrap(), "latest")[0].0, d1);
 
     // Re-import of an existing tag, and a new tag with --from.
-    let out = ok(&server, &["import-image", "kc"]);
+    let out = server.ok(&["import-image", "kc"]);
     assert!(
         out.starts_with("imagestream.image.openshift.io/kc imported\n"),
         "{out}"
     );
-    ok(
-        &server,
-        &[
-            "import-image",
-            "kc:20.0.3",
-            "--from",
-            "quay.io/keycloak/keycloak:20.0.3",
-        ],
-    );
+    server.ok(&[
+        "import-image",
+        "kc:20.0.3",
+        "--from",
+        "quay.io/keycloak/keycloak:20.0.3",
+    ]);
     assert_eq!(history(&stream(&server, "kc").unwrap(), "20.0.3")[0].0, d2);
 
     // A failed tag: exit 1, the error on stderr. (Named on the distribution itself:
     // a quay.io tag the mirror lacks would next be looked for at quay.io.)
     let missing = dist.reference("keycloak/keycloak:99.9");
-    let (success, out, err) = moor(&server, &["import-image", "kc:missing", "--from", &missing]);
+    let (success, out, err) = server.moor(&["import-image", "kc:missing", "--from", &missing]);
     assert!(!success);
     assert!(
         out.starts_with("imagestream.image.openshift.io/kc imported with errors\n"),
@@ -610,61 +524,52 @@ fn import_image_new_stream_all_and_errors() {
     );
     assert!(err.starts_with("error: tag missing failed: "), "{err}");
     assert!(err.contains("manifest unknown"), "{err}");
-    let err = fails(
-        &server,
-        &[
-            "import-image",
-            "kc:latest",
-            "--from",
-            "quay.io/keycloak/keycloak:20.0.3",
-        ],
-    );
+    let err = server.fails(&[
+        "import-image",
+        "kc:latest",
+        "--from",
+        "quay.io/keycloak/keycloak:20.0.3",
+    ]);
     assert_eq!(
         err,
         "error: the tag \"latest\" points to \"quay.io/keycloak/keycloak:20.0.2\" - use the 'tag' command if you want to change the source to \"quay.io/keycloak/keycloak:20.0.3\"\n"
     );
-    let err = fails(&server, &["import-image", "kc:1", "--all"]);
+    let err = server.fails(&["import-image", "kc:1", "--all"]);
     assert_eq!(
         err,
         "error: cannot specify a tag \"kc:1\" as well as --all\n"
     );
 
     // --all imports every tag of the repository.
-    let out = ok(
-        &server,
-        &[
-            "import-image",
-            "all",
-            "--from",
-            "quay.io/keycloak/keycloak",
-            "--all",
-            "--confirm",
-        ],
-    );
+    let out = server.ok(&[
+        "import-image",
+        "all",
+        "--from",
+        "quay.io/keycloak/keycloak",
+        "--all",
+        "--confirm",
+    ]);
     assert!(out.contains("Image Name:\tall:20.0.2\n"), "{out}");
     assert!(out.contains("Image Name:\tall:20.0.3\n"), "{out}");
     let s = stream(&server, "all").unwrap();
     assert_eq!(history(&s, "20.0.2")[0].0, d1);
     assert_eq!(history(&s, "20.0.3")[0].0, d2);
     // ...and again for an existing stream: its registry tags.
-    let out = ok(&server, &["import-image", "all", "--all"]);
+    let out = server.ok(&["import-image", "all", "--all"]);
     assert!(
         out.starts_with("imagestream.image.openshift.io/all imported\n"),
         "{out}"
     );
 
     // --dry-run reports without writing.
-    let out = ok(
-        &server,
-        &[
-            "import-image",
-            "dry",
-            "--from",
-            "quay.io/keycloak/keycloak:20.0.3",
-            "--confirm",
-            "--dry-run",
-        ],
-    );
+    let out = server.ok(&[
+        "import-image",
+        "dry",
+        "--from",
+        "quay.io/keycloak/keycloak:20.0.3",
+        "--confirm",
+        "--dry-run",
+    ]);
     assert!(
         out.starts_with(&format!(
             "imagestream.image.openshift.io/dry imported (dry run)\n\nImage Name:\tdry:latest\nDocker Image:\tquay.io/keycloak/keycloak@{d2}\n"
@@ -686,15 +591,12 @@ fn failed_import_is_described() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &dist);
 
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"]);
     wait_for_image(&server, "keycloak", "20.0", &d1, 1);
     // A tag the registry does not have. Named on the distribution itself: a quay.io
     // tag the mirror lacks would next be looked for at quay.io.
     let missing = dist.reference("keycloak/keycloak:99.9");
-    let out = ok(&server, &["tag", &missing, "keycloak:broken"]);
+    let out = server.ok(&["tag", &missing, "keycloak:broken"]);
     assert_eq!(out, format!("Tag keycloak:broken set to {missing}.\n"));
     wait_for(&server, "keycloak", "a failed import condition", |s| {
         s["status"]["tags"].as_array().is_some_and(|tags| {
@@ -706,7 +608,7 @@ fn failed_import_is_described() {
             })
         })
     });
-    let out = ok(&server, &["describe", "is", "keycloak"]);
+    let out = server.ok(&["describe", "is", "keycloak"]);
     assert!(
         out.contains(&format!(
             "broken\n  tagged from {missing}\n\n  ! error: Import failed (NotFound): "
@@ -719,6 +621,6 @@ fn failed_import_is_described() {
         "{out}"
     );
     // A failed tag has no image: describe istag says so as the server does.
-    let err = fails(&server, &["describe", "istag", "keycloak:broken"]);
+    let err = server.fails(&["describe", "istag", "keycloak:broken"]);
     assert!(err.starts_with("Error from server (NotFound): "), "{err}");
 }

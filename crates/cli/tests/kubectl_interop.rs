@@ -5,95 +5,38 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
 
-struct Kubectl {
-    bin: std::path::PathBuf,
-    home: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl Kubectl {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.env("HOME", self.home.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(self.cmd().args(args));
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(self.cmd().args(args));
-        assert!(
-            !ok,
-            "kubectl {args:?} should fail:\nstdout: {out}\nstderr: {err}"
-        );
-        err
-    }
-
-    fn apply_stdin(&self, args: &[&str], yaml: &str) -> (bool, String, String) {
-        use std::io::Write;
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-}
-
 #[test]
 fn kubectl_drives_image_streams_like_on_openshift() {
-    let Some(bin) = peer("kubectl") else { return };
+    if peer("kubectl").is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(&dir.path().join("data"), &[]);
-    let k = Kubectl {
-        bin,
-        home: tempfile::tempdir().unwrap(),
-        kubeconfig: server.kubeconfig(),
-    };
+    let server = start(&dir.path().join("data"), &[]);
+    let k = Kubectl::new(&server.kubeconfig()).expect("kubectl");
     let seed = seed_yaml("kind: ImageStream");
     assert!(seed.contains("local: true"), "{seed}");
 
     // Client-side apply: created, then unchanged, then configured.
-    let (ok, out, err) = k.apply_stdin(&["apply", "-f", "-"], &seed);
+    let (ok, out, err) = k.stdin(&["apply", "-f", "-"], &seed);
     assert!(ok, "{out}{err}");
     assert_eq!(
         out.trim(),
         "imagestream.image.openshift.io/keycloak created",
         "{err}"
     );
-    let (ok, out, _) = k.apply_stdin(&["apply", "-f", "-"], &seed);
+    let (ok, out, _) = k.stdin(&["apply", "-f", "-"], &seed);
     assert!(ok);
     assert_eq!(
         out.trim(),
         "imagestream.image.openshift.io/keycloak unchanged"
     );
     let changed = seed.replace("local: true", "local: false");
-    let (ok, out, err) = k.apply_stdin(&["apply", "-f", "-"], &changed);
+    let (ok, out, err) = k.stdin(&["apply", "-f", "-"], &changed);
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
@@ -136,13 +79,13 @@ fn kubectl_drives_image_streams_like_on_openshift() {
 
     // Server-side apply: first of the live state (kubectl then migrates the
     // client-side manager's fields to its own), then of the seed, which changes a field.
-    let (ok, out, err) = k.apply_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    let (ok, out, err) = k.stdin(&["apply", "--server-side", "-f", "-"], &changed);
     assert!(ok, "{out}{err}");
     assert_eq!(
         out.trim(),
         "imagestream.image.openshift.io/keycloak serverside-applied"
     );
-    let (ok, out, err) = k.apply_stdin(&["apply", "--server-side", "-f", "-"], &seed);
+    let (ok, out, err) = k.stdin(&["apply", "--server-side", "-f", "-"], &seed);
     assert!(ok, "{out}{err}");
     assert_eq!(
         out.trim(),
@@ -151,7 +94,7 @@ fn kubectl_drives_image_streams_like_on_openshift() {
     let json: serde_json::Value =
         serde_json::from_str(&k.ok(&["get", "is", "keycloak", "-o", "json"])).unwrap();
     assert_eq!(json["spec"]["lookupPolicy"]["local"], true);
-    let (ok, out, err) = k.apply_stdin(
+    let (ok, out, err) = k.stdin(
         &["apply", "--server-side", "-f", "-"],
         &seed.replace("keycloak", "keycloak-ssa"),
     );
@@ -159,7 +102,7 @@ fn kubectl_drives_image_streams_like_on_openshift() {
 
     // Unknown fields are refused under kubectl's default (strict) validation.
     let bogus = format!("{}\n  bogusField: 1\n", seed.trim_end());
-    let (ok, out, err) = k.apply_stdin(&["apply", "-f", "-"], &bogus);
+    let (ok, out, err) = k.stdin(&["apply", "-f", "-"], &bogus);
     assert!(!ok, "{out}");
     assert!(
         err.contains("unknown field") && err.contains("bogusField"),
@@ -170,7 +113,7 @@ fn kubectl_drives_image_streams_like_on_openshift() {
     let mut stale = json.clone();
     k.ok(&["label", "is", "keycloak", "touched=yes"]);
     stale["metadata"]["labels"] = serde_json::json!({"stale": "yes"});
-    let (ok, _, err) = k.apply_stdin(&["replace", "-f", "-"], &stale.to_string());
+    let (ok, _, err) = k.stdin(&["replace", "-f", "-"], &stale.to_string());
     assert!(!ok);
     assert!(
         err.contains("Conflict") || err.contains("the object has been modified"),

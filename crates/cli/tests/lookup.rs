@@ -13,40 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::registry::{Distribution, OciLayout};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn moor_at(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("RUST_LOG"))
-}
-
-fn ok_at(kubeconfig: &Path, args: &[&str]) -> String {
-    let (success, out, err) = moor_at(kubeconfig, args);
-    assert!(
-        success,
-        "moor {args:?} failed:\nstdout: {out}\nstderr: {err}"
-    );
-    out
-}
-
-fn ok(server: &MoorServer, args: &[&str]) -> String {
-    ok_at(&server.kubeconfig(), args)
-}
-
-fn fails(server: &MoorServer, args: &[&str]) -> String {
-    let (success, out, err) = moor_at(&server.kubeconfig(), args);
-    assert!(
-        !success,
-        "moor {args:?} succeeded:\nstdout: {out}\nstderr: {err}"
-    );
-    err
-}
 
 fn offline_env() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -60,7 +29,7 @@ fn offline_env() -> Vec<(&'static str, &'static str)> {
 }
 
 /// A `moor serve` whose quay.io is `dist` (when given), plus `extra` flags.
-fn serve(dir: &Path, dist: Option<&Distribution>, extra: &[&str]) -> MoorServer {
+fn serve(dir: &Path, dist: Option<&Distribution>, extra: &[&str]) -> MoorProcess {
     let mut flags: Vec<String> = Vec::new();
     if let Some(d) = dist {
         flags.extend([
@@ -72,14 +41,29 @@ fn serve(dir: &Path, dist: Option<&Distribution>, extra: &[&str]) -> MoorServer 
     }
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    MoorServer::start_with_env(dir, &flags, &offline_env())
+    start_with_env(dir, &flags, &offline_env())
+}
+
+/// A `moor serve` without a registry whose `keycloak:20.0` is a reference tag
+/// (recorded as given, nothing imported) with image lookup on.
+fn serve_with_reference_tag(dir: &Path) -> MoorProcess {
+    let server = serve(&dir.join("data"), None, &[]);
+    server.ok(&[
+        "tag",
+        "--source=docker",
+        "--reference",
+        "quay.io/keycloak/keycloak:20.0.2",
+        "keycloak:20.0",
+    ]);
+    server.ok(&["set", "image-lookup", "keycloak"]);
+    server
 }
 
 fn get_json(kubeconfig: &Path, args: &[&str]) -> Value {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
     all.extend(["-o", "json"]);
-    serde_json::from_str(&ok_at(kubeconfig, &all)).expect("JSON")
+    serde_json::from_str(&cli(kubeconfig).ok(&all)).expect("JSON")
 }
 
 fn image_of(deploy: &Value) -> String {
@@ -114,7 +98,7 @@ fn wait_tag(kubeconfig: &Path, stream: &str, tag: &str, digest: &str, len: usize
     wait(
         &format!("{stream}:{tag} at {digest}"),
         || {
-            let (ok, out, _) = moor_at(kubeconfig, &["get", "is", stream, "-o", "json"]);
+            let (ok, out, _) = cli(kubeconfig).run(&["get", "is", stream, "-o", "json"]);
             let s: Value = if ok {
                 serde_json::from_str(&out).unwrap()
             } else {
@@ -138,74 +122,14 @@ fn wait_image(kubeconfig: &Path, deploy: &str, want: &str) -> Value {
     )
 }
 
-/// Two images pushed as quay.io's keycloak/keycloak:20.0.2 and :20.0.3.
-fn two_keycloaks(dist: &Distribution) -> (String, String) {
-    let layout = OciLayout::new();
-    layout.add_image("v1", "keycloak 20.0.2\n");
-    layout.add_image("v2", "keycloak 20.0.3\n");
-    let d1 = dist.push(&layout, "v1", "keycloak/keycloak:20.0.2");
-    let d2 = dist.push(&layout, "v2", "keycloak/keycloak:20.0.3");
-    assert_ne!(d1, d2);
-    (d1, d2)
-}
-
-struct Kubectl {
-    bin: std::path::PathBuf,
-    home: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl Kubectl {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.env("HOME", self.home.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(self.cmd().args(args));
-        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn apply(&self, yaml: &str) -> (String, String) {
-        let mut child = self
-            .cmd()
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "kubectl apply failed:\n{stdout}\n{stderr}"
-        );
-        (stdout, stderr)
-    }
-}
-
 #[test]
 fn seed_image_lookup_end_to_end_with_kubectl() {
     let Some(dist) = Distribution::start() else {
         return;
     };
-    let Some(kubectl_bin) = peer("kubectl") else {
+    if peer("kubectl").is_none() {
         return;
-    };
+    }
     let started = Instant::now();
     let (d1, d2) = two_keycloaks(&dist);
     let dir = tempfile::tempdir().unwrap();
@@ -215,54 +139,48 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
 
     // 1-2: the stream and the tag, as the seed says.
     assert_eq!(
-        ok(&server, &["create", "is", "keycloak"]),
+        server.ok(&["create", "is", "keycloak"]),
         "imagestream.image.openshift.io/keycloak created\n"
     );
-    ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "keycloak:20.0",
-            "--from-image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
+    server.ok(&[
+        "create",
+        "istag",
+        "keycloak:20.0",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
     wait_tag(&kc, "keycloak", "20.0", &d1, 1);
 
     // 3: set image-lookup, and its list.
     assert_eq!(
-        ok(&server, &["set", "image-lookup"]),
+        server.ok(&["set", "image-lookup"]),
         "NAME      LOCAL\nkeycloak  false\n"
     );
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "keycloak"]),
+        server.ok(&["set", "image-lookup", "keycloak"]),
         "imagestream.image.openshift.io/keycloak image lookup updated\n"
     );
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "keycloak"]),
+        server.ok(&["set", "image-lookup", "keycloak"]),
         "imagestream.image.openshift.io/keycloak image lookup already enabled\n",
         "nothing to change, as oc says it"
     );
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "--list"]),
+        server.ok(&["set", "image-lookup", "--list"]),
         "NAME      LOCAL\nkeycloak  true\n"
     );
-    let out = ok(&server, &["describe", "is", "keycloak"]);
+    let out = server.ok(&["describe", "is", "keycloak"]);
     assert!(out.contains("keycloak"), "{out}");
 
     // 4: create deployment with the short name: the template is pinned.
     assert_eq!(
-        ok(
-            &server,
-            &[
-                "create",
-                "deployment",
-                "mykeycloak",
-                "--image",
-                "keycloak:20.0"
-            ]
-        ),
+        server.ok(&[
+            "create",
+            "deployment",
+            "mykeycloak",
+            "--image",
+            "keycloak:20.0"
+        ]),
         "deployment.apps/mykeycloak created\n"
     );
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
@@ -271,18 +189,18 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
         d["spec"]["template"]["spec"]["containers"][0]["name"],
         "keycloak"
     );
-    let out = ok(&server, &["get", "deploy"]);
+    let out = server.ok(&["get", "deploy"]);
     assert!(out.starts_with("NAME         READY   UP-TO-DATE   AVAILABLE   AGE\nmykeycloak   0/1     0            0           "), "{out}");
-    assert!(ok(&server, &["get", "deploy", "-o", "wide"]).contains(&pinned1));
+    assert!(
+        server
+            .ok(&["get", "deploy", "-o", "wide"])
+            .contains(&pinned1)
+    );
 
     // 5: the seed's Deployment YAML, unmodified, through kubectl: pinned too.
-    let k = Kubectl {
-        bin: kubectl_bin,
-        home: tempfile::tempdir().unwrap(),
-        kubeconfig: kc.clone(),
-    };
+    let k = Kubectl::new(&kc).expect("kubectl");
     assert_eq!(
-        ok(&server, &["delete", "deploy", "mykeycloak"]),
+        server.ok(&["delete", "deploy", "mykeycloak"]),
         "deployment.apps \"mykeycloak\" deleted\n"
     );
     let seed = seed_yaml("kind: Deployment");
@@ -343,10 +261,7 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
 
     // The tag moves; `kubectl set image` with the short name pins the new image as
     // revision 2; `moor rollout` and `kubectl rollout` go back and forth.
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     wait_tag(&kc, "keycloak", "20.0", &d2, 2);
     let pinned2 = format!("quay.io/keycloak/keycloak@{d2}");
     assert_eq!(
@@ -365,11 +280,11 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
         "2"
     );
     assert_eq!(
-        ok(&server, &["rollout", "history", "deploy/mykeycloak"]),
+        server.ok(&["rollout", "history", "deploy/mykeycloak"]),
         "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
     );
     assert_eq!(
-        ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
+        server.ok(&["rollout", "undo", "deploy/mykeycloak"]),
         "deployment.apps/mykeycloak rolled back\n"
     );
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
@@ -378,40 +293,28 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
     );
-    let out = ok(
-        &server,
-        &["rollout", "history", "deploy/mykeycloak", "--revision", "2"],
-    );
+    let out = server.ok(&["rollout", "history", "deploy/mykeycloak", "--revision", "2"]);
     assert!(
         out.starts_with("deployment.apps/mykeycloak with revision #2\nPod Template:\n"),
         "{out}"
     );
     assert!(out.contains(&pinned2), "{out}");
     assert_eq!(
-        ok(
-            &server,
-            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "2"]
-        ),
+        server.ok(&["rollout", "undo", "deploy/mykeycloak", "--to-revision", "2"]),
         "deployment.apps/mykeycloak rolled back\n"
     );
     assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), pinned2);
     assert_eq!(
-        ok(
-            &server,
-            &["rollout", "undo", "deploy/mykeycloak", "--to-revision", "4"]
-        ),
+        server.ok(&["rollout", "undo", "deploy/mykeycloak", "--to-revision", "4"]),
         "deployment.apps/mykeycloak skipped rollback (current template already matches revision 4)\n"
     );
-    let err = fails(
-        &server,
-        &[
-            "rollout",
-            "undo",
-            "deploy/mykeycloak",
-            "--to-revision",
-            "99",
-        ],
-    );
+    let err = server.fails(&[
+        "rollout",
+        "undo",
+        "deploy/mykeycloak",
+        "--to-revision",
+        "99",
+    ]);
     assert_eq!(
         err,
         "error: unable to find specified revision 99 in history\n"
@@ -428,40 +331,19 @@ fn seed_image_lookup_end_to_end_with_kubectl() {
 #[test]
 fn lookup_off_leaves_names_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), None, &[]);
+    let server = serve_with_reference_tag(dir.path());
     let kc = server.kubeconfig();
-    // A reference tag: recorded as given, nothing imported, no registry needed.
-    ok(
-        &server,
-        &[
-            "tag",
-            "--source=docker",
-            "--reference",
-            "quay.io/keycloak/keycloak:20.0.2",
-            "keycloak:20.0",
-        ],
-    );
-    ok(&server, &["set", "image-lookup", "keycloak"]);
-    ok(
-        &server,
-        &["create", "deployment", "on", "--image", "keycloak:20.0"],
-    );
+    server.ok(&["create", "deployment", "on", "--image", "keycloak:20.0"]);
     assert_eq!(
         image_of(&get_json(&kc, &["deploy", "on"])),
         "quay.io/keycloak/keycloak:20.0.2"
     );
 
     assert_eq!(
-        ok(
-            &server,
-            &["set", "image-lookup", "keycloak", "--enabled=false"]
-        ),
+        server.ok(&["set", "image-lookup", "keycloak", "--enabled=false"]),
         "imagestream.image.openshift.io/keycloak image lookup updated\n"
     );
-    ok(
-        &server,
-        &["create", "deployment", "off", "--image", "keycloak:20.0"],
-    );
+    server.ok(&["create", "deployment", "off", "--image", "keycloak:20.0"]);
     assert_eq!(
         image_of(&get_json(&kc, &["deploy", "off"])),
         "keycloak:20.0"
@@ -469,11 +351,11 @@ fn lookup_off_leaves_names_alone() {
 
     // On the workload instead: the template annotation resolves its names again.
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "deploy/off", "--list"]),
+        server.ok(&["set", "image-lookup", "deploy/off", "--list"]),
         "NAME             LOCAL\ndeployments/off  false\n"
     );
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "deploy/off"]),
+        server.ok(&["set", "image-lookup", "deploy/off"]),
         "deployment.apps/off image lookup updated\n"
     );
     assert_eq!(
@@ -481,10 +363,10 @@ fn lookup_off_leaves_names_alone() {
         "quay.io/keycloak/keycloak:20.0.2"
     );
     assert_eq!(
-        ok(&server, &["set", "image-lookup", "deploy/off", "--list"]),
+        server.ok(&["set", "image-lookup", "deploy/off", "--list"]),
         "NAME             LOCAL\ndeployments/off  true\n"
     );
-    let err = fails(&server, &["set", "image-lookup", "secret/x"]);
+    let err = server.fails(&["set", "image-lookup", "secret/x"]);
     assert!(
         err.contains("not found") || err.contains("does not support"),
         "{err}"
@@ -505,74 +387,59 @@ fn triggers_roll_deployments_forward_and_back() {
         format!("quay.io/keycloak/keycloak@{d1}"),
         format!("quay.io/keycloak/keycloak@{d2}"),
     );
-    ok(&server, &["create", "is", "keycloak", "--lookup-local"]);
-    ok(
-        &server,
-        &[
-            "create",
-            "istag",
-            "keycloak:20.0",
-            "--from-image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
+    server.ok(&["create", "is", "keycloak", "--lookup-local"]);
+    server.ok(&[
+        "create",
+        "istag",
+        "keycloak:20.0",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
     wait_tag(&kc, "keycloak", "20.0", &d1, 1);
-    ok(
-        &server,
-        &[
-            "create",
-            "deployment",
-            "mykeycloak",
-            "--image",
-            "keycloak:20.0",
-        ],
-    );
+    server.ok(&[
+        "create",
+        "deployment",
+        "mykeycloak",
+        "--image",
+        "keycloak:20.0",
+    ]);
     assert_eq!(image_of(&get_json(&kc, &["deploy", "mykeycloak"])), p1);
 
     // Triggers: printed, set, printed again.
     assert_eq!(
-        ok(&server, &["set", "triggers", "deploy/mykeycloak"]),
+        server.ok(&["set", "triggers", "deploy/mykeycloak"]),
         "NAME                    TYPE    VALUE  AUTO\ndeployments/mykeycloak  config         true\n"
     );
     assert_eq!(
-        ok(
-            &server,
-            &[
-                "set",
-                "triggers",
-                "deploy/mykeycloak",
-                "--from-image",
-                "keycloak:20.0"
-            ]
-        ),
-        "deployment.apps/mykeycloak triggers updated\n"
-    );
-    assert_eq!(
-        ok(&server, &["set", "triggers", "deploy/mykeycloak"]),
-        "NAME                    TYPE    VALUE                     AUTO\ndeployments/mykeycloak  config                            true\ndeployments/mykeycloak  image   keycloak:20.0 (keycloak)  true\n"
-    );
-    let err = fails(
-        &server,
-        &[
+        server.ok(&[
             "set",
             "triggers",
             "deploy/mykeycloak",
             "--from-image",
-            "keycloak:20.0",
-            "-c",
-            "nope",
-        ],
+            "keycloak:20.0"
+        ]),
+        "deployment.apps/mykeycloak triggers updated\n"
     );
+    assert_eq!(
+        server.ok(&["set", "triggers", "deploy/mykeycloak"]),
+        "NAME                    TYPE    VALUE                     AUTO\ndeployments/mykeycloak  config                            true\ndeployments/mykeycloak  image   keycloak:20.0 (keycloak)  true\n"
+    );
+    let err = server.fails(&[
+        "set",
+        "triggers",
+        "deploy/mykeycloak",
+        "--from-image",
+        "keycloak:20.0",
+        "-c",
+        "nope",
+    ]);
     assert_eq!(
         err,
         "error: deployments/mykeycloak: not all container names exist: nope (accepts: keycloak)\n"
     );
 
     // The tag moves: the deployment rolls to the new digest (revision 2).
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     let d = wait_image(&kc, "mykeycloak", &p2);
     assert_eq!(
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
@@ -581,23 +448,61 @@ fn triggers_roll_deployments_forward_and_back() {
     eprintln!("rolled forward after {:?}", started.elapsed());
 
     // Rolling the tag back rolls the deployment back (revision 3, the first template).
-    assert!(ok(&server, &["rollback", "keycloak:20.0"]).starts_with("Rolled back keycloak:20.0"));
+    assert!(
+        server
+            .ok(&["rollback", "keycloak:20.0"])
+            .starts_with("Rolled back keycloak:20.0")
+    );
     let d = wait_image(&kc, "mykeycloak", &p1);
     assert_eq!(
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
     );
     assert_eq!(
-        ok(&server, &["rollout", "history", "deploy/mykeycloak"]),
+        server.ok(&["rollout", "history", "deploy/mykeycloak"]),
         "deployment.apps/mykeycloak\nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
     );
 
+    // A sentinel deployment follows keycloak:sentinel. The controller handles stream
+    // events in order, so once a later move of that tag has patched the sentinel, an
+    // earlier event of keycloak:20.0 has been decided: the positive signal the
+    // "nothing written" checks below wait for.
+    server.ok(&[
+        "create",
+        "istag",
+        "keycloak:sentinel",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
+    wait_tag(&kc, "keycloak", "sentinel", &d1, 1);
+    server.ok(&[
+        "create",
+        "deployment",
+        "zz-sentinel",
+        "--image",
+        "keycloak:sentinel",
+    ]);
+    server.ok(&[
+        "set",
+        "triggers",
+        "deploy/zz-sentinel",
+        "--from-image",
+        "keycloak:sentinel",
+    ]);
+    // Moves the sentinel's tag to `version` and waits until the sentinel runs `pinned`.
+    let sentinel = |version: &str, pinned: &str| {
+        server.ok(&[
+            "tag",
+            &format!("quay.io/keycloak/keycloak:{version}"),
+            "keycloak:sentinel",
+        ]);
+        wait_image(&kc, "zz-sentinel", pinned);
+    };
+
     // The same digest again (a re-import of 20.0.2 lands on d1): nothing changes.
+    let d = get_json(&kc, &["deploy", "mykeycloak"]);
     let rv = d["metadata"]["resourceVersion"].clone();
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.2", "keycloak:20.0"]);
     wait(
         "the re-import to be recorded",
         || get_json(&kc, &["is", "keycloak"]),
@@ -607,7 +512,7 @@ fn triggers_roll_deployments_forward_and_back() {
                 && s["status"]["tags"][0]["items"][0]["image"] == d1.as_str()
         },
     );
-    std::thread::sleep(Duration::from_millis(700));
+    sentinel("20.0.3", &p2);
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
     assert_eq!(
         d["metadata"]["resourceVersion"], rv,
@@ -615,38 +520,29 @@ fn triggers_roll_deployments_forward_and_back() {
     );
 
     // Paused (--manual pauses the deployment too): a move of the tag is not followed.
-    ok(
-        &server,
-        &["set", "triggers", "deploy/mykeycloak", "--manual"],
-    );
+    server.ok(&["set", "triggers", "deploy/mykeycloak", "--manual"]);
     let d = get_json(&kc, &["deploy", "mykeycloak"]);
     assert_eq!(d["spec"]["paused"], true);
-    ok(
-        &server,
-        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
-    );
+    server.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     wait_tag(&kc, "keycloak", "20.0", &d2, 4);
-    std::thread::sleep(Duration::from_millis(700));
+    sentinel("20.0.2", &p1);
     assert_eq!(
         image_of(&get_json(&kc, &["deploy", "mykeycloak"])),
         p1,
         "paused trigger skipped"
     );
-    let err = fails(&server, &["rollout", "undo", "deploy/mykeycloak"]);
+    let err = server.fails(&["rollout", "undo", "deploy/mykeycloak"]);
     assert!(
         err.contains("you cannot rollback a paused deployment"),
         "{err}"
     );
     // --auto resumes: the deployment catches up with the tag.
-    ok(&server, &["set", "triggers", "deploy/mykeycloak", "--auto"]);
+    server.ok(&["set", "triggers", "deploy/mykeycloak", "--auto"]);
     wait_image(&kc, "mykeycloak", &p2);
 
     // Without triggers, `rollout undo` goes back one revision, then to a chosen one.
     assert_eq!(
-        ok(
-            &server,
-            &["set", "triggers", "deploy/mykeycloak", "--remove-all"]
-        ),
+        server.ok(&["set", "triggers", "deploy/mykeycloak", "--remove-all"]),
         "deployment.apps/mykeycloak triggers updated\n"
     );
     // As in oc, removing all triggers removes the config trigger too: paused.
@@ -655,10 +551,7 @@ fn triggers_roll_deployments_forward_and_back() {
         true
     );
     assert_eq!(
-        ok(
-            &server,
-            &["set", "triggers", "deploy/mykeycloak", "--from-config"]
-        ),
+        server.ok(&["set", "triggers", "deploy/mykeycloak", "--from-config"]),
         "deployment.apps/mykeycloak triggers updated\n"
     );
     assert_eq!(
@@ -673,7 +566,7 @@ fn triggers_roll_deployments_forward_and_back() {
     // `rollout undo` restores the previous revision's template and annotations: its
     // trigger comes back and follows the tag (now at d2) again.
     assert_eq!(
-        ok(&server, &["rollout", "undo", "deploy/mykeycloak"]),
+        server.ok(&["rollout", "undo", "deploy/mykeycloak"]),
         "deployment.apps/mykeycloak rolled back\n"
     );
     let d = wait_image(&kc, "mykeycloak", &p2);
@@ -702,48 +595,36 @@ fn triggers_patch_workloads_of_another_server() {
         &["--workload-kubeconfig", cluster_kc.to_str().unwrap()],
     );
     let images_kc = images.kubeconfig();
-    ok(
-        &images,
-        &[
-            "create",
-            "istag",
-            "keycloak:20.0",
-            "--from-image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
+    images.ok(&[
+        "create",
+        "istag",
+        "keycloak:20.0",
+        "--from-image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
     wait_tag(&images_kc, "keycloak", "20.0", &d1, 1);
 
-    ok_at(
-        &cluster_kc,
-        &[
-            "create",
-            "deployment",
-            "web",
-            "--image",
-            "quay.io/keycloak/keycloak:20.0.2",
-        ],
-    );
-    ok_at(
-        &cluster_kc,
-        &[
-            "set",
-            "triggers",
-            "deploy/web",
-            "--from-image",
-            "keycloak:20.0",
-        ],
-    );
+    cli(&cluster_kc).ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image",
+        "quay.io/keycloak/keycloak:20.0.2",
+    ]);
+    cli(&cluster_kc).ok(&[
+        "set",
+        "triggers",
+        "deploy/web",
+        "--from-image",
+        "keycloak:20.0",
+    ]);
     wait_image(
         &cluster_kc,
         "web",
         &format!("quay.io/keycloak/keycloak@{d1}"),
     );
 
-    ok(
-        &images,
-        &["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"],
-    );
+    images.ok(&["tag", "quay.io/keycloak/keycloak:20.0.3", "keycloak:20.0"]);
     let d = wait_image(
         &cluster_kc,
         "web",
@@ -759,25 +640,14 @@ fn triggers_patch_workloads_of_another_server() {
         1
     );
     // The image server holds no workloads: its own API was not touched.
-    let (_, out, _) = moor_at(&images_kc, &["get", "deploy"]);
+    let (_, out, _) = cli(&images_kc).run(&["get", "deploy"]);
     assert_eq!(out, "");
 }
 
 #[test]
 fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(&dir.path().join("data"), None, &[]);
-    ok(
-        &server,
-        &[
-            "tag",
-            "--source=docker",
-            "--reference",
-            "quay.io/keycloak/keycloak:20.0.2",
-            "keycloak:20.0",
-        ],
-    );
-    ok(&server, &["set", "image-lookup", "keycloak"]);
+    let server = serve_with_reference_tag(dir.path());
     let manifests = dir.path().join("app.yaml");
     std::fs::write(
         &manifests,
@@ -786,7 +656,7 @@ fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
             + "---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: export\nspec:\n  schedule: \"0 3 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: export\n            image: keycloak:20.0\n          - name: tool\n            image: tools:1.0\n",
     )
     .unwrap();
-    let out = ok(&server, &["resolve", "-f", manifests.to_str().unwrap()]);
+    let out = server.ok(&["resolve", "-f", manifests.to_str().unwrap()]);
     let docs: Vec<&str> = out.split("---\n").collect();
     assert_eq!(docs.len(), 3, "{out}");
     assert!(docs[0].contains("kind: Service"), "{out}");
@@ -809,21 +679,19 @@ fn resolve_pins_manifests_and_strict_names_what_did_not_resolve() {
     std::fs::copy(&manifests, folder.join("b.yaml")).unwrap();
     std::fs::write(folder.join("a.yml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: c\n    image: keycloak:20.0\n").unwrap();
     std::fs::write(folder.join("notes.txt"), "not a manifest").unwrap();
-    let out = ok(&server, &["resolve", "-f", folder.to_str().unwrap()]);
+    let out = server.ok(&["resolve", "-f", folder.to_str().unwrap()]);
     assert_eq!(out.split("---\n").count(), 4, "{out}");
     assert!(
         out.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n"),
         "{out}"
     );
     // Nothing was written to the server.
-    let (_, out, _) = moor_at(&server.kubeconfig(), &["get", "deploy"]);
+    let (_, out, _) = cli(&server.kubeconfig()).run(&["get", "deploy"]);
     assert_eq!(out, "");
 
     // --strict: exit 1, print nothing, name each name that did not resolve.
-    let (success, out, err) = moor_at(
-        &server.kubeconfig(),
-        &["resolve", "-f", manifests.to_str().unwrap(), "--strict"],
-    );
+    let (success, out, err) =
+        cli(&server.kubeconfig()).run(&["resolve", "-f", manifests.to_str().unwrap(), "--strict"]);
     assert!(!success);
     assert_eq!(out, "");
     assert_eq!(

@@ -11,38 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::registry::{OciLayout, require};
 use support::*;
-
-fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
-    run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .args(args)
-        .env_remove("RUST_LOG"))
-}
-
-/// Runs `moor ARGS`, which must succeed; returns (stdout, stderr).
-fn ok(server: &MoorServer, args: &[&str]) -> (String, String) {
-    let (success, out, err) = moor(server, args);
-    assert!(
-        success,
-        "moor {args:?} failed:\nstdout: {out}\nstderr: {err}"
-    );
-    (out, err)
-}
-
-/// `host:port` of the server's registry.
-fn host(server: &MoorServer) -> String {
-    server.url.trim_start_matches("https://").to_string()
-}
 
 fn skopeo(args: &[&str]) -> (bool, String, String) {
     run(Command::new("skopeo").arg("--insecure-policy").args(args))
 }
 
 /// Pushes `tag` of `layout` to `default/app:latest` in moor's registry.
-fn push(server: &MoorServer, layout: &OciLayout, tag: &str) {
+fn push(server: &MoorProcess, layout: &OciLayout, tag: &str) {
     let creds = format!("u:{}", server.token);
     let (success, out, err) = skopeo(&[
         "copy",
@@ -50,13 +26,13 @@ fn push(server: &MoorServer, layout: &OciLayout, tag: &str) {
         "--dest-creds",
         &creds,
         &format!("oci:{}:{tag}", layout.path().display()),
-        &format!("docker://{}/default/app:latest", host(server)),
+        &format!("docker://{}/default/app:latest", server.host()),
     ]);
     assert!(success, "skopeo push of {tag} failed:\n{out}\n{err}");
 }
 
 /// The digests of the blobs in moor's blob store.
-fn stored_blobs(server: &MoorServer) -> BTreeSet<String> {
+fn stored_blobs(server: &MoorProcess) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let root = server.data_dir.join("registry/blobs/sha256");
     for prefix in std::fs::read_dir(&root).expect("blob store").flatten() {
@@ -93,8 +69,8 @@ fn parts(layout_dir: &Path, digest: &str) -> (String, Vec<String>) {
 }
 
 /// The images of `app:latest`'s history, newest first.
-fn history(server: &MoorServer) -> Vec<String> {
-    let (out, _) = ok(server, &["get", "is", "app", "-o", "json"]);
+fn history(server: &MoorProcess) -> Vec<String> {
+    let (out, _) = server.cli().ok_both(&["get", "is", "app", "-o", "json"]);
     let s: Value = serde_json::from_str(&out).expect("stream JSON");
     s["status"]["tags"][0]["items"]
         .as_array()
@@ -110,12 +86,12 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = MoorServer::start(&dir.path().join("data"), &[]);
+    let server = start(&dir.path().join("data"), &[]);
 
     let layout = OciLayout::new();
-    let v1 = layout.add_image("v1", "one");
-    let v2 = layout.add_image("v2", "two");
-    let v3 = layout.relabel("v2", "v3", "three"); // v2's layer, its own config
+    let v1 = layout.add_image("v1", &ImageSpec::app("one")).digest;
+    let v2 = layout.add_image("v2", &ImageSpec::app("two")).digest;
+    let v3 = layout.relabel("v2", "v3", "three").digest; // v2's layer, its own config
     let (c1, l1) = parts(&layout.path(), &v1);
     let (c2, l2) = parts(&layout.path(), &v2);
     let (c3, l3) = parts(&layout.path(), &v3);
@@ -141,7 +117,7 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
         "--keep-tag-revisions=1",
         "--keep-younger-than=0s",
     ];
-    let (out, err) = ok(&server, &args);
+    let (out, err) = server.cli().ok_both(&args);
     assert!(
         err.contains(
             "Dry run enabled - no modifications will be made. Add --confirm to remove images"
@@ -167,11 +143,11 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
         "a dry run changes nothing"
     );
     assert_eq!(stored_blobs(&server), before, "a dry run removes no blob");
-    ok(&server, &["get", "image", &v1]);
+    server.ok(&["get", "image", &v1]);
 
     let mut confirm = args.to_vec();
     confirm.push("--confirm");
-    let (out, err) = ok(&server, &confirm);
+    let (out, err) = server.cli().ok_both(&confirm);
     assert!(!err.contains("Dry run"), "{err}");
     assert!(out.contains(&format!("Deleting image {v1}")), "{out}");
     assert!(out.contains(&format!("Deleting image {v2}")), "{out}");
@@ -183,7 +159,7 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
     );
     assert_eq!(history(&server), [v3.as_str()]);
     for gone in [&v1, &v2] {
-        let (found, _, err) = moor(&server, &["get", "image", gone]);
+        let (found, _, err) = server.moor(&["get", "image", gone]);
         assert!(!found && err.contains("NotFound"), "image {gone}: {err}");
     }
     let after = stored_blobs(&server);
@@ -198,7 +174,7 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
         "--src-tls-verify=false",
         "--src-creds",
         &creds,
-        &format!("docker://{}/default/app:latest", host(&server)),
+        &format!("docker://{}/default/app:latest", server.host()),
         &format!("oci:{}:latest", pulled.display()),
     ]);
     assert!(success, "pull after prune failed:\n{o}\n{e}");
@@ -214,11 +190,11 @@ fn prune_images_removes_old_revisions_and_their_blobs_only() {
         "--tls-verify=false",
         "--creds",
         &creds,
-        &format!("docker://{}/default/app@{v1}", host(&server)),
+        &format!("docker://{}/default/app@{v1}", server.host()),
     ]);
     assert!(!found, "the pruned manifest is not served");
 
     // Nothing is left to prune.
-    let (out, _) = ok(&server, &confirm);
+    let (out, _) = server.cli().ok_both(&confirm);
     assert!(out.contains("Summary: deleted 0 objects"), "{out}");
 }

@@ -12,7 +12,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::registry::{Distribution, OciLayout, require};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,11 +172,7 @@ fn the_readme_tour_runs_verbatim_on_a_fresh_data_dir() {
     let Some(dist) = Distribution::start() else {
         return;
     };
-    let layout = OciLayout::new();
-    layout.add_image("v1", "keycloak 20.0.2");
-    layout.add_image("v2", "keycloak 20.0.3");
-    let d1 = dist.push(&layout, "v1", "keycloak/keycloak:20.0.2");
-    let d2 = dist.push(&layout, "v2", "keycloak/keycloak:20.0.3");
+    let (d1, d2) = two_keycloaks(&dist);
 
     let dir = tempfile::tempdir().unwrap();
     let offline = [
@@ -189,7 +184,8 @@ fn the_readme_tour_runs_verbatim_on_a_fresh_data_dir() {
         ("no_proxy", "127.0.0.1,localhost"),
     ];
     let mirror = format!("quay.io={}", dist.host);
-    let server = MoorServer::start_with_env(
+    let server = MoorProcess::start_with_env(
+        moor_bin(),
         &dir.path().join("moor-data"),
         &[
             "--registry-mirror",

@@ -10,34 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::registry::{Distribution, OciLayout};
 use support::*;
 
-fn moor(server: &MoorServer, args: &[&str]) -> String {
-    let (ok, out, err) = run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .args(args)
-        .env_remove("RUST_LOG"));
-    assert!(ok, "moor {args:?} failed:\nstdout: {out}\nstderr: {err}");
-    out
-}
-
-fn host_of(server: &MoorServer) -> String {
-    server
-        .url
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .to_string()
-}
-
-fn wait_istag(server: &MoorServer, name: &str) -> Value {
+fn wait_istag(server: &MoorProcess, name: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (ok, out, _) = run(Command::new(moor_bin())
-            .arg("--kubeconfig")
-            .arg(server.kubeconfig())
-            .args(["get", "istag", name, "-o", "json"]));
+        let (ok, out, _) = server.moor(&["get", "istag", name, "-o", "json"]);
         if ok {
             return serde_json::from_str(&out).unwrap();
         }
@@ -46,7 +24,7 @@ fn wait_istag(server: &MoorServer, name: &str) -> Value {
     }
 }
 
-fn skopeo_copy(server: &MoorServer, reference: &str, dest: &std::path::Path) -> (bool, String) {
+fn skopeo_copy(server: &MoorProcess, reference: &str, dest: &std::path::Path) -> (bool, String) {
     let (ok, _, err) = run(Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
         .args(["--src-creds", &format!("u:{}", server.token)])
@@ -61,27 +39,26 @@ fn import_image_mirror_copies_the_layers_so_pulls_survive_the_upstream() {
         return;
     };
     let layout = OciLayout::new();
-    layout.add_image("v1", &"x".repeat(200_000));
-    let digest = dist.push(&layout, "v1", "team/offline:1");
+    layout.add_image("v1", &ImageSpec::app(&"x".repeat(200_000)));
+    let digest = dist
+        .push(&layout, "v1", "team/offline:1", Format::Oci)
+        .digest;
     let dir = tempfile::tempdir().unwrap();
-    let server = MoorServer::start(
+    let server = start(
         &dir.path().join("data"),
         &["--insecure-registry", &dist.host],
     );
-    let host = host_of(&server);
+    let host = server.host();
 
     // `tag --reference-policy local`: the istag names moor's registry.
-    moor(
-        &server,
-        &[
-            "tag",
-            &dist.reference("team/offline:1"),
-            "viatag:1",
-            "--reference-policy",
-            "local",
-            "--insecure",
-        ],
-    );
+    server.ok(&[
+        "tag",
+        &dist.reference("team/offline:1"),
+        "viatag:1",
+        "--reference-policy",
+        "local",
+        "--insecure",
+    ]);
     let istag = wait_istag(&server, "viatag:1");
     assert_eq!(
         istag["image"]["dockerImageReference"],
@@ -89,18 +66,15 @@ fn import_image_mirror_copies_the_layers_so_pulls_survive_the_upstream() {
     );
 
     // `import-image --mirror`: imported, then every layer copied into moor.
-    let out = moor(
-        &server,
-        &[
-            "import-image",
-            "offline:1",
-            "--from",
-            &dist.reference("team/offline:1"),
-            "--confirm",
-            "--insecure",
-            "--mirror",
-        ],
-    );
+    let out = server.ok(&[
+        "import-image",
+        "offline:1",
+        "--from",
+        &dist.reference("team/offline:1"),
+        "--confirm",
+        "--insecure",
+        "--mirror",
+    ]);
     assert!(
         out.contains("Mirrored offline:1 into moor's registry"),
         "{out}"
@@ -155,15 +129,15 @@ fn walk(dir: &std::path::Path) -> usize {
 
 #[test]
 fn a_pushed_image_survives_kill_9() {
-    if !support::registry::require(&["skopeo", "umoci"]) {
+    if !require(&["skopeo", "umoci"]) {
         return;
     }
     let layout = OciLayout::new();
-    let digest = layout.add_image("v1", "durable");
+    let digest = layout.add_image("v1", &ImageSpec::app("durable")).digest;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = MoorServer::start(&data, &[]);
-    let host = host_of(&server);
+    let mut server = start(&data, &[]);
+    let host = server.host();
     let (ok, _, err) = run(Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
         .args(["--dest-creds", &format!("u:{}", server.token)])
@@ -172,8 +146,8 @@ fn a_pushed_image_survives_kill_9() {
     assert!(ok, "{err}");
     // No goodbye: SIGKILL right after the push was acknowledged.
     server.kill();
-    let server = MoorServer::start(&data, &[]);
-    let host = host_of(&server);
+    let server = start(&data, &[]);
+    let host = server.host();
     let dest = tempfile::tempdir().unwrap();
     let (ok, err) = skopeo_copy(
         &server,

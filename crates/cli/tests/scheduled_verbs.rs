@@ -8,37 +8,18 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::registry::{Distribution, OciLayout};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const INTERVAL: Duration = Duration::from_secs(2);
 const SOURCE: &str = "quay.io/keycloak/keycloak:nightly";
 
-fn moor(server: &MoorServer, args: &[&str]) -> (bool, String, String) {
-    run(Command::new(moor_bin())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig())
-        .args(args)
-        .env_remove("RUST_LOG"))
-}
-
-fn ok(server: &MoorServer, args: &[&str]) -> String {
-    let (success, out, err) = moor(server, args);
-    assert!(
-        success,
-        "moor {args:?} failed:\nstdout: {out}\nstderr: {err}"
-    );
-    out
-}
-
-fn serve(data: &std::path::Path, dist: &Distribution) -> MoorServer {
+fn serve(data: &std::path::Path, dist: &Distribution) -> MoorProcess {
     let mirror = format!("quay.io={}", dist.host);
-    MoorServer::start_with_env(
+    start_with_env(
         data,
         &[
             "--registry-mirror",
@@ -60,8 +41,8 @@ fn serve(data: &std::path::Path, dist: &Distribution) -> MoorServer {
 }
 
 /// The images of the history of `keycloak:nightly`, newest first.
-fn history(server: &MoorServer) -> Vec<String> {
-    let (success, out, _) = moor(server, &["get", "is", "keycloak", "-o", "json"]);
+fn history(server: &MoorProcess) -> Vec<String> {
+    let (success, out, _) = server.moor(&["get", "is", "keycloak", "-o", "json"]);
     if !success {
         return Vec::new();
     }
@@ -81,7 +62,7 @@ fn history(server: &MoorServer) -> Vec<String> {
 
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout`.
 fn wait<T>(
-    server: &MoorServer,
+    server: &MoorProcess,
     what: &str,
     timeout: Duration,
     mut f: impl FnMut() -> Option<T>,
@@ -101,10 +82,10 @@ fn wait<T>(
 }
 
 /// `moor describe is keycloak`, once it contains every one of `wanted`.
-fn describe_with(server: &MoorServer, wanted: &[&str]) -> String {
+fn describe_with(server: &MoorProcess, wanted: &[&str]) -> String {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let (_, out, _) = moor(server, &["describe", "is", "keycloak"]);
+        let (_, out, _) = server.moor(&["describe", "is", "keycloak"]);
         if wanted.iter().all(|w| out.contains(w)) {
             return out;
         }
@@ -117,11 +98,13 @@ fn describe_with(server: &MoorServer, wanted: &[&str]) -> String {
 }
 
 /// The `lastCheckTime` of the record of `keycloak:nightly`.
-fn last_check(server: &MoorServer) -> Option<String> {
-    let (success, out, _) = moor(
-        server,
-        &["get", "scheduledimports", "keycloak:nightly", "-o", "json"],
-    );
+fn last_check(server: &MoorProcess) -> Option<String> {
+    last_check_of(server, "keycloak:nightly")
+}
+
+/// The `lastCheckTime` of the record of `stream_tag`.
+fn last_check_of(server: &MoorProcess, stream_tag: &str) -> Option<String> {
+    let (success, out, _) = server.moor(&["get", "scheduledimports", stream_tag, "-o", "json"]);
     if !success {
         return None;
     }
@@ -135,14 +118,18 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
         return;
     };
     let layout = OciLayout::new();
-    let d1 = layout.add_image("v1", "keycloak nightly 1\n");
-    let d2 = layout.add_image("v2", "keycloak nightly 2\n");
-    dist.push(&layout, "v1", "keycloak/keycloak:nightly");
+    let d1 = layout
+        .add_image("v1", &ImageSpec::app("keycloak nightly 1\n"))
+        .digest;
+    let d2 = layout
+        .add_image("v2", &ImageSpec::app("keycloak nightly 2\n"))
+        .digest;
+    dist.push(&layout, "v1", "keycloak/keycloak:nightly", Format::Oci);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = serve(&data, &dist);
 
-    let out = ok(&server, &["tag", SOURCE, "keycloak:nightly", "--scheduled"]);
+    let out = server.ok(&["tag", SOURCE, "keycloak:nightly", "--scheduled"]);
     assert!(out.contains("keycloak:nightly"), "{out}");
     wait(&server, "the first import", TIMEOUT, || {
         (history(&server) == [d1.clone()]).then_some(())
@@ -157,7 +144,7 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
     );
     assert!(described.contains("    last check: "), "{described}");
 
-    let table = ok(&server, &["get", "scheduledimports"]);
+    let table = server.ok(&["get", "scheduledimports"]);
     let header = table.lines().next().unwrap_or_default();
     for column in ["NAME", "FROM", "RESULT", "LAST CHECK", "NEXT CHECK"] {
         assert!(header.contains(column), "{table}");
@@ -168,7 +155,7 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
     );
 
     // A new image upstream is followed.
-    dist.push(&layout, "v2", "keycloak/keycloak:nightly");
+    dist.push(&layout, "v2", "keycloak/keycloak:nightly", Format::Oci);
     let pushed = Instant::now();
     wait(&server, "the scheduled import", TIMEOUT, || {
         (history(&server) == [d2.clone(), d1.clone()]).then_some(())
@@ -179,8 +166,15 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
         "the new image took {took:?}"
     );
 
+    // A sentinel tag scheduled from the same source: its checks show the scheduler
+    // at work while keycloak:nightly is rolled back.
+    server.ok(&["tag", SOURCE, "sentinel:nightly", "--scheduled"]);
+    wait(&server, "the sentinel's first check", TIMEOUT, || {
+        last_check_of(&server, "sentinel:nightly")
+    });
+
     // A rollback pins the tag to an image of its history: no more checks.
-    ok(&server, &["rollback", "keycloak:nightly"]);
+    server.ok(&["rollback", "keycloak:nightly"]);
     wait(&server, "the rollback", TIMEOUT, || {
         (history(&server).first() == Some(&d1)).then_some(())
     });
@@ -196,7 +190,15 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
     );
     assert!(!described.contains("next check:"), "{described}");
     let stopped_at = last_check(&server);
-    std::thread::sleep(2 * INTERVAL);
+    // Three checks of the sentinel later (at least two intervals), a check of
+    // keycloak:nightly would have come had it stayed scheduled.
+    let mut sentinel = last_check_of(&server, "sentinel:nightly");
+    for _ in 0..3 {
+        let before = sentinel.clone();
+        sentinel = Some(wait(&server, "a check of the sentinel", TIMEOUT, || {
+            last_check_of(&server, "sentinel:nightly").filter(|t| Some(t) != before.as_ref())
+        }));
+    }
     assert_eq!(
         last_check(&server),
         stopped_at,
@@ -205,7 +207,7 @@ fn scheduled_tag_follows_its_registry_and_rollback_pauses_it() {
     assert_eq!(history(&server).first(), Some(&d1), "the rollback holds");
 
     // Tagging from the registry again resumes the schedule.
-    ok(&server, &["tag", SOURCE, "keycloak:nightly", "--scheduled"]);
+    server.ok(&["tag", SOURCE, "keycloak:nightly", "--scheduled"]);
     wait(&server, "the registry's image again", TIMEOUT, || {
         (history(&server).first() == Some(&d2)).then_some(())
     });

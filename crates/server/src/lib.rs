@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod clock;
 pub mod compactor;
 pub mod idle;
 pub mod importer;

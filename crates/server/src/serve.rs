@@ -1,6 +1,9 @@
 //! `moor serve`: opens the store, makes the admin token, binds the listener, writes
 //! `<data-dir>/kubeconfig`, then serves [`app`](crate::app::app) until SIGTERM or
 //! Ctrl-C. Readiness (`/readyz`) turns on only after the kubeconfig is written.
+//!
+//! [`build`] is the one composition root: [`run`] serves what it builds, and the test
+//! kit (`crates/testkit`) builds through it too, supplying fakes as [`Overrides`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,9 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 
 use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
-use crate::auth::{AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig};
+use crate::auth::{
+    AllowAuthenticated, AuthLayer, TokenHashes, ensure_admin_token, token_from_kubeconfig,
+};
 use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
 use crate::metrics::Metrics;
@@ -344,15 +349,108 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
     Ok(file)
 }
 
-/// Runs the server until a shutdown signal.
+/// Runs the server until a shutdown signal (SIGTERM or Ctrl-C).
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    // Held until this function returns (the server has stopped).
-    let _lock = lock_data_dir(&opts.data_dir)?;
+    build(&opts, Overrides::default())
+        .await?
+        .serve(shutdown_signal())
+        .await
+}
+
+/// Which background loops [`build`] starts. `moor serve` starts all of them; a test
+/// that drives the API alone may start none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loops {
+    /// The import controller (spec tags to history).
+    pub imports: bool,
+    /// The scheduler of scheduled imports.
+    pub scheduler: bool,
+    /// The image trigger controller (workloads follow their tags).
+    pub triggers: bool,
+    /// Store history compaction.
+    pub compactor: bool,
+}
+
+impl Loops {
+    /// Every loop, as `moor serve` runs.
+    pub const ALL: Loops = Loops {
+        imports: true,
+        scheduler: true,
+        triggers: true,
+        compactor: true,
+    };
+    /// No loop: the API and the registry answer requests, nothing runs by itself.
+    pub const NONE: Loops = Loops {
+        imports: false,
+        scheduler: false,
+        triggers: false,
+        compactor: false,
+    };
+}
+
+impl Default for Loops {
+    fn default() -> Self {
+        Loops::ALL
+    }
+}
+
+/// Parts of the wiring a caller supplies instead of those [`build`] makes from
+/// [`ServeOptions`] (tests supply fakes). The default is exactly `moor serve`'s.
+#[derive(Default)]
+pub struct Overrides {
+    /// The store, instead of opening `--store`.
+    pub store: Option<Arc<dyn Store>>,
+    /// Where imports and scheduled checks read registries, instead of the upstream
+    /// client (pull-through keeps the upstream client).
+    pub source: Option<Arc<dyn crate::importer::Source>>,
+    /// The admin token, instead of the kubeconfig's or a new one.
+    pub admin_token: Option<String>,
+    /// Who leads the scheduler, instead of always this process.
+    pub leadership: Option<Arc<dyn crate::scheduler::Leadership>>,
+    /// The import controller's retry backoff, instead of its default.
+    pub import_backoff: Option<crate::importer::controller::Backoff>,
+    /// The upstream client ignores `HTTPS_PROXY` and friends.
+    pub ignore_proxy_environment: bool,
+    /// The loops to start.
+    pub loops: Loops,
+    /// Serve the API alone: no registry under `/v2/`, no `imageprunes`.
+    pub api_only: bool,
+}
+
+/// moor wired with its loops started, bound but not yet serving: [`Built::serve`]
+/// serves it; an in-process test may route requests to [`Built::router`] instead.
+pub struct Built {
+    /// What the router serves.
+    pub state: AppState,
+    /// The admin token.
+    pub token: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `https://ADDR` (or `http://` with `plain_http`).
+    pub url: String,
+    /// The background loops started.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    listener: std::net::TcpListener,
+    tls: Option<crate::tls::TlsMaterial>,
+    connections: ConnectionLimits,
+    kubeconfig: PathBuf,
+    /// The data dir's lock, held until the server stops.
+    data_dir_lock: std::fs::File,
+}
+
+/// Opens the store, binds the listener, makes the TLS material and the admin token,
+/// wires the API server, the registry and the upstream client, and starts the loops:
+/// everything `moor serve` does before it serves.
+pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, ServeError> {
+    let data_dir_lock = lock_data_dir(&opts.data_dir)?;
     private_data_dir(&opts.data_dir).map_err(|source| ServeError::DataDir {
         path: opts.data_dir.clone(),
         source,
     })?;
-    let store = open_store(opts.store.as_deref(), &opts.data_dir)?;
+    let store = match overrides.store {
+        Some(store) => store,
+        None => open_store(opts.store.as_deref(), &opts.data_dir)?,
+    };
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
@@ -373,7 +471,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         )?)
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server_url = format!("{scheme}://{addr}");
+    let url = format!("{scheme}://{addr}");
     let config = ApiConfig {
         registry_hostname,
         server_address: addr.to_string(),
@@ -384,10 +482,17 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         },
     };
     let metrics = Metrics::new();
-    let upstream = crate::upstream::UpstreamClient::new(upstream_config(&opts)?)?;
+    let mut upstream_config = upstream_config(opts)?;
+    if overrides.ignore_proxy_environment {
+        upstream_config.use_environment_proxy = false;
+    }
+    let upstream = crate::upstream::UpstreamClient::new(upstream_config)?;
     upstream.register_metrics(&metrics);
     let registry_client = upstream.clone();
-    let upstream: Arc<dyn crate::importer::Source> = Arc::new(upstream);
+    let upstream: Arc<dyn crate::importer::Source> = match overrides.source {
+        Some(source) => source,
+        None => Arc::new(upstream),
+    };
     let budgets = Arc::new(crate::scheduler::Budgets::new(
         crate::scheduler::BudgetConfig {
             default_qps: opts.default_registry_qps,
@@ -405,33 +510,45 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let mut resources = crate::apiserver::Resources::new(store.clone(), &config, api_source);
     let importer = resources.importer.clone();
     let kubeconfig = opts.data_dir.join("kubeconfig");
-    let existing = token_from_kubeconfig(&kubeconfig);
-    let (token, authn) = ensure_admin_token(&store, existing.as_deref()).await?;
-    let ready = Arc::new(AtomicBool::new(false));
+    let (token, authn) = match overrides.admin_token {
+        Some(token) => {
+            let authn = TokenHashes::for_token(&token);
+            (token, authn)
+        }
+        None => {
+            let existing = token_from_kubeconfig(&kubeconfig);
+            ensure_admin_token(&store, existing.as_deref()).await?
+        }
+    };
     let auth = AuthLayer {
         authn: Arc::new(authn),
         authz: Arc::new(AllowAuthenticated),
     };
-    let registry = crate::registry::Registry::new(
-        crate::registry::RegistryConfig {
-            root: opts.data_dir.join("registry"),
-            hostname: config.registry_hostname.clone(),
-            tls: tls.is_some(),
-            anonymous_pull: opts.registry_anonymous_pull,
-            uploads: opts.uploads.clone(),
-        },
-        importer.clone(),
-        registry_client,
-        auth.clone(),
-    )
-    .map_err(|e| ServeError::Registry(e.to_string()))?;
-    registry.register_metrics(&metrics);
-    let registry = Arc::new(registry);
-    registry.spawn_upload_reaper();
-    resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
-        registry.clone(),
-        resources.workloads(),
-    )));
+    let registry = if overrides.api_only {
+        None
+    } else {
+        let registry = crate::registry::Registry::new(
+            crate::registry::RegistryConfig {
+                root: opts.data_dir.join("registry"),
+                hostname: config.registry_hostname.clone(),
+                tls: tls.is_some(),
+                anonymous_pull: opts.registry_anonymous_pull,
+                uploads: opts.uploads.clone(),
+            },
+            importer.clone(),
+            registry_client,
+            auth.clone(),
+        )
+        .map_err(|e| ServeError::Registry(e.to_string()))?;
+        registry.register_metrics(&metrics);
+        let registry = Arc::new(registry);
+        registry.spawn_upload_reaper();
+        resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
+            registry.clone(),
+            resources.workloads(),
+        )));
+        Some(registry)
+    };
     let api = resources.into_server(store.clone(), &config);
     crate::apiserver::bootstrap(&api)
         .await
@@ -440,17 +557,28 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
         api,
         auth,
         metrics,
-        ready: ready.clone(),
-        registry: Some(registry),
+        ready: Arc::new(AtomicBool::new(false)),
+        registry,
     };
-    tokio::spawn(crate::compactor::run(store.clone(), COMPACTION_INTERVAL));
+    let loops = overrides.loops;
+    let mut tasks = Vec::new();
+    if loops.compactor {
+        tasks.push(tokio::spawn(crate::compactor::run(
+            store.clone(),
+            COMPACTION_INTERVAL,
+        )));
+    }
     let import_metrics = crate::importer::ImportMetrics::default();
     import_metrics.register(&state.metrics);
-    let controller =
-        crate::importer::controller::ImportController::new(importer.clone(), Default::default())
-            .with_limits(opts.import_limits)
-            .with_metrics(import_metrics.clone());
-    tokio::spawn(controller.run());
+    if loops.imports {
+        let controller = crate::importer::controller::ImportController::new(
+            importer.clone(),
+            overrides.import_backoff.unwrap_or_default(),
+        )
+        .with_limits(opts.import_limits)
+        .with_metrics(import_metrics.clone());
+        tasks.push(tokio::spawn(controller.run()));
+    }
     let scheduler = crate::scheduler::Scheduler::new(
         importer,
         upstream,
@@ -464,72 +592,124 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     )
     .with_import_metrics(import_metrics);
     scheduler.register_metrics(&state.metrics);
-    tokio::spawn(scheduler.run(Arc::new(crate::scheduler::AlwaysLeader::new())));
-    let images = crate::lookup::triggers::local_client(state.api.clone());
-    let workloads = match &opts.workload_kubeconfig {
-        Some(path) => crate::lookup::triggers::kubeconfig_client(path).await?,
-        None => images.clone(),
-    };
-    tokio::spawn(crate::lookup::triggers::TriggerController::new(images, workloads).run());
-    let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    let service = app(state).into_make_service();
-    let limits = fit_connection_bound(&opts.connections);
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
-    let mut server = axum_server::Server::<Peer>::from_listener(BoundedListener::new(
+    if loops.scheduler {
+        let leadership = overrides
+            .leadership
+            .unwrap_or_else(|| Arc::new(crate::scheduler::AlwaysLeader::new()));
+        tasks.push(tokio::spawn(scheduler.run(leadership)));
+    }
+    if loops.triggers {
+        let images = crate::lookup::triggers::local_client(state.api.clone());
+        let workloads = match &opts.workload_kubeconfig {
+            Some(path) => crate::lookup::triggers::kubeconfig_client(path).await?,
+            None => images.clone(),
+        };
+        tasks.push(tokio::spawn(
+            crate::lookup::triggers::TriggerController::new(images, workloads).run(),
+        ));
+    }
+    Ok(Built {
+        state,
+        token,
+        addr,
+        url,
+        tasks,
         listener,
-        limits.max_connections,
-    ))
-    .first_request_timeout(limits.request_header_timeout)
-    .handle(handle);
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(limits.request_header_timeout);
-    server
-        .http_builder()
-        .http2()
-        .keep_alive_interval(H2_PING_INTERVAL)
-        .keep_alive_timeout(H2_PING_TIMEOUT);
-    let server = match &tls {
-        Some(m) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-                m.cert_pem.clone().into_bytes(),
-                m.key_pem.clone().into_bytes(),
-            )
-            .await
-            .map_err(ServeError::Serve)?;
-            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .handshake_timeout(limits.tls_handshake_timeout);
-            let server =
-                server.acceptor(IdleClose::new(StatusBodies::new(tls), limits.idle_timeout));
-            tokio::spawn(async move { server.serve(service).await })
+        tls,
+        connections: opts.connections.clone(),
+        kubeconfig,
+        data_dir_lock,
+    })
+}
+
+impl Built {
+    /// The router over [`state`](Self::state), for in-process requests.
+    pub fn router(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
+    /// Serves on the bound listener, writes `<data-dir>/kubeconfig` and turns
+    /// readiness on; returns when `shutdown` completes (after a graceful shutdown of
+    /// at most 10 s).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Built {
+            state,
+            token,
+            addr,
+            url,
+            tasks: _,
+            listener,
+            tls,
+            connections,
+            kubeconfig,
+            data_dir_lock,
+        } = self;
+        // Held until the server has stopped.
+        let _data_dir_lock = data_dir_lock;
+        let handle = axum_server::Handle::new();
+        let stop = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let ready = state.ready.clone();
+        let service = app(state).into_make_service();
+        let limits = fit_connection_bound(&connections);
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
+        let mut server = axum_server::Server::<Peer>::from_listener(BoundedListener::new(
+            listener,
+            limits.max_connections,
+        ))
+        .first_request_timeout(limits.request_header_timeout)
+        .handle(handle);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(limits.request_header_timeout);
+        server
+            .http_builder()
+            .http2()
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        let server = match &tls {
+            Some(m) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                    m.cert_pem.clone().into_bytes(),
+                    m.key_pem.clone().into_bytes(),
+                )
+                .await
+                .map_err(ServeError::Serve)?;
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .handshake_timeout(limits.tls_handshake_timeout);
+                let server =
+                    server.acceptor(IdleClose::new(StatusBodies::new(tls), limits.idle_timeout));
+                tokio::spawn(async move { server.serve(service).await })
+            }
+            None => {
+                let server = server.acceptor(IdleClose::new(
+                    StatusBodies::new(axum_server::accept::DefaultAcceptor),
+                    limits.idle_timeout,
+                ));
+                tokio::spawn(async move { server.serve(service).await })
+            }
+        };
+        write_private(
+            &kubeconfig,
+            &kubeconfig_yaml(&url, &token, tls.as_ref().map(|m| m.ca_pem.as_str())),
+        )
+        .map_err(|source| ServeError::Kubeconfig {
+            path: kubeconfig.clone(),
+            source,
+        })?;
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(%addr, url = %url, kubeconfig = %kubeconfig.display(), "moor is serving");
+        match server.await {
+            Ok(result) => result.map_err(ServeError::Serve),
+            Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         }
-        None => {
-            let server = server.acceptor(IdleClose::new(
-                StatusBodies::new(axum_server::accept::DefaultAcceptor),
-                limits.idle_timeout,
-            ));
-            tokio::spawn(async move { server.serve(service).await })
-        }
-    };
-    write_private(
-        &kubeconfig,
-        &kubeconfig_yaml(&server_url, &token, tls.as_ref().map(|m| m.ca_pem.as_str())),
-    )
-    .map_err(|source| ServeError::Kubeconfig {
-        path: kubeconfig.clone(),
-        source,
-    })?;
-    ready.store(true, Ordering::SeqCst);
-    tracing::info!(%addr, url = %server_url, kubeconfig = %kubeconfig.display(), "moor is serving");
-    match server.await {
-        Ok(result) => result.map_err(ServeError::Serve),
-        Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
     }
 }
 

@@ -3,12 +3,10 @@
 //! a Pod, a Deployment and a CronJob update, objects with a controller owner skipped,
 //! fail-closed denials, an invalid triggers annotation, and an unknown version.
 
-mod common;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use common::*;
+use moor_testkit::server::*;
 use serde_json::{Value, json};
 
 const NS_IS: &str = "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams";
@@ -27,8 +25,8 @@ fn fixture(name: &str) -> Value {
 
 /// A harness with namespace team-a and stream keycloak (lookup on): 20.0 at d2, latest
 /// at d1; and stream pending (lookup on) whose tag 1.0 has no image yet.
-async fn setup() -> Harness {
-    let h = harness().await;
+async fn setup() -> MoorServer {
+    let h = MoorServer::start().await;
     let r = h
         .post(
             "/api/v1/namespaces",
@@ -69,7 +67,7 @@ async fn setup() -> Harness {
 }
 
 /// POSTs a review without credentials (kube-apiserver sends none by default).
-async fn review(h: &Harness, body: &Value) -> Resp {
+async fn review(h: &MoorServer, body: &Value) -> Resp {
     let req = Request::post("/admission/image-policy")
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))

@@ -1,12 +1,10 @@
 //! In-process router tests of the API machinery: verbs, preconditions, patches,
 //! server-side apply, field validation, watch, discovery, tables and bad input.
 
-mod common;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::*;
 use futures::StreamExt;
+use moor_testkit::server::*;
 use serde_json::{Value, json};
 
 fn stream(name: &str) -> Value {
@@ -17,7 +15,7 @@ fn stream(name: &str) -> Value {
 
 #[tokio::test]
 async fn requests_without_a_token_get_401_but_health_stays_open() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.raw(Request::get(IS).body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body["kind"], "Status");
@@ -55,7 +53,7 @@ fn base64_basic(user: &str, pw: &str) -> String {
 
 #[tokio::test]
 async fn create_get_list_and_duplicate() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.post(IS, &stream("keycloak")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let obj = &r.body;
@@ -129,7 +127,7 @@ async fn create_get_list_and_duplicate() {
 
 #[tokio::test]
 async fn paging_with_limit_and_continue() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     for i in 0..7 {
         assert_eq!(
             h.post(IS, &stream(&format!("s{i}"))).await.status,
@@ -160,7 +158,7 @@ async fn paging_with_limit_and_continue() {
 
 #[tokio::test]
 async fn invalid_objects_are_refused_with_causes_and_nothing_stored() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.post(IS, &stream("Bad_Name")).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(r.body["reason"], "Invalid");
@@ -188,7 +186,7 @@ async fn invalid_objects_are_refused_with_causes_and_nothing_stored() {
 
 #[tokio::test]
 async fn stale_resource_version_is_a_409_conflict() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let created = h.post(IS, &stream("a")).await.body;
     let mut v1 = created.clone();
     v1["metadata"]["labels"]["x"] = json!("1");
@@ -213,7 +211,7 @@ async fn stale_resource_version_is_a_409_conflict() {
 
 #[tokio::test]
 async fn generations_follow_spec_changes_and_tags_take_the_stream_generation() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let mut s = stream("g");
     s["spec"]["tags"] =
         json!([{"name": "1.0", "from": {"kind": "DockerImage", "name": "quay.io/a/b:1.0"}}]);
@@ -274,7 +272,7 @@ async fn generations_follow_spec_changes_and_tags_take_the_stream_generation() {
 
 #[tokio::test]
 async fn status_subresource_changes_only_status() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let created = h.post(IS, &stream("st")).await.body;
     let mut body = created.clone();
     body["spec"]["lookupPolicy"]["local"] = json!(false);
@@ -299,7 +297,7 @@ async fn status_subresource_changes_only_status() {
 
 #[tokio::test]
 async fn field_validation_strict_warn_ignore() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let mut s = stream("fv");
     s["spec"]["bogus"] = json!(1);
     let r = h.post(&format!("{IS}?fieldValidation=Strict"), &s).await;
@@ -335,7 +333,7 @@ async fn field_validation_strict_warn_ignore() {
 
 #[tokio::test]
 async fn dry_run_stores_nothing() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.post(&format!("{IS}?dryRun=All"), &stream("dry")).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["metadata"]["name"], "dry");
@@ -371,7 +369,7 @@ async fn dry_run_stores_nothing() {
 
 #[tokio::test]
 async fn server_side_apply_creates_reapplies_and_removes_fields() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let apply = |body: Value| {
         let h = &h;
         async move {
@@ -443,7 +441,7 @@ async fn server_side_apply_creates_reapplies_and_removes_fields() {
 
 #[tokio::test]
 async fn watch_sends_added_modified_deleted_and_bookmarks() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let list = h.get(IS).await;
     let rv = list.body["metadata"]["resourceVersion"]
         .as_str()
@@ -490,7 +488,7 @@ async fn watch_sends_added_modified_deleted_and_bookmarks() {
 
 #[tokio::test]
 async fn watch_from_a_compacted_revision_is_410_gone() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     h.post(IS, &stream("c1")).await;
     h.post(IS, &stream("c2")).await;
     let rev = h.store.current_revision().await.unwrap();
@@ -502,7 +500,7 @@ async fn watch_from_a_compacted_revision_is_410_gone() {
 
 #[tokio::test]
 async fn tables_carry_oc_columns() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     h.post(IS, &stream("tbl")).await;
     let req = Request::get(IS)
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -529,7 +527,7 @@ async fn tables_carry_oc_columns() {
 
 #[tokio::test]
 async fn bad_input_gets_a_status_and_stores_nothing() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let before = h.store.current_revision().await.unwrap();
     let r = h
         .call(Method::POST, IS, "application/json", "{not json")
@@ -579,7 +577,7 @@ async fn bad_input_gets_a_status_and_stores_nothing() {
 
 #[tokio::test]
 async fn discovery_and_openapi_for_kubectl() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let req = Request::get("/apis")
         .header("authorization", format!("Bearer {TOKEN}"))
         .header(
@@ -657,7 +655,7 @@ async fn discovery_and_openapi_for_kubectl() {
 
 #[tokio::test]
 async fn namespaces_cascade_and_default_is_protected() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h
         .post("/api/v1/namespaces", &json!({"metadata": {"name": "team"}}))
         .await;
@@ -682,7 +680,7 @@ async fn namespaces_cascade_and_default_is_protected() {
 
 #[tokio::test]
 async fn secrets_and_events() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let cfg = json!({"auths": {"127.0.0.1:5000": {"auth": "dTpw"}}}).to_string();
     let r = h
         .post(
@@ -722,7 +720,7 @@ async fn secrets_and_events() {
 
 #[tokio::test]
 async fn imagestreamtags_are_a_view_over_the_stream() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h
         .post(
             ISTAG,
@@ -792,7 +790,7 @@ async fn imagestreamtags_are_a_view_over_the_stream() {
 
 #[tokio::test]
 async fn images_are_cluster_scoped_and_named_by_digest() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let name = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     let r = h
         .post("/apis/image.openshift.io/v1/images", &json!({"metadata": {"name": name}, "dockerImageReference": format!("quay.io/a/b@{name}")}))
@@ -816,7 +814,7 @@ async fn images_are_cluster_scoped_and_named_by_digest() {
 
 #[tokio::test]
 async fn metrics_are_served_to_authenticated_clients() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     h.get(IS).await;
     let r = h.get("/metrics").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -825,7 +823,7 @@ async fn metrics_are_served_to_authenticated_clients() {
 
 #[tokio::test]
 async fn malformed_references_and_tag_names_are_refused_with_nothing_written() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let before = h.store.current_revision().await.unwrap();
     for (tag, from) in [
         ("ok", "quay.io/Keycloak/keycloak:20.0"),

@@ -2,20 +2,18 @@
 //! and that answer is logged at debug, not as an ERROR line (a log a user reads at
 //! every start). Other 5xx answers are still errors.
 
-mod common;
-
 use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::*;
 use moor_server::apiserver::ApiConfig;
 use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
 use moor_server::metrics::Metrics;
 use moor_server::{AppState, app};
 use moor_store::MemoryStore;
+use moor_testkit::server::{NoRegistry, TOKEN};
 use tower::ServiceExt;
 
 /// Log lines, collected.

@@ -3,13 +3,11 @@
 //! must still answer and its memory stay bounded. (Connection-level attacks, through
 //! the real listener, are in `hostile_net.rs`.)
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::{IS, TOKEN, harness};
+use moor_testkit::server::{IS, MoorServer, Resp, TOKEN};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -27,7 +25,7 @@ fn rss() -> u64 {
 
 const RSS_BOUND: u64 = 300 * 1024 * 1024;
 
-async fn stream(h: &common::Harness, name: &str) {
+async fn stream(h: &MoorServer, name: &str) {
     let r = h
         .post(
             IS,
@@ -39,7 +37,7 @@ async fn stream(h: &common::Harness, name: &str) {
 }
 
 /// A JSON patch of stream `name`.
-async fn json_patch(h: &common::Harness, name: &str, ops: Vec<Value>) -> common::Resp {
+async fn json_patch(h: &MoorServer, name: &str, ops: Vec<Value>) -> Resp {
     h.patch(
         &format!("{IS}/{name}"),
         "application/json-patch+json",
@@ -49,7 +47,7 @@ async fn json_patch(h: &common::Harness, name: &str, ops: Vec<Value>) -> common:
 }
 
 /// The server still answers an ordinary request.
-async fn alive(h: &common::Harness) {
+async fn alive(h: &MoorServer) {
     let r = h.get("/healthz").await;
     assert_eq!(r.status, StatusCode::OK);
     let r = h.get(IS).await;
@@ -58,7 +56,7 @@ async fn alive(h: &common::Harness) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_patch_that_copies_a_value_into_itself_4000_times_is_refused() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "web").await;
     // Each copy nests `spec` one level deeper: thousands overflowed a worker's stack.
     let ops: Vec<Value> = (0..4000)
@@ -73,7 +71,7 @@ async fn a_json_patch_that_copies_a_value_into_itself_4000_times_is_refused() {
 
 #[tokio::test]
 async fn a_json_patch_copy_bomb_is_refused_before_memory_grows() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "web").await;
     let before = rss();
     // Every copy doubles `spec`: 25 of them would need gigabytes.
@@ -92,7 +90,7 @@ async fn a_json_patch_copy_bomb_is_refused_before_memory_grows() {
 
 #[tokio::test]
 async fn a_json_patch_with_too_many_operations_is_refused() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "web").await;
     let ops: Vec<Value> = (0..10_001)
         .map(|_| json!({"op": "test", "path": "/kind", "value": "ImageStream"}))
@@ -104,7 +102,7 @@ async fn a_json_patch_with_too_many_operations_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_patch_moves_that_chain_values_ever_deeper_are_refused() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "web").await;
     // Siblings, then each chain moved under the next: depth grows by one per move
     // while the pointers stay short.
@@ -122,7 +120,7 @@ async fn json_patch_moves_that_chain_values_ever_deeper_are_refused() {
 
 #[tokio::test]
 async fn deeply_nested_json_and_yaml_bodies_are_refused_at_once() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let json_body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let mut yaml_body = String::new();
     for i in 0..300 {
@@ -171,7 +169,7 @@ fn big_stream(name: &str, n: usize) -> Value {
 
 /// The fastest of two label patches on stream `name`, with `/healthz` asked every
 /// 20 ms meanwhile; returns it with the slowest health answer.
-async fn label_patch_time(h: &common::Harness, name: &str) -> (Duration, Duration) {
+async fn label_patch_time(h: &MoorServer, name: &str) -> (Duration, Duration) {
     let mut fastest = Duration::MAX;
     let mut slowest_health = Duration::ZERO;
     for i in 0..2 {
@@ -207,7 +205,7 @@ async fn label_patch_time(h: &common::Harness, name: &str) -> (Duration, Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_label_patch_costs_linear_time_in_the_tags_and_health_keeps_answering() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     for (name, n) in [("small", 2_000), ("big", 10_000)] {
         let r = h.post(IS, &big_stream(name, n)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -231,7 +229,7 @@ async fn a_label_patch_costs_linear_time_in_the_tags_and_health_keeps_answering(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_server_side_applies_of_disjoint_fields_all_succeed() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "shared").await;
     let mut tasks = Vec::new();
     for m in 0..20 {
@@ -270,7 +268,7 @@ async fn concurrent_server_side_applies_of_disjoint_fields_all_succeed() {
 
 #[tokio::test]
 async fn an_apply_that_sends_a_stale_resource_version_is_still_a_conflict() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream(&h, "pinned").await;
     let body = "apiVersion: image.openshift.io/v1\nkind: ImageStream\nmetadata:\n  name: pinned\n  resourceVersion: \"1\"\n  labels:\n    a: b\n";
     let r = h
@@ -286,7 +284,7 @@ async fn an_apply_that_sends_a_stale_resource_version_is_still_a_conflict() {
 
 #[tokio::test]
 async fn invalid_labels_and_oversized_annotations_are_refused() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h
         .post(
             IS,
@@ -336,7 +334,7 @@ async fn invalid_labels_and_oversized_annotations_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_stops_reading_is_closed_instead_of_pinning_memory() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let req = Request::builder()
         .uri(format!("{SECRETS}?watch=true&resourceVersion=0"))
         .header("authorization", format!("Bearer {TOKEN}"))

@@ -62,23 +62,16 @@ async fn start_in(
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&kubeconfig) {
-            let field = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(key))
-                    .map(str::to_string)
+        if let Some((url, token)) = moor_testkit::process::kubeconfig_server(&kubeconfig) {
+            let addr = url.split("://").nth(1).unwrap().to_string();
+            return Server {
+                addr,
+                url,
+                token,
+                dir,
+                task,
+                _serial: serial,
             };
-            if let (Some(url), Some(token)) = (field("server: "), field("token: ")) {
-                let addr = url.split("://").nth(1).unwrap().to_string();
-                return Server {
-                    addr,
-                    url,
-                    token,
-                    dir,
-                    task,
-                    _serial: serial,
-                };
-            }
         }
         assert!(!task.is_finished(), "moor serve stopped");
         assert!(Instant::now() < deadline, "moor serve did not start");

@@ -4,17 +4,14 @@
 //! upstream retried with backoff, a lying registry refused, ImageStreamImport (dry run,
 //! import, capped repository import), and tags resolved without a registry.
 
-mod common;
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::*;
 use moor_server::upstream::{UpstreamClient, UpstreamConfig};
+use moor_testkit::server::*;
+use moor_testkit::{Distribution, DistributionOptions, Format, ImageSpec, OciLayout};
 use serde_json::{Value, json};
-use support::registry::{Distribution, DistributionOptions, Format, ImageSpec, OciLayout};
 
 fn upstream(insecure: &[&str]) -> Arc<UpstreamClient> {
     Arc::new(
@@ -31,7 +28,7 @@ fn tag(name: &str, from: &str) -> Value {
     json!({"name": name, "from": {"kind": "DockerImage", "name": from}})
 }
 
-async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
+async fn create_stream(h: &MoorServer, name: &str, tags: Vec<Value>) {
     let r = h
         .post(
             IS,
@@ -42,7 +39,7 @@ async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
 }
 
 /// Polls the stream until `pred` holds for status tag `tag`, or panics after 30 s.
-async fn wait_tag(h: &Harness, stream: &str, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_tag(h: &MoorServer, stream: &str, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = h.get(&format!("{IS}/{stream}")).await.body;
@@ -86,7 +83,7 @@ async fn digests_equal_skopeo_for_oci_and_docker_schema2() {
     let oci = dist.push(&layout, "1.0", "app/oci:1.0", Format::Oci);
     let docker = dist.push(&layout, "1.0", "app/docker:1.0", Format::DockerV2S2);
     assert_ne!(oci.digest, docker.digest);
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(
         &h,
         "app",
@@ -158,7 +155,7 @@ async fn a_two_platform_index_imports_in_both_modes() {
     let arm = layout.add_image("arm", &ImageSpec::new("arm64"));
     layout.add_index("multi", &["amd", "arm"]);
     let pushed = dist.push(&layout, "multi", "multi/app:1", Format::Oci);
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     let mut preserve = tag("preserve", &pushed.reference);
     preserve["importPolicy"] = json!({"importMode": "PreserveOriginal"});
     let mut prefer = tag("prefer", &pushed.reference);
@@ -222,7 +219,7 @@ async fn pull_secrets_unlock_a_protected_registry() {
     let layout = OciLayout::new();
     layout.add_image("1.0", &ImageSpec::new("amd64"));
     let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
     let status = wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
     assert!(!imported(&status));
@@ -262,7 +259,7 @@ async fn a_missing_tag_is_not_found_and_history_is_kept() {
     let layout = OciLayout::new();
     layout.add_image("1.0", &ImageSpec::new("amd64"));
     let pushed = dist.push(&layout, "1.0", "app/x:1.0", Format::Oci);
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(&h, "x", vec![tag("t", &pushed.reference)]).await;
     wait_tag(&h, "x", "t", imported).await;
     let r = h
@@ -298,7 +295,7 @@ async fn a_stopped_upstream_sets_a_condition_and_the_retry_imports_later() {
     layout.add_image("1.0", &ImageSpec::new("amd64"));
     let pushed = dist.push(&layout, "1.0", "app/down:1.0", Format::Oci);
     dist.stop();
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(&h, "down", vec![tag("t", &pushed.reference)]).await;
     let status = wait_tag(&h, "down", "t", |t| {
         t["conditions"]
@@ -343,7 +340,7 @@ async fn a_lying_registry_is_refused_and_nothing_is_recorded() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let h = harness_importing(upstream(&[&addr])).await;
+    let h = MoorServer::importing(upstream(&[&addr])).await;
     create_stream(
         &h,
         "lie",
@@ -380,7 +377,7 @@ async fn image_stream_imports_dry_run_import_and_capped_repositories() {
     for t in ["latest", "2.0", "3.0", "edge"] {
         dist.push(&layout, "b", &format!("repo/app:{t}"), Format::Oci);
     }
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     let isi = "/apis/image.openshift.io/v1/namespaces/default/imagestreamimports";
     let body = |import: bool| {
         json!({"metadata": {"name": "imp"}, "spec": {"import": import, "images": [
@@ -461,7 +458,7 @@ async fn tags_from_other_tags_resolve_without_a_registry_and_roll_back() {
     layout.add_image("b", &ImageSpec::new("amd64").with_file("b.txt", "b"));
     let v1 = dist.push(&layout, "a", "kc/kc:1", Format::Oci);
     let v2 = dist.push(&layout, "b", "kc/kc:2", Format::Oci);
-    let h = harness_importing(upstream(&[&dist.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(&h, "kc", vec![tag("20.0", &v1.reference)]).await;
     wait_tag(&h, "kc", "20.0", imported).await;
     // A tracking tag (ImageStreamTag source) and a copy (ImageStreamImage source).
@@ -611,7 +608,7 @@ async fn a_hanging_registry_delays_no_import_from_another() {
     layout.add_image("1.0", &ImageSpec::new("amd64"));
     let pushed = dist.push(&layout, "1.0", "app/healthy:1.0", Format::Oci);
     let hanging = HangingRegistry::start();
-    let h = harness_importing(upstream(&[&dist.host, &hanging.host])).await;
+    let h = MoorServer::importing(upstream(&[&dist.host, &hanging.host])).await;
     for i in 0..5 {
         create_stream(
             &h,
@@ -693,7 +690,7 @@ impl moor_server::importer::Source for SlowSource {
 async fn deleting_a_stream_cancels_its_queued_and_running_imports() {
     use std::sync::atomic::Ordering::SeqCst;
     let source = Arc::new(SlowSource::default());
-    let h = harness_importing(source.clone()).await;
+    let h = MoorServer::importing(source.clone()).await;
     let tags = (0..500)
         .map(|i| tag(&format!("t{i}"), &format!("hang.example/slow:{i}")))
         .collect();

@@ -1,96 +1,35 @@
 //! Garbage collection in process: `POST /apis/moor.io/v1/imageprunes` over `app()` with a
 //! registry on a temp dir. Images and history are written as a push writes them
-//! (`Importer::map_image`), their blobs put in the blob store; then dry runs, a
+//! (`Catalog::tag_pushed`), their blobs put in the blob store; then dry runs, a
 //! namespace-only prune and a full prune are checked against what must stay: a tag's
 //! newest entry, an entry a Deployment pins by digest, a list's children, an image a
 //! spec tag names, blobs shared with a kept image. Also the endpoint's Status errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use moor_api::Digest;
 use moor_api::image::{DockerImageMetadata, Image, ImageLayer, ImageManifest};
-use moor_apimachinery::stored::ServingConfig;
-use moor_server::apiserver::ApiConfig;
-use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
-use moor_server::metrics::Metrics;
+use moor_server::registry::Registry;
 use moor_server::registry::storage::BlobStore;
-use moor_server::registry::{Registry, RegistryConfig};
-use moor_server::upstream::{UpstreamClient, UpstreamConfig};
-use moor_server::{AppState, app};
-use moor_store::MemoryStore;
+use moor_testkit::server::*;
 use serde_json::{Value, json};
 
-const HOST: &str = "registry.test:5000";
+const HOST: &str = REGISTRY_HOST;
 const PRUNES: &str = "/apis/moor.io/v1/imageprunes";
 
 struct Setup {
-    h: Harness,
-    importer: Arc<moor_server::importer::Importer>,
+    h: MoorServer,
     reg: Arc<Registry>,
-    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn moor_store::Store> = Arc::new(MemoryStore::new());
-    let config = ApiConfig {
-        registry_hostname: HOST.into(),
-        server_address: "127.0.0.1:0".into(),
-        serving: ServingConfig::default(),
-        max_images_bulk: 3,
-    };
-    let mut resources =
-        moor_server::apiserver::Resources::new(store.clone(), &config, Arc::new(NoRegistry));
-    let importer = resources.importer.clone();
-    let auth = AuthLayer {
-        authn: Arc::new(TokenHashes::for_token(TOKEN)),
-        authz: Arc::new(AllowAuthenticated),
-    };
-    let reg = Arc::new(
-        Registry::new(
-            RegistryConfig {
-                root: dir.path().to_path_buf(),
-                hostname: HOST.into(),
-                tls: false,
-                anonymous_pull: false,
-                uploads: Default::default(),
-            },
-            importer.clone(),
-            UpstreamClient::new(UpstreamConfig::default()).unwrap(),
-            auth.clone(),
-        )
-        .unwrap(),
-    );
-    resources.register(Arc::new(moor_server::registry::prune::ImagePrunes::new(
-        reg.clone(),
-        resources.workloads(),
-    )));
-    let api = resources.into_server(store.clone(), &config);
-    moor_server::apiserver::bootstrap(&api).await.unwrap();
-    let state = AppState {
-        api,
-        auth,
-        metrics: Metrics::new(),
-        ready: Arc::new(AtomicBool::new(true)),
-        registry: Some(reg.clone()),
-    };
-    Setup {
-        h: Harness {
-            router: app(state),
-            store,
-        },
-        importer,
-        reg,
-        _dir: dir,
-    }
+    let h = MoorServer::start().await;
+    let reg = h.registry.clone().expect("moor serves a registry");
+    Setup { h, reg }
 }
 
 /// Puts `bytes` in the blob store; returns the digest.
@@ -172,7 +111,7 @@ fn strings(v: &Value, pointer: &str, field: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-async fn history(h: &Harness, stream: &str) -> Vec<String> {
+async fn history(h: &MoorServer, stream: &str) -> Vec<String> {
     let s = h.get(&format!("{IS}/{stream}")).await.body;
     s["status"]["tags"]
         .as_array()
@@ -187,7 +126,7 @@ async fn history(h: &Harness, stream: &str) -> Vec<String> {
         .collect()
 }
 
-async fn prune(h: &Harness, spec: Value) -> Value {
+async fn prune(h: &MoorServer, spec: Value) -> Value {
     let r = h
         .post(
             PRUNES,
@@ -201,19 +140,15 @@ async fn prune(h: &Harness, spec: Value) -> Value {
 
 #[tokio::test]
 async fn prune_keeps_what_is_named_and_removes_the_rest() {
-    let Setup {
-        h,
-        importer,
-        reg,
-        _dir,
-    } = setup().await;
+    let Setup { h, reg } = setup().await;
     let blobs = &reg.blobs;
+    let importer = reg.repos.catalog().clone();
     let v1 = image(blobs, "v1", &["layer a", "shared"], &[]);
     let v2 = image(blobs, "v2", &["shared", "layer b"], &[]);
     let v3 = image(blobs, "v3", &["shared"], &[]);
     for i in [&v1, &v2, &v3] {
         importer
-            .map_image("default", "app", "latest", i, true)
+            .tag_pushed("default", "app", "latest", i)
             .await
             .unwrap();
     }
@@ -224,7 +159,7 @@ async fn prune_keeps_what_is_named_and_removes_the_rest() {
         .await
         .unwrap();
     importer
-        .map_image("default", "multi", "latest", &list, true)
+        .tag_pushed("default", "multi", "latest", &list)
         .await
         .unwrap();
     let orphan = image(blobs, "orphan", &["orphan layer"], &[]);
@@ -339,16 +274,12 @@ async fn prune_keeps_what_is_named_and_removes_the_rest() {
 
 #[tokio::test]
 async fn young_things_are_kept_by_default() {
-    let Setup {
-        h,
-        importer,
-        reg,
-        _dir,
-    } = setup().await;
+    let Setup { h, reg } = setup().await;
+    let importer = reg.repos.catalog().clone();
     for n in ["a", "b", "c", "d", "e"] {
         let i = image(&reg.blobs, n, &[n], &[]);
         importer
-            .map_image("default", "app", "latest", &i, true)
+            .tag_pushed("default", "app", "latest", &i)
             .await
             .unwrap();
     }
@@ -408,7 +339,7 @@ async fn the_endpoint_answers_with_statuses() {
     assert!(r.text.contains("ImagePrune"), "{}", r.text);
 
     // Without a registry there is nothing to prune.
-    let bare = harness().await;
+    let bare = MoorServer::builder().api_only().start().await;
     let r = bare.post(PRUNES, &json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["kind"], "Status");

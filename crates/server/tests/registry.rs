@@ -7,7 +7,6 @@
 //! anonymous requests get 401.
 
 mod registry_support;
-mod support;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,10 +15,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use moor_testkit::peers::run_blocking;
+use moor_testkit::{CountingProxy, Distribution, Format, ImageSpec, OciLayout, require};
 use registry_support::*;
 use serde_json::{Value, json};
-use support::proxy::CountingProxy;
-use support::registry::{Distribution, Format, ImageSpec, OciLayout, require};
 
 fn oci_blob(layout: &OciLayout, digest: &str) -> Vec<u8> {
     layout.blob(digest)
@@ -440,13 +439,12 @@ async fn a_lying_upstream_gets_the_client_an_error_and_caches_nothing() {
         );
     }
     let path = moor
-        .dir
-        .path()
+        .data_dir()
         .join("registry/blobs/sha256")
         .join(&layer["sha256:".len()..][..2])
         .join(&layer["sha256:".len()..]);
     assert!(!path.exists(), "nothing is cached");
-    let uploads = std::fs::read_dir(moor.dir.path().join("registry/uploads"))
+    let uploads = std::fs::read_dir(moor.data_dir().join("registry/uploads"))
         .unwrap()
         .count();
     assert_eq!(uploads, 0, "no temporary file is left");
@@ -527,7 +525,7 @@ async fn streams_and_namespaces_are_isolated_and_anonymous_requests_get_401() {
     let token: Value = moor
         .http
         .get(moor.url("/openshift/token"))
-        .basic_auth("u", Some(TOKEN))
+        .basic_auth("u", Some(moor.token()))
         .send()
         .await
         .unwrap()
@@ -600,7 +598,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_429_reaches_clients_only_while_nothing_is_cached() {
-    let fake = support::proxy::FakeRegistry::start("rl").await;
+    let fake = moor_testkit::FakeRegistry::start("rl").await;
     let moor = Moor::start(Options {
         insecure: vec![fake.host.clone()],
         ..Default::default()

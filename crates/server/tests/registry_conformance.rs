@@ -573,7 +573,7 @@ async fn raw_get(moor: &Moor, path: &str) -> (u16, Value) {
     use base64::Engine;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(&moor.host).await.unwrap();
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("u:{TOKEN}"));
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("u:{}", moor.token()));
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {creds}\r\nConnection: close\r\n\r\n",
         moor.host
@@ -611,7 +611,7 @@ async fn bad_names_and_digests_get_oci_errors() {
         assert_eq!(body["errors"][0]["code"], code, "{path}");
     }
     // Nothing was created on disk for those names.
-    let repositories = moor.dir.path().join("registry/repositories");
+    let repositories = moor.data_dir().join("registry/repositories");
     assert_eq!(repositories.read_dir().unwrap().count(), 0);
     // Dots are fine inside a stream name, as in the API.
     let digest = push_blob(&moor, "default/web.app", b"dotted").await;
@@ -751,7 +751,7 @@ async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
     assert_eq!(r.status(), 429, "the global cap");
     assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
     assert_eq!(moor.registry.upload_sessions(), 3);
-    let uploads = moor.dir.path().join("registry/uploads");
+    let uploads = moor.data_dir().join("registry/uploads");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 3);
     assert_eq!(
         descriptors_under(&uploads),
@@ -853,13 +853,13 @@ async fn internal_errors_name_no_server_paths() {
     // A storage failure (here: the uploads directory vanished) is a 500 whose body
     // tells nothing of the server's files.
     let moor = Moor::start(Options::default()).await;
-    std::fs::remove_dir_all(moor.dir.path().join("registry/uploads")).unwrap();
+    std::fs::remove_dir_all(moor.data_dir().join("registry/uploads")).unwrap();
     let r = moor
         .send(Method::POST, "/v2/default/gone/blobs/uploads/")
         .await;
     assert_eq!(r.status(), 500);
     let body = r.text().await.unwrap();
-    let root = moor.dir.path().to_string_lossy().to_string();
+    let root = moor.data_dir().to_string_lossy().to_string();
     assert!(!body.contains(&root), "{body}");
     assert!(!body.contains("/uploads"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();

@@ -6,34 +6,20 @@
 //! condition with history kept; a rollback stops the schedule and a re-tag resumes it.
 //! Upstream requests are counted by a proxy in front of CNCF distribution.
 
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{Harness, IS, TOKEN};
-use moor_apimachinery::stored::ServingConfig;
-use moor_server::apiserver::ApiConfig;
-use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
-use moor_server::importer::controller::{Backoff, ImportController};
-use moor_server::importer::{ImportMetrics, Source};
-use moor_server::metrics::Metrics;
-use moor_server::scheduler::{
-    AlwaysLeader, BudgetConfig, BudgetedSource, Budgets, Leadership, ManualLeadership, Scheduler,
-    SchedulerConfig,
-};
-use moor_server::upstream::{UpstreamClient, UpstreamConfig};
-use moor_server::{AppState, app};
+use moor_server::importer::controller::Backoff;
+use moor_server::scheduler::{AlwaysLeader, BudgetConfig, Leadership, ManualLeadership};
 use moor_store::{MemoryStore, SqliteStore, Store};
+use moor_testkit::server::{IS, MoorServer};
+use moor_testkit::{
+    CountingProxy, Distribution, FakeRegistry, Format, Hit, ImageSpec, OciLayout, Pushed,
+};
 use serde_json::{Value, json};
-use support::proxy::{CountingProxy, FakeRegistry, Hit};
-use support::registry::{Distribution, Format, ImageSpec, OciLayout, Pushed};
-use tokio::task::JoinHandle;
 
 /// The interval the tests schedule with.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -41,8 +27,7 @@ const SCHEDULED: &str = "/apis/moor.io/v1/namespaces/default/scheduledimports";
 
 /// moor in process: API server, import controller and scheduler over one store.
 struct Moor {
-    h: Harness,
-    tasks: Vec<JoinHandle<()>>,
+    h: MoorServer,
 }
 
 impl Moor {
@@ -56,89 +41,27 @@ impl Moor {
         budget: BudgetConfig,
         leadership: Arc<dyn Leadership>,
     ) -> Moor {
-        let upstream = UpstreamClient::new(UpstreamConfig {
-            insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
-            use_environment_proxy: false,
-            ..Default::default()
-        })
-        .unwrap();
-        let metrics = Metrics::new();
-        upstream.register_metrics(&metrics);
-        let source: Arc<dyn Source> = Arc::new(upstream);
-        let budgets = Arc::new(Budgets::new(budget));
-        let config = ApiConfig {
-            registry_hostname: "registry.test:5000".into(),
-            server_address: "127.0.0.1:0".into(),
-            serving: ServingConfig {
-                bookmark_interval: Duration::from_millis(200),
-                ..Default::default()
-            },
-            max_images_bulk: 3,
-        };
-        let (api, importer) = moor_server::apiserver::build(
-            store.clone(),
-            &config,
-            Arc::new(BudgetedSource {
-                inner: source.clone(),
-                budgets: budgets.clone(),
-                throttle: false,
-            }),
-        );
-        moor_server::apiserver::bootstrap(&api).await.unwrap();
-        let import_metrics = ImportMetrics::default();
-        import_metrics.register(&metrics);
-        let controller = ImportController::new(
-            importer.clone(),
-            Backoff {
+        let h = MoorServer::builder()
+            .store(store)
+            .upstream(insecure)
+            .imports(Backoff {
                 initial: Duration::from_millis(500),
                 max: Duration::from_secs(2),
                 max_retries: 20,
-            },
-        )
-        .with_metrics(import_metrics.clone());
-        let scheduler = Scheduler::new(
-            importer.clone(),
-            source,
-            store.clone(),
-            budgets,
-            SchedulerConfig {
-                interval: INTERVAL,
-                ..Default::default()
-            },
-        )
-        .with_import_metrics(import_metrics);
-        scheduler.register_metrics(&metrics);
-        let tasks = vec![
-            tokio::spawn(controller.run()),
-            tokio::spawn(scheduler.run(leadership)),
-        ];
-        let state = AppState {
-            api,
-            auth: AuthLayer {
-                authn: Arc::new(TokenHashes::for_token(TOKEN)),
-                authz: Arc::new(AllowAuthenticated),
-            },
-            metrics,
-            ready: Arc::new(AtomicBool::new(true)),
-            registry: None,
-        };
-        Moor {
-            h: Harness {
-                router: app(state),
-                store,
-            },
-            tasks,
-        }
+            })
+            .scheduler(INTERVAL, leadership)
+            .with(|o| {
+                o.default_registry_qps = budget.default_qps;
+                o.registry_qps = budget.registry_qps;
+            })
+            .start()
+            .await;
+        Moor { h }
     }
 
     /// Stops the controllers and lets go of the store.
     async fn stop(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.h.stop().await;
     }
 }
 
@@ -155,7 +78,7 @@ fn scheduled_tag(name: &str, from: &str) -> Value {
            "importPolicy": {"scheduled": true}})
 }
 
-async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
+async fn create_stream(h: &MoorServer, name: &str, tags: Vec<Value>) {
     let r = h
         .post(
             IS,
@@ -165,7 +88,7 @@ async fn create_stream(h: &Harness, name: &str, tags: Vec<Value>) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
-async fn stream(h: &Harness, name: &str) -> Value {
+async fn stream(h: &MoorServer, name: &str) -> Value {
     let r = h.get(&format!("{IS}/{name}")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.body
@@ -204,7 +127,7 @@ where
 }
 
 /// Waits until every tag of `stream` has history and has been checked once.
-async fn wait_checked(h: &Harness, stream_name: &str, tags: &[&str]) {
+async fn wait_checked(h: &MoorServer, stream_name: &str, tags: &[&str]) {
     wait_until(
         "the first imports and checks",
         Duration::from_secs(60),
@@ -224,7 +147,7 @@ async fn wait_checked(h: &Harness, stream_name: &str, tags: &[&str]) {
 }
 
 /// The scheduler's records of `stream`, by tag.
-async fn schedules(h: &Harness, stream: &str) -> BTreeMap<String, Value> {
+async fn schedules(h: &MoorServer, stream: &str) -> BTreeMap<String, Value> {
     let r = h
         .get(&format!(
             "{SCHEDULED}?fieldSelector=status.imageStream%3D{stream}"
@@ -239,7 +162,7 @@ async fn schedules(h: &Harness, stream: &str) -> BTreeMap<String, Value> {
         .collect()
 }
 
-async fn metric(h: &Harness, name: &str, filter: &[&str]) -> f64 {
+async fn metric(h: &MoorServer, name: &str, filter: &[&str]) -> f64 {
     let text = h.get("/metrics").await.text;
     text.lines()
         .filter(|l| l.starts_with(name) && filter.iter().all(|f| l.contains(f)))
@@ -567,7 +490,18 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
     let moor = Moor::start(open_sqlite(&db), &[&proxy.host], unlimited()).await;
     // Moor is down until it has started again (on a loaded machine that takes a while).
     let down = Instant::now() - stopped;
-    tokio::time::sleep(2 * INTERVAL).await;
+    // Every tag checked again since the restart: then nothing re-imported by then.
+    wait_until(
+        "a check of every tag after the restart",
+        Duration::from_secs(60),
+        || async {
+            let hits = proxy.log.since(restarted);
+            names
+                .iter()
+                .all(|t| !heads(&hits, &format!("/v2/app/r/manifests/{t}")).is_empty())
+        },
+    )
+    .await;
     let hits = proxy.log.all();
     let gets: Vec<&Hit> = hits
         .iter()
@@ -766,6 +700,17 @@ async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
     let source = proxy.reference("app/rb:1");
     create_stream(h, "rb", vec![scheduled_tag("1", &source)]).await;
     wait_checked(h, "rb", &["1"]).await;
+    // A sentinel stream scheduled from another upstream tag: its checks show the
+    // scheduler at work while rb:1 is rolled back.
+    retag(&dist, "app/rb", "1", &["sentinel".to_string()]).await;
+    let sentinel = "/v2/app/rb/manifests/sentinel";
+    create_stream(
+        h,
+        "sentinel",
+        vec![scheduled_tag("1", &proxy.reference("app/rb:sentinel"))],
+    )
+    .await;
+    wait_checked(h, "sentinel", &["1"]).await;
     let second = push(&dist, &layout, v2, "app/rb:1");
     wait_until("the scheduled import", Duration::from_secs(10), || async {
         images(&status_tag(&stream(h, "rb").await, "1")).len() == 2
@@ -799,7 +744,14 @@ async fn a_rollback_stops_the_schedule_and_tagging_again_resumes_it() {
     );
     assert!(record.get("nextCheckTime").is_none(), "{record}");
     let stopped = Instant::now() + Duration::from_millis(200);
-    tokio::time::sleep(3 * INTERVAL).await;
+    // Three checks of the sentinel later (at least two intervals), a check of rb:1
+    // would have come had it stayed scheduled.
+    wait_until(
+        "three checks of the sentinel",
+        4 * INTERVAL + Duration::from_secs(5),
+        || async { heads(&proxy.log.since(stopped), sentinel).len() >= 3 },
+    )
+    .await;
     assert_eq!(
         heads(&proxy.log.since(stopped), "/v2/app/rb/manifests/1").len(),
         0,

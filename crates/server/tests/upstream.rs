@@ -4,8 +4,6 @@
 //! manifests, slow answers. Every server listens on 127.0.0.1; `quay.io` is resolved to
 //! a closed loopback port so that no request can leave the machine.
 
-mod support;
-
 /// Named `upstream` so that `cargo test -p moor-server upstream` selects these tests.
 mod upstream {
     use std::collections::HashSet;
@@ -14,9 +12,6 @@ mod upstream {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant, SystemTime};
 
-    use crate::support::registry::{
-        Distribution, DistributionOptions, Format, ImageSpec, OciLayout, closed_addr,
-    };
     use axum::Router;
     use axum::body::Body;
     use axum::extract::{Path, Query, State};
@@ -33,6 +28,9 @@ mod upstream {
     use moor_server::upstream::{
         Credentials, FetchOptions, ManifestContent, Mirror, Scheme, Timeouts, UpstreamClient,
         UpstreamConfig, UpstreamError,
+    };
+    use moor_testkit::{
+        Distribution, DistributionOptions, Format, ImageSpec, ManualClock, OciLayout, closed_addr,
     };
 
     // ---------------------------------------------------------------------------------------
@@ -507,17 +505,25 @@ mod upstream {
 
     #[tokio::test]
     async fn bearer_token_expiry_is_honoured() {
-        // Anonymous tokens that live one second.
+        // Anonymous tokens that live one second, on a clock the test moves.
         let (addr, hits) = token_registry(1, None).await;
-        let client = loopback_client();
+        let clock = Arc::new(ManualClock::new());
+        let client = UpstreamClient::new(UpstreamConfig {
+            insecure_registries: vec!["127.0.0.1".to_owned()],
+            clock: clock.clone(),
+            ..base_config()
+        })
+        .expect("client");
         let image = r(&format!("{addr}/team/app:v1"));
         client.fetch_manifest(&image, &anon()).await.expect("first");
+        clock.advance(Duration::from_millis(850));
         client
             .fetch_manifest(&image, &anon())
             .await
             .expect("second");
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "a live token is reused");
+        // Past the lifetime less its 10% margin (0.9 s).
+        clock.advance(Duration::from_millis(100));
         client
             .fetch_manifest(&image, &anon())
             .await

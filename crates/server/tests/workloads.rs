@@ -3,10 +3,8 @@
 //! create and update, fail-closed refusals, triggers annotation validation, strategic
 //! merge patches with Kubernetes' merge keys, revisions kept as ReplicaSets.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::*;
+use moor_testkit::server::*;
 use serde_json::{Value, json};
 
 const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
@@ -18,7 +16,13 @@ fn digest(c: char) -> String {
 
 /// Creates stream `name` (lookup `local`) whose tag `tag` has `images` as history
 /// (newest first), written through the status subresource.
-async fn stream_with_history(h: &Harness, name: &str, local: bool, tag: &str, images: &[String]) {
+async fn stream_with_history(
+    h: &MoorServer,
+    name: &str,
+    local: bool,
+    tag: &str,
+    images: &[String],
+) {
     let r = h
         .post(
             IS,
@@ -31,7 +35,7 @@ async fn stream_with_history(h: &Harness, name: &str, local: bool, tag: &str, im
     set_history(h, name, tag, images).await;
 }
 
-async fn set_history(h: &Harness, name: &str, tag: &str, images: &[String]) {
+async fn set_history(h: &MoorServer, name: &str, tag: &str, images: &[String]) {
     let mut s = h.get(&format!("{IS}/{name}")).await.body;
     let items: Vec<Value> = images
         .iter()
@@ -57,7 +61,7 @@ fn image(d: &Value) -> &str {
         .unwrap_or("")
 }
 
-async fn owned_replicasets(h: &Harness, uid: &str) -> Vec<Value> {
+async fn owned_replicasets(h: &MoorServer, uid: &str) -> Vec<Value> {
     let list = h.get(RS).await.body;
     let mut out: Vec<Value> = list["items"]
         .as_array()
@@ -78,7 +82,7 @@ async fn owned_replicasets(h: &Harness, uid: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn deployments_pin_short_names_and_record_revisions() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let (d1, d2) = (digest('1'), digest('2'));
     stream_with_history(&h, "keycloak", true, "20.0", std::slice::from_ref(&d1)).await;
 
@@ -203,7 +207,7 @@ async fn deployments_pin_short_names_and_record_revisions() {
 
 #[tokio::test]
 async fn lookup_off_leaves_names_alone_unless_the_template_asks() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     stream_with_history(&h, "keycloak", false, "20.0", &[digest('1')]).await;
     let r = h.post(DEPLOY, &seed_deployment("keycloak:20.0")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -231,7 +235,7 @@ async fn lookup_off_leaves_names_alone_unless_the_template_asks() {
 
 #[tokio::test]
 async fn a_stream_without_a_usable_image_fails_closed() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h
         .post(
             IS,
@@ -271,7 +275,7 @@ fn with_triggers(mut d: Value, triggers: &str) -> Value {
 
 #[tokio::test]
 async fn bad_triggers_are_refused_and_nothing_is_written() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     for (triggers, want) in [
         ("[{not json", "must be a JSON list of image triggers"),
         (
@@ -330,7 +334,7 @@ async fn bad_triggers_are_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn pods_cronjobs_and_owned_objects() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let d1 = digest('1');
     stream_with_history(&h, "keycloak", true, "20.0", std::slice::from_ref(&d1)).await;
     let pinned = format!("quay.io/keycloak/keycloak@{d1}");
@@ -412,7 +416,7 @@ async fn pods_cronjobs_and_owned_objects() {
 
 #[tokio::test]
 async fn discovery_tables_and_strict_decoding() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.get("/apis/apps/v1").await;
     let resources = r.body["resources"].as_array().unwrap();
     let deploy = resources
@@ -487,7 +491,7 @@ async fn discovery_tables_and_strict_decoding() {
 
 #[tokio::test]
 async fn patches_keep_resource_version_preconditions_only_when_sent() {
-    let h = harness().await;
+    let h = MoorServer::start().await;
     let r = h.post(DEPLOY, &seed_deployment("nginx:1.27")).await;
     let rv = r.body["metadata"]["resourceVersion"]
         .as_str()

@@ -134,17 +134,42 @@ type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
 /// Tokens by key, and which registries asked for Basic auth.
 #[derive(Default)]
 pub(crate) struct AuthCache {
+    /// What decides whether a token expired.
+    clock: Clock,
     tokens: Mutex<HashMap<TokenKey, Slot>>,
     /// (registry, credential fingerprint) pairs that answered with a Basic challenge,
     /// so that later requests send Basic credentials up front.
     basic: Mutex<HashSet<(String, String)>>,
 }
 
+/// The clock of an [`AuthCache`] (the system's by default).
+#[derive(Clone, Debug)]
+struct Clock(Arc<dyn crate::clock::Clock>);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock(Arc::new(crate::clock::SystemClock))
+    }
+}
+
 impl AuthCache {
+    /// An empty cache whose tokens expire by `clock`.
+    pub(crate) fn new(clock: Arc<dyn crate::clock::Clock>) -> Self {
+        AuthCache {
+            clock: Clock(clock),
+            ..Default::default()
+        }
+    }
+
+    /// Now, by the cache's clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.0.now()
+    }
+
     fn slot(&self, key: &TokenKey) -> Slot {
         let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SWEEP_THRESHOLD {
-            let now = Instant::now();
+            let now = self.now();
             map.retain(|_, slot| {
                 slot.try_lock()
                     .map(|t| t.as_ref().is_some_and(|t| t.is_valid(now)))
@@ -160,7 +185,7 @@ impl AuthCache {
         let guard = slot.lock().await;
         guard
             .as_ref()
-            .filter(|t| t.is_valid(Instant::now()))
+            .filter(|t| t.is_valid(self.now()))
             .map(|t| t.value.clone())
     }
 
@@ -180,7 +205,7 @@ impl AuthCache {
         let slot = self.slot(key);
         let mut guard = slot.lock().await;
         if let Some(t) = guard.as_ref()
-            && t.is_valid(Instant::now())
+            && t.is_valid(self.now())
             && Some(t.value.as_str()) != stale
         {
             return Ok(t.value.clone());

@@ -100,6 +100,8 @@ pub struct UpstreamConfig {
     /// `--resolve`), for tests and closed networks. With port 0 the URL's port is
     /// used; a non-zero port replaces the default port of URLs without one.
     pub dns_overrides: Vec<(String, SocketAddr)>,
+    /// The clock that expires cached registry tokens.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for UpstreamConfig {
@@ -114,6 +116,7 @@ impl Default for UpstreamConfig {
             user_agent: format!("moor/{}", env!("CARGO_PKG_VERSION")),
             use_environment_proxy: true,
             dns_overrides: Vec::new(),
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -174,7 +174,7 @@ impl Transport {
             per_registry: config.per_registry_concurrency.max(1),
             semaphores: Mutex::default(),
             schemes: Mutex::default(),
-            auth: AuthCache::default(),
+            auth: AuthCache::new(config.clock.clone()),
             requests: Family::default(),
         })
     }
@@ -453,7 +453,7 @@ impl Transport {
                 message: format!("invalid token server answer: {e}"),
             })?;
         answer
-            .into_cached(Instant::now())
+            .into_cached(self.auth.now())
             .ok_or_else(|| UpstreamError::InvalidContent {
                 target: call.what.to_owned(),
                 message: "the token server answered without a token".to_owned(),

@@ -1,39 +1,30 @@
 //! A moor with its registry served on a real loopback port (plain HTTP), for the
-//! registry's interop tests with skopeo and podman: the API over a memory store, the
-//! import controller, the upstream client (insecure registries as given) and the
-//! registry under a temp dir. Calls over HTTP with the test token.
+//! registry's interop tests with skopeo and podman: built by the test kit as `moor
+//! serve` builds it, over a memory store, with the import controller and the upstream
+//! client (insecure registries as given). Calls over HTTP with the admin token.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use moor_apimachinery::stored::ServingConfig;
-use moor_server::apiserver::ApiConfig;
-use moor_server::auth::{AllowAuthenticated, AuthLayer, TokenHashes};
-use moor_server::metrics::Metrics;
-use moor_server::registry::{Registry, RegistryConfig};
-use moor_server::upstream::{UpstreamClient, UpstreamConfig};
-use moor_server::{AppState, app};
-use moor_store::{MemoryStore, Store};
+use moor_server::registry::Registry;
+use moor_store::Store;
+use moor_testkit::MoorServer;
+use moor_testkit::peers::run_blocking;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-pub const TOKEN: &str = "registry-test-token";
-pub const IS: &str = "/apis/image.openshift.io/v1/namespaces/default/imagestreams";
+pub const IS: &str = moor_testkit::server::IS;
 
-/// A running moor with its registry.
+/// A running moor with its registry, serving on a loopback port.
 pub struct Moor {
     /// `127.0.0.1:PORT`: the API and the registry.
     pub host: String,
     pub registry: Arc<Registry>,
     pub store: Arc<dyn Store>,
-    pub dir: TempDir,
     pub http: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
-    controller: tokio::task::JoinHandle<()>,
+    server: MoorServer,
 }
 
 /// Options of [`Moor::start`].
@@ -47,80 +38,42 @@ pub struct Options {
 }
 
 impl Moor {
-    /// Starts moor on a free port.
+    /// Starts moor on a free port: the import controller running, the registry
+    /// hostname the bound address.
     pub async fn start(options: Options) -> Moor {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let client = UpstreamClient::new(UpstreamConfig {
-            insecure_registries: options.insecure.clone(),
-            use_environment_proxy: false,
-            ..Default::default()
-        })
-        .unwrap();
-        let config = ApiConfig {
-            registry_hostname: host.clone(),
-            server_address: host.clone(),
-            serving: ServingConfig {
-                bookmark_interval: Duration::from_millis(200),
-                ..Default::default()
-            },
-            max_images_bulk: 10,
-        };
-        let (api, importer) =
-            moor_server::apiserver::build(store.clone(), &config, Arc::new(client.clone()));
-        moor_server::apiserver::bootstrap(&api).await.unwrap();
-        let controller = moor_server::importer::controller::ImportController::new(
-            importer.clone(),
-            moor_server::importer::controller::Backoff {
+        let insecure: Vec<&str> = options.insecure.iter().map(String::as_str).collect();
+        let server = MoorServer::builder()
+            .upstream(&insecure)
+            .imports(moor_server::importer::controller::Backoff {
                 initial: Duration::from_millis(300),
                 max: Duration::from_secs(2),
                 max_retries: 20,
-            },
-        );
-        let controller = tokio::spawn(controller.run());
-        let auth = AuthLayer {
-            authn: Arc::new(TokenHashes::for_token(TOKEN)),
-            authz: Arc::new(AllowAuthenticated),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Arc::new(
-            Registry::new(
-                RegistryConfig {
-                    root: dir.path().join("registry"),
-                    hostname: host.clone(),
-                    tls: false,
-                    anonymous_pull: options.anonymous_pull,
-                    uploads: options.uploads.clone(),
-                },
-                importer.clone(),
-                client,
-                auth.clone(),
-            )
-            .unwrap(),
-        );
-        let metrics = Metrics::new();
-        registry.register_metrics(&metrics);
-        let state = AppState {
-            api,
-            auth,
-            metrics,
-            ready: Arc::new(AtomicBool::new(true)),
-            registry: Some(registry.clone()),
-        };
-        let router = app(state);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+            })
+            .with(|o| {
+                o.registry_hostname = None;
+                o.max_images_bulk = 10;
+                o.registry_anonymous_pull = options.anonymous_pull;
+                o.uploads = options.uploads;
+            })
+            .listen()
+            .await;
         Moor {
-            host,
-            registry,
-            store,
-            dir,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            host: server.host.clone(),
+            registry: server.registry.clone().expect("moor serves a registry"),
+            store: server.store.clone(),
+            http: server.http.clone(),
             server,
-            controller,
         }
+    }
+
+    /// The data directory (the registry's storage is `registry/` in it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.server.data_dir()
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.server.token
     }
 
     /// `http://HOST{path}`.
@@ -132,7 +85,7 @@ impl Moor {
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
-            .basic_auth("anyone", Some(TOKEN))
+            .basic_auth("anyone", Some(&self.server.token))
     }
 
     /// Sends an authenticated request without a body.
@@ -191,7 +144,7 @@ impl Moor {
 
     /// `user:TOKEN` for `--creds`.
     pub fn creds(&self) -> String {
-        format!("u:{TOKEN}")
+        format!("u:{}", self.server.token)
     }
 
     /// The files under the registry's blob directory.
@@ -209,15 +162,8 @@ impl Moor {
             }
         }
         let mut out = Vec::new();
-        walk(&self.dir.path().join("registry/blobs"), &mut out);
+        walk(&self.server.data_dir().join("registry/blobs"), &mut out);
         out
-    }
-}
-
-impl Drop for Moor {
-    fn drop(&mut self) {
-        self.server.abort();
-        self.controller.abort();
     }
 }
 
@@ -226,27 +172,6 @@ pub fn local_tag(name: &str, from: &str) -> Value {
     json!({"name": name, "from": {"kind": "DockerImage", "name": from},
            "importPolicy": {"insecure": true, "importMode": "PreserveOriginal"},
            "referencePolicy": {"type": "Local"}})
-}
-
-/// Runs a command; panics with its output when it fails.
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Runs a blocking command off the async runtime.
-pub async fn run_blocking(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run command"))
-        .await
-        .unwrap()
 }
 
 /// `skopeo inspect` of `reference` through moor: `.Digest`.

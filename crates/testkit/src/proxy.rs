@@ -1,41 +1,72 @@
-//! In-process HTTP peers on 127.0.0.1 for tests that count upstream requests: a
-//! counting proxy in front of a real registry (every request forwarded, logged with
-//! its time, method, path and status), and a tiny fake registry that serves one image
-//! and can answer the next manifest request with `429 Retry-After`. Calls axum,
-//! reqwest and tokio; only loopback addresses.
+//! In-process HTTP peers on 127.0.0.1 that count requests: a counting proxy in front
+//! of a real registry (every request forwarded, logged with its time, method, path,
+//! status and the response bytes passed on as they stream, optionally over a link of
+//! limited bandwidth), and a tiny fake registry that serves one image and can answer
+//! the next manifest request with `429 Retry-After`. Calls axum, reqwest and tokio;
+//! only loopback addresses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use serde_json::json;
 
 /// One request seen.
 #[derive(Clone, Debug)]
 pub struct Hit {
+    /// When the answer's status was known (the proxy: when the upstream answered).
     pub at: Instant,
     pub method: String,
+    /// The path, without the query.
     pub path: String,
     pub status: u16,
+    /// Response body bytes passed on so far (the proxy counts as they stream).
+    pub bytes: Arc<AtomicU64>,
 }
 
-/// The requests a peer saw.
+/// The requests a peer saw, in order.
 #[derive(Clone, Default)]
 pub struct HitLog(Arc<Mutex<Vec<Hit>>>);
 
 impl HitLog {
     fn push(&self, hit: Hit) {
-        self.0.lock().unwrap().push(hit);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(hit);
     }
 
     /// Every request so far.
     pub fn all(&self) -> Vec<Hit> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many requests so far.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no request came yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every request so far, forgotten by the log.
+    pub fn take(&self) -> Vec<Hit> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Response body bytes passed on so far, all requests together.
+    pub fn bytes(&self) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|h| h.bytes.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The requests since `t`.
@@ -70,20 +101,53 @@ struct ProxyState {
     upstream: String,
     client: reqwest::Client,
     log: HitLog,
+    link: Option<Arc<Link>>,
+}
+
+/// A link of limited bandwidth shared by every connection through the proxy: each
+/// chunk waits for its turn on the wire.
+struct Link {
+    bytes_per_sec: f64,
+    free_at: Mutex<Instant>,
+}
+
+impl Link {
+    async fn send(&self, bytes: usize) {
+        let done = {
+            let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
+            let start = (*free_at).max(Instant::now());
+            *free_at = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
+            *free_at
+        };
+        tokio::time::sleep_until(done.into()).await;
+    }
 }
 
 impl CountingProxy {
     /// A proxy forwarding to `http://{upstream}`.
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with_link(upstream, None).await
+    }
+
+    /// A proxy whose response bodies share a link of `mbit_per_sec` (unlimited:
+    /// `None`).
+    pub async fn start_with_link(upstream: &str, mbit_per_sec: Option<f64>) -> Self {
         let log = HitLog::default();
         let state = ProxyState {
             upstream: upstream.to_string(),
             client: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
                 .build()
                 .expect("client"),
             log: log.clone(),
+            link: mbit_per_sec.map(|m| {
+                Arc::new(Link {
+                    bytes_per_sec: m * 1e6 / 8.0,
+                    free_at: Mutex::new(Instant::now()),
+                })
+            }),
         };
         let app = Router::new().fallback(forward).with_state(state);
         CountingProxy {
@@ -129,14 +193,28 @@ async fn forward(State(s): State<ProxyState>, req: Request) -> Response {
             headers.append(k, v.clone());
         }
     }
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let bytes = Arc::new(AtomicU64::new(0));
     s.log.push(Hit {
         at: Instant::now(),
         method: method.to_string(),
         path: path.split('?').next().unwrap_or_default().to_string(),
         status: status.as_u16(),
+        bytes: bytes.clone(),
     });
-    let mut r = Response::new(Body::from(bytes));
+    let link = s.link.clone();
+    let counted = resp.bytes_stream().then(move |c| {
+        let (bytes, link) = (bytes.clone(), link.clone());
+        async move {
+            if let Ok(c) = &c {
+                if let Some(link) = link {
+                    link.send(c.len()).await;
+                }
+                bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+            c
+        }
+    });
+    let mut r = Response::new(Body::from_stream(counted));
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r
@@ -175,7 +253,7 @@ impl FakeRegistry {
             "config": {"Labels": {"fake": label}},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", "1".repeat(64))]},
         }))
-        .unwrap();
+        .expect("JSON");
         let config_digest = sha256(&config);
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
@@ -185,7 +263,7 @@ impl FakeRegistry {
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": format!("sha256:{}", "2".repeat(64)), "size": 1234}],
         }))
-        .unwrap();
+        .expect("JSON");
         let digest = sha256(&manifest);
         let log = HitLog::default();
         let limit_next = Arc::new(AtomicU64::new(0));
@@ -231,7 +309,10 @@ async fn fake(State(s): State<FakeState>, req: Request) -> Response {
                     "content-type",
                     HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"),
                 );
-                h.insert("docker-content-digest", s.digest.parse().unwrap());
+                h.insert(
+                    "docker-content-digest",
+                    HeaderValue::from_str(&s.digest).expect("digest header"),
+                );
                 h.insert("content-length", s.manifest.len().into());
                 (200, r)
             }
@@ -258,6 +339,7 @@ async fn fake(State(s): State<FakeState>, req: Request) -> Response {
         method,
         path,
         status,
+        bytes: Arc::new(AtomicU64::new(0)),
     });
     response
 }
