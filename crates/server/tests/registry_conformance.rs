@@ -362,6 +362,86 @@ async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
 }
 
+/// PUTs `body` as an OCI index.
+async fn put_index(moor: &Moor, repo: &str, reference: &str, body: &[u8]) -> reqwest::Response {
+    moor.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An OCI index of `children` (`(digest, size, media type)`), with platforms when given.
+fn index_of(children: &[(String, usize, &str)], platform: bool) -> Vec<u8> {
+    let manifests: Vec<Value> = children
+        .iter()
+        .enumerate()
+        .map(|(i, (digest, size, media_type))| {
+            let mut d = json!({"mediaType": media_type, "digest": digest, "size": size});
+            if platform {
+                let arch = if i == 0 { "amd64" } else { "arm64" };
+                d["platform"] = json!({"os": "linux", "architecture": arch});
+            }
+            d
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_indexes_is_stored_and_served_by_tag() {
+    // The conformance suite's "nested index": an index whose entries are indexes
+    // (without platforms), pushed by digest and by tag, children checked as for any
+    // index.
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let moor = Moor::start(Options::default()).await;
+    let repo = "default/nested";
+    let mut inner = Vec::new();
+    for n in 0..2 {
+        let mut images = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let (m, d) = push_image(&moor, repo, &format!("{n}-{arch}")).await;
+            let r = put_manifest(&moor, repo, &d, &m).await;
+            assert_eq!(r.status(), 201);
+            images.push((d, m.len(), MANIFEST));
+        }
+        let index = index_of(&images, true);
+        let digest = sha256(&index);
+        let r = put_index(&moor, repo, &digest, &index).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        inner.push((digest, index.len(), INDEX));
+    }
+    let outer = index_of(&inner, false);
+    let digest = sha256(&outer);
+    let r = put_index(&moor, repo, &digest, &outer).await;
+    assert_eq!(r.status(), 201, "by digest: {}", r.text().await.unwrap());
+    let r = put_index(&moor, repo, "index-of-index", &outer).await;
+    assert_eq!(r.status(), 201, "by tag: {}", r.text().await.unwrap());
+    for reference in ["index-of-index", digest.as_str(), inner[1].0.as_str()] {
+        let r = moor
+            .send(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
+            .await;
+        assert_eq!(r.status(), 200, "{reference}");
+        assert_eq!(r.headers()["content-type"].to_str().unwrap(), INDEX);
+    }
+    let r = moor
+        .send(Method::GET, &format!("/v2/{repo}/manifests/index-of-index"))
+        .await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), outer.as_slice());
+    // A child index the repository does not have: MANIFEST_BLOB_UNKNOWN, as for any index.
+    let ghost = index_of(&[(sha256(b"ghost"), 5, INDEX)], false);
+    let r = put_index(&moor, repo, "ghost", &ghost).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_manifests_tags_and_blobs() {
     // "DELETE /v2/<name>/manifests/<digest> ... 202 Accepted"; "DELETE
