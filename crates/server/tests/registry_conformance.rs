@@ -236,6 +236,66 @@ async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_order_closing_put_leaves_the_session_open() {
+    // The conformance suite's "PutLastChunk" with "OutOfOrderChunks": the closing PUT
+    // carries a chunk that does not start where the upload stands. 416, and then
+    // "GET <location> ... 204 No Content ... Range: 0-<end>": the session is alive.
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .send(Method::POST, "/v2/default/late/blobs/uploads/")
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 241) as u8).collect();
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-999")
+        .body(data[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = sha256(&data);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "2000-2999")
+        .body(data[2000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    assert_eq!(r.headers()["location"].to_str().unwrap(), location);
+    let r = moor
+        .send(Method::GET, &format!("{location}?digest={digest}"))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1000-1999")
+        .body(data[1000..2000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "2000-2999")
+        .body(data[2000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let got = moor
+        .send(Method::GET, &format!("/v2/default/late/blobs/{digest}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_upload_is_unknown_afterwards() {
     // "DELETE /v2/<name>/blobs/uploads/<reference> ... 204 No Content"; afterwards the
     // session is BLOB_UPLOAD_UNKNOWN (404).

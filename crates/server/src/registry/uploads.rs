@@ -387,6 +387,24 @@ fn content_range(headers: &HeaderMap) -> Option<Result<(u64, u64), ()>> {
     Some(parsed.ok_or(()))
 }
 
+/// A chunk that does not start where the upload stands: 416 with the session's
+/// `Location` and `Range`. The session is left as it was, for the client to ask
+/// where it stands (GET) and go on from there.
+fn out_of_order(repo: &RepoName, id: &str, start: u64, size: u64) -> Response {
+    let mut resp = RegistryError::new(
+        Code::BlobUploadInvalid,
+        format!("the chunk starts at {start}, the upload is at {size}"),
+    )
+    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+    .into_response();
+    for (k, v) in progress(repo, id, size, StatusCode::ACCEPTED).headers() {
+        if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
+            resp.headers_mut().insert(k, v.clone());
+        }
+    }
+    resp
+}
+
 pub(super) async fn patch(
     State(reg): State<Arc<Registry>>,
     Path((ns, stream, id)): Path<(String, String, String)>,
@@ -407,19 +425,7 @@ pub(super) async fn patch(
             ));
         }
         Some(Ok((start, end))) if start != size || end < start => {
-            // Out of order: 416, and where the upload stands.
-            let mut resp = RegistryError::new(
-                Code::BlobUploadInvalid,
-                format!("the chunk starts at {start}, the upload is at {size}"),
-            )
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .into_response();
-            for (k, v) in progress(&repo, &id, size, StatusCode::ACCEPTED).headers() {
-                if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
-                    resp.headers_mut().insert(k, v.clone());
-                }
-            }
-            return Ok(resp);
+            return Ok(out_of_order(&repo, &id, start, size));
         }
         _ => {}
     }
@@ -458,24 +464,18 @@ pub(super) async fn finish(
     })?)?;
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
-    check_repo(&mut guard, &repo, &id)?;
+    let size = check_repo(&mut guard, &repo, &id)?.writer.size();
+    let range = content_range(&headers).and_then(Result::ok);
+    if let Some((start, _)) = range
+        && start != size
+    {
+        // A closing chunk out of order leaves the session open, as a PATCH does.
+        return Ok(out_of_order(&repo, &id, start, size));
+    }
     let Some(mut upload) = guard.take() else {
         return Err(upload_unknown(&id));
     };
     reg.uploads.remove(&id);
-    let range = content_range(&headers).and_then(Result::ok);
-    if let Some((start, _)) = range
-        && start != upload.writer.size()
-    {
-        return Err(RegistryError::new(
-            Code::BlobUploadInvalid,
-            format!(
-                "the chunk starts at {start}, the upload is at {}",
-                upload.writer.size()
-            ),
-        )
-        .status(StatusCode::RANGE_NOT_SATISFIABLE));
-    }
     // A closing PUT often carries no body (Content-Length: 0) whatever its range says.
     let declared = match super::header_str(&headers, "content-length").map(str::trim) {
         Some("0") => Some(0),
