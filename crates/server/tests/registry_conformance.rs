@@ -891,7 +891,7 @@ async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
     assert_eq!(r.status(), 429, "the global cap");
     assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
     assert_eq!(moor.registry.upload_sessions(), 3);
-    let uploads = moor.dir.path().join("registry/uploads");
+    let uploads = moor.dir.path().join("registry/sessions");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 3);
     assert_eq!(
         descriptors_under(&uploads),
@@ -913,7 +913,116 @@ async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
     assert_eq!(
         std::fs::read_dir(&uploads).unwrap().count(),
         1,
-        "only the new session's file is left"
+        "only the new session's files are left"
+    );
+}
+
+/// The mode bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_survive_a_restart_and_expired_ones_leave_the_disk() {
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 239) as u8).collect();
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-999")
+        .body(data[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let sessions = moor.dir.path().join("registry/sessions");
+    let id = location.rsplit('/').next().unwrap().to_string();
+    assert_eq!(mode(&sessions.join(&id)), 0o700);
+    assert_eq!(mode(&sessions.join(&id).join("data")), 0o600);
+    assert_eq!(mode(&sessions.join(&id).join("state.json")), 0o600);
+
+    // Restarted, the session stands where it stood, and the upload goes on.
+    let moor = moor.restart(Options::default()).await;
+    assert_eq!(moor.registry.upload_sessions(), 1);
+    let r = moor.send(Method::GET, &location).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1000-2999")
+        .body(data[1000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = sha256(&data);
+    let r = moor
+        .send(Method::PUT, &format!("{location}?digest={digest}"))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let got = moor
+        .send(Method::GET, &format!("/v2/default/resume/blobs/{digest}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+
+    // A session idle past the timeout when moor starts is removed from disk then.
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    let stale = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let short = moor_server::registry::UploadLimits {
+        idle_timeout: std::time::Duration::from_millis(10),
+        ..Default::default()
+    };
+    let moor = moor
+        .restart(Options {
+            uploads: short.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(moor.registry.upload_sessions(), 0);
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+    let r = moor.send(Method::GET, &stale).await;
+    assert_eq!(r.status(), 404);
+
+    // The caps hold for sessions made after a restart too.
+    let capped = moor_server::registry::UploadLimits {
+        max_sessions_per_repository: 1,
+        ..Default::default()
+    };
+    let moor = moor
+        .restart(Options {
+            uploads: capped.clone(),
+            ..Default::default()
+        })
+        .await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    assert_eq!(r.status(), 202);
+    let moor = moor
+        .restart(Options {
+            uploads: capped,
+            ..Default::default()
+        })
+        .await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the resumed session counts against the cap"
     );
 }
 
@@ -990,10 +1099,10 @@ async fn declared_sizes_are_checked_against_the_bytes_that_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_errors_name_no_server_paths() {
-    // A storage failure (here: the uploads directory vanished) is a 500 whose body
-    // tells nothing of the server's files.
+    // A storage failure (here: the upload sessions' directory vanished) is a 500
+    // whose body tells nothing of the server's files.
     let moor = Moor::start(Options::default()).await;
-    std::fs::remove_dir_all(moor.dir.path().join("registry/uploads")).unwrap();
+    std::fs::remove_dir_all(moor.dir.path().join("registry/sessions")).unwrap();
     let r = moor
         .send(Method::POST, "/v2/default/gone/blobs/uploads/")
         .await;
@@ -1001,7 +1110,7 @@ async fn internal_errors_name_no_server_paths() {
     let body = r.text().await.unwrap();
     let root = moor.dir.path().to_string_lossy().to_string();
     assert!(!body.contains(&root), "{body}");
-    assert!(!body.contains("/uploads"), "{body}");
+    assert!(!body.contains("/sessions"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
 }

@@ -96,7 +96,7 @@ impl Registry {
         Ok(Registry {
             repos: Repositories::new(importer, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),
-            uploads: uploads::Uploads::new(config.uploads.clone()),
+            uploads: uploads::Uploads::open(config.uploads.clone(), blobs.clone()),
             manifest_cache: manifests::ManifestCache::default(),
             blobs,
             config,

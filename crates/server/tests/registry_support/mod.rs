@@ -49,6 +49,19 @@ pub struct Options {
 impl Moor {
     /// Starts moor on a free port.
     pub async fn start(options: Options) -> Moor {
+        Moor::start_in(options, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stops this moor and starts another over the same registry directory, as a
+    /// restart of `moor serve` does (the API's memory store starts empty).
+    pub async fn restart(mut self, options: Options) -> Moor {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        drop(self);
+        Moor::start_in(options, dir).await
+    }
+
+    /// Starts moor on a free port with its registry under `dir/registry`.
+    pub async fn start_in(options: Options, dir: TempDir) -> Moor {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -86,7 +99,6 @@ impl Moor {
             authn: Arc::new(TokenHashes::for_token(TOKEN)),
             authz: Arc::new(AllowAuthenticated),
         };
-        let dir = tempfile::tempdir().unwrap();
         let registry = Arc::new(
             Registry::new(
                 RegistryConfig {
