@@ -380,6 +380,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     registry.register_metrics(&metrics);
     let registry = Arc::new(registry);
     registry.spawn_upload_reaper();
+    registry.spawn_stream_cleanup();
     let state = AppState {
         api,
         auth,

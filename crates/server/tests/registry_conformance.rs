@@ -1027,6 +1027,32 @@ async fn upload_sessions_survive_a_restart_and_expired_ones_leave_the_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_stream_removes_its_repository_links() {
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, _) = push_image(&moor, "default/gone", "x").await;
+    let r = put_manifest(&moor, "default/gone", "v1", &manifest).await;
+    assert_eq!(r.status(), 201);
+    let repo_dir = moor.dir.path().join("registry/repositories/default/gone");
+    assert!(repo_dir.join("_layers").exists());
+    assert!(repo_dir.join("_manifests").exists());
+    let r = moor.send(Method::DELETE, &format!("{IS}/gone")).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while repo_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted stream's links were never removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Its blobs were pushed here only: a stream made again under the name cannot
+    // name them without pushing them again.
+    let r = put_manifest(&moor, "default/gone", "v1", &manifest).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_sizes_are_checked_against_the_bytes_that_arrive() {
     let moor = Moor::start(Options::default()).await;
     let session = || async {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod blobs;
+mod deletions;
 pub mod error;
 mod manifests;
 pub mod prune;
@@ -119,6 +120,12 @@ impl Registry {
                 }
             }
         });
+    }
+
+    /// Removes the links of image streams as they are deleted, for as long as the
+    /// registry lives.
+    pub fn spawn_stream_cleanup(self: &Arc<Self>) {
+        tokio::spawn(deletions::follow(Arc::downgrade(self)));
     }
 
     /// Upload sessions open now.

@@ -116,6 +116,7 @@ impl Moor {
         );
         let metrics = Metrics::new();
         registry.register_metrics(&metrics);
+        registry.spawn_stream_cleanup();
         let state = AppState {
             api,
             auth,
