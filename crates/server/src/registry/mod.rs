@@ -94,6 +94,12 @@ impl Registry {
         auth: AuthLayer,
     ) -> Result<Self, storage::StorageError> {
         let blobs = BlobStore::open(&config.root)?;
+        let keeper = blobs.clone();
+        client.set_manifest_hook(Arc::new(move |digest, bytes| {
+            if let Err(e) = keeper.put(digest, bytes) {
+                tracing::warn!(%digest, error = %e, "keeping an imported manifest failed");
+            }
+        }));
         Ok(Registry {
             repos: Repositories::new(importer, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),

@@ -191,6 +191,20 @@ impl PullThrough {
         .shared()
     }
 
+    /// The size of blob `digest` of `repository` as the upstream's HEAD announces it
+    /// (no download); `None` when it announces none.
+    pub async fn blob_size(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: &FetchOptions,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.client
+            .head_blob(repository, digest, opts)
+            .await
+            .map_err(|e| upstream_error(&e, RegistryError::blob_unknown(digest.as_str())))
+    }
+
     /// Blob `digest` of `repository`: joins the download in progress or starts one.
     /// `Ok(None)` when the blob is in the store after all (serve it from there).
     pub async fn blob(
