@@ -166,11 +166,12 @@ impl Uploads {
         self.store.remove_session(id);
     }
 
-    /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`); returns
-    /// its id.
-    fn insert(&self, repo: &RepoName) -> Result<String, RegistryError> {
-        let mut map = self.lock();
-        self.expire(&mut map);
+    /// `TOOMANYREQUESTS` when `map` has no room for another session of `repo`.
+    fn check_caps(
+        &self,
+        map: &HashMap<String, (RepoName, Session)>,
+        repo: &RepoName,
+    ) -> Result<(), RegistryError> {
         let in_repo = map.values().filter(|(r, _)| r == repo).count();
         if map.len() >= self.limits.max_sessions
             || in_repo >= self.limits.max_sessions_per_repository
@@ -184,6 +185,18 @@ impl Uploads {
             )
             .header(header::RETRY_AFTER, "60"));
         }
+        Ok(())
+    }
+
+    /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`); returns
+    /// its id. Its files are made outside the sessions' lock (the state is fsynced),
+    /// and the caps checked again before it counts.
+    fn insert(&self, repo: &RepoName) -> Result<String, RegistryError> {
+        {
+            let mut map = self.lock();
+            self.expire(&mut map);
+            self.check_caps(&map, repo)?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let mut writer = self.store.session_writer(&id)?;
         writer.release();
@@ -192,7 +205,13 @@ impl Uploads {
             writer,
             touched: Instant::now(),
         };
-        if let Err(e) = self.persist(&id, &session) {
+        let mut refused = self.persist(&id, &session).err();
+        let mut map = self.lock();
+        if refused.is_none() {
+            refused = self.check_caps(&map, repo).err();
+        }
+        if let Some(e) = refused {
+            drop(map);
             session.discard();
             self.store.remove_session(&id);
             return Err(e);
