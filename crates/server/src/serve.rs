@@ -543,6 +543,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         registry.register_metrics(&metrics);
         let registry = Arc::new(registry);
         registry.spawn_upload_reaper();
+        registry.spawn_stream_cleanup();
         resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
             registry.clone(),
             resources.workloads(),

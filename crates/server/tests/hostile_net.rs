@@ -370,7 +370,7 @@ async fn abandoned_uploads_are_capped_and_expire() {
     }
     // a, a, (a: repository cap), b, b, (c: global cap), (c: global cap).
     assert_eq!(statuses, [202, 202, 429, 202, 202, 429, 429]);
-    let uploads = s.dir.path().join("data/registry/uploads");
+    let uploads = s.dir.path().join("data/registry/sessions");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 4);
     let held = std::fs::read_dir("/proc/self/fd")
         .unwrap()

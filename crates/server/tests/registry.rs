@@ -4,7 +4,8 @@
 //! byte-identical; pull-through from a real distribution under referencePolicy Local
 //! keeps working once the upstream is stopped; 20 concurrent cold pulls fetch each
 //! blob once; a lying upstream caches nothing; streams and namespaces are isolated;
-//! anonymous requests get 401.
+//! anonymous requests get 401; an imported Local tag's first pull fetches no manifest
+//! and a HEAD of an uncached blob downloads nothing.
 
 mod registry_support;
 
@@ -253,7 +254,11 @@ async fn pulls_through_once_then_serve_by_tag_and_digest_with_the_upstream_stopp
         istag["image"]["dockerImageReference"],
         format!("{}/default/app@{}", moor.host, pushed.digest)
     );
-    assert!(moor.stored_blobs().is_empty(), "layers are fetched lazily");
+    let stored = moor.stored_blobs();
+    assert!(
+        stored.len() == 1 && stored[0].ends_with(pushed.digest.trim_start_matches("sha256:")),
+        "only the imported manifest is kept, layers are fetched lazily: {stored:?}"
+    );
 
     let first = tempfile::tempdir().unwrap();
     let out = skopeo_pull(
@@ -351,7 +356,10 @@ async fn twenty_cold_pulls_fetch_each_blob_once_from_upstream() {
         .iter()
         .filter(|h| h.method == "GET" && h.path.contains("/manifests/"))
         .count();
-    assert_eq!(manifests, 1, "one manifest fetch for 20 pulls: {hits:?}");
+    assert_eq!(
+        manifests, 0,
+        "the importer kept the manifest, no fetch for 20 pulls: {hits:?}"
+    );
 }
 
 /// A registry whose manifest is honest but whose layer blob is not what its digest
@@ -607,6 +615,14 @@ async fn an_upstream_429_reaches_clients_only_while_nothing_is_cached() {
     moor.create_stream("rl", vec![local_tag("1", &fake.reference("x/y:1"))])
         .await;
     moor.wait_tag("rl", "1").await;
+    // The importer kept the manifest; take it out of the cache, as an eviction would.
+    let hex = fake.digest.trim_start_matches("sha256:");
+    let kept = moor
+        .data_dir()
+        .join("registry/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex);
+    std::fs::remove_file(&kept).unwrap();
     let get = || async {
         moor.send(reqwest::Method::GET, "/v2/default/rl/manifests/1")
             .await
@@ -629,4 +645,75 @@ async fn an_upstream_429_reaches_clients_only_while_nothing_is_cached() {
         fake.digest
     );
     assert_eq!(fake.log.all().len(), before, "no upstream request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_tag_serves_the_imported_manifest_and_heads_uncached_blobs_with_a_head() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    let entry = layout.add_image(
+        "v1",
+        &ImageSpec::new("amd64").with_file("a", random_bytes(300_000)),
+    );
+    let pushed = dist.push(&layout, "v1", "team/lazy:1", Format::Oci);
+    let proxy = CountingProxy::start(&dist.host).await;
+    let moor = Moor::start(Options {
+        insecure: vec![proxy.host.clone()],
+        ..Default::default()
+    })
+    .await;
+    moor.create_stream(
+        "lazy",
+        vec![local_tag("1", &proxy.reference("team/lazy:1"))],
+    )
+    .await;
+    moor.wait_tag("lazy", "1").await;
+    let started = std::time::Instant::now();
+    // The importer kept the manifest it fetched: the first pull does not fetch it again.
+    let r = moor
+        .send(reqwest::Method::GET, "/v2/default/lazy/manifests/1")
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&r.bytes().await.unwrap())),
+        pushed.digest
+    );
+    // A HEAD of a blob not cached asks the upstream with a HEAD: nothing downloaded.
+    let manifest: Value = serde_json::from_slice(&oci_blob(&layout, &entry.digest)).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let r = moor
+        .send(
+            reqwest::Method::HEAD,
+            &format!("/v2/default/lazy/blobs/{layer}"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        size.to_string()
+    );
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        layer
+    );
+    let hits: Vec<_> = proxy
+        .log
+        .since(started)
+        .into_iter()
+        .filter(|h| h.path.contains("/manifests/") || h.path.contains("/blobs/"))
+        .collect();
+    assert!(
+        hits.iter()
+            .all(|h| h.method == "HEAD" && h.path.ends_with(&format!("/blobs/{layer}"))),
+        "only the blob's HEAD went upstream: {hits:?}"
+    );
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let hex = layer.trim_start_matches("sha256:");
+    assert!(
+        !moor.stored_blobs().iter().any(|p| p.ends_with(hex)),
+        "the layer was not downloaded"
+    );
 }

@@ -236,6 +236,66 @@ async fn chunked_uploads_go_in_order_and_out_of_order_chunks_get_416() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_order_closing_put_leaves_the_session_open() {
+    // The conformance suite's "PutLastChunk" with "OutOfOrderChunks": the closing PUT
+    // carries a chunk that does not start where the upload stands. 416, and then
+    // "GET <location> ... 204 No Content ... Range: 0-<end>": the session is alive.
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .send(Method::POST, "/v2/default/late/blobs/uploads/")
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 241) as u8).collect();
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-999")
+        .body(data[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = sha256(&data);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "2000-2999")
+        .body(data[2000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    assert_eq!(r.headers()["location"].to_str().unwrap(), location);
+    let r = moor
+        .send(Method::GET, &format!("{location}?digest={digest}"))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1000-1999")
+        .body(data[1000..2000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = moor
+        .req(Method::PUT, &format!("{location}?digest={digest}"))
+        .header("content-range", "2000-2999")
+        .body(data[2000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let got = moor
+        .send(Method::GET, &format!("/v2/default/late/blobs/{digest}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_upload_is_unknown_afterwards() {
     // "DELETE /v2/<name>/blobs/uploads/<reference> ... 204 No Content"; afterwards the
     // session is BLOB_UPLOAD_UNKNOWN (404).
@@ -360,6 +420,86 @@ async fn manifests_push_pull_by_tag_and_digest_and_need_their_blobs() {
         .await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+}
+
+/// PUTs `body` as an OCI index.
+async fn put_index(moor: &Moor, repo: &str, reference: &str, body: &[u8]) -> reqwest::Response {
+    moor.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An OCI index of `children` (`(digest, size, media type)`), with platforms when given.
+fn index_of(children: &[(String, usize, &str)], platform: bool) -> Vec<u8> {
+    let manifests: Vec<Value> = children
+        .iter()
+        .enumerate()
+        .map(|(i, (digest, size, media_type))| {
+            let mut d = json!({"mediaType": media_type, "digest": digest, "size": size});
+            if platform {
+                let arch = if i == 0 { "amd64" } else { "arm64" };
+                d["platform"] = json!({"os": "linux", "architecture": arch});
+            }
+            d
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_indexes_is_stored_and_served_by_tag() {
+    // The conformance suite's "nested index": an index whose entries are indexes
+    // (without platforms), pushed by digest and by tag, children checked as for any
+    // index.
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let moor = Moor::start(Options::default()).await;
+    let repo = "default/nested";
+    let mut inner = Vec::new();
+    for n in 0..2 {
+        let mut images = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let (m, d) = push_image(&moor, repo, &format!("{n}-{arch}")).await;
+            let r = put_manifest(&moor, repo, &d, &m).await;
+            assert_eq!(r.status(), 201);
+            images.push((d, m.len(), MANIFEST));
+        }
+        let index = index_of(&images, true);
+        let digest = sha256(&index);
+        let r = put_index(&moor, repo, &digest, &index).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        inner.push((digest, index.len(), INDEX));
+    }
+    let outer = index_of(&inner, false);
+    let digest = sha256(&outer);
+    let r = put_index(&moor, repo, &digest, &outer).await;
+    assert_eq!(r.status(), 201, "by digest: {}", r.text().await.unwrap());
+    let r = put_index(&moor, repo, "index-of-index", &outer).await;
+    assert_eq!(r.status(), 201, "by tag: {}", r.text().await.unwrap());
+    for reference in ["index-of-index", digest.as_str(), inner[1].0.as_str()] {
+        let r = moor
+            .send(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
+            .await;
+        assert_eq!(r.status(), 200, "{reference}");
+        assert_eq!(r.headers()["content-type"].to_str().unwrap(), INDEX);
+    }
+    let r = moor
+        .send(Method::GET, &format!("/v2/{repo}/manifests/index-of-index"))
+        .await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), outer.as_slice());
+    // A child index the repository does not have: MANIFEST_BLOB_UNKNOWN, as for any index.
+    let ghost = index_of(&[(sha256(b"ghost"), 5, INDEX)], false);
+    let r = put_index(&moor, repo, "ghost", &ghost).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,7 +891,7 @@ async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
     assert_eq!(r.status(), 429, "the global cap");
     assert_eq!(error_code(r).await, "TOOMANYREQUESTS");
     assert_eq!(moor.registry.upload_sessions(), 3);
-    let uploads = moor.data_dir().join("registry/uploads");
+    let uploads = moor.data_dir().join("registry/sessions");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 3);
     assert_eq!(
         descriptors_under(&uploads),
@@ -773,8 +913,143 @@ async fn upload_sessions_are_capped_hold_no_descriptor_and_expire() {
     assert_eq!(
         std::fs::read_dir(&uploads).unwrap().count(),
         1,
-        "only the new session's file is left"
+        "only the new session's files are left"
     );
+}
+
+/// The mode bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_survive_a_restart_and_expired_ones_leave_the_disk() {
+    let moor = Moor::start(Options::default()).await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 239) as u8).collect();
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "0-999")
+        .body(data[..1000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let sessions = moor.data_dir().join("registry/sessions");
+    let id = location.rsplit('/').next().unwrap().to_string();
+    assert_eq!(mode(&sessions.join(&id)), 0o700);
+    assert_eq!(mode(&sessions.join(&id).join("data")), 0o600);
+    assert_eq!(mode(&sessions.join(&id).join("state.json")), 0o600);
+
+    // Restarted, the session stands where it stood, and the upload goes on.
+    let moor = moor.restart(Options::default()).await;
+    assert_eq!(moor.registry.upload_sessions(), 1);
+    let r = moor.send(Method::GET, &location).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"].to_str().unwrap(), "0-999");
+    let r = moor
+        .req(Method::PATCH, &location)
+        .header("content-range", "1000-2999")
+        .body(data[1000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = sha256(&data);
+    let r = moor
+        .send(Method::PUT, &format!("{location}?digest={digest}"))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let got = moor
+        .send(Method::GET, &format!("/v2/default/resume/blobs/{digest}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+
+    // A session idle past the timeout when moor starts is removed from disk then.
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    let stale = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let short = moor_server::registry::UploadLimits {
+        idle_timeout: std::time::Duration::from_millis(10),
+        ..Default::default()
+    };
+    let moor = moor
+        .restart(Options {
+            uploads: short.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(moor.registry.upload_sessions(), 0);
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+    let r = moor.send(Method::GET, &stale).await;
+    assert_eq!(r.status(), 404);
+
+    // The caps hold for sessions made after a restart too.
+    let capped = moor_server::registry::UploadLimits {
+        max_sessions_per_repository: 1,
+        ..Default::default()
+    };
+    let moor = moor
+        .restart(Options {
+            uploads: capped.clone(),
+            ..Default::default()
+        })
+        .await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    assert_eq!(r.status(), 202);
+    let moor = moor
+        .restart(Options {
+            uploads: capped,
+            ..Default::default()
+        })
+        .await;
+    let r = moor
+        .send(Method::POST, "/v2/default/resume/blobs/uploads/")
+        .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the resumed session counts against the cap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_stream_removes_its_repository_links() {
+    let moor = Moor::start(Options::default()).await;
+    let (manifest, _) = push_image(&moor, "default/gone", "x").await;
+    let r = put_manifest(&moor, "default/gone", "v1", &manifest).await;
+    assert_eq!(r.status(), 201);
+    let repo_dir = moor.data_dir().join("registry/repositories/default/gone");
+    assert!(repo_dir.join("_layers").exists());
+    assert!(repo_dir.join("_manifests").exists());
+    let r = moor.send(Method::DELETE, &format!("{IS}/gone")).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while repo_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted stream's links were never removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Its blobs were pushed here only: a stream made again under the name cannot
+    // name them without pushing them again.
+    let r = put_manifest(&moor, "default/gone", "v1", &manifest).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -850,10 +1125,10 @@ async fn declared_sizes_are_checked_against_the_bytes_that_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_errors_name_no_server_paths() {
-    // A storage failure (here: the uploads directory vanished) is a 500 whose body
-    // tells nothing of the server's files.
+    // A storage failure (here: the upload sessions' directory vanished) is a 500
+    // whose body tells nothing of the server's files.
     let moor = Moor::start(Options::default()).await;
-    std::fs::remove_dir_all(moor.data_dir().join("registry/uploads")).unwrap();
+    std::fs::remove_dir_all(moor.data_dir().join("registry/sessions")).unwrap();
     let r = moor
         .send(Method::POST, "/v2/default/gone/blobs/uploads/")
         .await;
@@ -861,7 +1136,7 @@ async fn internal_errors_name_no_server_paths() {
     let body = r.text().await.unwrap();
     let root = moor.data_dir().to_string_lossy().to_string();
     assert!(!body.contains(&root), "{body}");
-    assert!(!body.contains("/uploads"), "{body}");
+    assert!(!body.contains("/sessions"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
 }

@@ -37,6 +37,12 @@ impl Source for UpstreamClient {
             .fetch_manifest(reference, &fetch_options(opts))
             .await
             .map_err(import_error)?;
+        if let Some(hook) = self.manifest_hook() {
+            // Kept before the import completes, so that a pull right after it finds
+            // the manifest here; a failure to keep it is the hook's to log.
+            let (digest, bytes) = (m.digest.clone(), m.bytes.clone());
+            let _ = tokio::task::spawn_blocking(move || hook(&digest, &bytes)).await;
+        }
         Ok(FetchedManifest {
             bytes: m.bytes,
             media_type: m.media_type,

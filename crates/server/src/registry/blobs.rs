@@ -1,5 +1,6 @@
 //! `/v2/<ns>/<stream>/blobs/<digest>`: GET (with `Range`) and HEAD of blobs the
-//! stream may serve, from the cache or pulled through; DELETE of a blob pushed into
+//! stream may serve, from the cache or pulled through (a HEAD of a blob not cached
+//! asks the upstream with a HEAD, downloading nothing); DELETE of a blob pushed into
 //! the repository. A blob of another stream is BLOB_UNKNOWN: there is no probing
 //! across streams or namespaces.
 
@@ -186,15 +187,22 @@ async fn serve(
         return Err(RegistryError::blob_unknown(digest.as_str()));
     };
     let opts = super::manifests::pull_options(&reg, &repo.namespace, origin.insecure).await;
+    if head && let Some(size) = reg.pull.blob_size(upstream, &digest, &opts).await? {
+        // The upstream's HEAD tells the size: nothing is downloaded for a HEAD.
+        let mut resp = (StatusCode::OK, blob_headers(&digest), Body::empty()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        return Ok(resp);
+    }
     let Some(pulled) = reg.pull.blob(upstream, &digest, opts).await? else {
         return serve_cached(&reg, &digest, &headers, head)
             .await?
             .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()));
     };
     if head {
-        // The size is certain only once the download is through and verified: finish
-        // it, then answer from the cache, or (while the verified blob is still being
-        // committed to the cache) with the size read.
+        // An upstream that announced no size: it is certain only once the download is
+        // through and verified. Finish it, then answer from the cache, or (while the
+        // verified blob is still being committed to the cache) with the size read.
         let mut body = pulled.body;
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {

@@ -24,6 +24,9 @@ use crate::catalog::{Catalog, StreamPart};
 use crate::importer::image::{FetchedManifest, Parsed};
 use crate::upstream::MAX_MANIFEST_BYTES;
 
+/// The OS and architecture recorded for an index entry without a platform.
+const UNKNOWN_PLATFORM: &str = "unknown";
+
 /// A tag or a digest.
 enum Reference {
     Tag(String),
@@ -333,6 +336,8 @@ fn push_error(repo: &RepoName, e: moor_apimachinery::error::ApiError) -> Registr
             ),
         ),
         ApiError::Forbidden(reason) => RegistryError::new(Code::Denied, reason),
+        // The Image the manifest makes is refused: the manifest's fault, not ours.
+        e @ ApiError::Invalid { .. } => RegistryError::new(Code::ManifestInvalid, e.to_string()),
         other => RegistryError::internal(other),
     }
 }
@@ -441,8 +446,19 @@ async fn build_image(
             Ok(image)
         }
         Parsed::List(index) => {
-            let children = crate::importer::image::children(index)
+            let mut children = crate::importer::image::children(index)
                 .map_err(|e| RegistryError::new(Code::ManifestInvalid, e.message()))?;
+            for c in &mut children {
+                // An entry without a platform (a nested index, an artifact) is valid
+                // OCI, but an Image's `dockerImageManifests` need an OS and an
+                // architecture: name them `unknown`, as BuildKit does for entries
+                // that run nowhere.
+                for field in [&mut c.os, &mut c.architecture] {
+                    if field.is_empty() {
+                        *field = UNKNOWN_PLATFORM.to_string();
+                    }
+                }
+            }
             for c in &children {
                 let known = match stream {
                     Some(s) => reg

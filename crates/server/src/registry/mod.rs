@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod blobs;
+mod deletions;
 pub mod error;
 mod manifests;
 pub mod prune;
@@ -93,10 +94,16 @@ impl Registry {
         auth: AuthLayer,
     ) -> Result<Self, storage::StorageError> {
         let blobs = BlobStore::open(&config.root)?;
+        let keeper = blobs.clone();
+        client.set_manifest_hook(Arc::new(move |digest, bytes| {
+            if let Err(e) = keeper.put(digest, bytes) {
+                tracing::warn!(%digest, error = %e, "keeping an imported manifest failed");
+            }
+        }));
         Ok(Registry {
             repos: Repositories::new(catalog, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()),
-            uploads: uploads::Uploads::new(config.uploads.clone()),
+            uploads: uploads::Uploads::open(config.uploads.clone(), blobs.clone()),
             manifest_cache: manifests::ManifestCache::default(),
             blobs,
             config,
@@ -119,6 +126,12 @@ impl Registry {
                 }
             }
         });
+    }
+
+    /// Removes the links of image streams as they are deleted, for as long as the
+    /// registry lives.
+    pub fn spawn_stream_cleanup(self: &Arc<Self>) {
+        tokio::spawn(deletions::follow(Arc::downgrade(self)));
     }
 
     /// Upload sessions open now.

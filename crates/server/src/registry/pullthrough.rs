@@ -191,6 +191,28 @@ impl PullThrough {
         .shared()
     }
 
+    /// The size of blob `digest` of `repository` as the upstream's HEAD announces it
+    /// (no download); `None` when it announces none, or answers the HEAD with an
+    /// error other than 404 or 429 (the download then decides what the client gets).
+    pub async fn blob_size(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        opts: &FetchOptions,
+    ) -> Result<Option<u64>, RegistryError> {
+        match self.client.head_blob(repository, digest, opts).await {
+            Ok(size) => Ok(size),
+            Err(e) if matches!(e.status_code(), 404 | 429) => Err(upstream_error(
+                &e,
+                RegistryError::blob_unknown(digest.as_str()),
+            )),
+            Err(e) => {
+                tracing::debug!(%digest, error = %e, "pull-through: a blob HEAD failed; downloading instead");
+                Ok(None)
+            }
+        }
+    }
+
     /// Blob `digest` of `repository`: joins the download in progress or starts one.
     /// `Ok(None)` when the blob is in the store after all (serve it from there).
     pub async fn blob(

@@ -7,8 +7,11 @@
 //! ├── blobs/
 //! │   └── <algorithm>/<first two hex>/<hex>    the content; written once, never changed
 //! ├── uploads/
-//! │   └── <uuid>                              an upload or a pull-through being written;
-//! │                                           removed at startup
+//! │   └── <uuid>                              a monolithic upload or a pull-through
+//! │                                           being written; removed at startup
+//! ├── sessions/<uuid>/                        an upload session, kept across restarts
+//! │   ├── data                                the bytes received so far
+//! │   └── state.json                          its repository, size and last use
 //! └── repositories/<namespace>/<stream>/
 //!     ├── _layers/<algorithm>/<hex>           empty: the blob was pushed or mounted here
 //!     ├── _manifests/<algorithm>/<hex>        empty: the manifest was pushed here
@@ -104,11 +107,9 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens (creating) the store under `root` and removes leftover uploads.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
-        let mut builder = std::fs::DirBuilder::new();
+        let mut builder = private_dir_builder();
         builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        for dir in ["blobs", "uploads", "repositories"] {
+        for dir in ["blobs", "uploads", "sessions", "repositories"] {
             builder
                 .create(root.join(dir))
                 .map_err(io(format!("creating {}", root.join(dir).display())))?;
@@ -216,7 +217,86 @@ impl BlobStore {
             hasher: Some(DigestHasher::new(algorithm)),
             size: 0,
             committed: false,
+            keep: false,
         })
+    }
+
+    fn session_dir(&self, id: &str) -> PathBuf {
+        self.root.join("sessions").join(id)
+    }
+
+    /// The writer of a new upload session `id`: its bytes go to `sessions/<id>/data`
+    /// and stay there when the writer is dropped, until [`BlobWriter::discard_on_drop`]
+    /// or [`remove_session`](Self::remove_session).
+    pub fn session_writer(&self, id: &str) -> Result<BlobWriter, StorageError> {
+        let dir = self.session_dir(id);
+        private_dir_builder()
+            .create(&dir)
+            .map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join("data");
+        let file = private_options()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(format!("creating {}", path.display())))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file: Some(file),
+            path,
+            hasher: Some(DigestHasher::new(DigestAlgorithm::Sha256)),
+            size: 0,
+            committed: false,
+            keep: true,
+        })
+    }
+
+    /// The writer of upload session `id` as a restart finds it: its data cut back to
+    /// the `size` bytes its state records (bytes past it were never acknowledged).
+    /// The digest is computed from the file at commit. `None` when the data is
+    /// missing or shorter than `size`.
+    pub fn resume_session(&self, id: &str, size: u64) -> Option<BlobWriter> {
+        let path = self.session_dir(id).join("data");
+        let file = std::fs::OpenOptions::new().write(true).open(&path).ok()?;
+        if file.metadata().ok()?.len() < size || file.set_len(size).is_err() {
+            return None;
+        }
+        Some(BlobWriter {
+            store: self.clone(),
+            file: None,
+            path,
+            hasher: None,
+            size,
+            committed: false,
+            keep: true,
+        })
+    }
+
+    /// Replaces the state of upload session `id` atomically (a 0600 temporary file,
+    /// fsynced, renamed over the old one, the directory fsynced).
+    pub fn write_session_state(&self, id: &str, state: &[u8]) -> Result<(), StorageError> {
+        write_atomic(&self.session_dir(id), "state.json", state)
+    }
+
+    /// The state of upload session `id`, if it has one.
+    pub fn read_session_state(&self, id: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.session_dir(id).join("state.json")).ok()
+    }
+
+    /// The upload sessions on disk, by id.
+    pub fn session_ids(&self) -> Vec<String> {
+        read_names(&self.root.join("sessions"))
+    }
+
+    /// Removes whatever upload session `id` left on disk.
+    pub fn remove_session(&self, id: &str) {
+        match std::fs::remove_dir_all(self.session_dir(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(session = id, error = %e, "removing an upload session failed")
+            }
+        }
     }
 
     /// A new temporary file under `uploads/` for content that a [`VerifyingStream`]
@@ -404,18 +484,7 @@ impl BlobStore {
         let dir = self.referrers_dir(ns, stream, subject);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let name = format!("{}-{}", manifest.algorithm().as_str(), manifest.hex());
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(descriptor)
-            .and_then(|()| f.sync_all())
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, dir.join(name)).map_err(io("renaming a referrer"))?;
-        sync_dir(&dir)
+        write_atomic(&dir, &name, descriptor)
     }
 
     /// The descriptors (JSON) of manifests in `ns/stream` whose subject is `subject`.
@@ -470,6 +539,32 @@ fn private_options() -> std::fs::OpenOptions {
     opts
 }
 
+/// A builder of directories readable by moor's user only (0700, whatever the umask).
+fn private_dir_builder() -> std::fs::DirBuilder {
+    #[allow(unused_mut)]
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+}
+
+/// Writes `dir/name` atomically: a 0600 temporary file `.name.tmp`, fsynced, renamed
+/// over `name`, then the directory fsynced.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(io(format!("renaming {}", tmp.display())))?;
+    sync_dir(dir)
+}
+
 fn read_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|r| {
@@ -498,9 +593,17 @@ pub struct BlobWriter {
     hasher: Option<DigestHasher>,
     size: u64,
     committed: bool,
+    /// Whether the file outlives the writer when not committed (an upload session's).
+    keep: bool,
 }
 
 impl BlobWriter {
+    /// Makes the file go with the writer when it is dropped uncommitted, as a
+    /// temporary file's does (an upload session that ends).
+    pub fn discard_on_drop(&mut self) {
+        self.keep = false;
+    }
+
     /// Appends `bytes` (reopening the file after [`release`](Self::release)).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         let file = self.open_file()?;
@@ -608,7 +711,7 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.keep {
             let _ = std::fs::remove_file(&self.path);
         }
     }

@@ -3,12 +3,15 @@
 //! links a blob the caller may read in another repository); `PATCH` appends a chunk,
 //! which must start where the upload stands (else 416); `PUT ?digest=` closes it,
 //! and the blob exists only if the bytes hash to that digest; `GET` tells the
-//! progress; `DELETE` cancels. Sessions live in memory: a restart forgets them (the
-//! client starts again), and their files are removed at startup.
+//! progress; `DELETE` cancels. A session's bytes and state (repository, size, last
+//! use) are kept under the data dir ([`BlobStore::session_writer`]), the state
+//! replaced atomically after every request that changes it, so a client resumes its
+//! upload after moor restarts; a session idle past the timeout is removed from disk,
+//! at the next start as well.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,14 +20,14 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use moor_api::Digest;
 use moor_api::reference::DigestAlgorithm;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::auth::Caller;
 use super::error::{Code, RegistryError};
 use super::repos::RepoName;
-use super::storage::{BlobWriter, LinkKind};
+use super::storage::{BlobStore, BlobWriter, LinkKind};
 use super::{Registry, parse_digest};
 
 /// Caps and idle expiry of upload sessions.
@@ -58,37 +61,117 @@ struct Upload {
     touched: Instant,
 }
 
+impl Upload {
+    /// Ends the session: its writer takes its file along when dropped.
+    fn discard(mut self) {
+        self.writer.discard_on_drop();
+    }
+}
+
+/// What `sessions/<id>/state.json` holds: enough to serve the session again after a
+/// restart. The bytes themselves are the session's `data` file.
+#[derive(Serialize, Deserialize)]
+struct SessionState {
+    namespace: String,
+    stream: String,
+    /// Bytes acknowledged to the client; anything past it in `data` was not.
+    size: u64,
+    /// The last request, in milliseconds since the Unix epoch.
+    touched_ms: u64,
+}
+
 type Session = Arc<tokio::sync::Mutex<Option<Upload>>>;
 
 /// The open upload sessions, capped per repository and in all, forgotten when idle.
 pub(crate) struct Uploads {
     limits: UploadLimits,
+    store: BlobStore,
     sessions: Mutex<HashMap<String, (RepoName, Session)>>,
 }
 
 impl Uploads {
-    pub(crate) fn new(limits: UploadLimits) -> Self {
+    /// The sessions `store` kept from before a restart, minus those idle for too long
+    /// (removed from disk) or unreadable (removed too: the client starts again).
+    pub(crate) fn open(limits: UploadLimits, store: BlobStore) -> Self {
+        let mut map = HashMap::new();
+        for id in store.session_ids() {
+            match Self::load(&store, &id, limits.idle_timeout) {
+                Some(upload) => {
+                    let repo = upload.repo.clone();
+                    map.insert(id, (repo, Arc::new(tokio::sync::Mutex::new(Some(upload)))));
+                }
+                None => store.remove_session(&id),
+            }
+        }
+        if !map.is_empty() {
+            tracing::info!(sessions = map.len(), "upload sessions resumed");
+        }
         Uploads {
             limits,
-            sessions: Mutex::default(),
+            store,
+            sessions: Mutex::new(map),
         }
+    }
+
+    /// Session `id` from disk, unless it expired or its files do not fit together.
+    fn load(store: &BlobStore, id: &str, idle: Duration) -> Option<Upload> {
+        uuid::Uuid::parse_str(id).ok()?;
+        let state: SessionState = serde_json::from_slice(&store.read_session_state(id)?).ok()?;
+        let repo = RepoName::parse(&state.namespace, &state.stream).ok()?;
+        let touched = SystemTime::UNIX_EPOCH + Duration::from_millis(state.touched_ms);
+        let idle_for = SystemTime::now()
+            .duration_since(touched)
+            .unwrap_or_default();
+        if idle_for > idle {
+            return None;
+        }
+        let writer = store.resume_session(id, state.size)?;
+        Some(Upload {
+            repo,
+            writer,
+            touched: Instant::now()
+                .checked_sub(idle_for)
+                .unwrap_or_else(Instant::now),
+        })
+    }
+
+    /// Records `upload`'s state on disk, atomically.
+    fn persist(&self, id: &str, upload: &Upload) -> Result<(), RegistryError> {
+        let touched = SystemTime::now() - upload.touched.elapsed();
+        let state = SessionState {
+            namespace: upload.repo.namespace.clone(),
+            stream: upload.repo.stream.clone(),
+            size: upload.writer.size(),
+            touched_ms: touched
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
+        };
+        let bytes = serde_json::to_vec(&state).map_err(RegistryError::internal)?;
+        self.store.write_session_state(id, &bytes)?;
+        Ok(())
     }
 
     /// The session `id`, unless it is unknown or expired.
     fn get(&self, id: &str) -> Option<Session> {
         let mut map = self.lock();
-        Self::expire(&mut map, self.limits.idle_timeout);
+        self.expire(&mut map);
         map.get(id).map(|(_, s)| s.clone())
     }
 
+    /// Ends session `id`: forgotten, and its files removed (a committed blob has left
+    /// them already).
     fn remove(&self, id: &str) {
         self.lock().remove(id);
+        self.store.remove_session(id);
     }
 
-    /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`).
-    fn insert(&self, id: String, repo: &RepoName, writer: BlobWriter) -> Result<(), RegistryError> {
-        let mut map = self.lock();
-        Self::expire(&mut map, self.limits.idle_timeout);
+    /// `TOOMANYREQUESTS` when `map` has no room for another session of `repo`.
+    fn check_caps(
+        &self,
+        map: &HashMap<String, (RepoName, Session)>,
+        repo: &RepoName,
+    ) -> Result<(), RegistryError> {
         let in_repo = map.values().filter(|(r, _)| r == repo).count();
         if map.len() >= self.limits.max_sessions
             || in_repo >= self.limits.max_sessions_per_repository
@@ -102,28 +185,58 @@ impl Uploads {
             )
             .header(header::RETRY_AFTER, "60"));
         }
+        Ok(())
+    }
+
+    /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`); returns
+    /// its id. Its files are made outside the sessions' lock (the state is fsynced),
+    /// and the caps checked again before it counts.
+    fn insert(&self, repo: &RepoName) -> Result<String, RegistryError> {
+        {
+            let mut map = self.lock();
+            self.expire(&mut map);
+            self.check_caps(&map, repo)?;
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut writer = self.store.session_writer(&id)?;
+        writer.release();
         let session = Upload {
             repo: repo.clone(),
             writer,
             touched: Instant::now(),
         };
+        let mut refused = self.persist(&id, &session).err();
+        let mut map = self.lock();
+        if refused.is_none() {
+            refused = self.check_caps(&map, repo).err();
+        }
+        if let Some(e) = refused {
+            drop(map);
+            session.discard();
+            self.store.remove_session(&id);
+            return Err(e);
+        }
         map.insert(
-            id,
+            id.clone(),
             (
                 repo.clone(),
                 Arc::new(tokio::sync::Mutex::new(Some(session))),
             ),
         );
-        Ok(())
+        Ok(id)
     }
 
-    /// Forgets sessions idle for longer than `idle` (a session a request holds is
-    /// busy, not idle); their partial files go with their writers.
-    fn expire(map: &mut HashMap<String, (RepoName, Session)>, idle: Duration) {
-        map.retain(|_, (_, session)| match session.try_lock() {
+    /// Forgets sessions idle for longer than the timeout (a session a request holds
+    /// is busy, not idle) and removes their files.
+    fn expire(&self, map: &mut HashMap<String, (RepoName, Session)>) {
+        let idle = self.limits.idle_timeout;
+        map.retain(|id, (_, session)| match session.try_lock() {
             Ok(mut guard) => match guard.as_ref() {
                 Some(u) if u.touched.elapsed() > idle => {
-                    guard.take();
+                    if let Some(u) = guard.take() {
+                        u.discard();
+                    }
+                    self.store.remove_session(id);
                     false
                 }
                 Some(_) => true,
@@ -135,7 +248,7 @@ impl Uploads {
 
     /// Forgets idle sessions now (the registry's reaper calls this periodically).
     pub(crate) fn reap(&self) {
-        Self::expire(&mut self.lock(), self.limits.idle_timeout);
+        self.expire(&mut self.lock());
     }
 
     /// Sessions open now.
@@ -291,18 +404,16 @@ pub(super) async fn start(
             return Ok(resp);
         }
     }
-    let mut writer = reg.blobs.writer(DigestAlgorithm::Sha256)?;
     if let Some(d) = &q.digest {
         // The monolithic upload: the whole blob in this request.
         let digest = parse_digest(d)?;
         let declared = declared_len(&headers, None)?;
+        let mut writer = reg.blobs.writer(DigestAlgorithm::Sha256)?;
         append(&mut writer, body, declared).await?;
         commit(&reg, &repo, writer, &digest).await?;
         return Ok(created(&repo, &digest));
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    writer.release();
-    reg.uploads.insert(id.clone(), &repo, writer)?;
+    let id = reg.uploads.insert(&repo)?;
     Ok(progress(&repo, &id, 0, StatusCode::ACCEPTED))
 }
 
@@ -365,6 +476,7 @@ pub(super) async fn status(
     let mut guard = s.lock().await;
     let upload = check_repo(&mut guard, &repo, &id)?;
     upload.touched = Instant::now();
+    reg.uploads.persist(&id, upload)?;
     Ok(progress(
         &repo,
         &id,
@@ -387,6 +499,24 @@ fn content_range(headers: &HeaderMap) -> Option<Result<(u64, u64), ()>> {
     Some(parsed.ok_or(()))
 }
 
+/// A chunk that does not start where the upload stands: 416 with the session's
+/// `Location` and `Range`. The session is left as it was, for the client to ask
+/// where it stands (GET) and go on from there.
+fn out_of_order(repo: &RepoName, id: &str, start: u64, size: u64) -> Response {
+    let mut resp = RegistryError::new(
+        Code::BlobUploadInvalid,
+        format!("the chunk starts at {start}, the upload is at {size}"),
+    )
+    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+    .into_response();
+    for (k, v) in progress(repo, id, size, StatusCode::ACCEPTED).headers() {
+        if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
+            resp.headers_mut().insert(k, v.clone());
+        }
+    }
+    resp
+}
+
 pub(super) async fn patch(
     State(reg): State<Arc<Registry>>,
     Path((ns, stream, id)): Path<(String, String, String)>,
@@ -407,31 +537,22 @@ pub(super) async fn patch(
             ));
         }
         Some(Ok((start, end))) if start != size || end < start => {
-            // Out of order: 416, and where the upload stands.
-            let mut resp = RegistryError::new(
-                Code::BlobUploadInvalid,
-                format!("the chunk starts at {start}, the upload is at {size}"),
-            )
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .into_response();
-            for (k, v) in progress(&repo, &id, size, StatusCode::ACCEPTED).headers() {
-                if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
-                    resp.headers_mut().insert(k, v.clone());
-                }
-            }
-            return Ok(resp);
+            return Ok(out_of_order(&repo, &id, start, size));
         }
         _ => {}
     }
     let declared = declared_len(&headers, range.and_then(Result::ok))?;
     if let Err(e) = append(&mut upload.writer, body, declared).await {
         // A failed chunk leaves the upload unusable: forget it.
-        guard.take();
+        if let Some(u) = guard.take() {
+            u.discard();
+        }
         reg.uploads.remove(&id);
         return Err(e);
     }
     upload.touched = Instant::now();
     upload.writer.release();
+    reg.uploads.persist(&id, upload)?;
     Ok(progress(
         &repo,
         &id,
@@ -458,32 +579,42 @@ pub(super) async fn finish(
     })?)?;
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
-    check_repo(&mut guard, &repo, &id)?;
+    let size = check_repo(&mut guard, &repo, &id)?.writer.size();
+    let range = content_range(&headers).and_then(Result::ok);
+    if let Some((start, _)) = range
+        && start != size
+    {
+        // A closing chunk out of order leaves the session open, as a PATCH does.
+        return Ok(out_of_order(&repo, &id, start, size));
+    }
     let Some(mut upload) = guard.take() else {
         return Err(upload_unknown(&id));
     };
+    // Whatever happens now ends the session: its data becomes the blob or goes.
+    upload.writer.discard_on_drop();
+    let result = close(&reg, &repo, upload, &digest, &headers, range, body).await;
     reg.uploads.remove(&id);
-    let range = content_range(&headers).and_then(Result::ok);
-    if let Some((start, _)) = range
-        && start != upload.writer.size()
-    {
-        return Err(RegistryError::new(
-            Code::BlobUploadInvalid,
-            format!(
-                "the chunk starts at {start}, the upload is at {}",
-                upload.writer.size()
-            ),
-        )
-        .status(StatusCode::RANGE_NOT_SATISFIABLE));
-    }
+    result?;
+    Ok(created(&repo, &digest))
+}
+
+/// Appends the closing request's bytes to the upload and commits it as `digest`.
+async fn close(
+    reg: &Registry,
+    repo: &RepoName,
+    mut upload: Upload,
+    digest: &Digest,
+    headers: &HeaderMap,
+    range: Option<(u64, u64)>,
+    body: Body,
+) -> Result<(), RegistryError> {
     // A closing PUT often carries no body (Content-Length: 0) whatever its range says.
-    let declared = match super::header_str(&headers, "content-length").map(str::trim) {
+    let declared = match super::header_str(headers, "content-length").map(str::trim) {
         Some("0") => Some(0),
-        _ => declared_len(&headers, range)?,
+        _ => declared_len(headers, range)?,
     };
     append(&mut upload.writer, body, declared).await?;
-    commit(&reg, &repo, upload.writer, &digest).await?;
-    Ok(created(&repo, &digest))
+    commit(reg, repo, upload.writer, digest).await
 }
 
 pub(super) async fn cancel(
@@ -494,7 +625,9 @@ pub(super) async fn cancel(
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     check_repo(&mut guard, &repo, &id)?;
-    guard.take();
+    if let Some(u) = guard.take() {
+        u.discard();
+    }
     reg.uploads.remove(&id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

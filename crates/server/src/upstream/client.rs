@@ -30,9 +30,14 @@ struct TagsBody {
     tags: Option<Vec<String>>,
 }
 
+/// Receives each manifest the importer fetched, verified: its digest and bytes.
+pub type ManifestHook = Arc<dyn Fn(&Digest, &Bytes) + Send + Sync>;
+
 struct Inner {
     config: UpstreamConfig,
     transport: Transport,
+    /// Set once, by the registry: where imported manifests are kept.
+    manifest_hook: std::sync::OnceLock<ManifestHook>,
 }
 
 /// The upstream registry client. Cheap to clone: clones share connections, tokens,
@@ -55,8 +60,24 @@ impl UpstreamClient {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let transport = Transport::new(&config)?;
         Ok(Self {
-            inner: Arc::new(Inner { config, transport }),
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                manifest_hook: std::sync::OnceLock::new(),
+            }),
         })
+    }
+
+    /// Hands every manifest the importer fetches through this client (and its clones)
+    /// to `hook` (the registry keeps them, so that a first pull need not fetch them
+    /// again). Only the first hook set counts.
+    pub fn set_manifest_hook(&self, hook: ManifestHook) {
+        let _ = self.inner.manifest_hook.set(hook);
+    }
+
+    /// The hook set by [`set_manifest_hook`](Self::set_manifest_hook), if any.
+    pub fn manifest_hook(&self) -> Option<ManifestHook> {
+        self.inner.manifest_hook.get().cloned()
     }
 
     /// The configuration the client was built with.
@@ -306,6 +327,32 @@ impl UpstreamClient {
                     bytes,
                     served_by: Endpoint::new(&target, scheme),
                 })
+            }
+        })
+        .await
+    }
+
+    /// The size of a blob as the registry announces it to a HEAD request, without
+    /// downloading it; `None` when the answer has no `Content-Length`.
+    pub async fn head_blob(
+        &self,
+        reference: &DockerImageReference,
+        digest: &Digest,
+        options: &FetchOptions,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let what = format!("{}@{digest}", reference.as_repository().exact());
+        self.each_endpoint(reference, |target| {
+            let what = what.as_str();
+            async move {
+                let path = format!("/v2/{}/blobs/{digest}", target.repository);
+                let call = self.call(&target, options, Method::HEAD, path, None, what);
+                let Sent { response, .. } = self.inner.transport.send(&call).await?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                if !status.is_success() {
+                    return Err(status_error(status, &headers, b"", what, "blob"));
+                }
+                Ok(content_length(&headers))
             }
         })
         .await

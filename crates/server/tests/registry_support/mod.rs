@@ -25,6 +25,8 @@ pub struct Moor {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     server: MoorServer,
+    /// Holds the data directory (kept across [`Moor::restart`]).
+    dir: tempfile::TempDir,
 }
 
 /// Options of [`Moor::start`].
@@ -41,6 +43,32 @@ impl Moor {
     /// Starts moor on a free port: the import controller running, the registry
     /// hostname the bound address.
     pub async fn start(options: Options) -> Moor {
+        Moor::start_in(options, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stops this moor and starts another over the same data directory, as a restart
+    /// of `moor serve` does (the API's memory store starts empty; the registry's
+    /// storage stays).
+    pub async fn restart(self, options: Options) -> Moor {
+        let Moor { server, dir, .. } = self;
+        let lock = dir.path().join("data").join(moor_server::serve::LOCK_FILE);
+        drop(server);
+        // The old server lets go of the data dir's lock as its task ends.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let file = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+            if file.try_lock().is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the old moor kept its data dir");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Moor::start_in(options, dir).await
+    }
+
+    /// Starts moor on a free port with its data (and so its registry) under `dir/data`.
+    pub async fn start_in(options: Options, dir: tempfile::TempDir) -> Moor {
+        let data_dir = dir.path().join("data");
         let insecure: Vec<&str> = options.insecure.iter().map(String::as_str).collect();
         let server = MoorServer::builder()
             .upstream(&insecure)
@@ -50,6 +78,7 @@ impl Moor {
                 max_retries: 20,
             })
             .with(|o| {
+                o.data_dir = data_dir;
                 o.registry_hostname = None;
                 o.max_images_bulk = 10;
                 o.registry_anonymous_pull = options.anonymous_pull;
@@ -63,12 +92,13 @@ impl Moor {
             store: server.store.clone(),
             http: server.http.clone(),
             server,
+            dir,
         }
     }
 
     /// The data directory (the registry's storage is `registry/` in it).
     pub fn data_dir(&self) -> PathBuf {
-        self.server.data_dir()
+        self.dir.path().join("data")
     }
 
     /// The admin token.

@@ -1,0 +1,85 @@
+//! Deleted image streams leave nothing behind in the registry: a task follows the
+//! streams' watch and, when one is deleted, removes its repository's links and
+//! referrer records (the content itself stays until `moor prune images` finds no
+//! image needs it). Calls the catalog port (streams) and the blob store.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::Registry;
+use super::repos::RepoName;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::{WatchEvent, WatchEvents};
+
+/// Pause before following the watch again after it ended or failed.
+const RESUME_AFTER: Duration = Duration::from_secs(1);
+
+/// Follows stream deletions for as long as the registry lives.
+pub(super) async fn follow(registry: Weak<Registry>) {
+    loop {
+        let Some(reg) = registry.upgrade() else {
+            return;
+        };
+        let events = watch_from_now(&reg).await;
+        drop(reg);
+        match events {
+            Ok(mut events) => {
+                while let Some(event) = events.next().await {
+                    let Some(reg) = registry.upgrade() else {
+                        return;
+                    };
+                    match event {
+                        WatchEvent::Deleted(stream) => forget(&reg, &stream).await,
+                        WatchEvent::Error(e) => {
+                            tracing::debug!(error = %e, "the image stream watch ended; following again");
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "watching image streams failed; trying again"),
+        }
+        tokio::time::sleep(RESUME_AFTER).await;
+    }
+}
+
+/// The streams' changes from now on.
+async fn watch_from_now(reg: &Registry) -> Result<WatchEvents, ApiError> {
+    let catalog = reg.repos.catalog();
+    let now = catalog.list_streams().await?;
+    catalog.watch_streams(&now.resource_version).await
+}
+
+/// Removes what the registry recorded for deleted `stream` (JSON), unless a push
+/// made the stream again meanwhile.
+async fn forget(reg: &Arc<Registry>, stream: &Value) {
+    let field = |p: &str| stream.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let Ok(repo) = RepoName::parse(field("/metadata/namespace"), field("/metadata/name")) else {
+        return;
+    };
+    // Pushes record links under the shared lock: none is halfway through now.
+    let _gc = reg.gc.write().await;
+    match reg.repos.stream(&repo).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return, // pushed into again since the delete
+        Err(e) => {
+            tracing::warn!(repository = %repo, error = %e, "checking a deleted stream failed");
+            return;
+        }
+    }
+    let blobs = reg.blobs.clone();
+    let (ns, name) = (repo.namespace.clone(), repo.stream.clone());
+    match tokio::task::spawn_blocking(move || blobs.remove_repository(&ns, &name)).await {
+        Ok(Ok(())) => tracing::debug!(repository = %repo, "removed the links of a deleted stream"),
+        Ok(Err(e)) => {
+            tracing::warn!(repository = %repo, error = %e, "removing a deleted stream's links failed")
+        }
+        Err(e) => {
+            tracing::warn!(repository = %repo, error = %e, "removing a deleted stream's links failed")
+        }
+    }
+}
