@@ -75,7 +75,10 @@ fn create_get_describe_delete() {
         out.contains("Image Repository:\tregistry.test:5000/default/keycloak\n"),
         "{out}"
     );
-    assert!(out.ends_with("Tags:\t\t\t<none>\n"), "{out}");
+    assert!(
+        out.ends_with("Tags:\t\t\t<none>\nEvents:  <none>\n"),
+        "{out}"
+    );
 
     let (ok, _, err) = server.moor(&["get", "is", "nope"]);
     assert!(!ok);

@@ -55,6 +55,16 @@ fn serve_with_reference_tag(dir: &Path) -> MoorProcess {
         "quay.io/keycloak/keycloak:20.0.2",
         "keycloak:20.0",
     ]);
+    // The import controller records the reference tag's event a moment later.
+    let kc = server.kubeconfig();
+    wait(
+        "the reference tag's history",
+        || get_json(&kc, &["is", "keycloak"])["status"]["tags"].clone(),
+        |tags| {
+            tags.as_array()
+                .is_some_and(|t| t.iter().any(|t| t["tag"] == "20.0"))
+        },
+    );
     server.ok(&["set", "image-lookup", "keycloak"]);
     server
 }

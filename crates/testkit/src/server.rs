@@ -157,6 +157,7 @@ impl Builder {
     }
 
     async fn build(self) -> (MoorServer, Built) {
+        let data_dir = self.options.data_dir.clone();
         let mut overrides = self.overrides;
         overrides.api_only = self.api_only;
         let mut built = build(&self.options, overrides)
@@ -172,6 +173,7 @@ impl Builder {
             http: client(),
             tasks: std::mem::take(&mut built.tasks),
             dir: self.dir,
+            data_dir,
             server: None,
         };
         (server, built)
@@ -201,6 +203,8 @@ pub struct MoorServer {
     pub http: reqwest::Client,
     /// The data directory's parent (the data directory is `dir/data`).
     pub dir: TempDir,
+    /// `--data-dir` (in [`dir`](Self::dir) unless the options named another).
+    data_dir: std::path::PathBuf,
     tasks: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
 }
@@ -358,7 +362,7 @@ impl MoorServer {
 
     /// The data directory (`moor serve --data-dir`).
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 }
 

@@ -192,7 +192,7 @@ impl Moor {
             }
         }
         let mut out = Vec::new();
-        walk(&self.server.data_dir().join("registry/blobs"), &mut out);
+        walk(&self.data_dir().join("registry/blobs"), &mut out);
         out
     }
 }
