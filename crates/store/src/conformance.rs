@@ -3,6 +3,9 @@
 //! order, replay, no gap under concurrent writes), compaction, and concurrent
 //! read-modify-write. Calls only the [`Store`] trait, tokio and futures.
 //!
+//! Long on purpose (about 1,000 lines): one case after another, each short, so that a
+//! backend's author reads the whole contract in one place.
+//!
 //! Every case takes a fresh store and panics on failure, so the suite runs inside a test,
 //! on a multi-threaded runtime (`#[tokio::test(flavor = "multi_thread")]`):
 //!
