@@ -1017,3 +1017,24 @@ where
     tokio::spawn(producer(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bytes_leave_out_resource_version_and_self_link_only() {
+        let obj = json!({
+            "kind": "K", "apiVersion": "v1",
+            "metadata": {"name": "a", "resourceVersion": "7", "uid": "u", "selfLink": "/x", "labels": {"l": "v"}},
+            "spec": {"metadata": {"resourceVersion": "kept below the top level"}},
+        });
+        let bytes = StoredResource::encode(&obj).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"kind":"K","apiVersion":"v1","metadata":{"name":"a","uid":"u","labels":{"l":"v"}},"spec":{"metadata":{"resourceVersion":"kept below the top level"}}}"#
+        );
+        // The object itself is left as it was.
+        assert_eq!(obj["metadata"]["resourceVersion"], "7");
+    }
+}
