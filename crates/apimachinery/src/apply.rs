@@ -752,9 +752,11 @@ fn prune_tree(
                     .copied(),
                 _ => None,
             },
-            Step::Val => items
-                .filter(|_| finalizers)
-                .and_then(|a| a.iter().find(|it| it.to_string() == name)),
+            Step::Val => items.filter(|_| finalizers).and_then(|a| {
+                // The item whose JSON text the key is, as `walk` names it.
+                a.iter()
+                    .find(|it| serde_json::to_string(it).is_ok_and(|t| t == name))
+            }),
         };
         path.push(match step {
             Step::Field => PathElem::Field(name.to_string()),
