@@ -206,6 +206,42 @@ fn remove_meta(obj: &mut Value, field: &str) {
     }
 }
 
+/// Serializes an object as it is stored: `metadata` without the fields the store
+/// itself supplies (`resourceVersion`) or nobody keeps (`selfLink`).
+struct StoredForm<'a>(&'a Value);
+
+impl serde::Serialize for StoredForm<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// `metadata` without the two fields.
+        struct Meta<'a>(&'a serde_json::Map<String, Value>);
+        impl serde::Serialize for Meta<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let kept = self
+                    .0
+                    .iter()
+                    .filter(|(k, _)| *k != "resourceVersion" && *k != "selfLink");
+                let mut map = ser.serialize_map(None)?;
+                for (k, v) in kept {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(ser);
+        };
+        let mut map = ser.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(m)) => map.serialize_entry(k, &Meta(m))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     rv: Revision,
@@ -294,29 +330,27 @@ impl StoredResource {
         self.prepare_update(&mut new, &old, subresource)?;
         self.validate(&new, Some(&old))?;
         set_meta(&mut new, "resourceVersion", json!(old_rv));
-        let mut decorated_new = new.clone();
-        self.strategy.decorate(&mut decorated_new);
-        if decorated_new == old {
+        self.strategy.decorate(&mut new);
+        if new == old {
             // No change: no write, no new resourceVersion, no watch event.
             return Ok(NextVersion::Unchanged(old));
         }
         if dry_run {
-            return Ok(NextVersion::DryRun(decorated_new));
+            return Ok(NextVersion::DryRun(new));
         }
-        let bytes = Self::encode(&decorated_new)?;
+        let bytes = Self::encode(&new)?;
         Ok(NextVersion::Write {
-            object: decorated_new,
+            object: new,
             bytes,
             precondition,
         })
     }
 
+    /// The stored bytes of `obj`: all of it but `metadata.resourceVersion` and
+    /// `metadata.selfLink`, serialized without copying the object.
     fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-        let mut stored = obj.clone();
-        remove_meta(&mut stored, "resourceVersion");
-        remove_meta(&mut stored, "selfLink");
         Ok(Bytes::from(
-            serde_json::to_vec(&stored).map_err(ApiError::internal)?,
+            serde_json::to_vec(&StoredForm(obj)).map_err(ApiError::internal)?,
         ))
     }
 
@@ -441,7 +475,7 @@ impl StoredResource {
                 return Err(ApiError::NoRoute);
             }
             // Only status changes through the status subresource.
-            let status = new.get("status").cloned();
+            let status = new.as_object_mut().and_then(|o| o.remove("status"));
             *new = old.clone();
             match status {
                 Some(s) => new["status"] = s,
@@ -982,4 +1016,25 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(producer(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bytes_leave_out_resource_version_and_self_link_only() {
+        let obj = json!({
+            "kind": "K", "apiVersion": "v1",
+            "metadata": {"name": "a", "resourceVersion": "7", "uid": "u", "selfLink": "/x", "labels": {"l": "v"}},
+            "spec": {"metadata": {"resourceVersion": "kept below the top level"}},
+        });
+        let bytes = StoredResource::encode(&obj).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"kind":"K","apiVersion":"v1","metadata":{"name":"a","uid":"u","labels":{"l":"v"}},"spec":{"metadata":{"resourceVersion":"kept below the top level"}}}"#
+        );
+        // The object itself is left as it was.
+        assert_eq!(obj["metadata"]["resourceVersion"], "7");
+    }
 }

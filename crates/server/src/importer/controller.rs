@@ -6,7 +6,8 @@
 //! and queues the tags it found due; imports run as tasks of their own, taken from a
 //! [`FairQueue`] (round robin across namespaces, bounded overall and per registry), so
 //! that a hanging registry delays no other. A stream's finished imports are written in
-//! one status write once none of its imports still runs, or after [`WRITE_LINGER`].
+//! one status write once none of its imports still runs, or after [`WRITE_LINGER`],
+//! and no sooner after its previous write than [`WRITE_PACE`] times what that took.
 //! Deleting a stream cancels its queued and running imports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -83,6 +84,31 @@ struct Retry {
 /// written anyway: one status write carries many tags, and none waits for a tag whose
 /// registry hangs.
 pub const WRITE_LINGER: Duration = Duration::from_millis(250);
+
+/// A stream's next status write waits this many times as long as its previous one
+/// took, so that the status writes of a large stream (each re-encodes all its tags)
+/// take at most about a fifth of the time, and other writers of the stream (a
+/// user's patch) are not raced back to back; at most [`WRITE_PACE_MAX`].
+pub const WRITE_PACE: u32 = 4;
+/// The longest wait [`WRITE_PACE`] imposes.
+pub const WRITE_PACE_MAX: Duration = Duration::from_secs(5);
+
+/// When a stream's outcomes are due to be written: once none of its imports still
+/// runs (`unfinished == 0`), or [`WRITE_LINGER`] after the first of them finished,
+/// but not before `paced_until` (see [`WRITE_PACE`]).
+fn write_due(
+    now: Instant,
+    first_done: Instant,
+    unfinished: usize,
+    paced_until: Option<Instant>,
+) -> Instant {
+    let due = if unfinished > 0 {
+        first_done + WRITE_LINGER
+    } else {
+        now
+    };
+    paced_until.map_or(due, |p| due.max(p))
+}
 
 /// A tag import waiting for its turn.
 struct Job {
@@ -174,8 +200,9 @@ impl DueQueue {
     }
 }
 
-/// A finished status write: the stream, the tags it carried, and the stream written.
-type Written = (Key, Vec<String>, Result<Value, ApiError>);
+/// A finished status write: the stream, the tags it carried, the stream written, and
+/// how long the write took.
+type Written = (Key, Vec<String>, Result<Value, ApiError>, Duration);
 
 /// The state of one list-and-watch run of the controller loop.
 struct State {
@@ -219,6 +246,8 @@ pub struct ImportController {
     queue: FairQueue<Job>,
     work: HashMap<Key, StreamWork>,
     next_work_id: u64,
+    /// Streams whose next status write waits (see [`WRITE_PACE`]), until when.
+    paced: HashMap<Key, Instant>,
 }
 
 fn key_of(v: &Value) -> Option<Key> {
@@ -332,6 +361,7 @@ impl ImportController {
             queue: FairQueue::new(ImportLimits::default()),
             work: HashMap::new(),
             next_work_id: 0,
+            paced: HashMap::new(),
         }
     }
 
@@ -577,8 +607,13 @@ impl ImportController {
         }
         let now = Instant::now();
         let first = *work.first_done.get_or_insert(now);
-        if work.unfinished > 0 && first + WRITE_LINGER > now {
-            st.lingers.insert((first + WRITE_LINGER, key.clone()));
+        let paced = self.paced.get(key).copied().filter(|p| *p > now);
+        if paced.is_none() {
+            self.paced.remove(key);
+        }
+        let due = write_due(now, first, work.unfinished, paced);
+        if due > now {
+            st.lingers.insert((due, key.clone()));
             return;
         }
         work.writing = true;
@@ -589,9 +624,10 @@ impl ImportController {
         let span = tracing::info_span!("import_write", namespace = %key.0, stream = %key.1, tags = outcomes.len());
         let handle = st.writes.spawn(
             async move {
+                let started = Instant::now();
                 let result = importer.write_outcomes(&k.0, &k.1, &outcomes).await;
                 let tags = outcomes.into_iter().map(|(t, _)| t).collect();
-                (k, tags, result)
+                (k, tags, result, started.elapsed())
             }
             .instrument(span),
         );
@@ -613,7 +649,9 @@ impl ImportController {
         };
         let now = Instant::now();
         let result = match res {
-            Ok((_, (_, tags, result))) => {
+            Ok((_, (_, tags, result, took))) => {
+                let wait = took.saturating_mul(WRITE_PACE).min(WRITE_PACE_MAX);
+                self.paced.insert(key.clone(), now + wait);
                 if let Some(work) = self.work.get_mut(&key) {
                     for t in &tags {
                         work.tags.remove(t);
@@ -635,7 +673,9 @@ impl ImportController {
         }
         match result {
             Ok(written) => {
-                if let Ok(s) = serde_json::from_value::<ImageStream>(written) {
+                if let Ok(s) =
+                    serde_json::from_value::<ImageStream>(super::without_managed_fields(written))
+                {
                     st.offer(key.clone(), s);
                 }
                 st.due.schedule(key.clone(), now);
@@ -650,6 +690,7 @@ impl ImportController {
 
     /// Cancels the queued and running imports of a deleted stream.
     fn cancel(&mut self, key: &Key) {
+        self.paced.remove(key);
         let queued = self.queue.cancel(&key.0, |j| j.key == *key);
         if let Some(work) = self.work.remove(key) {
             for h in work.running.values() {
@@ -700,6 +741,7 @@ impl ImportController {
         // Tasks of a previous run were aborted with its JoinSets.
         self.queue.clear();
         self.work.clear();
+        self.paced.clear();
         let ctx = RequestContext::default();
         let list = self
             .importer
@@ -784,7 +826,9 @@ impl ImportController {
         match ev {
             WatchEvent::Added(v) | WatchEvent::Modified(v) => {
                 let Some(k) = key_of(&v) else { return Ok(()) };
-                let Ok(s) = serde_json::from_value::<ImageStream>(v) else {
+                // Kept slim: the managed fields are not decoded at all.
+                let Ok(s) = serde_json::from_value::<ImageStream>(super::without_managed_fields(v))
+                else {
                     return Ok(());
                 };
                 let now = Instant::now();
@@ -828,6 +872,21 @@ impl ImportController {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_writes_wait_for_running_imports_a_linger_at_most_and_their_pace() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // Nothing running: now; imports running: the linger after the first outcome.
+        assert_eq!(write_due(now, now, 0, None), now);
+        assert_eq!(write_due(now, now - ms(100), 3, None), now + ms(150));
+        // A previous write that took 300 ms paces the next to 1.2 s after it ended.
+        let paced = now + ms(300) * WRITE_PACE;
+        assert_eq!(write_due(now, now, 0, Some(paced)), paced);
+        assert_eq!(write_due(now, now - ms(100), 3, Some(paced)), paced);
+        // A pace already past does not delay.
+        assert_eq!(write_due(now, now, 0, Some(now - ms(1))), now);
+    }
 
     #[test]
     fn backoff_doubles_caps_and_honours_retry_after() {

@@ -426,7 +426,17 @@ fn ctx() -> RequestContext {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone()).map_err(ApiError::internal)
+    T::deserialize(v).map_err(ApiError::internal)
+}
+
+/// `obj` without `metadata.managedFields`: for objects decoded only to be read, or to
+/// write their `status` (which takes nothing else from the body), where decoding them
+/// costs as much as the rest of a large stream.
+pub(crate) fn without_managed_fields(mut obj: Value) -> Value {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    obj
 }
 
 impl Importer {
@@ -667,7 +677,7 @@ impl Importer {
         }
         let now = Time(jiff::Timestamp::now());
         let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let cur = cur.ok_or_else(|| stream_not_found(name))?;
+            let cur = without_managed_fields(cur.ok_or_else(|| stream_not_found(name))?);
             let mut stream: ImageStream = typed(&cur)?;
             for (tag, outcome) in outcomes {
                 // A spec tag that vanished meanwhile gets no status.

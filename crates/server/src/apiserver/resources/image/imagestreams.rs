@@ -83,6 +83,40 @@ fn own_image_prefix_errors(stream: &ImageStream) -> Vec<FieldError> {
         .collect()
 }
 
+/// `v` as an [`ImageStream`] for the write hooks, without `metadata.managedFields`:
+/// no hook reads them, [`write_back`] keeps the metadata as it was, and on a large
+/// stream they are about as big as the spec, so decoding them doubled the cost of
+/// each hook. Otherwise decodes as `typed` does (unknown fields ignored, absent
+/// ones defaulted, `None` when a part does not decode).
+fn stream_view(v: &Value) -> Option<ImageStream> {
+    use serde::Deserialize;
+    let Value::Object(top) = v else {
+        return None;
+    };
+    let mut s = ImageStream::default();
+    for (k, x) in top {
+        match k.as_str() {
+            "kind" => s.kind = Deserialize::deserialize(x).ok()?,
+            "apiVersion" => s.api_version = Deserialize::deserialize(x).ok()?,
+            "metadata" => {
+                let Value::Object(m) = x else {
+                    return None;
+                };
+                let light: serde_json::Map<String, Value> = m
+                    .iter()
+                    .filter(|(k, _)| *k != "managedFields")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                s.metadata = Deserialize::deserialize(&Value::Object(light)).ok()?;
+            }
+            "spec" => s.spec = Deserialize::deserialize(x).ok()?,
+            "status" => s.status = Deserialize::deserialize(x).ok()?,
+            _ => {}
+        }
+    }
+    Some(s)
+}
+
 /// Image streams.
 pub struct ImageStreams {
     def: ResourceDef,
@@ -210,7 +244,7 @@ impl Strategy for ImageStreams {
         write_back(obj, &s);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+        let (Some(mut s), Some(o)) = (stream_view(new), stream_view(old)) else {
             return;
         };
         set_image_stream_defaults(&mut s);
@@ -228,7 +262,7 @@ impl Strategy for ImageStreams {
         write_back(new, &s);
     }
     fn finish_update(&self, new: &mut Value, old: &Value) {
-        let (Some(mut s), Some(o)) = (typed::<ImageStream>(new), typed::<ImageStream>(old)) else {
+        let (Some(mut s), Some(o)) = (stream_view(new), stream_view(old)) else {
             return;
         };
         let generation = s.metadata.generation.unwrap_or(1);
@@ -242,7 +276,7 @@ impl Strategy for ImageStreams {
         write_back(new, &s);
     }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
-        match typed::<ImageStream>(obj) {
+        match stream_view(obj) {
             Some(s) => {
                 let mut errors = own_image_prefix_errors(&s);
                 if errors.is_empty() {

@@ -83,16 +83,19 @@ pub fn ago(ts: Option<&str>) -> String {
     format!("{} ago", moor_api::humanize::human_duration(secs.max(0)))
 }
 
+/// `v` decoded as `T`, read in place (no copy of the tree).
 fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
-    serde_json::from_value(v.clone()).ok()
+    T::deserialize(v).ok()
 }
 
 fn write_back<T: serde::Serialize>(v: &mut Value, t: &T) {
     if let Ok(mut nv) = serde_json::to_value(t) {
-        // Keep the server-managed metadata fields exactly as they were.
-        if let (Some(old_meta), Some(new_meta)) =
-            (v.get("metadata").cloned(), nv.get_mut("metadata"))
-        {
+        // Keep the server-managed metadata fields exactly as they were (moved, not
+        // copied: `v` is replaced below).
+        if let (Some(old_meta), Some(new_meta)) = (
+            v.get_mut("metadata").map(Value::take),
+            nv.get_mut("metadata"),
+        ) {
             *new_meta = old_meta;
         }
         *v = nv;
