@@ -179,7 +179,33 @@ pub fn router(registry: Arc<Registry>) -> Router {
 /// Routes a `/v2/...` request by its segments, the way distribution's router does:
 /// repository names here are always `<namespace>/<stream>`, and a path that fits no
 /// endpoint gets an OCI error body (NAME_INVALID when it names a deeper repository).
+/// Routes a `/v2/` request, inside a span naming the repository (`namespace`,
+/// `stream`) and what is asked of it (`manifests`/`blobs` and the tag or digest), so
+/// that pull-through, uploads and their logs say which stream they serve.
 async fn dispatch(
+    state: State<Arc<Registry>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    caller: Option<axum::Extension<auth::Caller>>,
+    body: axum::body::Body,
+) -> Response {
+    use tracing::Instrument;
+    let mut parts = uri.path().trim_start_matches("/v2/").splitn(4, '/');
+    let span = tracing::info_span!(
+        "registry",
+        method = %method,
+        namespace = %parts.next().unwrap_or_default(),
+        stream = %parts.next().unwrap_or_default(),
+        kind = %parts.next().unwrap_or_default(),
+        reference = %parts.next().unwrap_or_default(),
+    );
+    route(state, method, uri, headers, caller, body)
+        .instrument(span)
+        .await
+}
+
+async fn route(
     State(reg): State<Arc<Registry>>,
     method: Method,
     uri: axum::http::Uri,
