@@ -822,8 +822,36 @@ async fn only_the_leader_checks() {
         tags.iter().all(|t| !images(&status_tag(&s, t)).is_empty())
     })
     .await;
+    // A sentinel: another moor, leading, checks its own tag on the same interval. Once
+    // it has checked twice since a moment, checks were due here too since then.
+    let sentinel_registry = FakeRegistry::start("sentinel").await;
+    let sentinel = Moor::start_leading(
+        Arc::new(MemoryStore::new()),
+        &[&sentinel_registry.host],
+        unlimited(),
+        Arc::new(ManualLeadership::new(true)),
+    )
+    .await;
+    create_stream(
+        &sentinel.h,
+        "sentinel",
+        vec![scheduled_tag(
+            "s",
+            &sentinel_registry.reference("fake/sentinel:s"),
+        )],
+    )
+    .await;
+    let sentinel_checks_since = |since: Instant| {
+        let log = &sentinel_registry.log;
+        async move {
+            wait_until("two checks by the sentinel", 4 * INTERVAL, || async {
+                log.count_since(since, "HEAD") >= 2
+            })
+            .await
+        }
+    };
     let created = Instant::now();
-    tokio::time::sleep(INTERVAL + INTERVAL / 2).await;
+    sentinel_checks_since(created).await;
     assert_eq!(
         registry.log.count_since(created, "HEAD"),
         0,
@@ -841,8 +869,9 @@ async fn only_the_leader_checks() {
     );
 
     leadership.set(false);
+    // Checks already under way when leadership went may still land in 200 ms.
     let lost = Instant::now() + Duration::from_millis(200);
-    tokio::time::sleep(2 * INTERVAL).await;
+    sentinel_checks_since(lost).await;
     assert_eq!(
         registry.log.count_since(lost, "HEAD"),
         0,
@@ -854,5 +883,6 @@ async fn only_the_leader_checks() {
         registry.log.count_since(again, "HEAD") >= tags.len()
     })
     .await;
+    sentinel.stop().await;
     moor.stop().await;
 }
