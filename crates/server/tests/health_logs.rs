@@ -2,9 +2,8 @@
 //! and that answer is logged at debug, not as an ERROR line (a log a user reads at
 //! every start). Other 5xx answers are still errors.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -16,39 +15,9 @@ use moor_store::MemoryStore;
 use moor_testkit::server::{NoRegistry, TOKEN};
 use tower::ServiceExt;
 
-/// Log lines, collected.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn readyz_while_starting_logs_at_debug_not_error() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = moor_testkit::logs::capture(tracing::Level::DEBUG, false);
 
     let (api, _importer) = moor_server::apiserver::build(
         Arc::new(MemoryStore::new()),

@@ -19,6 +19,7 @@
 pub mod clock;
 pub mod distribution;
 pub mod etcd;
+pub mod logs;
 pub mod oci;
 pub mod peers;
 pub mod process;
