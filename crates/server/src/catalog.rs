@@ -51,6 +51,9 @@ pub trait StreamStore: Send + Sync {
     async fn stream(&self, ns: &str, name: &str) -> Result<Option<ImageStream>, ApiError>;
     /// Every stream in every namespace.
     async fn list_streams(&self) -> Result<StreamList, ApiError>;
+    /// The streams' current resource version (to watch from now on), without listing
+    /// them.
+    async fn streams_version(&self) -> Result<String, ApiError>;
     /// Changes from `resource_version` on (as the API's watch events).
     async fn watch_streams(&self, resource_version: &str) -> Result<WatchEvents, ApiError>;
     /// Read-modify-write of `part` of `ns/name`, retrying on conflicts; `false` when

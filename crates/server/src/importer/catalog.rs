@@ -58,6 +58,18 @@ impl StreamStore for Importer {
         Ok(out)
     }
 
+    async fn streams_version(&self) -> Result<String, ApiError> {
+        let opts = ListOptions {
+            limit: Some(1),
+            ..Default::default()
+        };
+        Ok(self
+            .streams
+            .list(&ctx(), None, &opts)
+            .await?
+            .resource_version)
+    }
+
     async fn watch_streams(&self, resource_version: &str) -> Result<WatchEvents, ApiError> {
         let opts = ListOptions {
             resource_version: Some(resource_version.to_string()),

@@ -50,8 +50,8 @@ pub(super) async fn follow(registry: Weak<Registry>) {
 /// The streams' changes from now on.
 async fn watch_from_now(reg: &Registry) -> Result<WatchEvents, ApiError> {
     let catalog = reg.repos.catalog();
-    let now = catalog.list_streams().await?;
-    catalog.watch_streams(&now.resource_version).await
+    let now = catalog.streams_version().await?;
+    catalog.watch_streams(&now).await
 }
 
 /// Removes what the registry recorded for deleted `stream` (JSON), unless a push
