@@ -5,7 +5,7 @@
 
 use axum::http::{Method, Uri};
 
-use crate::handlers::parse_target;
+use crate::handlers::{Query, parse_target};
 
 /// What a request asks to do (kube's `RequestInfo`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,10 +35,7 @@ pub fn request_info(method: &Method, uri: &Uri) -> RequestInfo {
     let Some(target) = parse_target(&path) else {
         return non_resource(path);
     };
-    let watch = uri.query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "watch" && matches!(v.as_ref(), "true" | "1" | ""))
-    });
+    let watch = Query::parse(uri).flag("watch");
     let named = target.name.is_some();
     let verb = match *method {
         Method::GET | Method::HEAD if watch => "watch",

@@ -19,16 +19,15 @@ use tower::ServiceExt;
 async fn readyz_while_starting_logs_at_debug_not_error() {
     let (lines, _guard) = moor_testkit::logs::capture(tracing::Level::DEBUG, false);
 
-    let (api, _importer) = moor_server::apiserver::build(
-        Arc::new(MemoryStore::new()),
-        &ApiConfig {
-            registry_hostname: "registry.test:5000".into(),
-            server_address: "127.0.0.1:0".into(),
-            serving: Default::default(),
-            max_images_bulk: 3,
-        },
-        Arc::new(NoRegistry),
-    );
+    let config = ApiConfig {
+        registry_hostname: "registry.test:5000".into(),
+        server_address: "127.0.0.1:0".into(),
+        serving: Default::default(),
+        max_images_bulk: 3,
+    };
+    let store: Arc<dyn moor_store::Store> = Arc::new(MemoryStore::new());
+    let api = moor_server::apiserver::Resources::new(store.clone(), &config, Arc::new(NoRegistry))
+        .into_server(store, &config);
     let router = app(AppState {
         api,
         auth: AuthLayer {

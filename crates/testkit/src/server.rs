@@ -201,7 +201,8 @@ pub struct MoorServer {
     pub host: String,
     /// A client for the listener (no proxy).
     pub http: reqwest::Client,
-    /// The data directory's parent (the data directory is `dir/data`).
+    /// A temporary directory of this server's own (the data directory is `dir/data`
+    /// unless the options named another).
     pub dir: TempDir,
     /// `--data-dir` (in [`dir`](Self::dir) unless the options named another).
     data_dir: std::path::PathBuf,

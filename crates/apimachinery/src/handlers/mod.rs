@@ -18,9 +18,10 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::Response;
 
+pub(crate) use request::Query;
 pub use request::{MAX_BODY_BYTES, RequestTarget, parse_target, read_body};
 
-use self::request::{Query, context, wants_table};
+use self::request::{context, wants_table};
 use super::ApiServer;
 use super::codec::media_type;
 use super::error::ApiError;

@@ -79,12 +79,12 @@ pub fn parse_target(path: &str) -> Option<RequestTarget> {
 
 /// Query parameters, decoded.
 #[derive(Debug, Default)]
-pub(super) struct Query {
+pub(crate) struct Query {
     pairs: Vec<(String, String)>,
 }
 
 impl Query {
-    pub(super) fn parse(uri: &Uri) -> Self {
+    pub(crate) fn parse(uri: &Uri) -> Self {
         let pairs = uri.query().map(form_urlencoded_pairs).unwrap_or_default();
         Query { pairs }
     }
@@ -96,7 +96,7 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(super) fn flag(&self, k: &str) -> bool {
+    pub(crate) fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true") | Some("1") | Some(""))
     }
 }

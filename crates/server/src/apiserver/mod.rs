@@ -6,6 +6,7 @@ pub mod resources;
 
 use std::sync::Arc;
 
+use moor_api::lookup::WorkloadKind;
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::RestStorage;
 use moor_apimachinery::stored::{ServingConfig, namespace_key};
@@ -55,17 +56,17 @@ impl Resources {
         Resources { storages, importer }
     }
 
-    /// The storages of the workload kinds (Deployments, Pods, ...).
-    pub fn workloads(&self) -> Vec<Arc<dyn RestStorage>> {
-        self.storages
-            .iter()
-            .filter(|s| {
-                let d = s.def();
-                moor_api::lookup::WorkloadKind::ALL.iter().any(|k| {
+    /// The storages of the workload kinds (Deployments, Pods, ...), with their kind.
+    pub fn workloads(&self) -> Vec<(WorkloadKind, Arc<dyn RestStorage>)> {
+        WorkloadKind::ALL
+            .into_iter()
+            .filter_map(|k| {
+                let s = self.storages.iter().find(|s| {
+                    let d = s.def();
                     k.group() == d.group && k.version() == d.version && k.plural() == d.plural
-                })
+                })?;
+                Some((k, s.clone()))
             })
-            .cloned()
             .collect()
     }
 
@@ -82,18 +83,6 @@ impl Resources {
         };
         Arc::new(ApiServer::new(store, server_config, self.storages))
     }
-}
-
-/// The API server with every built-in resource (no registry), and the importer wired
-/// to them; imports read registries through `source`.
-pub fn build(
-    store: Arc<dyn Store>,
-    config: &ApiConfig,
-    source: Arc<dyn crate::importer::Source>,
-) -> (Arc<ApiServer>, Arc<crate::importer::Importer>) {
-    let resources = Resources::new(store.clone(), config, source);
-    let importer = resources.importer.clone();
-    (resources.into_server(store, config), importer)
 }
 
 /// Creates what must exist: the `default` namespace.

@@ -462,11 +462,6 @@ impl Importer {
         }
     }
 
-    /// The source registries are read through.
-    pub fn source(&self) -> &Arc<dyn Source> {
-        &self.source
-    }
-
     /// The namespace's pull secrets, minus those marked `openshift.io/image.excludeSecret`.
     pub async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
         let Ok(list) = self

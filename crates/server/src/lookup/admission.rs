@@ -287,7 +287,13 @@ pub async fn decide_workload(webhook: &Webhook, review: WorkloadReview) -> Admis
     let streams = match webhook.cache.named(&namespace, &names) {
         Some(s) => s,
         None => {
-            match crate::lookup::named_streams(streams_storage.as_ref(), &namespace, &names).await {
+            match crate::apiserver::resources::image::reads::named_streams(
+                streams_storage.as_ref(),
+                &namespace,
+                &names,
+            )
+            .await
+            {
                 Ok(s) => s.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
                 Err(e) => {
                     return deny(

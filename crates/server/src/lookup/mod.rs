@@ -17,8 +17,6 @@ use moor_api::image::ImageStream;
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::{ListOptions, RequestContext, RestStorage, WatchEvent};
 
-pub use crate::apiserver::resources::image::reads::{named_streams, namespace_streams};
-
 type StreamKey = (String, String);
 
 /// Every image stream, decoded, kept current by a watch of the streams storage: what

@@ -126,10 +126,6 @@ impl RestStorage for ScheduledImports {
         }
     }
 
-    fn decode(&self, _body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-
     async fn get(
         &self,
         _ctx: &RequestContext,
@@ -186,45 +182,5 @@ impl RestStorage for ScheduledImports {
             resource_version: list.revision.to_string(),
             ..Default::default()
         })
-    }
-
-    async fn create(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: Value,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-
-    async fn update(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: Option<&str>,
-        _: &UpdateFn<'_>,
-        _: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-
-    async fn delete(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &str,
-        _: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-
-    async fn watch(
-        &self,
-        _: &RequestContext,
-        _: Option<&str>,
-        _: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        Err(ApiError::MethodNotAllowed)
     }
 }

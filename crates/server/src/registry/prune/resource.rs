@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use moor_api::lookup::WorkloadKind;
 use moor_api::prune::ImagePrune;
 use serde_json::Value;
 
@@ -36,13 +37,16 @@ fn def() -> ResourceDef {
 pub struct ImagePrunes {
     def: ResourceDef,
     registry: Arc<Registry>,
-    workloads: Vec<Arc<dyn RestStorage>>,
+    workloads: Vec<(WorkloadKind, Arc<dyn RestStorage>)>,
 }
 
 impl ImagePrunes {
     /// Prunes `registry`, keeping what the objects of `workloads` (Deployments, Pods,
     /// ...) name.
-    pub fn new(registry: Arc<Registry>, workloads: Vec<Arc<dyn RestStorage>>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        workloads: Vec<(WorkloadKind, Arc<dyn RestStorage>)>,
+    ) -> Self {
         ImagePrunes {
             def: def(),
             registry,

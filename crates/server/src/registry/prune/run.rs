@@ -34,7 +34,7 @@ fn all() -> ListOptions {
 /// query): every step is planned the same way, and only applied when not a dry run.
 pub async fn run(
     reg: &Registry,
-    workloads: &[Arc<dyn RestStorage>],
+    workloads: &[(WorkloadKind, Arc<dyn RestStorage>)],
     spec: &ImagePruneSpec,
     dry_run: bool,
 ) -> Result<ImagePruneStatus, PruneError> {
@@ -291,15 +291,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The pins of every workload in `storages`.
-async fn workload_pins_of(storages: &[Arc<dyn RestStorage>]) -> Result<Pins, PruneError> {
+async fn workload_pins_of(
+    storages: &[(WorkloadKind, Arc<dyn RestStorage>)],
+) -> Result<Pins, PruneError> {
     let mut images: Vec<String> = Vec::new();
-    for storage in storages {
-        let def = storage.def();
-        let Some(kind) = WorkloadKind::ALL.into_iter().find(|k| {
-            k.group() == def.group && k.version() == def.version && k.plural() == def.plural
-        }) else {
-            continue;
-        };
+    for &(kind, ref storage) in storages {
         for v in storage.list(&ctx(), None, &all()).await?.items {
             if let Ok(w) = Workload::from_value(kind, v) {
                 images.extend(
