@@ -120,12 +120,8 @@ pub enum FieldValidation {
     Ignore,
 }
 
-/// Who is asking. Authorization will key on this.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub groups: Vec<String>,
-}
+/// Who is asking (kube's `user.Info`), as the authenticator found it.
+pub use moor_api::authz::UserInfo;
 
 /// Per-request context handed to storage.
 #[derive(Debug, Default)]

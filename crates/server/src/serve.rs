@@ -16,7 +16,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
 use crate::auth::{
-    AllowAuthenticated, AuthLayer, TokenHashes, ensure_admin_token, token_from_kubeconfig,
+    AdminToken, AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig,
 };
 use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
@@ -512,7 +512,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let kubeconfig = opts.data_dir.join("kubeconfig");
     let (token, authn) = match overrides.admin_token {
         Some(token) => {
-            let authn = TokenHashes::for_token(&token);
+            let authn = AdminToken::for_token(&token);
             (token, authn)
         }
         None => {

@@ -88,7 +88,11 @@ pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: N
             }
             Caller::Anonymous
         }
-        Some(token) => match reg.auth.check(token, &req) {
+        Some(token) => match reg
+            .auth
+            .check(token, &crate::auth::request_attributes(&req))
+            .await
+        {
             Ok(user) => Caller::User(user),
             Err(Refusal::Forbidden(reason)) => {
                 return RegistryError::new(Code::Denied, reason).into_response();
@@ -109,7 +113,7 @@ pub async fn token(State(reg): State<Arc<Registry>>, req: Request) -> Response {
         None => ANONYMOUS_TOKEN.to_string(),
         Some(t) if t == ANONYMOUS_TOKEN => t,
         Some(t) => {
-            if reg.auth.authn.authenticate(&t).is_none() {
+            if reg.auth.authn.authenticate(&t).await.is_none() {
                 return RegistryError::new(Code::Unauthorized, "invalid credentials")
                     .status(StatusCode::UNAUTHORIZED)
                     .into_response();
