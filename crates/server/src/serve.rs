@@ -16,7 +16,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
 use crate::auth::{
-    AdminToken, AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig,
+    AdminToken, AuthLayer, Authenticators, ensure_admin_token, token_from_kubeconfig,
 };
 use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
@@ -59,6 +59,8 @@ pub enum ServeError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("--token-auth-file {0}")]
+    TokenFile(String),
     #[error("registry storage: {0}")]
     Registry(String),
     #[error("{0}")]
@@ -100,8 +102,13 @@ pub struct ServeOptions {
     /// `--workload-kubeconfig FILE`: the API whose workloads image triggers update
     /// (default: moor's own).
     pub workload_kubeconfig: Option<PathBuf>,
-    /// `--registry-anonymous-pull`: the registry serves GET/HEAD without credentials.
+    /// `--registry-anonymous-pull` (deprecated): anonymous callers may pull from every
+    /// stream, whatever RBAC says. Bind `system:image-puller` to
+    /// `system:unauthenticated` in a namespace instead.
     pub registry_anonymous_pull: bool,
+    /// `--token-auth-file FILE`: kube-apiserver's static token CSV
+    /// (`token,user,uid,"group1,group2"`), kept only as hashes.
+    pub token_auth_file: Option<PathBuf>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -166,10 +173,19 @@ impl Default for ServeOptions {
             registry_ca: Vec::new(),
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
+            token_auth_file: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
         }
     }
+}
+
+/// Reads `--token-auth-file`.
+fn read_token_file(path: &Path) -> Result<moor_api::authz::tokenfile::TokenFile, ServeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServeError::TokenFile(format!("{}: {e}", path.display())))?;
+    moor_api::authz::tokenfile::TokenFile::parse(&text)
+        .map_err(|e| ServeError::TokenFile(format!("{}: {e}", path.display())))
 }
 
 /// Opens the store a `--store` URL names. A SQLite database and its `-wal` and
@@ -520,10 +536,32 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             ensure_admin_token(&store, existing.as_deref()).await?
         }
     };
-    let auth = AuthLayer {
-        authn: Arc::new(authn),
-        authz: Arc::new(AllowAuthenticated),
+    let mut authenticators = Authenticators::default().with(Arc::new(authn));
+    if let Some(path) = &opts.token_auth_file {
+        authenticators = authenticators.with(Arc::new(read_token_file(path)?));
+    }
+    let policy = Arc::new(crate::auth::rbac::Policy::default());
+    for storage in
+        crate::apiserver::resources::rbac::all(store.clone(), &config.serving, policy.clone())
+    {
+        resources.register(storage);
+    }
+    let authz: Arc<dyn crate::auth::Authorizer> = if opts.registry_anonymous_pull {
+        tracing::warn!(
+            "--registry-anonymous-pull is deprecated: bind the ClusterRole system:image-puller \
+             to the group system:unauthenticated in the namespaces to make public"
+        );
+        Arc::new(crate::auth::AnonymousPull(policy.clone()))
+    } else {
+        policy.clone()
     };
+    let authn: Arc<dyn crate::auth::Authenticator> = Arc::new(authenticators);
+    for storage in
+        crate::apiserver::resources::reviews::all(policy.clone(), authz.clone(), authn.clone())
+    {
+        resources.register(storage);
+    }
+    let auth = AuthLayer { authn, authz };
     let registry = if overrides.api_only {
         None
     } else {
@@ -554,6 +592,12 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     crate::apiserver::bootstrap(&api)
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    crate::auth::rbac::reconcile_bootstrap(store.as_ref())
+        .await
+        .map_err(|e| ServeError::Bootstrap(format!("RBAC policy: {e}")))?;
+    crate::auth::rbac::refresh(store.as_ref(), &policy).await?;
+    // Namespaces created from here on get their bindings from the follower.
+    let namespaces_from = store.current_revision().await?;
     let state = AppState {
         api,
         auth,
@@ -562,7 +606,16 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         registry,
     };
     let loops = overrides.loops;
-    let mut tasks = Vec::new();
+    let mut tasks = vec![
+        tokio::spawn(crate::auth::rbac::run_policy_watch(
+            store.clone(),
+            policy.clone(),
+        )),
+        tokio::spawn(crate::auth::rbac::run_namespace_bindings(
+            store.clone(),
+            namespaces_from,
+        )),
+    ];
     if loops.compactor {
         tasks.push(tokio::spawn(crate::compactor::run(
             store.clone(),

@@ -85,9 +85,10 @@ impl Resources {
     }
 }
 
-/// Creates what must exist: the `default` namespace.
+/// Creates what must exist: the `default` namespace, and `openshift`, whose streams
+/// every authenticated user may read and pull, as on OpenShift.
 pub async fn bootstrap(api: &ApiServer) -> Result<(), ApiError> {
-    for ns in ["default"] {
+    for ns in ["default", moor_api::authz::bootstrap::OPENSHIFT_NAMESPACE] {
         if api.store.get(&namespace_key(ns)).await?.is_none() {
             let obj = resources::core::new_namespace(ns);
             match api
