@@ -59,6 +59,8 @@ pub enum ServeError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("--client-ca-file {0}")]
+    ClientCa(String),
     #[error("--token-auth-file {0}")]
     TokenFile(String),
     #[error("registry storage: {0}")]
@@ -109,6 +111,10 @@ pub struct ServeOptions {
     /// `--token-auth-file FILE`: kube-apiserver's static token CSV
     /// (`token,user,uid,"group1,group2"`), kept only as hashes.
     pub token_auth_file: Option<PathBuf>,
+    /// `--client-ca-file FILE`: CAs whose client certificates authenticate (CommonName
+    /// the user, Organizations the groups), as kube-apiserver's flag; such callers
+    /// may also call the admission webhook.
+    pub client_ca_file: Option<PathBuf>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -174,6 +180,7 @@ impl Default for ServeOptions {
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
             token_auth_file: None,
+            client_ca_file: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
         }
@@ -448,6 +455,8 @@ pub struct Built {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     listener: std::net::TcpListener,
     tls: Option<crate::tls::TlsMaterial>,
+    /// The listener's TLS configuration (with client CAs when given).
+    tls_config: Option<Arc<rustls::ServerConfig>>,
     connections: ConnectionLimits,
     kubeconfig: PathBuf,
     /// The data dir's lock, held until the server stops.
@@ -485,6 +494,24 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             &opts.data_dir.join("tls"),
             &[opts.listen.clone(), registry_hostname.clone()],
         )?)
+    };
+    let client_ca = match &opts.client_ca_file {
+        Some(path) if tls.is_some() => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| ServeError::ClientCa(format!("{}: {e}", path.display())))?,
+        ),
+        Some(_) => {
+            tracing::warn!("--client-ca-file has no effect with --plain-http");
+            None
+        }
+        None => None,
+    };
+    let tls_config = match &tls {
+        Some(m) => Some(Arc::new(
+            crate::auth::x509::server_config(&m.cert_pem, &m.key_pem, client_ca.as_deref())
+                .map_err(|e| ServeError::ClientCa(e.to_string()))?,
+        )),
+        None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
@@ -670,6 +697,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         tasks,
         listener,
         tls,
+        tls_config,
         connections: opts.connections.clone(),
         kubeconfig,
         data_dir_lock,
@@ -697,6 +725,7 @@ impl Built {
             tasks: _,
             listener,
             tls,
+            tls_config,
             connections,
             kubeconfig,
             data_dir_lock,
@@ -728,14 +757,9 @@ impl Built {
             .http2()
             .keep_alive_interval(H2_PING_INTERVAL)
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let server = match &tls {
-            Some(m) => {
-                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-                    m.cert_pem.clone().into_bytes(),
-                    m.key_pem.clone().into_bytes(),
-                )
-                .await
-                .map_err(ServeError::Serve)?;
+        let server = match tls_config {
+            Some(config) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
                 let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
                     .handshake_timeout(limits.tls_handshake_timeout);
                 let server =

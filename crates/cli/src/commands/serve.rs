@@ -107,6 +107,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub token_auth_file: Option<PathBuf>,
 
+    /// CA certificates (PEM) whose client certificates authenticate, as kube-apiserver's
+    /// flag: CommonName is the user, each Organization a group. kube-apiserver calling the
+    /// admission webhook presents one
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -239,6 +245,7 @@ fn options(args: ServeArgs) -> ServeOptions {
         workload_kubeconfig: args.workload_kubeconfig,
         registry_anonymous_pull: args.registry_anonymous_pull,
         token_auth_file: args.token_auth_file.clone(),
+        client_ca_file: args.client_ca_file.clone(),
         connections: ConnectionLimits {
             tls_handshake_timeout: args.limits.tls_handshake_timeout,
             request_header_timeout: args.limits.request_header_timeout,

@@ -9,6 +9,7 @@
 
 pub mod authn;
 pub mod rbac;
+pub mod x509;
 
 use std::sync::Arc;
 
@@ -199,6 +200,19 @@ impl AuthLayer {
         }
     }
 
+    /// Who the request is: the bearer token's user if it sends one, else its verified
+    /// client certificate's, else anonymous.
+    pub async fn authenticate_either(
+        &self,
+        token: Option<&str>,
+        certificate: Option<UserInfo>,
+    ) -> Result<UserInfo, Refusal> {
+        match (token, certificate) {
+            (None, Some(user)) => Ok(user),
+            (token, _) => self.authenticate(token).await,
+        }
+    }
+
     /// Whether `user` may do what `attrs` asks: 401 for a refused anonymous user (so
     /// clients send credentials), else 403 naming who could not do what.
     pub fn authorize(&self, attrs: &authz::Attributes) -> Result<(), Refusal> {
@@ -286,6 +300,40 @@ impl AuthLayer {
     }
 }
 
+/// The API group and resource whose `create` lets a bearer token call the
+/// admission webhook (`POST /admission/image-policy`).
+pub const ADMISSION_GROUP: &str = "admission.k8s.io";
+/// See [`ADMISSION_GROUP`].
+pub const ADMISSION_RESOURCE: &str = "admissionreviews";
+
+/// Middleware of the admission webhook: callers with a client certificate verified
+/// against `--client-ca-file` (what kube-apiserver presents), or with a token whose
+/// user may `create` `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
+/// 403), so the webhook reveals no digest to strangers.
+pub async fn require_admission_caller(
+    State(auth): State<AuthLayer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let token = presented_token(&req);
+    if token.is_none() && x509::identity(&req).is_some() {
+        return next.run(req).await;
+    }
+    let user = match auth.authenticate(token.as_deref()).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_api_error().into_response(),
+    };
+    let question = authz::Attributes::resource(
+        user,
+        "create",
+        authz::ResourceAttributes::new(ADMISSION_GROUP, ADMISSION_RESOURCE),
+    );
+    if let Err(refusal) = auth.authorize(&question) {
+        return refusal.into_api_error().into_response();
+    }
+    next.run(req).await
+}
+
 /// The header naming the user to act as.
 pub const IMPERSONATE_USER: &str = "impersonate-user";
 /// A header naming a group to act in (repeatable).
@@ -297,7 +345,11 @@ pub const IMPERSONATE_GROUP: &str = "impersonate-group";
 pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next: Next) -> Response {
     let info = request_attributes(&req);
     let token = presented_token(&req);
-    let user = match auth.authenticate(token.as_deref()).await {
+    let certificate = x509::identity(&req);
+    let user = match auth
+        .authenticate_either(token.as_deref(), certificate)
+        .await
+    {
         Ok(user) => user,
         Err(refusal) => return refusal.into_api_error().into_response(),
     };

@@ -120,7 +120,8 @@ async fn action_checks(
 pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: Next) -> Response {
     let presented = crate::auth::presented_token(&req);
     let token = presented.as_deref().filter(|t| *t != ANONYMOUS_TOKEN);
-    let user = match reg.auth.authenticate(token).await {
+    let certificate = crate::auth::x509::identity(&req);
+    let user = match reg.auth.authenticate_either(token, certificate).await {
         Ok(user) => user,
         Err(_) => return unauthorized(&reg, &req, "invalid credentials"),
     };
