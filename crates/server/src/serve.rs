@@ -588,6 +588,11 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     {
         resources.register(storage);
     }
+    for plural in ["imagestreams", "imagestreamtags"] {
+        resources.guard(moor_api::authz::registry::IMAGE_GROUP, plural, |s| {
+            crate::apiserver::resources::image::tag_sources::TagSourceAccess::new(s, authz.clone())
+        });
+    }
     let auth = AuthLayer { authn, authz };
     let registry = if overrides.api_only {
         None

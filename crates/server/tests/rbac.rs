@@ -723,3 +723,73 @@ async fn invalid_rbac_objects_are_refused_and_a_binding_to_a_missing_role_grants
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("cannot change roleRef"), "{}", r.text);
 }
+
+/// OpenShift's tag verifier: `oc tag team-a/app:1 app:1` in team-b needs the right to
+/// pull from team-a/app, whether through an ImageStreamTag or the stream's spec.
+#[tokio::test]
+async fn tagging_from_another_namespace_needs_pull_rights_there() {
+    let server = server().await;
+    let bob = Some("bob-token");
+    let istag = |kind: &str, name: &str| {
+        json!({"metadata": {"name": "app:copy"},
+               "tag": {"from": {"kind": kind, "namespace": "team-a", "name": name}}})
+    };
+    let path = "/apis/image.openshift.io/v1/namespaces/team-b/imagestreamtags";
+    for (kind, name) in [
+        ("ImageStreamTag", "app:1"),
+        (
+            "ImageStreamImage",
+            &*format!("app@sha256:{}", "1".repeat(64)),
+        ),
+    ] {
+        let r = as_user(&server, bob, Method::POST, path, Some(istag(kind, name))).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{kind}: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains("Forbidden") && r.text.contains("team-a/app"),
+            "{}",
+            r.text
+        );
+    }
+    let mut stream = server.get(&format!("{IS_B}/app")).await.body;
+    stream["spec"]["tags"] = json!([{"name": "copy",
+        "from": {"kind": "ImageStreamTag", "namespace": "team-a", "name": "app:1"}}]);
+    let r = as_user(
+        &server,
+        bob,
+        Method::PUT,
+        &format!("{IS_B}/app"),
+        Some(stream.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("spec.tags[copy].from"), "{}", r.text);
+    // Same namespace needs nothing more.
+    let mut own = stream.clone();
+    own["spec"]["tags"][0]["from"]["namespace"] = "team-b".into();
+    let r = as_user(&server, bob, Method::PUT, &format!("{IS_B}/app"), Some(own)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // With pull rights in team-a, the cross-namespace tag is allowed.
+    let r = server
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings",
+            &binding("bob-pull", "system:image-puller", "User", "bob"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut stream = server.get(&format!("{IS_B}/app")).await.body;
+    stream["spec"]["tags"][0]["from"]["namespace"] = "team-a".into();
+    let r = as_user(
+        &server,
+        bob,
+        Method::PUT,
+        &format!("{IS_B}/app"),
+        Some(stream),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -70,6 +70,21 @@ impl Resources {
             .collect()
     }
 
+    /// Serves the resource `group`/`plural` through `wrap` (a guard around the
+    /// storage; in-process callers keep the storage itself).
+    pub fn guard(
+        &mut self,
+        group: &str,
+        plural: &str,
+        wrap: impl Fn(Arc<dyn RestStorage>) -> Arc<dyn RestStorage>,
+    ) {
+        for s in &mut self.storages {
+            if s.def().group == group && s.def().plural == plural {
+                *s = wrap(s.clone());
+            }
+        }
+    }
+
     /// Serves `storage` too.
     pub fn register(&mut self, storage: Arc<dyn RestStorage>) {
         self.storages.push(storage);
