@@ -38,10 +38,22 @@ pub(super) fn decode<M: prost::Message + Default + ToJson>(
 pub(super) struct Obj(Map<String, Value>);
 
 impl Obj {
-    /// Sets `name` unless the value is absent.
+    /// Sets `name` unless the value is absent or `null` (a zero `metav1.Time`).
     pub(super) fn put<T: ToJson>(&mut self, name: &str, v: &T) {
         if !v.is_absent() {
-            self.0.insert(name.to_string(), v.to_json());
+            let j = v.to_json();
+            if !j.is_null() {
+                self.0.insert(name.to_string(), j);
+            }
+        }
+    }
+
+    /// Sets a scalar unless it is absent or zero (`""`, `0`, `false`): Go writes a
+    /// non-pointer field to protobuf even when zero, and its JSON leaves the zero
+    /// out (`omitempty`).
+    pub(super) fn omitzero<T: ToJson + Default + PartialEq>(&mut self, name: &str, v: &Option<T>) {
+        if let Some(x) = v.as_ref().filter(|x| **x != T::default()) {
+            self.0.insert(name.to_string(), x.to_json());
         }
     }
 
@@ -153,29 +165,35 @@ impl<T: ToJson> ToJson for BTreeMap<String, T> {
     }
 }
 
-/// `metav1.Time`: RFC 3339 in UTC, whole seconds (Go's `Time.MarshalJSON`).
+/// `metav1.Time`: RFC 3339 in UTC, whole seconds (Go's `Time.MarshalJSON`); the
+/// zero time (Go writes it for a non-pointer `Time`) is `null`, as in Go's JSON.
 impl ToJson for Time {
     fn to_json(&self) -> Value {
-        timestamp(self.seconds, 0, "%Y-%m-%dT%H:%M:%SZ")
+        timestamp(self.seconds, self.nanos, false)
     }
 }
 
-/// `metav1.MicroTime`: RFC 3339 in UTC with microseconds.
+/// `metav1.MicroTime`: RFC 3339 in UTC with microseconds; the zero time is `null`.
 impl ToJson for MicroTime {
     fn to_json(&self) -> Value {
-        timestamp(
-            self.seconds,
-            self.nanos.unwrap_or(0),
-            "%Y-%m-%dT%H:%M:%S%.6fZ",
-        )
+        timestamp(self.seconds, self.nanos, true)
     }
 }
 
-fn timestamp(seconds: Option<i64>, nanos: i32, format: &str) -> Value {
-    match jiff::Timestamp::new(seconds.unwrap_or(0), nanos) {
+fn timestamp(seconds: Option<i64>, nanos: Option<i32>, micro: bool) -> Value {
+    let (seconds, nanos) = (seconds.unwrap_or(0), nanos.unwrap_or(0));
+    if seconds == 0 && nanos == 0 {
+        return Value::Null;
+    }
+    let (nanos, format) = if micro {
+        (nanos, "%Y-%m-%dT%H:%M:%S%.6fZ")
+    } else {
+        (0, "%Y-%m-%dT%H:%M:%SZ")
+    };
+    match jiff::Timestamp::new(seconds, nanos) {
         Ok(t) => Value::String(t.strftime(format).to_string()),
         // Out of range: a string the typed decoding then refuses with a message.
-        Err(_) => Value::String(format!("invalid time: {} s", seconds.unwrap_or(0))),
+        Err(_) => Value::String(format!("invalid time: {seconds} s")),
     }
 }
 

@@ -14,8 +14,14 @@
 //! (`pod_ip`, `non_resource_ur_ls`), so a generic conversion would need a descriptor
 //! set that no crate ships, while hand-written converters for the ~200 messages under
 //! a PodSpec would drift. Generating against k8s-openapi (the types moor serves) keeps
-//! the names exactly those the typed JSON decoding expects. Messages whose JSON is not
-//! an object of their fields (times, quantities, int-or-string) are in `json.rs`.
+//! the names exactly those the typed JSON decoding expects. Zero values follow Go: the
+//! Go encoder writes every non-pointer field to protobuf, zero or not, and Go's JSON
+//! leaves a zero out where the field says `omitempty`, so the generator reads the Go
+//! types' tags and such a field's zero is left out too (`generation: 0`,
+//! `stdin: false`), while a pointer field's zero (`replicas: 0`) is kept: kubectl's
+//! bodies decode to exactly what kubectl prints with `--dry-run=client -o json`
+//! (`kubectl/`). Messages whose JSON is not an object of their fields (times,
+//! quantities, int-or-string) are in `json.rs`.
 //! Calls prost, k8s-pb and serde_json only.
 
 mod generated;

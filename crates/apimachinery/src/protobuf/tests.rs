@@ -227,7 +227,7 @@ fn template() -> Option<core::v1::PodTemplateSpec> {
                     ..Default::default()
                 }),
             }],
-            host_ipc: Some(false),
+            host_ipc: Some(true),
             ..Default::default()
         }),
     })
@@ -245,7 +245,7 @@ fn template_json() -> Value {
                 "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5},
             }],
             "volumes": [{"name": "certs", "secret": {"secretName": "certs", "defaultMode": 256}}],
-            "hostIPC": false,
+            "hostIPC": true,
         },
     })
 }
@@ -652,4 +652,132 @@ fn an_envelope_without_type_meta_is_the_expected_kind() {
         got,
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque"})
     );
+}
+
+/// Bodies kubectl 1.32 sent (captured through a logging proxy in front of moor), with
+/// the JSON the same kubectl command prints with `--dry-run=client -o json` (the Go
+/// object through Go's JSON encoder), where there is one: see `kubectl/README.md`.
+const KUBECTL: &[(&str, &[u8], Option<&str>)] = &[
+    (
+        "secret",
+        include_bytes!("kubectl/secret.pb"),
+        Some(include_str!("kubectl/secret.json")),
+    ),
+    (
+        "configmap",
+        include_bytes!("kubectl/configmap.pb"),
+        Some(include_str!("kubectl/configmap.json")),
+    ),
+    (
+        "namespace",
+        include_bytes!("kubectl/namespace.pb"),
+        Some(include_str!("kubectl/namespace.json")),
+    ),
+    (
+        "serviceaccount",
+        include_bytes!("kubectl/serviceaccount.pb"),
+        Some(include_str!("kubectl/serviceaccount.json")),
+    ),
+    (
+        "deployment",
+        include_bytes!("kubectl/deployment.pb"),
+        Some(include_str!("kubectl/deployment.json")),
+    ),
+    (
+        "job",
+        include_bytes!("kubectl/job.pb"),
+        Some(include_str!("kubectl/job.json")),
+    ),
+    (
+        "cronjob",
+        include_bytes!("kubectl/cronjob.pb"),
+        Some(include_str!("kubectl/cronjob.json")),
+    ),
+    (
+        "role",
+        include_bytes!("kubectl/role.pb"),
+        Some(include_str!("kubectl/role.json")),
+    ),
+    (
+        "clusterrole",
+        include_bytes!("kubectl/clusterrole.pb"),
+        Some(include_str!("kubectl/clusterrole.json")),
+    ),
+    (
+        "rolebinding",
+        include_bytes!("kubectl/rolebinding.pb"),
+        Some(include_str!("kubectl/rolebinding.json")),
+    ),
+    (
+        "clusterrolebinding",
+        include_bytes!("kubectl/clusterrolebinding.pb"),
+        Some(include_str!("kubectl/clusterrolebinding.json")),
+    ),
+    (
+        "tokenrequest",
+        include_bytes!("kubectl/tokenrequest.pb"),
+        None,
+    ),
+    (
+        "selfsubjectaccessreview",
+        include_bytes!("kubectl/selfsubjectaccessreview.pb"),
+        None,
+    ),
+    (
+        "selfsubjectrulesreview",
+        include_bytes!("kubectl/selfsubjectrulesreview.pb"),
+        None,
+    ),
+    (
+        "selfsubjectreview",
+        include_bytes!("kubectl/selfsubjectreview.pb"),
+        None,
+    ),
+];
+
+/// Drops `null` members: Go writes a zero `metav1.Time` as `null`, which is absent.
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
+#[test]
+fn kubectl_bodies_decode_to_the_json_kubectl_prints() {
+    for (name, body, printed) in KUBECTL {
+        let got = decode(body, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = match printed {
+            Some(text) => without_nulls(serde_json::from_str(text).unwrap()),
+            None => match *name {
+                // `kubectl create token builder --duration=10m --audience=moor`
+                "tokenrequest" => json!({"apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest", "metadata": {},
+                    "spec": {"audiences": ["moor"], "expirationSeconds": 600},
+                    "status": {"token": ""}}),
+                // `kubectl auth can-i get secrets`
+                "selfsubjectaccessreview" => json!({"apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectAccessReview", "metadata": {},
+                    "spec": {"resourceAttributes":
+                        {"namespace": "default", "verb": "get", "resource": "secrets"}},
+                    "status": {"allowed": false}}),
+                // `kubectl auth can-i --list`
+                "selfsubjectrulesreview" => json!({"apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectRulesReview", "metadata": {},
+                    "spec": {"namespace": "default"}, "status": {"incomplete": false}}),
+                // `kubectl auth whoami`
+                "selfsubjectreview" => json!({"apiVersion": "authentication.k8s.io/v1",
+                    "kind": "SelfSubjectReview", "metadata": {},
+                    "status": {"userInfo": {}}}),
+                other => panic!("no expectation for {other}"),
+            },
+        };
+        assert_eq!(got, want, "{name}");
+    }
 }
