@@ -25,9 +25,8 @@ use serde_json::Value;
 
 use self::request::{check_accept, context, wants_table};
 use super::ApiServer;
-use super::codec::{media_type, parse_body};
+use super::codec::{media_type, parse_object_body};
 use super::error::ApiError;
-use super::protobuf;
 use super::resource::*;
 use super::table::{IncludeObject, TableDef};
 
@@ -115,19 +114,16 @@ impl Call {
     }
 
     /// Parses a create or update body: JSON, YAML, or Kubernetes protobuf for the
-    /// built-in kinds [`protobuf`] decodes. The main resource and `status` take the
+    /// built-in kinds [`crate::protobuf`] decodes. The main resource and `status` take the
     /// resource's kind; other subresources take whatever kind the envelope names
     /// (their storage checks it).
     fn parse_object(&self, body: &[u8]) -> Result<Value, ApiError> {
-        if self.media_type != protobuf::MEDIA_TYPE {
-            return parse_body(&self.media_type, body);
-        }
         let api_version = self.def.api_version();
         let expected = match self.target.subresource.as_deref() {
             None | Some("status") => Some((api_version.as_str(), self.def.kind)),
             Some(_) => None,
         };
-        protobuf::decode_object(body, expected)
+        parse_object_body(&self.media_type, body, expected)
     }
 
     fn table_ref(&self) -> Option<(&TableDef, IncludeObject)> {
