@@ -781,3 +781,41 @@ fn kubectl_bodies_decode_to_the_json_kubectl_prints() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+#[test]
+fn every_truncation_of_a_real_body_is_refused_or_decoded_without_panic() {
+    for (name, body, _) in KUBECTL {
+        for len in 0..body.len() {
+            // A prefix may still be a valid message (protobuf has no end marker);
+            // what matters is an answer, never a panic.
+            let _ = decode(&body[..len], None);
+        }
+        assert!(decode(body, None).is_ok(), "{name}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_after_the_magic_never_panic(
+        tail in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+    ) {
+        let mut body = MAGIC.to_vec();
+        body.extend(tail);
+        let _ = decode(&body, Some(("apps/v1", "Deployment")));
+        let _ = decode(&body, None);
+    }
+
+    /// Real bodies with bytes flipped: deep inside the object, not only the envelope.
+    #[test]
+    fn mutated_kubectl_bodies_never_panic(
+        which in 0..KUBECTL.len(),
+        flips in proptest::collection::vec((proptest::num::usize::ANY, 1..=255u8), 1..8),
+    ) {
+        let mut body = KUBECTL[which].1.to_vec();
+        for (at, x) in flips {
+            let at = at % body.len();
+            body[at] ^= x;
+        }
+        let _ = decode(&body, None);
+    }
+}
