@@ -49,8 +49,6 @@ pub enum ProtobufError {
     Envelope(#[source] prost::DecodeError),
     #[error("unsupported content encoding {0:?} of a protobuf body")]
     ContentEncoding(String),
-    #[error("the protobuf envelope carries no object")]
-    Empty,
     #[error("no kind {kind:?} is registered for version {api_version:?}")]
     UnknownKind { api_version: String, kind: String },
     #[error(
@@ -96,7 +94,7 @@ fn lookup(api_version: &str, kind: &str) -> Option<generated::DecodeFn> {
 
 /// Decodes a protobuf request body into the JSON form of its object, with
 /// `apiVersion` and `kind` set. With `expected`, the envelope's kind must be that
-/// `(apiVersion, kind)` (an envelope without one is taken to be it); without, any kind
+/// `(apiVersion, kind)` (what the envelope leaves empty is taken from it); without, any kind
 /// moor decodes is accepted.
 pub fn decode(body: &[u8], expected: Option<(&str, &str)>) -> Result<Value, ProtobufError> {
     let rest = body.strip_prefix(MAGIC).ok_or(ProtobufError::Magic)?;
@@ -112,9 +110,14 @@ pub fn decode(body: &[u8], expected: Option<(&str, &str)>) -> Result<Value, Prot
     let mut api_version = meta.api_version.unwrap_or_default();
     let mut kind = meta.kind.unwrap_or_default();
     if let Some((av, k)) = expected {
-        if api_version.is_empty() && kind.is_empty() {
-            (api_version, kind) = (av.to_string(), k.to_string());
-        } else if kind != k
+        // Missing parts of the type are the URL's, as kube-apiserver defaults them.
+        if api_version.is_empty() {
+            api_version = av.to_string();
+        }
+        if kind.is_empty() {
+            kind = k.to_string();
+        }
+        if kind != k
             || (api_version != av && !(k == "DeleteOptions" && supports(&api_version, &kind)))
         {
             return Err(ProtobufError::Mismatch {
@@ -129,7 +132,8 @@ pub fn decode(body: &[u8], expected: Option<(&str, &str)>) -> Result<Value, Prot
         api_version: api_version.clone(),
         kind: kind.clone(),
     })?;
-    let raw = unknown.raw.ok_or(ProtobufError::Empty)?;
+    // An object whose fields are all unset encodes to no bytes at all.
+    let raw = unknown.raw.unwrap_or_default();
     let mut value = decode(&raw).map_err(|source| ProtobufError::Object {
         kind: kind.clone(),
         source,

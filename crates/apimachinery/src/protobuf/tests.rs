@@ -652,6 +652,22 @@ fn an_envelope_without_type_meta_is_the_expected_kind() {
         got,
         json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque"})
     );
+    // Only the kind, and no object bytes at all (every field unset).
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: None,
+            kind: s("Secret"),
+        }),
+        ..Default::default()
+    };
+    let mut body = MAGIC.to_vec();
+    body.extend(unknown.encode_to_vec());
+    let got = decode(&body, Some(("v1", "Secret"))).unwrap();
+    assert_eq!(got, json!({"apiVersion": "v1", "kind": "Secret"}));
+    assert!(matches!(
+        decode(&body, None),
+        Err(ProtobufError::UnknownKind { .. })
+    ));
 }
 
 /// Bodies kubectl 1.32 sent (captured through a logging proxy in front of moor), with
