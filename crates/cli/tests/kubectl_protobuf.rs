@@ -135,7 +135,6 @@ fn kubectl_creates_a_serviceaccount_with_a_protobuf_body() {
 }
 
 #[test]
-#[ignore = "needs rbac.authorization.k8s.io/v1 rolebindings, which the lead is adding (issue 16)"]
 fn kubectl_creates_a_rolebinding_with_a_protobuf_body() {
     if peer("kubectl").is_none() {
         return;
@@ -181,7 +180,6 @@ fn kubectl_creates_a_rolebinding_with_a_protobuf_body() {
 }
 
 #[test]
-#[ignore = "needs authorization.k8s.io/v1 selfsubjectaccessreviews and selfsubjectrulesreviews, and authentication.k8s.io/v1 selfsubjectreviews, which the lead is adding (issue 16)"]
 fn kubectl_auth_reviews_are_sent_in_protobuf() {
     if peer("kubectl").is_none() {
         return;

@@ -590,7 +590,10 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     }
     for plural in ["imagestreams", "imagestreamtags"] {
         resources.guard(moor_api::authz::registry::IMAGE_GROUP, plural, |s| {
-            crate::apiserver::resources::image::tag_sources::TagSourceAccess::new(s, authz.clone())
+            crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard(
+                s,
+                authz.clone(),
+            )
         });
     }
     let auth = AuthLayer { authn, authz };

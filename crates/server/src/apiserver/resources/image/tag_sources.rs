@@ -80,7 +80,7 @@ pub struct TagSourceAccess {
 
 impl TagSourceAccess {
     /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
-    pub fn new(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
+    pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
         let is_stream = inner.def().plural == "imagestreams";
         Arc::new(TagSourceAccess {
             inner,
