@@ -8,6 +8,8 @@
 //! user name), as registries expect. Calls the store; knows nothing of resources.
 
 pub mod authn;
+pub mod oidc;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 
