@@ -275,6 +275,8 @@ pub struct JwtIssuer {
     config: JwtAuthenticator,
     client: reqwest::Client,
     keys: Mutex<KeyCache>,
+    /// The shortest time between fetches caused by unknown keys.
+    min_refresh: Duration,
 }
 
 impl JwtIssuer {
@@ -299,6 +301,7 @@ impl JwtIssuer {
             config,
             client,
             keys: Mutex::new(KeyCache::default()),
+            min_refresh: MIN_REFRESH,
         })
     }
 
@@ -354,7 +357,7 @@ impl JwtIssuer {
             .keys
             .into_iter()
             .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
-            .filter(|k| k.is_supported())
+            .filter(|k| k.common.key_algorithm.is_none() || k.is_supported())
             .collect())
     }
 
@@ -372,7 +375,10 @@ impl JwtIssuer {
         if !found.is_empty() {
             return found;
         }
-        if cache.fetched.is_some_and(|t| t.elapsed() < MIN_REFRESH) {
+        if cache
+            .fetched
+            .is_some_and(|t| t.elapsed() < self.min_refresh)
+        {
             return found;
         }
         cache.fetched = Some(Instant::now());
@@ -406,7 +412,7 @@ impl JwtIssuer {
             if jwk
                 .common
                 .key_algorithm
-                .is_some_and(|a| format!("{a:?}") != format!("{:?}", header.alg))
+                .is_some_and(|a| a != jsonwebtoken::jwk::KeyAlgorithm::from(header.alg))
             {
                 return None;
             }
@@ -487,6 +493,26 @@ impl JwtAuthenticators {
             .iter()
             .enumerate()
             .map(|(i, j)| JwtIssuer::new(j.clone(), i).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(JwtAuthenticators(issuers))
+    }
+
+    /// The same issuers, refetching keys for unknown `kid`s at most once per
+    /// `interval` (default [`MIN_REFRESH`]).
+    pub fn with_min_refresh(
+        config: &AuthenticationConfiguration,
+        interval: Duration,
+    ) -> Result<Self, OidcError> {
+        let issuers = config
+            .jwt
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                JwtIssuer::new(j.clone(), i).map(|mut issuer| {
+                    issuer.min_refresh = interval;
+                    Arc::new(issuer)
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(JwtAuthenticators(issuers))
     }
