@@ -474,3 +474,63 @@ async fn bad_tokens_get_401_and_no_detail() {
         StatusCode::OK
     );
 }
+
+/// What a ServiceAccount token costs per request, split into the signature check
+/// and the uid lookup (a store get), over SQLite. A measurement, run by hand:
+/// `cargo test --workspace --locked --test authn -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement"]
+async fn measure_service_account_authentication() {
+    use moor_server::auth::serviceaccount::{
+        ServiceAccountTokens, SigningKey as SaKey, service_account_key,
+    };
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn moor_store::Store> =
+        Arc::new(moor_store::SqliteStore::open(&dir.path().join("m.db")).unwrap());
+    let sa = json!({"metadata": {"name": "robot", "namespace": "ns", "uid": "u1"}});
+    store
+        .create(&service_account_key("ns", "robot"), sa.to_string().into())
+        .await
+        .unwrap();
+    let key = SaKey::load_or_generate(None, dir.path()).unwrap();
+    let t = ServiceAccountTokens::new(
+        key,
+        "https://moor.test".into(),
+        Vec::new(),
+        Duration::from_secs(3600),
+        store.clone(),
+    );
+    let n = 500;
+    let tokens: Vec<String> = (0..n)
+        .map(|_| {
+            t.mint("ns", "robot", "u1", &[], Duration::from_secs(3600))
+                .unwrap()
+                .token
+        })
+        .collect();
+    let start = Instant::now();
+    for token in &tokens {
+        assert!(t.authenticate(token).await.is_some());
+    }
+    let first = start.elapsed() / n;
+    let start = Instant::now();
+    for token in &tokens {
+        assert!(t.authenticate(token).await.is_some());
+    }
+    let again = start.elapsed() / n;
+    let start = Instant::now();
+    for _ in 0..n {
+        assert!(
+            store
+                .get(&service_account_key("ns", "robot"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let get = start.elapsed() / n;
+    println!(
+        "ServiceAccount token: first use {first:?}, later uses {again:?} (of which the uid's store get {get:?})"
+    );
+}

@@ -10,6 +10,7 @@
 pub mod authn;
 pub mod oidc;
 pub mod serviceaccount;
+pub mod token_cache;
 
 use std::sync::Arc;
 

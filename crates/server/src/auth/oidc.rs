@@ -13,7 +13,8 @@
 //! `iss` and `aud`; `alg: none`, HMAC algorithms and wrongly typed claims are
 //! refused.
 //!
-//! Calls reqwest (the issuer's discovery and JWKS) and jsonwebtoken.
+//! A verified token is remembered until its `exp` ([`TokenCache`]), so its signature
+//! is checked once. Calls reqwest (the issuer's discovery and JWKS) and jsonwebtoken.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::authn::Authenticator;
+use super::token_cache::TokenCache;
 use moor_api::authz::names;
 use moor_apimachinery::resource::UserInfo;
 
@@ -394,8 +396,8 @@ impl JwtIssuer {
         matching(&cache.keys)
     }
 
-    /// The user `token` names, when it verifies.
-    async fn verify(&self, token: &str) -> Option<UserInfo> {
+    /// The user `token` names and its `exp`, when it verifies.
+    async fn verify(&self, token: &str) -> Option<(UserInfo, i64)> {
         // Only `alg` and `kid` are read from the header: a key is never taken from it.
         let header = jsonwebtoken::decode_header(token).ok()?;
         if !ALGORITHMS.contains(&header.alg) {
@@ -421,7 +423,8 @@ impl JwtIssuer {
                 .ok()
                 .map(|d| d.claims)
         })?;
-        self.user(&claims)
+        let exp = claims.get("exp")?.as_i64()?;
+        Some((self.user(&claims)?, exp))
     }
 
     /// The user the verified `claims` map to; `None` when a mapped claim is missing
@@ -482,8 +485,8 @@ fn claimed_issuer(token: &str) -> Option<String> {
     serde_json::from_slice::<Iss>(&raw).ok().map(|i| i.iss)
 }
 
-/// Every `jwt[]` issuer of `--authentication-config`.
-pub struct JwtAuthenticators(Vec<Arc<JwtIssuer>>);
+/// Every `jwt[]` issuer of `--authentication-config`, and the tokens they verified.
+pub struct JwtAuthenticators(Vec<Arc<JwtIssuer>>, TokenCache<UserInfo>);
 
 impl JwtAuthenticators {
     /// The authenticators of `config`.
@@ -494,7 +497,7 @@ impl JwtAuthenticators {
             .enumerate()
             .map(|(i, j)| JwtIssuer::new(j.clone(), i).map(Arc::new))
             .collect::<Result<_, _>>()?;
-        Ok(JwtAuthenticators(issuers))
+        Ok(JwtAuthenticators(issuers, TokenCache::default()))
     }
 
     /// The same issuers, refetching keys for unknown `kid`s at most once per
@@ -514,16 +517,22 @@ impl JwtAuthenticators {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(JwtAuthenticators(issuers))
+        Ok(JwtAuthenticators(issuers, TokenCache::default()))
     }
 }
 
 #[async_trait]
 impl Authenticator for JwtAuthenticators {
     async fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        let now = jiff::Timestamp::now().as_second();
+        if let Some(user) = self.1.get(token, now) {
+            return Some(user);
+        }
         let iss = claimed_issuer(token)?;
         let issuer = self.0.iter().find(|i| i.url() == iss)?;
-        issuer.verify(token).await
+        let (user, exp) = issuer.verify(token).await?;
+        self.1.insert(token, user.clone(), exp, now);
+        Some(user)
     }
 }
 

@@ -10,7 +10,8 @@
 //! `kubernetes.io: {namespace, serviceaccount: {name, uid}}`.
 //!
 //! Calls jsonwebtoken (signing, verification), rcgen (key generation and the public
-//! half of a key file) and the store (a get of the ServiceAccount per verification).
+//! half of a key file) and the store (a get of the ServiceAccount per request). A
+//! token's signature is checked once; later requests with it hit a [`TokenCache`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::authn::Authenticator;
+use super::token_cache::TokenCache;
 use moor_api::authz::attributes::service_account_username;
 use moor_apimachinery::resource::UserInfo;
 
@@ -218,6 +220,8 @@ pub struct ServiceAccountTokens {
     /// `--service-account-max-token-expiration`: requested lifetimes are capped here.
     max_expiration: Duration,
     store: Arc<dyn Store>,
+    /// Tokens already verified: their namespace, ServiceAccount name and uid.
+    verified: TokenCache<(String, String, String)>,
 }
 
 impl std::fmt::Debug for ServiceAccountTokens {
@@ -256,6 +260,7 @@ impl ServiceAccountTokens {
             api_audiences,
             max_expiration,
             store,
+            verified: TokenCache::default(),
         }
     }
 
@@ -349,24 +354,28 @@ impl ServiceAccountTokens {
 #[async_trait]
 impl Authenticator for ServiceAccountTokens {
     async fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        let claims = self.verify(token)?;
-        let k = &claims.kubernetes;
-        if claims.sub != service_account_username(&k.namespace, &k.serviceaccount.name) {
-            return None;
-        }
+        let now = jiff::Timestamp::now().as_second();
+        let (namespace, name, token_uid) = match self.verified.get(token, now) {
+            Some(hit) => hit,
+            None => {
+                let claims = self.verify(token)?;
+                let k = claims.kubernetes;
+                if claims.sub != service_account_username(&k.namespace, &k.serviceaccount.name) {
+                    return None;
+                }
+                let v = (k.namespace, k.serviceaccount.name, k.serviceaccount.uid);
+                self.verified.insert(token, v.clone(), claims.exp, now);
+                v
+            }
+        };
         // Deleting the ServiceAccount invalidates its tokens, and one recreated under
-        // the same name (a new uid) does not revive them.
-        let uid = self
-            .current_uid(&k.namespace, &k.serviceaccount.name)
-            .await?;
-        if uid != k.serviceaccount.uid {
+        // the same name (a new uid) does not revive them: checked on every request,
+        // cached or not.
+        let uid = self.current_uid(&namespace, &name).await?;
+        if uid != token_uid {
             return None;
         }
-        Some(UserInfo::service_account(
-            &k.namespace,
-            &k.serviceaccount.name,
-            uid,
-        ))
+        Some(UserInfo::service_account(&namespace, &name, uid))
     }
 }
 
