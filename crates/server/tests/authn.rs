@@ -289,6 +289,28 @@ async fn bad_tokens_get_401_and_no_detail() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
     create_sa(&h, "reborn").await;
+    // A namespace's deletion takes its ServiceAccounts along.
+    let r = h
+        .post(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .post(
+            "/api/v1/namespaces/doomed/serviceaccounts/default/token",
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let doomed = r.body["status"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get_as(&h, PROBE, Some(&doomed)).await.status,
+        StatusCode::OK
+    );
+    let r = h.delete("/api/v1/namespaces/doomed").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let default_sa = sa_token(&h, "default").await;
     let mut tampered_sa: Vec<&str> = default_sa.split('.').collect();
     let forged_payload = {
@@ -443,6 +465,10 @@ async fn bad_tokens_get_401_and_no_detail() {
         Case {
             name: "recreated ServiceAccount",
             token: reborn,
+        },
+        Case {
+            name: "ServiceAccount of a deleted namespace",
+            token: doomed,
         },
         Case {
             name: "ServiceAccount token with a changed payload",
