@@ -117,7 +117,7 @@ pub struct ServeOptions {
 /// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
 #[derive(Clone, Debug)]
 pub struct TokenAuthnOptions {
-    /// `--service-account-signing-key-file`: PKCS#8 PEM (RSA or EC); default: a key
+    /// `--service-account-signing-key-file`: PEM, RSA or EC; default: a key
     /// made under the data dir.
     pub signing_key_file: Option<PathBuf>,
     /// `--service-account-issuer`: `iss` of ServiceAccount tokens; default: moor's URL.

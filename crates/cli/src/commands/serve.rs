@@ -111,7 +111,7 @@ pub struct ServeArgs {
 /// `moor serve`'s ServiceAccount token and JWT/OIDC flags (kube-apiserver's names).
 #[derive(Debug, Args)]
 pub struct TokenAuthnArgs {
-    /// PEM private key (PKCS#8, RSA or EC P-256/P-384) that signs ServiceAccount tokens [default: an EC key made as DATA_DIR/sa-signing-key.pem]
+    /// PEM private key that signs ServiceAccount tokens: RSA (PKCS#1 or PKCS#8) or EC P-256/P-384 (PKCS#8) [default: an EC key made as DATA_DIR/sa-signing-key.pem]
     #[arg(long, value_name = "FILE")]
     pub service_account_signing_key_file: Option<PathBuf>,
 

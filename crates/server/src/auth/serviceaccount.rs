@@ -3,14 +3,14 @@
 //! back ([`Authenticator`]) while the ServiceAccount they name still exists with the
 //! same uid.
 //!
-//! The signing key is `--service-account-signing-key-file` (a PKCS#8 PEM: RSA, or EC
-//! P-256/P-384), else `<data-dir>/sa-signing-key.pem`, an EC P-256 key made at first
+//! The signing key is `--service-account-signing-key-file` (a PEM: RSA in PKCS#1 or
+//! PKCS#8, as kubeadm's `sa.key`, or EC P-256/P-384 in PKCS#8), else `<data-dir>/sa-signing-key.pem`, an EC P-256 key made at first
 //! start (mode 0600). Tokens carry kube's claims: `iss`, `sub`
 //! (`system:serviceaccount:NS:NAME`), `aud`, `iat`, `nbf`, `exp`, `jti` and
 //! `kubernetes.io: {namespace, serviceaccount: {name, uid}}`.
 //!
-//! Calls jsonwebtoken (signing, verification), rcgen (key generation and the public
-//! half of a key file) and the store (a get of the ServiceAccount per request). A
+//! Calls jsonwebtoken (signing, verification, the public half of a key), rcgen (key
+//! generation) and the store (a get of the ServiceAccount per request). A
 //! token's signature is checked once; later requests with it hit a [`TokenCache`].
 
 use std::path::{Path, PathBuf};
@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use moor_store::Store;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::authn::Authenticator;
 use super::token_cache::TokenCache;
@@ -72,41 +70,34 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// The key in `pem` (PKCS#8: RSA, EC P-256 or P-384). `path` names it in errors.
+    /// The key in `pem`: RSA (PKCS#1 or PKCS#8) → RS256, EC P-256 or P-384 (PKCS#8)
+    /// → ES256 or ES384. `path` names it in errors.
     pub fn from_pem(pem: &str, path: &Path) -> Result<Self, ServiceAccountError> {
         let bad = |message: String| ServiceAccountError::Key {
             path: path.to_path_buf(),
             message,
         };
-        let pair = rcgen::KeyPair::from_pem(pem)
-            .map_err(|e| bad(format!("not a PKCS#8 RSA or EC private key: {e}")))?;
-        let alg = pair.algorithm();
-        let (alg, encoding, decoding) =
-            if alg == &rcgen::PKCS_ECDSA_P256_SHA256 || alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
-                let jwt_alg = if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
-                    Algorithm::ES256
-                } else {
-                    Algorithm::ES384
-                };
-                (
-                    jwt_alg,
-                    EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?,
-                    DecodingKey::from_ec_pem(pair.public_key_pem().as_bytes())
-                        .map_err(|e| bad(e.to_string()))?,
-                )
-            } else if alg == &rcgen::PKCS_RSA_SHA256 {
-                (
-                    Algorithm::RS256,
-                    EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?,
-                    DecodingKey::from_rsa_pem(pair.public_key_pem().as_bytes())
-                        .map_err(|e| bad(e.to_string()))?,
-                )
-            } else {
-                return Err(bad("unsupported key type: use RSA or EC P-256/P-384".into()));
-            };
-        // kube's key id: the unpadded base64url SHA-256 of the public key's DER.
-        let spki = pem_body(&pair.public_key_pem());
-        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(&spki));
+        let (alg, encoding, jwk) = if let Ok(key) = EncodingKey::from_rsa_pem(pem.as_bytes()) {
+            let jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)
+                .map_err(|e| bad(format!("RSA key: {e}")))?;
+            (Algorithm::RS256, key, jwk)
+        } else if let Ok(key) = EncodingKey::from_ec_pem(pem.as_bytes()) {
+            // The curve decides the algorithm: the public half derives only for its own.
+            let (alg, jwk) = [Algorithm::ES256, Algorithm::ES384]
+                .into_iter()
+                .find_map(|alg| Jwk::from_encoding_key(&key, alg).ok().map(|j| (alg, j)))
+                .ok_or_else(|| bad("EC key: only P-256 and P-384 are supported".into()))?;
+            (alg, key, jwk)
+        } else {
+            return Err(bad(
+                "not an RSA (PKCS#1 or PKCS#8) or EC (PKCS#8) private key in PEM".into(),
+            ));
+        };
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| bad(e.to_string()))?;
+        // The key id: the key's RFC 7638 thumbprint.
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(SigningKey {
             alg,
             kid,
@@ -146,18 +137,6 @@ impl SigningKey {
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
-}
-
-/// The DER inside a PEM text (the lines between the armour).
-fn pem_body(pem: &str) -> Vec<u8> {
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .unwrap_or_default()
 }
 
 /// Writes `path` with mode 0600, whatever the umask.
@@ -440,6 +419,45 @@ mod tests {
         }
         let again = SigningKey::load_or_generate(None, dir.path()).unwrap();
         assert_eq!(again.kid, t.key.kid);
+    }
+
+    #[tokio::test]
+    async fn key_files_may_be_rsa_pkcs1_or_ec_p384() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        put_sa(&store, "uid-1").await;
+        let dir = tempfile::tempdir().unwrap();
+        for (file, alg) in [
+            ("sa-rsa-pkcs1.pem", Algorithm::RS256),
+            ("sa-ec384-pkcs8.pem", Algorithm::ES384),
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/auth/testdata")
+                .join(file);
+            let key = SigningKey::load_or_generate(Some(&path), dir.path()).unwrap();
+            assert_eq!(key.algorithm(), alg);
+            let t = ServiceAccountTokens::new(
+                key,
+                "https://moor.test".into(),
+                Vec::new(),
+                Duration::from_secs(3600),
+                store.clone(),
+            );
+            let minted = t
+                .mint("ns1", "builder", "uid-1", &[], Duration::from_secs(600))
+                .unwrap();
+            assert!(t.authenticate(&minted.token).await.is_some(), "{file}");
+        }
+        // A given key file is never made up when missing, and garbage is refused.
+        let missing = dir.path().join("nope.pem");
+        assert!(SigningKey::load_or_generate(Some(&missing), dir.path()).is_err());
+        assert!(!missing.exists());
+        let err = SigningKey::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            &missing,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope.pem"), "{err}");
     }
 
     #[tokio::test]
