@@ -32,6 +32,28 @@ async fn moor_with(issuer: &OidcIssuer) -> MoorServer {
         .await
 }
 
+#[tokio::test]
+async fn an_unknown_field_in_the_authentication_config_stops_the_start() {
+    let builder = MoorServer::builder();
+    let config = builder.options.data_dir.with_extension("authn.yaml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let issuer = OidcIssuer::start().await;
+    let text = issuer
+        .authentication_config(AUD)
+        .replace("audiences:", "audience:");
+    std::fs::write(&config, text).unwrap();
+    let mut options = builder.options.clone();
+    options.token_authn.authentication_config = Some(config);
+    let err = match moor_server::serve::build(&options, builder.overrides).await {
+        Ok(_) => panic!("started with an unknown field"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("--authentication-config") && err.contains("unknown field"),
+        "{err}"
+    );
+}
+
 /// GET `path` presenting `token` (none: no Authorization header).
 async fn get_as(h: &MoorServer, path: &str, token: Option<&str>) -> Resp {
     let mut req = Request::builder().method(Method::GET).uri(path);
