@@ -473,8 +473,9 @@ impl JwtIssuer {
     }
 }
 
-/// The `iss` a token claims, read without verifying (to pick the issuer only).
-fn claimed_issuer(token: &str) -> Option<String> {
+/// The `iss` a JWT claims, read without verifying: only to pick which issuer's keys
+/// to verify it with (and to leave other issuers' tokens alone cheaply).
+pub(crate) fn claimed_issuer(token: &str) -> Option<String> {
     let mut parts = token.split('.');
     let (_, payload) = (parts.next()?, parts.next()?);
     let raw = URL_SAFE_NO_PAD.decode(payload).ok()?;

@@ -337,6 +337,10 @@ impl Authenticator for ServiceAccountTokens {
         let (namespace, name, token_uid) = match self.verified.get(token, now) {
             Some(hit) => hit,
             None => {
+                // Another issuer's JWT (or no JWT) costs no signature check here.
+                if super::oidc::claimed_issuer(token).as_deref() != Some(self.issuer.as_str()) {
+                    return None;
+                }
                 let claims = self.verify(token)?;
                 let k = claims.kubernetes;
                 if claims.sub != service_account_username(&k.namespace, &k.serviceaccount.name) {
