@@ -2,7 +2,8 @@
 //! with a lifetime and an audience, and the token used by kubectl itself (`--token`),
 //! before and after the ServiceAccount is gone. `kubectl create token` sends its
 //! TokenRequest as protobuf, which moor does not decode yet: that test is ignored, and
-//! the same requests go as JSON through `kubectl create --raw` meanwhile.
+//! the same requests go as JSON through `kubectl create --raw` meanwhile. Also an OIDC
+//! login through `--authentication-config` and the test kit's loopback issuer.
 
 mod support;
 
@@ -96,5 +97,36 @@ fn tokens_work_with_kubectl(mint: Mint<'_>) {
     // Deleting the ServiceAccount invalidates its tokens.
     k.ok(&["delete", "sa", "robot", "-n", "default"]);
     let err = k.fails(&["--token", token, "get", "sa", "-n", "default"]);
+    assert!(err.contains("Unauthorized"), "{err}");
+}
+
+#[test]
+fn an_oidc_token_logs_kubectl_in_through_authentication_config() {
+    if peer("kubectl").is_none() {
+        return;
+    }
+    // The issuer serves from this runtime's threads while kubectl runs here.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let issuer = rt.block_on(moor_testkit::oidc::OidcIssuer::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("authn.yaml");
+    std::fs::write(&config, issuer.authentication_config("moor")).unwrap();
+    let server = start(
+        &dir.path().join("data"),
+        &["--authentication-config", config.to_str().unwrap()],
+    );
+    let k = Kubectl::new(&server.kubeconfig()).expect("kubectl");
+
+    let mut claims = issuer.claims("alice", "moor");
+    claims["groups"] = serde_json::json!(["dev"]);
+    let token = issuer.mint(&claims);
+    let out = k.ok(&[
+        "--token", &token, "get", "sa", "-n", "default", "-o", "name",
+    ]);
+    assert_eq!(out.trim(), "serviceaccount/default");
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    let other = issuer.mint(&issuer.claims("alice", "someone-else"));
+    let err = k.fails(&["--token", &other, "get", "sa", "-n", "default"]);
     assert!(err.contains("Unauthorized"), "{err}");
 }
