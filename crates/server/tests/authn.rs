@@ -582,3 +582,23 @@ async fn measure_service_account_authentication() {
         "ServiceAccount token: first use {first:?}, later uses {again:?} (of which the uid's store get {get:?})"
     );
 }
+
+#[tokio::test]
+async fn registry_clients_log_in_with_a_service_account_token_as_password() {
+    use base64::Engine;
+    let h = MoorServer::start().await;
+    create_sa(&h, "pusher").await;
+    let token = sa_token(&h, "pusher").await;
+    let basic = |t: &str| {
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("robot:{t}"));
+        Request::builder()
+            .uri("/v2/")
+            .header("authorization", format!("Basic {creds}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(h.raw(basic(&token)).await.status, StatusCode::OK);
+    let r = h.delete(&format!("{SAS}/pusher")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(h.raw(basic(&token)).await.status, StatusCode::UNAUTHORIZED);
+}
