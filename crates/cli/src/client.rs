@@ -110,7 +110,11 @@ impl Session {
 
     /// The server's URL, as the kubeconfig names it.
     pub fn server_url(&self) -> String {
-        self.config.cluster_url.to_string().trim_end_matches('/').to_string()
+        self.config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// `host:port` of the server.

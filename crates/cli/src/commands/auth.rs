@@ -91,7 +91,9 @@ const RESOURCE_VERBS: &[&str] = &[
     "attest",
 ];
 /// Verbs kubectl knows for non-resource URLs.
-const NON_RESOURCE_VERBS: &[&str] = &["get", "put", "post", "head", "options", "delete", "patch", "*"];
+const NON_RESOURCE_VERBS: &[&str] = &[
+    "get", "put", "post", "head", "options", "delete", "patch", "*",
+];
 /// Resources the server authorizes but does not list (the impersonate verb's).
 const NON_STANDARD_RESOURCES: &[&str] = &["users", "groups"];
 

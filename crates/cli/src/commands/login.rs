@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(back.clusters.len(), 2, "{text}");
         assert_eq!(back.contexts.len(), 2, "{text}");
         assert_eq!(back.auth_infos.len(), 2, "{text}");
-        assert!(text.contains("token: t2") && !text.contains("token: t1"), "{text}");
+        assert!(
+            text.contains("token: t2") && !text.contains("token: t1"),
+            "{text}"
+        );
         assert!(text.contains("token: bob-token"), "{text}");
     }
 }

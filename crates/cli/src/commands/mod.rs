@@ -58,7 +58,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth(args) => auth::run(&connect(&global).await?, args).await,
         Command::Whoami(args) => auth::run_whoami(&connect(&global).await?, args).await,
         Command::Login(args) => {
-            login::run(global.kubeconfig.as_deref(), global.namespace.as_deref(), args).await
+            login::run(
+                global.kubeconfig.as_deref(),
+                global.namespace.as_deref(),
+                args,
+            )
+            .await
         }
         Command::Registry(args) => registry::run(&connect(&global).await?, args).await,
         Command::Version(args) => version::run(args, || connect(&global)).await,

@@ -185,7 +185,9 @@ pub enum PolicyError {
     #[error("{0:?} is not a valid serviceaccount name")]
     InvalidServiceAccount(String),
     /// `--role-namespace` other than the binding's namespace.
-    #[error("role binding in namespace {binding:?} can't reference role in different namespace {role:?}")]
+    #[error(
+        "role binding in namespace {binding:?} can't reference role in different namespace {role:?}"
+    )]
     RoleNamespace {
         /// The binding's namespace.
         binding: String,
@@ -700,8 +702,7 @@ mod tests {
             PolicyError::NoSubjects
         );
         assert_eq!(
-            user_request(user_args("edit", &[], &["system:serviceaccount:a:b"]), "ns")
-                .unwrap_err(),
+            user_request(user_args("edit", &[], &["system:serviceaccount:a:b"]), "ns").unwrap_err(),
             PolicyError::QualifiedServiceAccount
         );
         assert!(matches!(
@@ -732,7 +733,7 @@ mod tests {
     fn subjects_are_added_once_and_removed_by_kind_name_and_namespace() {
         let alice = user_subject("alice");
         let sa = user_subject("system:serviceaccount:ns:alice");
-        let both = add_subjects(&[alice.clone()], &[alice.clone(), sa.clone()]);
+        let both = add_subjects(std::slice::from_ref(&alice), &[alice.clone(), sa.clone()]);
         assert_eq!(both.len(), 2);
         let (kept, removed) = remove_subjects(&both, std::slice::from_ref(&alice));
         assert_eq!(removed, 1);

@@ -292,11 +292,12 @@ fn default_auth_file() -> Result<PathBuf, RegistryLoginError> {
 /// Sets `auths[host]` of the auth file at `path`, keeping everything else in it.
 fn write_auth_file(path: &Path, host: &str, user: &str, pass: &str) -> Result<(), CliError> {
     let mut doc: Value = match std::fs::read(path) {
-        Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => serde_json::from_slice(&bytes)
-            .map_err(|source| RegistryLoginError::BadAuthFile {
-            path: path.display().to_string(),
-            source,
-        })?,
+        Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
+            serde_json::from_slice(&bytes).map_err(|source| RegistryLoginError::BadAuthFile {
+                path: path.display().to_string(),
+                source,
+            })?
+        }
         _ => json!({}),
     };
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
