@@ -587,8 +587,34 @@ fn skopeo_inspect(auth: &Path, cert_dir: &Path, reference: &str) -> (bool, Strin
         .arg(format!("docker://{reference}")))
 }
 
+/// `podman pull` with its own storage under `scratch`, the auth file and the certs
+/// folder (podman run as root reads only /etc/containers/certs.d otherwise).
+fn podman_pull(
+    scratch: &Path,
+    auth: &Path,
+    cert_dir: &Path,
+    reference: &str,
+) -> (bool, String, String) {
+    run(Command::new("podman")
+        .arg("--root")
+        .arg(scratch.join("podman-root"))
+        .arg("--runroot")
+        .arg(scratch.join("podman-runroot"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+        ])
+        .args(["pull", "--authfile"])
+        .arg(auth)
+        .arg("--cert-dir")
+        .arg(cert_dir)
+        .arg(reference))
+}
+
 #[test]
-fn registry_login_lets_skopeo_pull_with_tls_verified() {
+fn registry_login_lets_skopeo_and_podman_pull_with_tls_verified() {
     if !require(&["skopeo", "umoci"]) {
         return;
     }
@@ -660,6 +686,17 @@ fn registry_login_lets_skopeo_pull_with_tls_verified() {
     assert!(!ok, "no CA, no pull");
     assert!(err.contains("certificate"), "{err}");
 
+    // podman too, with nothing but the two written files.
+    if peer("podman").is_some() {
+        let (ok, _, err) = podman_pull(
+            env.dir.path(),
+            &auth,
+            &certs,
+            &format!("{host}/team-a/app:v1"),
+        );
+        assert!(ok, "podman pull as alice: {err}");
+    }
+
     // carol may log in (the registry knows her) but not pull.
     let (ok, _, err) = registry_login("carol", "carol-token");
     assert!(ok, "{err}");
@@ -669,6 +706,15 @@ fn registry_login_lets_skopeo_pull_with_tls_verified() {
         err.contains("denied") || err.contains("unauthorized") || err.contains("403"),
         "{err}"
     );
+    if peer("podman").is_some() {
+        let (ok, _, err) = podman_pull(
+            env.dir.path(),
+            &auth,
+            &certs,
+            &format!("{host}/team-a/app:v1"),
+        );
+        assert!(!ok, "podman pull as carol: {err}");
+    }
     // A token the server does not know is refused before anything is written.
     let before = std::fs::read(&auth).unwrap();
     let (ok, _, err) = registry_login("nobody", "wrong-token");

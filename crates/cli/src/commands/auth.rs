@@ -168,6 +168,10 @@ pub struct WhoamiArgs {
     /// Print the name of the current context instead of the user
     #[arg(short = 'c', long)]
     pub show_context: bool,
+
+    /// Print the token the current context uses instead of the user
+    #[arg(short = 't', long)]
+    pub show_token: bool,
 }
 
 /// Runs `moor auth ...`.
@@ -191,6 +195,12 @@ pub async fn run(session: &Session, args: AuthArgs) -> Result<(), CliError> {
 pub async fn run_whoami(session: &Session, args: WhoamiArgs) -> Result<(), CliError> {
     if args.show_server {
         return emit(&format!("{}\n", session.server_url()));
+    }
+    if args.show_token {
+        let token = session.token().ok_or_else(|| {
+            CliError::Usage("no token is associated with the current context".into())
+        })?;
+        return emit(&format!("{token}\n"));
     }
     if args.show_context {
         return emit(&format!("{}\n", session.context().unwrap_or_default()));
@@ -341,7 +351,6 @@ async fn can_i(session: &Session, a: CanIArgs) -> Result<(), CliError> {
                 namespace,
                 verb: Some(verb.clone()),
                 group: Some(resolved.group),
-                version: resolved.version,
                 resource: Some(resolved.resource),
                 subresource: a.subresource.clone(),
                 name,
@@ -387,7 +396,6 @@ async fn can_i(session: &Session, a: CanIArgs) -> Result<(), CliError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Resolved {
     group: String,
-    version: Option<String>,
     resource: String,
     namespaced: bool,
 }
@@ -400,7 +408,6 @@ async fn resolve_type(session: &Session, type_arg: &str) -> Result<Resolved, Cli
     let lower = type_arg.to_ascii_lowercase();
     let as_typed = Resolved {
         group: String::new(),
-        version: None,
         resource: type_arg.to_string(),
         namespaced: true,
     };
@@ -414,8 +421,8 @@ async fn resolve_type(session: &Session, type_arg: &str) -> Result<Resolved, Cli
     let lists = discovery(session).await?;
     let found = lists
         .iter()
-        .filter(|(g, _, _)| group.as_ref().is_none_or(|want| want == g))
-        .find_map(|(g, v, list)| {
+        .filter(|(g, _)| group.as_ref().is_none_or(|want| want == g))
+        .find_map(|(g, list)| {
             list["resources"]
                 .as_array()?
                 .iter()
@@ -423,7 +430,6 @@ async fn resolve_type(session: &Session, type_arg: &str) -> Result<Resolved, Cli
                 .find(|r| matches_type(r, &name))
                 .map(|r| Resolved {
                     group: g.clone(),
-                    version: Some(v.clone()),
                     resource: r["name"].as_str().unwrap_or_default().to_string(),
                     namespaced: r["namespaced"].as_bool().unwrap_or(true),
                 })
@@ -459,13 +465,9 @@ fn matches_type(resource: &Value, name: &str) -> bool {
             .is_some_and(|s| s.iter().any(|n| n.as_str() == Some(name)))
 }
 
-/// `(group, version, APIResourceList)` for core/v1 and each group's preferred version.
-async fn discovery(session: &Session) -> Result<Vec<(String, String, Value)>, CliError> {
-    let mut out = vec![(
-        String::new(),
-        "v1".to_string(),
-        session.get_path_json("/api/v1").await?,
-    )];
+/// `(group, APIResourceList)` for core/v1 and each group's preferred version.
+async fn discovery(session: &Session) -> Result<Vec<(String, Value)>, CliError> {
+    let mut out = vec![(String::new(), session.get_path_json("/api/v1").await?)];
     let groups = session.get_path_json("/apis").await?;
     for g in groups["groups"].as_array().into_iter().flatten() {
         let (Some(name), Some(gv)) = (
@@ -474,9 +476,8 @@ async fn discovery(session: &Session) -> Result<Vec<(String, String, Value)>, Cl
         ) else {
             continue;
         };
-        let version = gv.rsplit('/').next().unwrap_or(gv).to_string();
         match session.get_path_json(&format!("/apis/{gv}")).await {
-            Ok(list) => out.push((name.to_string(), version, list)),
+            Ok(list) => out.push((name.to_string(), list)),
             Err(e) => tracing::debug!(group = gv, error = %e, "discovery"),
         }
     }
