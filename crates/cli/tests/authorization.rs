@@ -348,7 +348,7 @@ fn can_i_answers_and_exits_as_kubectl_does() {
     assert!(
         out.lines()
             .any(|l| l.starts_with("imagestreams.image.openshift.io/layers ")
-                && l.contains("[get update")),
+                && l.ends_with("[get update]")),
         "{out}"
     );
     assert!(

@@ -511,8 +511,8 @@ impl Row {
 
 /// kubectl's `can-i --list` table: every rule broken down to one verb, group,
 /// resource and name; rules of one group, resource and name compacted (their verbs
-/// joined in order, repeats kept, as kubectl keeps them); sorted by Go's string of
-/// the rule.
+/// joined in first-seen order, each once); non-resource rules kept as they come
+/// (repeats too, as kubectl prints them); sorted by Go's string of the rule.
 fn rules_table(status: &SubjectRulesReviewStatus, headers: bool) -> String {
     let mut broken: Vec<Row> = Vec::new();
     for rule in &status.resource_rules {
@@ -562,7 +562,13 @@ fn rules_table(status: &SubjectRulesReviewStatus, headers: bool) -> String {
                 && c.resources == row.resources
                 && c.names == row.names
         }) {
-            Some(c) => c.verbs.extend(row.verbs),
+            Some(c) => {
+                for v in row.verbs {
+                    if !c.verbs.contains(&v) {
+                        c.verbs.push(v);
+                    }
+                }
+            }
             None => compact.push(row),
         }
     }
