@@ -650,6 +650,13 @@ mod tests {
                     resources: Some(strings(&["selfsubjectaccessreviews"])),
                     resource_names: None,
                 },
+                // Verbs another rule already gave are listed once.
+                ResourceRule {
+                    verbs: strings(&["get", "watch"]),
+                    api_groups: Some(strings(&["image.openshift.io"])),
+                    resources: Some(strings(&["imagestreams"])),
+                    resource_names: None,
+                },
                 ResourceRule {
                     verbs: strings(&["watch", "get"]),
                     api_groups: Some(strings(&["image.openshift.io"])),
@@ -670,8 +677,8 @@ mod tests {
             "\
 Resources                                       Non-Resource URLs   Resource Names   Verbs
 selfsubjectaccessreviews.authorization.k8s.io   []                  []               [create]
+imagestreams.image.openshift.io                 []                  []               [get list watch]
 imagestreams.image.openshift.io/layers          []                  []               [get list]
-imagestreams.image.openshift.io                 []                  []               [get list]
                                                 [/api/*]            []               [get]
                                                 [/api]              []               [get]
 imagestreams.image.openshift.io                 []                  [app]            [watch get]
