@@ -371,7 +371,6 @@ fn can_i_answers_and_exits_as_kubectl_does() {
 /// kubectl's `auth can-i` (a SelfSubjectAccessReview) and `auth can-i --list` give the
 /// same answers and tables as moor's.
 #[test]
-#[ignore = "needs protobuf bodies"]
 fn kubectl_can_i_agrees_with_moor() {
     let env = Env::start();
     let server = &env.server;
@@ -437,7 +436,6 @@ fn kubectl_can_i_agrees_with_moor() {
 
 /// kubectl's `auth whoami` (a SelfSubjectReview) prints what `moor auth whoami` prints.
 #[test]
-#[ignore = "needs protobuf bodies"]
 fn kubectl_whoami_agrees_with_moor() {
     let env = Env::start();
     for kubeconfig in [
@@ -724,7 +722,6 @@ fn registry_login_lets_skopeo_and_podman_pull_with_tls_verified() {
 }
 
 #[test]
-#[ignore = "needs serviceaccounts/token"]
 fn create_token_gives_a_service_account_token() {
     let env = Env::start();
     let server = &env.server;
@@ -801,7 +798,6 @@ subjects:
 
 /// kubectl's `auth can-i`, `auth can-i --list` and `auth whoami` send protobuf bodies.
 #[test]
-#[ignore = "needs protobuf bodies"]
 fn kubectl_auth_verbs_work_against_moor() {
     let env = Env::start();
     let server = &env.server;
@@ -823,7 +819,6 @@ fn kubectl_auth_verbs_work_against_moor() {
 }
 
 #[test]
-#[ignore = "needs protobuf bodies"]
 fn kubectl_create_rolebinding_grants() {
     let env = Env::start();
     let server = &env.server;

@@ -91,7 +91,12 @@ fn tokens_work_with_kubectl(mint: Mint<'_>) {
     let err = k.fails(&["--token", token, "get", "sa", "-n", "default"]);
     assert!(err.contains("Forbidden"), "{err}");
     k.ok(&[
-        "create", "rolebinding", "robot-view", "-n", "default", "--clusterrole=view",
+        "create",
+        "rolebinding",
+        "robot-view",
+        "-n",
+        "default",
+        "--clusterrole=view",
         "--serviceaccount=default:robot",
     ]);
     let out = k.ok(&["--token", token, "get", "sa", "-n", "default", "-o", "name"]);
