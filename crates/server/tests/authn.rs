@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 
 const AUD: &str = "moor";
 const SAS: &str = "/api/v1/namespaces/default/serviceaccounts";
-/// What a token is tried on: any authenticated user may list these today.
-const PROBE: &str = "/api/v1/namespaces/default/serviceaccounts";
+/// What a token is tried on: discovery, which RBAC's bootstrap policy opens to every
+/// authenticated user (`system:discovery`) and to no anonymous one.
+const PROBE: &str = "/apis";
 
 /// moor trusting `issuer` for audience [`AUD`].
 async fn moor_with(issuer: &OidcIssuer) -> MoorServer {
