@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 pub use moor_testkit::peers::peak_rss_mib;
 pub use moor_testkit::proxy::{Hit, HitLog};
 pub use moor_testkit::{CountingProxy, Distribution, MoorProcess as Moor};
@@ -201,4 +201,58 @@ fn clock_ticks() -> f64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Runs `total` requests from `connections` workers, each with its own connection;
+/// `make(i)` builds request `i`. Returns the latencies and the wall time.
+pub async fn load(
+    moor: &Moor,
+    connections: usize,
+    total: usize,
+    make: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+    check: fn(&[u8]) -> Result<()>,
+) -> Result<(Vec<Duration>, Duration)> {
+    let mut workers = Vec::new();
+    let started = Instant::now();
+    for w in 0..connections {
+        let client = moor.client_pool(1);
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = w;
+            while i < total {
+                let t = Instant::now();
+                let r = make(&client, i).send().await?;
+                let status = r.status();
+                let body = r.bytes().await?;
+                samples.push(t.elapsed());
+                ensure!(
+                    status.is_success(),
+                    "answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                check(&body)?;
+                i += connections;
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for w in workers {
+        all.extend(w.await.context("worker")??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// Prints one line of latency quantiles and throughput.
+pub fn report(name: &str, samples: &mut [Duration], wall: Duration) {
+    let n = samples.len();
+    println!(
+        "  {name:<22} n={n}  p50 {}  p90 {}  p99 {}  max {}  {:.0} req/s",
+        ms(quantile(samples, 0.50)),
+        ms(quantile(samples, 0.90)),
+        ms(quantile(samples, 0.99)),
+        ms(quantile(samples, 1.0)),
+        n as f64 / wall.as_secs_f64()
+    );
 }

@@ -6,11 +6,11 @@
 //! p50/p90/p99/max latency and throughput. For scale, the same connections then time
 //! `GET /version`, the cheapest answer the same server gives.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use clap::Parser;
-use moor_bench::{Moor, moor_bin, ms, quantile};
+use moor_bench::{Moor, load, moor_bin, quantile, report};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -86,64 +86,11 @@ async fn stream(moor: &Moor, client: &reqwest::Client, name: &str, n: usize) -> 
     Ok(())
 }
 
-/// Runs `total` requests from `connections` workers, each with its own connection;
-/// `make(i)` builds request `i`. Returns the latencies and the wall time.
-async fn load(
-    moor: &Moor,
-    connections: usize,
-    total: usize,
-    make: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
-    check: fn(&[u8]) -> Result<()>,
-) -> Result<(Vec<Duration>, Duration)> {
-    let mut workers = Vec::new();
-    let started = Instant::now();
-    for w in 0..connections {
-        let client = moor.client_pool(1);
-        let make = make.clone();
-        workers.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut i = w;
-            while i < total {
-                let t = Instant::now();
-                let r = make(&client, i).send().await?;
-                let status = r.status();
-                let body = r.bytes().await?;
-                samples.push(t.elapsed());
-                ensure!(
-                    status.is_success(),
-                    "answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-                check(&body)?;
-                i += connections;
-            }
-            Ok::<_, anyhow::Error>(samples)
-        }));
-    }
-    let mut all = Vec::with_capacity(total);
-    for w in workers {
-        all.extend(w.await.context("worker")??);
-    }
-    Ok((all, started.elapsed()))
-}
-
 fn check_review(body: &[u8]) -> Result<()> {
     let v: Value = serde_json::from_slice(body)?;
     ensure!(v["response"]["allowed"] == true, "not allowed: {v}");
     ensure!(v["response"]["patch"].is_string(), "no patch: {v}");
     Ok(())
-}
-
-fn report(name: &str, samples: &mut [Duration], wall: Duration) {
-    let n = samples.len();
-    println!(
-        "  {name:<22} n={n}  p50 {}  p90 {}  p99 {}  max {}  {:.0} req/s",
-        ms(quantile(samples, 0.50)),
-        ms(quantile(samples, 0.90)),
-        ms(quantile(samples, 0.99)),
-        ms(quantile(samples, 1.0)),
-        n as f64 / wall.as_secs_f64()
-    );
 }
 
 #[tokio::main]
