@@ -44,6 +44,20 @@ async fn server() -> MoorServer {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
+    // Each new namespace gets its image bindings from a follower: wait for them.
+    for ns in ["team-a", "team-b"] {
+        let path = format!(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/system:image-builders"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while server.get(&path).await.status != StatusCode::OK {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{ns} has no image bindings"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     for (ns, name, role, kind, subject) in [
         ("team-a", "devs-edit", "edit", "Group", "team-a-devs"),
         ("team-b", "bob-edit", "edit", "User", "bob"),
@@ -59,6 +73,28 @@ async fn server() -> MoorServer {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
     server
+}
+
+/// A token of ServiceAccount `name` in `ns` (created first), as `kubectl create token`.
+async fn service_account_token(server: &MoorServer, ns: &str, name: &str) -> String {
+    let r = server
+        .post(
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            &json!({"metadata": {"name": name}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = server
+        .post(
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts/{name}/token"),
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body["status"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
 }
 
 fn binding(name: &str, cluster_role: &str, kind: &str, subject: &str) -> Value {
@@ -130,6 +166,7 @@ enum Endpoint {
     PushNewStreamA,
     Catalog,
     DeleteManifestA,
+    Webhook,
 }
 use Endpoint::*;
 
@@ -175,6 +212,11 @@ impl Endpoint {
                 format!("/v2/team-a/app/manifests/{digest}"),
                 None,
             ),
+            Webhook => (
+                Method::POST,
+                "/admission/image-policy".into(),
+                Some(json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"})),
+            ),
         }
     }
 }
@@ -188,6 +230,12 @@ async fn subjects_namespaces_and_endpoints_matrix() {
     let carol = Some("carol-token");
     let anon: Option<&str> = None;
     let forged = Some("no-such-token");
+    // ServiceAccounts of team-a: any may pull there (system:image-pullers); `builder`
+    // may push (system:image-builders).
+    let robot = service_account_token(&server, "team-a", "robot").await;
+    let builder = service_account_token(&server, "team-a", "builder").await;
+    let robot = Some(robot.as_str());
+    let builder = Some(builder.as_str());
     #[rustfmt::skip]
     let matrix: &[(&str, Option<&str>, Endpoint, Outcome)] = &[
         ("admin", admin, ListStreamsA, Allowed),
@@ -227,6 +275,19 @@ async fn subjects_namespaces_and_endpoints_matrix() {
         ("anonymous", anon, PullA, Unauthorized),
         ("anonymous", anon, PushA, Unauthorized),
         ("anonymous", anon, Catalog, Unauthorized),
+        ("robot", robot, PullA, Allowed),
+        ("robot", robot, PushA, Forbidden),
+        ("robot", robot, ListStreamsA, Forbidden),
+        ("robot", robot, ListStreamsB, Forbidden),
+        ("robot", robot, Version, Allowed),
+        ("builder", builder, PushA, Allowed),
+        ("builder", builder, PushNewStreamA, Allowed),
+        ("builder", builder, PullA, Allowed),
+        ("builder", builder, Catalog, Forbidden),
+        ("admin", admin, Webhook, Allowed),
+        ("alice", alice, Webhook, Forbidden),
+        ("robot", robot, Webhook, Forbidden),
+        ("anonymous", anon, Webhook, Unauthorized),
         ("forged", forged, ListStreamsA, Unauthorized),
         ("forged", forged, PullA, Unauthorized),
     ];
