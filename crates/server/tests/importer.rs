@@ -718,3 +718,50 @@ async fn deleting_a_stream_cancels_its_queued_and_running_imports() {
     wait_tag(&h, "small", "1", failed_with("NotFound")).await;
     assert_eq!(source.started.load(SeqCst), per_registry);
 }
+
+/// CVE list of issue 16: importing with another namespace's secret. A pull secret
+/// in namespace `other` never unlocks an import into `default`; the same secret in
+/// `default` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_namespaces_pull_secret_is_never_used() {
+    let opts = DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    };
+    let Some(dist) = Distribution::start_with(opts) else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
+    let secret = json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+                        "stringData": {".dockerconfigjson": cfg}});
+    let r = h
+        .post(
+            "/api/v1/namespaces",
+            &json!({"metadata": {"name": "other"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h.post("/api/v1/namespaces/other/secrets", &secret).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
+    let status = wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
+    assert!(!imported(&status), "other's secret was used: {status}");
+    let r = h.post("/api/v1/namespaces/default/secrets", &secret).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h
+        .patch(
+            &format!("{IS}/private"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/spec/tags/0/generation", "value": 0}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let status = wait_tag(&h, "private", "1.0", imported).await;
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+}
