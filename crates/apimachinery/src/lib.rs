@@ -8,6 +8,7 @@
 //! [`StoredResource`](stored::StoredResource) with a [`Strategy`](stored::Strategy) —
 //! with [`ApiServer::new`]. May call `moor-store` and `moor-api`, nothing else of moor.
 
+pub mod admission;
 pub mod apply;
 pub mod codec;
 pub mod discovery;

@@ -17,6 +17,7 @@ use moor_store::Store;
 use serde_json::{Value, json};
 
 use crate::auth::rbac::Policy;
+use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use moor_apimachinery::codec::decode_as;
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::*;
@@ -289,11 +290,11 @@ impl Strategy for RbacStrategy {
     }
 }
 
-/// A stored RBAC resource whose writes pass the escalation check and wait for the
-/// authorizer to see them.
-pub struct Guarded {
+/// The escalation check of an RBAC resource's writes; a write returns once the
+/// authorizer has seen it.
+pub struct EscalationCheck {
     kind: Kind,
-    inner: StoredResource,
+    gr: moor_apimachinery::resource::GroupResource,
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
 }
@@ -308,7 +309,7 @@ fn grants(obj: &Value) -> (Vec<PolicyRule>, bool, Option<RoleRef>) {
     )
 }
 
-impl Guarded {
+impl EscalationCheck {
     /// kube's `policybased` storages: may `user` write `new` (replacing `old`)?
     fn check(
         &self,
@@ -352,13 +353,26 @@ impl Guarded {
             },
         };
         result.map_err(|e| ApiError::ForbiddenOn {
-            gr: self.inner.def().group_resource(),
+            gr: self.gr.clone(),
             name: name.to_owned(),
             message: e.to_string(),
         })
     }
+}
 
-    async fn settle(&self, written: &Value) {
+#[async_trait]
+impl WriteAdmission for EscalationCheck {
+    fn admit(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        _subresource: Option<&str>,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        self.check(ctx.user.as_ref(), ns, new, old)
+    }
+    async fn after_write(&self, written: &Value) {
         let rv = written
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -367,98 +381,10 @@ impl Guarded {
             self.policy.wait_for(rv).await;
         }
     }
-}
-
-#[async_trait]
-impl RestStorage for Guarded {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    fn merge_keys(&self) -> moor_apimachinery::patch::MergeKeys {
-        self.inner.merge_keys()
-    }
-    async fn get(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        self.check(ctx.user.as_ref(), ns, &obj, None)?;
-        let written = self.inner.create(ctx, ns, obj).await?;
-        self.settle(&written).await;
-        Ok(written)
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        let checked = |old: Option<Value>| {
-            let new = update(old.clone())?;
-            self.check(ctx.user.as_ref(), ns, &new, old.as_ref())?;
-            Ok(new)
-        };
-        let (written, created) = self
-            .inner
-            .update(ctx, ns, name, subresource, &checked, create_if_missing)
-            .await?;
-        self.settle(&written).await;
-        Ok((written, created))
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        let gone = self.inner.delete(ctx, ns, name, pre).await?;
+    async fn after_delete(&self, _gone: &Value) {
         if let Ok(rev) = self.store.current_revision().await {
             self.policy.wait_for(rev).await;
         }
-        Ok(gone)
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
     }
 }
 
@@ -480,12 +406,20 @@ pub fn all(
             kind,
             def: kind.def(),
         });
-        Arc::new(Guarded {
+        let check = EscalationCheck {
             kind,
-            inner: StoredResource::new(store.clone(), strategy, serving.clone()),
+            gr: strategy.def.group_resource(),
             store: store.clone(),
             policy: policy.clone(),
-        }) as Arc<dyn RestStorage>
+        };
+        Admitted::wrap(
+            Arc::new(StoredResource::new(
+                store.clone(),
+                strategy,
+                serving.clone(),
+            )),
+            check,
+        )
     })
     .collect()
 }

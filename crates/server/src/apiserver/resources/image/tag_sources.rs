@@ -5,22 +5,21 @@
 //! or whose source changed are checked, as OpenShift does; a refusal is a 422 whose
 //! cause is `spec.tags[NAME].from: Forbidden: NS/STREAM`.
 //!
-//! A wrapper around the served `imagestreams` and `imagestreamtags`; in-process
+//! An admission check of the served `imagestreams` and `imagestreamtags`; in-process
 //! callers (the importer, controllers) use the storages underneath.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use moor_api::authz::{self, UserInfo};
 use moor_api::image::{KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG};
 use moor_api::validation::FieldError;
 use serde_json::Value;
 
 use crate::auth::Authorizer;
+use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::*;
-use moor_apimachinery::table::TableDef;
+use moor_apimachinery::resource::{GroupResource, RequestContext, RestStorage};
 
 /// One tag's source: (field path, kind, namespace or "", name).
 type Source = (String, String, String, String);
@@ -73,20 +72,23 @@ fn sources(obj: &Value, is_stream: bool) -> BTreeMap<String, Source> {
 
 /// Checks the pull right on other namespaces' streams that a write tags from.
 pub struct TagSourceAccess {
-    inner: Arc<dyn RestStorage>,
     authz: Arc<dyn Authorizer>,
     is_stream: bool,
+    gr: GroupResource,
+    kind: &'static str,
 }
 
 impl TagSourceAccess {
     /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
     pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
-        let is_stream = inner.def().plural == "imagestreams";
-        Arc::new(TagSourceAccess {
-            inner,
+        let def = inner.def();
+        let access = TagSourceAccess {
             authz,
-            is_stream,
-        })
+            is_stream: def.plural == "imagestreams",
+            gr: def.group_resource(),
+            kind: def.kind,
+        };
+        Admitted::wrap(inner, access)
     }
 
     fn verify(
@@ -130,106 +132,28 @@ impl TagSourceAccess {
         if errors.is_empty() {
             return Ok(());
         }
-        let def = self.inner.def();
         let name = new
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        Err(ApiError::invalid(
-            &def.group_resource(),
-            def.kind,
-            name,
-            &errors,
-        ))
+        Err(ApiError::invalid(&self.gr, self.kind, name, &errors))
     }
 }
 
-#[async_trait]
-impl RestStorage for TagSourceAccess {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    fn merge_keys(&self) -> moor_apimachinery::patch::MergeKeys {
-        self.inner.merge_keys()
-    }
-    async fn get(
+#[async_trait::async_trait]
+impl WriteAdmission for TagSourceAccess {
+    fn admit(
         &self,
         ctx: &RequestContext,
         ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        self.verify(ctx.user.as_ref(), ns, &obj, None)?;
-        self.inner.create(ctx, ns, obj).await
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
         subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        // The status subresource holds no tag sources a user writes.
         if subresource.is_some() {
-            return self
-                .inner
-                .update(ctx, ns, name, subresource, update, create_if_missing)
-                .await;
+            return Ok(());
         }
-        let checked = |old: Option<Value>| {
-            let new = update(old.clone())?;
-            self.verify(ctx.user.as_ref(), ns, &new, old.as_ref())?;
-            Ok(new)
-        };
-        self.inner
-            .update(ctx, ns, name, subresource, &checked, create_if_missing)
-            .await
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.inner.delete(ctx, ns, name, pre).await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
+        self.verify(ctx.user.as_ref(), ns, new, old)
     }
 }

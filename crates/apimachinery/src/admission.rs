@@ -1,0 +1,151 @@
+//! Validating admission in small: [`Admitted`] wraps a storage and asks a
+//! [`WriteAdmission`] about every object before it is written (create, update, and
+//! the object an update step produced), and tells it after each write. Reads, watches
+//! and deletes pass through. The composition root wraps the served storages;
+//! in-process callers keep the storages underneath.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::patch::MergeKeys;
+use crate::resource::*;
+use crate::table::TableDef;
+
+/// A check of writes, with the request's user in `ctx`.
+#[async_trait]
+pub trait WriteAdmission: Send + Sync + 'static {
+    /// May `new` be written in `ns` (replacing `old`; `None` on create)? Called for
+    /// writes of the main resource and of `subresource`.
+    fn admit(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        subresource: Option<&str>,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError>;
+    /// After a create or update wrote `written`.
+    async fn after_write(&self, _written: &Value) {}
+    /// After a delete removed `gone`.
+    async fn after_delete(&self, _gone: &Value) {}
+}
+
+/// `inner` with its writes admitted by `admission`.
+pub struct Admitted<A> {
+    inner: Arc<dyn RestStorage>,
+    admission: A,
+}
+
+impl<A: WriteAdmission> Admitted<A> {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn RestStorage>, admission: A) -> Arc<dyn RestStorage> {
+        Arc::new(Admitted { inner, admission })
+    }
+}
+
+#[async_trait]
+impl<A: WriteAdmission> RestStorage for Admitted<A> {
+    fn def(&self) -> &ResourceDef {
+        self.inner.def()
+    }
+    fn table(&self) -> TableDef {
+        self.inner.table()
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        self.inner.decode(body)
+    }
+    fn merge_keys(&self) -> MergeKeys {
+        self.inner.merge_keys()
+    }
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.inner.get(ctx, ns, name).await
+    }
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        self.inner.list(ctx, ns, opts).await
+    }
+    async fn list_encoded(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        self.inner.list_encoded(ctx, ns, opts).await
+    }
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.admission.admit(ctx, ns, None, &obj, None)?;
+        let written = self.inner.create(ctx, ns, obj).await?;
+        self.admission.after_write(&written).await;
+        Ok(written)
+    }
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let admitted = |old: Option<Value>| {
+            let new = update(old.clone())?;
+            self.admission
+                .admit(ctx, ns, subresource, &new, old.as_ref())?;
+            Ok(new)
+        };
+        let (written, created) = self
+            .inner
+            .update(ctx, ns, name, subresource, &admitted, create_if_missing)
+            .await?;
+        self.admission.after_write(&written).await;
+        Ok((written, created))
+    }
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        let gone = self.inner.delete(ctx, ns, name, pre).await?;
+        self.admission.after_delete(&gone).await;
+        Ok(gone)
+    }
+    async fn create_subresource(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.inner
+            .create_subresource(ctx, ns, name, subresource, body)
+            .await
+    }
+    async fn watch(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        self.inner.watch(ctx, ns, opts).await
+    }
+}
