@@ -151,6 +151,55 @@ workload_type!(JOBS, "Job", "batch", "jobs", "job", []);
 workload_type!(CRON_JOBS, "CronJob", "batch", "cronjobs", "cronjob", ["cj"]);
 workload_type!(PODS, "Pod", "", "pods", "pod", ["po"]);
 
+/// core/v1 `serviceaccounts`.
+pub static SERVICE_ACCOUNTS: ResourceType = ResourceType {
+    kind: "ServiceAccount",
+    group: "",
+    version: "v1",
+    plural: "serviceaccounts",
+    singular: "serviceaccount",
+    short_names: &["sa"],
+    namespaced: true,
+};
+
+macro_rules! rbac_type {
+    ($name:ident, $kind:literal, $plural:literal, $singular:literal, $namespaced:literal) => {
+        #[doc = concat!("`", $plural, ".rbac.authorization.k8s.io` (", $kind, ").")]
+        pub static $name: ResourceType = ResourceType {
+            kind: $kind,
+            group: "rbac.authorization.k8s.io",
+            version: "v1",
+            plural: $plural,
+            singular: $singular,
+            short_names: &[],
+            namespaced: $namespaced,
+        };
+    };
+}
+
+rbac_type!(ROLES, "Role", "roles", "role", true);
+rbac_type!(
+    CLUSTER_ROLES,
+    "ClusterRole",
+    "clusterroles",
+    "clusterrole",
+    false
+);
+rbac_type!(
+    ROLE_BINDINGS,
+    "RoleBinding",
+    "rolebindings",
+    "rolebinding",
+    true
+);
+rbac_type!(
+    CLUSTER_ROLE_BINDINGS,
+    "ClusterRoleBinding",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    false
+);
+
 /// Every type the CLI knows, in the order help lists them.
 pub static ALL: &[&ResourceType] = &[
     &IMAGE_STREAMS,
@@ -167,6 +216,11 @@ pub static ALL: &[&ResourceType] = &[
     &JOBS,
     &CRON_JOBS,
     &PODS,
+    &SERVICE_ACCOUNTS,
+    &ROLES,
+    &CLUSTER_ROLES,
+    &ROLE_BINDINGS,
+    &CLUSTER_ROLE_BINDINGS,
 ];
 
 /// Errors from naming a resource type.

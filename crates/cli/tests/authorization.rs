@@ -123,6 +123,19 @@ fn policy_grants_and_takes_back() {
     assert_eq!(can_create(&alice), (0, "yes".to_string()));
     assert!(kubectl_lists_streams(&k, "alice-token", "team-a"));
     assert_eq!(rolebinding_names(&k, "team-a"), vec!["edit"]);
+    // moor's own get reads RBAC objects and ServiceAccounts too.
+    let table = server.ok(&["get", "rolebindings", "-n", "team-a"]);
+    assert!(
+        table.contains("ROLE") && table.contains("ClusterRole/edit"),
+        "{table}"
+    );
+    let table = server.ok(&["get", "sa", "-n", "team-a"]);
+    assert!(table.contains("default"), "{table}");
+    let names = server.ok(&["get", "clusterrole", "system:image-puller", "-o", "name"]);
+    assert_eq!(
+        names.trim(),
+        "clusterrole.rbac.authorization.k8s.io/system:image-puller"
+    );
     // Already bound: nothing new.
     server.ok(&[
         "policy",
