@@ -9,6 +9,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod compactor;
+pub mod encryption;
 pub mod idle;
 pub mod importer;
 pub mod listener;
