@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod clock;

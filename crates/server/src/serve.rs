@@ -63,6 +63,10 @@ pub enum ServeError {
     Registry(String),
     #[error("{0}")]
     Triggers(#[from] crate::lookup::triggers::TriggerError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("--encryption-provider-config: {0}")]
+    Encryption(#[from] crate::encryption::EncryptionError),
 }
 
 /// Everything `moor serve` is told.
@@ -106,6 +110,11 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
     pub uploads: crate::registry::UploadLimits,
+    /// `--encryption-provider-config FILE`: kube's `EncryptionConfiguration`, applied
+    /// to the store's values.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// `--audit-log-path` and its rotation.
+    pub audit: crate::audit::AuditOptions,
 }
 
 /// What one client may hold of the listener: the bound on open connections and the
@@ -168,6 +177,8 @@ impl Default for ServeOptions {
             registry_anonymous_pull: false,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
+            encryption_provider_config: None,
+            audit: Default::default(),
         }
     }
 }
@@ -187,6 +198,30 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
         Some(u) if u.starts_with("sqlite://") => sqlite(Path::new(&u["sqlite://".len()..])),
         Some("memory://") => Ok(Arc::new(MemoryStore::new())),
         Some(other) => Err(ServeError::StoreUrl(other.to_string())),
+    }
+}
+
+/// `--encryption-provider-config`, read and checked (`None` without the flag).
+fn encryption_config(
+    opts: &ServeOptions,
+) -> Result<Option<crate::encryption::EncryptionConfig>, ServeError> {
+    Ok(match &opts.encryption_provider_config {
+        Some(path) => Some(crate::encryption::EncryptionConfig::load(path)?),
+        None => None,
+    })
+}
+
+/// `store` with the configured resources' values encrypted at rest.
+fn encrypted(
+    store: Arc<dyn Store>,
+    config: Option<crate::encryption::EncryptionConfig>,
+) -> Arc<dyn Store> {
+    match config {
+        Some(config) => {
+            tracing::info!(rules = ?config, "encrypting resources at rest");
+            Arc::new(crate::encryption::EncryptedStore::new(store, config))
+        }
+        None => store,
     }
 }
 
@@ -447,10 +482,12 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         path: opts.data_dir.clone(),
         source,
     })?;
+    let encryption = encryption_config(opts)?;
     let store = match overrides.store {
         Some(store) => store,
         None => open_store(opts.store.as_deref(), &opts.data_dir)?,
     };
+    let store = encrypted(store, encryption);
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
@@ -520,8 +557,10 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             ensure_admin_token(&store, existing.as_deref()).await?
         }
     };
+    let audit = crate::audit::Audit::start(&opts.audit)?;
+    audit.register_metrics(&metrics);
     let auth = AuthLayer {
-        authn: Arc::new(authn),
+        authn: audit.observe(Arc::new(authn)),
         authz: Arc::new(AllowAuthenticated),
     };
     let registry = if overrides.api_only {
@@ -560,6 +599,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         registry,
+        audit,
     };
     let loops = overrides.loops;
     let mut tasks = Vec::new();
@@ -657,7 +697,7 @@ impl Built {
             stop.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let ready = state.ready.clone();
-        let service = app(state).into_make_service();
+        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let limits = fit_connection_bound(&connections);
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
         let mut server = axum_server::Server::<Peer>::from_listener(BoundedListener::new(
