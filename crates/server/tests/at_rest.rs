@@ -110,6 +110,41 @@ async fn raw(store: &Arc<dyn Store>, name: &str) -> Vec<u8> {
     store.get(&key).await.unwrap().unwrap().value.to_vec()
 }
 
+/// The body of a watch request through the router.
+async fn watch(h: &MoorServer, path: &str) -> axum::body::BodyDataStream {
+    let req = Request::get(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(h.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body().into_data_stream()
+}
+
+/// The next watch event of `body` (one JSON line).
+async fn next_event(body: &mut axum::body::BodyDataStream) -> Value {
+    use futures::StreamExt;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let event: Value = serde_json::from_slice(&line).unwrap();
+            if event["type"] != "BOOKMARK" {
+                return event;
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("a watch event")
+            .expect("the watch goes on")
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+    }
+}
+
 /// Rewrites secret `name` unchanged (what `kubectl replace` does after a key rotation).
 async fn rewrite(h: &MoorServer, name: &str) {
     let current = h.get(&format!("{SECRETS}/{name}")).await.body;
@@ -136,21 +171,31 @@ async fn secrets_are_encrypted_at_rest_and_keys_rotate() {
     let enc1 = config(&[("aesgcm", "key1", k1)]);
     let h = moor(dir.path(), &store, "enc1", Some(&enc1)).await;
     assert_eq!(password(&h, "legacy").await, "old-value");
+    let rv = h.get(SECRETS).await.body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch = watch(&h, &format!("{SECRETS}?watch=true&resourceVersion={rv}")).await;
     let r = h.post(SECRETS, &secret("db", VALUE)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["data"]["password"], STANDARD.encode(VALUE));
     assert_eq!(password(&h, "db").await, VALUE);
-    let list = h.get(SECRETS).await;
-    let names: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["db", "legacy"]);
+    // Watch events and list pages are decrypted too.
+    let added = next_event(&mut watch).await;
+    assert_eq!(added["type"], "ADDED");
+    assert_eq!(added["object"]["data"]["password"], STANDARD.encode(VALUE));
+    let page = h.get(&format!("{SECRETS}?limit=1")).await.body;
+    assert_eq!(page["items"][0]["metadata"]["name"], "db");
+    assert_eq!(page["items"][0]["data"]["password"], STANDARD.encode(VALUE));
+    let next = page["metadata"]["continue"].as_str().unwrap();
+    let page = h
+        .get(&format!("{SECRETS}?limit=1&continue={next}"))
+        .await
+        .body;
+    assert_eq!(page["items"][0]["metadata"]["name"], "legacy");
     assert_eq!(
-        list.body["items"][0]["data"]["password"],
-        STANDARD.encode(VALUE)
+        page["items"][0]["data"]["password"],
+        STANDARD.encode("old-value")
     );
     assert!(
         raw(&store, "db")
