@@ -70,7 +70,7 @@ pub struct Audit {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Message>,
     dropped: Counter,
     events: Counter,
 }
@@ -133,6 +133,21 @@ impl Audit {
         }
     }
 
+    /// Waits until every event queued so far is written and flushed (at most
+    /// `timeout`): `moor serve` calls it when it stops, so no event is lost.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        let Some(inner) = &self.inner else { return };
+        let (done, written) = tokio::sync::oneshot::channel();
+        let flushed = async {
+            if inner.tx.send(Message::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        };
+        if tokio::time::timeout(timeout, flushed).await.is_err() {
+            tracing::warn!("the audit log was not flushed in {timeout:?}");
+        }
+    }
+
     fn send(&self, event: &Event) {
         let Some(inner) = &self.inner else { return };
         let mut line = match serde_json::to_vec(event) {
@@ -143,7 +158,7 @@ impl Audit {
             }
         };
         line.push(b'\n');
-        match inner.tx.try_send(line) {
+        match inner.tx.try_send(Message::Line(line)) {
             Ok(()) => {
                 inner.events.inc();
             }
@@ -425,19 +440,35 @@ impl Sink {
     }
 }
 
+/// What the writer thread is sent.
+enum Message {
+    /// One event's JSON line.
+    Line(Vec<u8>),
+    /// Answer once everything before is written and flushed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// The writer thread: drains what is queued, then flushes, until the senders are gone.
-fn write_loop(mut rx: mpsc::Receiver<Vec<u8>>, mut sink: Sink) {
-    while let Some(line) = rx.blocking_recv() {
-        let mut result = sink.write_line(&line);
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(line) => result = sink.write_line(&line),
-                Err(_) => break,
+fn write_loop(mut rx: mpsc::Receiver<Message>, mut sink: Sink) {
+    let mut next = rx.blocking_recv();
+    while next.is_some() {
+        let mut waiting = Vec::new();
+        let mut result = Ok(());
+        while let Some(message) = next {
+            match message {
+                Message::Line(line) if result.is_ok() => result = sink.write_line(&line),
+                Message::Line(_) => {}
+                Message::Flush(done) => waiting.push(done),
             }
+            next = rx.try_recv().ok();
         }
         if let Err(e) = result.and_then(|()| sink.flush()) {
             tracing::warn!(error = %e, "writing the audit log failed");
         }
+        for done in waiting {
+            let _ = done.send(());
+        }
+        next = rx.blocking_recv();
     }
 }
 
@@ -632,6 +663,67 @@ mod tests {
         RotatingFile::open(&path, 0, 0).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn sample() -> Event {
+        Event {
+            kind: "Event",
+            api_version: "audit.k8s.io/v1",
+            level: "Metadata",
+            audit_id: "id".into(),
+            stage: "ResponseComplete",
+            request_uri: "/".into(),
+            verb: "create".into(),
+            user: EventUser {
+                username: "u".into(),
+                uid: String::new(),
+                groups: Vec::new(),
+            },
+            source_ips: Vec::new(),
+            user_agent: None,
+            object_ref: ObjectRef::default(),
+            response_status: ResponseStatus {
+                metadata: Default::default(),
+                code: 201,
+            },
+            request_received_timestamp: String::new(),
+            stage_timestamp: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_returns_once_every_queued_event_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::start(&AuditOptions {
+            path: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..500 {
+            audit.send(&sample());
+        }
+        audit.flush(std::time::Duration::from_secs(30)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 500);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        // A queue of one that nobody drains: the second event cannot wait.
+        let (tx, _rx) = mpsc::channel(1);
+        let audit = Audit {
+            inner: Some(Arc::new(Inner {
+                tx,
+                dropped: Counter::default(),
+                events: Counter::default(),
+            })),
+        };
+        audit.send(&sample());
+        audit.send(&sample());
+        let inner = audit.inner.as_ref().unwrap();
+        assert_eq!((inner.events.get(), inner.dropped.get()), (1, 1));
     }
 
     #[test]

@@ -697,6 +697,7 @@ impl Built {
             stop.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let ready = state.ready.clone();
+        let audit = state.audit.clone();
         let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let limits = fit_connection_bound(&connections);
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
@@ -747,7 +748,9 @@ impl Built {
         })?;
         ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, url = %url, kubeconfig = %kubeconfig.display(), "moor is serving");
-        match server.await {
+        let served = server.await;
+        audit.flush(Duration::from_secs(5)).await;
+        match served {
             Ok(result) => result.map_err(ServeError::Serve),
             Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         }
