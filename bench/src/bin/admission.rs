@@ -163,8 +163,11 @@ async fn main() -> Result<()> {
             .collect(),
     );
     let url = format!("{}/admission/image-policy", moor.url);
+    // The webhook answers only allowed callers: the admin token is one.
+    let token = moor.token.clone();
     let post = move |c: &reqwest::Client, i: usize| {
         c.post(url.as_str())
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(bodies[i].clone())
     };

@@ -95,6 +95,22 @@ pub fn parse_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
+/// Parses an object body of any media type moor reads: JSON, YAML, or Kubernetes
+/// protobuf for the built-in kinds [`protobuf`](crate::protobuf) decodes. `expected`
+/// is the `(apiVersion, kind)` the URL's resource takes (a protobuf envelope must
+/// name it; a resource whose kind has no protobuf form is 415); `None` takes any
+/// kind the envelope names. For handlers outside the generic ones (review APIs).
+pub fn parse_object_body(
+    media: &str,
+    body: &[u8],
+    expected: Option<(&str, &str)>,
+) -> Result<Value, ApiError> {
+    if media == crate::protobuf::MEDIA_TYPE {
+        return crate::protobuf::decode_object(body, expected);
+    }
+    parse_body(media, body)
+}
+
 /// Parses a YAML (or JSON, which is YAML) document into JSON.
 pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
     check_depth(body)?;
@@ -140,5 +156,24 @@ mod tests {
             media_type(Some("application/json; charset=utf-8")),
             "application/json"
         );
+    }
+
+    #[test]
+    fn object_bodies_by_media_type() {
+        let pb = crate::protobuf::MEDIA_TYPE;
+        assert_eq!(
+            parse_object_body("application/json", b"{\"a\":1}", None).unwrap(),
+            json!({"a": 1})
+        );
+        // No protobuf form for the resource's kind: 415, as for custom resources.
+        assert!(matches!(
+            parse_object_body(pb, b"k8s\0", Some(("image.openshift.io/v1", "ImageStream"))),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        // A built-in kind: the body must decode.
+        assert!(matches!(
+            parse_object_body(pb, b"nope", Some(("v1", "Secret"))),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

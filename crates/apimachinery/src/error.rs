@@ -45,6 +45,17 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// An authorizer's refusal, worded as kube-apiserver's
+    /// (`imagestreams.image.openshift.io "x" is forbidden: User "u" cannot ...`).
+    #[error("{}", forbidden_message(gr, name, message))]
+    ForbiddenOn {
+        /// The resource asked for (empty for a non-resource path).
+        gr: GroupResource,
+        /// The object's name, or `""`.
+        name: String,
+        /// Who could not do what, and why.
+        message: String,
+    },
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("the server does not allow this method on the requested resource")]
@@ -145,7 +156,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } | ApiError::EntityTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -167,7 +178,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenOn { .. } => "Forbidden",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::TooLarge { .. } | ApiError::EntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -193,7 +204,8 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound { gr, name }
             | ApiError::AlreadyExists { gr, name }
-            | ApiError::Conflict { gr, name, .. } => {
+            | ApiError::Conflict { gr, name, .. }
+            | ApiError::ForbiddenOn { gr, name, .. } => {
                 Some(json!({"name": name, "group": gr.group, "kind": gr.resource}))
             }
             ApiError::Invalid {
@@ -244,6 +256,15 @@ impl From<moor_store::StoreError> for ApiError {
                 source: Some(Box::new(other)),
             },
         }
+    }
+}
+
+/// kube's `NewForbidden` wording.
+fn forbidden_message(gr: &GroupResource, name: &str, message: &str) -> String {
+    match (gr.resource.is_empty(), name.is_empty()) {
+        (true, _) => format!("forbidden: {message}"),
+        (false, true) => format!("{gr} is forbidden: {message}"),
+        (false, false) => format!("{gr} {name:?} is forbidden: {message}"),
     }
 }
 

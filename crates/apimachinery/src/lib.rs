@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod patch;
 #[cfg(test)]
 mod proptests;
+pub mod protobuf;
 pub mod request_info;
 pub mod resource;
 pub mod selectors;

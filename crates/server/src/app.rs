@@ -63,7 +63,9 @@ pub fn app(state: AppState) -> Router {
             "/version",
             get(|| async { axum::Json(moor_apimachinery::discovery::version()) }),
         )
-        .merge(crate::lookup::admission::router(state.api.clone()));
+        .merge(crate::lookup::admission::router(state.api.clone()).layer(
+            middleware::from_fn_with_state(state.auth.clone(), auth::require_admission_caller),
+        ));
     let open = match &state.registry {
         Some(r) => open.merge(crate::registry::router(r.clone())),
         None => open,

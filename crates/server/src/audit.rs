@@ -6,15 +6,15 @@
 //! header but `User-Agent`.
 //!
 //! [`record`] is a middleware outside the authentication layers: it learns the user
-//! from the authenticator through a task-local slot ([`Audit::observe`] wraps the
-//! authenticator), so that a 403 still names who was refused; a request without an
-//! accepted credential is `system:anonymous`.
+//! through a task-local slot that the auth layer fills ([`note_user`]) as soon as a
+//! credential is accepted, so that a 403 still names who was refused; a request
+//! without an accepted credential is `system:anonymous`.
 //!
 //! Events go through a bounded channel ([`QUEUE_CAPACITY`]) to a writer thread that
 //! owns the file, so a slow disk never holds a request. When the queue is full the
 //! event is dropped and counted in `moor_audit_events_dropped_total` (kube's
 //! batching backend drops the same way), with a warning in the server log.
-//! Calls the filesystem, the authenticator seam and tokio only.
+//! Calls the filesystem and tokio only.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use async_trait::async_trait;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
@@ -31,7 +30,6 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::auth::Authenticator;
 use moor_api::authz::names;
 use moor_apimachinery::resource::UserInfo;
 
@@ -125,14 +123,6 @@ impl Audit {
         }
     }
 
-    /// `authn`, telling the audit layer whom it accepted for the request in flight.
-    pub fn observe(&self, authn: Arc<dyn Authenticator>) -> Arc<dyn Authenticator> {
-        match self.inner {
-            Some(_) => Arc::new(Observed(authn)),
-            None => authn,
-        }
-    }
-
     /// Waits until every event queued so far is written and flushed (at most
     /// `timeout`): `moor serve` calls it when it stops, so no event is lost.
     pub async fn flush(&self, timeout: std::time::Duration) {
@@ -181,17 +171,12 @@ tokio::task_local! {
     static REQUEST_USER: Arc<OnceLock<UserInfo>>;
 }
 
-/// An authenticator that notes the first user it accepts in the audited request's slot.
-struct Observed(Arc<dyn Authenticator>);
-
-#[async_trait]
-impl Authenticator for Observed {
-    async fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        let user = self.0.authenticate(token).await?;
-        // Outside an audited request (no slot) there is nothing to note.
-        let _ = REQUEST_USER.try_with(|slot| slot.set(user.clone()));
-        Some(user)
-    }
+/// Tells the audit layer who the request in flight is (the first user noted wins:
+/// the caller, not a token it asks about). [`AuthLayer`](crate::auth::AuthLayer)
+/// calls it once it has authenticated a credential; outside an audited request it
+/// does nothing.
+pub fn note_user(user: &UserInfo) {
+    let _ = REQUEST_USER.try_with(|slot| slot.set(user.clone()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
 use crate::auth::{
-    AdminToken, AllowAuthenticated, AuthLayer, ensure_admin_token, token_from_kubeconfig,
+    AdminToken, AuthLayer, Authenticators, ensure_admin_token, token_from_kubeconfig,
 };
 use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
@@ -59,6 +59,10 @@ pub enum ServeError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("--client-ca-file {0}")]
+    ClientCa(String),
+    #[error("--token-auth-file {0}")]
+    TokenFile(String),
     #[error("registry storage: {0}")]
     Registry(String),
     #[error("{0}")]
@@ -104,8 +108,17 @@ pub struct ServeOptions {
     /// `--workload-kubeconfig FILE`: the API whose workloads image triggers update
     /// (default: moor's own).
     pub workload_kubeconfig: Option<PathBuf>,
-    /// `--registry-anonymous-pull`: the registry serves GET/HEAD without credentials.
+    /// `--registry-anonymous-pull` (deprecated): anonymous callers may pull from every
+    /// stream, whatever RBAC says. Bind `system:image-puller` to
+    /// `system:unauthenticated` in a namespace instead.
     pub registry_anonymous_pull: bool,
+    /// `--token-auth-file FILE`: kube-apiserver's static token CSV
+    /// (`token,user,uid,"group1,group2"`), kept only as hashes.
+    pub token_auth_file: Option<PathBuf>,
+    /// `--client-ca-file FILE`: CAs whose client certificates authenticate (CommonName
+    /// the user, Organizations the groups), as kube-apiserver's flag; such callers
+    /// may also call the admission webhook.
+    pub client_ca_file: Option<PathBuf>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -175,12 +188,22 @@ impl Default for ServeOptions {
             registry_ca: Vec::new(),
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
+            token_auth_file: None,
+            client_ca_file: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
             encryption_provider_config: None,
             audit: Default::default(),
         }
     }
+}
+
+/// Reads `--token-auth-file`.
+fn read_token_file(path: &Path) -> Result<moor_api::authz::tokenfile::TokenFile, ServeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServeError::TokenFile(format!("{}: {e}", path.display())))?;
+    moor_api::authz::tokenfile::TokenFile::parse(&text)
+        .map_err(|e| ServeError::TokenFile(format!("{}: {e}", path.display())))
 }
 
 /// Opens the store a `--store` URL names. A SQLite database and its `-wal` and
@@ -467,6 +490,8 @@ pub struct Built {
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
     listener: std::net::TcpListener,
     tls: Option<crate::tls::TlsMaterial>,
+    /// The listener's TLS configuration (with client CAs when given).
+    tls_config: Option<Arc<rustls::ServerConfig>>,
     connections: ConnectionLimits,
     kubeconfig: PathBuf,
     /// The data dir's lock, held until the server stops.
@@ -506,6 +531,24 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             &opts.data_dir.join("tls"),
             &[opts.listen.clone(), registry_hostname.clone()],
         )?)
+    };
+    let client_ca = match &opts.client_ca_file {
+        Some(path) if tls.is_some() => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| ServeError::ClientCa(format!("{}: {e}", path.display())))?,
+        ),
+        Some(_) => {
+            tracing::warn!("--client-ca-file has no effect with --plain-http");
+            None
+        }
+        None => None,
+    };
+    let tls_config = match &tls {
+        Some(m) => Some(Arc::new(
+            crate::auth::x509::server_config(&m.cert_pem, &m.key_pem, client_ca.as_deref())
+                .map_err(|e| ServeError::ClientCa(e.to_string()))?,
+        )),
+        None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
@@ -559,10 +602,40 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     };
     let audit = crate::audit::Audit::start(&opts.audit)?;
     audit.register_metrics(&metrics);
-    let auth = AuthLayer {
-        authn: audit.observe(Arc::new(authn)),
-        authz: Arc::new(AllowAuthenticated),
+    let mut authenticators = Authenticators::default().with(Arc::new(authn));
+    if let Some(path) = &opts.token_auth_file {
+        authenticators = authenticators.with(Arc::new(read_token_file(path)?));
+    }
+    let policy = Arc::new(crate::auth::rbac::Policy::default());
+    for storage in
+        crate::apiserver::resources::rbac::all(store.clone(), &config.serving, policy.clone())
+    {
+        resources.register(storage);
+    }
+    let authz: Arc<dyn crate::auth::Authorizer> = if opts.registry_anonymous_pull {
+        tracing::warn!(
+            "--registry-anonymous-pull is deprecated: bind the ClusterRole system:image-puller \
+             to the group system:unauthenticated in the namespaces to make public"
+        );
+        Arc::new(crate::auth::AnonymousPull(policy.clone()))
+    } else {
+        policy.clone()
     };
+    let authn: Arc<dyn crate::auth::Authenticator> = Arc::new(authenticators);
+    for storage in
+        crate::apiserver::resources::reviews::all(policy.clone(), authz.clone(), authn.clone())
+    {
+        resources.register(storage);
+    }
+    for plural in ["imagestreams", "imagestreamtags"] {
+        resources.guard(moor_api::authz::registry::IMAGE_GROUP, plural, |s| {
+            crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard(
+                s,
+                authz.clone(),
+            )
+        });
+    }
+    let auth = AuthLayer { authn, authz };
     let registry = if overrides.api_only {
         None
     } else {
@@ -593,6 +666,12 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     crate::apiserver::bootstrap(&api)
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    crate::auth::rbac::reconcile_bootstrap(store.as_ref())
+        .await
+        .map_err(|e| ServeError::Bootstrap(format!("RBAC policy: {e}")))?;
+    crate::auth::rbac::refresh(store.as_ref(), &policy).await?;
+    // Namespaces created from here on get their bindings from the follower.
+    let namespaces_from = store.current_revision().await?;
     let state = AppState {
         api,
         auth,
@@ -602,7 +681,16 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         audit,
     };
     let loops = overrides.loops;
-    let mut tasks = Vec::new();
+    let mut tasks = vec![
+        tokio::spawn(crate::auth::rbac::run_policy_watch(
+            store.clone(),
+            policy.clone(),
+        )),
+        tokio::spawn(crate::auth::rbac::run_namespace_bindings(
+            store.clone(),
+            namespaces_from,
+        )),
+    ];
     if loops.compactor {
         tasks.push(tokio::spawn(crate::compactor::run(
             store.clone(),
@@ -657,6 +745,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         tasks,
         listener,
         tls,
+        tls_config,
         connections: opts.connections.clone(),
         kubeconfig,
         data_dir_lock,
@@ -684,6 +773,7 @@ impl Built {
             tasks: _,
             listener,
             tls,
+            tls_config,
             connections,
             kubeconfig,
             data_dir_lock,
@@ -716,14 +806,9 @@ impl Built {
             .http2()
             .keep_alive_interval(H2_PING_INTERVAL)
             .keep_alive_timeout(H2_PING_TIMEOUT);
-        let server = match &tls {
-            Some(m) => {
-                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-                    m.cert_pem.clone().into_bytes(),
-                    m.key_pem.clone().into_bytes(),
-                )
-                .await
-                .map_err(ServeError::Serve)?;
+        let server = match tls_config {
+            Some(config) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
                 let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
                     .handshake_timeout(limits.tls_handshake_timeout);
                 let server =

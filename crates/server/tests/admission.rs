@@ -66,13 +66,19 @@ async fn setup() -> MoorServer {
     h
 }
 
-/// POSTs a review without credentials (kube-apiserver sends none by default).
+/// POSTs a review as `token` (`None`: without credentials).
+async fn review_as(h: &MoorServer, token: Option<&str>, body: &Value) -> Resp {
+    let mut req =
+        Request::post("/admission/image-policy").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    h.raw(req.body(Body::from(body.to_string())).unwrap()).await
+}
+
+/// POSTs a review as the admin.
 async fn review(h: &MoorServer, body: &Value) -> Resp {
-    let req = Request::post("/admission/image-policy")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    h.raw(req).await
+    review_as(h, Some(&h.token), body).await
 }
 
 /// The response's JSONPatch, decoded.
@@ -318,4 +324,146 @@ async fn a_namespace_moor_does_not_have_passes_with_a_warning() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let r = review(&h, &body).await;
     assert!(r.body["response"]["warnings"].is_null(), "{}", r.text);
+}
+
+/// The webhook answers only callers allowed to: a token whose user may `create`
+/// `admissionreviews.admission.k8s.io`, or a verified client certificate (next test).
+/// A stranger learns nothing (no digest, no patch).
+#[tokio::test]
+async fn callers_need_a_token_allowed_to_create_admissionreviews() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "hook-token,kube-apiserver,1\nother-token,mallory,2\n",
+    )
+    .unwrap();
+    let h = MoorServer::builder()
+        .with(|o| o.token_auth_file = Some(tokens.clone()))
+        .start()
+        .await;
+    let body = fixture("pod-create.json");
+    let r = review_as(&h, None, &body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(!r.text.contains("patch"), "{}", r.text);
+    let r = review_as(&h, Some("forged"), &body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = review_as(&h, Some("other-token"), &body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("admissionreviews"), "{}", r.text);
+    let role = json!({"metadata": {"name": "moor:admission-caller"},
+        "rules": [{"apiGroups": ["admission.k8s.io"], "resources": ["admissionreviews"], "verbs": ["create"]}]});
+    let r = h
+        .post("/apis/rbac.authorization.k8s.io/v1/clusterroles", &role)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let binding = json!({"metadata": {"name": "moor:admission-caller"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "moor:admission-caller"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kube-apiserver"}]});
+    let r = h
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            &binding,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = review_as(&h, Some("hook-token"), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["response"]["allowed"], true, "{}", r.text);
+    let r = review_as(&h, Some("other-token"), &body).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
+
+/// kube-apiserver presents a client certificate (its AdmissionConfiguration
+/// kubeconfig); one verified against `--client-ca-file` may call the webhook, over a
+/// real TLS listener. A certificate from another CA fails the handshake.
+#[tokio::test]
+async fn a_client_certificate_from_the_client_ca_may_call_the_webhook() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "client CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_file = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters-not");
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    let identity = format!("{}{}", client.pem(), client_key.serialize_pem());
+
+    let h = MoorServer::builder()
+        .with(|o| {
+            o.plain_http = false;
+            o.client_ca_file = Some(ca_file.clone());
+        })
+        .listen()
+        .await;
+    let server_ca = std::fs::read(h.data_dir().join("tls/ca.crt")).unwrap();
+    let https = |identity: Option<&str>| {
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(&server_ca).unwrap());
+        if let Some(id) = identity {
+            b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = format!("https://{}/admission/image-policy", h.host);
+    let body = fixture("pod-create.json").to_string();
+    let r = https(Some(&identity))
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = https(None)
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no certificate, no token"
+    );
+    // The certificate's user is an ordinary user for the API: no rights there.
+    let r = https(Some(&identity))
+        .get(format!(
+            "https://{}/apis/image.openshift.io/v1/namespaces/team-a/imagestreams",
+            h.host
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("User \\\"kube-apiserver\\\""), "{text}");
+    // A certificate of another CA does not get through the handshake.
+    let other_key = KeyPair::generate().unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    let other = other.self_signed(&other_key).unwrap();
+    let forged = format!("{}{}", other.pem(), other_key.serialize_pem());
+    let sent = https(Some(&forged)).post(&url).body(body).send().await;
+    assert!(
+        sent.is_err() || sent.is_ok_and(|r| r.status() != StatusCode::OK),
+        "a foreign certificate is refused"
+    );
 }

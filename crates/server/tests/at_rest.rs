@@ -17,8 +17,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use moor_api::authz::Decision;
 use moor_server::audit::{Audit, AuditOptions};
-use moor_server::auth::{Attributes, AuthLayer, Authenticator, Authorizer, UserInfo};
+use moor_server::auth::{AuthLayer, Authenticator, Authorizer, UserInfo};
 use moor_server::encryption::{EncryptedStore, EncryptionConfig};
 use moor_server::serve::{Overrides, build};
 use moor_store::{MemoryStore, SqliteStore, Store, conformance};
@@ -389,8 +390,13 @@ fn audited(path: &Path) -> AuditOptions {
 async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/audit.log");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "bob-token,bob,bob-uid,\"dev\"\n").unwrap();
     let h = MoorServer::builder()
-        .with(|o| o.audit = audited(&log))
+        .with(|o| {
+            o.audit = audited(&log);
+            o.token_auth_file = Some(tokens);
+        })
         .start()
         .await;
 
@@ -450,6 +456,23 @@ async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
     assert_eq!(e["userAgent"], "audit-test/1.0");
     assert_eq!(e["sourceIPs"], json!(["203.0.113.7"]));
 
+    // A user RBAC allows nothing: 403, naming the user.
+    let r = h
+        .raw(
+            Request::post(SECRETS)
+                .header("authorization", "Bearer bob-token")
+                .header("content-type", "application/json")
+                .body(Body::from(secret("bobs", VALUE).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let e = event(&log, &audit_id(&r.headers)).await;
+    assert_eq!(e["verb"], "create");
+    assert_eq!(e["user"]["username"], "bob");
+    assert_eq!(e["user"]["uid"], "bob-uid");
+    assert_eq!(e["responseStatus"]["code"], 403);
+
     // A wrong token: 401 too. And the delete that works.
     let r = h
         .raw(
@@ -471,7 +494,7 @@ async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
 
     // Events are written in order, so the read, made before the last, is absent.
     let all = events(&log);
-    assert_eq!(all.len(), 5, "{all:#?}");
+    assert_eq!(all.len(), 6, "{all:#?}");
     assert!(all.iter().all(|e| e["verb"] != "get"));
     // Never a value, a token or a body.
     let text = std::fs::read_to_string(&log).unwrap();
@@ -510,10 +533,14 @@ impl Authenticator for Alice {
 struct ReadOnly;
 
 impl Authorizer for ReadOnly {
-    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Result<(), String> {
+    fn authorize(&self, attrs: &moor_api::authz::Attributes) -> Decision {
         match attrs.verb.as_str() {
-            "get" | "list" | "watch" => Ok(()),
-            verb => Err(format!("{} may not {verb} {}", user.name, attrs.resource)),
+            "get" | "list" | "watch" => Decision::Allow {
+                reason: String::new(),
+            },
+            _ => Decision::Deny {
+                reason: "read-only".into(),
+            },
         }
     }
 }
@@ -527,7 +554,7 @@ async fn a_forbidden_request_is_audited_with_the_refused_user() {
     let router = moor_server::app(moor_server::AppState {
         api: h.api.clone(),
         auth: AuthLayer {
-            authn: audit.observe(Arc::new(Alice)),
+            authn: Arc::new(Alice),
             authz: Arc::new(ReadOnly),
         },
         metrics: moor_server::metrics::Metrics::new(),

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use moor_server::apiserver::ApiConfig;
-use moor_server::auth::{AdminToken, AllowAuthenticated, AuthLayer};
+use moor_server::auth::AuthLayer;
 use moor_server::metrics::Metrics;
 use moor_server::{AppState, app};
 use moor_store::MemoryStore;
@@ -30,10 +30,7 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         .into_server(store, &config);
     let router = app(AppState {
         api,
-        auth: AuthLayer {
-            authn: Arc::new(AdminToken::for_token(TOKEN)),
-            authz: Arc::new(AllowAuthenticated),
-        },
+        auth: AuthLayer::admin_only(TOKEN),
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(false)),
         registry: None,

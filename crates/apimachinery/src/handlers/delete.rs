@@ -6,7 +6,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::Call;
-use super::request::{body_dry_run, context, delete_preconditions, list_options, read_body};
+use super::request::{
+    body_dry_run, context, delete_options, delete_preconditions, list_options, read_body,
+};
 use super::response::json_response;
 use crate::error::ApiError;
 use crate::resource::{DeletePreconditions, RequestContext};
@@ -20,8 +22,9 @@ pub(super) async fn delete(call: Call, body: Body) -> Result<Response, ApiError>
         ));
     }
     let body = read_body(body).await?;
-    let pre = delete_preconditions(&body)?;
-    if body_dry_run(&body) {
+    let options = delete_options(&call.media_type, &body)?;
+    let pre = delete_preconditions(&options);
+    if body_dry_run(&options) {
         let ctx = RequestContext {
             dry_run: true,
             ..context(&call.query, call.ctx.user.clone())?

@@ -21,9 +21,11 @@ use axum::response::Response;
 pub(crate) use request::Query;
 pub use request::{MAX_BODY_BYTES, RequestTarget, parse_target, read_body};
 
-use self::request::{context, wants_table};
+use serde_json::Value;
+
+use self::request::{check_accept, context, wants_table};
 use super::ApiServer;
-use super::codec::media_type;
+use super::codec::{media_type, parse_object_body};
 use super::error::ApiError;
 use super::resource::*;
 use super::table::{IncludeObject, TableDef};
@@ -71,6 +73,7 @@ impl Call {
             None
         };
         let query = Query::parse(uri);
+        check_accept(&headers)?;
         let ctx = context(&query, user)?;
         let table = wants_table(&headers).then(|| {
             (
@@ -108,6 +111,19 @@ impl Call {
 
     fn ns(&self) -> Option<&str> {
         self.ns.as_deref()
+    }
+
+    /// Parses a create or update body: JSON, YAML, or Kubernetes protobuf for the
+    /// built-in kinds [`crate::protobuf`] decodes. The main resource and `status` take the
+    /// resource's kind; other subresources take whatever kind the envelope names
+    /// (their storage checks it).
+    fn parse_object(&self, body: &[u8]) -> Result<Value, ApiError> {
+        let api_version = self.def.api_version();
+        let expected = match self.target.subresource.as_deref() {
+            None | Some("status") => Some((api_version.as_str(), self.def.kind)),
+            Some(_) => None,
+        };
+        parse_object_body(&self.media_type, body, expected)
     }
 
     fn table_ref(&self) -> Option<(&TableDef, IncludeObject)> {

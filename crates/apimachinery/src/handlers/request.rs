@@ -5,7 +5,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Uri, header};
 use serde_json::Value;
 
+use crate::codec::check_depth;
 use crate::error::ApiError;
+use crate::protobuf;
 use crate::resource::*;
 use crate::selectors::{FieldSelector, LabelSelector};
 
@@ -261,30 +263,76 @@ pub(super) fn prune_to(decoded: &mut Value, sent: &Value) {
     }
 }
 
-pub(super) fn delete_preconditions(body: &[u8]) -> Result<DeletePreconditions, ApiError> {
+/// Parses a `DeleteOptions` body (JSON, or protobuf as client-go sends it); an empty
+/// body is `null`.
+pub(super) fn delete_options(media_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DeletePreconditions::default());
+        return Ok(Value::Null);
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))?;
-    Ok(DeletePreconditions {
-        uid: v
+    if media_type == protobuf::MEDIA_TYPE {
+        return Ok(protobuf::decode(body, Some(("v1", "DeleteOptions")))?);
+    }
+    check_depth(body)?;
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding DeleteOptions: {e}")))
+}
+
+pub(super) fn delete_preconditions(options: &Value) -> DeletePreconditions {
+    DeletePreconditions {
+        uid: options
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string),
-        resource_version: v
+        resource_version: options
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
-    })
+    }
 }
 
-pub(super) fn body_dry_run(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("dryRun").cloned())
-        .and_then(|d| d.as_array().cloned())
+pub(super) fn body_dry_run(options: &Value) -> bool {
+    options
+        .get("dryRun")
+        .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|x| x == "All"))
+}
+
+/// Media types moor answers in: JSON (with its `as=Table` and `stream=watch`
+/// variants). Protobuf responses are not served, and discovery does not claim them.
+const ANSWERED: &[&str] = &["application/json", "application/*", "*/*"];
+
+/// Refuses (406) a request whose `Accept` header admits none of the media types moor
+/// answers in, e.g. `application/vnd.kubernetes.protobuf` alone. No header, or an
+/// empty one, accepts anything.
+pub(super) fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut ranges = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter(|r| !r.trim().is_empty())
+        .peekable();
+    if ranges.peek().is_none() {
+        return Ok(());
+    }
+    let acceptable = ranges.any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim() == "q" && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        });
+        !refused && ANSWERED.contains(&media.as_str())
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(format!(
+            "only the following media types are accepted: {}",
+            ANSWERED[0]
+        )))
+    }
 }
 
 #[cfg(test)]

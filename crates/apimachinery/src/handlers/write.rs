@@ -9,14 +9,13 @@ use super::Call;
 use super::request::{check_unknown, manager_name, read_body};
 use super::response::object_response;
 use crate::apply;
-use crate::codec::parse_body;
 use crate::error::ApiError;
 use crate::stored::{cpu_bound, now_rfc3339};
 
 /// `POST .../RESOURCE`: creates the object in the body.
 pub(super) async fn create(call: Call, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    let value = cpu_bound(|| parse_body(&call.media_type, &body))?;
+    let value = cpu_bound(|| call.parse_object(&body))?;
     let (mut obj, unknown) = call.storage.decode(value)?;
     check_unknown(&call.ctx, &unknown)?;
     if let (Some(ns), Some(body_ns)) = (
@@ -56,7 +55,7 @@ pub(super) async fn create(call: Call, body: Body) -> Result<Response, ApiError>
 pub(super) async fn update(call: Call, body: Body) -> Result<Response, ApiError> {
     let name = super::name_of(&call);
     let body = read_body(body).await?;
-    let value = cpu_bound(|| parse_body(&call.media_type, &body))?;
+    let value = cpu_bound(|| call.parse_object(&body))?;
     let (obj, unknown) = call.storage.decode(value)?;
     check_unknown(&call.ctx, &unknown)?;
     let manager = manager_name(&call.ctx, &call.headers);

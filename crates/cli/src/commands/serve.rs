@@ -97,9 +97,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub workload_kubeconfig: Option<PathBuf>,
 
-    /// Let the registry serve pulls (GET/HEAD under /v2/) without credentials; pushes always need the token
+    /// Deprecated: let anyone pull from every stream without credentials. Prefer RBAC:
+    /// `moor policy add-role-to-group system:image-puller system:unauthenticated -n NS`
     #[arg(long)]
     pub registry_anonymous_pull: bool,
+
+    /// Static bearer tokens, kube-apiserver's CSV format: token,user,uid,"group1,group2".
+    /// The tokens are kept in memory only as hashes; the file is read at start
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) whose client certificates authenticate, as kube-apiserver's
+    /// flag: CommonName is the user, each Organization a group. kube-apiserver calling the
+    /// admission webhook presents one
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -256,6 +268,8 @@ fn options(args: ServeArgs) -> ServeOptions {
         max_images_bulk: args.max_images_bulk,
         workload_kubeconfig: args.workload_kubeconfig,
         registry_anonymous_pull: args.registry_anonymous_pull,
+        token_auth_file: args.token_auth_file.clone(),
+        client_ca_file: args.client_ca_file.clone(),
         connections: ConnectionLimits {
             tls_handshake_timeout: args.limits.tls_handshake_timeout,
             request_header_timeout: args.limits.request_header_timeout,

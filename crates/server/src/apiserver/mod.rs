@@ -70,6 +70,21 @@ impl Resources {
             .collect()
     }
 
+    /// Serves the resource `group`/`plural` through `wrap` (a guard around the
+    /// storage; in-process callers keep the storage itself).
+    pub fn guard(
+        &mut self,
+        group: &str,
+        plural: &str,
+        wrap: impl Fn(Arc<dyn RestStorage>) -> Arc<dyn RestStorage>,
+    ) {
+        for s in &mut self.storages {
+            if s.def().group == group && s.def().plural == plural {
+                *s = wrap(s.clone());
+            }
+        }
+    }
+
     /// Serves `storage` too.
     pub fn register(&mut self, storage: Arc<dyn RestStorage>) {
         self.storages.push(storage);
@@ -85,9 +100,10 @@ impl Resources {
     }
 }
 
-/// Creates what must exist: the `default` namespace.
+/// Creates what must exist: the `default` namespace, and `openshift`, whose streams
+/// every authenticated user may read and pull, as on OpenShift.
 pub async fn bootstrap(api: &ApiServer) -> Result<(), ApiError> {
-    for ns in ["default"] {
+    for ns in ["default", moor_api::authz::bootstrap::OPENSHIFT_NAMESPACE] {
         if api.store.get(&namespace_key(ns)).await?.is_none() {
             let obj = resources::core::new_namespace(ns);
             match api

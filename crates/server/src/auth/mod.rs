@@ -8,17 +8,21 @@
 //! user name), as registries expect. Calls the store; knows nothing of resources.
 
 pub mod authn;
+pub mod rbac;
+pub mod x509;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use moor_api::authz::{self, Decision};
 use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::GroupResource;
 pub use moor_apimachinery::resource::UserInfo;
 
 pub use authn::{
@@ -30,19 +34,102 @@ pub use authn::{
 /// `RequestInfo`, read from the method and path.
 pub use moor_apimachinery::request_info::RequestInfo as Attributes;
 
-/// Whether a user may do what it asks. Roles and namespaces plug in here later.
+/// Whether a user may do what it asks (kube's `authorizer.Authorizer`).
 pub trait Authorizer: Send + Sync {
-    /// `Ok(())` to allow, `Err(reason)` to refuse with 403.
-    fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Result<(), String>;
+    /// The decision on one question.
+    fn authorize(&self, attrs: &authz::Attributes) -> Decision;
 }
 
-/// Allows every authenticated user everything (the single-admin default).
-pub struct AllowAuthenticated;
+/// Allows everything (the in-process tests' default).
+pub struct AllowAll;
 
-impl Authorizer for AllowAuthenticated {
-    fn authorize(&self, _user: &UserInfo, _attrs: &Attributes) -> Result<(), String> {
-        Ok(())
+impl Authorizer for AllowAll {
+    fn authorize(&self, _attrs: &authz::Attributes) -> Decision {
+        Decision::Allow {
+            reason: String::new(),
+        }
     }
+}
+
+impl Authorizer for rbac::Policy {
+    fn authorize(&self, attrs: &authz::Attributes) -> Decision {
+        rbac::Policy::authorize(self, attrs)
+    }
+}
+
+/// `--registry-anonymous-pull` (deprecated): anonymous callers may also pull
+/// (`get imagestreams/layers`) from every stream.
+pub struct AnonymousPull(pub Arc<rbac::Policy>);
+
+impl Authorizer for AnonymousPull {
+    fn authorize(&self, attrs: &authz::Attributes) -> Decision {
+        let pull = matches!(&attrs.request, authz::Request::Resource(r)
+            if r.api_group == authz::registry::IMAGE_GROUP
+                && r.resource == "imagestreams"
+                && r.subresource == "layers")
+            && attrs.verb == "get";
+        if pull && attrs.user.in_group(authz::names::UNAUTHENTICATED) {
+            return Decision::Allow {
+                reason: "--registry-anonymous-pull".into(),
+            };
+        }
+        self.0.authorize(attrs)
+    }
+}
+
+/// The authorizer's question for `user` asking what `info` says.
+pub fn question(user: &UserInfo, info: &Attributes) -> authz::Attributes {
+    if !info.is_resource_request {
+        return authz::Attributes::non_resource(user.clone(), info.verb.clone(), info.path.clone());
+    }
+    authz::Attributes::resource(
+        user.clone(),
+        info.verb.clone(),
+        authz::ResourceAttributes {
+            api_group: info.api_group.clone(),
+            resource: info.resource.clone(),
+            subresource: info.subresource.clone().unwrap_or_default(),
+            namespace: info.namespace.clone().unwrap_or_default(),
+            name: info.name.clone().unwrap_or_default(),
+        },
+    )
+}
+
+/// kube-apiserver's 403 for a refused question: `User "u" cannot VERB resource "r" in
+/// API group "g" in the namespace "ns"` (or `at the cluster scope`, or `path "/p"`),
+/// then the authorizer's reason.
+pub fn forbidden(attrs: &authz::Attributes, reason: &str) -> ApiError {
+    let user = &attrs.user.name;
+    let (gr, name, mut message) = match &attrs.request {
+        authz::Request::NonResource(r) => (
+            GroupResource::new("", ""),
+            String::new(),
+            format!("User {user:?} cannot {} path {:?}", attrs.verb, r.path),
+        ),
+        authz::Request::Resource(r) => {
+            let resource = match r.subresource.as_str() {
+                "" => r.resource.clone(),
+                sub => format!("{}/{sub}", r.resource),
+            };
+            let scope = match r.namespace.as_str() {
+                "" => "at the cluster scope".to_owned(),
+                ns => format!("in the namespace {ns:?}"),
+            };
+            (
+                GroupResource::new(&r.api_group, &r.resource),
+                r.name.clone(),
+                format!(
+                    "User {user:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+                    attrs.verb, r.api_group
+                ),
+            )
+        }
+    };
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    ApiError::ForbiddenOn { gr, name, message }
 }
 
 /// The credential a request presents: a bearer token or a Basic password.
@@ -73,41 +160,209 @@ pub struct AuthLayer {
 }
 
 /// Why a request was refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refusal {
-    /// The token is unknown (401).
+    /// No valid credential: an unknown token, or an anonymous request that anonymous
+    /// users may not make (401).
     Unauthenticated,
-    /// The user may not do this (403), and why.
-    Forbidden(String),
+    /// The user may not do this (403): kube's Status.
+    Forbidden(Box<ApiError>),
 }
 
-impl AuthLayer {
-    /// The user holding `token`, if it may do what `req` asks.
-    pub async fn check(&self, token: &str, attrs: &Attributes) -> Result<UserInfo, Refusal> {
-        let user = self
-            .authn
-            .authenticate(token)
-            .await
-            .ok_or(Refusal::Unauthenticated)?;
-        self.authz
-            .authorize(&user, attrs)
-            .map_err(Refusal::Forbidden)?;
-        Ok(user)
+impl Refusal {
+    /// The API's answer.
+    pub fn into_api_error(self) -> ApiError {
+        match self {
+            Refusal::Unauthenticated => ApiError::Unauthorized,
+            Refusal::Forbidden(e) => *e,
+        }
     }
 }
 
-/// Middleware: 401 without a valid credential, 403 when the authorizer refuses.
-pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next: Next) -> Response {
-    let attrs = request_attributes(&req);
-    let checked = match presented_token(&req) {
-        Some(token) => auth.check(&token, &attrs).await,
-        None => Err(Refusal::Unauthenticated),
-    };
-    let user = match checked {
+impl AuthLayer {
+    /// The layer of the in-process tests: one admin token, everything allowed.
+    pub fn admin_only(token: &str) -> Self {
+        AuthLayer {
+            authn: Arc::new(AdminToken::for_token(token)),
+            authz: Arc::new(AllowAll),
+        }
+    }
+
+    /// Who presents `token` (`None`: the anonymous user); 401 for an unknown token.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<UserInfo, Refusal> {
+        match token {
+            None => Ok(UserInfo::anonymous()),
+            Some(token) => {
+                let user = self.authn.authenticate(token).await;
+                user.inspect(crate::audit::note_user)
+                    .ok_or(Refusal::Unauthenticated)
+            }
+        }
+    }
+
+    /// Who the request is: the bearer token's user if it sends one, else its verified
+    /// client certificate's, else anonymous.
+    pub async fn authenticate_either(
+        &self,
+        token: Option<&str>,
+        certificate: Option<UserInfo>,
+    ) -> Result<UserInfo, Refusal> {
+        match (token, certificate) {
+            (None, Some(user)) => {
+                crate::audit::note_user(&user);
+                Ok(user)
+            }
+            (token, _) => self.authenticate(token).await,
+        }
+    }
+
+    /// Whether `user` may do what `attrs` asks: 401 for a refused anonymous user (so
+    /// clients send credentials), else 403 naming who could not do what.
+    pub fn authorize(&self, attrs: &authz::Attributes) -> Result<(), Refusal> {
+        let decision = self.authz.authorize(attrs);
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        if attrs.user.name == authz::names::ANONYMOUS {
+            return Err(Refusal::Unauthenticated);
+        }
+        Err(Refusal::Forbidden(Box::new(forbidden(
+            attrs,
+            decision.reason(),
+        ))))
+    }
+
+    /// The user presenting `token`, if it may do what `info` asks.
+    pub async fn check(&self, token: Option<&str>, info: &Attributes) -> Result<UserInfo, Refusal> {
+        let user = self.authenticate(token).await?;
+        self.authorize(&question(&user, info))?;
+        Ok(user)
+    }
+
+    /// The user a request acts as: `user` itself, or whom its `Impersonate-User` and
+    /// `Impersonate-Group` headers name, when `user` may `impersonate` them (kube's
+    /// impersonation filter).
+    pub fn impersonate(&self, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, Refusal> {
+        let Some(name) = headers.get(IMPERSONATE_USER) else {
+            if headers.contains_key(IMPERSONATE_GROUP) {
+                return Err(Refusal::Forbidden(Box::new(ApiError::Forbidden(
+                    "requested impersonation of groups without impersonating a user".into(),
+                ))));
+            }
+            return Ok(user);
+        };
+        let name = name
+            .to_str()
+            .map_err(|_| Refusal::Unauthenticated)?
+            .to_owned();
+        let groups: Vec<String> = headers
+            .get_all(IMPERSONATE_GROUP)
+            .iter()
+            .filter_map(|g| g.to_str().ok().map(str::to_owned))
+            .collect();
+        let check = |resource: authz::ResourceAttributes| {
+            self.authorize(&authz::Attributes::resource(
+                user.clone(),
+                "impersonate",
+                resource,
+            ))
+        };
+        let mut as_user = match authz::attributes::split_service_account_username(&name) {
+            Some((ns, sa)) => {
+                check(
+                    authz::ResourceAttributes::new("", "serviceaccounts")
+                        .namespace(ns)
+                        .name(sa),
+                )?;
+                let mut u = UserInfo::service_account(ns, sa, "");
+                if !groups.is_empty() {
+                    u.groups = Vec::new();
+                }
+                u
+            }
+            None => {
+                check(authz::ResourceAttributes::new("", "users").name(name.clone()))?;
+                UserInfo::new(name, Vec::<String>::new())
+            }
+        };
+        for g in groups {
+            check(authz::ResourceAttributes::new("", "groups").name(g.clone()))?;
+            if !as_user.in_group(&g) {
+                as_user.groups.push(g);
+            }
+        }
+        let group = if as_user.name == authz::names::ANONYMOUS {
+            authz::names::UNAUTHENTICATED
+        } else {
+            authz::names::AUTHENTICATED
+        };
+        if !as_user.in_group(group) {
+            as_user.groups.push(group.to_owned());
+        }
+        Ok(as_user)
+    }
+}
+
+/// The API group and resource whose `create` lets a bearer token call the
+/// admission webhook (`POST /admission/image-policy`).
+pub const ADMISSION_GROUP: &str = "admission.k8s.io";
+/// See [`ADMISSION_GROUP`].
+pub const ADMISSION_RESOURCE: &str = "admissionreviews";
+
+/// Middleware of the admission webhook: callers with a client certificate verified
+/// against `--client-ca-file` (what kube-apiserver presents), or with a token whose
+/// user may `create` `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
+/// 403), so the webhook reveals no digest to strangers.
+pub async fn require_admission_caller(
+    State(auth): State<AuthLayer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let token = presented_token(&req);
+    if token.is_none() && x509::identity(&req).is_some() {
+        return next.run(req).await;
+    }
+    let user = match auth.authenticate(token.as_deref()).await {
         Ok(user) => user,
-        Err(Refusal::Unauthenticated) => return ApiError::Unauthorized.into_response(),
-        Err(Refusal::Forbidden(reason)) => return ApiError::Forbidden(reason).into_response(),
+        Err(refusal) => return refusal.into_api_error().into_response(),
     };
+    let question = authz::Attributes::resource(
+        user,
+        "create",
+        authz::ResourceAttributes::new(ADMISSION_GROUP, ADMISSION_RESOURCE),
+    );
+    if let Err(refusal) = auth.authorize(&question) {
+        return refusal.into_api_error().into_response();
+    }
+    next.run(req).await
+}
+
+/// The header naming the user to act as.
+pub const IMPERSONATE_USER: &str = "impersonate-user";
+/// A header naming a group to act in (repeatable).
+pub const IMPERSONATE_GROUP: &str = "impersonate-group";
+
+/// Middleware: 401 without a valid credential (or anonymously asking what anonymous
+/// users may not), 403 when the authorizer refuses; the user, after impersonation, is
+/// put in the request's extensions.
+pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next: Next) -> Response {
+    let info = request_attributes(&req);
+    let token = presented_token(&req);
+    let certificate = x509::identity(&req);
+    let user = match auth
+        .authenticate_either(token.as_deref(), certificate)
+        .await
+    {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_api_error().into_response(),
+    };
+    let user = match auth.impersonate(user, req.headers()) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_api_error().into_response(),
+    };
+    if let Err(refusal) = auth.authorize(&question(&user, &info)) {
+        return refusal.into_api_error().into_response();
+    }
     req.extensions_mut().insert(user);
     next.run(req).await
 }

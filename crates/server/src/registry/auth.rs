@@ -3,8 +3,9 @@
 //! the client asks that endpoint for a token with Basic auth (any user name, moor's
 //! token as password) and gets moor's token back, which it then sends as a bearer
 //! token. Basic auth on `/v2/` requests works as well. Without credentials the token
-//! endpoint hands out an anonymous token, which only pulls, and only when
-//! `--registry-anonymous-pull` is set. Calls the API's authenticator.
+//! endpoint hands out an anonymous token, which acts as `system:anonymous`: it pulls
+//! from the namespaces where RBAC lets `system:unauthenticated` pull. Calls the API's
+//! authenticator and authorizer.
 
 use std::sync::Arc;
 
@@ -16,7 +17,11 @@ use serde_json::json;
 
 use super::Registry;
 use super::error::{Code, RegistryError};
+use super::repos::RepoName;
 use crate::auth::Refusal;
+use moor_api::authz::registry::{
+    OnDeny, RegistryAction, RegistryChecks, Repository, registry_checks,
+};
 use moor_apimachinery::resource::UserInfo;
 
 /// The token endpoint (OpenShift's registry serves the same path).
@@ -26,12 +31,9 @@ pub const ANONYMOUS_TOKEN: &str = "anonymous";
 /// What the token endpoint says a token lasts (moor's tokens do not expire).
 const TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
-/// Who is calling the registry.
+/// Who is calling the registry: an authenticated user, or `system:anonymous`.
 #[derive(Clone, Debug)]
-pub enum Caller {
-    User(UserInfo),
-    Anonymous,
-}
+pub struct Caller(pub UserInfo);
 
 fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
@@ -67,43 +69,93 @@ fn unauthorized(reg: &Registry, req: &Request, message: &str) -> Response {
         .into_response()
 }
 
-/// Middleware on `/v2/`: a valid token or Basic password, or, with anonymous pulls
-/// allowed, a read without one (except `/v2/` itself, which always challenges so that
-/// clients holding credentials send them).
+/// What a `/v2/` request asks of which repository, as RBAC questions (`None`: a path
+/// that names no repository action, such as `/v2/` itself or an unknown route).
+async fn action_checks(
+    reg: &Registry,
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+) -> Option<RegistryChecks> {
+    let path = path.trim_start_matches("/v2/");
+    let segs: Vec<String> = path.split('/').map(super::percent_decode).collect();
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let action = match seg.as_slice() {
+        ["_catalog"] => RegistryAction::Catalog,
+        [ns, name, kind, rest @ ..]
+            if matches!(*kind, "manifests" | "blobs" | "tags" | "referrers") =>
+        {
+            let repository = Repository {
+                namespace: ns,
+                name,
+            };
+            let upload = *kind == "blobs" && rest.first() == Some(&"uploads");
+            if is_read(method) {
+                RegistryAction::Pull(repository)
+            } else if *method == Method::DELETE && !upload {
+                RegistryAction::Delete
+            } else {
+                let stream_exists = match RepoName::parse(ns, name) {
+                    Ok(repo) => matches!(reg.repos.stream(&repo).await, Ok(Some(_))),
+                    Err(_) => true,
+                };
+                RegistryAction::Push {
+                    repository,
+                    stream_exists,
+                }
+            }
+        }
+        _ => return None,
+    };
+    Some(registry_checks(user, action))
+}
+
+/// Middleware on `/v2/`: authenticates the caller (a token or Basic password; none,
+/// or the anonymous token, is `system:anonymous`), then asks RBAC what OpenShift's
+/// registry asks: pulls need `get imagestreams/layers` on the stream, pushes
+/// `update` (and `create imagestreams` for a new stream), deletes `delete images`,
+/// the catalog `list imagestreams` cluster-wide. A refused anonymous caller gets the
+/// 401 challenge; a refused user 403 DENIED. `/v2/` itself always challenges a
+/// request without credentials, so that clients holding some send them.
 pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: Next) -> Response {
     let presented = crate::auth::presented_token(&req);
-    let caller = match presented.as_deref() {
-        Some(ANONYMOUS_TOKEN) | None => {
-            let base = matches!(req.uri().path(), "/v2/" | "/v2");
-            let anonymous_ok = reg.config.anonymous_pull
-                && is_read(req.method())
-                && (!base || presented.is_some());
-            if !anonymous_ok {
-                let message = if presented.is_some() && is_read(req.method()) {
-                    "anonymous pulls are not allowed (moor serve --registry-anonymous-pull)"
-                } else {
-                    "authentication required"
-                };
-                return unauthorized(&reg, &req, message);
-            }
-            Caller::Anonymous
-        }
-        Some(token) => match reg
-            .auth
-            .check(token, &crate::auth::request_attributes(&req))
-            .await
-        {
-            Ok(user) => Caller::User(user),
-            Err(Refusal::Forbidden(reason)) => {
-                return RegistryError::new(Code::Denied, reason).into_response();
-            }
-            Err(Refusal::Unauthenticated) => {
-                return unauthorized(&reg, &req, "invalid credentials");
-            }
-        },
+    let token = presented.as_deref().filter(|t| *t != ANONYMOUS_TOKEN);
+    let certificate = crate::auth::x509::identity(&req);
+    let user = match reg.auth.authenticate_either(token, certificate).await {
+        Ok(user) => user,
+        Err(_) => return unauthorized(&reg, &req, "invalid credentials"),
     };
-    req.extensions_mut().insert(caller);
+    let base = matches!(req.uri().path(), "/v2/" | "/v2");
+    if base && presented.is_none() {
+        return unauthorized(&reg, &req, "authentication required");
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    if let Some(checks) = action_checks(&reg, &user, &method, &path).await {
+        for attrs in checks.attributes {
+            match reg.auth.authorize(&attrs) {
+                Ok(()) => {}
+                Err(Refusal::Unauthenticated) => {
+                    return unauthorized(&reg, &req, "authentication required");
+                }
+                Err(Refusal::Forbidden(e)) => {
+                    return RegistryError::new(Code::Denied, e.to_string()).into_response();
+                }
+            }
+        }
+    }
+    req.extensions_mut().insert(Caller(user));
     next.run(req).await
+}
+
+/// Whether `caller` may pull from `source`, the check a cross-repository mount makes
+/// (a refusal makes the mount an ordinary upload, never an error).
+pub fn may_mount_from(reg: &Registry, caller: &Caller, source: Repository<'_>) -> bool {
+    let checks = registry_checks(&caller.0, RegistryAction::MountFrom(source));
+    debug_assert_eq!(checks.on_deny, OnDeny::PlainUpload);
+    checks
+        .attributes
+        .iter()
+        .all(|a| reg.auth.authorize(a).is_ok())
 }
 
 /// `GET /openshift/token`: moor's token for valid Basic credentials (or the bearer
@@ -113,7 +165,7 @@ pub async fn token(State(reg): State<Arc<Registry>>, req: Request) -> Response {
         None => ANONYMOUS_TOKEN.to_string(),
         Some(t) if t == ANONYMOUS_TOKEN => t,
         Some(t) => {
-            if reg.auth.authn.authenticate(&t).await.is_none() {
+            if reg.auth.authenticate(Some(&t)).await.is_err() {
                 return RegistryError::new(Code::Unauthorized, "invalid credentials")
                     .status(StatusCode::UNAUTHORIZED)
                     .into_response();

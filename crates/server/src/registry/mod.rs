@@ -302,7 +302,7 @@ fn not_allowed(method: &Method) -> RegistryError {
 
 /// A path segment with `%XX` escapes decoded (a `%2F` stays inside its segment, where
 /// name validation refuses it).
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

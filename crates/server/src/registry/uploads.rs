@@ -426,15 +426,18 @@ async fn try_mount(
     from: &str,
     caller: Option<&Caller>,
 ) -> Result<Option<Response>, RegistryError> {
-    if !matches!(caller, Some(Caller::User(_))) {
+    let Some(caller) = caller else {
+        return Ok(None);
+    };
+    let Ok(repository) = moor_api::authz::registry::Repository::parse(from) else {
+        return Ok(None);
+    };
+    let Ok(source) = RepoName::parse(repository.namespace, repository.name) else {
+        return Ok(None);
+    };
+    if !super::auth::may_mount_from(reg, caller, repository) {
         return Ok(None);
     }
-    let Some((ns, stream)) = from.split_once('/') else {
-        return Ok(None);
-    };
-    let Ok(source) = RepoName::parse(ns, stream) else {
-        return Ok(None);
-    };
     let _gc = reg.gc.read().await;
     let s = reg.repos.stream(&source).await?;
     if reg

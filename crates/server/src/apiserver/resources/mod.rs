@@ -3,6 +3,8 @@
 
 pub mod core;
 pub mod image;
+pub mod rbac;
+pub mod reviews;
 pub mod scheduled;
 pub mod workloads;
 

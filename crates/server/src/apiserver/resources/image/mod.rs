@@ -21,6 +21,7 @@ mod imagestreamimages;
 mod imagestreams;
 mod imagestreamtags;
 pub mod reads;
+pub mod tag_sources;
 
 pub use images::Images;
 pub use imagestreamimages::{ImageStreamImages, matching_images};

@@ -1,0 +1,235 @@
+//! OpenShift's tag verifier: tagging from a stream of another namespace
+//! (`from: {kind: ImageStreamTag|ImageStreamImage, namespace: other}`) needs the
+//! right to pull from that stream (`get imagestreams/layers`), so a tag can never
+//! copy an image out of a namespace its writer cannot read. Only tags that are new
+//! or whose source changed are checked, as OpenShift does; a refusal is a 422 whose
+//! cause is `spec.tags[NAME].from: Forbidden: NS/STREAM`.
+//!
+//! A wrapper around the served `imagestreams` and `imagestreamtags`; in-process
+//! callers (the importer, controllers) use the storages underneath.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use moor_api::authz::{self, UserInfo};
+use moor_api::image::{KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG};
+use moor_api::validation::FieldError;
+use serde_json::Value;
+
+use crate::auth::Authorizer;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::resource::*;
+use moor_apimachinery::table::TableDef;
+
+/// One tag's source: (field path, kind, namespace or "", name).
+type Source = (String, String, String, String);
+
+fn source_of(path: String, from: &Value) -> Option<Source> {
+    let kind = from.get("kind")?.as_str()?;
+    if kind != KIND_IMAGE_STREAM_TAG && kind != KIND_IMAGE_STREAM_IMAGE {
+        return None;
+    }
+    Some((
+        path,
+        kind.to_owned(),
+        from.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        from.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    ))
+}
+
+/// The stream-sourced tags of an ImageStream or ImageStreamTag, by tag name.
+fn sources(obj: &Value, is_stream: bool) -> BTreeMap<String, Source> {
+    let mut out = BTreeMap::new();
+    if is_stream {
+        for tag in obj
+            .pointer("/spec/tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = tag.get("name").and_then(Value::as_str).unwrap_or_default();
+            if let Some(s) = tag
+                .get("from")
+                .and_then(|f| source_of(format!("spec.tags[{name}].from"), f))
+            {
+                out.insert(name.to_owned(), s);
+            }
+        }
+    } else if let Some(s) = obj
+        .pointer("/tag/from")
+        .and_then(|f| source_of("tag.from".into(), f))
+    {
+        out.insert(String::new(), s);
+    }
+    out
+}
+
+/// Checks the pull right on other namespaces' streams that a write tags from.
+pub struct TagSourceAccess {
+    inner: Arc<dyn RestStorage>,
+    authz: Arc<dyn Authorizer>,
+    is_stream: bool,
+}
+
+impl TagSourceAccess {
+    /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
+    pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
+        let is_stream = inner.def().plural == "imagestreams";
+        Arc::new(TagSourceAccess {
+            inner,
+            authz,
+            is_stream,
+        })
+    }
+
+    fn verify(
+        &self,
+        user: Option<&UserInfo>,
+        ns: Option<&str>,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        // In-process callers act for the server itself.
+        let Some(user) = user else { return Ok(()) };
+        let ns = ns.unwrap_or_default();
+        let before = old.map(|o| sources(o, self.is_stream)).unwrap_or_default();
+        let mut errors = Vec::new();
+        for (tag, source) in sources(new, self.is_stream) {
+            let (path, kind, from_ns, name) = &source;
+            if from_ns.is_empty() || from_ns == ns || before.get(&tag) == Some(&source) {
+                continue;
+            }
+            let separator = if kind == KIND_IMAGE_STREAM_TAG {
+                ':'
+            } else {
+                '@'
+            };
+            let stream = name.split(separator).next().unwrap_or_default();
+            let question = authz::Attributes::resource(
+                user.clone(),
+                "get",
+                authz::ResourceAttributes::new(authz::registry::IMAGE_GROUP, "imagestreams")
+                    .subresource("layers")
+                    .namespace(from_ns.clone())
+                    .name(stream),
+            );
+            if !self.authz.authorize(&question).is_allowed() {
+                errors.push(FieldError::forbidden(
+                    path.clone(),
+                    format!("{from_ns}/{stream}"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let def = self.inner.def();
+        let name = new
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Err(ApiError::invalid(
+            &def.group_resource(),
+            def.kind,
+            name,
+            &errors,
+        ))
+    }
+}
+
+#[async_trait]
+impl RestStorage for TagSourceAccess {
+    fn def(&self) -> &ResourceDef {
+        self.inner.def()
+    }
+    fn table(&self) -> TableDef {
+        self.inner.table()
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        self.inner.decode(body)
+    }
+    fn merge_keys(&self) -> moor_apimachinery::patch::MergeKeys {
+        self.inner.merge_keys()
+    }
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.inner.get(ctx, ns, name).await
+    }
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        self.inner.list(ctx, ns, opts).await
+    }
+    async fn list_encoded(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        self.inner.list_encoded(ctx, ns, opts).await
+    }
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.verify(ctx.user.as_ref(), ns, &obj, None)?;
+        self.inner.create(ctx, ns, obj).await
+    }
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        if subresource.is_some() {
+            return self
+                .inner
+                .update(ctx, ns, name, subresource, update, create_if_missing)
+                .await;
+        }
+        let checked = |old: Option<Value>| {
+            let new = update(old.clone())?;
+            self.verify(ctx.user.as_ref(), ns, &new, old.as_ref())?;
+            Ok(new)
+        };
+        self.inner
+            .update(ctx, ns, name, subresource, &checked, create_if_missing)
+            .await
+    }
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        self.inner.delete(ctx, ns, name, pre).await
+    }
+    async fn watch(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        self.inner.watch(ctx, ns, opts).await
+    }
+}

@@ -1,0 +1,108 @@
+//! Client certificates, as kube-apiserver's `--client-ca-file` takes them: the TLS
+//! listener asks every client for a certificate (optional), verifies a presented one
+//! against the client CAs during the handshake, and the certificate's subject is
+//! the user: CommonName the name, each Organization a group.
+//!
+//! The listener puts what the handshake saw into each request
+//! (`axum_server::tls::TlsInfo`); [`identity`] reads the user from it.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum_server::tls::TlsInfo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use moor_api::authz::{UserInfo, names};
+
+/// A TLS configuration that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum X509Error {
+    #[error("{what}: {source}")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("--client-ca-file holds no certificate")]
+    NoClientCa,
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// ALPN protocols the listener offers (what `axum_server`'s own configs set).
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The listener's TLS configuration: the serving certificate and key, and, with
+/// `client_ca_pem`, optional client certificates verified against those CAs.
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<rustls::ServerConfig, X509Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| X509Error::Pem {
+            what: "serving certificate",
+            source,
+        })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| X509Error::Pem {
+            what: "serving key",
+            source,
+        })?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|source| X509Error::Pem {
+                    what: "--client-ca-file",
+                    source,
+                })?;
+                roots.add(cert)?;
+            }
+            if roots.is_empty() {
+                return Err(X509Error::NoClientCa);
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// The user a verified client certificate names: CommonName, Organizations as
+/// groups, and `system:authenticated` (kube's x509 authenticator).
+pub fn user_of(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    if name.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    groups.push(names::AUTHENTICATED.to_owned());
+    Some(UserInfo::new(name, groups))
+}
+
+/// The user of the client certificate `req`'s connection presented, if any. Only
+/// a listener with `--client-ca-file` asks for certificates, and its handshake
+/// refuses any that does not verify, so one that is here has been verified.
+pub fn identity(req: &Request) -> Option<UserInfo> {
+    let info = req.extensions().get::<Arc<TlsInfo>>()?;
+    user_of(info.peer_certificates.first()?)
+}
