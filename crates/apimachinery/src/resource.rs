@@ -300,6 +300,19 @@ pub trait RestStorage: Send + Sync {
     ) -> Result<Value, ApiError> {
         Err(ApiError::MethodNotAllowed)
     }
+    /// `POST .../NAME/SUBRESOURCE` (kube's `NamedCreater`, e.g.
+    /// `serviceaccounts/token`): `body` is the parsed request body; the answer is sent
+    /// with 201 Created.
+    async fn create_subresource(
+        &self,
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _subresource: &str,
+        _body: Value,
+    ) -> Result<Value, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Changes from `opts.resource_version` on.
     async fn watch(
         &self,

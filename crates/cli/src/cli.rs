@@ -9,13 +9,17 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use moor_api::image::{ImportMode, TagReferencePolicyType};
 
+use crate::commands::auth::{AUTH_EXAMPLES, AuthArgs, WhoamiArgs};
 use crate::commands::completion::{COMPLETION_EXAMPLES, CompletionArgs};
 use crate::commands::create::{CREATE_EXAMPLES, CreateArgs};
 use crate::commands::delete::{DELETE_EXAMPLES, DeleteArgs};
 use crate::commands::describe::{DESCRIBE_EXAMPLES, DescribeArgs};
 use crate::commands::get::{GET_EXAMPLES, GetArgs};
 use crate::commands::import_image::{IMPORT_IMAGE_EXAMPLES, ImportImageArgs};
+use crate::commands::login::{LOGIN_EXAMPLES, LoginArgs};
+use crate::commands::policy::{POLICY_EXAMPLES, PolicyArgs};
 use crate::commands::prune::{PRUNE_EXAMPLES, PruneArgs};
+use crate::commands::registry::{REGISTRY_EXAMPLES, RegistryArgs};
 use crate::commands::resolve::{RESOLVE_EXAMPLES, ResolveArgs};
 use crate::commands::rollback::{ROLLBACK_EXAMPLES, RollbackArgs};
 use crate::commands::rollout::{ROLLOUT_EXAMPLES, RolloutArgs};
@@ -156,6 +160,25 @@ pub enum Command {
     /// Remove old image stream history, unused images and the registry blobs they held
     #[command(after_help = PRUNE_EXAMPLES)]
     Prune(PruneArgs),
+
+    /// Manage authorization policy: grant and take back roles in a namespace
+    #[command(after_help = POLICY_EXAMPLES)]
+    Policy(PolicyArgs),
+
+    /// Inspect authorization: what you may do, and who you are
+    #[command(after_help = AUTH_EXAMPLES)]
+    Auth(AuthArgs),
+
+    /// Print the user name the current context acts as
+    Whoami(WhoamiArgs),
+
+    /// Log in to a server with a token: writes a kubeconfig context and makes it current
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(LoginArgs),
+
+    /// Log podman, skopeo and buildah in to moor's registry
+    #[command(after_help = REGISTRY_EXAMPLES)]
+    Registry(RegistryArgs),
 
     /// Print the client and server versions
     #[command(after_help = VERSION_EXAMPLES)]

@@ -66,6 +66,10 @@ pub struct Session {
     pub namespace: String,
     /// `host:port` of the server, for messages.
     server: String,
+    /// What the client was built from (server URL, CA, credentials).
+    config: kube::Config,
+    /// The kubeconfig's current context, if it names one.
+    context: Option<String>,
 }
 
 impl Session {
@@ -76,6 +80,7 @@ impl Session {
         namespace: Option<&str>,
     ) -> Result<Session, ClientError> {
         let (config, origin) = load_kubeconfig(kubeconfig)?;
+        let context = config.current_context.clone();
         let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
             .await
             .map_err(|source| ClientError::Kubeconfig {
@@ -93,18 +98,67 @@ impl Session {
             _ => config.default_namespace.clone(),
         };
         tracing::debug!(kubeconfig = %origin, %server, namespace = %ns, "client configured");
-        let client = kube::Client::try_from(config).map_err(ClientError::Build)?;
+        let client = kube::Client::try_from(config.clone()).map_err(ClientError::Build)?;
         Ok(Session {
             client,
             namespace: ns,
             server,
+            config,
+            context,
         })
+    }
+
+    /// The server's URL, as the kubeconfig names it.
+    pub fn server_url(&self) -> String {
+        self.config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// `host:port` of the server.
+    pub fn server_host(&self) -> &str {
+        &self.server
+    }
+
+    /// The kubeconfig's current context.
+    pub fn context(&self) -> Option<&str> {
+        self.context.as_deref()
+    }
+
+    /// The bearer token the client sends, if the kubeconfig has one.
+    pub fn token(&self) -> Option<String> {
+        use secrecy::ExposeSecret;
+        if let Some(t) = &self.config.auth_info.token {
+            return Some(t.expose_secret().to_string());
+        }
+        let file = self.config.auth_info.token_file.as_ref()?;
+        std::fs::read_to_string(file)
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
+
+    /// The CA certificates the client trusts for the server (DER), from the
+    /// kubeconfig's `certificate-authority-data` or `certificate-authority`.
+    pub fn ca_certificates(&self) -> &[Vec<u8>] {
+        self.config.root_cert.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the kubeconfig turns TLS verification off.
+    pub fn insecure(&self) -> bool {
+        self.config.accept_invalid_certs
     }
 
     /// The namespace to use for `ty`: the session's for namespaced types, none for
     /// cluster-scoped ones.
     pub fn namespace_for(&self, ty: &ResourceType) -> Option<&str> {
         ty.namespaced.then_some(self.namespace.as_str())
+    }
+
+    /// [`error`](Self::error) for a client without a session (`moor login`).
+    pub fn classify_error(e: kube::Error, server: &str) -> ClientError {
+        classify(e, server)
     }
 
     /// Turns a kube error into a [`ClientError`], recognizing refused connections.

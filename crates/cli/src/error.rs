@@ -45,6 +45,15 @@ pub enum CliError {
     /// `--mirror` could not copy an image into moor's registry.
     #[error(transparent)]
     Mirror(#[from] crate::commands::MirrorError),
+    /// A role that cannot be added or removed.
+    #[error(transparent)]
+    Policy(#[from] crate::commands::PolicyError),
+    /// `moor login` could not log in.
+    #[error(transparent)]
+    Login(#[from] crate::commands::LoginError),
+    /// `moor registry login` could not log in.
+    #[error(transparent)]
+    RegistryLogin(#[from] crate::commands::RegistryLoginError),
     /// The command line asks for something that cannot be done.
     #[error("{0}")]
     Usage(String),

@@ -119,7 +119,6 @@ fn kubectl_creates_built_in_kinds_with_protobuf_bodies() {
 }
 
 #[test]
-#[ignore = "needs core/v1 serviceaccounts, which another engineer is adding (issue 16)"]
 fn kubectl_creates_a_serviceaccount_with_a_protobuf_body() {
     if peer("kubectl").is_none() {
         return;
@@ -196,7 +195,6 @@ fn kubectl_auth_reviews_are_sent_in_protobuf() {
 }
 
 #[test]
-#[ignore = "needs core/v1 serviceaccounts and their token subresource, which another engineer is adding (issue 16)"]
 fn kubectl_create_token_sends_a_protobuf_token_request() {
     if peer("kubectl").is_none() {
         return;

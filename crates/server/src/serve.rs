@@ -15,9 +15,7 @@ use moor_store::{MemoryStore, SqliteStore, Store};
 
 use crate::apiserver::ApiConfig;
 use crate::app::{AppState, app};
-use crate::auth::{
-    AdminToken, AuthLayer, Authenticators, ensure_admin_token, token_from_kubeconfig,
-};
+use crate::auth::{AdminToken, AuthLayer, ensure_admin_token, token_from_kubeconfig};
 use crate::idle::IdleClose;
 use crate::listener::{BoundedListener, Peer, StatusBodies};
 use crate::metrics::Metrics;
@@ -67,6 +65,10 @@ pub enum ServeError {
     Registry(String),
     #[error("{0}")]
     Triggers(#[from] crate::lookup::triggers::TriggerError),
+    #[error("{0}")]
+    ServiceAccount(#[from] crate::auth::serviceaccount::ServiceAccountError),
+    #[error("--authentication-config {0}")]
+    Oidc(#[from] crate::auth::oidc::OidcError),
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("--encryption-provider-config: {0}")]
@@ -123,11 +125,81 @@ pub struct ServeOptions {
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
     pub uploads: crate::registry::UploadLimits,
+    /// ServiceAccount tokens and OIDC login.
+    pub token_authn: TokenAuthnOptions,
     /// `--encryption-provider-config FILE`: kube's `EncryptionConfiguration`, applied
     /// to the store's values.
     pub encryption_provider_config: Option<PathBuf>,
     /// `--audit-log-path` and its rotation.
     pub audit: crate::audit::AuditOptions,
+}
+
+/// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
+#[derive(Clone, Debug)]
+pub struct TokenAuthnOptions {
+    /// `--service-account-signing-key-file`: PEM, RSA or EC; default: a key
+    /// made under the data dir.
+    pub signing_key_file: Option<PathBuf>,
+    /// `--service-account-issuer`: `iss` of ServiceAccount tokens; default: moor's URL.
+    pub issuer: Option<String>,
+    /// `--api-audiences`: audiences ServiceAccount tokens are accepted for, and get
+    /// by default; default: the issuer.
+    pub api_audiences: Vec<String>,
+    /// `--service-account-max-token-expiration`: TokenRequests are capped at this.
+    pub max_token_expiration: Duration,
+    /// `--authentication-config`: `AuthenticationConfiguration` with `jwt[]` issuers.
+    pub authentication_config: Option<PathBuf>,
+}
+
+impl Default for TokenAuthnOptions {
+    fn default() -> Self {
+        TokenAuthnOptions {
+            signing_key_file: None,
+            issuer: None,
+            api_audiences: Vec::new(),
+            max_token_expiration: Duration::from_secs(24 * 3600),
+            authentication_config: None,
+        }
+    }
+}
+
+/// The ServiceAccount token minter and verifier of `opts` (the key loaded or made).
+fn service_account_tokens(
+    opts: &ServeOptions,
+    url: &str,
+    store: Arc<dyn Store>,
+) -> Result<Arc<crate::auth::serviceaccount::ServiceAccountTokens>, ServeError> {
+    use crate::auth::serviceaccount::{ServiceAccountTokens, SigningKey};
+    let t = &opts.token_authn;
+    let key = SigningKey::load_or_generate(t.signing_key_file.as_deref(), &opts.data_dir)?;
+    Ok(Arc::new(ServiceAccountTokens::new(
+        key,
+        t.issuer.clone().unwrap_or_else(|| url.to_owned()),
+        t.api_audiences.clone(),
+        t.max_token_expiration,
+        store,
+    )))
+}
+
+/// The admin token, then ServiceAccount tokens, then `--authentication-config`'s
+/// JWT issuers (kube's union order: static tokens before JWTs).
+fn token_authenticators(
+    opts: &ServeOptions,
+    admin: AdminToken,
+    service_accounts: Arc<crate::auth::serviceaccount::ServiceAccountTokens>,
+) -> Result<crate::auth::Authenticators, ServeError> {
+    let mut chain = crate::auth::Authenticators::default().with(Arc::new(admin));
+    if let Some(path) = &opts.token_auth_file {
+        chain = chain.with(Arc::new(read_token_file(path)?));
+    }
+    chain = chain.with(service_accounts);
+    if let Some(path) = &opts.token_authn.authentication_config {
+        let config = crate::auth::oidc::AuthenticationConfiguration::load(path)?;
+        chain = chain.with(Arc::new(crate::auth::oidc::JwtAuthenticators::new(
+            &config,
+        )?));
+    }
+    Ok(chain)
 }
 
 /// What one client may hold of the listener: the bound on open connections and the
@@ -192,6 +264,7 @@ impl Default for ServeOptions {
             client_ca_file: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
+            token_authn: TokenAuthnOptions::default(),
             encryption_provider_config: None,
             audit: Default::default(),
         }
@@ -552,6 +625,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
+    let service_account_tokens = service_account_tokens(opts, &url, store.clone())?;
     let config = ApiConfig {
         registry_hostname,
         server_address: addr.to_string(),
@@ -560,6 +634,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             bookmark_interval: opts.bookmark_interval,
             ..Default::default()
         },
+        service_account_tokens: Some(service_account_tokens.clone()),
     };
     let metrics = Metrics::new();
     let mut upstream_config = upstream_config(opts)?;
@@ -602,10 +677,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     };
     let audit = crate::audit::Audit::start(&opts.audit)?;
     audit.register_metrics(&metrics);
-    let mut authenticators = Authenticators::default().with(Arc::new(authn));
-    if let Some(path) = &opts.token_auth_file {
-        authenticators = authenticators.with(Arc::new(read_token_file(path)?));
-    }
+    let authenticators = token_authenticators(opts, authn, service_account_tokens)?;
     let policy = Arc::new(crate::auth::rbac::Policy::default());
     for storage in
         crate::apiserver::resources::rbac::all(store.clone(), &config.serving, policy.clone())

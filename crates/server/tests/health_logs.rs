@@ -24,6 +24,7 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         server_address: "127.0.0.1:0".into(),
         serving: Default::default(),
         max_images_bulk: 3,
+        service_account_tokens: None,
     };
     let store: Arc<dyn moor_store::Store> = Arc::new(MemoryStore::new());
     let api = moor_server::apiserver::Resources::new(store.clone(), &config, Arc::new(NoRegistry))

@@ -6,6 +6,8 @@
 //! - [`distribution`]: CNCF distribution (`docker-registry`) on loopback, killed on
 //!   drop; [`etcd`]: an `etcd` on free ports, killed on drop.
 //! - [`oci`]: OCI image layouts built with umoci (and indexes by hand).
+//! - [`oidc`]: a loopback OIDC issuer (discovery and JWKS over HTTPS, its own CA)
+//!   that mints tokens with chosen claims, keys and headers.
 //! - [`proxy`]: a counting proxy in front of a registry, and a tiny fake registry.
 //! - [`clock`]: a clock moved by hand, for expiry without sleeping.
 //! - [`server`]: moor in process, built by `moor_server::serve::build` (the wiring
@@ -21,6 +23,7 @@ pub mod distribution;
 pub mod etcd;
 pub mod logs;
 pub mod oci;
+pub mod oidc;
 pub mod peers;
 pub mod process;
 pub mod proxy;

@@ -148,6 +148,9 @@ pub async fn serve(
         Method::GET if named => read::get(call).await,
         Method::GET => read::list(call).await,
         Method::POST if !named => write::create(call, body).await,
+        Method::POST if call.target.subresource.is_some() => {
+            write::create_subresource(call, body).await
+        }
         Method::PUT if named => write::update(call, body).await,
         Method::PATCH if named => patch::patch(call, body).await,
         Method::DELETE if named => delete::delete(call, body).await,

@@ -88,3 +88,22 @@ pub(super) async fn update(call: Call, body: Body) -> Result<Response, ApiError>
     };
     Ok(object_response(code, out, call.table_ref(), &call.ctx))
 }
+
+/// `POST .../NAME/SUBRESOURCE`: a create on a named object's subresource (kube's
+/// `NamedCreater`, e.g. `serviceaccounts/token`); the body is handed over parsed.
+pub(super) async fn create_subresource(call: Call, body: Body) -> Result<Response, ApiError> {
+    let name = super::name_of(&call);
+    let sub = call.target.subresource.clone().unwrap_or_default();
+    let body = read_body(body).await?;
+    let value = cpu_bound(|| call.parse_object(&body))?;
+    let out = call
+        .storage
+        .create_subresource(&call.ctx, call.ns(), &name, &sub, value)
+        .await?;
+    Ok(object_response(
+        StatusCode::CREATED,
+        out,
+        call.table_ref(),
+        &call.ctx,
+    ))
+}

@@ -28,7 +28,19 @@ Examples:
   moor create is keycloak --lookup-local
   moor create istag keycloak:20.0 --from-image quay.io/keycloak/keycloak:20.0.2
   moor create deployment mykeycloak --image keycloak:20.0
-  moor create namespace team-a";
+  moor create namespace team-a
+  moor create token builder";
+
+const CREATE_TOKEN_EXAMPLES: &str = "\
+Asks the server for a token of the ServiceAccount (a TokenRequest, as `kubectl create
+token` does) and prints it.
+
+Examples:
+  # A token of the ServiceAccount builder in the current namespace
+  moor create token builder
+
+  # Valid for 10 minutes, for the audience moor
+  moor create token builder -n team-a --duration 10m --audience moor";
 
 const CREATE_DEPLOYMENT_EXAMPLES: &str = "\
 The object is the one `kubectl create deployment` builds: labels and selector app=NAME,
@@ -99,6 +111,26 @@ pub enum CreateCommand {
     /// Create a deployment with the specified name
     #[command(name = "deployment", visible_alias = "deploy", after_help = CREATE_DEPLOYMENT_EXAMPLES)]
     Deployment(CreateDeploymentArgs),
+
+    /// Request a service account token
+    #[command(name = "token", after_help = CREATE_TOKEN_EXAMPLES)]
+    Token(CreateTokenArgs),
+}
+
+/// Flags of `moor create token`.
+#[derive(Debug, Args)]
+pub struct CreateTokenArgs {
+    /// Name of the ServiceAccount
+    #[arg(value_name = "SERVICE_ACCOUNT_NAME")]
+    pub name: String,
+
+    /// Requested lifetime of the token (e.g. 10m, 1h); the server may return another [default: the server's]
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Audience of the requested token (repeatable) [default: the server's]
+    #[arg(long = "audience", value_name = "AUDIENCE")]
+    pub audiences: Vec<String>,
 }
 
 /// Flags of `moor create deployment`.
@@ -189,6 +221,9 @@ pub struct CreateNamespaceArgs {
 
 /// Runs `moor create ...`.
 pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {
+    if let CreateCommand::Token(a) = &args.what {
+        return create_token(session, a).await;
+    }
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -235,8 +270,31 @@ pub async fn run(session: &Session, args: CreateArgs) -> Result<(), CliError> {
                 .to_string();
             (&DEPLOYMENTS, name)
         }
+        CreateCommand::Token(a) => return create_token(session, &a).await,
     };
     emit(&format!("{}/{name} created\n", ty.qualified_singular()))
+}
+
+/// `POST .../serviceaccounts/NAME/token` (a TokenRequest); prints the token.
+async fn create_token(session: &Session, a: &CreateTokenArgs) -> Result<(), CliError> {
+    let mut spec = serde_json::json!({ "audiences": a.audiences });
+    if let Some(d) = a.duration {
+        spec["expirationSeconds"] = d.as_secs().into();
+    }
+    let body = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": spec,
+    });
+    let path = format!(
+        "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+        session.namespace, a.name
+    );
+    let answer = session.post_json(&path, &body).await?;
+    let token = answer["status"]["token"].as_str().ok_or_else(|| {
+        crate::client::ClientError::Decode("the TokenRequest has no status.token".into())
+    })?;
+    emit(&format!("{token}\n"))
 }
 
 /// Parses `-A key=value` annotations as oc does.

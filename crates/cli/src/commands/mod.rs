@@ -2,14 +2,18 @@
 //! Commands call the client, the printers and the describers, and write to
 //! stdout/stderr; they return a [`CliError`] for `main` to print.
 
+pub(crate) mod auth;
 pub(crate) mod completion;
 pub(crate) mod create;
 pub(crate) mod delete;
 pub(crate) mod describe;
 pub(crate) mod get;
 pub(crate) mod import_image;
+pub(crate) mod login;
 pub(crate) mod mirror;
+pub(crate) mod policy;
 pub(crate) mod prune;
+pub(crate) mod registry;
 pub(crate) mod resolve;
 pub(crate) mod rollback;
 pub(crate) mod rollout;
@@ -19,7 +23,10 @@ pub(crate) mod tag;
 pub(crate) mod version;
 
 pub use import_image::ImportImageError;
+pub use login::LoginError;
 pub use mirror::MirrorError;
+pub use policy::PolicyError;
+pub use registry::RegistryLoginError;
 pub use rollback::RollbackError;
 
 use std::io::Write;
@@ -47,6 +54,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let session = connect(&global).await?;
             prune::run(&session, global.namespace.as_deref(), args).await
         }
+        Command::Policy(args) => policy::run(&connect(&global).await?, args).await,
+        Command::Auth(args) => auth::run(&connect(&global).await?, args).await,
+        Command::Whoami(args) => auth::run_whoami(&connect(&global).await?, args).await,
+        Command::Login(args) => {
+            login::run(
+                global.kubeconfig.as_deref(),
+                global.namespace.as_deref(),
+                args,
+            )
+            .await
+        }
+        Command::Registry(args) => registry::run(&connect(&global).await?, args).await,
         Command::Version(args) => version::run(args, || connect(&global)).await,
         Command::Completion(args) => completion::run(args),
     }
@@ -63,6 +82,35 @@ pub(crate) fn emit(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// Writes `bytes` to `path` readable by its owner only (0600), creating its folder:
+/// through a temporary file in the same folder and a rename, so readers never see half
+/// a file.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Writes a line to stderr (messages that are not output, such as "No resources

@@ -117,7 +117,34 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
 
     #[command(flatten)]
+    pub token_authn: TokenAuthnArgs,
+
+    #[command(flatten)]
     pub at_rest: AtRestArgs,
+}
+
+/// `moor serve`'s ServiceAccount token and JWT/OIDC flags (kube-apiserver's names).
+#[derive(Debug, Args)]
+pub struct TokenAuthnArgs {
+    /// PEM private key that signs ServiceAccount tokens: RSA (PKCS#1 or PKCS#8) or EC P-256/P-384 (PKCS#8) [default: an EC key made as DATA_DIR/sa-signing-key.pem]
+    #[arg(long, value_name = "FILE")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+
+    /// The `iss` of ServiceAccount tokens, and the only one accepted [default: moor's URL, https://LISTEN]
+    #[arg(long, value_name = "URL")]
+    pub service_account_issuer: Option<String>,
+
+    /// Audiences ServiceAccount tokens are accepted for, and get when a TokenRequest names none (comma-separated) [default: the issuer]
+    #[arg(long, value_name = "AUD,...", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+
+    /// The longest lifetime a requested ServiceAccount token gets (longer requests are capped)
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub service_account_max_token_expiration: Duration,
+
+    /// kube-apiserver AuthenticationConfiguration (YAML) whose jwt[] issuers users log in with (OIDC)
+    #[arg(long, value_name = "FILE")]
+    pub authentication_config: Option<PathBuf>,
 }
 
 /// `moor serve`'s records and secrets at rest: encryption and the audit log, with
@@ -281,6 +308,13 @@ fn options(args: ServeArgs) -> ServeOptions {
             max_sessions_per_repository: args.limits.max_upload_sessions_per_repository as usize,
             idle_timeout: args.limits.upload_session_idle_timeout,
         },
+        token_authn: moor_server::serve::TokenAuthnOptions {
+            signing_key_file: args.token_authn.service_account_signing_key_file,
+            issuer: args.token_authn.service_account_issuer,
+            api_audiences: args.token_authn.api_audiences,
+            max_token_expiration: args.token_authn.service_account_max_token_expiration,
+            authentication_config: args.token_authn.authentication_config,
+        },
         encryption_provider_config: args.at_rest.encryption_provider_config,
         audit: moor_server::audit::AuditOptions {
             path: args.at_rest.audit_log_path,
@@ -352,6 +386,38 @@ mod tests {
         assert_eq!(o.uploads, d.uploads);
         assert_eq!(o.encryption_provider_config, d.encryption_provider_config);
         assert_eq!(o.audit, d.audit);
+        assert_eq!(
+            o.token_authn.max_token_expiration,
+            d.token_authn.max_token_expiration
+        );
+    }
+
+    #[test]
+    fn token_authn_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "moor",
+            "serve",
+            "--service-account-signing-key-file",
+            "/k.pem",
+            "--service-account-issuer",
+            "https://moor.example",
+            "--api-audiences",
+            "a,b",
+            "--service-account-max-token-expiration",
+            "2h",
+            "--authentication-config",
+            "/authn.yaml",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let t = options(*args).token_authn;
+        assert_eq!(t.signing_key_file, Some("/k.pem".into()));
+        assert_eq!(t.issuer.as_deref(), Some("https://moor.example"));
+        assert_eq!(t.api_audiences, vec!["a", "b"]);
+        assert_eq!(t.max_token_expiration, Duration::from_secs(7200));
+        assert_eq!(t.authentication_config, Some("/authn.yaml".into()));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub serving: ServingConfig,
     /// `--max-images-bulk-imported-per-repository`.
     pub max_images_bulk: usize,
+    /// What mints ServiceAccount tokens (`serviceaccounts/NAME/token`); none: that
+    /// subresource fails.
+    pub service_account_tokens: Option<Arc<crate::auth::serviceaccount::ServiceAccountTokens>>,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +35,7 @@ impl Default for ApiConfig {
             server_address: "127.0.0.1:8443".into(),
             serving: ServingConfig::default(),
             max_images_bulk: 50,
+            service_account_tokens: None,
         }
     }
 }
@@ -100,8 +104,9 @@ impl Resources {
     }
 }
 
-/// Creates what must exist: the `default` namespace, and `openshift`, whose streams
-/// every authenticated user may read and pull, as on OpenShift.
+/// Creates what must exist: the `default` namespace, `openshift` (whose streams every
+/// authenticated user may read and pull, as on OpenShift), and each namespace's
+/// `default` ServiceAccount.
 pub async fn bootstrap(api: &ApiServer) -> Result<(), ApiError> {
     for ns in ["default", moor_api::authz::bootstrap::OPENSHIFT_NAMESPACE] {
         if api.store.get(&namespace_key(ns)).await?.is_none() {
@@ -118,6 +123,16 @@ pub async fn bootstrap(api: &ApiServer) -> Result<(), ApiError> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    if let (Some(namespaces), Some(service_accounts)) = (
+        api.storage("", "v1", "namespaces"),
+        api.storage("", "v1", "serviceaccounts"),
+    ) {
+        resources::serviceaccounts::ensure_default_service_accounts(
+            namespaces.as_ref(),
+            service_accounts.as_ref(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -8,7 +8,10 @@
 //! user name), as registries expect. Calls the store; knows nothing of resources.
 
 pub mod authn;
+pub mod oidc;
 pub mod rbac;
+pub mod serviceaccount;
+pub mod token_cache;
 pub mod x509;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ pub mod image;
 pub mod rbac;
 pub mod reviews;
 pub mod scheduled;
+pub mod serviceaccounts;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -31,8 +32,10 @@ pub fn all(
     };
     let secrets = stored(core::Secrets::new());
     let events = stored(core::Events::new());
+    let (namespaces, service_accounts) = serviceaccounts_and_namespaces(&stored, config);
     let mut out: Vec<Arc<dyn RestStorage>> = vec![
-        stored(core::Namespaces::new()),
+        namespaces,
+        service_accounts,
         secrets.clone(),
         events.clone(),
     ];
@@ -46,4 +49,22 @@ pub fn all(
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
     out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
+}
+
+/// Namespaces (each made with its `default` ServiceAccount) and ServiceAccounts
+/// (with the `token` subresource).
+fn serviceaccounts_and_namespaces(
+    stored: &dyn Fn(Arc<dyn moor_apimachinery::stored::Strategy>) -> Arc<dyn RestStorage>,
+    config: &ApiConfig,
+) -> (Arc<dyn RestStorage>, Arc<dyn RestStorage>) {
+    let service_accounts: Arc<dyn RestStorage> =
+        Arc::new(serviceaccounts::ServiceAccountStorage::new(
+            stored(serviceaccounts::ServiceAccounts::new()),
+            config.service_account_tokens.clone(),
+        ));
+    let namespaces = Arc::new(serviceaccounts::NamespaceStorage::new(
+        stored(core::Namespaces::new()),
+        service_accounts.clone(),
+    ));
+    (namespaces, service_accounts)
 }

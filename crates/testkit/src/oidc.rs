@@ -1,0 +1,215 @@
+//! A loopback OIDC issuer: serves `/.well-known/openid-configuration` and its JWKS
+//! over HTTPS with a CA of its own, and mints tokens with whatever claims, keys and
+//! headers a test chooses, so every bad token can be forged. Counts JWKS fetches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+/// An ES256 signing key and its public JWK (with `kid` and `alg`).
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Jwk,
+    /// The public key, SPKI PEM.
+    pub public_pem: String,
+}
+
+impl SigningKey {
+    /// A fresh EC P-256 key named `kid`.
+    pub fn generate(kid: &str) -> SigningKey {
+        let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("EC key");
+        let encoding = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("EC key");
+        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).expect("JWK");
+        jwk.common.key_id = Some(kid.to_owned());
+        SigningKey {
+            kid: kid.to_owned(),
+            encoding,
+            jwk,
+            public_pem: pair.public_key_pem(),
+        }
+    }
+
+    /// `claims` signed by this key (ES256, with its `kid`).
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        self.sign_with(header, claims)
+    }
+
+    /// `claims` signed by this key under `header` as given.
+    pub fn sign_with(&self, header: Header, claims: &Value) -> String {
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing")
+    }
+}
+
+struct Shared {
+    url: String,
+    keys: std::sync::Mutex<Vec<Jwk>>,
+    jwks_fetches: AtomicUsize,
+}
+
+/// The issuer, serving until dropped.
+pub struct OidcIssuer {
+    /// `https://127.0.0.1:PORT`: the `iss` of its tokens.
+    pub url: String,
+    /// The CA that signed its serving certificate (PEM).
+    pub ca_pem: String,
+    /// The key its JWKS publishes and its tokens are signed with.
+    pub key: SigningKey,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OidcIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({
+        "issuer": s.url,
+        "jwks_uri": format!("{}/keys", s.url),
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+    }))
+}
+
+async fn jwks(State(s): State<Arc<Shared>>) -> Json<JwkSet> {
+    s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = s.keys.lock().expect("keys lock").clone();
+    Json(JwkSet { keys })
+}
+
+impl OidcIssuer {
+    /// Starts an issuer on a loopback port with a new CA and key.
+    pub async fn start() -> OidcIssuer {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "test OIDC CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+        let ca = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .signed_by(&leaf_key, &ca)
+            .expect("certificate");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let key = SigningKey::generate("issuer-key-1");
+        let shared = Arc::new(Shared {
+            url: url.clone(),
+            keys: std::sync::Mutex::new(vec![key.jwk.clone()]),
+            jwks_fetches: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/keys", get(jwks))
+            .with_state(shared.clone());
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+            leaf.pem().into_bytes(),
+            leaf_key.serialize_pem().into_bytes(),
+        )
+        .await
+        .expect("TLS config");
+        let server = axum_server::from_tcp_rustls(listener, config).expect("server");
+        let task = tokio::spawn(async move {
+            let _ = server.serve(app.into_make_service()).await;
+        });
+        OidcIssuer {
+            url,
+            ca_pem: ca_cert.pem(),
+            key,
+            shared,
+            task,
+        }
+    }
+
+    /// Publishes `key` in the JWKS too (a key rotation).
+    pub fn add_key(&self, key: &SigningKey) {
+        self.shared
+            .keys
+            .lock()
+            .expect("keys lock")
+            .push(key.jwk.clone());
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Valid claims for `sub` and audience `aud`: this issuer, an hour to live.
+    pub fn claims(&self, sub: &str, aud: &str) -> Value {
+        let now = now();
+        json!({
+            "iss": self.url, "sub": sub, "aud": aud,
+            "iat": now, "nbf": now, "exp": now + 3600,
+        })
+    }
+
+    /// `claims` signed with the issuer's key.
+    pub fn mint(&self, claims: &Value) -> String {
+        self.key.sign(claims)
+    }
+
+    /// An `AuthenticationConfiguration` (v1beta1) trusting this issuer for audience
+    /// `aud`, user names and groups from `sub` and `groups` prefixed `oidc:`.
+    pub fn authentication_config(&self, aud: &str) -> String {
+        let ca = self
+            .ca_pem
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>();
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\njwt:\n- issuer:\n    url: {}\n    audiences: [{aud}]\n    certificateAuthority: |\n{ca}  claimMappings:\n    username: {{claim: sub, prefix: \"oidc:\"}}\n    groups: {{claim: groups, prefix: \"oidc:\"}}\n",
+            self.url
+        )
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An unsigned token (`alg: none`) with `claims`.
+pub fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.")
+}
+
+/// `claims` signed HS256 with `secret` (e.g. a public key's PEM, the classic
+/// algorithm-confusion forgery).
+pub fn hs256(secret: &[u8], kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(secret).expect("HMAC key"),
+    )
+    .expect("signing")
+}
