@@ -28,6 +28,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// The integrated registry under `/v2/` (`None`: API only).
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The audit log (disabled by default).
+    pub audit: crate::audit::Audit,
 }
 
 /// The whole HTTP surface of moor.
@@ -70,6 +72,11 @@ pub fn app(state: AppState) -> Router {
     };
     let rest = open
         .merge(protected)
+        // Outside the API's and the registry's authentication: refusals are audited too.
+        .layer(middleware::from_fn_with_state(
+            state.audit.clone(),
+            crate::audit::record,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

@@ -5,10 +5,12 @@
 
 pub mod apiserver;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod compactor;
+pub mod encryption;
 pub mod idle;
 pub mod importer;
 pub mod listener;

@@ -20,6 +20,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
 
+/// The peer's address as axum's `ConnectInfo<SocketAddr>` (the audit log's source IP).
+impl axum::extract::connect_info::Connected<Peer> for SocketAddr {
+    fn connect_info(peer: Peer) -> SocketAddr {
+        peer.0
+    }
+}
+
 impl Address for Peer {
     type Stream = BoundedStream;
     type Listener = BoundedListener;

@@ -69,6 +69,10 @@ pub enum ServeError {
     ServiceAccount(#[from] crate::auth::serviceaccount::ServiceAccountError),
     #[error("--authentication-config {0}")]
     Oidc(#[from] crate::auth::oidc::OidcError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("--encryption-provider-config: {0}")]
+    Encryption(#[from] crate::encryption::EncryptionError),
 }
 
 /// Everything `moor serve` is told.
@@ -123,6 +127,11 @@ pub struct ServeOptions {
     pub uploads: crate::registry::UploadLimits,
     /// ServiceAccount tokens and OIDC login.
     pub token_authn: TokenAuthnOptions,
+    /// `--encryption-provider-config FILE`: kube's `EncryptionConfiguration`, applied
+    /// to the store's values.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// `--audit-log-path` and its rotation.
+    pub audit: crate::audit::AuditOptions,
 }
 
 /// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
@@ -256,6 +265,8 @@ impl Default for ServeOptions {
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
             token_authn: TokenAuthnOptions::default(),
+            encryption_provider_config: None,
+            audit: Default::default(),
         }
     }
 }
@@ -283,6 +294,30 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
         Some(u) if u.starts_with("sqlite://") => sqlite(Path::new(&u["sqlite://".len()..])),
         Some("memory://") => Ok(Arc::new(MemoryStore::new())),
         Some(other) => Err(ServeError::StoreUrl(other.to_string())),
+    }
+}
+
+/// `--encryption-provider-config`, read and checked (`None` without the flag).
+fn encryption_config(
+    opts: &ServeOptions,
+) -> Result<Option<crate::encryption::EncryptionConfig>, ServeError> {
+    Ok(match &opts.encryption_provider_config {
+        Some(path) => Some(crate::encryption::EncryptionConfig::load(path)?),
+        None => None,
+    })
+}
+
+/// `store` with the configured resources' values encrypted at rest.
+fn encrypted(
+    store: Arc<dyn Store>,
+    config: Option<crate::encryption::EncryptionConfig>,
+) -> Arc<dyn Store> {
+    match config {
+        Some(config) => {
+            tracing::info!(rules = ?config, "encrypting resources at rest");
+            Arc::new(crate::encryption::EncryptedStore::new(store, config))
+        }
+        None => store,
     }
 }
 
@@ -545,10 +580,12 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         path: opts.data_dir.clone(),
         source,
     })?;
+    let encryption = encryption_config(opts)?;
     let store = match overrides.store {
         Some(store) => store,
         None => open_store(opts.store.as_deref(), &opts.data_dir)?,
     };
+    let store = encrypted(store, encryption);
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
@@ -638,6 +675,8 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             ensure_admin_token(&store, existing.as_deref()).await?
         }
     };
+    let audit = crate::audit::Audit::start(&opts.audit)?;
+    audit.register_metrics(&metrics);
     let authenticators = token_authenticators(opts, authn, service_account_tokens)?;
     let policy = Arc::new(crate::auth::rbac::Policy::default());
     for storage in
@@ -711,6 +750,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         registry,
+        audit,
     };
     let loops = overrides.loops;
     let mut tasks = vec![
@@ -819,7 +859,8 @@ impl Built {
             stop.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let ready = state.ready.clone();
-        let service = app(state).into_make_service();
+        let audit = state.audit.clone();
+        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let limits = fit_connection_bound(&connections);
         let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Serve)?;
         let mut server = axum_server::Server::<Peer>::from_listener(BoundedListener::new(
@@ -864,7 +905,9 @@ impl Built {
         })?;
         ready.store(true, Ordering::SeqCst);
         tracing::info!(%addr, url = %url, kubeconfig = %kubeconfig.display(), "moor is serving");
-        match server.await {
+        let served = server.await;
+        audit.flush(Duration::from_secs(5)).await;
+        match served {
             Ok(result) => result.map_err(ServeError::Serve),
             Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         }

@@ -35,6 +35,7 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         metrics: Metrics::new(),
         ready: Arc::new(AtomicBool::new(false)),
         registry: None,
+        audit: Default::default(),
     });
     let resp = router
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())

@@ -159,4 +159,12 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     /// The revision of the last write (0 for an empty store).
     async fn current_revision(&self) -> Result<Revision, StoreError>;
+    /// Whether `kv`, as this store returned it, should be written again even when an
+    /// update leaves it unchanged: a store that transforms values (encryption at rest)
+    /// says so while the value is kept with another key than writes use now (kube's
+    /// "stale" transformer result). The default: never.
+    async fn is_stale(&self, kv: &KeyValue) -> Result<bool, StoreError> {
+        let _ = kv;
+        Ok(false)
+    }
 }

@@ -159,6 +159,12 @@ impl RestStorage for StoredResource {
             let step =
                 cpu_bound(|| self.next_version(&kv, ns, name, subresource, update, ctx.dry_run))?;
             let (mut decorated_new, bytes, precondition) = match step {
+                // An unchanged object the store keeps stale (under an old encryption
+                // key) is written as it is, so that `kubectl replace` re-encrypts.
+                NextVersion::Unchanged(old) if !ctx.dry_run && self.store.is_stale(&kv).await? => {
+                    let bytes = Self::encode(&old)?;
+                    (old, bytes, None)
+                }
                 NextVersion::Unchanged(old) => return Ok((old, false)),
                 NextVersion::DryRun(obj) => return Ok((obj, false)),
                 NextVersion::Write {

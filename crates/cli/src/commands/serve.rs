@@ -118,6 +118,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub token_authn: TokenAuthnArgs,
+
+    #[command(flatten)]
+    pub at_rest: AtRestArgs,
 }
 
 /// `moor serve`'s ServiceAccount token and JWT/OIDC flags (kube-apiserver's names).
@@ -142,6 +145,27 @@ pub struct TokenAuthnArgs {
     /// kube-apiserver AuthenticationConfiguration (YAML) whose jwt[] issuers users log in with (OIDC)
     #[arg(long, value_name = "FILE")]
     pub authentication_config: Option<PathBuf>,
+}
+
+/// `moor serve`'s records and secrets at rest: encryption and the audit log, with
+/// kube-apiserver's flag names.
+#[derive(Debug, Args)]
+pub struct AtRestArgs {
+    /// Encrypt resources at rest as this kube-apiserver EncryptionConfiguration says (aesgcm, secretbox, identity)
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
+
+    /// Write an audit.k8s.io/v1 Event (Metadata level) per mutating API request and registry push or delete to FILE ("-": stdout)
+    #[arg(long, value_name = "FILE")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Rotate the audit log before it grows past this many megabytes (0: never)
+    #[arg(long = "audit-log-maxsize", value_name = "MB", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+
+    /// Rotated audit log files to keep, FILE.1 newest (0: keep all)
+    #[arg(long = "audit-log-maxbackup", value_name = "N", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
 }
 
 /// `moor serve`'s limits on what one client may hold: connections, their timeouts,
@@ -291,6 +315,12 @@ fn options(args: ServeArgs) -> ServeOptions {
             max_token_expiration: args.token_authn.service_account_max_token_expiration,
             authentication_config: args.token_authn.authentication_config,
         },
+        encryption_provider_config: args.at_rest.encryption_provider_config,
+        audit: moor_server::audit::AuditOptions {
+            path: args.at_rest.audit_log_path,
+            max_size_bytes: args.at_rest.audit_log_maxsize.saturating_mul(1024 * 1024),
+            max_backups: args.at_rest.audit_log_maxbackup,
+        },
         ..ServeOptions::default()
     }
 }
@@ -354,6 +384,8 @@ mod tests {
         assert_eq!(o.plain_http, d.plain_http);
         assert_eq!(o.connections, d.connections);
         assert_eq!(o.uploads, d.uploads);
+        assert_eq!(o.encryption_provider_config, d.encryption_provider_config);
+        assert_eq!(o.audit, d.audit);
         assert_eq!(
             o.token_authn.max_token_expiration,
             d.token_authn.max_token_expiration
@@ -386,6 +418,34 @@ mod tests {
         assert_eq!(t.api_audiences, vec!["a", "b"]);
         assert_eq!(t.max_token_expiration, Duration::from_secs(7200));
         assert_eq!(t.authentication_config, Some("/authn.yaml".into()));
+    }
+
+    #[test]
+    fn at_rest_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "moor",
+            "serve",
+            "--encryption-provider-config",
+            "/etc/moor/enc.yaml",
+            "--audit-log-path",
+            "-",
+            "--audit-log-maxsize",
+            "100",
+            "--audit-log-maxbackup",
+            "5",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let o = options(*args);
+        assert_eq!(
+            o.encryption_provider_config.as_deref(),
+            Some(std::path::Path::new("/etc/moor/enc.yaml"))
+        );
+        assert_eq!(o.audit.path.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(o.audit.max_size_bytes, 100 << 20);
+        assert_eq!(o.audit.max_backups, 5);
     }
 
     #[test]

@@ -195,11 +195,11 @@ impl AuthLayer {
     pub async fn authenticate(&self, token: Option<&str>) -> Result<UserInfo, Refusal> {
         match token {
             None => Ok(UserInfo::anonymous()),
-            Some(token) => self
-                .authn
-                .authenticate(token)
-                .await
-                .ok_or(Refusal::Unauthenticated),
+            Some(token) => {
+                let user = self.authn.authenticate(token).await;
+                user.inspect(crate::audit::note_user)
+                    .ok_or(Refusal::Unauthenticated)
+            }
         }
     }
 
@@ -211,7 +211,10 @@ impl AuthLayer {
         certificate: Option<UserInfo>,
     ) -> Result<UserInfo, Refusal> {
         match (token, certificate) {
-            (None, Some(user)) => Ok(user),
+            (None, Some(user)) => {
+                crate::audit::note_user(&user);
+                Ok(user)
+            }
             (token, _) => self.authenticate(token).await,
         }
     }

@@ -37,6 +37,8 @@ pub struct Options {
     pub anonymous_pull: bool,
     /// Upload caps and expiry (default: the server's).
     pub uploads: moor_server::registry::UploadLimits,
+    /// The audit log (default: none).
+    pub audit: moor_server::audit::AuditOptions,
 }
 
 impl Moor {
@@ -83,6 +85,7 @@ impl Moor {
                 o.max_images_bulk = 10;
                 o.registry_anonymous_pull = options.anonymous_pull;
                 o.uploads = options.uploads;
+                o.audit = options.audit;
             })
             .listen()
             .await;
