@@ -166,9 +166,16 @@ impl Audit {
     }
 }
 
+/// Who the request being audited is: the user the authenticator accepted, and whom
+/// it acts as through impersonation headers.
+#[derive(Default)]
+struct NotedUsers {
+    user: OnceLock<UserInfo>,
+    impersonated: OnceLock<UserInfo>,
+}
+
 tokio::task_local! {
-    /// The user the authenticator accepted for the request being audited.
-    static REQUEST_USER: Arc<OnceLock<UserInfo>>;
+    static REQUEST_USER: Arc<NotedUsers>;
 }
 
 /// Tells the audit layer who the request in flight is (the first user noted wins:
@@ -176,7 +183,13 @@ tokio::task_local! {
 /// calls it once it has authenticated a credential; outside an audited request it
 /// does nothing.
 pub fn note_user(user: &UserInfo) {
-    let _ = REQUEST_USER.try_with(|slot| slot.set(user.clone()));
+    let _ = REQUEST_USER.try_with(|slot| slot.user.set(user.clone()));
+}
+
+/// Tells the audit layer whom the request in flight acts as (kube's
+/// `impersonatedUser`), after the impersonation was allowed.
+pub fn note_impersonated(user: &UserInfo) {
+    let _ = REQUEST_USER.try_with(|slot| slot.impersonated.set(user.clone()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -195,6 +208,8 @@ struct Event {
     request_uri: String,
     verb: String,
     user: EventUser,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_user: Option<EventUser>,
     #[serde(rename = "sourceIPs", skip_serializing_if = "Vec::is_empty")]
     source_ips: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -335,17 +350,19 @@ pub async fn record(State(audit): State<Audit>, req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let source_ips = source_ips(&req);
-    let slot = Arc::new(OnceLock::new());
+    let slot = Arc::new(NotedUsers::default());
     let mut response = REQUEST_USER.scope(slot.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&audit_id) {
         response.headers_mut().insert("audit-id", v);
     }
-    let user = match slot.get() {
-        Some(u) => EventUser {
-            username: u.name.clone(),
-            uid: u.uid.clone(),
-            groups: u.groups.clone(),
-        },
+    let event_user = |u: &UserInfo| EventUser {
+        username: u.name.clone(),
+        uid: u.uid.clone(),
+        groups: u.groups.clone(),
+    };
+    let impersonated_user = slot.impersonated.get().map(event_user);
+    let user = match slot.user.get() {
+        Some(u) => event_user(u),
         None => EventUser {
             username: names::ANONYMOUS.into(),
             uid: String::new(),
@@ -361,6 +378,7 @@ pub async fn record(State(audit): State<Audit>, req: Request, next: Next) -> Res
         request_uri,
         verb,
         user,
+        impersonated_user,
         source_ips,
         user_agent,
         object_ref,
@@ -664,6 +682,7 @@ mod tests {
                 uid: String::new(),
                 groups: Vec::new(),
             },
+            impersonated_user: None,
             source_ips: Vec::new(),
             user_agent: None,
             object_ref: ObjectRef::default(),

@@ -473,6 +473,22 @@ async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
     assert_eq!(e["user"]["uid"], "bob-uid");
     assert_eq!(e["responseStatus"]["code"], 403);
 
+    // The admin acting as bob (`kubectl --as bob`): the event names both.
+    let r = h
+        .raw(
+            Request::post(SECRETS)
+                .header("authorization", format!("Bearer {}", h.token))
+                .header("impersonate-user", "bob")
+                .header("content-type", "application/json")
+                .body(Body::from(secret("as-bob", VALUE).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let e = event(&log, &audit_id(&r.headers)).await;
+    assert_eq!(e["user"]["username"], "admin");
+    assert_eq!(e["impersonatedUser"]["username"], "bob");
+
     // A wrong token: 401 too. And the delete that works.
     let r = h
         .raw(
@@ -494,7 +510,7 @@ async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
 
     // Events are written in order, so the read, made before the last, is absent.
     let all = events(&log);
-    assert_eq!(all.len(), 6, "{all:#?}");
+    assert_eq!(all.len(), 7, "{all:#?}");
     assert!(all.iter().all(|e| e["verb"] != "get"));
     // Never a value, a token or a body.
     let text = std::fs::read_to_string(&log).unwrap();

@@ -359,8 +359,14 @@ pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next:
         Ok(user) => user,
         Err(refusal) => return refusal.into_api_error().into_response(),
     };
+    let acting = req.headers().contains_key(IMPERSONATE_USER);
     let user = match auth.impersonate(user, req.headers()) {
-        Ok(user) => user,
+        Ok(user) => {
+            if acting {
+                crate::audit::note_impersonated(&user);
+            }
+            user
+        }
         Err(refusal) => return refusal.into_api_error().into_response(),
     };
     if let Err(refusal) = auth.authorize(&question(&user, &info)) {
