@@ -352,6 +352,14 @@ pub async fn record(State(audit): State<Audit>, req: Request, next: Next) -> Res
     let source_ips = source_ips(&req);
     let slot = Arc::new(NotedUsers::default());
     let mut response = REQUEST_USER.scope(slot.clone(), next.run(req)).await;
+    let mut object_ref = object_ref;
+    if verb == "create" && object_ref.name.is_none() && response.status().is_success() {
+        // The name of a created object is in the body, not the URL (generateName
+        // included): read it from the answer, as kube fills `objectRef.name` in.
+        let (name, rebuilt) = created_name(response).await;
+        object_ref.name = name;
+        response = rebuilt;
+    }
     if let Ok(v) = HeaderValue::from_str(&audit_id) {
         response.headers_mut().insert("audit-id", v);
     }
@@ -390,6 +398,37 @@ pub async fn record(State(audit): State<Audit>, req: Request, next: Next) -> Res
         stage_timestamp: timestamp(jiff::Timestamp::now()),
     });
     response
+}
+
+/// The largest create answer read for its object's name.
+const CREATED_BODY_LIMIT: usize = 16 << 20;
+
+/// The `metadata.name` of the object a create answered with, and the answer again.
+async fn created_name(response: Response) -> (Option<String>, Response) {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, CREATED_BODY_LIMIT).await {
+        Ok(bytes) => {
+            let name = serde_json::from_slice::<Named>(&bytes)
+                .ok()
+                .and_then(|n| n.metadata.name);
+            (
+                name,
+                Response::from_parts(parts, axum::body::Body::from(bytes)),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "audit: the create answer could not be read");
+            (None, Response::from_parts(parts, axum::body::Body::empty()))
+        }
+    }
 }
 
 /// kube's source IPs: `X-Forwarded-For`'s, `X-Real-Ip`, then the peer's address.

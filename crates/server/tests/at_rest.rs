@@ -415,7 +415,7 @@ async fn mutating_requests_and_refusals_are_audited_reads_are_not() {
     );
     assert_eq!(
         e["objectRef"],
-        json!({"resource": "secrets", "namespace": "default", "apiVersion": "v1"})
+        json!({"resource": "secrets", "namespace": "default", "name": "db", "apiVersion": "v1"})
     );
     assert_eq!(e["responseStatus"]["code"], 201);
 
