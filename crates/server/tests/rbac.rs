@@ -5,6 +5,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use moor_testkit::oidc::OidcIssuer;
 use moor_testkit::server::{MoorServer, Resp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -22,20 +23,37 @@ erin-token,erin,1005
 /// group), bob edits team-b, carol views team-a, dave administers team-a; each
 /// namespace has a stream `app`.
 async fn server() -> MoorServer {
+    setup(None).await
+}
+
+/// [`server`], also trusting `issuer`'s OIDC tokens for audience `moor`; its group
+/// `oidc:team-b-devs` edits team-b.
+async fn setup(issuer: Option<&OidcIssuer>) -> MoorServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("tokens.csv");
     std::fs::write(&file, TOKENS).expect("token file");
+    let authn = dir.path().join("authn.yaml");
+    if let Some(issuer) = issuer {
+        std::fs::write(&authn, issuer.authentication_config("moor")).expect("authn config");
+    }
     let server = MoorServer::builder()
-        .with(|o| o.token_auth_file = Some(file.clone()))
+        .with(|o| {
+            o.token_auth_file = Some(file.clone());
+            if issuer.is_some() {
+                o.token_authn.authentication_config = Some(authn.clone());
+            }
+        })
         .start()
         .await;
     // The file is read at start.
     drop(dir);
-    for ns in ["team-a", "team-b"] {
-        let r = server
-            .post("/api/v1/namespaces", &json!({"metadata": {"name": ns}}))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for ns in ["team-a", "team-b", "openshift"] {
+        if ns != "openshift" {
+            let r = server
+                .post("/api/v1/namespaces", &json!({"metadata": {"name": ns}}))
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        }
         let r = server
             .post(
                 &format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams"),
@@ -63,6 +81,13 @@ async fn server() -> MoorServer {
         ("team-b", "bob-edit", "edit", "User", "bob"),
         ("team-a", "carol-view", "view", "User", "carol"),
         ("team-a", "dave-admin", "admin", "User", "dave"),
+        (
+            "team-b",
+            "oidc-devs-edit",
+            "edit",
+            "Group",
+            "oidc:team-b-devs",
+        ),
     ] {
         let r = server
             .post(
@@ -167,6 +192,8 @@ enum Endpoint {
     Catalog,
     DeleteManifestA,
     Webhook,
+    PullOpenshift,
+    PushOpenshift,
 }
 use Endpoint::*;
 
@@ -212,6 +239,12 @@ impl Endpoint {
                 format!("/v2/team-a/app/manifests/{digest}"),
                 None,
             ),
+            PullOpenshift => (Method::GET, "/v2/openshift/app/tags/list".into(), None),
+            PushOpenshift => (
+                Method::POST,
+                "/v2/openshift/app/blobs/uploads/".into(),
+                None,
+            ),
             Webhook => (
                 Method::POST,
                 "/admission/image-policy".into(),
@@ -223,7 +256,12 @@ impl Endpoint {
 
 #[tokio::test]
 async fn subjects_namespaces_and_endpoints_matrix() {
-    let server = server().await;
+    let issuer = OidcIssuer::start().await;
+    let server = setup(Some(&issuer)).await;
+    let mut claims = issuer.claims("dora", "moor");
+    claims["groups"] = json!(["team-b-devs"]);
+    let dora = issuer.mint(&claims);
+    let dora = Some(dora.as_str());
     let admin = Some(moor_testkit::server::TOKEN);
     let alice = Some("alice-token");
     let bob = Some("bob-token");
@@ -288,6 +326,17 @@ async fn subjects_namespaces_and_endpoints_matrix() {
         ("alice", alice, Webhook, Forbidden),
         ("robot", robot, Webhook, Forbidden),
         ("anonymous", anon, Webhook, Unauthorized),
+        // An OIDC user, through its group's binding in team-b only.
+        ("dora (OIDC)", dora, ListStreamsB, Allowed),
+        ("dora (OIDC)", dora, ListStreamsA, Forbidden),
+        ("dora (OIDC)", dora, PullA, Forbidden),
+        ("dora (OIDC)", dora, Metrics, Forbidden),
+        // The openshift namespace: every authenticated user pulls, nobody else.
+        ("alice", alice, PullOpenshift, Allowed),
+        ("robot", robot, PullOpenshift, Allowed),
+        ("dora (OIDC)", dora, PullOpenshift, Allowed),
+        ("alice", alice, PushOpenshift, Forbidden),
+        ("anonymous", anon, PullOpenshift, Unauthorized),
         ("forged", forged, ListStreamsA, Unauthorized),
         ("forged", forged, PullA, Unauthorized),
     ];
