@@ -81,6 +81,7 @@ async fn setup(issuer: Option<&OidcIssuer>) -> MoorServer {
         ("team-b", "bob-edit", "edit", "User", "bob"),
         ("team-a", "carol-view", "view", "User", "carol"),
         ("team-a", "dave-admin", "admin", "User", "dave"),
+        ("team-a", "erin-push", "system:image-pusher", "User", "erin"),
         (
             "team-b",
             "oidc-devs-edit",
@@ -268,6 +269,7 @@ async fn subjects_namespaces_and_endpoints_matrix() {
     let carol = Some("carol-token");
     let anon: Option<&str> = None;
     let forged = Some("no-such-token");
+    let erin = Some("erin-token");
     // ServiceAccounts of team-a: any may pull there (system:image-pullers); `builder`
     // may push (system:image-builders).
     let robot = service_account_token(&server, "team-a", "robot").await;
@@ -326,6 +328,10 @@ async fn subjects_namespaces_and_endpoints_matrix() {
         ("alice", alice, Webhook, Forbidden),
         ("robot", robot, Webhook, Forbidden),
         ("anonymous", anon, Webhook, Unauthorized),
+        // A pusher may push to streams that exist, not create new ones.
+        ("erin", erin, PullA, Allowed),
+        ("erin", erin, PushA, Allowed),
+        ("erin", erin, PushNewStreamA, Forbidden),
         // An OIDC user, through its group's binding in team-b only.
         ("dora (OIDC)", dora, ListStreamsB, Allowed),
         ("dora (OIDC)", dora, ListStreamsA, Forbidden),

@@ -95,10 +95,25 @@ async fn action_checks(
             } else if *method == Method::DELETE && !upload {
                 RegistryAction::Delete
             } else {
-                let stream_exists = match RepoName::parse(ns, name) {
-                    Ok(repo) => matches!(reg.repos.stream(&repo).await, Ok(Some(_))),
-                    Err(_) => true,
-                };
+                // Whether the stream exists matters only to a caller who may not
+                // create streams: ask RBAC (a cached answer) before the catalog.
+                let may_create = reg
+                    .auth
+                    .authorize(&moor_api::authz::Attributes::resource(
+                        user.clone(),
+                        "create",
+                        moor_api::authz::ResourceAttributes::new(
+                            moor_api::authz::registry::IMAGE_GROUP,
+                            "imagestreams",
+                        )
+                        .namespace(*ns),
+                    ))
+                    .is_ok();
+                let stream_exists = may_create
+                    || match RepoName::parse(ns, name) {
+                        Ok(repo) => matches!(reg.repos.stream(&repo).await, Ok(Some(_))),
+                        Err(_) => true,
+                    };
                 RegistryAction::Push {
                     repository,
                     stream_exists,
