@@ -852,3 +852,70 @@ fn kubectl_create_rolebinding_grants() {
     let (code, out) = kubectl_can_i(&admin, "alice-token", &["create", "is", "-n", "team-a"]);
     assert_eq!((code, out.as_str()), (0, "yes"));
 }
+
+/// ServiceAccounts' credentials with a real registry client, TLS verified: the
+/// `builder` ServiceAccount pushes (system:image-builders), any ServiceAccount of
+/// the namespace pulls (system:image-pullers), one of another namespace does not.
+#[test]
+fn service_account_tokens_push_and_pull_with_skopeo() {
+    if !require(&["skopeo", "umoci"]) {
+        return;
+    }
+    let env = Env::start();
+    let server = &env.server;
+    let host = server.host();
+    let certs = env.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), server.ca_pem()).unwrap();
+    // kubectl's imperative create sends protobuf; moor takes it.
+    let k = Kubectl::new(&server.kubeconfig()).expect("kubectl");
+    for (ns, sa) in [("team-a", "builder"), ("team-b", "builder")] {
+        k.ok(&["create", "serviceaccount", sa, "-n", ns]);
+    }
+    let token = |ns: &str, sa: &str| {
+        server
+            .ok(&["create", "token", sa, "-n", ns])
+            .trim()
+            .to_owned()
+    };
+    let builder_a = token("team-a", "builder");
+    let default_a = token("team-a", "default");
+    let default_b = token("team-b", "default");
+    let layout = OciLayout::new();
+    layout.add_image("v1", &ImageSpec::app("service accounts"));
+    let push = |token: &str, repo: &str| {
+        run(Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--dest-cert-dir"])
+            .arg(&certs)
+            .args(["--dest-creds", &format!("serviceaccount:{token}")])
+            .arg(format!("oci:{}:v1", layout.path().display()))
+            .arg(format!("docker://{host}/{repo}")))
+    };
+    let inspect = |token: &str, repo: &str| {
+        run(Command::new("skopeo")
+            .args(["inspect", "--cert-dir"])
+            .arg(&certs)
+            .args(["--creds", &format!("serviceaccount:{token}")])
+            .arg(format!("docker://{host}/{repo}")))
+    };
+    let (ok, _, err) = push(&builder_a, "team-a/app:v1");
+    assert!(
+        ok,
+        "the builder ServiceAccount pushes, creating the stream: {err}"
+    );
+    let (ok, _, err) = push(&default_a, "team-a/other:v1");
+    assert!(!ok, "the default ServiceAccount does not push");
+    assert!(
+        err.contains("denied") || err.contains("unauthorized") || err.contains("403"),
+        "{err}"
+    );
+    let (ok, out, err) = inspect(&default_a, "team-a/app:v1");
+    assert!(ok, "team-a's ServiceAccounts pull: {err}");
+    assert!(out.contains("\"Digest\""), "{out}");
+    let (ok, _, _) = inspect(&default_b, "team-a/app:v1");
+    assert!(!ok, "team-b's ServiceAccounts do not pull from team-a");
+    // A deleted ServiceAccount's token stops working at once.
+    k.ok(&["delete", "serviceaccount", "builder", "-n", "team-a"]);
+    let (ok, _, _) = push(&builder_a, "team-a/app:v2");
+    assert!(!ok, "a deleted ServiceAccount's token is refused");
+}
