@@ -18,17 +18,27 @@ use crate::table::TableDef;
 #[async_trait]
 pub trait WriteAdmission: Send + Sync + 'static {
     /// May `new` be written in `ns` (replacing `old`; `None` on create)? Called for
-    /// writes of the main resource and of `subresource`.
+    /// writes of the main resource and of `subresource`. The default admits.
     fn admit(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        subresource: Option<&str>,
-        new: &Value,
-        old: Option<&Value>,
-    ) -> Result<(), ApiError>;
-    /// After a create or update wrote `written`.
-    async fn after_write(&self, _written: &Value) {}
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _subresource: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// After a create or update wrote `written` (`created`: the object is new); an
+    /// error is the request's answer (the write stays).
+    async fn after_write(
+        &self,
+        _ctx: &RequestContext,
+        _written: &Value,
+        _created: bool,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
     /// After a delete removed `gone`.
     async fn after_delete(&self, _gone: &Value) {}
 }
@@ -92,7 +102,7 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
     ) -> Result<Value, ApiError> {
         self.admission.admit(ctx, ns, None, &obj, None)?;
         let written = self.inner.create(ctx, ns, obj).await?;
-        self.admission.after_write(&written).await;
+        self.admission.after_write(ctx, &written, true).await?;
         Ok(written)
     }
     async fn update(
@@ -114,7 +124,7 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
             .inner
             .update(ctx, ns, name, subresource, &admitted, create_if_missing)
             .await?;
-        self.admission.after_write(&written).await;
+        self.admission.after_write(ctx, &written, created).await?;
         Ok((written, created))
     }
     async fn delete(

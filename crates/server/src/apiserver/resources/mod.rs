@@ -62,9 +62,9 @@ fn serviceaccounts_and_namespaces(
             stored(serviceaccounts::ServiceAccounts::new()),
             config.service_account_tokens.clone(),
         ));
-    let namespaces = Arc::new(serviceaccounts::NamespaceStorage::new(
+    let namespaces = serviceaccounts::DefaultServiceAccount::wrap(
         stored(core::Namespaces::new()),
         service_accounts.clone(),
-    ));
+    );
     (namespaces, service_accounts)
 }

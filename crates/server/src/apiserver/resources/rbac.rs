@@ -372,7 +372,12 @@ impl WriteAdmission for EscalationCheck {
     ) -> Result<(), ApiError> {
         self.check(ctx.user.as_ref(), ns, new, old)
     }
-    async fn after_write(&self, written: &Value) {
+    async fn after_write(
+        &self,
+        _ctx: &RequestContext,
+        written: &Value,
+        _created: bool,
+    ) -> Result<(), ApiError> {
         let rv = written
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -380,6 +385,7 @@ impl WriteAdmission for EscalationCheck {
         if let Some(rv) = rv {
             self.policy.wait_for(rv).await;
         }
+        Ok(())
     }
     async fn after_delete(&self, _gone: &Value) {
         if let Ok(rev) = self.store.current_revision().await {

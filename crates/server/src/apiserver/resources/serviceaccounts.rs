@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use moor_api::validation::{FieldError, is_dns1123_label};
+use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use serde_json::{Value, json};
 
 use crate::auth::serviceaccount::ServiceAccountTokens;
@@ -362,105 +363,32 @@ pub async fn ensure_default_service_accounts(
 }
 
 /// Namespaces as served: creating one also creates its `default` ServiceAccount.
-pub struct NamespaceStorage {
-    inner: Arc<dyn RestStorage>,
+pub struct DefaultServiceAccount {
     service_accounts: Arc<dyn RestStorage>,
 }
 
-impl NamespaceStorage {
-    /// `inner` (the stored namespaces), adding ServiceAccounts to `service_accounts`.
-    pub fn new(inner: Arc<dyn RestStorage>, service_accounts: Arc<dyn RestStorage>) -> Self {
-        NamespaceStorage {
-            inner,
-            service_accounts,
-        }
+impl DefaultServiceAccount {
+    /// The namespaces `inner` serves, adding ServiceAccounts to `service_accounts`.
+    pub fn wrap(
+        inner: Arc<dyn RestStorage>,
+        service_accounts: Arc<dyn RestStorage>,
+    ) -> Arc<dyn RestStorage> {
+        Admitted::wrap(inner, DefaultServiceAccount { service_accounts })
     }
 }
 
 #[async_trait]
-impl RestStorage for NamespaceStorage {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    async fn get(
+impl WriteAdmission for DefaultServiceAccount {
+    async fn after_write(
         &self,
         ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        let created = self.inner.create(ctx, ns, obj).await?;
-        if !ctx.dry_run {
-            ensure_default_service_account(self.service_accounts.as_ref(), name_of(&created))
+        written: &Value,
+        created: bool,
+    ) -> Result<(), ApiError> {
+        if created && !ctx.dry_run {
+            ensure_default_service_account(self.service_accounts.as_ref(), name_of(written))
                 .await?;
         }
-        Ok(created)
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        let (out, created) = self
-            .inner
-            .update(ctx, ns, name, subresource, update, create_if_missing)
-            .await?;
-        if created && !ctx.dry_run {
-            ensure_default_service_account(self.service_accounts.as_ref(), name_of(&out)).await?;
-        }
-        Ok((out, created))
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.inner.delete(ctx, ns, name, pre).await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
+        Ok(())
     }
 }
