@@ -1,6 +1,6 @@
 //! core/v1 ServiceAccounts and their `token` subresource (TokenRequest), and the
 //! `default` ServiceAccount every namespace gets (kube's serviceaccounts
-//! controller): made with the namespace ([`NamespaceStorage`]) and, for namespaces
+//! controller): made with the namespace ([`DefaultServiceAccount`]) and, for namespaces
 //! that exist already, at start ([`ensure_default_service_accounts`]).
 //!
 //! Calls the generic stored resource and the token minter in
