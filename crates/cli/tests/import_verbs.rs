@@ -615,6 +615,10 @@ fn failed_import_is_described() {
         )),
         "{out}"
     );
+    assert!(
+        out.contains("      retry it now: moor import-image keycloak:broken\n"),
+        "describe says how to retry: {out}"
+    );
     // The good tag is untouched.
     assert!(
         out.contains(&format!("20.0\n  tagged from quay.io/keycloak/keycloak:20.0.2\n\n  * quay.io/keycloak/keycloak@{d1}\n")),

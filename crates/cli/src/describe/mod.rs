@@ -506,6 +506,11 @@ fn format_tags(
                     c.message,
                     ago(c.last_transition_time.as_ref(), now)
                 ));
+                // What to run once the cause is fixed (a secret, a mirror, a CA).
+                let stream_name = stream.metadata.name.as_deref().unwrap_or_default();
+                out.push_str(&format!(
+                    "      retry it now: moor import-image {stream_name}:{tag}\n"
+                ));
             }
         }
 

@@ -83,6 +83,7 @@ fn describe_layout_matches_oc() {
         "",
         "  ! error: Import failed (NotFound): manifest unknown",
         "      3 minutes ago",
+        "      retry it now: moor import-image keycloak:broken",
         "",
     ]
     .join("\n");
