@@ -117,6 +117,9 @@ pub struct ServeOptions {
     /// `--token-auth-file FILE`: kube-apiserver's static token CSV
     /// (`token,user,uid,"group1,group2"`), kept only as hashes.
     pub token_auth_file: Option<PathBuf>,
+    /// `--registry-connect-timeout`, `--registry-request-timeout`: how long a request
+    /// to an upstream registry may take to connect, and in all.
+    pub registry_timeouts: crate::upstream::Timeouts,
     /// `--client-ca-file FILE`: CAs whose client certificates authenticate (CommonName
     /// the user, Organizations the groups), as kube-apiserver's flag; such callers
     /// may also call the admission webhook.
@@ -261,6 +264,7 @@ impl Default for ServeOptions {
             workload_kubeconfig: None,
             registry_anonymous_pull: false,
             token_auth_file: None,
+            registry_timeouts: Default::default(),
             client_ca_file: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
@@ -430,6 +434,7 @@ pub fn upstream_config(opts: &ServeOptions) -> Result<crate::upstream::UpstreamC
         insecure_registries: opts.insecure_registries.clone(),
         mirrors,
         ca_files: opts.registry_ca.clone(),
+        timeouts: opts.registry_timeouts.clone(),
         ..Default::default()
     })
 }

@@ -765,3 +765,40 @@ async fn another_namespaces_pull_secret_is_never_used() {
     let status = wait_tag(&h, "private", "1.0", imported).await;
     assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
 }
+
+/// Issue 15 §3: a registry that accepts connections and never answers fails the
+/// import within the request timeout, and the condition says how long moor waited
+/// and for which registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_never_answers_times_out_naming_it() {
+    // Accepts and holds every connection, answering nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let source = Arc::new(
+        UpstreamClient::new(UpstreamConfig {
+            insecure_registries: vec![host.clone()],
+            use_environment_proxy: false,
+            timeouts: moor_server::upstream::Timeouts {
+                connect: Duration::from_secs(1),
+                request: Duration::from_secs(2),
+                read_idle: Duration::from_secs(2),
+            },
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let h = MoorServer::importing(source).await;
+    create_stream(&h, "hangs", vec![tag("1", &format!("{host}/app:1"))]).await;
+    let t = wait_tag(&h, "hangs", "1", failed_with("Timeout")).await;
+    let message = t["conditions"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("timed out after 2 s waiting for {host}")),
+        "{message}"
+    );
+}

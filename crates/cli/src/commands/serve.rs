@@ -107,6 +107,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub token_auth_file: Option<PathBuf>,
 
+    /// How long connecting to an upstream registry may take
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub registry_connect_timeout: Duration,
+
+    /// How long one request to an upstream registry may take in all, connecting included (a
+    /// streamed blob instead has its idle-read limit); a registry that never answers fails the
+    /// import with "timed out after N s waiting for REGISTRY"
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub registry_request_timeout: Duration,
+
     /// CA certificates (PEM) whose client certificates authenticate, as kube-apiserver's
     /// flag: CommonName is the user, each Organization a group. kube-apiserver calling the
     /// admission webhook presents one
@@ -297,6 +307,11 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_anonymous_pull: args.registry_anonymous_pull,
         token_auth_file: args.token_auth_file.clone(),
         client_ca_file: args.client_ca_file.clone(),
+        registry_timeouts: moor_server::upstream::Timeouts {
+            connect: args.registry_connect_timeout,
+            request: args.registry_request_timeout,
+            ..Default::default()
+        },
         connections: ConnectionLimits {
             tls_handshake_timeout: args.limits.tls_handshake_timeout,
             request_header_timeout: args.limits.request_header_timeout,

@@ -67,7 +67,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            request: Duration::from_secs(60),
+            request: Duration::from_secs(30),
             read_idle: Duration::from_secs(60),
         }
     }

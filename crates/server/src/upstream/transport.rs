@@ -229,6 +229,18 @@ impl Transport {
             .inc();
     }
 
+    /// The timeout that ended `call` with `e`: connecting, the whole request, or
+    /// (for streamed answers, which have no overall limit) the idle read.
+    fn limit(&self, e: &reqwest::Error, call: &Call<'_>) -> std::time::Duration {
+        if e.is_connect() {
+            self.timeouts.connect
+        } else if call.overall_timeout {
+            self.timeouts.request
+        } else {
+            self.timeouts.read_idle
+        }
+    }
+
     /// Sends `call`, trying the schemes the registry allows, answering one
     /// authentication challenge. The response may have any status; see
     /// [`status_error`] for turning failures into errors.
@@ -261,7 +273,8 @@ impl Transport {
             let response = match self.send_once(call, scheme, header.as_deref()).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let err = transport_error(&e, call.what, &url_for(call, scheme));
+                    let err =
+                        send_error(&e, call.what, &url_for(call, scheme), self.limit(&e, call));
                     if i + 1 < schemes.len() {
                         tracing::debug!(registry = %target.registry, %scheme, error = %err, "insecure registry: trying the next scheme");
                         failures.push(err.message());
@@ -389,7 +402,7 @@ impl Transport {
         };
         self.send_once(call, scheme, Some(&header))
             .await
-            .map_err(|e| transport_error(&e, call.what, &url_for(call, scheme)))
+            .map_err(|e| send_error(&e, call.what, &url_for(call, scheme), self.limit(&e, call)))
     }
 
     /// Asks the token server at `realm` for a pull token.
@@ -432,7 +445,14 @@ impl Transport {
             &Method::GET,
             result.as_ref().ok().map(|r| r.status()),
         );
-        let response = result.map_err(|e| transport_error(&e, call.what, realm))?;
+        let response = result.map_err(|e| {
+            let limit = if e.is_connect() {
+                self.timeouts.connect
+            } else {
+                self.timeouts.request
+            };
+            send_error(&e, call.what, realm, limit)
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_capped(response, MAX_TOKEN_BYTES, call.what, "token response").await?;
@@ -501,6 +521,42 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// The registry's `host[:port]` in `url` (the URL itself when it does not parse).
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// A request that got no answer, as an [`UpstreamError`]: as [`transport_error`],
+/// and a timeout says how long moor waited and for which registry (`limit`: the
+/// timeout that applied).
+pub(crate) fn send_error(
+    e: &reqwest::Error,
+    what: &str,
+    url: &str,
+    limit: std::time::Duration,
+) -> UpstreamError {
+    if !e.is_timeout() {
+        return transport_error(e, what, url);
+    }
+    let url = url.split('?').next().unwrap_or(url);
+    let phase = if e.is_connect() { " to connect" } else { "" };
+    UpstreamError::Timeout {
+        target: what.to_owned(),
+        message: format!(
+            "timed out after {} s waiting{phase} for {} ({url})",
+            limit.as_secs(),
+            host_of(url)
+        ),
+    }
 }
 
 /// A reqwest failure (no HTTP answer, or a broken body) as an [`UpstreamError`].
