@@ -213,6 +213,37 @@ fn parse_target(target: &str, all: bool) -> Result<Target, ImportImageError> {
 }
 
 /// Runs `moor import-image ...`.
+/// What the spinner says while an import waits: the registries asked
+/// (`waiting for quay.io, registry.example:5000 ...`).
+fn waiting_message(isi: &ImageStreamImport) -> String {
+    let mut registries: Vec<String> = Vec::new();
+    let froms = isi
+        .spec
+        .images
+        .iter()
+        .map(|i| i.from.name.as_deref().unwrap_or_default())
+        .chain(
+            isi.spec
+                .repository
+                .iter()
+                .map(|r| r.from.name.as_deref().unwrap_or_default()),
+        );
+    for from in froms {
+        let registry = match DockerImageReference::parse(from) {
+            Ok(r) if !r.registry().is_empty() => r.registry().to_owned(),
+            Ok(_) => "docker.io".to_owned(),
+            Err(_) => continue,
+        };
+        if !registries.contains(&registry) {
+            registries.push(registry);
+        }
+    }
+    match registries.is_empty() {
+        true => "importing ...".to_owned(),
+        false => format!("waiting for {} ...", registries.join(", ")),
+    }
+}
+
 pub async fn run(session: &Session, args: ImportImageArgs) -> Result<(), CliError> {
     let target = parse_target(&args.target, args.all)?;
     let api: Api<ImageStream> = Api::namespaced(session.client.clone(), &session.namespace);
@@ -249,13 +280,19 @@ pub async fn run(session: &Session, args: ImportImageArgs) -> Result<(), CliErro
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
+    // The server answers once the registries have; until then a spinner (on a
+    // terminal only) says which ones it waits for.
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(waiting_message(&isi));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let result = retry_on_conflict(|| async {
         imports
             .create(&params, &isi)
             .await
             .map_err(|e| session.error(e))
     })
-    .await?;
+    .await;
+    spinner.finish_and_clear();
+    let result = result?;
     let report = render(&result, &target.name, args.dry_run, Timestamp::now());
     emit(&report.stdout)?;
     for line in &report.errors {
@@ -652,6 +689,24 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
+
+    #[test]
+    fn the_spinner_names_the_registries_waited_for() {
+        let a = args(&[
+            "app:1",
+            "--from",
+            "registry.example:5000/team/app:1",
+            "--confirm",
+        ]);
+        let isi = new_stream_import(&a, &parse_target("app:1", false).unwrap());
+        assert_eq!(
+            waiting_message(&isi),
+            "waiting for registry.example:5000 ..."
+        );
+        let a = args(&["nginx", "--from", "nginx", "--confirm", "--all"]);
+        let isi = new_stream_import(&a, &parse_target("nginx", true).unwrap());
+        assert_eq!(waiting_message(&isi), "waiting for docker.io ...");
+    }
 
     fn args(line: &[&str]) -> ImportImageArgs {
         let mut full = vec!["moor", "import-image"];
