@@ -802,3 +802,46 @@ async fn a_registry_that_never_answers_times_out_naming_it() {
         "{message}"
     );
 }
+
+/// Issue 15 §3: a tag that failed before a restart is retried within seconds of the
+/// start, when the new configuration works (here: the registry became listed as
+/// insecure, so plain HTTP is tried), not left failed until it is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_that_failed_before_a_restart_heals_at_start() {
+    let Some(dist) = Distribution::start_with(DistributionOptions::default()) else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "heal/app:1.0", Format::Oci);
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let backoff = moor_server::importer::controller::Backoff {
+        initial: Duration::from_secs(600),
+        max: Duration::from_secs(600),
+        max_retries: 1,
+    };
+    // Not listed as insecure: HTTPS to a plain-HTTP registry fails.
+    let h = MoorServer::builder()
+        .store(store.clone())
+        .source(upstream(&[]))
+        .imports(backoff.clone())
+        .start()
+        .await;
+    create_stream(&h, "heal", vec![tag("1.0", &pushed.reference)]).await;
+    let failed = |t: &Value| {
+        t["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["status"] == "False"))
+    };
+    wait_tag(&h, "heal", "1.0", failed).await;
+    h.stop().await;
+    // Restarted with the registry listed: the failed tag is imported, with no edit.
+    let h = MoorServer::builder()
+        .store(store)
+        .source(upstream(&[&dist.host]))
+        .imports(backoff)
+        .start()
+        .await;
+    let status = wait_tag(&h, "heal", "1.0", imported).await;
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+}

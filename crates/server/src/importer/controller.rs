@@ -2,7 +2,8 @@
 //! generation is newer than its history has observed (or whose source stream moved,
 //! for tracking tags), imports or resolves it. A failed import of a tag that is not
 //! scheduled is retried with exponential backoff from 1 s to 10 min, a bounded number
-//! of times (OpenShift never retries these). The reconciler returns its next action
+//! of times (OpenShift never retries these); one that failed before this process
+//! started is retried at once. The reconciler returns its next action
 //! and queues the tags it found due; imports run as tasks of their own, taken from a
 //! [`FairQueue`] (round robin across namespaces, bounded overall and per registry), so
 //! that a hanging registry delays no other. A stream's finished imports are written in
@@ -403,6 +404,24 @@ impl ImportController {
         for tag in &stream.spec.tags {
             if tag.from.is_none() || busy(&tag.name) {
                 continue;
+            }
+            // A failure of this generation that this process has no record of (it
+            // failed before a restart, whose configuration may now work: a mirror,
+            // a CA, a secret) is retried at once, then with the usual backoff.
+            if !tag.import_policy.scheduled
+                && !retries.contains_key(&tag.name)
+                && let Some(failure) = index.import_failure(&tag.name)
+                && failure.generation == tag.generation.unwrap_or(0)
+                && failure.reason != reasons::INVALID
+            {
+                retries.insert(
+                    tag.name.clone(),
+                    Retry {
+                        attempts: 0,
+                        generation: failure.generation,
+                        due: now,
+                    },
+                );
             }
             let wanted = index.needs_import(&tag.name) || tracking_lags(stream, tag, all);
             let retry_due = retries
