@@ -845,3 +845,43 @@ async fn a_tag_that_failed_before_a_restart_heals_at_start() {
     let status = wait_tag(&h, "heal", "1.0", imported).await;
     assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
 }
+
+/// Issue 15 §3: creating (or changing) a pull secret retries the namespace's failed
+/// imports at once, though their backoff has ten minutes to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pull_secret_retries_failed_imports_at_once() {
+    let opts = DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    };
+    let Some(dist) = Distribution::start_with(opts) else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
+    let h = MoorServer::builder()
+        .source(upstream(&[&dist.host]))
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_secs(600),
+            max: Duration::from_secs(600),
+            max_retries: 3,
+        })
+        .start()
+        .await;
+    create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
+    wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
+    let r = h
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": cfg}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let status = wait_tag(&h, "private", "1.0", imported).await;
+    assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+}

@@ -797,6 +797,8 @@ impl ImportController {
             ..Default::default()
         };
         let mut events = self.importer.streams.watch(&ctx, None, &opts).await?;
+        // A pull secret created or changed may fix a failed import of its namespace.
+        let mut secrets = self.importer.secrets.watch(&ctx, None, &opts).await?;
         loop {
             let wake = [st.due.next(), st.lingers.first().map(|(t, _)| *t)]
                 .into_iter()
@@ -812,6 +814,14 @@ impl ImportController {
                 ev = events.next() => {
                     let Some(ev) = ev else { return Ok(()) };
                     self.event(&mut st, ev)?;
+                }
+                ev = secrets.next() => {
+                    let Some(ev) = ev else { return Ok(()) };
+                    if let WatchEvent::Added(v) | WatchEvent::Modified(v) = ev
+                        && let Some(ns) = v.pointer("/metadata/namespace").and_then(Value::as_str)
+                    {
+                        self.retry_failed_now(&mut st, ns);
+                    }
                 }
                 Some(res) = st.imports.join_next_with_id(), if !st.imports.is_empty() => {
                     self.finished(&mut st, res);
@@ -837,6 +847,22 @@ impl ImportController {
                 }
             }
             self.dispatch(&mut st);
+        }
+    }
+
+    /// Retries now, with a fresh count, every failed import of namespace `ns` (a pull
+    /// secret there was created or changed).
+    fn retry_failed_now(&mut self, st: &mut State, ns: &str) {
+        let now = Instant::now();
+        for (key, retries) in self.retries.iter_mut().filter(|(k, _)| k.0 == ns) {
+            if retries.is_empty() {
+                continue;
+            }
+            for r in retries.values_mut() {
+                r.attempts = 0;
+                r.due = now;
+            }
+            st.due.schedule(key.clone(), now);
         }
     }
 
