@@ -63,6 +63,29 @@ fn imported(t: &Value) -> bool {
     t["items"].as_array().is_some_and(|a| !a.is_empty())
 }
 
+/// A distribution that needs Basic auth (`moor`/`s3cret`), holding
+/// `private/app:1.0`; `None` without the peer.
+fn protected_registry() -> Option<(Distribution, moor_testkit::Pushed)> {
+    let dist = Distribution::start_with(DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    })?;
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
+    Some((dist, pushed))
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret `pull` with the protected registry's
+/// credentials for `host`.
+fn pull_secret(host: &str) -> Value {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    let cfg = json!({"auths": {host: {"auth": auth}}}).to_string();
+    json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+           "stringData": {".dockerconfigjson": cfg}})
+}
+
 fn failed_with(reason: &'static str) -> impl Fn(&Value) -> bool {
     move |t: &Value| {
         t["conditions"].as_array().is_some_and(|c| {
@@ -209,28 +232,18 @@ async fn a_two_platform_index_imports_in_both_modes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_secrets_unlock_a_protected_registry() {
-    let opts = DistributionOptions {
-        htpasswd: Some(("moor".into(), "s3cret".into())),
-        ..Default::default()
-    };
-    let Some(dist) = Distribution::start_with(opts) else {
+    let Some((dist, pushed)) = protected_registry() else {
         return;
     };
-    let layout = OciLayout::new();
-    layout.add_image("1.0", &ImageSpec::new("amd64"));
-    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
     let h = MoorServer::importing(upstream(&[&dist.host])).await;
     create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
     let status = wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
     assert!(!imported(&status));
 
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
-    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
     let r = h
         .post(
             "/api/v1/namespaces/default/secrets",
-            &json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": cfg}}),
+            &pull_secret(&dist.host),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -724,22 +737,11 @@ async fn deleting_a_stream_cancels_its_queued_and_running_imports() {
 /// `default` does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_namespaces_pull_secret_is_never_used() {
-    let opts = DistributionOptions {
-        htpasswd: Some(("moor".into(), "s3cret".into())),
-        ..Default::default()
-    };
-    let Some(dist) = Distribution::start_with(opts) else {
+    let Some((dist, pushed)) = protected_registry() else {
         return;
     };
-    let layout = OciLayout::new();
-    layout.add_image("1.0", &ImageSpec::new("amd64"));
-    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
     let h = MoorServer::importing(upstream(&[&dist.host])).await;
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
-    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
-    let secret = json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
-                        "stringData": {".dockerconfigjson": cfg}});
+    let secret = pull_secret(&dist.host);
     let r = h
         .post(
             "/api/v1/namespaces",
@@ -850,16 +852,9 @@ async fn a_tag_that_failed_before_a_restart_heals_at_start() {
 /// imports at once, though their backoff has ten minutes to run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_pull_secret_retries_failed_imports_at_once() {
-    let opts = DistributionOptions {
-        htpasswd: Some(("moor".into(), "s3cret".into())),
-        ..Default::default()
-    };
-    let Some(dist) = Distribution::start_with(opts) else {
+    let Some((dist, pushed)) = protected_registry() else {
         return;
     };
-    let layout = OciLayout::new();
-    layout.add_image("1.0", &ImageSpec::new("amd64"));
-    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
     let h = MoorServer::builder()
         .source(upstream(&[&dist.host]))
         .imports(moor_server::importer::controller::Backoff {
@@ -871,14 +866,10 @@ async fn a_new_pull_secret_retries_failed_imports_at_once() {
         .await;
     create_stream(&h, "private", vec![tag("1.0", &pushed.reference)]).await;
     wait_tag(&h, "private", "1.0", failed_with("Unauthorized")).await;
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
-    let cfg = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
     let r = h
         .post(
             "/api/v1/namespaces/default/secrets",
-            &json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
-                    "stringData": {".dockerconfigjson": cfg}}),
+            &pull_secret(&dist.host),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
