@@ -24,10 +24,12 @@ use moor_store::{EventKind, ListOptions, Revision, Store, StoreError};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use moor_apimachinery::stored::now_rfc3339;
+use moor_apimachinery::stored::{now_rfc3339, object_key};
 
-/// Store prefix of every RBAC object.
+/// Store prefix of every RBAC object: the group's part of
+/// [`moor_apimachinery::stored::resource_prefix`] (a test holds them together).
 pub const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+/// Store prefix of the namespaces (`namespace_key` of no name).
 const NAMESPACES_PREFIX: &str = "/registry/core/namespaces/";
 /// How many decisions the cache holds before it starts over.
 const CACHE_CAPACITY: usize = 16_384;
@@ -275,18 +277,20 @@ async fn write_aggregated(store: &dyn Store, objects: &Objects) {
     }
 }
 
+/// The store key of `object`: where the served RBAC resource keeps it.
 fn key_of(object: &PolicyObject) -> String {
-    let (resource, meta) = match object {
-        PolicyObject::ClusterRole(o) => ("clusterroles", &o.metadata),
-        PolicyObject::ClusterRoleBinding(o) => ("clusterrolebindings", &o.metadata),
-        PolicyObject::Role(o) => ("roles", &o.metadata),
-        PolicyObject::RoleBinding(o) => ("rolebindings", &o.metadata),
+    use crate::apiserver::resources::rbac::Kind;
+    let (kind, meta) = match object {
+        PolicyObject::ClusterRole(o) => (Kind::ClusterRole, &o.metadata),
+        PolicyObject::ClusterRoleBinding(o) => (Kind::ClusterRoleBinding, &o.metadata),
+        PolicyObject::Role(o) => (Kind::Role, &o.metadata),
+        PolicyObject::RoleBinding(o) => (Kind::RoleBinding, &o.metadata),
     };
-    let name = meta.name.as_deref().unwrap_or_default();
-    match meta.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{RBAC_PREFIX}{resource}/{ns}/{name}"),
-        _ => format!("{RBAC_PREFIX}{resource}/{name}"),
-    }
+    object_key(
+        &kind.def(),
+        meta.namespace.as_deref().filter(|ns| !ns.is_empty()),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn encode<T: Serialize>(
@@ -451,5 +455,28 @@ pub async fn run_namespace_bindings(store: Arc<dyn Store>, mut from: Revision) {
             }
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::rbac::Kind;
+    use moor_apimachinery::stored::{namespace_key, resource_prefix};
+
+    #[test]
+    fn prefixes_are_the_served_resources_own() {
+        for kind in [
+            Kind::Role,
+            Kind::ClusterRole,
+            Kind::RoleBinding,
+            Kind::ClusterRoleBinding,
+        ] {
+            assert!(
+                resource_prefix(&kind.def()).starts_with(RBAC_PREFIX),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(namespace_key(""), NAMESPACES_PREFIX);
     }
 }

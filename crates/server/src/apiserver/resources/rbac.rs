@@ -28,7 +28,7 @@ use moor_apimachinery::table::{
 
 /// Which of the four kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Role,
     ClusterRole,
     RoleBinding,
@@ -38,7 +38,8 @@ enum Kind {
 const VERBS: &[&str] = ALL_VERBS;
 
 impl Kind {
-    fn def(self) -> ResourceDef {
+    /// The served resource (what discovery publishes and the store keys follow).
+    pub fn def(self) -> ResourceDef {
         let (kind, list_kind, plural, singular, namespaced) = match self {
             Kind::Role => ("Role", "RoleList", "roles", "role", true),
             Kind::ClusterRole => (
