@@ -195,8 +195,7 @@ pub async fn run_policy_watch(store: Arc<dyn Store>, policy: Arc<Policy>) {
                 continue;
             }
         };
-        policy.replace(objects.policy_objects().snapshot(), revision);
-        write_aggregated(store.as_ref(), &objects).await;
+        publish(store.as_ref(), &policy, &objects, revision).await;
         let mut events = match store.watch(RBAC_PREFIX, revision).await {
             Ok(w) => w.ready_chunks(256),
             Err(e) => {
@@ -231,8 +230,7 @@ pub async fn run_policy_watch(store: Arc<dyn Store>, policy: Arc<Policy>) {
                     }
                 }
             }
-            policy.replace(objects.policy_objects().snapshot(), revision);
-            write_aggregated(store.as_ref(), &objects).await;
+            publish(store.as_ref(), &policy, &objects, revision).await;
             if lost {
                 break;
             }
@@ -245,8 +243,15 @@ pub async fn run_policy_watch(store: Arc<dyn Store>, policy: Arc<Policy>) {
 /// with an `aggregationRule`), as kube's `clusterroleaggregation` controller does,
 /// so that reading the role shows what it grants. A lost race is left to the event
 /// it causes.
-async fn write_aggregated(store: &dyn Store, objects: &Objects) {
-    let mut roles = objects.policy_objects().cluster_roles;
+/// Swaps in the snapshot of `objects` (as of `revision`), then stores the rules of
+/// aggregated ClusterRoles that changed; the objects are gathered once for both.
+async fn publish(store: &dyn Store, policy: &Policy, objects: &Objects, revision: Revision) {
+    let objects = objects.policy_objects();
+    policy.replace(objects.snapshot(), revision);
+    write_aggregated(store, objects.cluster_roles).await;
+}
+
+async fn write_aggregated(store: &dyn Store, mut roles: Vec<ClusterRole>) {
     let (changed, errors) = moor_api::authz::aggregate_cluster_roles(&mut roles);
     for e in errors {
         tracing::warn!(error = %e, "ClusterRole aggregation");
