@@ -649,8 +649,51 @@ fn triggers_patch_workloads_of_another_server() {
             .count(),
         1
     );
+    // Each patch left an Event on the workload, in the cluster that holds it, naming
+    // the tag and both images.
+    let events = wait(
+        "the trigger's Events on deploy/web",
+        || {
+            get_json(
+                &cluster_kc,
+                &[
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=web,reason=ImageTriggerUpdated",
+                ],
+            )["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        },
+        |items| items.len() == 2,
+    );
+    let moved = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with(d2.as_str()))
+        })
+        .expect("the event of the move to d2");
+    assert_eq!(
+        moved["message"],
+        format!(
+            "Image trigger updated container \"keycloak\" follows default/keycloak:20.0: quay.io/keycloak/keycloak@{d1} -> quay.io/keycloak/keycloak@{d2}"
+        )
+    );
+    assert_eq!(moved["involvedObject"]["kind"], "Deployment");
+    assert_eq!(moved["involvedObject"]["uid"], d["metadata"]["uid"]);
+    assert_eq!(moved["source"]["component"], "moor-image-trigger");
     // The image server holds no workloads: its own API was not touched.
     let (_, out, _) = cli(&images_kc).run(&["get", "deploy"]);
+    assert_eq!(out, "");
+    let (_, out, _) = cli(&images_kc).run(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=ImageTriggerUpdated",
+    ]);
     assert_eq!(out, "");
 }
 

@@ -13,8 +13,8 @@ pub use resolve::{
     resolve_workload, resolves_all_names, tag_pull_spec,
 };
 pub use trigger::{
-    ObjectFieldTrigger, TriggerSource, container_for_field_path, field_path_for, parse_triggers,
-    trigger_updates, triggers_of, validate_triggers,
+    ObjectFieldTrigger, TriggerSource, TriggerUpdate, container_for_field_path, field_path_for,
+    parse_triggers, trigger_updates, triggers_of, validate_triggers,
 };
 pub use workload::{ContainerRef, Workload, WorkloadKind};
 

@@ -370,9 +370,16 @@ fn trigger_updates_follow_tags_and_skip_paused() {
     };
     let ups = trigger_updates(&w, spec);
     assert_eq!(ups.len(), 1, "{ups:?}");
-    assert_eq!(ups[0].container.name, "c0");
-    assert_eq!(ups[0].to, "q/k@sha256:2");
-    assert_eq!(ups[0].pointer, "/spec/template/spec/containers/0/image");
+    assert_eq!(ups[0].rewrite.container.name, "c0");
+    assert_eq!(ups[0].rewrite.to, "q/k@sha256:2");
+    assert_eq!(
+        ups[0].rewrite.pointer,
+        "/spec/template/spec/containers/0/image"
+    );
+    assert_eq!(
+        (ups[0].namespace.as_str(), ups[0].tag.as_str()),
+        ("default", "keycloak:20.0")
+    );
     // Nothing when the tags are unknown.
     assert!(trigger_updates(&w, |_, _| None).is_empty());
     let parsed: Vec<ObjectFieldTrigger> = parse_triggers(triggers).unwrap();

@@ -185,19 +185,30 @@ pub fn validate_triggers(w: &Workload) -> Vec<FieldError> {
     errors
 }
 
+/// One container image a trigger wants changed, and the tag it follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerUpdate {
+    /// The followed tag's namespace.
+    pub namespace: String,
+    /// The followed tag (`stream:tag`).
+    pub tag: String,
+    /// The container's image, before and after.
+    pub rewrite: Rewrite,
+}
+
 /// The images the triggers of `w` want changed now: for every trigger that is not
 /// paused and whose tag `pull_spec(namespace, "stream:tag")` knows, the container's
 /// image when it differs. Entries that do not parse or name no container are skipped.
 pub fn trigger_updates(
     w: &Workload,
     pull_spec: impl Fn(&str, &str) -> Option<String>,
-) -> Vec<Rewrite> {
+) -> Vec<TriggerUpdate> {
     let Some(Ok(triggers)) = triggers_of(w) else {
         return Vec::new();
     };
     let ns = w.metadata().namespace.clone().unwrap_or_default();
     let kind = w.kind();
-    let mut out: Vec<Rewrite> = Vec::new();
+    let mut out: Vec<TriggerUpdate> = Vec::new();
     for t in triggers {
         if t.paused || t.from.kind != KIND_IMAGE_STREAM_TAG {
             continue;
@@ -213,7 +224,7 @@ pub fn trigger_updates(
         let Ok(r) = container_for_field_path(w, &t.field_path) else {
             continue;
         };
-        if out.iter().any(|o| o.container == r) {
+        if out.iter().any(|o| o.rewrite.container == r) {
             continue;
         }
         let current = w
@@ -223,12 +234,16 @@ pub fn trigger_updates(
             .and_then(|(_, c)| c.image.clone())
             .unwrap_or_default();
         if current != spec {
-            out.push(Rewrite {
-                field: r.image_field(kind),
-                pointer: r.image_pointer(kind),
-                container: r,
-                from: current,
-                to: spec,
+            out.push(TriggerUpdate {
+                namespace: from_ns.to_owned(),
+                tag: t.from.name.clone(),
+                rewrite: Rewrite {
+                    field: r.image_field(kind),
+                    pointer: r.image_pointer(kind),
+                    container: r,
+                    from: current,
+                    to: spec,
+                },
             });
         }
     }

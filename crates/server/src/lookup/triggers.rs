@@ -16,12 +16,15 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use moor_api::image::{ImageStream, KIND_IMAGE_STREAM_TAG, parse_image_stream_tag_name};
-use moor_api::lookup::{Workload, WorkloadKind, tag_pull_spec, trigger_updates, triggers_of};
+use moor_api::lookup::{
+    TriggerUpdate, Workload, WorkloadKind, tag_pull_spec, trigger_updates, triggers_of,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -29,8 +32,12 @@ use tracing::Instrument;
 
 use moor_apimachinery::ApiServer;
 
-/// The field manager the controller's patches are recorded under.
+/// The field manager the controller's patches are recorded under (also the source of
+/// its Events).
 pub const FIELD_MANAGER: &str = "moor-image-trigger";
+
+/// The reason of the Event a trigger patch writes on its workload.
+pub const UPDATED_REASON: &str = "ImageTriggerUpdated";
 
 /// Errors of building a client for `--workload-kubeconfig`.
 #[derive(Debug, thiserror::Error)]
@@ -244,21 +251,21 @@ impl TriggerState {
         Some(key)
     }
 
-    /// The JSON patch that brings workload `key` in line with its triggers, if any.
-    pub fn patch_for(&self, key: &WorkloadKey) -> Option<(Vec<Value>, Vec<String>)> {
+    /// The JSON patch that brings workload `key` in line with its triggers, if any, and
+    /// the updates it makes.
+    pub fn patch_for(&self, key: &WorkloadKey) -> Option<(Vec<Value>, Vec<TriggerUpdate>)> {
         let w = self.workloads.get(key)?;
         let updates = trigger_updates(w, |ns, name| self.pull_spec(ns, name));
         if updates.is_empty() {
             return None;
         }
         let mut ops = Vec::new();
-        let mut notes = Vec::new();
-        for u in updates {
-            ops.push(json!({"op": "test", "path": u.container.name_pointer(key.0), "value": u.container.name}));
-            ops.push(json!({"op": "replace", "path": u.pointer, "value": u.to}));
-            notes.push(format!("{}: {} -> {}", u.container.name, u.from, u.to));
+        for u in &updates {
+            let r = &u.rewrite;
+            ops.push(json!({"op": "test", "path": r.container.name_pointer(key.0), "value": r.container.name}));
+            ops.push(json!({"op": "replace", "path": r.pointer, "value": r.to}));
         }
-        Some((ops, notes))
+        Some((ops, updates))
     }
 }
 
@@ -358,9 +365,10 @@ impl TriggerController {
     }
 
     async fn reconcile(&mut self, key: WorkloadKey, attempt: u32) {
-        let Some((ops, notes)) = self.state.patch_for(&key) else {
+        let Some((ops, updates)) = self.state.patch_for(&key) else {
             return;
         };
+        let notes: Vec<String> = updates.iter().map(change_note).collect();
         let (kind, ns, name) = &key;
         let gvk = GroupVersionKind::gvk(kind.group(), kind.version(), kind.kind());
         let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural());
@@ -408,8 +416,9 @@ impl TriggerController {
             .await;
         let _span = span.enter();
         match result {
-            Ok(_) => {
+            Ok(patched) => {
                 tracing::info!(%kind, namespace = %ns, %name, changes = %notes.join(", "), "image trigger updated the workload");
+                self.record_updated(*kind, &patched, &notes).await;
             }
             // Changed or gone meanwhile: its next watch event decides again.
             Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => {
@@ -421,6 +430,29 @@ impl TriggerController {
                 self.queue
                     .insert(key.clone(), (Instant::now() + delay, attempt + 1));
             }
+        }
+    }
+
+    /// Records an `ImageTriggerUpdated` Event on the patched workload, in the API that
+    /// holds it (best effort: a refused Event leaves the patch standing).
+    async fn record_updated(&self, kind: WorkloadKind, patched: &DynamicObject, notes: &[String]) {
+        let event = updated_event(
+            kind,
+            patched,
+            notes,
+            &moor_apimachinery::stored::now_rfc3339(),
+        );
+        let ns = patched.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<CoreEvent> = Api::namespaced(self.workloads.clone(), ns);
+        let event: CoreEvent = match serde_json::from_value(event) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "image trigger: building the event");
+                return;
+            }
+        };
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(%kind, namespace = %ns, error = %e, "image trigger: recording the event failed");
         }
     }
 
@@ -483,6 +515,44 @@ impl TriggerController {
     }
 }
 
+/// `container "web" follows default/keycloak:20.0: OLD -> NEW`.
+fn change_note(u: &TriggerUpdate) -> String {
+    format!(
+        "container {:?} follows {}/{}: {} -> {}",
+        u.rewrite.container.name, u.namespace, u.tag, u.rewrite.from, u.rewrite.to
+    )
+}
+
+/// The core/v1 Event a trigger patch leaves on its workload (as `oc describe` and
+/// `kubectl events` show them), written at `now`.
+fn updated_event(
+    kind: WorkloadKind,
+    patched: &DynamicObject,
+    notes: &[String],
+    now: &str,
+) -> Value {
+    let m = &patched.metadata;
+    let name = m.name.as_deref().unwrap_or_default();
+    let api_version = match kind.group() {
+        "" => kind.version().to_owned(),
+        g => format!("{g}/{}", kind.version()),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": m.namespace},
+        "involvedObject": {
+            "kind": kind.kind(), "apiVersion": api_version, "name": name,
+            "namespace": m.namespace, "uid": m.uid, "resourceVersion": m.resource_version,
+        },
+        "reason": UPDATED_REASON,
+        "message": format!("Image trigger updated {}", notes.join("; ")),
+        "type": "Normal",
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +592,47 @@ mod tests {
                        {"name": "sidecar", "image": "busybox"}, {"name": "web", "image": image}]}}}}),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_patch_leaves_an_event_naming_the_tag_and_both_images() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        let mut st = TriggerState::default();
+        let key = st
+            .workload_changed(
+                WorkloadKind::Deployment,
+                deployment(&format!("quay.io/keycloak/keycloak@{d1}"), false),
+            )
+            .unwrap();
+        st.stream_changed(&stream(&d2));
+        let (_, updates) = st.patch_for(&key).unwrap();
+        let notes: Vec<String> = updates.iter().map(change_note).collect();
+        let patched: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u-1", "resourceVersion": "7"}
+        }))
+        .unwrap();
+        let e = updated_event(
+            WorkloadKind::Deployment,
+            &patched,
+            &notes,
+            "2026-12-06T00:00:00Z",
+        );
+        assert_eq!(
+            e["involvedObject"],
+            json!({"kind": "Deployment", "apiVersion": "apps/v1", "name": "web",
+                   "namespace": "default", "uid": "u-1", "resourceVersion": "7"})
+        );
+        assert_eq!(e["reason"], UPDATED_REASON);
+        assert_eq!(
+            e["message"],
+            format!(
+                "Image trigger updated container \"web\" follows default/keycloak:20.0: quay.io/keycloak/keycloak@{d1} -> quay.io/keycloak/keycloak@{d2}"
+            )
+        );
+        assert_eq!(e["metadata"]["generateName"], "web.");
+        let _: CoreEvent = serde_json::from_value(e).expect("a valid core/v1 Event");
     }
 
     #[test]
@@ -569,7 +680,7 @@ mod tests {
         );
         assert!(st.patch_for(&key).is_none());
         assert_eq!(st.stream_changed(&stream(&d2)).len(), 1);
-        assert!(st.patch_for(&key).unwrap().1[0].ends_with(&d2));
+        assert!(st.patch_for(&key).unwrap().1[0].rewrite.to.ends_with(&d2));
         // Paused triggers are left alone.
         st.workload_changed(
             WorkloadKind::Deployment,
