@@ -124,6 +124,9 @@ pub struct ServeOptions {
     /// the user, Organizations the groups), as kube-apiserver's flag; such callers
     /// may also call the admission webhook.
     pub client_ca_file: Option<PathBuf>,
+    /// `--tls-cert-file` and `--tls-private-key-file`: the serving certificate (chain)
+    /// and key to use instead of the one moor issues from its own CA.
+    pub serving_cert: Option<(PathBuf, PathBuf)>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -266,6 +269,7 @@ impl Default for ServeOptions {
             token_auth_file: None,
             registry_timeouts: Default::default(),
             client_ca_file: None,
+            serving_cert: None,
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
             token_authn: TokenAuthnOptions::default(),
@@ -602,13 +606,13 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         .registry_hostname
         .clone()
         .unwrap_or_else(|| addr.to_string());
-    let tls = if opts.plain_http {
-        None
-    } else {
-        Some(crate::tls::ensure(
+    let tls = match (&opts.serving_cert, opts.plain_http) {
+        (_, true) => None,
+        (Some((cert, key)), false) => Some(crate::tls::load(cert, key)?),
+        (None, false) => Some(crate::tls::ensure(
             &opts.data_dir.join("tls"),
             &[opts.listen.clone(), registry_hostname.clone()],
-        )?)
+        )?),
     };
     let client_ca = match &opts.client_ca_file {
         Some(path) if tls.is_some() => Some(

@@ -126,6 +126,33 @@ pub fn ensure(dir: &Path, names: &[String]) -> Result<TlsMaterial, TlsError> {
     })
 }
 
+/// The serving certificate and key given by `--tls-cert-file` and
+/// `--tls-private-key-file` (a cert-manager or cluster CA certificate, say), read once
+/// at start. The chain's last certificate stands for the CA in the kubeconfig moor
+/// writes (the leaf itself when the file holds only the leaf).
+pub fn load(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
+    let missing = |path: &Path| TlsError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+    };
+    let cert_pem = read(cert)?.ok_or_else(|| missing(cert))?;
+    let key_pem = read(key)?.ok_or_else(|| missing(key))?;
+    let last = cert_pem
+        .rfind("-----BEGIN CERTIFICATE-----")
+        .ok_or_else(|| TlsError::Io {
+            path: cert.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in the file",
+            ),
+        })?;
+    Ok(TlsMaterial {
+        ca_pem: cert_pem[last..].to_owned(),
+        cert_pem,
+        key_pem,
+    })
+}
+
 /// The host part of `host:port`, `[v6]:port` or a bare host.
 pub fn host_of(hostport: &str) -> &str {
     if let Some(rest) = hostport.strip_prefix('[') {
@@ -140,6 +167,24 @@ pub fn host_of(hostport: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_files_are_served_and_the_chain_end_stands_for_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = ensure(&dir.path().join("made"), &[]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, format!("{}{}", made.cert_pem, made.ca_pem)).unwrap();
+        std::fs::write(&key, &made.key_pem).unwrap();
+        let loaded = load(&cert, &key).unwrap();
+        assert_eq!(loaded.ca_pem, made.ca_pem);
+        assert_eq!(loaded.key_pem, made.key_pem);
+        std::fs::write(&cert, &made.cert_pem).unwrap();
+        assert_eq!(load(&cert, &key).unwrap().ca_pem, made.cert_pem);
+        let e = load(&dir.path().join("absent.crt"), &key).err().unwrap();
+        assert!(e.to_string().contains("absent.crt"), "{e}");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(load(&cert, &key).is_err());
+    }
 
     #[test]
     fn ca_is_kept_and_certificates_cover_the_names() {

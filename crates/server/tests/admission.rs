@@ -467,3 +467,53 @@ async fn a_client_certificate_from_the_client_ca_may_call_the_webhook() {
         "a foreign certificate is refused"
     );
 }
+
+/// In a cluster, kube-apiserver calls the webhook (and the aggregated API) at
+/// `SERVICE.NAMESPACE.svc` and verifies the certificate against the caBundle it was
+/// given: `--tls-cert-file`/`--tls-private-key-file` serve such a certificate (from
+/// cert-manager, say) instead of moor's own.
+#[tokio::test]
+async fn a_given_serving_certificate_is_served_for_the_service_name() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cluster CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["moor.moor.svc".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+
+    let h = MoorServer::builder()
+        .with(|o| {
+            o.plain_http = false;
+            o.serving_cert = Some((cert_file.clone(), key_file.clone()));
+        })
+        .listen()
+        .await;
+    let addr: std::net::SocketAddr = h.host.parse().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("moor.moor.svc", addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://moor.moor.svc:{}/healthz", addr.port()))
+        .send()
+        .await
+        .expect("the cluster CA verifies the served certificate for the service name");
+    assert_eq!(r.status(), StatusCode::OK);
+    // moor did not issue a certificate of its own.
+    assert!(!h.data_dir().join("tls/server.crt").exists());
+}

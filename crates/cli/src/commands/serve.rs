@@ -123,6 +123,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub client_ca_file: Option<PathBuf>,
 
+    /// The serving certificate (PEM, the chain after the leaf) to use instead of the one
+    /// moor issues from its own CA under DATA_DIR/tls, as kube-apiserver's flag: for
+    /// example a cert-manager Certificate naming SERVICE.NAMESPACE.svc. Read at start
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_private_key_file",
+        conflicts_with = "plain_http"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert-file
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 
@@ -307,6 +322,10 @@ fn options(args: ServeArgs) -> ServeOptions {
         registry_anonymous_pull: args.registry_anonymous_pull,
         token_auth_file: args.token_auth_file.clone(),
         client_ca_file: args.client_ca_file.clone(),
+        serving_cert: args
+            .tls_cert_file
+            .clone()
+            .zip(args.tls_private_key_file.clone()),
         registry_timeouts: moor_server::upstream::Timeouts {
             connect: args.registry_connect_timeout,
             request: args.registry_request_timeout,
