@@ -929,3 +929,56 @@ async fn a_failed_scheduled_tag_heals_within_seconds_of_a_restart() {
     .await;
     h.stop().await;
 }
+
+/// Issue 15 §3: a pull secret created in the namespace checks its failed scheduled
+/// tags at once, not at their slot (here an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pull_secret_checks_failed_scheduled_tags_at_once() {
+    use base64::Engine as _;
+    let Some(dist) = Distribution::start_with(moor_testkit::DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let (layout, v1, _) = two_images();
+    let pushed = push(&dist, &layout, v1, "private/app:1");
+    let h = MoorServer::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .upstream(&[&dist.host])
+        .imports(Backoff::default())
+        .scheduler(Duration::from_secs(3600), Arc::new(AlwaysLeader::new()))
+        .start()
+        .await;
+    create_stream(&h, "private", vec![scheduled_tag("1", &pushed.reference)]).await;
+    wait_until(
+        "the Unauthorized import",
+        Duration::from_secs(30),
+        || async {
+            let unauthorized = status_tag(&stream(&h, "private").await, "1")["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "Unauthorized"));
+            unauthorized && schedules(&h, "private").await.contains_key("1")
+        },
+    )
+    .await;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    let config = json!({"auths": {dist.host.clone(): {"auth": auth}}}).to_string();
+    let r = h
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": config}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    wait_until(
+        "the tag healed by the secret",
+        Duration::from_secs(30),
+        || async {
+            images(&status_tag(&stream(&h, "private").await, "1")) == [pushed.digest.to_string()]
+        },
+    )
+    .await;
+    h.stop().await;
+}

@@ -519,6 +519,19 @@ impl Importer {
         Arc::new(out)
     }
 
+    /// Changes of Secrets (every namespace) from `resource_version` on: a pull secret
+    /// created or changed may fix failed imports.
+    pub async fn watch_secrets(
+        &self,
+        resource_version: &str,
+    ) -> Result<moor_apimachinery::resource::WatchEvents, ApiError> {
+        let opts = moor_apimachinery::resource::ListOptions {
+            resource_version: Some(resource_version.to_string()),
+            ..Default::default()
+        };
+        self.secrets.watch(&ctx(), None, &opts).await
+    }
+
     /// The import spec of a DockerImage spec tag.
     pub fn spec_for(tag: &TagReference, pull: PullOptions) -> Result<ImportSpec, ImportError> {
         let from = DockerImageReference::parse(tag.from_name()).map_err(|e| {

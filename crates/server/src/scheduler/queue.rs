@@ -269,6 +269,26 @@ impl State<'_> {
         }
     }
 
+    /// Checks now the failed tags of namespace `ns` (a pull secret there was created
+    /// or changed). A check in flight is left to finish.
+    pub(super) fn retry_failed_now(&mut self, ns: &str, now: i64) {
+        let start = TagKey::new(ns, "", "");
+        let failed: Vec<TagKey> = self
+            .entries
+            .range(start..)
+            .take_while(|(k, _)| k.namespace == ns)
+            .filter(|(_, e)| {
+                e.record.active
+                    && !e.in_flight
+                    && (e.failed || e.record.last_check_result == Some(CheckResult::Failed))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in failed {
+            self.schedule(&key, now);
+        }
+    }
+
     /// Starts the checks that are due.
     pub(super) fn dispatch_due(&mut self) {
         let now = now_ms();
