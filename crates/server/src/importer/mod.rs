@@ -126,9 +126,11 @@ impl ImportError {
         }
     }
 
-    /// OpenShift's `StatusReason` for this failure.
+    /// OpenShift's `StatusReason` for this failure. A registry's 403 (`denied`) is
+    /// `Unauthorized`, as OpenShift's importer reports it ("you may not have access").
     pub fn reason(&self) -> &str {
         match self {
+            ImportError::Registry(UpstreamError::Forbidden { .. }) => reasons::UNAUTHORIZED,
             ImportError::Registry(e) => e.reason(),
             ImportError::Invalid { .. } => reasons::INVALID,
             ImportError::NotFound(_) => reasons::NOT_FOUND,
@@ -930,5 +932,11 @@ mod tests {
             (e.reason(), e.message().as_str()),
             (reasons::NOT_FOUND, "gone")
         );
+        let e = ImportError::from(UpstreamError::Forbidden {
+            target: "q/a:1".into(),
+            message: "requested access to the resource is denied".into(),
+        });
+        assert_eq!((e.reason(), e.code()), (reasons::UNAUTHORIZED, 401));
+        assert!(!e.is_transient());
     }
 }
