@@ -1,7 +1,8 @@
 //! The importer against a real CNCF distribution (images pushed by umoci + skopeo):
 //! digests as skopeo sees them (OCI and Docker schema2), manifest lists in Legacy and
 //! PreserveOriginal modes, pull secrets, NotFound with history kept, a stopped
-//! upstream retried with backoff, a lying registry refused, ImageStreamImport (dry run,
+//! upstream retried with backoff, a mirror's definite answer reported as it is and not
+//! retried (identical failures counted on one Event), a lying registry refused, ImageStreamImport (dry run,
 //! import, capped repository import), and tags resolved without a registry.
 
 use std::sync::Arc;

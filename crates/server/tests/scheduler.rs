@@ -2,8 +2,10 @@
 //! shows up in the history within two intervals; an unchanged upstream costs HEADs
 //! only (no GET) and no write to the stream; a 429 with `Retry-After: 3` from a fake
 //! registry stops requests to it for 3 s while other registries go on; a restart over
-//! the same SQLite store neither bursts nor leaves a gap; failures back off and set the
-//! condition with history kept; a rollback stops the schedule and a re-tag resumes it.
+//! the same SQLite store neither bursts nor leaves a gap; a tag gone upstream sets the
+//! condition with history kept and waits for its slots; failed tags heal within
+//! seconds of a restart or of a new pull secret; a rollback stops the schedule and a
+//! re-tag resumes it.
 //! Upstream requests are counted by a proxy in front of CNCF distribution.
 
 use std::collections::BTreeMap;
