@@ -174,6 +174,22 @@ fn seed_walkthrough_tag_and_rollback() {
         assert!(out.contains(&want), "no {want:?} in:\n{out}");
     }
     assert!(out.contains("Image Size:\t"), "{out}");
+    // It ends with the stream's Events about this tag (recorded just after the
+    // status write that wait_for_image saw).
+    let want = format!("Tag keycloak:20.0 imported quay.io/keycloak/keycloak@{d2}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = out;
+    while !out.contains(&want) {
+        assert!(Instant::now() < deadline, "no {want:?} in:\n{out}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = server.ok(&["describe", "istag", "keycloak:20.0"]);
+    }
+    let events = out.split_once("\nEvents:\n").map(|(_, e)| e).unwrap_or("");
+    assert!(
+        events.contains("  Normal  ImportSucceeded  ")
+            && events.contains(&format!("quay.io/keycloak/keycloak@{d1}")),
+        "{out}"
+    );
 
     // describe is: source line, history with ages, image IDs only where the pull spec
     // does not name them.

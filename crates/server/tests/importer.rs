@@ -1,7 +1,8 @@
 //! The importer against a real CNCF distribution (images pushed by umoci + skopeo):
 //! digests as skopeo sees them (OCI and Docker schema2), manifest lists in Legacy and
 //! PreserveOriginal modes, pull secrets, NotFound with history kept, a stopped
-//! upstream retried with backoff, a lying registry refused, ImageStreamImport (dry run,
+//! upstream retried with backoff, a mirror's definite answer reported as it is and not
+//! retried (identical failures counted on one Event), a lying registry refused, ImageStreamImport (dry run,
 //! import, capped repository import), and tags resolved without a registry.
 
 use std::sync::Arc;
@@ -875,4 +876,101 @@ async fn a_new_pull_secret_retries_failed_imports_at_once() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let status = wait_tag(&h, "private", "1.0", imported).await;
     assert_eq!(status["items"][0]["image"], pushed.digest.as_str());
+}
+
+/// The Events of stream `stream` in `default` with `reason`, about tag `tag`.
+async fn tag_events(h: &MoorServer, stream: &str, tag: &str, reason: &str) -> Vec<Value> {
+    let r = h
+        .get(&format!(
+            "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D{stream},reason%3D{reason}"
+        ))
+        .await;
+    r.body["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["involvedObject"]["fieldPath"] == format!("spec.tags{{{tag}}}"))
+        .collect()
+}
+
+/// Issue 15 §3: a mirror's definite `manifest unknown`, with the source unreachable,
+/// fails the tag as NotFound, naming the mirror first; it is not retried on the
+/// transient schedule (one Event, counted once), while a transient failure is, its
+/// identical failures counted on one Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrors_definite_answer_is_reported_as_it_is_and_not_retried() {
+    use moor_server::upstream::Mirror;
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let closed = moor_testkit::closed_addr();
+    let source = Arc::new(
+        UpstreamClient::new(UpstreamConfig {
+            mirrors: vec![Mirror::parse(&format!("quay.io={}", dist.host)).unwrap()],
+            insecure_registries: vec![dist.host.clone(), closed.to_string()],
+            dns_overrides: vec![("quay.io".to_owned(), moor_testkit::closed_addr())],
+            use_environment_proxy: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let h = MoorServer::builder()
+        .source(source)
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+            max_retries: 50,
+        })
+        .start()
+        .await;
+    create_stream(
+        &h,
+        "mirrored",
+        vec![tag("20.0", "quay.io/keycloak/keycloak:20.0.99")],
+    )
+    .await;
+    let t = wait_tag(&h, "mirrored", "20.0", failed_with("NotFound")).await;
+    let message = t["conditions"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "mirror {}/keycloak/keycloak: manifest unknown; also tried: source quay.io/keycloak/keycloak: ",
+            dist.host
+        )),
+        "{message}"
+    );
+    // A transient failure meanwhile: retried, and its identical failures are one
+    // Event with a count.
+    create_stream(&h, "down", vec![tag("1", &format!("{closed}/app/down:1"))]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = tag_events(&h, "down", "1", "ImportFailed").await;
+        assert!(
+            events.len() <= 1,
+            "identical failures are one Event: {events:?}"
+        );
+        if let Some(e) = events.first()
+            && e["count"].as_i64().unwrap_or(0) >= 3
+        {
+            assert_eq!(e["series"]["count"], e["count"], "{e}");
+            assert!(e["lastTimestamp"].is_string(), "{e}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transient failure was not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The definite answer, with the same backoff, was not retried meanwhile.
+    let events = tag_events(&h, "mirrored", "20.0", "ImportFailed").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["count"], 1, "{}", events[0]);
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed (NotFound): mirror ")),
+        "{}",
+        events[0]
+    );
 }

@@ -767,27 +767,81 @@ mod upstream {
         assert_eq!(tags.tags.len(), 2);
 
         // A tag the mirror lacks, with quay.io unreachable (pinned to a closed port):
-        // the source's error, saying what the mirror said.
+        // the mirror's definite answer (issue 15 §3), naming the mirror first, then
+        // what the source did.
         let e = client
             .fetch_manifest(&r("quay.io/keycloak/keycloak:20.0.99"), &anon())
             .await
             .unwrap_err();
-        assert_eq!(e.reason(), "ServiceUnavailable", "{e}");
+        assert_eq!(e.reason(), "NotFound", "{e}");
+        assert!(!e.is_transient(), "{e}");
         let text = e.to_string();
         assert!(
-            text.starts_with("quay.io/keycloak/keycloak:20.0.99: "),
+            text.starts_with(&format!(
+                "quay.io/keycloak/keycloak:20.0.99: mirror {}/keycloak/keycloak: manifest unknown; also tried: source quay.io/keycloak/keycloak: ",
+                dist.host
+            )),
             "{text}"
         );
         assert!(
             text.contains("https://quay.io/v2/keycloak/keycloak/manifests/20.0.99"),
             "{text}"
         );
+    }
+
+    /// Issue 15 §3: a mirror that wants credentials answers definitely (Unauthorized),
+    /// ahead of a source that cannot be reached; a mirror that cannot be reached
+    /// before a source that answers `manifest unknown` leaves the source's answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_definite_answer_wins_over_unreachable_endpoints() {
+        let Some(dist) = Distribution::start_with(DistributionOptions {
+            htpasswd: Some(("moor".into(), "s3cret".into())),
+            ..Default::default()
+        }) else {
+            return;
+        };
+        let client = UpstreamClient::new(UpstreamConfig {
+            mirrors: vec![Mirror::parse(&format!("quay.io={}", dist.host)).expect("mirror")],
+            insecure_registries: vec![dist.host.clone()],
+            ..base_config()
+        })
+        .expect("client");
+        let e = client
+            .fetch_manifest(&r("quay.io/keycloak/keycloak:20.0.2"), &anon())
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "Unauthorized", "{e}");
         assert!(
-            text.contains(&format!(
-                "mirror {}/keycloak/keycloak: manifest unknown",
-                dist.host
-            )),
-            "{text}"
+            e.message()
+                .starts_with(&format!("mirror {}/keycloak/keycloak: ", dist.host)),
+            "{e}"
+        );
+        assert!(e.message().contains("also tried: source quay.io/"), "{e}");
+
+        // The other way round: the mirror is down, the source answers.
+        let Some(open) = Distribution::start() else {
+            return;
+        };
+        let mirror = closed_addr();
+        let client = UpstreamClient::new(UpstreamConfig {
+            mirrors: vec![Mirror::parse(&format!("{}={mirror}", open.host)).expect("mirror")],
+            insecure_registries: vec!["127.0.0.1".to_owned()],
+            ..base_config()
+        })
+        .expect("client");
+        let e = client
+            .fetch_manifest(&r(&open.reference("none/such:1")), &anon())
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), "NotFound", "{e}");
+        let message = e.message();
+        assert!(
+            message.starts_with(&format!("source {}/none/such: ", open.host)),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("also tried: mirror {mirror}/none/such: ")),
+            "{message}"
         );
     }
 

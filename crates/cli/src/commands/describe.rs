@@ -1,6 +1,7 @@
 //! `moor describe is|istag [NAME...]`: fetches image streams or image stream tags and
 //! prints them in oc's describe layout (see [`crate::describe`]); a stream ends with
-//! its Events, as kubectl's describers end.
+//! its Events, as kubectl's describers end, and a tag with those of its stream that
+//! concern the tag.
 
 use std::collections::BTreeMap;
 
@@ -179,13 +180,26 @@ async fn image_stream_tags(session: &Session, names: &[String]) -> Result<(), Cl
         tags
     };
     let now = jiff::Timestamp::now();
-    let text: Vec<String> = tags
-        .iter()
-        .map(|t| {
-            let name = t.image.metadata.name.as_deref().unwrap_or_default();
-            crate::describe::image(&t.image, name, now)
-        })
-        .collect();
+    // The Events of each stream, listed once however many of its tags are described.
+    let mut stream_events: BTreeMap<String, Option<Vec<Value>>> = BTreeMap::new();
+    let mut text: Vec<String> = Vec::new();
+    for t in &tags {
+        let image_name = t.image.metadata.name.as_deref().unwrap_or_default();
+        let mut out = crate::describe::image(&t.image, image_name, now);
+        let (stream, tag, _) = split_image_stream_tag(t.metadata.name.as_deref().unwrap_or(""));
+        if !stream_events.contains_key(stream) {
+            let events = events_about(session, "ImageStream", stream).await;
+            stream_events.insert(stream.to_string(), events);
+        }
+        if let Some(Some(events)) = stream_events.get(stream) {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let about = crate::describe::events_about_tag(events, stream, tag);
+            out.push_str(&crate::describe::events(&about, now));
+        }
+        text.push(out);
+    }
     emit(&text.join("\n\n"))?;
     finish(errors)
 }

@@ -4,6 +4,7 @@
 //! does.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use clap::Args;
 use futures::StreamExt;
@@ -172,8 +173,10 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
         with_namespace: args.all_namespaces && ty.namespaced,
         no_headers: args.no_headers,
     };
-    // The resource version the listing was read at, where a watch starts.
+    // The resource version the listing was read at, where a watch starts, and what
+    // the listing printed (a watch re-listing after a 410 prints only what changed).
     let resource_version: String;
+    let printed: Printed;
 
     match &args.output {
         None | Some(OutputFormat::Wide) => {
@@ -198,6 +201,7 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
                 sort_by(&mut table.rows, template, |r| r.object.as_ref())?;
             }
             resource_version = list_version(&table.metadata.resource_version, &table.rows);
+            printed = Printed::of_table(&table);
             let text = table.render(table_opts, Timestamp::now());
             emit(&text)?;
             if text.is_empty() && errors.is_empty() && !args.watch {
@@ -234,6 +238,7 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
                     .unwrap_or("0")
                     .to_string()
             });
+            printed = Printed::of_objects(&objects);
             if !(names.len() == 1 && objects.is_empty()) {
                 emit(&print_objects(format, ty, objects, names.len() == 1)?)?;
             }
@@ -255,6 +260,7 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<(), CliError> {
             namespace,
             query,
             resource_version,
+            printed,
             &args,
             table_opts,
         )
@@ -281,15 +287,110 @@ fn list_version(list: &Option<String>, rows: &[moor_api::table::TableRow]) -> St
         .to_string()
 }
 
+/// What `-w` has printed, by `namespace/name`: the resource version and the last
+/// thing printed for it (a one-row Table, or the object), so that a re-list prints
+/// only what changed and can print what went away.
+#[derive(Default)]
+struct Printed(HashMap<String, (String, Value)>);
+
+/// `namespace/name` and `resourceVersion` of an object (or its metadata).
+fn identity(object: &Value) -> Option<(String, String)> {
+    let meta = object.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+    let rv = meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Some((format!("{ns}/{name}"), rv.to_string()))
+}
+
+impl Printed {
+    /// The rows of a Table, each as a Table of its own.
+    fn of_table(table: &Table) -> Self {
+        let mut out = Printed::default();
+        for row in &table.rows {
+            let Some((key, rv)) = row.object.as_ref().and_then(identity) else {
+                continue;
+            };
+            let one = Table {
+                kind: table.kind.clone(),
+                api_version: table.api_version.clone(),
+                metadata: Default::default(),
+                columns: table.columns.clone(),
+                rows: vec![row.clone()],
+            };
+            if let Ok(v) = serde_json::to_value(one) {
+                out.0.insert(key, (rv, v));
+            }
+        }
+        out
+    }
+
+    /// Objects as they are.
+    fn of_objects(objects: &[Value]) -> Self {
+        let mut out = Printed::default();
+        for o in objects {
+            if let Some((key, rv)) = identity(o) {
+                out.0.insert(key, (rv, o.clone()));
+            }
+        }
+        out
+    }
+
+    /// Books a watch event's object (a one-row Table, or the object).
+    fn event(&mut self, kind: Option<&str>, object: &Value, as_table: bool) {
+        let id = if as_table {
+            object.pointer("/rows/0/object").and_then(identity)
+        } else {
+            identity(object)
+        };
+        let Some((key, rv)) = id else { return };
+        if kind == Some("DELETED") {
+            self.0.remove(&key);
+        } else {
+            self.0.insert(key, (rv, object.clone()));
+        }
+    }
+
+    /// Replaces what is known with a re-listing; returns what to print: the entries
+    /// that are new or changed, then the last state of those that went away.
+    fn relisted(&mut self, now: Printed) -> Vec<Value> {
+        let mut out: Vec<Value> = now
+            .0
+            .iter()
+            .filter(|(k, (rv, _))| self.0.get(*k).is_none_or(|(old, _)| old != rv))
+            .map(|(_, (_, v))| v.clone())
+            .collect();
+        out.extend(
+            self.0
+                .iter()
+                .filter(|(k, _)| !now.0.contains_key(*k))
+                .map(|(_, (_, v))| v.clone()),
+        );
+        *self = now;
+        out
+    }
+}
+
+/// Whether the server said the resource version is too old (410 Gone, `Expired`).
+fn is_gone(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api(status) if status.code == 410 || status.reason == "Expired" || status.reason == "Gone")
+}
+
 /// `-w`: prints each added, changed or deleted resource as it happens (a table row
 /// without the header, or the object in the chosen format), until interrupted. A
-/// watch the server ends is started again from the last version seen.
+/// watch the server ends, or whose connection breaks, is started again from the last
+/// version seen; one whose version is too old (410 Gone, as after a compaction) re-lists, prints only what
+/// changed since, and watches on from the new list, as kubectl's reflector does.
+#[allow(clippy::too_many_arguments)]
 async fn watch(
     session: &Session,
     ty: &'static ResourceType,
     namespace: Option<&str>,
     query: ListQuery<'_>,
     mut resource_version: String,
+    mut printed: Printed,
     args: &GetArgs,
     table_opts: TableOptions,
 ) -> Result<(), CliError> {
@@ -298,45 +399,162 @@ async fn watch(
         no_headers: true,
         ..table_opts
     };
+    let print = |object: Value| -> Result<(), CliError> {
+        if as_table {
+            let table = Table::from_value(object)?;
+            emit(&table.render(row_opts, Timestamp::now()))?;
+        } else {
+            let format = args.output.as_ref().unwrap_or(&OutputFormat::Wide);
+            emit(&print_objects(format, ty, vec![object], true)?)?;
+        }
+        Ok(())
+    };
     loop {
-        let events = session
-            .watch(ty, namespace, &query, &resource_version, as_table)
-            .await?;
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            let event = event?;
-            let object = event.get("object").cloned().unwrap_or(Value::Null);
-            match event.get("type").and_then(Value::as_str) {
-                Some("ERROR") => {
-                    let status: kube::core::Status = serde_json::from_value(object)
-                        .map_err(|e| ClientError::Decode(e.to_string()))?;
-                    return Err(ClientError::Api(Box::new(status)).into());
-                }
-                Some("BOOKMARK") => {}
-                _ if as_table => {
-                    let table = Table::from_value(object)?;
-                    emit(&table.render(row_opts, Timestamp::now()))?;
-                }
-                _ => {
-                    let format = args.output.as_ref().unwrap_or(&OutputFormat::Wide);
-                    emit(&print_objects(format, ty, vec![object.clone()], true)?)?;
-                }
+        let gone = match watch_once(
+            session,
+            ty,
+            namespace,
+            &query,
+            &mut resource_version,
+            &mut printed,
+            as_table,
+            &print,
+        )
+        .await
+        {
+            Ok(()) => false,
+            Err(CliError::Client(e)) if is_gone(&e) => true,
+            Err(e) => return Err(e),
+        };
+        if gone {
+            tracing::debug!(%resource_version, "watch expired; re-listing");
+            let (rv, now) = if as_table {
+                let table = Table::from_value(
+                    session
+                        .get_table(ty, namespace, None, &query, false)
+                        .await?,
+                )?;
+                (
+                    list_version(&table.metadata.resource_version, &table.rows),
+                    Printed::of_table(&table),
+                )
+            } else {
+                let list = session.list_json_query(ty, namespace, &query).await?;
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let rv = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("0")
+                    .to_string();
+                (rv, Printed::of_objects(&items))
+            };
+            for changed in printed.relisted(now) {
+                print(changed)?;
             }
-            if let Some(rv) = event
-                .pointer("/object/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .filter(|rv| !rv.is_empty())
-            {
-                resource_version = rv.to_string();
-            }
+            resource_version = rv;
         }
     }
+}
+
+/// One watch request, printing its events, until the server ends it (`Ok`) or it
+/// fails (a 410 Gone, at the start or as an ERROR event, is `CliError::Client`).
+#[allow(clippy::too_many_arguments)]
+async fn watch_once(
+    session: &Session,
+    ty: &'static ResourceType,
+    namespace: Option<&str>,
+    query: &ListQuery<'_>,
+    resource_version: &mut String,
+    printed: &mut Printed,
+    as_table: bool,
+    print: &dyn Fn(Value) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let events = session
+        .watch(ty, namespace, query, resource_version, as_table)
+        .await?;
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            // The connection broke mid-watch: watch again from the last version seen
+            // (a server that cannot be reached then ends the command).
+            Err(ClientError::Connect(e)) => {
+                tracing::debug!(error = %e, "watch connection lost; watching again");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let object = event.get("object").cloned().unwrap_or(Value::Null);
+        let kind = event.get("type").and_then(Value::as_str);
+        match kind {
+            Some("ERROR") => {
+                let status: kube::core::Status = serde_json::from_value(object)
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                return Err(ClientError::Api(Box::new(status)).into());
+            }
+            Some("BOOKMARK") => {}
+            _ => {
+                printed.event(kind, &object, as_table);
+                print(object)?;
+            }
+        }
+        if let Some(rv) = event
+            .pointer("/object/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| !rv.is_empty())
+        {
+            *resource_version = rv.to_string();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_relist_prints_what_changed_and_what_went_away() {
+        let obj = |name: &str, rv: &str| json!({"metadata": {"name": name, "namespace": "default", "resourceVersion": rv}});
+        let mut printed = Printed::of_objects(&[obj("a", "1"), obj("b", "2"), obj("gone", "3")]);
+        printed.event(Some("MODIFIED"), &obj("b", "4"), false);
+        let out = printed.relisted(Printed::of_objects(&[
+            obj("a", "1"),
+            obj("b", "4"),
+            obj("new", "5"),
+        ]));
+        assert_eq!(out, [obj("new", "5"), obj("gone", "3")]);
+        assert!(
+            printed
+                .relisted(Printed::of_objects(&[
+                    obj("a", "1"),
+                    obj("b", "4"),
+                    obj("new", "5")
+                ]))
+                .is_empty()
+        );
+        // Table rows are kept one Table each, keyed by the row's object.
+        let table: Table = serde_json::from_value(json!({
+            "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+            "columnDefinitions": [{"name": "Name", "type": "string"}],
+            "rows": [{"cells": ["a"], "object": obj("a", "1")}, {"cells": ["b"], "object": obj("b", "2")}]
+        }))
+        .unwrap();
+        let mut printed = Printed::of_table(&table);
+        let one = |name: &str, rv: &str| {
+            json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+            "columnDefinitions": [{"name": "Name", "type": "string"}],
+            "rows": [{"cells": [name], "object": obj(name, rv)}]})
+        };
+        printed.event(Some("DELETED"), &one("b", "3"), true);
+        let out = printed.relisted(Printed::default());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["rows"][0]["cells"][0], "a");
+        assert!(is_gone(&ClientError::Api(Box::new(
+            kube::core::Status::failure("too old resource version", "Expired").with_code(410)
+        ))));
+    }
 
     #[test]
     fn sort_by_orders_numbers_by_value_and_keeps_ties_in_order() {

@@ -120,6 +120,46 @@ pub fn events(list: &[serde_json::Value], now: Timestamp) -> String {
     DESCRIBE.format(&text)
 }
 
+/// The Events of image stream `stream` that concern its tag `tag`, for `describe
+/// istag`: those whose `involvedObject.fieldPath` is `spec.tags{TAG}` (as moor's
+/// importer records them), and, from recorders that set no field path, those whose
+/// message names `STREAM:TAG` or lists the tag in a summary (`Import of 5 tags of
+/// STREAM failed: a, b, ...`).
+pub fn events_about_tag(
+    list: &[serde_json::Value],
+    stream: &str,
+    tag: &str,
+) -> Vec<serde_json::Value> {
+    let path = format!("spec.tags{{{tag}}}");
+    let named = format!("{stream}:{tag}");
+    let summary = format!(" tags of {stream}");
+    let names_tag = |message: &str| {
+        let mut rest = message;
+        while let Some(i) = rest.find(&named) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + named.len()..].chars().next();
+            let part = |c: Option<char>| {
+                c.is_some_and(|c| c.is_ascii_alphanumeric() || "_.-/:".contains(c))
+            };
+            if !part(before) && !part(after) {
+                return true;
+            }
+            rest = &rest[i + named.len()..];
+        }
+        message
+            .split_once(&summary)
+            .and_then(|(_, tail)| tail.split_once(": "))
+            .is_some_and(|(_, tags)| tags.split(", ").any(|t| t.trim() == tag))
+    };
+    list.iter()
+        .filter(|e| match e["involvedObject"]["fieldPath"].as_str() {
+            Some(p) if !p.is_empty() => p == path,
+            _ => e["message"].as_str().is_some_and(names_tag),
+        })
+        .cloned()
+        .collect()
+}
+
 /// `5 seconds ago` or `in 5 seconds`.
 fn relative(t: Timestamp, now: Timestamp) -> String {
     let secs = t.as_second() - now.as_second();

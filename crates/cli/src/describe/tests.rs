@@ -310,3 +310,49 @@ fn tag_references_are_followed_within_the_stream() {
     );
     assert_eq!(follow_tag_reference(&s, "missing"), None);
 }
+
+#[test]
+fn istag_events_are_those_about_the_tag() {
+    let ev = |path: Option<&str>, message: &str| {
+        let mut e = serde_json::json!({"type": "Warning", "reason": "ImportFailed",
+            "message": message, "involvedObject": {"kind": "ImageStream", "name": "kc"}});
+        if let Some(p) = path {
+            e["involvedObject"]["fieldPath"] = p.into();
+        }
+        e
+    };
+    let list = vec![
+        ev(
+            Some("spec.tags{20.0}"),
+            "Import of kc:20.0 failed (NotFound): manifest unknown",
+        ),
+        ev(
+            Some("spec.tags{20.0.1}"),
+            "Import of kc:20.0.1 failed (NotFound): x",
+        ),
+        ev(None, "Tag kc:20.0 imported quay.io/k/k@sha256:1"),
+        ev(None, "Tag kc:20.0.1 imported quay.io/k/k@sha256:2"),
+        ev(None, "Import of 4 tags of kc failed: 1, 20.0, 3, 4"),
+        ev(None, "Imported 4 tags of kc: 1, 2, 3, 4"),
+        ev(None, "Tag kcx:20.0 imported q/k@sha256:3"),
+    ];
+    let messages = |tag: &str| -> Vec<String> {
+        events_about_tag(&list, "kc", tag)
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        messages("20.0"),
+        [
+            "Import of kc:20.0 failed (NotFound): manifest unknown",
+            "Tag kc:20.0 imported quay.io/k/k@sha256:1",
+            "Import of 4 tags of kc failed: 1, 20.0, 3, 4",
+        ]
+    );
+    assert_eq!(
+        messages("2"),
+        ["Imported 4 tags of kc: 1, 2, 3, 4"],
+        "a summary lists the tag"
+    );
+}

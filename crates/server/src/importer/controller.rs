@@ -2,8 +2,10 @@
 //! generation is newer than its history has observed (or whose source stream moved,
 //! for tracking tags), imports or resolves it. A failed import of a tag that is not
 //! scheduled is retried with exponential backoff from 1 s to 10 min, a bounded number
-//! of times (OpenShift never retries these); one that failed before this process
-//! started is retried at once. The reconciler returns its next action
+//! of times (OpenShift never retries these), when the failure is transient; a definite
+//! answer (not found, unauthorized) waits for a pull secret or the spec to change. One
+//! that failed before this process started is retried at once, and so is every failed
+//! one of a namespace whose pull secret is created or changed. The reconciler returns its next action
 //! and queues the tags it found due; imports run as tasks of their own, taken from a
 //! [`FairQueue`] (round robin across namespaces, bounded overall and per registry), so
 //! that a hanging registry delays no other. A stream's finished imports are written in
@@ -79,6 +81,16 @@ struct Retry {
     /// The spec generation the failures were for; a new generation starts over.
     generation: i64,
     due: Instant,
+    /// The last failure was a definite answer (not found, unauthorized): no retry
+    /// until a pull secret of the namespace changes or the spec does.
+    parked: bool,
+}
+
+impl Retry {
+    /// Whether a retry is booked (due at [`due`](Self::due)).
+    fn pending(&self, max_retries: u32) -> bool {
+        !self.parked && self.attempts <= max_retries
+    }
 }
 
 /// How long finished imports of a stream wait for its other imports before they are
@@ -420,13 +432,14 @@ impl ImportController {
                         attempts: 0,
                         generation: failure.generation,
                         due: now,
+                        parked: false,
                     },
                 );
             }
             let wanted = index.needs_import(&tag.name) || tracking_lags(stream, tag, all);
             let retry_due = retries
                 .get(&tag.name)
-                .is_some_and(|r| r.due <= now && r.attempts <= self.backoff.max_retries);
+                .is_some_and(|r| r.due <= now && r.pending(self.backoff.max_retries));
             if wanted || retry_due {
                 if retries.get(&tag.name).is_some_and(|r| r.due > now)
                     && !index.needs_import(&tag.name)
@@ -479,7 +492,7 @@ impl ImportController {
             retries
                 .iter()
                 .filter(|(tag, r)| {
-                    r.attempts <= self.backoff.max_retries
+                    r.pending(self.backoff.max_retries)
                         && !work.is_some_and(|w| w.tags.contains_key(*tag))
                 })
                 .map(|(_, r)| r.due)
@@ -513,12 +526,15 @@ impl ImportController {
                     .unwrap_or(0)
                     + 1;
                 let delay = self.backoff.delay(attempts, e.retry_after());
+                // A definite answer is kept (a pull secret may change it) but not
+                // retried on the transient schedule.
                 retries.insert(
                     tag.to_string(),
                     Retry {
                         attempts,
                         generation,
                         due: Instant::now() + delay,
+                        parked: !e.is_transient(),
                     },
                 );
             }
@@ -861,6 +877,7 @@ impl ImportController {
             for r in retries.values_mut() {
                 r.attempts = 0;
                 r.due = now;
+                r.parked = false;
             }
             st.due.schedule(key.clone(), now);
         }

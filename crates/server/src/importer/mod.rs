@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod controller;
+mod events;
 pub mod image;
 pub mod imports;
 pub mod mapping;
@@ -25,7 +26,7 @@ use moor_api::image::{
     reasons,
 };
 use moor_api::{Digest, DockerImageReference};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::upstream::UpstreamError;
 pub use image::FetchedManifest;
@@ -125,9 +126,11 @@ impl ImportError {
         }
     }
 
-    /// OpenShift's `StatusReason` for this failure.
+    /// OpenShift's `StatusReason` for this failure. A registry's 403 (`denied`) is
+    /// `Unauthorized`, as OpenShift's importer reports it ("you may not have access").
     pub fn reason(&self) -> &str {
         match self {
+            ImportError::Registry(UpstreamError::Forbidden { .. }) => reasons::UNAUTHORIZED,
             ImportError::Registry(e) => e.reason(),
             ImportError::Invalid { .. } => reasons::INVALID,
             ImportError::NotFound(_) => reasons::NOT_FOUND,
@@ -149,6 +152,25 @@ impl ImportError {
             ImportError::Internal { context, source } if context.is_empty() => source.to_string(),
             ImportError::Internal { context, source } => format!("{context}: {source}"),
             ImportError::Other { message, .. } => message.clone(),
+        }
+    }
+
+    /// Whether trying again soon may succeed: the registry could not be reached, timed
+    /// out, rate limited or failed (5xx), or moor's own storage failed. A definite
+    /// answer (not found, unauthorized, refused content) is not: it changes only when
+    /// the registry's content, moor's configuration or a pull secret does.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ImportError::Registry(e) => e.is_transient(),
+            ImportError::Internal { .. } => true,
+            ImportError::Invalid { .. } | ImportError::NotFound(_) => false,
+            ImportError::Other { reason, .. } => matches!(
+                reason.as_str(),
+                reasons::TOO_MANY_REQUESTS
+                    | reasons::TIMEOUT
+                    | reasons::SERVICE_UNAVAILABLE
+                    | reasons::INTERNAL_ERROR
+            ),
         }
     }
 
@@ -403,6 +425,9 @@ pub struct Importer {
     images: Arc<dyn RestStorage>,
     events: Arc<dyn RestStorage>,
     secrets: Arc<dyn RestStorage>,
+    /// Events recorded, for counting identical ones (shared with
+    /// [`with_source`](Self::with_source) copies).
+    event_log: Arc<events::EventLog>,
 }
 
 /// The API storages an [`Importer`] reads and writes.
@@ -448,6 +473,7 @@ impl Importer {
             images: storages.images,
             events: storages.events,
             secrets: storages.secrets,
+            event_log: Arc::default(),
         }
     }
 
@@ -459,6 +485,7 @@ impl Importer {
             images: self.images.clone(),
             events: self.events.clone(),
             secrets: self.secrets.clone(),
+            event_log: self.event_log.clone(),
         }
     }
 
@@ -492,6 +519,19 @@ impl Importer {
             }
         }
         Arc::new(out)
+    }
+
+    /// Changes of Secrets (every namespace) from `resource_version` on: a pull secret
+    /// created or changed may fix failed imports.
+    pub async fn watch_secrets(
+        &self,
+        resource_version: &str,
+    ) -> Result<moor_apimachinery::resource::WatchEvents, ApiError> {
+        let opts = moor_apimachinery::resource::ListOptions {
+            resource_version: Some(resource_version.to_string()),
+            ..Default::default()
+        };
+        self.secrets.watch(&ctx(), None, &opts).await
     }
 
     /// The import spec of a DockerImage spec tag.
@@ -717,14 +757,14 @@ impl Importer {
                 tags.len(),
                 tags.join(", ")
             );
-            self.record_event(&written, "ImportSucceeded", &message, "Normal")
+            self.record_event(&written, None, "ImportSucceeded", &message, "Normal")
                 .await;
         } else {
             for (tag, outcome) in &ok {
                 if let TagOutcome::Imported { event, .. } = outcome {
                     let message =
                         format!("Tag {name}:{tag} imported {}", event.docker_image_reference);
-                    self.record_event(&written, "ImportSucceeded", &message, "Normal")
+                    self.record_event(&written, Some(tag), "ImportSucceeded", &message, "Normal")
                         .await;
                 }
             }
@@ -736,7 +776,7 @@ impl Importer {
                 tags.len(),
                 tags.join(", ")
             );
-            self.record_event(&written, "ImportFailed", &message, "Warning")
+            self.record_event(&written, None, "ImportFailed", &message, "Warning")
                 .await;
         } else {
             for (tag, outcome) in &failed {
@@ -746,7 +786,7 @@ impl Importer {
                         e.reason(),
                         e.message()
                     );
-                    self.record_event(&written, "ImportFailed", &message, "Warning")
+                    self.record_event(&written, Some(tag), "ImportFailed", &message, "Warning")
                         .await;
                 }
             }
@@ -834,7 +874,7 @@ impl Importer {
                         "Tag {name}:{tag} imported {} (scheduled)",
                         event.docker_image_reference
                     );
-                    self.record_event(&written, "ImportSucceeded", &message, "Normal")
+                    self.record_event(&written, Some(tag), "ImportSucceeded", &message, "Normal")
                         .await;
                 }
                 Some(TagOutcome::Failed(e)) => {
@@ -843,42 +883,13 @@ impl Importer {
                         e.reason(),
                         e.message()
                     );
-                    self.record_event(&written, "ImportFailed", &message, "Warning")
+                    self.record_event(&written, Some(tag), "ImportFailed", &message, "Warning")
                         .await;
                 }
                 _ => {}
             }
         }
         Ok(history)
-    }
-
-    /// Records a core/v1 Event about `stream` (best effort).
-    pub async fn record_event(&self, stream: &Value, reason: &str, message: &str, ty: &str) {
-        let ns = stream
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let name = stream
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let now = moor_apimachinery::stored::now_rfc3339();
-        let event = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": ns},
-            "involvedObject": {
-                "kind": "ImageStream", "apiVersion": "image.openshift.io/v1", "name": name, "namespace": ns,
-                "uid": stream.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
-                "resourceVersion": stream.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
-            },
-            "reason": reason, "message": message, "type": ty,
-            "source": {"component": "moor-importer"},
-            "reportingComponent": "moor-importer",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        });
-        if let Err(e) = self.events.create(&ctx(), Some(ns), event).await {
-            tracing::warn!(error = %e, "recording an event failed");
-        }
     }
 }
 
@@ -921,5 +932,11 @@ mod tests {
             (e.reason(), e.message().as_str()),
             (reasons::NOT_FOUND, "gone")
         );
+        let e = ImportError::from(UpstreamError::Forbidden {
+            target: "q/a:1".into(),
+            message: "requested access to the resource is denied".into(),
+        });
+        assert_eq!((e.reason(), e.code()), (reasons::UNAUTHORIZED, 401));
+        assert!(!e.is_transient());
     }
 }

@@ -5,7 +5,10 @@
 //! an unchanged digest makes no other request and writes nothing (the stream's
 //! `resourceVersion` stays); a new one runs a full import through the importer (a new
 //! history entry and an event). Failures set the tag's `ImportSuccess` condition
-//! (history kept) and retry with exponential backoff capped at the interval. Requests
+//! (history kept); transient ones retry with exponential backoff capped at the
+//! interval, definite answers (not found, unauthorized) at the next slot. Failed tags
+//! are checked within seconds of a start, and those of a namespace whose pull secret
+//! is created or changed at once. Requests
 //! spend per-registry budgets, a 429 pauses its registry until `Retry-After`
 //! ([`budget`]), and at most `concurrency` checks run at once. Tags whose source is not
 //! a registry (a rollback to an ImageStreamImage) are not scheduled.
@@ -365,6 +368,11 @@ impl Scheduler {
             .importer
             .watch_streams(&list.resource_version)
             .await?;
+        // A pull secret created or changed may fix the failed tags of its namespace.
+        let mut secrets = shared
+            .importer
+            .watch_secrets(&list.resource_version)
+            .await?;
         loop {
             let sleep = match state.queue.first() {
                 Some((due, _)) => Duration::from_millis((*due - now_ms()).max(0) as u64),
@@ -401,6 +409,15 @@ impl Scheduler {
                         }
                         WatchEvent::Bookmark(_) => {}
                         WatchEvent::Error(e) => return Err(ApiError::Gone(e.to_string())),
+                    }
+                }
+                ev = secrets.next() => {
+                    let Some(ev) = ev else { return Ok(()) };
+                    if let WatchEvent::Added(v) | WatchEvent::Modified(v) = ev
+                        && let Some(ns) = v.pointer("/metadata/namespace").and_then(Value::as_str)
+                    {
+                        shared.secrets.lock().unwrap_or_else(|e| e.into_inner()).remove(ns);
+                        state.retry_failed_now(ns, now_ms());
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {

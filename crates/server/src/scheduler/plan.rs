@@ -46,6 +46,17 @@ pub fn next_after(t: i64, phase: i64, interval_ms: i64) -> i64 {
     nearest.clamp(target - slack, target + slack)
 }
 
+/// How long after a start the checks of tags that had failed are spread over.
+pub const HEAL_SPREAD_MS: i64 = 5_000;
+
+/// When a tag that had failed is checked after a start at `now`: within
+/// [`HEAL_SPREAD_MS`] (or the interval, if shorter), spread by its phase, so that many
+/// failed tags do not all fire at once.
+pub fn heal_at_start(now: i64, phase: i64, interval_ms: i64) -> i64 {
+    let spread = HEAL_SPREAD_MS.min(interval_ms.max(1));
+    now + phase.rem_euclid(spread)
+}
+
 /// The delay before checking again after `failures` (≥ 1) failed checks in a row:
 /// `initial * 2^(failures-1)`, at most the interval, at least the registry's
 /// `Retry-After`.
@@ -122,6 +133,16 @@ pub fn resume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_tags_heal_within_seconds_spread_by_phase() {
+        let hour = 3_600_000;
+        assert_eq!(heal_at_start(1_000, 0, hour), 1_000);
+        assert_eq!(heal_at_start(1_000, 12_345, hour), 1_000 + 2_345);
+        assert!(heal_at_start(1_000, hour - 1, hour) < 1_000 + HEAL_SPREAD_MS);
+        // An interval shorter than the spread bounds it.
+        assert_eq!(heal_at_start(1_000, 1_500, 2_000), 2_500);
+    }
 
     const I: i64 = 60_000;
 

@@ -149,6 +149,15 @@ impl State<'_> {
                         true,
                     ),
                 };
+                // A tag that failed before this process started, whose configuration
+                // may now work (a mirror, a CA, a secret), is checked within seconds,
+                // not at its slot up to an interval away.
+                let healing = startup.is_some()
+                    && (failed || record.last_check_result == Some(CheckResult::Failed));
+                let (due, write) = match plan::heal_at_start(now, phase, self.interval()) {
+                    soon if healing && soon < due => (soon, true),
+                    _ => (due, write),
+                };
                 let mut entry = self.new_entry(&key, tag, record);
                 let write = write || !entry.record.active;
                 entry.record.active = true;
@@ -260,6 +269,26 @@ impl State<'_> {
         }
     }
 
+    /// Checks now the failed tags of namespace `ns` (a pull secret there was created
+    /// or changed). A check in flight is left to finish.
+    pub(super) fn retry_failed_now(&mut self, ns: &str, now: i64) {
+        let start = TagKey::new(ns, "", "");
+        let failed: Vec<TagKey> = self
+            .entries
+            .range(start..)
+            .take_while(|(k, _)| k.namespace == ns)
+            .filter(|(_, e)| {
+                e.record.active
+                    && !e.in_flight
+                    && (e.failed || e.record.last_check_result == Some(CheckResult::Failed))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in failed {
+            self.schedule(&key, now);
+        }
+    }
+
     /// Starts the checks that are due.
     pub(super) fn dispatch_due(&mut self) {
         let now = now_ms();
@@ -350,9 +379,15 @@ impl State<'_> {
                 r.consecutive_failures += 1;
                 r.message = Some(format!("{}: {}", err.reason(), err.message()));
                 let retry_after = err.retry_after().map_or(0, |d| d.as_millis() as i64);
-                let delay =
-                    plan::retry_delay(r.consecutive_failures, backoff, interval, retry_after);
-                (CheckResult::Failed, done.started_ms + delay)
+                let due = if err.is_transient() {
+                    done.started_ms
+                        + plan::retry_delay(r.consecutive_failures, backoff, interval, retry_after)
+                } else {
+                    // A definite answer (not found, unauthorized) waits for the next
+                    // scheduled check.
+                    plan::next_after(done.started_ms, e.phase, interval)
+                };
+                (CheckResult::Failed, due)
             }
             Outcome::RateLimited { until_ms, message } => {
                 r.message = Some(message);

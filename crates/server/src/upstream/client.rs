@@ -97,8 +97,7 @@ impl UpstreamClient {
     }
 
     /// Tries the endpoints for `reference` in order (mirrors, then the source) and
-    /// returns the first success. When all fail, the source's error is returned with
-    /// the mirrors' failures appended to its message.
+    /// returns the first success. When all fail, see [`all_failed`].
     async fn each_endpoint<T, F, Fut>(
         &self,
         reference: &DockerImageReference,
@@ -110,29 +109,29 @@ impl UpstreamClient {
     {
         let targets = mirrors::targets(&self.inner.config.mirrors, reference);
         let count = targets.len();
-        let mut notes = Vec::new();
+        let mut failures = Vec::with_capacity(count);
         for (i, target) in targets.into_iter().enumerate() {
             let name = target.name();
             let mirror = target.mirror;
             match op(target).await {
                 Ok(v) => return Ok(v),
-                Err(e) if i + 1 < count => {
-                    tracing::info!(image = %reference, endpoint = %name, error = %e, "upstream endpoint failed; trying the next");
-                    let kind = if mirror { "mirror" } else { "endpoint" };
-                    notes.push(format!("{kind} {name}: {}", e.message()));
-                }
                 Err(e) => {
-                    return Err(if notes.is_empty() {
-                        e
-                    } else {
-                        e.with_note(&format!("tried first: {}", notes.join("; ")))
+                    if i + 1 < count {
+                        tracing::info!(image = %reference, endpoint = %name, error = %e, "upstream endpoint failed; trying the next");
+                    }
+                    failures.push(Failure {
+                        endpoint: name,
+                        mirror,
+                        error: e,
                     });
                 }
             }
         }
-        Err(UpstreamError::InvalidConfig {
-            message: format!("no endpoint for {reference}"),
-        })
+        Err(
+            all_failed(failures).unwrap_or_else(|| UpstreamError::InvalidConfig {
+                message: format!("no endpoint for {reference}"),
+            }),
+        )
     }
 
     fn call<'a>(
@@ -492,6 +491,57 @@ impl UpstreamClient {
             }
         })
         .await
+    }
+}
+
+/// One endpoint's failed answer, for [`all_failed`].
+struct Failure {
+    /// `registry/repository` as contacted.
+    endpoint: String,
+    mirror: bool,
+    error: UpstreamError,
+}
+
+impl Failure {
+    /// `mirror HOST/REPO: MESSAGE` or `source HOST/REPO: MESSAGE`.
+    fn describe(&self) -> String {
+        let kind = if self.mirror { "mirror" } else { "source" };
+        format!("{kind} {}: {}", self.endpoint, self.error.message())
+    }
+}
+
+/// The error of a request every endpoint failed (`None` for no endpoint). A definite
+/// answer (not found, unauthorized, forbidden, refused content: anything not
+/// [transient](UpstreamError::is_transient)) from any endpoint is what the request
+/// failed with, as that endpoint said it, even when another only failed to answer:
+/// its message leads with that endpoint, and the others' failures follow. With no
+/// definite answer, the source's (last) error, with the mirrors' failures appended.
+/// A single endpoint's error is returned as it is.
+fn all_failed(mut failures: Vec<Failure>) -> Option<UpstreamError> {
+    if failures.len() <= 1 {
+        return failures.pop().map(|f| f.error);
+    }
+    match failures.iter().position(|f| !f.error.is_transient()) {
+        Some(i) => {
+            let definite = failures.remove(i);
+            let others: Vec<String> = failures.iter().map(Failure::describe).collect();
+            let lead = if definite.mirror { "mirror" } else { "source" };
+            Some(
+                definite
+                    .error
+                    .with_prefix(&format!("{lead} {}: ", definite.endpoint))
+                    .with_note(&format!("also tried: {}", others.join("; "))),
+            )
+        }
+        None => {
+            let source = failures.pop()?;
+            let notes: Vec<String> = failures.iter().map(Failure::describe).collect();
+            Some(
+                source
+                    .error
+                    .with_note(&format!("tried first: {}", notes.join("; "))),
+            )
+        }
     }
 }
 

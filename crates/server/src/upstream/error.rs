@@ -244,6 +244,23 @@ impl UpstreamError {
         }
     }
 
+    /// Puts `prefix` before the message (used to name the endpoint that answered).
+    /// Variants without a message are returned unchanged.
+    pub(crate) fn with_prefix(mut self, prefix: &str) -> Self {
+        match &mut self {
+            Self::NotFound { message, .. }
+            | Self::Unauthorized { message, .. }
+            | Self::Forbidden { message, .. }
+            | Self::DigestMismatch { message, .. }
+            | Self::InvalidContent { message, .. }
+            | Self::Registry { message, .. }
+            | Self::Timeout { message, .. }
+            | Self::Transport { message, .. } => message.insert_str(0, prefix),
+            _ => {}
+        }
+        self
+    }
+
     /// Appends `note` to the message (used to say which mirrors failed before the
     /// source answered). Variants without a message are returned unchanged.
     pub(crate) fn with_note(mut self, note: &str) -> Self {
