@@ -1,7 +1,8 @@
 //! The real kubectl against moor's published OpenAPI: `kubectl explain` of moor's and
 //! built-in kinds, and client-side `apply` computing strategic merge patches from the
 //! published schemas (lists merged by their keys, as against kube-apiserver), with
-//! server-side apply still working.
+//! server-side apply still working; `kubectl replace -f` of a `List` validated from
+//! `/openapi/v2` (protobuf).
 
 mod support;
 
@@ -62,6 +63,82 @@ fn kubectl_explain_shows_openshift_and_kube_descriptions() {
         "{out}"
     );
     assert!(out.contains("image\t<string>"), "{out}");
+
+    // The same from /openapi/v2, which client-go reads as protobuf.
+    let out = k.ok(&[
+        "explain",
+        "--output=plaintext-openapiv2",
+        "imagestream.spec.tags.importPolicy",
+    ]);
+    assert!(out.contains("scheduled\t<boolean>"), "{out}");
+    assert!(out.contains("tag should be periodically"), "{out}");
+    let out = k.ok(&[
+        "explain",
+        "--output=plaintext-openapiv2",
+        "deployment.spec.template.spec.containers.env",
+    ]);
+    assert!(
+        out.contains("List of environment variables to set in the container."),
+        "{out}"
+    );
+}
+
+#[test]
+fn kubectl_replace_of_a_list_validates_without_flags() {
+    if peer("kubectl").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &[]);
+    let k = Kubectl::new(&server.kubeconfig()).expect("kubectl");
+    let (ok, out, err) = k.stdin(&["create", "-f", "-"], DEPLOYMENT);
+    assert!(ok, "{out}{err}");
+    let stream = "apiVersion: image.openshift.io/v1\nkind: ImageStream\nmetadata:\n  name: app\n";
+    let (ok, out, err) = k.stdin(&["create", "-f", "-"], stream);
+    assert!(ok, "{out}{err}");
+    // A `List` is no served kind, so kubectl validates its items on the client side
+    // from /openapi/v2; without that document it asked for `--validate=false`.
+    let indent = |y: &str| {
+        y.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("- {l}")
+                } else {
+                    format!("  {l}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}\n{}\n",
+        indent(&format!("{stream}spec:\n  lookupPolicy: {{local: true}}")),
+        indent(&DEPLOYMENT.replace("app:1", "app:5")),
+    );
+    let (ok, out, err) = k.stdin(&["replace", "-f", "-"], &list);
+    assert!(ok, "{list}\n{out}{err}");
+    assert!(
+        out.contains("imagestream.image.openshift.io/app replaced"),
+        "{out}"
+    );
+    assert!(out.contains("deployment.apps/web replaced"), "{out}");
+    let got = k.ok(&[
+        "get",
+        "is",
+        "app",
+        "-o",
+        "jsonpath={.spec.lookupPolicy.local}",
+    ]);
+    assert_eq!(got, "true");
+    // Client-side validation still refuses what the schema does not know.
+    let bad = list.replace(
+        "lookupPolicy: {local: true}",
+        "lookupPolicy: {local: true, bogus: 1}",
+    );
+    let (ok, out, err) = k.stdin(&["replace", "-f", "-"], &bad);
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("bogus"), "{err}");
 }
 
 #[test]

@@ -201,7 +201,7 @@ async fn v2_is_one_swagger_document_in_json_only() {
     assert_eq!(pb.status, StatusCode::OK);
     assert_eq!(
         pb.headers["content-type"],
-        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
     // Field 1 (swagger, a string): tag byte 0x0a, length 3, "2.0".
     assert!(

@@ -117,7 +117,7 @@ impl OpenApi {
                 "" | "*/*" | "application/*" | "application/json" => {
                     return self.v2.response(headers);
                 }
-                V2_PROTOBUF | V2_PROTOBUF_LEGACY => {
+                V2_PROTOBUF | V2_PROTOBUF_DEPRECATED => {
                     return self.v2_protobuf.response_as(headers, V2_PROTOBUF);
                 }
                 _ => {}
@@ -130,10 +130,11 @@ impl OpenApi {
     }
 }
 
-/// The protobuf media type of `/openapi/v2`.
-const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-/// Its older spelling, still accepted by kube-apiserver.
-const V2_PROTOBUF_LEGACY: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// The protobuf media type of `/openapi/v2`, as the response names it.
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// Its deprecated spelling, which client-go still asks for. Not a valid media type
+/// (`@`), so a response never names it: Go's `mime.ParseMediaType` would refuse it.
+const V2_PROTOBUF_DEPRECATED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {

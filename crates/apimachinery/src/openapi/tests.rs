@@ -117,7 +117,7 @@ fn v2_answers_json_protobuf_or_406() {
     assert_eq!(pb.status(), StatusCode::OK);
     assert_eq!(
         pb.headers()[header::CONTENT_TYPE],
-        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
     );
     assert_eq!(with("application/json").status(), StatusCode::OK);
     assert_eq!(with("text/html").status(), StatusCode::NOT_ACCEPTABLE);
