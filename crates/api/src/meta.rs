@@ -102,6 +102,52 @@ macro_rules! marker_impls {
     };
 }
 
+/// OpenAPI schemas for fields whose Rust type says less than their JSON does (use
+/// with `#[schemars(schema_with = "...")]`).
+pub mod schema {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+
+    /// Base64 bytes (`[]byte` in Go).
+    pub fn bytes(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "byte"})
+    }
+
+    /// A list of base64 blobs (`[][]byte` in Go).
+    pub fn bytes_list(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "array", "items": {"type": "string", "format": "byte"}})
+    }
+
+    /// An RFC 3339 time.
+    pub fn date_time(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "date-time"})
+    }
+
+    /// A number or a string (Kubernetes' `IntOrString`).
+    pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"x-kubernetes-int-or-string": true})
+    }
+}
+
+/// The OpenAPI schema of a marker field: a string, inlined (the standard description
+/// of `kind` and `apiVersion` is added by whoever publishes the schema).
+macro_rules! marker_schema {
+    ($marker:ident) => {
+        impl<T> schemars::JsonSchema for $marker<T> {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "string".into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string"})
+            }
+        }
+    };
+}
+
+marker_schema!(ApiVersionField);
+marker_schema!(KindField);
 marker_impls!(ApiVersionField, API_VERSION, "apiVersion");
 marker_impls!(KindField, KIND, "kind");
 
@@ -289,6 +335,19 @@ macro_rules! string_enum {
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "string".into()
+            }
+            // A string, not an `enum`: values this version does not know round-trip.
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string"})
             }
         }
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ApiVersionField, KindField, TypeInfo};
@@ -19,7 +20,8 @@ pub const DEFAULT_KEEP_TAG_REVISIONS: u32 = 3;
 pub const DEFAULT_KEEP_YOUNGER_THAN: Duration = Duration::from_secs(3600);
 
 /// A garbage collection, asked for (`spec`) and done (`status`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.ImagePrune")]
 pub struct ImagePrune {
     /// Always `ImagePrune`.
     #[serde(default)]
@@ -44,7 +46,8 @@ impl TypeInfo for ImagePrune {
 }
 
 /// What a prune keeps.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.ImagePruneSpec")]
 pub struct ImagePruneSpec {
     /// How many of the newest entries of each tag's history to keep (default 3). The
     /// newest entry, the image the tag serves, is always kept.
@@ -62,6 +65,7 @@ pub struct ImagePruneSpec {
         skip_serializing_if = "Option::is_none",
         with = "age_field"
     )]
+    #[schemars(schema_with = "crate::meta::schema::int_or_string")]
     pub keep_younger_than: Option<Duration>,
     /// Only prune the history of streams in this namespace; images and blobs are then
     /// left alone, since other namespaces may use them (as `oc adm prune images -n`).
@@ -91,7 +95,8 @@ fn is_false(b: &bool) -> bool {
 
 /// What a prune removed, in the order it removes: history entries, then images, then
 /// repository links and records, then blobs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.ImagePruneStatus")]
 pub struct ImagePruneStatus {
     /// Nothing was removed: the lists say what would have been.
     #[serde(rename = "dryRun", default)]
@@ -153,7 +158,8 @@ impl ImagePruneStatus {
 }
 
 /// A tag history entry removed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.PrunedTagEvent")]
 pub struct PrunedTagEvent {
     /// The stream's namespace.
     #[serde(default)]
@@ -176,7 +182,8 @@ pub struct PrunedTagEvent {
 }
 
 /// An Image object removed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.PrunedImage")]
 pub struct PrunedImage {
     /// The image's name: its manifest digest.
     #[serde(default)]
@@ -187,7 +194,8 @@ pub struct PrunedImage {
 }
 
 /// A repository link removed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.PrunedLink")]
 pub struct PrunedLink {
     /// `namespace/stream`.
     #[serde(default)]
@@ -201,7 +209,8 @@ pub struct PrunedLink {
 }
 
 /// A blob removed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.PrunedBlob")]
 pub struct PrunedBlob {
     /// Its digest.
     #[serde(default)]

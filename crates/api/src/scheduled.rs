@@ -8,6 +8,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ApiVersionField, KindField, TypeInfo};
@@ -43,7 +44,8 @@ pub fn parse_record_key(key: &str) -> Option<(&str, &str, &str)> {
 pub type ScheduledImportList = k8s_openapi::List<ScheduledImport>;
 
 /// One scheduled tag as the scheduler sees it (read-only).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.ScheduledImport")]
 pub struct ScheduledImport {
     /// Always `ScheduledImport`.
     #[serde(default)]
@@ -60,7 +62,8 @@ pub struct ScheduledImport {
 }
 
 /// What the last scheduled check of a tag found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.moor.v1.CheckResult")]
 pub enum CheckResult {
     /// The registry announced the digest seen before: nothing was pulled or written.
     Unchanged,
@@ -86,8 +89,9 @@ impl CheckResult {
 }
 
 /// The scheduler's record of one tag, as stored and as served.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "io.moor.v1.ScheduledImportStatus")]
 pub struct ScheduledImportStatus {
     /// The image stream.
     #[serde(default)]
@@ -108,6 +112,7 @@ pub struct ScheduledImportStatus {
     pub active: bool,
     /// When the last check started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::meta::schema::date_time")]
     pub last_check_time: Option<Timestamp>,
     /// What the last check found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +127,7 @@ pub struct ScheduledImportStatus {
     pub image: Option<String>,
     /// When the next check is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::meta::schema::date_time")]
     pub next_check_time: Option<Timestamp>,
     /// Failed checks in a row (0 after a success).
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -26,7 +26,6 @@ pub mod selectors;
 pub mod stored;
 pub mod table;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -64,22 +63,34 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub config: ServerConfig,
     storages: Vec<Arc<dyn RestStorage>>,
-    openapi_docs: BTreeMap<String, serde_json::Value>,
+    openapi: openapi::OpenApi,
 }
 
 impl ApiServer {
-    /// Serves `storages` (registered by the composition root) over `store`.
+    /// Serves `storages` (registered by the composition root) over `store`, publishing
+    /// open stub schemas in OpenAPI.
     pub fn new(
         store: Arc<dyn Store>,
         config: ServerConfig,
         storages: Vec<Arc<dyn RestStorage>>,
     ) -> Self {
-        let openapi_docs = openapi::documents(storages.iter().map(|s| s.def()));
+        Self::with_schemas(store, config, storages, &openapi::SchemaCatalog::default())
+    }
+
+    /// Serves `storages` over `store`, publishing the kinds' schemas from `schemas`
+    /// (built once, here).
+    pub fn with_schemas(
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        storages: Vec<Arc<dyn RestStorage>>,
+        schemas: &openapi::SchemaCatalog,
+    ) -> Self {
+        let openapi = openapi::OpenApi::build(storages.iter().map(|s| s.def()), schemas);
         ApiServer {
             store,
             config,
             storages,
-            openapi_docs,
+            openapi,
         }
     }
 
@@ -136,6 +147,7 @@ pub fn router(api: Arc<ApiServer>) -> Router {
     Router::new()
         .route("/api", get(core_versions))
         .route("/apis", get(api_groups))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_root))
         .route("/openapi/v3/{*gv}", get(openapi_doc))
         .fallback(resource_request)
@@ -150,13 +162,21 @@ async fn api_groups(State(api): State<Arc<ApiServer>>, headers: HeaderMap) -> Re
     discovery::groups(api.defs(), &headers)
 }
 
-async fn openapi_root(State(api): State<Arc<ApiServer>>) -> Response {
-    axum::Json(openapi::root(&api.openapi_docs)).into_response()
+async fn openapi_v2(State(api): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
+    api.openapi.v2_response(&headers)
 }
 
-async fn openapi_doc(State(api): State<Arc<ApiServer>>, Path(gv): Path<String>) -> Response {
-    match api.openapi_docs.get(gv.trim_matches('/')) {
-        Some(doc) => axum::Json(doc.clone()).into_response(),
+async fn openapi_root(State(api): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
+    api.openapi.v3_root.response(&headers)
+}
+
+async fn openapi_doc(
+    State(api): State<Arc<ApiServer>>,
+    Path(gv): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match api.openapi.v3.get(gv.trim_matches('/')) {
+        Some(doc) => doc.response(&headers),
         None => ApiError::NoRoute.into_response(),
     }
 }

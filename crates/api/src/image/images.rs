@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::serde_helpers::{
@@ -14,9 +15,19 @@ use crate::meta::{ApiVersionField, KindField, TypeInfo};
 
 use super::ConditionStatus;
 
-/// An image: its pull spec, manifest, config and layers, named by its manifest digest.
-/// Cluster-scoped.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Image is an immutable representation of a container image and metadata at a point in
+/// time. Images are named by taking a hash of their contents (metadata and content) and
+/// any change in format, content, or metadata results in a new name. The images
+/// resource is primarily for use by cluster administrators and integrations like the
+/// cluster image registry - end users instead access images via the imagestreamtags or
+/// imagestreamimages resources. While image metadata is stored in the API, any
+/// integration that implements the container image registry API must provide its own
+/// storage for the raw manifest data, image config, and layer contents.
+///
+/// Compatibility level 1: Stable within a major release for a minimum of 12 months or 3
+/// minor releases (whichever is longer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.Image")]
 pub struct Image {
     /// Always `Image`.
     #[serde(default)]
@@ -27,36 +38,38 @@ pub struct Image {
     /// Standard object metadata; the name is the manifest digest.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The pull spec of this image.
+    /// DockerImageReference is the string that can be used to pull this image.
     #[serde(
         rename = "dockerImageReference",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_reference: String,
-    /// Docker 1.0 style metadata (OpenShift's `runtime.RawExtension` holding a
-    /// `DockerImage`).
+    /// DockerImageMetadata contains metadata about this image
     #[serde(
         rename = "dockerImageMetadata",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(extend("x-kubernetes-patch-strategy" = "replace"))]
     pub docker_image_metadata: Option<DockerImageMetadata>,
-    /// The version of `dockerImageMetadata`; `1.0` when empty.
+    /// DockerImageMetadataVersion conveys the version of the object, which if empty
+    /// defaults to "1.0"
     #[serde(
         rename = "dockerImageMetadataVersion",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_metadata_version: String,
-    /// The raw manifest JSON.
+    /// DockerImageManifest is the raw JSON of the manifest
     #[serde(
         rename = "dockerImageManifest",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_manifest: String,
-    /// The layers, base first. Empty for a manifest list.
+    /// DockerImageLayers represents the layers in the image. May not be set if the
+    /// image does not define that data or if the image represents a manifest list.
     #[serde(
         rename = "dockerImageLayers",
         default,
@@ -64,37 +77,45 @@ pub struct Image {
         deserialize_with = "deserialize_null_as_default"
     )]
     pub docker_image_layers: Vec<ImageLayer>,
-    /// Signatures of the image.
+    /// Signatures holds all signatures of the image.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
         serialize_with = "serialize_nested_vec",
         deserialize_with = "deserialize_null_as_default"
     )]
+    #[schemars(extend("x-kubernetes-patch-strategy" = "merge", "x-kubernetes-patch-merge-key" = "name"))]
     pub signatures: Vec<ImageSignature>,
-    /// Schema 1 signatures as opaque blobs (base64 in JSON).
+    /// DockerImageSignatures provides the signatures as opaque blobs. This is a part of
+    /// manifest schema v1.
     #[serde(
         rename = "dockerImageSignatures",
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "deserialize_null_as_default"
     )]
+    #[schemars(schema_with = "crate::meta::schema::bytes_list")]
     pub docker_image_signatures: Vec<ByteString>,
-    /// The manifest's media type.
+    /// DockerImageManifestMediaType specifies the mediaType of manifest. This is a part
+    /// of manifest schema v2.
     #[serde(
         rename = "dockerImageManifestMediaType",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_manifest_media_type: String,
-    /// The raw image config JSON. Empty for a manifest list.
+    /// DockerImageConfig is a JSON blob that the runtime uses to set up the container.
+    /// This is a part of manifest schema v2. Will not be set when the image represents
+    /// a manifest list.
     #[serde(
         rename = "dockerImageConfig",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_config: String,
-    /// The sub-manifests when this image is a manifest list.
+    /// DockerImageManifests holds information about sub-manifests when the image
+    /// represents a manifest list. When this field is present, no DockerImageLayers
+    /// should be specified.
     #[serde(
         rename = "dockerImageManifests",
         default,
@@ -113,46 +134,56 @@ impl Image {
     }
 }
 
-/// One layer of an image.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageLayer represents a single layer of the image. Some images may have multiple
+/// layers. Some may have none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageLayer")]
 pub struct ImageLayer {
-    /// The layer's digest.
+    /// Name of the layer as defined by the underlying store.
     #[serde(default)]
     pub name: String,
-    /// The layer's size in bytes.
+    /// Size of the layer in bytes as defined by the underlying store.
     #[serde(default)]
     pub size: i64,
-    /// The layer's media type.
+    /// MediaType of the referenced object.
     #[serde(rename = "mediaType", default)]
     pub media_type: String,
 }
 
-/// A sub-manifest of a manifest list; its digest names another [`Image`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageManifest represents sub-manifests of a manifest list. The Digest field points
+/// to a regular Image object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageManifest")]
 pub struct ImageManifest {
-    /// The sub-manifest digest.
+    /// Digest is the unique identifier for the manifest. It refers to an Image object.
     #[serde(default)]
     pub digest: String,
-    /// The sub-manifest media type.
+    /// MediaType defines the type of the manifest, possible values are
+    /// application/vnd.oci.image.manifest.v1+json,
+    /// application/vnd.docker.distribution.manifest.v2+json or
+    /// application/vnd.docker.distribution.manifest.v1+json.
     #[serde(rename = "mediaType", default)]
     pub media_type: String,
-    /// The sub-manifest size in bytes.
+    /// ManifestSize represents the size of the raw object contents, in bytes.
     #[serde(rename = "manifestSize", default)]
     pub manifest_size: i64,
-    /// The CPU architecture, e.g. `amd64`.
+    /// Architecture specifies the supported CPU architecture, for example `amd64` or
+    /// `ppc64le`.
     #[serde(default)]
     pub architecture: String,
-    /// The operating system, e.g. `linux`.
+    /// OS specifies the operating system, for example `linux`.
     #[serde(default)]
     pub os: String,
-    /// The CPU variant, e.g. `v8`.
+    /// Variant is an optional field repreenting a variant of the CPU, for example v6 to
+    /// specify a particular CPU variant of the ARM CPU.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub variant: String,
 }
 
 /// Docker 1.0 image metadata, as OpenShift writes into `Image.dockerImageMetadata`
 /// (`kind: DockerImage`, `apiVersion: image.openshift.io/1.0`, capitalized fields).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.DockerImageMetadata")]
 pub struct DockerImageMetadata {
     /// Always `DockerImage`.
     #[serde(default)]
@@ -223,11 +254,13 @@ pub const DOCKER_IMAGE_METADATA_API_VERSION: &str = "image.openshift.io/1.0";
 pub const DOCKER_IMAGE_METADATA_VERSION: &str = "1.0";
 
 /// An empty JSON object, the value type of Docker's port and volume sets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.EmptyObject")]
 pub struct EmptyObject {}
 
 /// The Docker container configuration stored with an image.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.DockerConfig")]
 pub struct DockerConfig {
     /// Host name.
     #[serde(rename = "Hostname", default, skip_serializing_if = "String::is_empty")]
@@ -374,9 +407,19 @@ pub struct DockerConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A signature of an image (kept for JSON compatibility; moor does not verify them).
-/// Cluster-scoped; named `<image>@<signature>`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageSignature holds a signature of an image. It allows to verify image identity and
+/// possibly other claims as long as the signature is trusted. Based on this information
+/// it is possible to restrict runnable images to those matching cluster-wide policy.
+/// Mandatory fields should be parsed by clients doing image verification. The others
+/// are parsed from signature's content by the server. They serve just an informative
+/// purpose.
+///
+/// Compatibility level 1: Stable within a major release for a minimum of 12 months or 3
+/// minor releases (whichever is longer).
+// moor: A signature of an image (kept for JSON compatibility; moor does not verify
+// moor: them). Cluster-scoped; named `<image>@<signature>`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageSignature")]
 pub struct ImageSignature {
     /// Always `ImageSignature`.
     #[serde(default)]
@@ -387,27 +430,32 @@ pub struct ImageSignature {
     /// Standard object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The type of the signature blob, e.g. `AtomicImageV1`.
+    /// Required: Describes a type of stored blob.
     #[serde(rename = "type", default)]
     pub type_: String,
-    /// The signature blob (base64 in JSON).
+    /// Required: An opaque binary string which is an image's signature.
     #[serde(default)]
+    #[schemars(schema_with = "crate::meta::schema::bytes")]
     pub content: ByteString,
-    /// Conditions about the signature.
+    /// Conditions represent the latest available observations of a signature's current
+    /// state.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "deserialize_null_as_default"
     )]
+    #[schemars(extend("x-kubernetes-patch-strategy" = "merge", "x-kubernetes-patch-merge-key" = "type"))]
     pub conditions: Vec<SignatureCondition>,
-    /// The identity the signature claims.
+    /// A human readable string representing image's identity. It could be a product
+    /// name and version, or an image pull spec (e.g.
+    /// "registry.access.redhat.com/rhel7/rhel:7.2").
     #[serde(
         rename = "imageIdentity",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub image_identity: String,
-    /// Claims from the signature.
+    /// Contains claims from the signature.
     #[serde(
         rename = "signedClaims",
         default,
@@ -415,49 +463,56 @@ pub struct ImageSignature {
         deserialize_with = "deserialize_null_as_default"
     )]
     pub signed_claims: BTreeMap<String, String>,
-    /// When the signature was created.
+    /// If specified, it is the time of signature's creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<Time>,
-    /// Who issued the signing key.
+    /// If specified, it holds information about an issuer of signing certificate or key
+    /// (a person or entity who signed the signing certificate or key).
     #[serde(rename = "issuedBy", default, skip_serializing_if = "Option::is_none")]
     pub issued_by: Option<SignatureIssuer>,
-    /// Who signed.
+    /// If specified, it holds information about a subject of signing certificate or key
+    /// (a person or entity who signed the image).
     #[serde(rename = "issuedTo", default, skip_serializing_if = "Option::is_none")]
     pub issued_to: Option<SignatureSubject>,
 }
 
 super::image_resource!(ImageSignature, kind: "ImageSignature", plural: "imagesignatures", scope: ClusterResourceScope);
 
-/// A condition on an image signature.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// SignatureCondition describes an image signature condition of particular kind at
+/// particular probe time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureCondition")]
 pub struct SignatureCondition {
-    /// The condition type, e.g. `Trusted`.
+    /// Type of signature condition, Complete or Failed.
     #[serde(rename = "type", default)]
     pub type_: String,
-    /// `True`, `False` or `Unknown`.
+    /// Status of the condition, one of True, False, Unknown.
     #[serde(default)]
     pub status: ConditionStatus,
-    /// When the condition was last checked. Written as `null` when `None`.
+    /// Last time the condition was checked.
+    // moor: When the condition was last checked. Written as `null` when `None`.
     #[serde(rename = "lastProbeTime", default)]
     pub last_probe_time: Option<Time>,
-    /// When the status last changed. Written as `null` when `None`.
+    /// Last time the condition transit from one status to another.
+    // moor: When the status last changed. Written as `null` when `None`.
     #[serde(rename = "lastTransitionTime", default)]
     pub last_transition_time: Option<Time>,
-    /// A machine-readable reason.
+    /// (brief) reason for the condition's last transition.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// A human-readable message.
+    /// Human readable message indicating details about last transition.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
 
-/// The issuer of a signing key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// SignatureIssuer holds information about an issuer of signing certificate or key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureIssuer")]
 pub struct SignatureIssuer {
     /// Organization name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub organization: String,
-    /// Common name.
+    /// Common name (e.g. openshift-signing-service).
     #[serde(
         rename = "commonName",
         default,
@@ -466,20 +521,25 @@ pub struct SignatureIssuer {
     pub common_name: String,
 }
 
-/// The subject of a signing key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// SignatureSubject holds information about a person or entity who created the
+/// signature.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.SignatureSubject")]
 pub struct SignatureSubject {
     /// Organization name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub organization: String,
-    /// Common name.
+    /// Common name (e.g. openshift-signing-service).
     #[serde(
         rename = "commonName",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub common_name: String,
-    /// The key ID of the public key. Always written.
+    /// If present, it is a human readable key id of public key belonging to the subject
+    /// used to verify image signature. It should contain at least 64 lowest bits of
+    /// public key's fingerprint (e.g. 0x685ebe62bf278440).
+    // moor: The key ID of the public key. Always written.
     #[serde(rename = "publicKeyID", default)]
     pub public_key_id: String,
 }

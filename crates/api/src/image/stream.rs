@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::serde_helpers::{
@@ -13,9 +14,26 @@ use crate::meta::serde_helpers::{
 };
 use crate::meta::{ApiVersionField, KindField, string_enum};
 
-/// A stream of images: spec tags that say where each tag's image comes from, and a
-/// status with the history of images each tag has pointed at (newest first).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// An ImageStream stores a mapping of tags to images, metadata overrides that are
+/// applied when images are tagged in a stream, and an optional reference to a container
+/// image repository on a registry. Users typically update the spec.tags field to point
+/// to external images which are imported from container registries using credentials in
+/// your namespace with the pull secret type, or to existing image stream tags and
+/// images which are immediately accessible for tagging or pulling. The history of
+/// images applied to a tag is visible in the status.tags field and any user who can
+/// view an image stream is allowed to tag that image into their own image streams.
+/// Access to pull images from the integrated registry is granted by having the "get
+/// imagestreams/layers" permission on a given image stream. Users may remove a tag by
+/// deleting the imagestreamtag resource, which causes both spec and status for that tag
+/// to be removed. Image stream history is retained until an administrator runs the
+/// prune operation, which removes references that are no longer in use. To preserve a
+/// historical image, ensure there is a tag in spec pointing to that image by its
+/// digest.
+///
+/// Compatibility level 1: Stable within a major release for a minimum of 12 months or 3
+/// minor releases (whichever is longer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStream")]
 pub struct ImageStream {
     /// Always `ImageStream`.
     #[serde(default)]
@@ -26,10 +44,10 @@ pub struct ImageStream {
     /// Standard object metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The desired state: tags and lookup policy.
+    /// Spec describes the desired state of this stream
     #[serde(default)]
     pub spec: ImageStreamSpec,
-    /// The observed state: tag history and the stream's repository.
+    /// Status describes the current state of this stream
     #[serde(default)]
     pub status: ImageStreamStatus,
 }
@@ -73,60 +91,89 @@ impl ImageStream {
     }
 }
 
-/// The desired state of an image stream.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageStreamSpec represents options for ImageStreams.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamSpec")]
 pub struct ImageStreamSpec {
-    /// Whether short names in workloads of this namespace resolve through this stream.
+    /// lookupPolicy controls how other resources reference images within this
+    /// namespace.
     #[serde(rename = "lookupPolicy", default)]
     pub lookup_policy: ImageLookupPolicy,
-    /// Deprecated: a repository whose tags are all imported.
+    /// dockerImageRepository is optional, if specified this stream is backed by a
+    /// container repository on this server Deprecated: This field is deprecated as of
+    /// v3.7 and will be removed in a future release. Specify the source for the tags to
+    /// be imported in each tag via the spec.tags.from reference instead.
     #[serde(
         rename = "dockerImageRepository",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub docker_image_repository: String,
-    /// The tags, each pointing at an image source.
+    /// tags map arbitrary string values to specific image locators
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "deserialize_null_as_default"
     )]
+    #[schemars(extend("x-kubernetes-patch-strategy" = "merge", "x-kubernetes-patch-merge-key" = "name"))]
     pub tags: Vec<TagReference>,
 }
 
-/// How other resources in the namespace may use this stream's tags by short name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// ImageLookupPolicy describes how an image stream can be used to override the image
+/// references used by pods, builds, and other resources in a namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageLookupPolicy")]
 pub struct ImageLookupPolicy {
-    /// When true, short names such as `mysql:8` in workloads of this namespace are
-    /// rewritten to the tag's pinned pull spec.
+    /// local will change the docker short image references (like "mysql" or
+    /// "php:latest") on objects in this namespace to the image ID whenever they match
+    /// this image stream, instead of reaching out to a remote registry. The name will
+    /// be fully qualified to an image ID if found. The tag's referencePolicy is taken
+    /// into account on the replaced value. Only works within the current namespace.
     #[serde(default)]
     pub local: bool,
 }
 
-/// A spec tag: its name, where its image comes from, and how it is imported and used.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// TagReference specifies optional annotations for images using this tag and an
+/// optional reference to an ImageStreamTag, ImageStreamImage, or DockerImage this tag
+/// should track.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagReference")]
 pub struct TagReference {
-    /// The tag name.
+    /// Name of the tag
     #[serde(default)]
     pub name: String,
-    /// Annotations for the images this tag yields. Written as `null` when `None`.
+    /// Optional; if specified, annotations that are applied to images retrieved via
+    /// ImageStreamTags.
+    // moor: Annotations for the images this tag yields. Written as `null` when `None`.
     #[serde(default)]
     pub annotations: Option<BTreeMap<String, String>>,
-    /// The image source: kind `DockerImage`, `ImageStreamTag` or `ImageStreamImage`.
+    /// Optional; if specified, a reference to another image that this tag should point
+    /// to. Valid values are ImageStreamTag, ImageStreamImage, and DockerImage.
+    /// ImageStreamTag references can only reference a tag within this same ImageStream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ObjectReference>,
-    /// When true, the tag is a reference only and is not imported.
+    /// Reference states if the tag will be imported. Default value is false, which
+    /// means the tag will be imported.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reference: bool,
-    /// The stream generation at which this tag last changed; `0` asks for a
-    /// re-import. Written as `null` when `None`.
+    /// Generation is a counter that tracks mutations to the spec tag (user intent).
+    /// When a tag reference is changed the generation is set to match the current
+    /// stream generation (which is incremented every time spec is changed). Other
+    /// processes in the system like the image importer observe that the generation of
+    /// spec tag is newer than the generation recorded in the status and use that as a
+    /// trigger to import the newest remote tag. To trigger a new import, clients may
+    /// set this value to zero which will reset the generation to the latest stream
+    /// generation. Legacy clients will send this value as nil which will be merged with
+    /// the current tag generation.
+    // moor: The stream generation at which this tag last changed; `0` asks for a
+    // moor: re-import. Written as `null` when `None`.
     #[serde(default)]
     pub generation: Option<i64>,
-    /// How the image is imported.
+    /// ImportPolicy is information that controls how images may be imported by the
+    /// server.
     #[serde(rename = "importPolicy", default)]
     pub import_policy: TagImportPolicy,
-    /// How consumers pull the image.
+    /// ReferencePolicy defines how other components should consume the image.
     #[serde(rename = "referencePolicy", default)]
     pub reference_policy: TagReferencePolicy,
 }
@@ -149,17 +196,19 @@ impl TagReference {
     }
 }
 
-/// Controls how a tag's image is imported.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// TagImportPolicy controls how images related to this tag will be imported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagImportPolicy")]
 pub struct TagImportPolicy {
-    /// Allow plain HTTP or unverified TLS when importing.
+    /// Insecure is true if the server may bypass certificate verification or connect
+    /// directly over HTTP during image import.
     #[serde(default, skip_serializing_if = "is_false")]
     pub insecure: bool,
-    /// Re-import periodically.
+    /// Scheduled indicates to the server that this tag should be periodically checked
+    /// to ensure it is up to date, and imported
     #[serde(default, skip_serializing_if = "is_false")]
     pub scheduled: bool,
-    /// How a manifest list is imported; `None` is written as an absent field and
-    /// defaults to [`ImportMode::Legacy`].
+    /// ImportMode describes how to import an image manifest.
     #[serde(
         rename = "importMode",
         default,
@@ -180,11 +229,25 @@ string_enum! {
     }
 }
 
-/// Controls how pull specs for a tag's images are written for consumers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// TagReferencePolicy describes how pull-specs for images in this image stream tag are
+/// generated when image change triggers in deployment configs or builds are resolved.
+/// This allows the image stream author to control how images are accessed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagReferencePolicy")]
 pub struct TagReferencePolicy {
-    /// `Source` (the image's original location) or `Local` (this server's registry).
-    /// Always written; `None` is written as `""`.
+    /// Type determines how the image pull spec should be transformed when the image
+    /// stream tag is used in deployment config triggers or new builds. The default
+    /// value is `Source`, indicating the original location of the image should be used
+    /// (if imported). The user may also specify `Local`, indicating that the pull spec
+    /// should point to the integrated container image registry and leverage the
+    /// registry's ability to proxy the pull to an upstream registry. `Local` allows the
+    /// credentials used to pull this image to be managed from the image stream's
+    /// namespace, so others on the platform can access a remote image but have no
+    /// access to the remote secret. It also allows the image layers to be mirrored into
+    /// the local registry which the images can still be pulled even if the upstream
+    /// registry is unavailable.
+    // moor: `Source` (the image's original location) or `Local` (this server's
+    // moor: registry). Always written; `None` is written as `""`.
     #[serde(
         rename = "type",
         default,
@@ -205,44 +268,54 @@ string_enum! {
     }
 }
 
-/// The observed state of an image stream.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// ImageStreamStatus contains information about the state of this image stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.ImageStreamStatus")]
 pub struct ImageStreamStatus {
-    /// Where this stream can be pulled from (`<registry-hostname>/<ns>/<name>`).
-    /// Always written.
+    /// DockerImageRepository represents the effective location this stream may be
+    /// accessed at. May be empty until the server determines where the repository is
+    /// located
+    // moor: Where this stream can be pulled from (`<registry-hostname>/<ns>/<name>`).
+    // moor: Always written.
     #[serde(rename = "dockerImageRepository", default)]
     pub docker_image_repository: String,
-    /// Where this stream can be pulled from outside the cluster, if exposed.
+    /// PublicDockerImageRepository represents the public location from where the image
+    /// can be pulled outside the cluster. This field may be empty if the administrator
+    /// has not exposed the integrated registry externally.
     #[serde(
         rename = "publicDockerImageRepository",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub public_docker_image_repository: String,
-    /// The history of each tag.
+    /// Tags are a historical record of images associated with each tag. The first entry
+    /// in the TagEvent array is the currently tagged image.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "deserialize_null_as_default"
     )]
+    #[schemars(extend("x-kubernetes-patch-strategy" = "merge", "x-kubernetes-patch-merge-key" = "tag"))]
     pub tags: Vec<NamedTagEventList>,
 }
 
-/// The image history of one tag.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// NamedTagEventList relates a tag to its image history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.NamedTagEventList")]
 pub struct NamedTagEventList {
-    /// The tag.
+    /// Tag is the tag for which the history is recorded
     #[serde(default)]
     pub tag: String,
-    /// The images this tag has pointed at, newest first. Written as `null` when empty
-    /// (Go's nil slice, as after a failed first import).
+    /// Standard object's metadata.
+    // moor: The images this tag has pointed at, newest first. Written as `null` when
+    // moor: empty (Go's nil slice, as after a failed first import).
     #[serde(
         default,
         serialize_with = "serialize_vec_null_if_empty",
         deserialize_with = "deserialize_null_as_default"
     )]
     pub items: Vec<TagEvent>,
-    /// Conditions about this tag, such as a failed import.
+    /// Conditions is an array of conditions that apply to the tag event list.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
@@ -258,22 +331,26 @@ impl NamedTagEventList {
     }
 }
 
-/// One entry of a tag's history.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// TagEvent is used by ImageStreamStatus to keep a historical record of images
+/// associated with a tag.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagEvent")]
 pub struct TagEvent {
-    /// When the entry was created. Written as `null` when `None`.
+    /// Created holds the time the TagEvent was created
+    // moor: When the entry was created. Written as `null` when `None`.
     #[serde(default)]
     pub created: Option<Time>,
-    /// The pull spec of the image, per the tag's reference policy.
+    /// DockerImageReference is the string that can be used to pull this image
     #[serde(rename = "dockerImageReference", default)]
     pub docker_image_reference: String,
-    /// The image name (its digest).
+    /// Image is the image
     #[serde(default)]
     pub image: String,
-    /// The spec tag generation that produced this entry.
+    /// Generation is the spec tag generation that resulted in this tag being updated
     #[serde(default)]
     pub generation: i64,
-    /// The platforms of the image, as `os/architecture` strings.
+    /// Platforms is all platforms supported by the image in this tag as a list of
+    /// "os/architecture" strings
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
@@ -304,25 +381,30 @@ string_enum! {
     }
 }
 
-/// A condition on a tag's history, such as `ImportSuccess=False`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// TagEventCondition contains condition information for a tag event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "com.github.openshift.api.image.v1.TagEventCondition")]
 pub struct TagEventCondition {
-    /// The condition type.
+    /// Type of tag event condition, currently only ImportSuccess
     #[serde(rename = "type", default)]
     pub type_: TagEventConditionType,
-    /// `True`, `False` or `Unknown`.
+    /// Status of the condition, one of True, False, Unknown.
     #[serde(default)]
     pub status: ConditionStatus,
-    /// When the status last changed. Written as `null` when `None`.
+    /// LastTransitionTIme is the time the condition transitioned from one status to
+    /// another.
+    // moor: When the status last changed. Written as `null` when `None`.
     #[serde(rename = "lastTransitionTime", default)]
     pub last_transition_time: Option<Time>,
-    /// A machine-readable reason, e.g. `NotFound`.
+    /// Reason is a brief machine readable explanation for the condition's last
+    /// transition.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// A human-readable message.
+    /// Message is a human readable description of the details about last transition,
+    /// complementing reason.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
-    /// The spec tag generation this condition is about.
+    /// Generation is the spec tag generation that this status corresponds to
     #[serde(default)]
     pub generation: i64,
 }

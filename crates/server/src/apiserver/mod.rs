@@ -3,6 +3,7 @@
 //! This is where a resource is added or removed; the machinery itself knows none.
 
 pub mod resources;
+pub mod schemas;
 
 use std::sync::Arc;
 
@@ -100,7 +101,12 @@ impl Resources {
             server_address: config.server_address.clone(),
             serving: config.serving.clone(),
         };
-        Arc::new(ApiServer::new(store, server_config, self.storages))
+        Arc::new(ApiServer::with_schemas(
+            store,
+            server_config,
+            self.storages,
+            &schemas::catalog(),
+        ))
     }
 }
 
