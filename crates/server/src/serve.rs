@@ -712,7 +712,11 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             )
         });
     }
-    let auth = AuthLayer { authn, authz };
+    let auth = AuthLayer {
+        authn,
+        authz,
+        certificates: None,
+    };
     let registry = if overrides.api_only {
         None
     } else {
