@@ -8,6 +8,7 @@
 //! user name), as registries expect. Calls the store; knows nothing of resources.
 
 pub mod authn;
+pub mod cluster;
 pub mod oidc;
 pub mod rbac;
 pub mod serviceaccount;
@@ -40,7 +41,7 @@ pub use moor_apimachinery::request_info::RequestInfo as Attributes;
 /// Whether a user may do what it asks (kube's `authorizer.Authorizer`).
 ///
 /// The seam is async because a delegated authorizer (cluster mode's
-/// SubjectAccessReview) asks the cluster. Local authorizers (RBAC
+/// SubjectAccessReview, [`cluster::sar`]) asks the cluster. Local authorizers (RBAC
 /// over the followed store) decide at once, so [`authorize_now`](Self::authorize_now)
 /// is the one method they implement. The one caller that cannot wait, the
 /// tag-source admission that runs inside an update's retry loop (a sync closure),
@@ -173,7 +174,7 @@ pub fn request_attributes(req: &Request) -> Attributes {
 
 /// Who a request is by what its connection proved (a client certificate), and the
 /// headers a proxy that proved itself so set: cluster mode's
-/// front proxy and client CAs.
+/// [`cluster::requestheader::ClusterCertificates`].
 pub trait RequestAuthenticator: Send + Sync {
     /// The user, or `None` when the request is nobody this way.
     fn authenticate_request(&self, req: &Request) -> Option<UserInfo>;

@@ -1,0 +1,367 @@
+//! Cluster mode (`--cluster-kubeconfig`) against the kube double (a stand-in for
+//! kube-apiserver, see `moor_testkit::kube_double`), through moor's real TLS
+//! listener: front-proxy requests with real client certificates, TokenReview and
+//! SubjectAccessReview with their caches (expired by a hand-moved clock), the
+//! ConfigMap's CA rotation, the served groups, and the mirrored namespaces.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moor_testkit::kube_double::FRONT_PROXY_CN;
+use moor_testkit::{KubeDouble, ManualClock, MoorServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The double with namespace `team-a`, and moor in cluster mode on it.
+async fn cluster() -> (KubeDouble, MoorServer, Arc<ManualClock>) {
+    let double = KubeDouble::start().await;
+    double.add_namespace("team-a");
+    let kubeconfig = double.kubeconfig();
+    let clock = Arc::new(ManualClock::new());
+    let mut builder = MoorServer::builder().with(|o| {
+        o.plain_http = false;
+        o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+            kubeconfig,
+        ));
+    });
+    builder.overrides.clock = Some(clock.clone());
+    let moor = builder.listen().await;
+    (double, moor, clock)
+}
+
+/// An HTTPS client trusting moor's CA, presenting `identity` (PEM cert and key).
+fn https(moor: &MoorServer, identity: Option<&str>) -> reqwest::Client {
+    let ca = std::fs::read(moor.data_dir().join("tls/ca.crt")).unwrap();
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+    if let Some(id) = identity {
+        b = b.identity(reqwest::Identity::from_pem(id.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn streams_url(moor: &MoorServer, ns: &str) -> String {
+    format!(
+        "https://{}/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams",
+        moor.host
+    )
+}
+
+async fn get_as_alice_via_front_proxy(moor: &MoorServer, identity: &str) -> StatusCode {
+    https(moor, Some(identity))
+        .get(streams_url(moor, "team-a"))
+        .header("X-Remote-User", "alice")
+        .header("X-Remote-Group", "dev")
+        .header("X-Remote-Extra-Scopes", "s1")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The last SubjectAccessReview's spec the double answered is not observable, but the
+/// double's rule matching is: alice is allowed only as herself (user rule).
+#[tokio::test]
+async fn front_proxy_requests_act_as_the_headers_user_only_with_the_requestheader_ca() {
+    let (double, moor, _clock) = cluster().await;
+    double.allow("alice", "list", "imagestreams", "team-a");
+    let front = double.front_proxy_identity(FRONT_PROXY_CN);
+    assert_eq!(
+        get_as_alice_via_front_proxy(&moor, &front).await,
+        StatusCode::OK
+    );
+    // Headers without the certificate are nobody's word: anonymous, refused (401).
+    let r = https(&moor, None)
+        .get(streams_url(&moor, "team-a"))
+        .header("X-Remote-User", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The requestheader CA, but a CommonName not in requestheader-allowed-names.
+    let stranger = double.front_proxy_identity("not-the-aggregator");
+    assert_eq!(
+        get_as_alice_via_front_proxy(&moor, &stranger).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The client CA's certificate with the allowed CommonName is its own user, not
+    // a front proxy: the headers are ignored.
+    let impostor = double.client_ca.client_identity(FRONT_PROXY_CN, &[]);
+    let r = https(&moor, Some(&impostor))
+        .get(streams_url(&moor, "team-a"))
+        .header("X-Remote-User", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = r.text().await.unwrap();
+    assert!(text.contains(FRONT_PROXY_CN), "{text}");
+    // A client-CA user allowed by the cluster.
+    double.allow("bob", "list", "imagestreams", "team-a");
+    let bob = double.client_ca.client_identity("bob", &["dev"]);
+    let r = https(&moor, Some(&bob))
+        .get(streams_url(&moor, "team-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_are_reviewed_once_per_ttl_and_failures_too() {
+    let (double, moor, clock) = cluster().await;
+    double.add_token("alice-token", "alice", &["dev"]);
+    double.allow("dev", "list", "imagestreams", "team-a");
+    let get = |token: &'static str| {
+        https(&moor, None)
+            .get(streams_url(&moor, "team-a"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get("alice-token").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("alice-token").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(double.count("tokenreviews"), 1, "the second is cached");
+    double.revoke_token("alice-token");
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(get("alice-token").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(double.count("tokenreviews"), 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        get("alice-token").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "reviewed again after 10 s: revoked"
+    );
+    assert_eq!(double.count("tokenreviews"), 2);
+    // Unknown tokens are cached as such (a retry storm costs one review per TTL).
+    assert_eq!(
+        get("forged").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("forged").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(double.count("tokenreviews"), 3);
+}
+
+#[tokio::test]
+async fn decisions_are_reviewed_once_per_ttl_and_masters_are_not_asked() {
+    let (double, moor, clock) = cluster().await;
+    double.add_token("alice-token", "alice", &["dev"]);
+    double.allow("alice", "list", "imagestreams", "team-a");
+    let get = || {
+        https(&moor, None)
+            .get(streams_url(&moor, "team-a"))
+            .bearer_auth("alice-token")
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(double.count("subjectaccessreviews"), 1);
+    double.clear_rules();
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK, "cached");
+    clock.advance(Duration::from_secs(1));
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "asked again: refused");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("User \\\"alice\\\" cannot list")
+    );
+    assert_eq!(double.count("subjectaccessreviews"), 2);
+    // Refusals are cached too.
+    assert_eq!(get().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(double.count("subjectaccessreviews"), 2);
+    // moor's admin (system:masters) is never asked about.
+    let r = https(&moor, None)
+        .get(streams_url(&moor, "team-a"))
+        .bearer_auth(&moor.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(double.count("subjectaccessreviews"), 2);
+}
+
+#[tokio::test]
+async fn the_registry_asks_the_cluster_who_may_pull() {
+    let (double, moor, _clock) = cluster().await;
+    double.add_token("sa-token", "system:serviceaccount:team-a:builder", &[]);
+    double.add_token("mallory-token", "mallory", &[]);
+    double.allow(
+        "system:serviceaccount:team-a:builder",
+        "get",
+        "imagestreams/layers",
+        "team-a",
+    );
+    let pull = |token: &'static str| {
+        https(&moor, None)
+            .get(format!(
+                "https://{}/v2/team-a/app/manifests/latest",
+                moor.host
+            ))
+            .basic_auth("anyone", Some(token))
+            .send()
+    };
+    let r = pull("sa-token").await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "allowed; no such stream");
+    let r = pull("mallory-token").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("DENIED"));
+}
+
+#[tokio::test]
+async fn a_rotated_requestheader_ca_is_taken_from_the_config_map() {
+    let (double, moor, _clock) = cluster().await;
+    double.allow("alice", "list", "imagestreams", "team-a");
+    let old = double.front_proxy_identity(FRONT_PROXY_CN);
+    assert_eq!(
+        get_as_alice_via_front_proxy(&moor, &old).await,
+        StatusCode::OK
+    );
+    double.rotate_front_proxy_ca();
+    let new = double.front_proxy_identity(FRONT_PROXY_CN);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = https(&moor, Some(&new))
+            .get(streams_url(&moor, "team-a"))
+            .header("X-Remote-User", "alice")
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new CA was never accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old CA is gone: its certificate fails the handshake or vouches for nobody.
+    let sent = https(&moor, Some(&old))
+        .get(streams_url(&moor, "team-a"))
+        .header("X-Remote-User", "alice")
+        .send()
+        .await;
+    assert!(sent.is_err() || sent.is_ok_and(|r| r.status() == StatusCode::UNAUTHORIZED));
+}
+
+#[tokio::test]
+async fn cluster_mode_serves_its_groups_in_the_clusters_namespaces() {
+    let (double, moor, _clock) = cluster().await;
+    let admin = |m: reqwest::Method, url: String| {
+        https(&moor, None).request(m, url).bearer_auth(&moor.token)
+    };
+    let groups: Value = admin(reqwest::Method::GET, format!("https://{}/apis", moor.host))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["image.openshift.io", "moor.io"], "{groups}");
+    for path in ["/api/v1/namespaces", "/api/v1/namespaces/team-a/secrets"] {
+        let r = admin(reqwest::Method::GET, format!("https://{}{path}", moor.host))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let stream = |name: &str| json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": name}});
+    // A namespace the cluster does not have.
+    let r = admin(reqwest::Method::POST, streams_url(&moor, "team-b"))
+        .json(&stream("app"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["details"]["kind"], "namespaces", "{body}");
+    assert_eq!(body["details"]["name"], "team-b", "{body}");
+    // Once the cluster has it, it can hold streams.
+    double.add_namespace("team-b");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = admin(reqwest::Method::POST, streams_url(&moor, "team-b"))
+            .json(&stream("app"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "team-b never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its deletion in the cluster takes the streams with it.
+    double.delete_namespace("team-b");
+    let url = format!("{}/app", streams_url(&moor, "team-b"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = admin(reqwest::Method::GET, url.clone())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream outlived its namespace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And a stream in team-a was left alone.
+    let r = admin(reqwest::Method::GET, streams_url(&moor, "team-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_webhook_answers_only_client_ca_certificates_and_reviewed_tokens() {
+    let (double, moor, _clock) = cluster().await;
+    let url = format!("https://{}/admission/image-policy", moor.host);
+    let path = format!(
+        "{}/tests/fixtures/admission/pod-create.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let r = https(&moor, None)
+        .post(&url)
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a stranger");
+    let apiserver = double.client_ca.client_identity("kube-apiserver", &[]);
+    let r = https(&moor, Some(&apiserver))
+        .post(&url)
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    double.add_token("webhook-caller", "system:serviceaccount:x:caller", &[]);
+    double.allow(
+        "system:serviceaccount:x:caller",
+        "create",
+        "admissionreviews",
+        "*",
+    );
+    let r = https(&moor, None)
+        .post(&url)
+        .bearer_auth("webhook-caller")
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
