@@ -14,6 +14,13 @@ use serde_json::{Value, json};
 
 /// The double with namespace `team-a`, and moor in cluster mode on it.
 async fn cluster() -> (KubeDouble, MoorServer, Arc<ManualClock>) {
+    cluster_with(|_| {}).await
+}
+
+/// [`cluster`], with more options.
+async fn cluster_with(
+    configure: impl FnOnce(&mut moor_server::serve::ServeOptions),
+) -> (KubeDouble, MoorServer, Arc<ManualClock>) {
     let double = KubeDouble::start().await;
     double.add_namespace("team-a");
     let kubeconfig = double.kubeconfig();
@@ -23,6 +30,7 @@ async fn cluster() -> (KubeDouble, MoorServer, Arc<ManualClock>) {
         o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
             kubeconfig,
         ));
+        configure(o);
     });
     builder.overrides.clock = Some(clock.clone());
     let moor = builder.listen().await;
@@ -325,43 +333,61 @@ async fn cluster_mode_serves_its_groups_in_the_clusters_namespaces() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// The webhook trusts certificates of `--client-ca-file` (kube-apiserver's, from its
+/// AdmissionConfiguration kubeconfig); the cluster's client CA signs every node's and
+/// user's certificate, so those callers, like token holders, need `create
+/// admissionreviews`; strangers get 401.
 #[tokio::test]
-async fn the_webhook_answers_only_client_ca_certificates_and_reviewed_tokens() {
-    let (double, moor, _clock) = cluster().await;
+async fn the_webhook_answers_its_client_ca_and_callers_the_cluster_allows() {
+    let webhook_ca = moor_testkit::TestCa::new("webhook client CA");
+    let ca_file = double_dir_file(&webhook_ca);
+    let (double, moor, clock) =
+        cluster_with(|o| o.client_ca_file = Some(ca_file.path().to_path_buf())).await;
     let url = format!("https://{}/admission/image-policy", moor.host);
     let path = format!(
         "{}/tests/fixtures/admission/pod-create.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let review: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let r = https(&moor, None)
-        .post(&url)
-        .json(&review)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a stranger");
-    let apiserver = double.client_ca.client_identity("kube-apiserver", &[]);
-    let r = https(&moor, Some(&apiserver))
-        .post(&url)
-        .json(&review)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let post = |identity: Option<String>, token: Option<&str>| {
+        let mut r = https(&moor, identity.as_deref()).post(&url).json(&review);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        post(None, None).await,
+        StatusCode::UNAUTHORIZED,
+        "a stranger"
+    );
+    let apiserver = webhook_ca.client_identity("kube-apiserver", &[]);
+    assert_eq!(post(Some(apiserver), None).await, StatusCode::OK);
+    let node = double
+        .client_ca
+        .client_identity("system:node:n1", &["system:nodes"]);
+    assert_eq!(post(Some(node.clone()), None).await, StatusCode::FORBIDDEN);
     double.add_token("webhook-caller", "system:serviceaccount:x:caller", &[]);
+    assert_eq!(
+        post(None, Some("webhook-caller")).await,
+        StatusCode::FORBIDDEN
+    );
     double.allow(
         "system:serviceaccount:x:caller",
         "create",
         "admissionreviews",
         "*",
     );
-    let r = https(&moor, None)
-        .post(&url)
-        .bearer_auth("webhook-caller")
-        .json(&review)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    double.allow("system:node:n1", "create", "admissionreviews", "*");
+    // The refusals above are cached for 10 s.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(post(None, Some("webhook-caller")).await, StatusCode::OK);
+    assert_eq!(post(Some(node), None).await, StatusCode::OK);
+}
+
+/// `ca`'s certificate in a temporary file.
+fn double_dir_file(ca: &moor_testkit::TestCa) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), ca.pem()).unwrap();
+    file
 }

@@ -178,6 +178,10 @@ pub fn request_attributes(req: &Request) -> Attributes {
 pub trait RequestAuthenticator: Send + Sync {
     /// The user, or `None` when the request is nobody this way.
     fn authenticate_request(&self, req: &Request) -> Option<UserInfo>;
+    /// Whether the request's client certificate verifies against `--client-ca-file`
+    /// (the CA the admission webhook's callers are trusted by, unlike the cluster's
+    /// client CA, which signs every node's and user's certificate).
+    fn admission_client(&self, req: &Request) -> bool;
 }
 
 /// Authentication and authorization in one place.
@@ -217,6 +221,14 @@ impl AuthLayer {
             authn: Arc::new(AdminToken::for_token(token)),
             authz: Arc::new(AllowAll),
             certificates: None,
+        }
+    }
+
+    /// Whether `req`'s client certificate verifies against `--client-ca-file`.
+    pub fn admission_client(&self, req: &Request) -> bool {
+        match &self.certificates {
+            Some(c) => c.admission_client(req),
+            None => x509::identity(req).is_some(),
         }
     }
 
@@ -353,8 +365,9 @@ pub const ADMISSION_GROUP: &str = "admission.k8s.io";
 pub const ADMISSION_RESOURCE: &str = "admissionreviews";
 
 /// Middleware of the admission webhook: callers with a client certificate verified
-/// against `--client-ca-file` (what kube-apiserver presents), or with a token whose
-/// user may `create` `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
+/// against `--client-ca-file` (what kube-apiserver presents), or with a token (or, in
+/// cluster mode, another client certificate) whose user may `create`
+/// `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
 /// 403), so the webhook reveals no digest to strangers.
 pub async fn require_admission_caller(
     State(auth): State<AuthLayer>,
@@ -362,10 +375,15 @@ pub async fn require_admission_caller(
     next: Next,
 ) -> Response {
     let token = presented_token(&req);
-    if token.is_none() && auth.identify(&req).is_some() {
+    if token.is_none() && auth.admission_client(&req) {
         return next.run(req).await;
     }
-    let user = match auth.authenticate(token.as_deref()).await {
+    // Other certificates (cluster mode's client CA) are users like token holders.
+    let certificate = auth.identify(&req);
+    let user = match auth
+        .authenticate_either(token.as_deref(), certificate)
+        .await
+    {
         Ok(user) => user,
         Err(refusal) => return refusal.into_api_error().into_response(),
     };

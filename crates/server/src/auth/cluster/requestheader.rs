@@ -194,6 +194,8 @@ struct Verifiers {
     config: AuthenticationConfig,
     front_proxy: Option<Arc<dyn ClientCertVerifier>>,
     client: Option<Arc<dyn ClientCertVerifier>>,
+    /// `--client-ca-file`'s alone: the admission webhook's trusted callers.
+    admission: Option<Arc<dyn ClientCertVerifier>>,
     handshake: Arc<dyn ClientCertVerifier>,
 }
 
@@ -206,8 +208,10 @@ impl Verifiers {
         if let Some(pem) = &config.client_ca {
             client.push(("client-ca-file", pem.as_str()));
         }
+        let mut admission = Vec::new();
         if let Some(pem) = extra_client_ca {
             client.push(("--client-ca-file", pem));
+            admission.push(("--client-ca-file", pem));
         }
         let mut front = Vec::new();
         if let Some(pem) = &config.requestheader_ca {
@@ -218,6 +222,7 @@ impl Verifiers {
         Ok(Verifiers {
             front_proxy: verifier(&front)?,
             client: verifier(&client)?,
+            admission: verifier(&admission)?,
             handshake,
             config,
         })
@@ -383,6 +388,16 @@ impl RequestAuthenticator for ClusterCertificates {
     fn authenticate_request(&self, req: &Request) -> Option<UserInfo> {
         let info = req.extensions().get::<Arc<TlsInfo>>()?;
         self.authenticate(&info.peer_certificates, req.headers())
+    }
+
+    fn admission_client(&self, req: &Request) -> bool {
+        let Some(info) = req.extensions().get::<Arc<TlsInfo>>() else {
+            return false;
+        };
+        self.verifiers()
+            .admission
+            .as_ref()
+            .is_some_and(|v| verifies(v.as_ref(), &info.peer_certificates))
     }
 }
 
