@@ -825,12 +825,14 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             resources.register(storage);
         }
     }
+    let tag_source_guard = if cluster.is_some() {
+        crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard_delegated
+    } else {
+        crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard
+    };
     for plural in ["imagestreams", "imagestreamtags"] {
         resources.guard(moor_api::authz::registry::IMAGE_GROUP, plural, |s| {
-            crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard(
-                s,
-                authz.clone(),
-            )
+            tag_source_guard(s, authz.clone())
         });
     }
     let auth = AuthLayer {

@@ -391,3 +391,52 @@ fn double_dir_file(ca: &moor_testkit::TestCa) -> tempfile::NamedTempFile {
     std::fs::write(file.path(), ca.pem()).unwrap();
     file
 }
+
+/// Tagging from another namespace needs pull there, asked of the cluster before the
+/// write (the check inside the update step cannot wait for it), so the first try of
+/// an allowed create or patch succeeds and a refused one is a 422.
+#[tokio::test]
+async fn tagging_from_another_namespace_is_asked_of_the_cluster_before_the_write() {
+    let (double, moor, _clock) = cluster().await;
+    double.add_namespace("team-src");
+    for (token, user) in [("alice-token", "alice"), ("mallory-token", "mallory")] {
+        double.add_token(token, user, &[]);
+        double.allow(user, "*", "imagestreams", "team-a");
+    }
+    double.allow("alice", "get", "imagestreams/layers", "team-src");
+    let tagged = |name: &str, tag: &str| {
+        json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+               "metadata": {"name": name},
+               "spec": {"tags": [{"name": tag, "from": {"kind": "ImageStreamTag",
+                                  "namespace": "team-src", "name": "base:1"}}]}})
+    };
+    let create = |token: &'static str, body: Value| {
+        https(&moor, None)
+            .post(streams_url(&moor, "team-a"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let r = create("alice-token", tagged("app", "1")).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = create("mallory-token", tagged("other", "1")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("team-src/base"));
+    // A patch adding a tag from there: its new object is predicted and asked first.
+    let r = https(&moor, None)
+        .patch(format!("{}/app", streams_url(&moor, "team-a")))
+        .bearer_auth("alice-token")
+        .header("content-type", "application/merge-patch+json")
+        .json(&json!({"spec": {"tags": [
+            {"name": "1", "from": {"kind": "ImageStreamTag", "namespace": "team-src", "name": "base:1"}},
+            {"name": "2", "from": {"kind": "ImageStreamTag", "namespace": "team-src", "name": "other:2"}}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+}
