@@ -440,3 +440,22 @@ async fn tagging_from_another_namespace_is_asked_of_the_cluster_before_the_write
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 }
+
+/// Concurrent requests with one uncached token cost one TokenReview.
+#[tokio::test]
+async fn concurrent_requests_with_a_new_token_share_one_review() {
+    let (double, moor, _clock) = cluster().await;
+    double.add_token("alice-token", "alice", &[]);
+    double.allow("alice", "list", "imagestreams", "team-a");
+    let client = https(&moor, None);
+    let sends = (0..16).map(|_| {
+        client
+            .get(streams_url(&moor, "team-a"))
+            .bearer_auth("alice-token")
+            .send()
+    });
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(double.count("tokenreviews"), 1);
+}
