@@ -459,3 +459,80 @@ async fn concurrent_requests_with_a_new_token_share_one_review() {
     }
     assert_eq!(double.count("tokenreviews"), 1);
 }
+
+/// moor in cluster mode on `double`, over `store`.
+async fn cluster_over(double: &KubeDouble, store: Arc<dyn moor_store::Store>) -> MoorServer {
+    let kubeconfig = double.kubeconfig();
+    MoorServer::builder()
+        .store(store)
+        .with(|o| {
+            o.plain_http = false;
+            o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+                kubeconfig,
+            ));
+        })
+        .listen()
+        .await
+}
+
+/// A namespace missing from the first listing loses its streams only when it was
+/// mirrored from that same cluster (deleted while moor was down); pointed at another
+/// cluster by mistake, moor keeps them.
+#[tokio::test]
+async fn a_listing_deletes_streams_only_of_namespaces_mirrored_from_that_cluster() {
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let first = KubeDouble::start().await;
+    first.add_namespace("team-a");
+    first.add_namespace("team-b");
+    let admin = |moor: &MoorServer, m: reqwest::Method, url: String| {
+        https(moor, None).request(m, url).bearer_auth(&moor.token)
+    };
+    let stream = |name: &str| {
+        json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+               "metadata": {"name": name}})
+    };
+    let moor = cluster_over(&first, store.clone()).await;
+    for ns in ["team-a", "team-b"] {
+        let r = admin(&moor, reqwest::Method::POST, streams_url(&moor, ns))
+            .json(&stream("app"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    moor.stop().await;
+
+    // team-a is deleted while moor is down.
+    first.delete_namespace("team-a");
+    let moor = cluster_over(&first, store.clone()).await;
+    let get = |moor: &MoorServer, ns: &str| {
+        admin(
+            moor,
+            reqwest::Method::GET,
+            format!("{}/app", streams_url(moor, ns)),
+        )
+        .send()
+    };
+    assert_eq!(
+        get(&moor, "team-a").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&moor, "team-b").await.unwrap().status(), StatusCode::OK);
+    moor.stop().await;
+
+    // Another cluster, without team-b: its stream is kept, new ones refused.
+    let other = KubeDouble::start().await;
+    let moor = cluster_over(&other, store.clone()).await;
+    assert_eq!(
+        get(&moor, "team-b").await.unwrap().status(),
+        StatusCode::OK,
+        "kept"
+    );
+    let r = admin(&moor, reqwest::Method::POST, streams_url(&moor, "team-b"))
+        .json(&stream("more"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "no new streams there");
+    moor.stop().await;
+}

@@ -355,8 +355,13 @@ impl KubeDouble {
     }
 }
 
+/// A namespace with a UID of its own (each double's `kube-system` differs, as each
+/// cluster's does).
 fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": name, "uid": format!("{name}-{n}")},
            "status": {"phase": "Active"}})
 }
 

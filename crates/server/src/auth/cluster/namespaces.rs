@@ -4,10 +4,17 @@
 //! deletes its streams here, as a namespace controller would.
 //!
 //! A follower of the cluster's namespaces (kube-rs's watcher): the first listing
-//! replaces the mirror (namespaces that are gone are removed with their objects),
-//! then each event is applied. Calls the store and the API server's cascade.
+//! replaces the mirror, then each event is applied. A watched deletion removes the
+//! namespace's objects. A namespace missing from a listing loses its objects only if
+//! it was mirrored from this very cluster (its `moor.io/cluster-id` annotation is the
+//! UID of the cluster's `kube-system`): one that moor made standalone, or that came
+//! from another cluster (a wrong kubeconfig), keeps them, with a warning.
+//! Calls the store and the API server's cascade.
 
 use std::collections::BTreeSet;
+
+/// The annotation naming the cluster (its `kube-system` UID) a namespace was mirrored from.
+pub const CLUSTER_ID_ANNOTATION: &str = "moor.io/cluster-id";
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -58,6 +65,8 @@ pub fn watch(client: kube::Client) -> NamespaceEvents {
 pub struct NamespaceMirror {
     api: Arc<ApiServer>,
     listing: BTreeSet<String>,
+    /// The UID of the cluster's `kube-system` namespace, once seen.
+    cluster_id: String,
 }
 
 impl NamespaceMirror {
@@ -66,6 +75,7 @@ impl NamespaceMirror {
         NamespaceMirror {
             api,
             listing: BTreeSet::new(),
+            cluster_id: String::new(),
         }
     }
 
@@ -75,18 +85,40 @@ impl NamespaceMirror {
             source,
         };
         let key = namespace_key(name);
-        if self.api.store.get(&key).await.map_err(err)?.is_some() {
+        let existing = self.api.store.get(&key).await.map_err(err)?;
+        let mut obj = match &existing {
+            Some(kv) => serde_json::from_slice::<Value>(&kv.value)
+                .unwrap_or_else(|_| core::new_namespace(name)),
+            None => core::new_namespace(name),
+        };
+        let marked = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(CLUSTER_ID_ANNOTATION))
+            .and_then(Value::as_str);
+        if existing.is_some() && (self.cluster_id.is_empty() || marked == Some(&self.cluster_id)) {
             return Ok(());
         }
-        let obj = core::new_namespace(name);
+        if !self.cluster_id.is_empty() {
+            obj["metadata"]["annotations"][CLUSTER_ID_ANNOTATION] = self.cluster_id.clone().into();
+        }
         let bytes = serde_json::to_vec(&obj).unwrap_or_default();
-        match self.api.store.create(&key, bytes.into()).await {
-            Ok(_) | Err(moor_store::StoreError::AlreadyExists(_)) => Ok(()),
+        let written = match existing {
+            Some(kv) => self
+                .api
+                .store
+                .update(&key, bytes.into(), kv.mod_revision)
+                .await
+                .map(|_| ()),
+            None => self.api.store.create(&key, bytes.into()).await.map(|_| ()),
+        };
+        match written {
+            Ok(()) | Err(moor_store::StoreError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn remove(&self, name: &str) -> Result<(), NamespaceMirrorError> {
+    /// Removes namespace `name`; with `cascade`, its objects too.
+    async fn remove(&self, name: &str, cascade: bool) -> Result<(), NamespaceMirrorError> {
         let key = namespace_key(name);
         let obj = match self.api.store.get(&key).await {
             Ok(Some(kv)) => serde_json::from_slice::<Value>(&kv.value)
@@ -108,6 +140,14 @@ impl NamespaceMirror {
                 });
             }
         }
+        if !cascade {
+            tracing::warn!(
+                namespace = name,
+                "the cluster has no such namespace and moor did not mirror it from this \
+                 cluster: its objects are kept, and new ones refused until it exists"
+            );
+            return Ok(());
+        }
         let namespaces = core::Namespaces::new();
         self.api
             .after_delete(namespaces.def(), &obj)
@@ -128,10 +168,15 @@ impl NamespaceMirror {
             watcher::Event::Init => self.listing.clear(),
             watcher::Event::InitApply(ns) => {
                 let name = name(&ns);
-                self.ensure(&name).await?;
+                if name == "kube-system" {
+                    self.cluster_id = ns.metadata.uid.clone().unwrap_or_default();
+                }
                 self.listing.insert(name);
             }
             watcher::Event::InitDone => {
+                for name in self.listing.clone() {
+                    self.ensure(&name).await?;
+                }
                 let prefix = namespace_key("");
                 let mirrored = self
                     .api
@@ -146,14 +191,25 @@ impl NamespaceMirror {
                     let Some(name) = kv.key.strip_prefix(&prefix) else {
                         continue;
                     };
-                    if !self.listing.contains(name) {
-                        self.remove(name).await?;
+                    if self.listing.contains(name) {
+                        continue;
                     }
+                    let marked = serde_json::from_slice::<Value>(&kv.value)
+                        .ok()
+                        .and_then(|o| {
+                            o.pointer("/metadata/annotations")?
+                                .get(CLUSTER_ID_ANNOTATION)?
+                                .as_str()
+                                .map(str::to_owned)
+                        });
+                    let ours =
+                        !self.cluster_id.is_empty() && marked.as_deref() == Some(&self.cluster_id);
+                    self.remove(name, ours).await?;
                 }
                 return Ok(true);
             }
             watcher::Event::Apply(ns) => self.ensure(&name(&ns)).await?,
-            watcher::Event::Delete(ns) => self.remove(&name(&ns)).await?,
+            watcher::Event::Delete(ns) => self.remove(&name(&ns), true).await?,
         }
         Ok(false)
     }
