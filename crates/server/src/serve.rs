@@ -73,6 +73,22 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
     #[error("--encryption-provider-config: {0}")]
     Encryption(#[from] crate::encryption::EncryptionError),
+    #[error("cluster mode: {0}")]
+    Cluster(#[source] Box<crate::auth::cluster::ClusterError>),
+    #[error("cluster mode: {0}")]
+    ClusterNamespaces(#[source] Box<crate::auth::cluster::namespaces::NamespaceMirrorError>),
+}
+
+impl From<crate::auth::cluster::ClusterError> for ServeError {
+    fn from(e: crate::auth::cluster::ClusterError) -> Self {
+        ServeError::Cluster(Box::new(e))
+    }
+}
+
+impl From<crate::auth::cluster::namespaces::NamespaceMirrorError> for ServeError {
+    fn from(e: crate::auth::cluster::namespaces::NamespaceMirrorError) -> Self {
+        ServeError::ClusterNamespaces(Box::new(e))
+    }
 }
 
 /// Everything `moor serve` is told.
@@ -138,6 +154,11 @@ pub struct ServeOptions {
     pub encryption_provider_config: Option<PathBuf>,
     /// `--audit-log-path` and its rotation.
     pub audit: crate::audit::AuditOptions,
+    /// `--cluster-kubeconfig FILE` or `--in-cluster`: cluster mode (see
+    /// [`crate::auth::cluster`]).
+    pub cluster: Option<crate::auth::cluster::ClusterSource>,
+    /// Cluster mode's cache TTLs (TokenReview, SubjectAccessReview).
+    pub cluster_caches: crate::auth::cluster::CacheTtls,
 }
 
 /// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
@@ -208,6 +229,86 @@ fn token_authenticators(
     Ok(chain)
 }
 
+/// Cluster mode's delegated authentication and authorization (the cluster client,
+/// the ConfigMap read). `--client-ca-file`'s CAs are accepted besides the cluster's.
+async fn cluster_auth(
+    opts: &ServeOptions,
+    source: &crate::auth::cluster::ClusterSource,
+    client_ca: Option<String>,
+    clock: Option<Arc<dyn crate::clock::Clock>>,
+) -> Result<crate::auth::cluster::ClusterAuth, ServeError> {
+    if opts.plain_http {
+        tracing::warn!(
+            "cluster mode with --plain-http: no client certificates, so no front-proxy requests"
+        );
+    }
+    if opts.registry_anonymous_pull {
+        tracing::warn!(
+            "--registry-anonymous-pull has no effect in cluster mode: the cluster's RBAC decides"
+        );
+    }
+    let client = crate::auth::cluster::client(source).await?;
+    let clock = clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
+    Ok(crate::auth::cluster::ClusterAuth::start(
+        client,
+        client_ca,
+        opts.cluster_caches.clone(),
+        clock,
+    )
+    .await?)
+}
+
+/// The listener's TLS in cluster mode: client certificates asked for and checked
+/// against the cluster's CAs as they rotate.
+fn cluster_tls_config(
+    material: &crate::tls::TlsMaterial,
+    cluster: &crate::auth::cluster::ClusterAuth,
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    Ok(Arc::new(
+        crate::auth::x509::server_config_with_verifier(
+            &material.cert_pem,
+            &material.key_pem,
+            cluster.certificates.handshake_verifier(),
+        )
+        .map_err(|e| ServeError::ClientCa(e.to_string()))?,
+    ))
+}
+
+/// The admin token (and `--token-auth-file`), then the cluster's TokenReview.
+fn cluster_authenticators(
+    opts: &ServeOptions,
+    admin: AdminToken,
+    cluster: &crate::auth::cluster::ClusterAuth,
+) -> Result<crate::auth::Authenticators, ServeError> {
+    let mut chain = crate::auth::Authenticators::default().with(Arc::new(admin));
+    if let Some(path) = &opts.token_auth_file {
+        chain = chain.with(Arc::new(read_token_file(path)?));
+    }
+    Ok(chain.with(cluster.tokens.clone()))
+}
+
+/// What cluster mode serves: the image API and moor's own; namespaces, Secrets,
+/// ServiceAccounts, RBAC, workloads, Events and the reviews are the cluster's.
+fn served_in_cluster_mode(def: &moor_apimachinery::resource::ResourceDef) -> bool {
+    def.group == moor_api::authz::registry::IMAGE_GROUP || def.group == moor_api::scheduled::GROUP
+}
+
+/// Mirrors the cluster's namespaces (the first listing before serving) and follows
+/// them and the authentication ConfigMap.
+async fn start_cluster_followers(
+    cluster: &crate::auth::cluster::ClusterAuth,
+    api: Arc<moor_apimachinery::ApiServer>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+    use crate::auth::cluster::namespaces::{NamespaceMirror, watch};
+    let mut events = watch(cluster.client.clone());
+    let mut mirror = NamespaceMirror::new(api);
+    mirror.first_listing(&mut events).await?;
+    Ok(vec![
+        tokio::spawn(cluster.watch()),
+        tokio::spawn(mirror.run(events)),
+    ])
+}
+
 /// What one client may hold of the listener: the bound on open connections and the
 /// time a connection may take before its request headers have arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +376,8 @@ impl Default for ServeOptions {
             token_authn: TokenAuthnOptions::default(),
             encryption_provider_config: None,
             audit: Default::default(),
+            cluster: None,
+            cluster_caches: Default::default(),
         }
     }
 }
@@ -555,6 +658,8 @@ pub struct Overrides {
     pub loops: Loops,
     /// Serve the API alone: no registry under `/v2/`, no `imageprunes`.
     pub api_only: bool,
+    /// The clock of cluster mode's caches, instead of the system's.
+    pub clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 /// moor wired with its loops started, bound but not yet serving: [`Built::serve`]
@@ -625,12 +730,19 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         }
         None => None,
     };
-    let tls_config = match &tls {
-        Some(m) => Some(Arc::new(
+    let cluster = match &opts.cluster {
+        Some(source) => {
+            Some(cluster_auth(opts, source, client_ca.clone(), overrides.clock.clone()).await?)
+        }
+        None => None,
+    };
+    let tls_config = match (&tls, &cluster) {
+        (Some(m), Some(cluster)) => Some(cluster_tls_config(m, cluster)?),
+        (Some(m), None) => Some(Arc::new(
             crate::auth::x509::server_config(&m.cert_pem, &m.key_pem, client_ca.as_deref())
                 .map_err(|e| ServeError::ClientCa(e.to_string()))?,
         )),
-        None => None,
+        (None, _) => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
@@ -686,14 +798,21 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     };
     let audit = crate::audit::Audit::start(&opts.audit)?;
     audit.register_metrics(&metrics);
-    let authenticators = token_authenticators(opts, authn, service_account_tokens)?;
+    let authenticators = match &cluster {
+        Some(cluster) => cluster_authenticators(opts, authn, cluster)?,
+        None => token_authenticators(opts, authn, service_account_tokens)?,
+    };
     let policy = Arc::new(crate::auth::rbac::Policy::default());
-    for storage in
-        crate::apiserver::resources::rbac::all(store.clone(), &config.serving, policy.clone())
-    {
-        resources.register(storage);
+    if cluster.is_none() {
+        for storage in
+            crate::apiserver::resources::rbac::all(store.clone(), &config.serving, policy.clone())
+        {
+            resources.register(storage);
+        }
     }
-    let authz: Arc<dyn crate::auth::Authorizer> = if opts.registry_anonymous_pull {
+    let authz: Arc<dyn crate::auth::Authorizer> = if let Some(cluster) = &cluster {
+        cluster.authorizer.clone()
+    } else if opts.registry_anonymous_pull {
         tracing::warn!(
             "--registry-anonymous-pull is deprecated: bind the ClusterRole system:image-puller \
              to the group system:unauthenticated in the namespaces to make public"
@@ -703,20 +822,31 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         policy.clone()
     };
     let authn: Arc<dyn crate::auth::Authenticator> = Arc::new(authenticators);
-    for storage in
-        crate::apiserver::resources::reviews::all(policy.clone(), authz.clone(), authn.clone())
-    {
-        resources.register(storage);
+    if cluster.is_none() {
+        for storage in
+            crate::apiserver::resources::reviews::all(policy.clone(), authz.clone(), authn.clone())
+        {
+            resources.register(storage);
+        }
     }
+    let tag_source_guard = if cluster.is_some() {
+        crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard_delegated
+    } else {
+        crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard
+    };
     for plural in ["imagestreams", "imagestreamtags"] {
         resources.guard(moor_api::authz::registry::IMAGE_GROUP, plural, |s| {
-            crate::apiserver::resources::image::tag_sources::TagSourceAccess::guard(
-                s,
-                authz.clone(),
-            )
+            tag_source_guard(s, authz.clone())
         });
     }
-    let auth = AuthLayer { authn, authz };
+    let auth = AuthLayer {
+        authn,
+        authz,
+        certificates: cluster.as_ref().map(|c| {
+            let certificates: Arc<dyn crate::auth::RequestAuthenticator> = c.certificates.clone();
+            certificates
+        }),
+    };
     let registry = if overrides.api_only {
         None
     } else {
@@ -743,14 +873,22 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         )));
         Some(registry)
     };
+    if cluster.is_some() {
+        resources.retain(served_in_cluster_mode);
+    }
     let api = resources.into_server(store.clone(), &config);
-    crate::apiserver::bootstrap(&api)
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
-    crate::auth::rbac::reconcile_bootstrap(store.as_ref())
-        .await
-        .map_err(|e| ServeError::Bootstrap(format!("RBAC policy: {e}")))?;
-    crate::auth::rbac::refresh(store.as_ref(), &policy).await?;
+    let mut cluster_tasks = Vec::new();
+    if let Some(cluster) = &cluster {
+        cluster_tasks = start_cluster_followers(cluster, api.clone()).await?;
+    } else {
+        crate::apiserver::bootstrap(&api)
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+        crate::auth::rbac::reconcile_bootstrap(store.as_ref())
+            .await
+            .map_err(|e| ServeError::Bootstrap(format!("RBAC policy: {e}")))?;
+        crate::auth::rbac::refresh(store.as_ref(), &policy).await?;
+    }
     // Namespaces created from here on get their bindings from the follower.
     let namespaces_from = store.current_revision().await?;
     let state = AppState {
@@ -762,16 +900,17 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         audit,
     };
     let loops = overrides.loops;
-    let mut tasks = vec![
-        tokio::spawn(crate::auth::rbac::run_policy_watch(
+    let mut tasks = cluster_tasks;
+    if cluster.is_none() {
+        tasks.push(tokio::spawn(crate::auth::rbac::run_policy_watch(
             store.clone(),
             policy.clone(),
-        )),
-        tokio::spawn(crate::auth::rbac::run_namespace_bindings(
+        )));
+        tasks.push(tokio::spawn(crate::auth::rbac::run_namespace_bindings(
             store.clone(),
             namespaces_from,
-        )),
-    ];
+        )));
+    }
     if loops.compactor {
         tasks.push(tokio::spawn(crate::compactor::run(
             store.clone(),
@@ -810,9 +949,10 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     }
     if loops.triggers {
         let images = crate::lookup::triggers::local_client(state.api.clone());
-        let workloads = match &opts.workload_kubeconfig {
-            Some(path) => crate::lookup::triggers::kubeconfig_client(path).await?,
-            None => images.clone(),
+        let workloads = match (&opts.workload_kubeconfig, &cluster) {
+            (Some(path), _) => crate::lookup::triggers::kubeconfig_client(path).await?,
+            (None, Some(cluster)) => cluster.client.clone(),
+            (None, None) => images.clone(),
         };
         tasks.push(tokio::spawn(
             crate::lookup::triggers::TriggerController::new(images, workloads).run(),

@@ -549,15 +549,15 @@ impl Authenticator for Alice {
 struct ReadOnly;
 
 impl Authorizer for ReadOnly {
-    fn authorize(&self, attrs: &moor_api::authz::Attributes) -> Decision {
-        match attrs.verb.as_str() {
+    fn authorize_now(&self, attrs: &moor_api::authz::Attributes) -> Option<Decision> {
+        Some(match attrs.verb.as_str() {
             "get" | "list" | "watch" => Decision::Allow {
                 reason: String::new(),
             },
             _ => Decision::Deny {
                 reason: "read-only".into(),
             },
-        }
+        })
     }
 }
 
@@ -572,6 +572,7 @@ async fn a_forbidden_request_is_audited_with_the_refused_user() {
         auth: AuthLayer {
             authn: Arc::new(Alice),
             authz: Arc::new(ReadOnly),
+            certificates: None,
         },
         metrics: moor_server::metrics::Metrics::new(),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),

@@ -9,6 +9,8 @@
 //! - [`oidc`]: a loopback OIDC issuer (discovery and JWKS over HTTPS, its own CA)
 //!   that mints tokens with chosen claims, keys and headers.
 //! - [`proxy`]: a counting proxy in front of a registry, and a tiny fake registry.
+//! - [`kube_double`]: a stand-in for kube-apiserver's auth surface (TokenReview,
+//!   SubjectAccessReview, the authentication ConfigMap, namespaces), for cluster mode.
 //! - [`clock`]: a clock moved by hand, for expiry without sleeping.
 //! - [`server`]: moor in process, built by `moor_server::serve::build` (the wiring
 //!   of `moor serve`), driven through its router or a real listener.
@@ -21,6 +23,7 @@
 pub mod clock;
 pub mod distribution;
 pub mod etcd;
+pub mod kube_double;
 pub mod logs;
 pub mod oci;
 pub mod oidc;
@@ -31,6 +34,7 @@ pub mod server;
 
 pub use clock::ManualClock;
 pub use distribution::{Distribution, DistributionOptions, Format, Pushed};
+pub use kube_double::{KubeDouble, TestCa};
 pub use oci::{ImageSpec, LayoutEntry, OCI_INDEX, OciLayout};
 pub use peers::{ci, closed_addr, free_port, require};
 pub use process::{Cli, Kubectl, MoorProcess};

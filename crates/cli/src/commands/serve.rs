@@ -145,7 +145,63 @@ pub struct ServeArgs {
     pub token_authn: TokenAuthnArgs,
 
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
     pub at_rest: AtRestArgs,
+}
+
+/// `moor serve`'s cluster mode: moor as an aggregated API server of a Kubernetes
+/// cluster, which authenticates and authorizes its requests (k8s.io/apiserver's
+/// delegating flag names for the caches).
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Cluster mode, with the cluster this kubeconfig names: serve image.openshift.io and
+    /// moor.io only, authenticate with the cluster (front-proxy certificates, TokenReview),
+    /// authorize with SubjectAccessReview, mirror its namespaces, update its workloads
+    #[arg(long, value_name = "FILE", conflicts_with = "in_cluster")]
+    pub cluster_kubeconfig: Option<PathBuf>,
+
+    /// Cluster mode with the pod's service account (KUBERNETES_SERVICE_HOST/PORT, its
+    /// token and CA), as --cluster-kubeconfig otherwise
+    #[arg(long)]
+    pub in_cluster: bool,
+
+    /// Cluster mode: how long TokenReview answers are cached
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+
+    /// Cluster mode: how long allowed SubjectAccessReview answers are cached
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+
+    /// Cluster mode: how long refused SubjectAccessReview answers are cached
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+}
+
+impl ClusterArgs {
+    /// Where the cluster is, if in cluster mode.
+    fn source(&self) -> Option<moor_server::auth::cluster::ClusterSource> {
+        use moor_server::auth::cluster::ClusterSource;
+        match (&self.cluster_kubeconfig, self.in_cluster) {
+            (Some(path), _) => Some(ClusterSource::Kubeconfig(path.clone())),
+            (None, true) => Some(ClusterSource::InCluster),
+            (None, false) => None,
+        }
+    }
+
+    /// The caches' TTLs.
+    fn caches(&self) -> moor_server::auth::cluster::CacheTtls {
+        moor_server::auth::cluster::CacheTtls {
+            token_review: self.authentication_token_webhook_cache_ttl,
+            authorization: moor_server::auth::cluster::sar::SarOptions {
+                allow_ttl: self.authorization_webhook_cache_authorized_ttl,
+                deny_ttl: self.authorization_webhook_cache_unauthorized_ttl,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// `moor serve`'s ServiceAccount token and JWT/OIDC flags (kube-apiserver's names).
@@ -355,6 +411,8 @@ fn options(args: ServeArgs) -> ServeOptions {
             max_size_bytes: args.at_rest.audit_log_maxsize.saturating_mul(1024 * 1024),
             max_backups: args.at_rest.audit_log_maxbackup,
         },
+        cluster: args.cluster.source(),
+        cluster_caches: args.cluster.caches(),
         ..ServeOptions::default()
     }
 }
@@ -365,6 +423,57 @@ mod tests {
     use crate::cli::{Cli, Command};
     use clap::Parser;
     use std::time::Duration;
+
+    #[test]
+    fn cluster_flags_become_options() {
+        use moor_server::auth::cluster::ClusterSource;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["moor", "serve"];
+            argv.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(argv)?;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            Ok::<_, clap::Error>(options(*args))
+        };
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.cluster, None);
+        assert_eq!(o.cluster_caches.token_review, Duration::from_secs(10));
+        assert_eq!(
+            o.cluster_caches.authorization.allow_ttl,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            o.cluster_caches.authorization.deny_ttl,
+            Duration::from_secs(10)
+        );
+        let o = parse(&[
+            "--cluster-kubeconfig",
+            "/k",
+            "--authentication-token-webhook-cache-ttl",
+            "2s",
+            "--authorization-webhook-cache-authorized-ttl",
+            "5m",
+            "--authorization-webhook-cache-unauthorized-ttl",
+            "3s",
+        ])
+        .unwrap();
+        assert_eq!(o.cluster, Some(ClusterSource::Kubeconfig("/k".into())));
+        assert_eq!(o.cluster_caches.token_review, Duration::from_secs(2));
+        assert_eq!(
+            o.cluster_caches.authorization.allow_ttl,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            o.cluster_caches.authorization.deny_ttl,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            parse(&["--in-cluster"]).unwrap().cluster,
+            Some(ClusterSource::InCluster)
+        );
+        assert!(parse(&["--in-cluster", "--cluster-kubeconfig", "/k"]).is_err());
+    }
 
     #[test]
     fn flags_become_options() {

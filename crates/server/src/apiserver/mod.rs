@@ -90,6 +90,11 @@ impl Resources {
         }
     }
 
+    /// Serves only the resources `keep` accepts (cluster mode keeps its own groups).
+    pub fn retain(&mut self, keep: impl Fn(&moor_apimachinery::resource::ResourceDef) -> bool) {
+        self.storages.retain(|s| keep(s.def()));
+    }
+
     /// Serves `storage` too.
     pub fn register(&mut self, storage: Arc<dyn RestStorage>) {
         self.storages.push(storage);

@@ -8,6 +8,7 @@
 //! user name), as registries expect. Calls the store; knows nothing of resources.
 
 pub mod authn;
+pub mod cluster;
 pub mod oidc;
 pub mod rbac;
 pub mod serviceaccount;
@@ -38,25 +39,41 @@ pub use authn::{
 pub use moor_apimachinery::request_info::RequestInfo as Attributes;
 
 /// Whether a user may do what it asks (kube's `authorizer.Authorizer`).
+///
+/// The seam is async because a delegated authorizer (cluster mode's
+/// SubjectAccessReview, [`cluster::sar`]) asks the cluster. Local authorizers (RBAC
+/// over the followed store) decide at once, so [`authorize_now`](Self::authorize_now)
+/// is the one method they implement. The one caller that cannot wait, the
+/// tag-source admission that runs inside an update's retry loop (a sync closure),
+/// uses `authorize_now` and treats "not known yet" as a refusal; making that closure
+/// async would touch the whole update path for one check.
+#[async_trait::async_trait]
 pub trait Authorizer: Send + Sync {
-    /// The decision on one question.
-    fn authorize(&self, attrs: &authz::Attributes) -> Decision;
+    /// The decision on one question, asking whoever decides.
+    async fn authorize(&self, attrs: &authz::Attributes) -> Decision {
+        self.authorize_now(attrs).unwrap_or_else(|| Decision::Deny {
+            reason: "authorization is not known yet".into(),
+        })
+    }
+    /// The decision without waiting: `None` when only a call can tell (a delegated
+    /// authorizer's cache miss).
+    fn authorize_now(&self, attrs: &authz::Attributes) -> Option<Decision>;
 }
 
 /// Allows everything (the in-process tests' default).
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _attrs: &authz::Attributes) -> Decision {
-        Decision::Allow {
+    fn authorize_now(&self, _attrs: &authz::Attributes) -> Option<Decision> {
+        Some(Decision::Allow {
             reason: String::new(),
-        }
+        })
     }
 }
 
 impl Authorizer for rbac::Policy {
-    fn authorize(&self, attrs: &authz::Attributes) -> Decision {
-        rbac::Policy::authorize(self, attrs)
+    fn authorize_now(&self, attrs: &authz::Attributes) -> Option<Decision> {
+        Some(rbac::Policy::authorize(self, attrs))
     }
 }
 
@@ -65,18 +82,18 @@ impl Authorizer for rbac::Policy {
 pub struct AnonymousPull(pub Arc<rbac::Policy>);
 
 impl Authorizer for AnonymousPull {
-    fn authorize(&self, attrs: &authz::Attributes) -> Decision {
+    fn authorize_now(&self, attrs: &authz::Attributes) -> Option<Decision> {
         let pull = matches!(&attrs.request, authz::Request::Resource(r)
             if r.api_group == authz::registry::IMAGE_GROUP
                 && r.resource == "imagestreams"
                 && r.subresource == "layers")
             && attrs.verb == "get";
         if pull && attrs.user.in_group(authz::names::UNAUTHENTICATED) {
-            return Decision::Allow {
+            return Some(Decision::Allow {
                 reason: "--registry-anonymous-pull".into(),
-            };
+            });
         }
-        self.0.authorize(attrs)
+        Some(rbac::Policy::authorize(&self.0, attrs))
     }
 }
 
@@ -155,11 +172,26 @@ pub fn request_attributes(req: &Request) -> Attributes {
     moor_apimachinery::request_info::request_info(req.method(), req.uri())
 }
 
+/// Who a request is by what its connection proved (a client certificate), and the
+/// headers a proxy that proved itself so set: cluster mode's
+/// [`cluster::requestheader::ClusterCertificates`].
+pub trait RequestAuthenticator: Send + Sync {
+    /// The user, or `None` when the request is nobody this way.
+    fn authenticate_request(&self, req: &Request) -> Option<UserInfo>;
+    /// Whether the request's client certificate verifies against `--client-ca-file`
+    /// (the CA the admission webhook's callers are trusted by, unlike the cluster's
+    /// client CA, which signs every node's and user's certificate).
+    fn admission_client(&self, req: &Request) -> bool;
+}
+
 /// Authentication and authorization in one place.
 #[derive(Clone)]
 pub struct AuthLayer {
     pub authn: Arc<dyn Authenticator>,
     pub authz: Arc<dyn Authorizer>,
+    /// Certificate authentication; `None`: the listener's `--client-ca-file`
+    /// ([`x509::identity`]).
+    pub certificates: Option<Arc<dyn RequestAuthenticator>>,
 }
 
 /// Why a request was refused.
@@ -188,6 +220,24 @@ impl AuthLayer {
         AuthLayer {
             authn: Arc::new(AdminToken::for_token(token)),
             authz: Arc::new(AllowAll),
+            certificates: None,
+        }
+    }
+
+    /// Whether `req`'s client certificate verifies against `--client-ca-file`.
+    pub fn admission_client(&self, req: &Request) -> bool {
+        match &self.certificates {
+            Some(c) => c.admission_client(req),
+            None => x509::identity(req).is_some(),
+        }
+    }
+
+    /// The user `req`'s client certificate (and, for a front proxy, its headers)
+    /// names, if any.
+    pub fn identify(&self, req: &Request) -> Option<UserInfo> {
+        match &self.certificates {
+            Some(c) => c.authenticate_request(req),
+            None => x509::identity(req),
         }
     }
 
@@ -221,8 +271,8 @@ impl AuthLayer {
 
     /// Whether `user` may do what `attrs` asks: 401 for a refused anonymous user (so
     /// clients send credentials), else 403 naming who could not do what.
-    pub fn authorize(&self, attrs: &authz::Attributes) -> Result<(), Refusal> {
-        let decision = self.authz.authorize(attrs);
+    pub async fn authorize(&self, attrs: &authz::Attributes) -> Result<(), Refusal> {
+        let decision = self.authz.authorize(attrs).await;
         if decision.is_allowed() {
             return Ok(());
         }
@@ -238,14 +288,18 @@ impl AuthLayer {
     /// The user presenting `token`, if it may do what `info` asks.
     pub async fn check(&self, token: Option<&str>, info: &Attributes) -> Result<UserInfo, Refusal> {
         let user = self.authenticate(token).await?;
-        self.authorize(&question(&user, info))?;
+        self.authorize(&question(&user, info)).await?;
         Ok(user)
     }
 
     /// The user a request acts as: `user` itself, or whom its `Impersonate-User` and
     /// `Impersonate-Group` headers name, when `user` may `impersonate` them (kube's
     /// impersonation filter).
-    pub fn impersonate(&self, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, Refusal> {
+    pub async fn impersonate(
+        &self,
+        user: UserInfo,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, Refusal> {
         let Some(name) = headers.get(IMPERSONATE_USER) else {
             if headers.contains_key(IMPERSONATE_GROUP) {
                 return Err(Refusal::Forbidden(Box::new(ApiError::Forbidden(
@@ -264,11 +318,8 @@ impl AuthLayer {
             .filter_map(|g| g.to_str().ok().map(str::to_owned))
             .collect();
         let check = |resource: authz::ResourceAttributes| {
-            self.authorize(&authz::Attributes::resource(
-                user.clone(),
-                "impersonate",
-                resource,
-            ))
+            let question = authz::Attributes::resource(user.clone(), "impersonate", resource);
+            async move { self.authorize(&question).await }
         };
         let mut as_user = match authz::attributes::split_service_account_username(&name) {
             Some((ns, sa)) => {
@@ -276,7 +327,8 @@ impl AuthLayer {
                     authz::ResourceAttributes::new("", "serviceaccounts")
                         .namespace(ns)
                         .name(sa),
-                )?;
+                )
+                .await?;
                 let mut u = UserInfo::service_account(ns, sa, "");
                 if !groups.is_empty() {
                     u.groups = Vec::new();
@@ -284,12 +336,12 @@ impl AuthLayer {
                 u
             }
             None => {
-                check(authz::ResourceAttributes::new("", "users").name(name.clone()))?;
+                check(authz::ResourceAttributes::new("", "users").name(name.clone())).await?;
                 UserInfo::new(name, Vec::<String>::new())
             }
         };
         for g in groups {
-            check(authz::ResourceAttributes::new("", "groups").name(g.clone()))?;
+            check(authz::ResourceAttributes::new("", "groups").name(g.clone())).await?;
             if !as_user.in_group(&g) {
                 as_user.groups.push(g);
             }
@@ -313,8 +365,9 @@ pub const ADMISSION_GROUP: &str = "admission.k8s.io";
 pub const ADMISSION_RESOURCE: &str = "admissionreviews";
 
 /// Middleware of the admission webhook: callers with a client certificate verified
-/// against `--client-ca-file` (what kube-apiserver presents), or with a token whose
-/// user may `create` `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
+/// against `--client-ca-file` (what kube-apiserver presents), or with a token (or, in
+/// cluster mode, another client certificate) whose user may `create`
+/// `admissionreviews.admission.k8s.io`. Anyone else gets 401 (or
 /// 403), so the webhook reveals no digest to strangers.
 pub async fn require_admission_caller(
     State(auth): State<AuthLayer>,
@@ -322,10 +375,15 @@ pub async fn require_admission_caller(
     next: Next,
 ) -> Response {
     let token = presented_token(&req);
-    if token.is_none() && x509::identity(&req).is_some() {
+    if token.is_none() && auth.admission_client(&req) {
         return next.run(req).await;
     }
-    let user = match auth.authenticate(token.as_deref()).await {
+    // Other certificates (cluster mode's client CA) are users like token holders.
+    let certificate = auth.identify(&req);
+    let user = match auth
+        .authenticate_either(token.as_deref(), certificate)
+        .await
+    {
         Ok(user) => user,
         Err(refusal) => return refusal.into_api_error().into_response(),
     };
@@ -334,7 +392,7 @@ pub async fn require_admission_caller(
         "create",
         authz::ResourceAttributes::new(ADMISSION_GROUP, ADMISSION_RESOURCE),
     );
-    if let Err(refusal) = auth.authorize(&question) {
+    if let Err(refusal) = auth.authorize(&question).await {
         return refusal.into_api_error().into_response();
     }
     next.run(req).await
@@ -351,7 +409,7 @@ pub const IMPERSONATE_GROUP: &str = "impersonate-group";
 pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next: Next) -> Response {
     let info = request_attributes(&req);
     let token = presented_token(&req);
-    let certificate = x509::identity(&req);
+    let certificate = auth.identify(&req);
     let user = match auth
         .authenticate_either(token.as_deref(), certificate)
         .await
@@ -360,7 +418,7 @@ pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next:
         Err(refusal) => return refusal.into_api_error().into_response(),
     };
     let acting = req.headers().contains_key(IMPERSONATE_USER);
-    let user = match auth.impersonate(user, req.headers()) {
+    let user = match auth.impersonate(user, req.headers()).await {
         Ok(user) => {
             if acting {
                 crate::audit::note_impersonated(&user);
@@ -369,7 +427,7 @@ pub async fn require_auth(State(auth): State<AuthLayer>, mut req: Request, next:
         }
         Err(refusal) => return refusal.into_api_error().into_response(),
     };
-    if let Err(refusal) = auth.authorize(&question(&user, &info)) {
+    if let Err(refusal) = auth.authorize(&question(&user, &info)).await {
         return refusal.into_api_error().into_response();
     }
     req.extensions_mut().insert(user);

@@ -82,6 +82,33 @@ pub fn server_config(
     Ok(config)
 }
 
+/// The listener's TLS configuration with client certificates checked by `verifier`
+/// (cluster mode's, which follows CA rotation).
+pub fn server_config_with_verifier(
+    cert_pem: &str,
+    key_pem: &str,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, X509Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| X509Error::Pem {
+            what: "serving certificate",
+            source,
+        })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| X509Error::Pem {
+            what: "serving key",
+            source,
+        })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// The user a verified client certificate names: CommonName, Organizations as
 /// groups, and `system:authenticated` (kube's x509 authenticator).
 pub fn user_of(der: &[u8]) -> Option<UserInfo> {

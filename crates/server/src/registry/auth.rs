@@ -108,6 +108,7 @@ async fn action_checks(
                         )
                         .namespace(*ns),
                     ))
+                    .await
                     .is_ok();
                 let stream_exists = may_create
                     || match RepoName::parse(ns, name) {
@@ -135,7 +136,7 @@ async fn action_checks(
 pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: Next) -> Response {
     let presented = crate::auth::presented_token(&req);
     let token = presented.as_deref().filter(|t| *t != ANONYMOUS_TOKEN);
-    let certificate = crate::auth::x509::identity(&req);
+    let certificate = reg.auth.identify(&req);
     let user = match reg.auth.authenticate_either(token, certificate).await {
         Ok(user) => user,
         Err(_) => return unauthorized(&reg, &req, "invalid credentials"),
@@ -147,7 +148,7 @@ pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: N
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     if let Some(checks) = action_checks(&reg, &user, &method, &path).await {
         for attrs in checks.attributes {
-            match reg.auth.authorize(&attrs) {
+            match reg.auth.authorize(&attrs).await {
                 Ok(()) => {}
                 Err(Refusal::Unauthenticated) => {
                     return unauthorized(&reg, &req, "authentication required");
@@ -164,13 +165,15 @@ pub async fn require(State(reg): State<Arc<Registry>>, mut req: Request, next: N
 
 /// Whether `caller` may pull from `source`, the check a cross-repository mount makes
 /// (a refusal makes the mount an ordinary upload, never an error).
-pub fn may_mount_from(reg: &Registry, caller: &Caller, source: Repository<'_>) -> bool {
+pub async fn may_mount_from(reg: &Registry, caller: &Caller, source: Repository<'_>) -> bool {
     let checks = registry_checks(&caller.0, RegistryAction::MountFrom(source));
     debug_assert_eq!(checks.on_deny, OnDeny::PlainUpload);
-    checks
-        .attributes
-        .iter()
-        .all(|a| reg.auth.authorize(a).is_ok())
+    for attrs in &checks.attributes {
+        if reg.auth.authorize(attrs).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// `GET /openshift/token`: moor's token for valid Basic credentials (or the bearer

@@ -435,7 +435,7 @@ async fn try_mount(
     let Ok(source) = RepoName::parse(repository.namespace, repository.name) else {
         return Ok(None);
     };
-    if !super::auth::may_mount_from(reg, caller, repository) {
+    if !super::auth::may_mount_from(reg, caller, repository).await {
         return Ok(None);
     }
     let _gc = reg.gc.read().await;

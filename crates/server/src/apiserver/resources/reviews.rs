@@ -242,7 +242,7 @@ impl Review {
                     review.spec.resource_attributes.as_ref(),
                     review.spec.non_resource_attributes.as_ref(),
                 )?;
-                review.status = Some(access_status(self.authz.authorize(&attrs)));
+                review.status = Some(access_status(self.authz.authorize(&attrs).await));
                 encode(review, |r| r.metadata.managed_fields = None)
             }
             Kind::SubjectAccessReview => {
@@ -259,7 +259,7 @@ impl Review {
                     spec.resource_attributes.as_ref(),
                     spec.non_resource_attributes.as_ref(),
                 )?;
-                review.status = Some(access_status(self.authz.authorize(&attrs)));
+                review.status = Some(access_status(self.authz.authorize(&attrs).await));
                 encode(review, |r| r.metadata.managed_fields = None)
             }
             Kind::LocalSubjectAccessReview => {
@@ -283,7 +283,7 @@ impl Review {
                     spec.extra.clone(),
                 );
                 let attrs = question(user, spec.resource_attributes.as_ref(), None)?;
-                review.status = Some(access_status(self.authz.authorize(&attrs)));
+                review.status = Some(access_status(self.authz.authorize(&attrs).await));
                 encode(review, |r| r.metadata.managed_fields = None)
             }
             Kind::SelfSubjectRulesReview => {

@@ -19,7 +19,12 @@ use serde_json::Value;
 use crate::auth::Authorizer;
 use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::{GroupResource, RequestContext, RestStorage};
+use moor_apimachinery::patch::MergeKeys;
+use moor_apimachinery::resource::{
+    DeletePreconditions, EncodedList, GroupResource, ListOptions, ObjectList, RequestContext,
+    ResourceDef, RestStorage, UpdateFn, WatchEvents,
+};
+use moor_apimachinery::table::TableDef;
 
 /// One tag's source: (field path, kind, namespace or "", name).
 type Source = (String, String, String, String);
@@ -79,30 +84,58 @@ pub struct TagSourceAccess {
 }
 
 impl TagSourceAccess {
-    /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
-    pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
-        let def = inner.def();
-        let access = TagSourceAccess {
+    fn new(def: &ResourceDef, authz: Arc<dyn Authorizer>) -> Self {
+        TagSourceAccess {
             authz,
             is_stream: def.plural == "imagestreams",
             gr: def.group_resource(),
             kind: def.kind,
-        };
+        }
+    }
+
+    /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
+    pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
+        let access = Self::new(inner.def(), authz);
         Admitted::wrap(inner, access)
     }
 
-    fn verify(
+    /// [`guard`](Self::guard) for a delegated authorizer (cluster mode's
+    /// SubjectAccessReview): before a create or update, the questions its new object
+    /// raises are asked asynchronously, so that the check inside the update step finds
+    /// the answers in the authorizer's cache.
+    pub fn guard_delegated(
+        inner: Arc<dyn RestStorage>,
+        authz: Arc<dyn Authorizer>,
+    ) -> Arc<dyn RestStorage> {
+        let access = Self::new(inner.def(), authz.clone());
+        Arc::new(Warmed {
+            inner: Self::guard(inner, authz),
+            access,
+        })
+    }
+
+    /// Asks the questions of writing `new` over `old`, for their answers to be cached.
+    async fn warm(&self, ctx: &RequestContext, ns: Option<&str>, new: &Value, old: Option<&Value>) {
+        let Some(user) = ctx.user.as_ref() else {
+            return;
+        };
+        for (_, _, question) in self.questions(user, ns.unwrap_or_default(), new, old) {
+            self.authz.authorize(&question).await;
+        }
+    }
+
+    /// The pull questions a write of `new` (over `old`) in `ns` raises: one per tag
+    /// whose source, in another namespace, is new or changed; with the field path
+    /// and the `NS/STREAM` a refusal names.
+    fn questions(
         &self,
-        user: Option<&UserInfo>,
-        ns: Option<&str>,
+        user: &UserInfo,
+        ns: &str,
         new: &Value,
         old: Option<&Value>,
-    ) -> Result<(), ApiError> {
-        // In-process callers act for the server itself.
-        let Some(user) = user else { return Ok(()) };
-        let ns = ns.unwrap_or_default();
+    ) -> Vec<(String, String, authz::Attributes)> {
         let before = old.map(|o| sources(o, self.is_stream)).unwrap_or_default();
-        let mut errors = Vec::new();
+        let mut out = Vec::new();
         for (tag, source) in sources(new, self.is_stream) {
             let (path, kind, from_ns, name) = &source;
             if from_ns.is_empty() || from_ns == ns || before.get(&tag) == Some(&source) {
@@ -122,11 +155,30 @@ impl TagSourceAccess {
                     .namespace(from_ns.clone())
                     .name(stream),
             );
-            if !self.authz.authorize(&question).is_allowed() {
-                errors.push(FieldError::forbidden(
-                    path.clone(),
-                    format!("{from_ns}/{stream}"),
-                ));
+            out.push((path.clone(), format!("{from_ns}/{stream}"), question));
+        }
+        out
+    }
+
+    fn verify(
+        &self,
+        user: Option<&UserInfo>,
+        ns: Option<&str>,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        // In-process callers act for the server itself.
+        let Some(user) = user else { return Ok(()) };
+        let mut errors = Vec::new();
+        for (path, source, question) in self.questions(user, ns.unwrap_or_default(), new, old) {
+            // Inside the update's sync step: a delegated authorizer answers from its
+            // cache (a miss refuses; see `auth::Authorizer` and `warm`).
+            if !self
+                .authz
+                .authorize_now(&question)
+                .is_some_and(|d| d.is_allowed())
+            {
+                errors.push(FieldError::forbidden(path, source));
             }
         }
         if errors.is_empty() {
@@ -155,5 +207,112 @@ impl WriteAdmission for TagSourceAccess {
             return Ok(());
         }
         self.verify(ctx.user.as_ref(), ns, new, old)
+    }
+}
+
+/// A guarded storage whose writes first ask their tag-source questions
+/// asynchronously (see [`TagSourceAccess::guard_delegated`]); everything else passes
+/// through.
+struct Warmed {
+    inner: Arc<dyn RestStorage>,
+    access: TagSourceAccess,
+}
+
+#[async_trait::async_trait]
+impl RestStorage for Warmed {
+    fn def(&self) -> &ResourceDef {
+        self.inner.def()
+    }
+    fn table(&self) -> TableDef {
+        self.inner.table()
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        self.inner.decode(body)
+    }
+    fn merge_keys(&self) -> MergeKeys {
+        self.inner.merge_keys()
+    }
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.inner.get(ctx, ns, name).await
+    }
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        self.inner.list(ctx, ns, opts).await
+    }
+    async fn list_encoded(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        self.inner.list_encoded(ctx, ns, opts).await
+    }
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.access.warm(ctx, ns, &obj, None).await;
+        self.inner.create(ctx, ns, obj).await
+    }
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        if subresource.is_none() && ctx.user.is_some() {
+            // The update step is pure, so running it on the current object predicts
+            // what will be written (a conflict retry may differ; its miss refuses).
+            let old = self.inner.get(ctx, ns, name).await.ok();
+            if let Ok(new) = update(old.clone()) {
+                self.access.warm(ctx, ns, &new, old.as_ref()).await;
+            }
+        }
+        self.inner
+            .update(ctx, ns, name, subresource, update, create_if_missing)
+            .await
+    }
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        self.inner.delete(ctx, ns, name, pre).await
+    }
+    async fn create_subresource(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.inner
+            .create_subresource(ctx, ns, name, subresource, body)
+            .await
+    }
+    async fn watch(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        self.inner.watch(ctx, ns, opts).await
     }
 }
