@@ -16,17 +16,22 @@ use crate::reference::DockerImageReference;
 /// differ is `next` prepended. Any change clears the tag's conditions. Returns whether
 /// the stream changed.
 pub fn add_tag_event(stream: &mut ImageStream, tag: &str, next: TagEvent) -> bool {
-    let list = match stream.status_tag_mut(tag) {
-        Some(l) => l,
+    match stream.status_tag_mut(tag) {
+        Some(list) => add_tag_event_to(list, next),
         None => {
             stream.status.tags.push(NamedTagEventList {
                 tag: tag.to_string(),
                 items: vec![next],
                 conditions: vec![],
             });
-            return true;
+            true
         }
-    };
+    }
+}
+
+/// [`add_tag_event`] on a tag's history already found: for writers of many tags of
+/// one stream, which look each up in an index instead of scanning the list.
+pub fn add_tag_event_to(list: &mut NamedTagEventList, next: TagEvent) -> bool {
     let Some(previous) = list.items.first_mut() else {
         list.items = vec![next];
         list.conditions.clear();
@@ -71,6 +76,17 @@ pub fn set_import_failed(
         });
     }
     let list = stream.status_tag_mut(tag).expect("just ensured");
+    set_import_failed_on(list, reason, message, generation, now)
+}
+
+/// [`set_import_failed`] on a tag's history already found (see [`add_tag_event_to`]).
+pub fn set_import_failed_on(
+    list: &mut NamedTagEventList,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Time,
+) -> bool {
     let cond = TagEventCondition {
         type_: TagEventConditionType::ImportSuccess,
         status: ConditionStatus::False,

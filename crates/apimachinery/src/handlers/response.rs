@@ -108,9 +108,14 @@ pub(super) async fn watch(
             },
             WatchEvent::Bookmark(o) | WatchEvent::Error(o) => o,
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": type_name, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+        // Encoding a large object is taken off the async workers, as its decode was.
+        let encode = || {
+            let mut line = serde_json::to_vec(&json!({"type": type_name, "object": object}))
+                .unwrap_or_default();
+            line.push(b'\n');
+            line
+        };
+        let line = crate::stored::cpu_bound_if(crate::stored::is_large(&object), encode);
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
     let mut resp = Response::new(Body::from_stream(lines));

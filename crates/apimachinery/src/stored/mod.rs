@@ -165,6 +165,40 @@ pub fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Stored bytes beyond which decoding an object is taken off the async workers
+/// ([`cpu_bound`]): below it, handing the worker over costs more than the decode.
+pub const LARGE_OBJECT_BYTES: usize = 64 * 1024;
+
+/// JSON values (objects, arrays and scalars) beyond which [`is_large`] calls a decoded
+/// object large: about as many as [`LARGE_OBJECT_BYTES`] of JSON hold.
+const LARGE_OBJECT_VALUES: usize = 4_096;
+
+/// Whether `v` is large enough that encoding it, or decoding it into a typed value,
+/// belongs off the async workers. Counts its values up to [`LARGE_OBJECT_VALUES`] and
+/// stops there, so the check costs little next to what it guards.
+pub fn is_large(v: &Value) -> bool {
+    let mut budget = LARGE_OBJECT_VALUES;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        budget = match budget.checked_sub(1) {
+            Some(b) => b,
+            None => return true,
+        };
+        match v {
+            Value::Object(m) => stack.extend(m.values()),
+            Value::Array(a) => stack.extend(a.iter()),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// [`cpu_bound`] when `heavy`, else `f` right here: for work whose cost follows the
+/// size of an object, most of which are small.
+pub fn cpu_bound_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
+    if heavy { cpu_bound(f) } else { f() }
+}
+
 /// `metadata.resourceVersion` as a store revision.
 pub fn parse_resource_version(rv: &str) -> Result<Revision, ApiError> {
     rv.parse::<Revision>()
@@ -686,6 +720,106 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static DEF: ResourceDef = ResourceDef {
+        group: "test.moor.io",
+        version: "v1",
+        kind: "Thing",
+        list_kind: "ThingList",
+        plural: "things",
+        singular: "thing",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        verbs: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    };
+
+    /// A strategy whose `decorate` of a large object asks a task of the runtime to
+    /// answer: on the runtime's only worker, that task could not run until it returns.
+    #[derive(Default)]
+    struct Probe {
+        large: AtomicUsize,
+        starved: AtomicUsize,
+    }
+
+    impl Strategy for Arc<Probe> {
+        fn def(&self) -> &ResourceDef {
+            &DEF
+        }
+        fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String> {
+            Ok((body, vec![]))
+        }
+        fn decorate(&self, obj: &mut Value) {
+            if !is_large(obj) {
+                return;
+            }
+            self.large.fetch_add(1, Ordering::SeqCst);
+            let (tx, rx) = std::sync::mpsc::channel();
+            tokio::spawn(async move {
+                let _ = tx.send(());
+            });
+            // Not a timing check: the wait ends at once unless the worker is held,
+            // when it would never end; the bound only turns that hang into a failure.
+            if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+                self.starved.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_watch_event_is_decoded_off_the_async_workers() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let probe = Arc::new(Probe::default());
+        let res = StoredResource::new(
+            Arc::new(moor_store::MemoryStore::new()),
+            Arc::new(probe.clone()),
+            ServingConfig::default(),
+        );
+        rt.block_on(async {
+            let ctx = RequestContext::default();
+            let first = res
+                .create(&ctx, None, json!({"metadata": {"name": "small"}}))
+                .await
+                .unwrap();
+            let opts = ListOptions {
+                resource_version: first["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string),
+                ..Default::default()
+            };
+            let mut events = res.watch(&ctx, None, &opts).await.unwrap();
+            let items: Vec<String> = (0..20_000).map(|i| format!("item-{i}")).collect();
+            let big = json!({"metadata": {"name": "big"}, "spec": {"items": items}});
+            assert!(is_large(&big));
+            // The watch's producer, a task on the only worker, decodes the event.
+            res.create(&ctx, None, big).await.unwrap();
+            let by_create = probe.large.load(Ordering::SeqCst);
+            let Some(WatchEvent::Added(obj)) = events.next().await else {
+                panic!("no ADDED event");
+            };
+            assert_eq!(obj["metadata"]["name"], "big");
+            assert_eq!(probe.large.load(Ordering::SeqCst), by_create + 1);
+        });
+        assert_eq!(probe.starved.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn is_large_counts_values_and_stops_at_its_bound() {
+        assert!(!is_large(
+            &json!({"metadata": {"name": "a"}, "spec": [1, 2, 3]})
+        ));
+        let many: Vec<u32> = (0..LARGE_OBJECT_VALUES as u32).collect();
+        assert!(is_large(&json!({"spec": many})));
+        let few: Vec<u32> = (0..LARGE_OBJECT_VALUES as u32 - 10).collect();
+        assert!(!is_large(&json!({"spec": few})));
+    }
 
     #[test]
     fn stored_bytes_leave_out_resource_version_and_self_link_only() {

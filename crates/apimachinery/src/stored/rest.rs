@@ -326,12 +326,16 @@ impl RestStorage for StoredResource {
                             Some(Ok(ev)) => ev,
                         };
                         last_rev = ev.kv.mod_revision;
-                        let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
-                        set_meta(&mut obj, "resourceVersion", json!(ev.kv.mod_revision.to_string()));
-                        strategy.decorate(&mut obj);
-                        if !(label.matches_object(&obj) && field.matches_object(&obj)) {
-                            continue;
-                        }
+                        // Every watcher decodes each event: a large object is decoded
+                        // off the async workers, which keep answering meanwhile.
+                        let decode = || {
+                            let mut obj = serde_json::from_slice::<Value>(&ev.kv.value).ok()?;
+                            set_meta(&mut obj, "resourceVersion", json!(ev.kv.mod_revision.to_string()));
+                            strategy.decorate(&mut obj);
+                            (label.matches_object(&obj) && field.matches_object(&obj)).then_some(obj)
+                        };
+                        let large = ev.kv.value.len() > LARGE_OBJECT_BYTES;
+                        let Some(obj) = cpu_bound_if(large, decode) else { continue };
                         let out = match ev.kind {
                             EventKind::Delete => WatchEvent::Deleted(obj),
                             EventKind::Put if ev.kv.create_revision == ev.kv.mod_revision => WatchEvent::Added(obj),

@@ -34,6 +34,7 @@ use super::queue::{FairQueue, ImportLimits};
 use super::{Importer, TagOutcome};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::{ListOptions, RequestContext, WatchEvent};
+use moor_apimachinery::stored::{cpu_bound_if, is_large};
 
 /// Retry policy of failed imports.
 #[derive(Clone, Debug)]
@@ -217,9 +218,40 @@ impl DueQueue {
 /// how long the write took.
 type Written = (Key, Vec<String>, Result<Value, ApiError>, Duration);
 
+/// What the controller reads of a spec tag when one of its imports finishes.
+#[derive(Clone, Copy, Debug)]
+struct SpecTag {
+    generation: i64,
+    scheduled: bool,
+}
+
+/// The spec tags of `stream` by name (the first of a name, as `spec_tag` finds it).
+fn spec_index(stream: &ImageStream) -> HashMap<String, SpecTag> {
+    stream
+        .spec
+        .tags
+        .iter()
+        .rev()
+        .map(|t| {
+            let info = SpecTag {
+                generation: t.generation.unwrap_or(0),
+                scheduled: t.import_policy.scheduled,
+            };
+            (t.name.clone(), info)
+        })
+        .collect()
+}
+
+/// Spec tags beyond which a stream's reconcile runs off the async workers
+/// ([`moor_apimachinery::stored::cpu_bound`]), as its watch events are decoded there.
+const LARGE_STREAM_TAGS: usize = 500;
+
 /// The state of one list-and-watch run of the controller loop.
 struct State {
     streams: HashMap<Key, ImageStream>,
+    /// The spec tags of each of `streams` by name: each finished import looks its tag
+    /// up, and a stream may have thousands.
+    spec: HashMap<Key, HashMap<String, SpecTag>>,
     due: DueQueue,
     imports: JoinSet<Finished>,
     running: HashMap<tokio::task::Id, Running>,
@@ -244,8 +276,15 @@ impl State {
         {
             return false;
         }
+        self.spec.insert(key.clone(), spec_index(&stream));
         self.streams.insert(key, slim(stream));
         true
+    }
+
+    /// Forgets a deleted stream.
+    fn remove(&mut self, key: &Key) {
+        self.streams.remove(key);
+        self.spec.remove(key);
     }
 }
 
@@ -508,12 +547,12 @@ impl ImportController {
     }
 
     /// Books a finished import's outcome for retries (the backoff of failures).
-    fn record_retry(&mut self, key: &Key, tag: &str, outcome: &TagOutcome, stream: &ImageStream) {
+    fn record_retry(&mut self, key: &Key, tag: &str, outcome: &TagOutcome, spec: SpecTag) {
         let retries = self.retries.entry(key.clone()).or_default();
-        let generation = stream.spec_tag(tag).and_then(|t| t.generation).unwrap_or(0);
-        let scheduled = stream
-            .spec_tag(tag)
-            .is_some_and(|t| t.import_policy.scheduled);
+        let SpecTag {
+            generation,
+            scheduled,
+        } = spec;
         match outcome {
             TagOutcome::Imported { .. } => {
                 retries.remove(tag);
@@ -600,11 +639,9 @@ impl ImportController {
         let now = Instant::now();
         match res {
             Ok((_, f)) => {
-                let current = st.streams.get(&key);
+                let current = st.spec.get(&key).and_then(|s| s.get(&f.tag)).copied();
                 let wanted = work.tags.get(&f.tag) == Some(&f.generation)
-                    && current
-                        .and_then(|s| s.spec_tag(&f.tag))
-                        .is_some_and(|t| t.generation.unwrap_or(0) == f.generation);
+                    && current.is_some_and(|t| t.generation == f.generation);
                 if !wanted {
                     // The tag changed or went away during the import: look again.
                     work.tags.remove(&f.tag);
@@ -612,8 +649,8 @@ impl ImportController {
                 } else {
                     work.done.push((f.tag.clone(), f.outcome.clone()));
                     work.first_done.get_or_insert(now);
-                    if let Some(stream) = current {
-                        self.record_retry(&key, &f.tag, &f.outcome, stream);
+                    if let Some(spec) = current {
+                        self.record_retry(&key, &f.tag, &f.outcome, spec);
                     }
                 }
             }
@@ -708,9 +745,11 @@ impl ImportController {
         }
         match result {
             Ok(written) => {
-                if let Ok(s) =
+                let large = is_large(&written);
+                let decode = || {
                     serde_json::from_value::<ImageStream>(super::without_managed_fields(written))
-                {
+                };
+                if let Ok(s) = cpu_bound_if(large, decode) {
                     st.offer(key.clone(), s);
                 }
                 st.due.schedule(key.clone(), now);
@@ -743,10 +782,11 @@ impl ImportController {
         let Some(work) = self.work.get_mut(key) else {
             return;
         };
+        let spec = stream.spec_tags_by_name();
         let gone: Vec<String> = work
             .tags
             .keys()
-            .filter(|t| stream.spec_tag(t).is_none() && !work.running.contains_key(*t))
+            .filter(|t| !spec.contains_key(t.as_str()) && !work.running.contains_key(*t))
             .cloned()
             .collect();
         if gone.is_empty() {
@@ -792,6 +832,7 @@ impl ImportController {
         drop(array);
         let mut st = State {
             streams: HashMap::new(),
+            spec: HashMap::new(),
             due: DueQueue::default(),
             imports: JoinSet::new(),
             running: HashMap::new(),
@@ -806,7 +847,7 @@ impl ImportController {
                 s.metadata.name.clone().unwrap_or_default(),
             );
             st.due.schedule(key.clone(), now);
-            st.streams.insert(key, slim(s));
+            st.offer(key, s);
         }
         let opts = ListOptions {
             resource_version: Some(list.resource_version.clone()),
@@ -849,7 +890,9 @@ impl ImportController {
                     let now = Instant::now();
                     for k in st.due.pop_ready(now) {
                         let Some(stream) = st.streams.get(&k) else { continue };
-                        if let Action::Requeue(d) = self.reconcile(stream, &st.streams) {
+                        let large = stream.spec.tags.len() > LARGE_STREAM_TAGS;
+                        let action = cpu_bound_if(large, || self.reconcile(stream, &st.streams));
+                        if let Action::Requeue(d) = action {
                             st.due.schedule(k, Instant::now() + d);
                         }
                     }
@@ -883,21 +926,29 @@ impl ImportController {
         }
     }
 
+    /// Decodes a stream from a watch event (slim: its managed fields are not decoded at
+    /// all), drops the queued imports of tags it no longer has, and keeps it unless what
+    /// is kept is newer. Returns whether it was kept.
+    fn take_stream(&mut self, st: &mut State, key: &Key, v: Value) -> bool {
+        let Ok(s) = serde_json::from_value::<ImageStream>(super::without_managed_fields(v)) else {
+            return false;
+        };
+        self.cancel_removed_tags(key, &s);
+        st.offer(key.clone(), s)
+    }
+
     /// Takes one watch event.
     fn event(&mut self, st: &mut State, ev: WatchEvent) -> Result<(), ApiError> {
         match ev {
             WatchEvent::Added(v) | WatchEvent::Modified(v) => {
                 let Some(k) = key_of(&v) else { return Ok(()) };
-                // Kept slim: the managed fields are not decoded at all.
-                let Ok(s) = serde_json::from_value::<ImageStream>(super::without_managed_fields(v))
-                else {
-                    return Ok(());
-                };
-                let now = Instant::now();
-                self.cancel_removed_tags(&k, &s);
-                if !st.offer(k.clone(), s) {
+                // A large stream (a 10,000-tag one is a megabyte) is decoded and
+                // indexed off the async workers, which keep answering meanwhile.
+                let large = is_large(&v);
+                if !cpu_bound_if(large, || self.take_stream(st, &k, v)) {
                     return Ok(());
                 }
+                let now = Instant::now();
                 // Streams tracking this one look again too.
                 let trackers: Vec<Key> = st
                     .streams
@@ -918,7 +969,7 @@ impl ImportController {
             }
             WatchEvent::Deleted(v) => {
                 if let Some(k) = key_of(&v) {
-                    st.streams.remove(&k);
+                    st.remove(&k);
                     st.due.remove(&k);
                     self.retries.remove(&k);
                     self.cancel(&k);

@@ -13,17 +13,20 @@ pub mod mapping;
 pub mod queue;
 pub mod source;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use moor_api::image::history::{add_tag_event, clear_import_failure, set_import_failed};
+use moor_api::image::history::{
+    add_tag_event, add_tag_event_to, clear_import_failure, set_import_failed, set_import_failed_on,
+};
 use moor_api::image::{
     IMPORTER_PREFER_ARCH_ANNOTATION, IMPORTER_PREFER_OS_ANNOTATION, Image, ImageStream, ImportMode,
-    KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG, TagEvent, TagReference,
-    reasons,
+    KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEvent,
+    TagReference, reasons,
 };
 use moor_api::{Digest, DockerImageReference};
 use serde_json::Value;
@@ -464,6 +467,50 @@ pub(crate) fn without_managed_fields(mut obj: Value) -> Value {
     obj
 }
 
+/// Records `outcomes` in the stream's status history (a tag whose spec vanished
+/// meanwhile gets none). Looks the tags up in indexes built once: one write may carry
+/// the outcomes of all the tags of a large stream.
+fn record_outcomes(stream: &mut ImageStream, outcomes: &[(String, TagOutcome)], now: &Time) {
+    // The first of a name wins, as `spec_tag` and `status_tag_mut` find them.
+    let generations: HashMap<String, i64> = stream
+        .spec
+        .tags
+        .iter()
+        .rev()
+        .map(|t| (t.name.clone(), t.generation.unwrap_or(0)))
+        .collect();
+    let mut at: HashMap<String, usize> = stream
+        .status
+        .tags
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, l)| (l.tag.clone(), i))
+        .collect();
+    for (tag, outcome) in outcomes {
+        let Some(&generation) = generations.get(tag) else {
+            continue;
+        };
+        let i = *at.entry(tag.clone()).or_insert_with(|| {
+            stream.status.tags.push(NamedTagEventList {
+                tag: tag.clone(),
+                items: vec![],
+                conditions: vec![],
+            });
+            stream.status.tags.len() - 1
+        });
+        let list = &mut stream.status.tags[i];
+        match outcome {
+            TagOutcome::Imported { event, .. } => {
+                add_tag_event_to(list, event.clone());
+            }
+            TagOutcome::Failed(e) => {
+                set_import_failed_on(list, e.reason(), &e.message(), generation, now.clone());
+            }
+        }
+    }
+}
+
 impl Importer {
     /// An importer reading registries through `source`, writing to `storages`.
     pub fn new(source: Arc<dyn Source>, storages: ImporterStorages) -> Self {
@@ -714,29 +761,7 @@ impl Importer {
         let f = |cur: Option<Value>| -> Result<Value, ApiError> {
             let cur = without_managed_fields(cur.ok_or_else(|| stream_not_found(name))?);
             let mut stream: ImageStream = typed(&cur)?;
-            for (tag, outcome) in outcomes {
-                // A spec tag that vanished meanwhile gets no status.
-                if stream.spec_tag(tag).is_none() {
-                    continue;
-                }
-                match outcome {
-                    TagOutcome::Imported { event, .. } => {
-                        add_tag_event(&mut stream, tag, event.clone());
-                    }
-                    TagOutcome::Failed(e) => {
-                        let generation =
-                            stream.spec_tag(tag).and_then(|t| t.generation).unwrap_or(0);
-                        set_import_failed(
-                            &mut stream,
-                            tag,
-                            e.reason(),
-                            &e.message(),
-                            generation,
-                            now.clone(),
-                        );
-                    }
-                }
-            }
+            record_outcomes(&mut stream, outcomes, &now);
             Ok(unconditional(
                 serde_json::to_value(&stream).map_err(ApiError::internal)?,
             ))
@@ -898,6 +923,83 @@ mod tests {
     use std::error::Error as _;
 
     use super::*;
+
+    #[test]
+    fn outcomes_are_recorded_as_tag_by_tag_through_the_indexes() {
+        let spec_tag = |name: &str, generation: i64| TagReference {
+            name: name.into(),
+            generation: Some(generation),
+            ..Default::default()
+        };
+        let event = |image: &str, generation: i64| TagEvent {
+            docker_image_reference: format!("registry.example/app@{image}"),
+            image: image.into(),
+            generation,
+            ..Default::default()
+        };
+        let mut stream = ImageStream::default();
+        stream.spec.tags = vec![spec_tag("a", 2), spec_tag("b", 3), spec_tag("c", 1)];
+        stream.status.tags = vec![NamedTagEventList {
+            tag: "b".into(),
+            items: vec![event("sha256:old", 1)],
+            conditions: vec![],
+        }];
+        let outcomes = vec![
+            (
+                "a".to_string(),
+                TagOutcome::Failed(ImportError::not_found("gone")),
+            ),
+            (
+                "b".to_string(),
+                TagOutcome::Imported {
+                    event: event("sha256:new", 3),
+                    images: vec![],
+                },
+            ),
+            (
+                "vanished".to_string(),
+                TagOutcome::Failed(ImportError::not_found("x")),
+            ),
+            (
+                "c".to_string(),
+                TagOutcome::Imported {
+                    event: event("sha256:c", 1),
+                    images: vec![],
+                },
+            ),
+            (
+                "a".to_string(),
+                TagOutcome::Failed(ImportError::invalid("bad")),
+            ),
+        ];
+        let now = Time(jiff::Timestamp::UNIX_EPOCH);
+        // What the per-tag functions, scanning the lists, make of them.
+        let mut want = stream.clone();
+        for (tag, outcome) in &outcomes {
+            let Some(generation) = want.spec_tag(tag).map(|t| t.generation.unwrap_or(0)) else {
+                continue;
+            };
+            match outcome {
+                TagOutcome::Imported { event, .. } => {
+                    add_tag_event(&mut want, tag, event.clone());
+                }
+                TagOutcome::Failed(e) => {
+                    set_import_failed(
+                        &mut want,
+                        tag,
+                        e.reason(),
+                        &e.message(),
+                        generation,
+                        now.clone(),
+                    );
+                }
+            }
+        }
+        record_outcomes(&mut stream, &outcomes, &now);
+        assert_eq!(stream, want);
+        assert!(stream.status_tag("vanished").is_none());
+        assert_eq!(stream.status_tag("b").map(|l| l.items.len()), Some(2));
+    }
 
     #[test]
     fn errors_keep_their_cause_and_openshift_wording() {

@@ -54,6 +54,7 @@ use crate::catalog::StreamStore;
 use crate::importer::{ImportMetrics, Importer, Source};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::WatchEvent;
+use moor_apimachinery::stored::{cpu_bound_if, is_large};
 use queue::State;
 use records::RecordWriter;
 
@@ -396,10 +397,16 @@ impl Scheduler {
                     let Some(ev) = ev else { return Ok(()) };
                     match ev {
                         WatchEvent::Added(v) | WatchEvent::Modified(v) => {
-                            if let Ok(stream) = serde_json::from_value::<ImageStream>(v) {
-                                state.sync_stream(&stream, now_ms(), None);
-                                state.count_tags();
-                            }
+                            // A large stream is decoded and synced off the async
+                            // workers; its managed fields are not decoded at all.
+                            let large = is_large(&v);
+                            cpu_bound_if(large, || {
+                                let v = crate::importer::without_managed_fields(v);
+                                if let Ok(stream) = serde_json::from_value::<ImageStream>(v) {
+                                    state.sync_stream(&stream, now_ms(), None);
+                                    state.count_tags();
+                                }
+                            });
                         }
                         WatchEvent::Deleted(v) => {
                             let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
