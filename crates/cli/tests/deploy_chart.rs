@@ -18,7 +18,7 @@ use std::process::Command;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde::Serialize;
@@ -120,6 +120,8 @@ fn the_chart_lints_and_its_schema_refuses_bad_values() {
         "webhook.failurePolicy=Sometimes",
         "registry.mirrors[0]=no-equals-sign",
         "scheduledImportInterval=often",
+        "webhook.callerCA=not-a-certificate",
+        "pullSecrets.enabled=true",
         "nosuchvalue=1",
     ] {
         let (ok, _, err) = render(&["--set", bad]);
@@ -156,6 +158,28 @@ fn the_chart_lints_and_its_schema_refuses_bad_values() {
     for d in &docs {
         valid(d);
     }
+    // kube-apiserver's webhook client CA: a ConfigMap, mounted, given as --client-ca-file.
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let (ok, out, err) = render(&["--set-string", &format!("webhook.callerCA={ca}")]);
+    assert!(ok, "{err}");
+    let docs = documents(&out);
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("the caller CA");
+    assert_eq!(cm["data"]["ca.crt"], ca);
+    let sts = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    assert!(
+        sts["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(
+                "--client-ca-file=/etc/moor/webhook-caller/ca.crt"
+            ))
+    );
+    for d in &docs {
+        valid(d);
+    }
 }
 
 /// Deserializes `doc` as `K` and back: anything the type does not know, or knows with
@@ -178,6 +202,7 @@ fn valid(doc: &Value) {
     ) {
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
         ("v1", "Service") => round_trip::<Service>(doc),
+        ("v1", "ConfigMap") => round_trip::<ConfigMap>(doc),
         ("apps/v1", "StatefulSet") => round_trip::<StatefulSet>(doc),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(doc),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
@@ -295,8 +320,8 @@ fn triple(g: &[&str], r: &[&str], v: &[&str]) -> (Vec<String>, Vec<String>, Vec<
 #[test]
 fn moors_own_rbac_is_least_privilege() {
     let docs = plain();
-    // moor's own rights: namespaces to follow, the workload kinds triggers patch, Events
-    // on them, and pull secrets. No wildcard, no write beyond patch and event create.
+    // moor's own rights: namespaces to follow, the workload kinds triggers patch, and
+    // Events on them. No wildcard, no write beyond patch and event create.
     assert_eq!(
         rules_of(&docs, "moor"),
         vec![
@@ -312,7 +337,6 @@ fn moors_own_rbac_is_least_privilege() {
                 &["get", "list", "watch", "patch"]
             ),
             triple(&[""], &["events"], &["create"]),
-            triple(&[""], &["secrets"], &["get", "list", "watch"]),
         ]
     );
     // Delegation: the two roles every aggregated API server is bound to, and only those.
@@ -357,9 +381,9 @@ fn moors_own_rbac_is_least_privilege() {
         let text = d["rules"].to_string();
         assert!(!text.contains("\"*\""), "{}: {text}", d["metadata"]["name"]);
     }
-    // Without triggers and pull secrets, only namespaces remain.
+    // Without triggers, only namespaces remain.
     if peer("helm").is_some() {
-        let (ok, out, err) = render(&["--set", "triggers.enabled=false,pullSecrets.enabled=false"]);
+        let (ok, out, err) = render(&["--set", "triggers.enabled=false"]);
         assert!(ok, "{err}");
         assert_eq!(
             rules_of(&documents(&out), "moor"),
