@@ -206,11 +206,8 @@ fn classify(attempt: &Attempt) -> Retry {
         Attempt::Etcd(E::GRpcStatus(status)) => {
             let message = status.message();
             match i32::from(status.code()) {
-                tonic_code::UNAVAILABLE
-                    if message.contains("connect")
-                        || message.contains("no leader")
-                        || message.contains("not capable") =>
-                {
+                // Not "connection reset" or "closed": a request may have been sent.
+                tonic_code::UNAVAILABLE if NOT_SENT.iter().any(|m| message.contains(m)) => {
                     Retry::NotApplied
                 }
                 tonic_code::RESOURCE_EXHAUSTED => Retry::NotApplied,
@@ -226,6 +223,17 @@ fn classify(attempt: &Attempt) -> Retry {
         Attempt::Etcd(_) => Retry::Final,
     }
 }
+
+/// Messages of an UNAVAILABLE status that mean the request never reached a leader:
+/// no connection could be made (tonic's connect errors), or etcd had no leader.
+const NOT_SENT: [&str; 6] = [
+    "tcp connect error",
+    "error trying to connect",
+    "onnection refused",
+    "dns error",
+    "etcdserver: no leader",
+    "etcdserver: not capable",
+];
 
 /// gRPC status codes by number: `etcd-client` re-exports no `tonic::Code`.
 mod tonic_code {
