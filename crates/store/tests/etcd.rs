@@ -4,6 +4,8 @@
 mod support;
 
 use std::sync::Arc;
+
+use futures::StreamExt as _;
 use std::time::Duration;
 
 use moor_store::{EtcdStore, Store as _};
@@ -78,4 +80,43 @@ async fn writes_of_unknown_outcome_are_read_back_not_blindly_retried() {
         let created = direct.get(&new).await.unwrap().unwrap();
         assert_eq!((created.create_revision, created.mod_revision), (rc, rc));
     }
+}
+
+/// A watch whose connection breaks resumes on a new one from the next revision: every
+/// event arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_resumes_after_its_connection_breaks() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+    let proxy = HoldProxy::start(etcd.endpoint.clone()).await;
+    let through_proxy = etcd_store(vec![proxy.addr.clone()], "/moor").await;
+    let direct = etcd_store(vec![etcd.endpoint.clone()], "/moor").await;
+    let start = direct.current_revision().await.unwrap();
+    let mut watch = through_proxy.watch("/w/", start).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..30 {
+        if i % 10 == 5 {
+            proxy.break_all();
+        }
+        written.push(direct.create(&format!("/w/{i}"), "x".into()).await.unwrap());
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let next = tokio::time::timeout(Duration::from_secs(20), watch.next())
+            .await
+            .expect("an event within 20 s");
+        seen.push(
+            next.expect("the watch goes on")
+                .expect("no error")
+                .kv
+                .mod_revision,
+        );
+    }
+    assert_eq!(seen, written);
+    // Nothing more than the next write.
+    let last = direct.create("/w/end", "x".into()).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), watch.next()).await;
+    assert_eq!(next.unwrap().unwrap().unwrap().kv.mod_revision, last);
 }
