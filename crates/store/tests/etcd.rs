@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use std::time::Duration;
 
-use moor_store::{EtcdStore, Store as _};
+use moor_store::{EtcdOptions, EtcdStore, EtcdTls, Store as _};
 use support::hold_proxy::HoldProxy;
 use support::{etcd_options, etcd_peer, etcd_store};
 
@@ -119,4 +119,109 @@ async fn a_watch_resumes_after_its_connection_breaks() {
     let last = direct.create("/w/end", "x".into()).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(20), watch.next()).await;
     assert_eq!(next.unwrap().unwrap().unwrap().kv.mod_revision, last);
+}
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=test-ca"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(dir, &ca);
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (key, csr, pem, extfile) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(dir.join(&extfile), ext).unwrap();
+        let mut req = vec!["req", "-subj", "/CN=moor"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "1",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-extfile",
+                &extfile,
+            ],
+        );
+    }
+}
+
+/// `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`: moor speaks TLS to an etcd
+/// that requires client certificates; without the client certificate it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_with_a_client_certificate() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let etcd = tokio::task::block_in_place(|| etcd_peer::Etcd::start_with(Some(certs.path())));
+    let url = format!("etcd://{}/tls", etcd.endpoint);
+    let tls = EtcdTls {
+        ca_file: Some(certs.path().join("ca.pem")),
+        cert_file: Some(certs.path().join("client.pem")),
+        key_file: Some(certs.path().join("client.key")),
+    };
+    let store = EtcdStore::connect(EtcdOptions::from_url(&url, tls.clone()).unwrap())
+        .await
+        .unwrap();
+    let r = store.create("/a", "1".into()).await.unwrap();
+    assert_eq!(store.get("/a").await.unwrap().unwrap().mod_revision, r);
+
+    let mut options = EtcdOptions::from_url(
+        &url,
+        EtcdTls {
+            cert_file: None,
+            key_file: None,
+            ..tls
+        },
+    )
+    .unwrap();
+    options.deadline = Duration::from_secs(1);
+    assert!(EtcdStore::connect(options).await.is_err());
 }

@@ -42,6 +42,13 @@ impl Etcd {
     /// Starts etcd on free ports, its data in memory when /dev/shm exists, taking
     /// requests up to 16 MiB (the suite writes 4 MiB values).
     pub fn start() -> Etcd {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start), serving TLS when `tls` names a directory with `ca.pem`,
+    /// `server.pem` and `server.key`, and then requiring client certificates that CA
+    /// signed. `/health` is read from a plain-HTTP metrics port.
+    pub fn start_with(tls: Option<&std::path::Path>) -> Etcd {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() {
             tempfile::tempdir_in(shm)
@@ -50,8 +57,21 @@ impl Etcd {
         }
         .expect("temp dir");
         for _ in 0..3 {
-            let (client, peer) = (free_port(), free_port());
-            let client_url = format!("http://127.0.0.1:{client}");
+            let (client, peer, metrics) = (free_port(), free_port(), free_port());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let client_url = format!("{scheme}://127.0.0.1:{client}");
+            let mut tls_args = Vec::new();
+            if let Some(dir) = tls {
+                for (flag, file) in [
+                    ("--cert-file", "server.pem"),
+                    ("--key-file", "server.key"),
+                    ("--trusted-ca-file", "ca.pem"),
+                ] {
+                    tls_args.push(flag.to_owned());
+                    tls_args.push(dir.join(file).display().to_string());
+                }
+                tls_args.push("--client-cert-auth".to_owned());
+            }
             let peer_url = format!("http://127.0.0.1:{peer}");
             let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
             let mut child = Command::new("etcd")
@@ -63,6 +83,11 @@ impl Etcd {
                 .args(["--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &format!("t={peer_url}")])
                 .args(["--max-request-bytes", &(16 << 20).to_string()])
+                .args([
+                    "--listen-metrics-urls",
+                    &format!("http://127.0.0.1:{metrics}"),
+                ])
+                .args(&tls_args)
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .stdin(Stdio::null())
@@ -73,7 +98,7 @@ impl Etcd {
                 if child.try_wait().ok().flatten().is_some() {
                     break;
                 }
-                if healthy(client) {
+                if healthy(metrics) {
                     return Etcd {
                         endpoint: format!("127.0.0.1:{client}"),
                         child,
