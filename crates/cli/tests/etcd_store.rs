@@ -59,7 +59,7 @@ async fn serve_on_etcd_creates_and_reads_an_image_stream() {
     let kv = listed
         .kvs
         .iter()
-        .find(|kv| kv.key.contains("on-etcd"))
+        .find(|kv| kv.key.ends_with("/imagestreams/default/on-etcd"))
         .unwrap_or_else(|| panic!("no etcd key for the stream in {:?}", listed.kvs));
     // At that revision or later: the importer may have written the status since.
     assert!(kv.mod_revision >= rv, "{} < {rv}", kv.mod_revision);
@@ -82,4 +82,19 @@ async fn serve_on_etcd_creates_and_reads_an_image_stream() {
         "{again_rv} < {}",
         kv.mod_revision
     );
+}
+
+/// `--etcd-*` TLS flags without an etcd store are a mistake, said at once.
+#[test]
+fn etcd_tls_flags_need_an_etcd_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(moor_bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--etcd-cafile", "/ca.pem"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("need --store etcd://"), "{stderr}");
 }

@@ -35,6 +35,8 @@ pub enum ServeError {
     },
     #[error("unsupported --store {0:?}: use sqlite://PATH, etcd://HOST:PORT[,...] or memory://")]
     StoreUrl(String),
+    #[error("{0}")]
+    EtcdFlags(String),
     #[error("--store etcd: {0}")]
     Etcd(#[from] moor_store::EtcdError),
     #[error("opening the store: {0}")]
@@ -322,6 +324,9 @@ async fn open_configured_store(opts: &ServeOptions) -> Result<Arc<dyn Store>, Se
             tracing::info!(%endpoints, "store: etcd");
             Ok(Arc::new(store))
         }
+        _ if opts.etcd_tls.is_set() => Err(ServeError::EtcdFlags(
+            "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --store etcd://...".into(),
+        )),
         url => open_store(url, &opts.data_dir),
     }
 }
