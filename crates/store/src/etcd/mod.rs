@@ -415,14 +415,14 @@ impl Inner {
         }
     }
 
-    /// One attempt of `op` on the current member.
-    async fn attempt<T, F, Fut>(&self, op: &F) -> (usize, Result<T, Attempt>)
+    /// One attempt of `op` on the current member, for at most `timeout`.
+    async fn attempt<T, F, Fut>(&self, op: &F, timeout: Duration) -> (usize, Result<T, Attempt>)
     where
         F: Fn(Member) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let (i, member) = self.member();
-        let result = match tokio::time::timeout(self.attempt_timeout, op(member)).await {
+        let result = match tokio::time::timeout(timeout, op(member)).await {
             Ok(Ok(t)) => Ok(t),
             Ok(Err(e)) => Err(Attempt::Etcd(e)),
             Err(_) => Err(Attempt::TimedOut),
@@ -431,8 +431,17 @@ impl Inner {
     }
 
     /// Runs the read `op`, on the next member after each failure that is not a definite
-    /// answer, until the deadline.
+    /// answer, until the deadline; each attempt may take the attempt timeout.
     async fn read<T, F, Fut>(&self, op: F) -> Result<T, Attempt>
+    where
+        F: Fn(Member) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.read_within(self.attempt_timeout, op).await
+    }
+
+    /// [`read`](Self::read) with attempts of at most `timeout` each.
+    async fn read_within<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, Attempt>
     where
         F: Fn(Member) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -440,7 +449,7 @@ impl Inner {
         let deadline = Instant::now() + self.deadline;
         let mut backoff = Duration::from_millis(20);
         loop {
-            let (i, result) = self.attempt(&op).await;
+            let (i, result) = self.attempt(&op, timeout).await;
             match result {
                 Ok(t) => return Ok(t),
                 Err(e) if classify(&e) != Retry::Final && Instant::now() + backoff < deadline => {
@@ -469,7 +478,7 @@ impl Inner {
                 let txn = txn.clone();
                 async move { m.kv.txn(txn).await }
             };
-            let (i, result) = self.attempt(&op).await;
+            let (i, result) = self.attempt(&op, self.attempt_timeout).await;
             let e = match result {
                 Ok(response) => {
                     self.saw(response.header());
@@ -478,8 +487,14 @@ impl Inner {
                 Err(e) => e,
             };
             let retry = classify(&e);
-            if retry == Retry::Final || Instant::now() + backoff >= deadline {
+            if retry == Retry::Final {
                 return Err(backend("write", e));
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(match retry {
+                    Retry::Unknown => backend("write (outcome unknown)", e),
+                    _ => backend("write (not applied)", e),
+                });
             }
             self.rotate(i);
             tokio::time::sleep(backoff).await;
@@ -493,15 +508,23 @@ impl Inner {
         }
     }
 
-    /// A range read with retries; compaction and future revisions mapped.
+    /// A range read with retries; compaction and future revisions mapped. A read of
+    /// `many` keys (a list) may take the whole deadline in one attempt: a large list is
+    /// slow, not stuck.
     async fn get(
         &self,
         key: Vec<u8>,
         options: GetOptions,
         requested: Option<Revision>,
+        many: bool,
     ) -> Result<GetResponse, StoreError> {
+        let timeout = if many {
+            self.deadline
+        } else {
+            self.attempt_timeout
+        };
         let result = self
-            .read(|mut m| {
+            .read_within(timeout, |mut m| {
                 let (key, options) = (key.clone(), options.clone());
                 async move { m.kv.get(key, Some(options)).await }
             })
@@ -525,7 +548,9 @@ impl Inner {
     }
 
     async fn get_one(&self, key: &[u8]) -> Result<Option<etcd_client::KeyValue>, StoreError> {
-        let mut response = self.get(key.to_vec(), GetOptions::new(), None).await?;
+        let mut response = self
+            .get(key.to_vec(), GetOptions::new(), None, false)
+            .await?;
         Ok(response.take_kvs().into_iter().next())
     }
 
@@ -536,7 +561,7 @@ impl Inner {
         revision: i64,
     ) -> Result<Option<etcd_client::KeyValue>, StoreError> {
         let options = GetOptions::new().with_revision(revision);
-        let mut response = self.get(key.to_vec(), options, None).await?;
+        let mut response = self.get(key.to_vec(), options, None, false).await?;
         Ok(response.take_kvs().into_iter().next())
     }
 
@@ -544,7 +569,7 @@ impl Inner {
         // A key no moor key can be: the root itself.
         let options = GetOptions::new().with_count_only();
         let response = self
-            .get(self.root.clone().into_bytes(), options, None)
+            .get(self.root.clone().into_bytes(), options, None, false)
             .await?;
         let revision = response
             .header()
@@ -637,7 +662,7 @@ impl Store for EtcdStore {
                 options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
             }
         }
-        let response = inner.get(start, options, opts.revision).await?;
+        let response = inner.get(start, options, opts.revision, true).await?;
         let header = response
             .header()
             .map(|h| h.revision())

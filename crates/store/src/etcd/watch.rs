@@ -29,7 +29,7 @@ pub(super) async fn open(
         .with_range(end.clone())
         .with_count_only()
         .with_revision((after + REVISION_OFFSET).max(1));
-    match inner.get(start.clone(), at, Some(after)).await {
+    match inner.get(start.clone(), at, Some(after), false).await {
         Ok(_) | Err(StoreError::FutureRevision { .. }) => {}
         Err(e) => return Err(e),
     }
