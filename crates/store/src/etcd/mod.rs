@@ -25,7 +25,13 @@
 //! Reads are retried as they are. A write is retried only when it certainly did not
 //! apply (the connection was never made, or the member had no leader); when its outcome
 //! is unknown (a timeout, a reset connection) the key is read back to decide: see
-//! [`resolve`].
+//! `resolve.rs`. A watch whose stream breaks re-opens on the next member from the
+//! revision after its last event (`watch.rs`).
+//!
+//! Not here yet: kube-apiserver's single compactor elected through a compaction key
+//! (every moor process compacts on its own schedule), and bookmarks from progress
+//! notifications (they only advance a watch's resume revision). Calls only etcd,
+//! through `etcd-client`.
 
 mod resolve;
 mod watch;
