@@ -33,8 +33,12 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unsupported --store {0:?}: use sqlite://PATH or memory://")]
+    #[error("unsupported --store {0:?}: use sqlite://PATH, etcd://HOST:PORT[,...] or memory://")]
     StoreUrl(String),
+    #[error("{0}")]
+    EtcdFlags(String),
+    #[error("--store etcd: {0}")]
+    Etcd(#[from] moor_store::EtcdError),
     #[error("opening the store: {0}")]
     Store(#[from] moor_store::StoreError),
     #[error("admin token: {0}")]
@@ -99,8 +103,11 @@ pub struct ServeOptions {
     pub listen: String,
     /// What `status.dockerImageRepository` names; default: the bound address.
     pub registry_hostname: Option<String>,
-    /// `sqlite://PATH` or `memory://`; default: SQLite at `<data-dir>/moor.db`.
+    /// `sqlite://PATH`, `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or `memory://`;
+    /// default: SQLite at `<data-dir>/moor.db`.
     pub store: Option<String>,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: TLS to etcd.
+    pub etcd_tls: moor_store::EtcdTls,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<(String, String)>,
     pub scheduled_import_interval: Duration,
@@ -378,6 +385,7 @@ impl Default for ServeOptions {
             audit: Default::default(),
             cluster: None,
             cluster_caches: Default::default(),
+            etcd_tls: Default::default(),
         }
     }
 }
@@ -405,6 +413,24 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
         Some(u) if u.starts_with("sqlite://") => sqlite(Path::new(&u["sqlite://".len()..])),
         Some("memory://") => Ok(Arc::new(MemoryStore::new())),
         Some(other) => Err(ServeError::StoreUrl(other.to_string())),
+    }
+}
+
+/// Opens the store `--store` names: etcd (connected, over TLS when `--etcd-*` files are
+/// given), else what [`open_store`] opens.
+async fn open_configured_store(opts: &ServeOptions) -> Result<Arc<dyn Store>, ServeError> {
+    match opts.store.as_deref() {
+        Some(url) if url.starts_with("etcd://") => {
+            let options = moor_store::EtcdOptions::from_url(url, opts.etcd_tls.clone())?;
+            let endpoints = options.endpoints.join(",");
+            let store = moor_store::EtcdStore::connect(options).await?;
+            tracing::info!(%endpoints, "store: etcd");
+            Ok(Arc::new(store))
+        }
+        _ if opts.etcd_tls.is_set() => Err(ServeError::EtcdFlags(
+            "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --store etcd://...".into(),
+        )),
+        url => open_store(url, &opts.data_dir),
     }
 }
 
@@ -697,7 +723,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let encryption = encryption_config(opts)?;
     let store = match overrides.store {
         Some(store) => store,
-        None => open_store(opts.store.as_deref(), &opts.data_dir)?,
+        None => open_configured_store(opts).await?,
     };
     let store = encrypted(store, encryption);
     let listener =

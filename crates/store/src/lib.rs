@@ -1,6 +1,6 @@
 //! An etcd-shaped key-value store: one global revision, compare-and-swap on revision,
 //! list at a revision, watch from a revision, compaction. The API server keeps every
-//! object here; backends are SQLite (the embedded default), memory (tests) and later etcd.
+//! object here; backends are SQLite (the embedded default), etcd (for replicas) and memory (tests).
 //! Every backend must pass [`conformance`]. This crate calls nothing but its own backends.
 
 #![warn(missing_docs)]
@@ -12,12 +12,14 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod conformance;
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 mod watch;
 
 pub use watch::DEFAULT_WATCH_BUFFER_BYTES;
 
+pub use etcd::{EtcdError, EtcdOptions, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 

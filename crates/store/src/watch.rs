@@ -49,11 +49,7 @@ pub(crate) fn stream_with_budget(
     budget: usize,
 ) -> WatchStream {
     let seen = history.last().map_or(seen, |e| e.kv.mod_revision.max(seen));
-    let buffered = Arc::new(AtomicUsize::new(0));
-    // Unbounded by count, bounded by `buffered`: the pump below ends the stream
-    // before the queue holds more than `budget` bytes.
-    let (tx, rx) = mpsc::unbounded_channel::<Result<Event, StoreError>>();
-    let pump_buffered = buffered.clone();
+    let (tx, live_stream) = queue(budget);
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
@@ -65,30 +61,72 @@ pub(crate) fn stream_with_budget(
                     if event.kv.mod_revision <= seen || !event.kv.key.starts_with(&prefix) {
                         continue;
                     }
-                    let c = cost(&event);
-                    if pump_buffered.fetch_add(c, Ordering::AcqRel) + c > budget {
-                        let _ = tx.send(Err(StoreError::WatchLagged));
-                        return;
-                    }
-                    if tx.send(Ok(Arc::unwrap_or_clone(event))).is_err() {
+                    if !tx.send(Arc::unwrap_or_clone(event)) {
                         return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    let _ = tx.send(Err(StoreError::WatchLagged));
+                    tx.fail(StoreError::WatchLagged);
                     return;
                 }
                 Err(RecvError::Closed) => return,
             }
         }
     });
+    stream::iter(history.into_iter().map(Ok))
+        .chain(live_stream)
+        .boxed()
+}
+
+/// The producing end of one watcher's queue (see [`queue`]).
+pub(crate) struct QueueSender {
+    tx: mpsc::UnboundedSender<Result<Event, StoreError>>,
+    buffered: Arc<AtomicUsize>,
+    budget: usize,
+}
+
+impl QueueSender {
+    /// Queues `event`. Returns false when the watcher is gone, or when the event would
+    /// pass the byte budget: then [`StoreError::WatchLagged`] is queued instead and the
+    /// caller must stop.
+    pub(crate) fn send(&self, event: Event) -> bool {
+        let c = cost(&event);
+        if self.buffered.fetch_add(c, Ordering::AcqRel) + c > self.budget {
+            self.fail(StoreError::WatchLagged);
+            return false;
+        }
+        self.tx.send(Ok(event)).is_ok()
+    }
+
+    /// Ends the stream with `err` (after the events already queued).
+    pub(crate) fn fail(&self, err: StoreError) {
+        let _ = self.tx.send(Err(err));
+    }
+
+    /// Resolves when the watcher dropped its stream.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// One watcher's queue, bounded by `budget` bytes of undelivered events rather than by
+/// count, and the stream that drains it; the stream ends after its first error.
+pub(crate) fn queue(budget: usize) -> (QueueSender, WatchStream) {
+    let buffered = Arc::new(AtomicUsize::new(0));
+    // Unbounded by count, bounded by `buffered`: `QueueSender::send` ends the stream
+    // before the queue holds more than `budget` bytes.
+    let (tx, rx) = mpsc::unbounded_channel::<Result<Event, StoreError>>();
+    let sender = QueueSender {
+        tx,
+        buffered: buffered.clone(),
+        budget,
+    };
     let live = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(move |r| {
         if let Ok(event) = &r {
             buffered.fetch_sub(cost(event), Ordering::AcqRel);
         }
         r
     });
-    // After an error the stream ends.
     let live = live.scan(false, |ended, r| {
         if *ended {
             return futures::future::ready(None);
@@ -96,9 +134,7 @@ pub(crate) fn stream_with_budget(
         *ended = r.is_err();
         futures::future::ready(Some(r))
     });
-    stream::iter(history.into_iter().map(Ok))
-        .chain(live)
-        .boxed()
+    (sender, live.boxed())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use moor_store::{MemoryStore, SqliteStore, conformance};
+use moor_store::{MemoryStore, SqliteStore, Store as _, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
@@ -25,4 +25,58 @@ async fn sqlite_file_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_memory_store_conforms() {
     conformance::run_all(|| async { SqliteStore::open_in_memory().unwrap() }).await;
+}
+
+mod support;
+use support::{etcd_peer, etcd_store};
+
+/// The whole suite, unchanged, each case on a fresh etcd: a fresh etcd is at revision 1,
+/// which the store shows as 0 (see the etcd module's revision offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_store_conforms() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let mut running: Option<etcd_peer::Etcd> = None;
+    conformance::run_all(|| {
+        // The previous case's store is gone: stop its etcd before starting the next.
+        running = None;
+        let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+        let endpoint = etcd.endpoint.clone();
+        running = Some(etcd);
+        async move { etcd_store(vec![endpoint], "/moor").await }
+    })
+    .await;
+}
+
+/// Several data sets in one etcd, each under its own prefix (`/set1` next to `/set10`),
+/// sharing its revision counter: the cases where other data sets' keys and revisions
+/// could show (the suite's non-exclusive mode), each on the prefix of a new store while
+/// the earlier ones keep their keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_stores_share_one_etcd_under_their_prefixes() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+    let mut n = 0;
+    let mut store = || {
+        n += 1;
+        etcd_store(vec![etcd.endpoint.clone()], format!("/set{n}"))
+    };
+    for _ in 0..9 {
+        conformance::get_create_update_delete(store().await).await;
+    }
+    conformance::list_by_prefix(store().await).await;
+    conformance::list_paging(store().await).await;
+    conformance::list_at_revision(store().await).await;
+    conformance::watch_replays_history(store().await).await;
+    conformance::watch_no_gap_under_concurrent_writes(store().await).await;
+    conformance::compaction(store().await).await;
+    conformance::list_by_prefix(store().await).await;
+    // The first data set still holds only its own keys.
+    let first = etcd_store(vec![etcd.endpoint.clone()], "/set1").await;
+    let listed = first.list("", Default::default()).await.unwrap();
+    let keys: Vec<&str> = listed.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["/basics/a", "/basics/binary"]);
 }

@@ -73,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long = "registry-qps", value_name = "HOST=N", value_parser = parse_registry_qps)]
     pub registry_qps: Vec<(String, f64)>,
 
-    /// Where objects are stored: sqlite://PATH or memory:// [default: SQLite under DATA_DIR]
+    /// Where objects are stored: sqlite://PATH, etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /moor) or memory:// [default: SQLite under DATA_DIR]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
@@ -149,6 +149,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub at_rest: AtRestArgs,
+
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 /// `moor serve`'s cluster mode: moor as an aggregated API server of a Kubernetes
@@ -247,6 +250,22 @@ pub struct AtRestArgs {
     /// Rotated audit log files to keep, FILE.1 newest (0: keep all)
     #[arg(long = "audit-log-maxbackup", value_name = "N", default_value_t = 0)]
     pub audit_log_maxbackup: usize,
+}
+
+/// TLS to etcd, with kube-apiserver's flag names (for `--store etcd://...`).
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// CA certificates (PEM) that sign the etcd members' certificates; given any --etcd-* file, moor speaks TLS to etcd
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cafile: Option<PathBuf>,
+
+    /// Client certificate (PEM) moor presents to etcd, with --etcd-keyfile
+    #[arg(long, value_name = "FILE", requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+
+    /// Private key (PEM) of --etcd-certfile
+    #[arg(long, value_name = "FILE", requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
 }
 
 /// `moor serve`'s limits on what one client may hold: connections, their timeouts,
@@ -406,6 +425,11 @@ fn options(args: ServeArgs) -> ServeOptions {
             authentication_config: args.token_authn.authentication_config,
         },
         encryption_provider_config: args.at_rest.encryption_provider_config,
+        etcd_tls: moor_store::EtcdTls {
+            ca_file: args.etcd.etcd_cafile,
+            cert_file: args.etcd.etcd_certfile,
+            key_file: args.etcd.etcd_keyfile,
+        },
         audit: moor_server::audit::AuditOptions {
             path: args.at_rest.audit_log_path,
             max_size_bytes: args.at_rest.audit_log_maxsize.saturating_mul(1024 * 1024),
@@ -589,6 +613,36 @@ mod tests {
         assert_eq!(o.audit.path.as_deref(), Some(std::path::Path::new("-")));
         assert_eq!(o.audit.max_size_bytes, 100 << 20);
         assert_eq!(o.audit.max_backups, 5);
+    }
+
+    #[test]
+    fn etcd_flags_become_options() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["moor", "serve", "--store", "etcd://a:2379,b:2379"];
+            argv.extend(extra);
+            Cli::try_parse_from(argv)
+        };
+        let cli = parse(&[
+            "--etcd-cafile",
+            "/ca.pem",
+            "--etcd-certfile",
+            "/c.pem",
+            "--etcd-keyfile",
+            "/k.pem",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let o = options(*args);
+        assert_eq!(o.store.as_deref(), Some("etcd://a:2379,b:2379"));
+        let path = |p: &str| Some(std::path::PathBuf::from(p));
+        assert_eq!(o.etcd_tls.ca_file, path("/ca.pem"));
+        assert_eq!(o.etcd_tls.cert_file, path("/c.pem"));
+        assert_eq!(o.etcd_tls.key_file, path("/k.pem"));
+        // A client certificate needs its key, and the other way round.
+        assert!(parse(&["--etcd-certfile", "/c.pem"]).is_err());
+        assert!(parse(&["--etcd-keyfile", "/k.pem"]).is_err());
     }
 
     #[test]
