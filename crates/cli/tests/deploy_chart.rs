@@ -121,7 +121,7 @@ fn the_chart_lints_and_its_schema_refuses_bad_values() {
         "registry.mirrors[0]=no-equals-sign",
         "scheduledImportInterval=often",
         "webhook.callerCA=not-a-certificate",
-        "pullSecrets.enabled=true",
+        "pullSecrets.enabled=yes",
         "nosuchvalue=1",
     ] {
         let (ok, _, err) = render(&["--set", bad]);
@@ -320,8 +320,8 @@ fn triple(g: &[&str], r: &[&str], v: &[&str]) -> (Vec<String>, Vec<String>, Vec<
 #[test]
 fn moors_own_rbac_is_least_privilege() {
     let docs = plain();
-    // moor's own rights: namespaces to follow, the workload kinds triggers patch, and
-    // Events on them. No wildcard, no write beyond patch and event create.
+    // moor's own rights: namespaces to follow, the workload kinds triggers patch, Events
+    // on them, and pull secrets. No wildcard, no write beyond patch and event create.
     assert_eq!(
         rules_of(&docs, "moor"),
         vec![
@@ -337,6 +337,7 @@ fn moors_own_rbac_is_least_privilege() {
                 &["get", "list", "watch", "patch"]
             ),
             triple(&[""], &["events"], &["create"]),
+            triple(&[""], &["secrets"], &["get", "list", "watch"]),
         ]
     );
     // Delegation: the two roles every aggregated API server is bound to, and only those.
@@ -381,9 +382,9 @@ fn moors_own_rbac_is_least_privilege() {
         let text = d["rules"].to_string();
         assert!(!text.contains("\"*\""), "{}: {text}", d["metadata"]["name"]);
     }
-    // Without triggers, only namespaces remain.
+    // Without triggers and pull secrets, only namespaces remain.
     if peer("helm").is_some() {
-        let (ok, out, err) = render(&["--set", "triggers.enabled=false"]);
+        let (ok, out, err) = render(&["--set", "triggers.enabled=false,pullSecrets.enabled=false"]);
         assert!(ok, "{err}");
         assert_eq!(
             rules_of(&documents(&out), "moor"),

@@ -809,7 +809,15 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         budgets: budgets.clone(),
         throttle: false,
     });
-    let mut resources = crate::apiserver::Resources::new(store.clone(), &config, api_source);
+    let cluster_secrets = cluster
+        .as_ref()
+        .map(|c| crate::auth::cluster::secrets::ClusterSecrets::storage(c.client.clone()));
+    let mut resources = crate::apiserver::Resources::with_pull_secrets(
+        store.clone(),
+        &config,
+        api_source,
+        cluster_secrets,
+    );
     let importer = resources.importer.clone();
     let kubeconfig = opts.data_dir.join("kubeconfig");
     let (token, authn) = match overrides.admin_token {

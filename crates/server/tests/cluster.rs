@@ -536,3 +536,98 @@ async fn a_listing_deletes_streams_only_of_namespaces_mirrored_from_that_cluster
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "no new streams there");
     moor.stop().await;
 }
+
+/// In cluster mode, imports use the cluster's pull secrets: a tag from a registry that
+/// needs credentials fails `Unauthorized`, and once the cluster has a
+/// `kubernetes.io/dockerconfigjson` Secret in the stream's namespace, its creation
+/// (seen through the cluster's watch) retries the tag, which imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_use_the_clusters_pull_secrets() {
+    use moor_testkit::{DistributionOptions, Format, ImageSpec, OciLayout};
+    let Some(dist) = moor_testkit::Distribution::start_with(DistributionOptions {
+        htpasswd: Some(("moor".into(), "s3cret".into())),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("1.0", &ImageSpec::new("amd64"));
+    let pushed = dist.push(&layout, "1.0", "private/app:1.0", Format::Oci);
+
+    let double = KubeDouble::start().await;
+    double.add_namespace("team-a");
+    let kubeconfig = double.kubeconfig();
+    let mut builder = MoorServer::builder()
+        .with(|o| {
+            o.plain_http = false;
+            o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+                kubeconfig,
+            ));
+        })
+        .upstream(&[&dist.host])
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+            max_retries: 50,
+        });
+    builder.overrides.ignore_proxy_environment = true;
+    let moor = builder.listen().await;
+    let admin = |m: reqwest::Method, url: String| {
+        https(&moor, None).request(m, url).bearer_auth(&moor.token)
+    };
+    let r = admin(reqwest::Method::POST, streams_url(&moor, "team-a"))
+        .json(&json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                      "metadata": {"name": "private"},
+                      "spec": {"tags": [{"name": "1.0", "from": {"kind": "DockerImage", "name": pushed.reference}}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let tag_status = || async {
+        let s: Value = admin(
+            reqwest::Method::GET,
+            format!("{}/private", streams_url(&moor, "team-a")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        s["status"]["tags"][0].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let t = tag_status().await;
+        if t["conditions"][0]["reason"] == "Unauthorized" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no Unauthorized failure: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failed["items"].is_null() || failed["items"] == json!([]),
+        "{failed}"
+    );
+
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("moor:s3cret");
+    double.add_pull_secret(
+        "team-a",
+        "pull",
+        &json!({"auths": {dist.host.as_str(): {"auth": auth}}}).to_string(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = tag_status().await;
+        if t["items"][0]["image"] == pushed.digest.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not imported with the cluster's secret: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(double.count("/secrets") >= 2, "read from the cluster");
+}

@@ -7,7 +7,7 @@
 //! - the `kube-system/extension-apiserver-authentication` ConfigMap, get, list and
 //!   watch, naming a client CA and a front-proxy (requestheader) CA of its own, both
 //!   real CAs whose client certificates [`TestCa::client_identity`] mints;
-//! - namespaces list and watch; Secrets get and list.
+//! - namespaces list and watch; Secrets get, list and watch (a namespace's, or all).
 //!
 //! Every request is recorded ([`KubeDouble::calls`]), so tests can assert caching.
 //! [`KubeDouble::kubeconfig`] names it for `--cluster-kubeconfig`.
@@ -219,6 +219,7 @@ impl KubeDouble {
                 "/api/v1/namespaces/{ns}/configmaps/{name}",
                 get(get_config_map),
             )
+            .route("/api/v1/secrets", get(list_all_secrets))
             .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
             .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
             .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "no such path") })
@@ -550,6 +551,13 @@ async fn list_secrets(
     list_or_watch(&s, "secrets", "SecretList", &q, move |o| {
         o["metadata"]["namespace"].as_str() == Some(ns.as_str())
     })
+}
+
+async fn list_all_secrets(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_or_watch(&s, "secrets", "SecretList", &q, |_| true)
 }
 
 fn get_object(s: &Shared, kind: &'static str, ns: &str, name: &str, uri: &Uri) -> Response {

@@ -57,7 +57,18 @@ impl Resources {
         config: &ApiConfig,
         source: Arc<dyn crate::importer::Source>,
     ) -> Self {
-        let (storages, importer) = resources::all(store, config, source);
+        Self::with_pull_secrets(store, config, source, None)
+    }
+
+    /// [`new`](Self::new), with the importer reading pull secrets from `pull_secrets`
+    /// (the cluster's Secrets, in cluster mode) instead of the served Secrets.
+    pub fn with_pull_secrets(
+        store: Arc<dyn Store>,
+        config: &ApiConfig,
+        source: Arc<dyn crate::importer::Source>,
+        pull_secrets: Option<Arc<dyn RestStorage>>,
+    ) -> Self {
+        let (storages, importer) = resources::all(store, config, source, pull_secrets);
         Resources { storages, importer }
     }
 

@@ -17,11 +17,14 @@ use super::ApiConfig;
 use moor_apimachinery::resource::RestStorage;
 use moor_apimachinery::stored::StoredResource;
 
-/// Every served resource, and the importer wired to them.
+/// Every served resource, and the importer wired to them; the importer reads pull
+/// secrets from `pull_secrets` when given (the cluster's, in cluster mode), else from
+/// the served Secrets.
 pub fn all(
     store: Arc<dyn Store>,
     config: &ApiConfig,
     source: Arc<dyn crate::importer::Source>,
+    pull_secrets: Option<Arc<dyn RestStorage>>,
 ) -> (Vec<Arc<dyn RestStorage>>, Arc<crate::importer::Importer>) {
     let stored = |s: Arc<dyn moor_apimachinery::stored::Strategy>| -> Arc<dyn RestStorage> {
         Arc::new(StoredResource::new(
@@ -39,7 +42,13 @@ pub fn all(
         secrets.clone(),
         events.clone(),
     ];
-    let (image_storages, importer) = image::all(store.clone(), config, source, events, secrets);
+    let (image_storages, importer) = image::all(
+        store.clone(),
+        config,
+        source,
+        events,
+        pull_secrets.unwrap_or(secrets),
+    );
     let streams = image_storages
         .iter()
         .find(|s| s.def().plural == "imagestreams")

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod namespaces;
 pub mod requestheader;
 pub mod sar;
+pub mod secrets;
 pub mod tokenreview;
 
 use std::path::PathBuf;
