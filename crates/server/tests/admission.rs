@@ -379,28 +379,11 @@ async fn callers_need_a_token_allowed_to_create_admissionreviews() {
 /// real TLS listener. A certificate from another CA fails the handshake.
 #[tokio::test]
 async fn a_client_certificate_from_the_client_ca_may_call_the_webhook() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "client CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_ca = moor_testkit::TestCa::new("client CA");
     let ca_file = dir.path().join("client-ca.crt");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    client_params
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters-not");
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    let identity = format!("{}{}", client.pem(), client_key.serialize_pem());
+    std::fs::write(&ca_file, client_ca.pem()).unwrap();
+    let identity = client_ca.client_identity("kube-apiserver", &["system:masters-not"]);
 
     let h = MoorServer::builder()
         .with(|o| {
@@ -454,13 +437,7 @@ async fn a_client_certificate_from_the_client_ca_may_call_the_webhook() {
     let text = r.text().await.unwrap();
     assert!(text.contains("User \\\"kube-apiserver\\\""), "{text}");
     // A certificate of another CA does not get through the handshake.
-    let other_key = KeyPair::generate().unwrap();
-    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    let other = other.self_signed(&other_key).unwrap();
-    let forged = format!("{}{}", other.pem(), other_key.serialize_pem());
+    let forged = moor_testkit::TestCa::new("other CA").client_identity("kube-apiserver", &[]);
     let sent = https(Some(&forged)).post(&url).body(body).send().await;
     assert!(
         sent.is_err() || sent.is_ok_and(|r| r.status() != StatusCode::OK),
@@ -474,24 +451,12 @@ async fn a_client_certificate_from_the_client_ca_may_call_the_webhook() {
 /// cert-manager, say) instead of moor's own.
 #[tokio::test]
 async fn a_given_serving_certificate_is_served_for_the_service_name() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "cluster CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["moor.moor.svc".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
+    let ca = moor_testkit::TestCa::new("cluster CA");
+    let (cert, key) = ca.serving(&["moor.moor.svc"]);
     let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert_file, format!("{}{}", cert.pem(), ca.pem())).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_file, format!("{cert}{}", ca.pem())).unwrap();
+    std::fs::write(&key_file, key).unwrap();
 
     let h = MoorServer::builder()
         .with(|o| {

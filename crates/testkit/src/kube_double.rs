@@ -69,7 +69,7 @@ impl TestCa {
     }
 
     /// A serving certificate for `names` and its key (PEM).
-    fn serving(&self, names: &[&str]) -> (String, String) {
+    pub fn serving(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let cert = CertificateParams::new(names)

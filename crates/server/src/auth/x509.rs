@@ -43,22 +43,8 @@ pub fn server_config(
     key_pem: &str,
     client_ca_pem: Option<&str>,
 ) -> Result<rustls::ServerConfig, X509Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| X509Error::Pem {
-            what: "serving certificate",
-            source,
-        })?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| X509Error::Pem {
-            what: "serving key",
-            source,
-        })?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = match client_ca_pem {
-        None => builder.with_no_client_auth(),
+    let verifier = match client_ca_pem {
+        None => None,
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
@@ -71,15 +57,14 @@ pub fn server_config(
             if roots.is_empty() {
                 return Err(X509Error::NoClientCa);
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()?;
-            builder.with_client_cert_verifier(verifier)
+            let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .allow_unauthenticated()
+                    .build()?;
+            Some(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certs, key)?;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
+    build(cert_pem, key_pem, verifier)
 }
 
 /// The listener's TLS configuration with client certificates checked by `verifier`
@@ -89,7 +74,20 @@ pub fn server_config_with_verifier(
     key_pem: &str,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<rustls::ServerConfig, X509Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    build(cert_pem, key_pem, Some(verifier))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The serving certificate and key, client certificates checked by `verifier` (none
+/// asked for without one), and the ALPN protocols.
+fn build(
+    cert_pem: &str,
+    key_pem: &str,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, X509Error> {
     let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| X509Error::Pem {
@@ -101,10 +99,13 @@ pub fn server_config_with_verifier(
             what: "serving key",
             source,
         })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match verifier {
+        None => builder.with_no_client_auth(),
+        Some(v) => builder.with_client_cert_verifier(v),
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
