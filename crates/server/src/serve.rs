@@ -236,6 +236,27 @@ fn token_authenticators(
     Ok(chain)
 }
 
+/// With `--tls-cert-file`, the listener serves the files' certificate as they change
+/// (a renewal needs no restart): `config` resolves it through a [`ReloadingCert`]
+/// that a task keeps up to date.
+///
+/// [`ReloadingCert`]: crate::tls::ReloadingCert
+fn reload_given_certificate(
+    opts: &ServeOptions,
+    material: Option<&crate::tls::TlsMaterial>,
+    config: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServeError> {
+    let (Some((cert, key)), Some(material), Some(mut config)) =
+        (&opts.serving_cert, material, config.clone())
+    else {
+        return Ok(config);
+    };
+    let reloading = crate::tls::ReloadingCert::new(cert, key, material)?;
+    Arc::make_mut(&mut config).cert_resolver = reloading.clone();
+    tokio::spawn(reloading.watch());
+    Ok(Some(config))
+}
+
 /// Cluster mode's delegated authentication and authorization (the cluster client,
 /// the ConfigMap read). `--client-ca-file`'s CAs are accepted besides the cluster's.
 async fn cluster_auth(
@@ -770,6 +791,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         )),
         (None, _) => None,
     };
+    let tls_config = reload_given_certificate(opts, tls.as_ref(), tls_config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
     let service_account_tokens = service_account_tokens(opts, &url, store.clone())?;

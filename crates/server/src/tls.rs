@@ -2,9 +2,14 @@
 //! `<data-dir>/tls/` (kept across restarts) and a serving certificate issued by it at
 //! every start for the names the server answers to. The kubeconfig carries the CA, so
 //! kubectl and moor verify the server; kubectl sends bearer tokens only over TLS.
-//! Calls rcgen and the filesystem only.
+//! A certificate given by flags is served instead, and read again when its files
+//! change ([`ReloadingCert`]). Calls rcgen, rustls and the filesystem only.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -153,6 +158,105 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
     })
 }
 
+/// The serving certificate of `--tls-cert-file`/`--tls-private-key-file`, read again
+/// when the files change (cert-manager renews into the same Secret, and the kubelet
+/// swaps the mounted files): new handshakes get the new certificate, no restart
+/// needed. A change that does not load (a half-written pair) keeps the old one.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    /// The PEM texts the current certificate was made from, and the certificate.
+    current: std::sync::RwLock<(String, String, Arc<CertifiedKey>)>,
+}
+
+/// How often [`ReloadingCert::watch`] looks at the files.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn certified(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: String| TlsError::Io {
+        path: what,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "unreadable PEM"),
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("serving certificate ({e})")))?;
+    if chain.is_empty() {
+        return Err(bad("serving certificate (no certificate)".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad(format!("serving key ({e})")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| bad(format!("serving certificate and key ({e})")))
+}
+
+impl ReloadingCert {
+    /// The certificate in `cert` and `key`, as [`load`] read them (`material`).
+    pub fn new(cert: &Path, key: &Path, material: &TlsMaterial) -> Result<Arc<Self>, TlsError> {
+        let current = certified(&material.cert_pem, &material.key_pem)?;
+        Ok(Arc::new(ReloadingCert {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: std::sync::RwLock::new((
+                material.cert_pem.clone(),
+                material.key_pem.clone(),
+                current,
+            )),
+        }))
+    }
+
+    /// Reads the files again; returns whether the served certificate changed.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let fresh = load(&self.cert, &self.key)?;
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.0 == fresh.cert_pem && current.1 == fresh.key_pem {
+                return Ok(false);
+            }
+        }
+        let key = certified(&fresh.cert_pem, &fresh.key_pem)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            (fresh.cert_pem, fresh.key_pem, key);
+        Ok(true)
+    }
+
+    /// Looks at the files every [`RELOAD_EVERY`] for as long as the server runs.
+    pub async fn watch(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.reload()).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(cert = %self.cert.display(), "serving certificate reloaded")
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "serving certificate not reloaded; keeping the current one")
+                }
+                Err(e) => tracing::warn!(error = %e, "serving certificate reload failed"),
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .2
+                .clone(),
+        )
+    }
+}
+
 /// The host part of `host:port`, `[v6]:port` or a bare host.
 pub fn host_of(hostport: &str) -> &str {
     if let Some(rest) = hostport.strip_prefix('[') {
@@ -184,6 +288,30 @@ mod tests {
         assert!(e.to_string().contains("absent.crt"), "{e}");
         std::fs::write(&cert, "not a certificate").unwrap();
         assert!(load(&cert, &key).is_err());
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_served_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            ensure(&dir.path().join("a"), &[]).unwrap(),
+            ensure(&dir.path().join("b"), &[]).unwrap(),
+        );
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, &a.cert_pem).unwrap();
+        std::fs::write(&key, &a.key_pem).unwrap();
+        let reloading = ReloadingCert::new(&cert, &key, &load(&cert, &key).unwrap()).unwrap();
+        let served = |r: &ReloadingCert| r.current.read().unwrap().2.cert[0].to_vec();
+        let first = served(&reloading);
+        assert!(!reloading.reload().unwrap(), "unchanged files");
+        // Half a renewal (the new certificate, the old key) keeps the old pair.
+        std::fs::write(&cert, &b.cert_pem).unwrap();
+        assert!(reloading.reload().is_err());
+        assert_eq!(served(&reloading), first);
+        std::fs::write(&key, &b.key_pem).unwrap();
+        assert!(reloading.reload().unwrap());
+        assert_ne!(served(&reloading), first);
+        assert_eq!(reloading.current.read().unwrap().0, b.cert_pem);
     }
 
     #[test]

@@ -481,4 +481,39 @@ async fn a_given_serving_certificate_is_served_for_the_service_name() {
     assert_eq!(r.status(), StatusCode::OK);
     // moor did not issue a certificate of its own.
     assert!(!h.data_dir().join("tls/server.crt").exists());
+
+    // A renewal (cert-manager rewrites the Secret's files) is served without a
+    // restart, to new connections.
+    let served = || async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+            .resolve("moor.moor.svc", addr)
+            .pool_max_idle_per_host(0)
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let r = client
+            .get(format!("https://moor.moor.svc:{}/healthz", addr.port()))
+            .send()
+            .await
+            .unwrap();
+        r.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate().map(<[u8]>::to_vec))
+            .expect("the peer certificate")
+    };
+    let before = served().await;
+    let (cert, key) = ca.serving(&["moor.moor.svc"]);
+    std::fs::write(&key_file, key).unwrap();
+    std::fs::write(&cert_file, format!("{cert}{}", ca.pem())).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while served().await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

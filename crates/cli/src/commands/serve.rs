@@ -125,7 +125,7 @@ pub struct ServeArgs {
 
     /// The serving certificate (PEM, the chain after the leaf) to use instead of the one
     /// moor issues from its own CA under DATA_DIR/tls, as kube-apiserver's flag: for
-    /// example a cert-manager Certificate naming SERVICE.NAMESPACE.svc. Read at start
+    /// example a cert-manager Certificate naming SERVICE.NAMESPACE.svc. Read again when the files change (checked every 10 s)
     #[arg(
         long,
         value_name = "FILE",
