@@ -29,6 +29,23 @@ pub trait WriteAdmission: Send + Sync + 'static {
     ) -> Result<(), ApiError> {
         Ok(())
     }
+    /// Whether [`prepare`](Self::prepare) has work for this request; an update then
+    /// costs a read of the current object and a dry run of its step. The default: no.
+    fn prepares(&self, _ctx: &RequestContext) -> bool {
+        false
+    }
+    /// Before a write of the main resource, asynchronous work that the sync
+    /// [`admit`](Self::admit) (inside the update step) relies on, such as filling a
+    /// delegated authorizer's cache: `new` is the object to create, or what the update
+    /// step makes of the current `old`. Its outcome is not checked here; `admit` is.
+    async fn prepare(
+        &self,
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) {
+    }
     /// After a create or update wrote `written` (`created`: the object is new); an
     /// error is the request's answer (the write stays).
     async fn after_write(
@@ -100,6 +117,9 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
         ns: Option<&str>,
         obj: Value,
     ) -> Result<Value, ApiError> {
+        if self.admission.prepares(ctx) {
+            self.admission.prepare(ctx, ns, &obj, None).await;
+        }
         self.admission.admit(ctx, ns, None, &obj, None)?;
         let written = self.inner.create(ctx, ns, obj).await?;
         self.admission.after_write(ctx, &written, true).await?;
@@ -114,6 +134,14 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
         update: &UpdateFn<'_>,
         create_if_missing: bool,
     ) -> Result<(Value, bool), ApiError> {
+        if subresource.is_none() && self.admission.prepares(ctx) {
+            // The update step is pure, so running it on the current object predicts
+            // what will be written (a conflict retry may differ; `admit` decides).
+            let old = self.inner.get(ctx, ns, name).await.ok();
+            if let Ok(new) = update(old.clone()) {
+                self.admission.prepare(ctx, ns, &new, old.as_ref()).await;
+            }
+        }
         let admitted = |old: Option<Value>| {
             let new = update(old.clone())?;
             self.admission

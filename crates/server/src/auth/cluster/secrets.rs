@@ -2,8 +2,9 @@
 //! pull secrets (`kubernetes.io/dockerconfigjson`) of the stream's namespace in the
 //! cluster, and a pull secret created or changed there retries failed imports, as in
 //! standalone mode. The importer reads Secrets through a `RestStorage`; this one
-//! answers `get`, `list` and `watch` from the cluster and refuses writes (Secrets are
-//! not served in cluster mode). Calls the cluster's API only.
+//! answers `get`, `list` and `watch` from the cluster; writes get the trait's default
+//! `MethodNotAllowed` (Secrets are not served in cluster mode). Calls the cluster's
+//! API only.
 
 use std::sync::Arc;
 
@@ -93,34 +94,6 @@ impl RestStorage for ClusterSecrets {
             continue_token: None,
             remaining: None,
         })
-    }
-    async fn create(
-        &self,
-        _ctx: &RequestContext,
-        _ns: Option<&str>,
-        _obj: Value,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn update(
-        &self,
-        _ctx: &RequestContext,
-        _ns: Option<&str>,
-        _name: &str,
-        _subresource: Option<&str>,
-        _update: &UpdateFn<'_>,
-        _create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        Err(ApiError::MethodNotAllowed)
-    }
-    async fn delete(
-        &self,
-        _ctx: &RequestContext,
-        _ns: Option<&str>,
-        _name: &str,
-        _pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        Err(ApiError::MethodNotAllowed)
     }
     async fn watch(
         &self,

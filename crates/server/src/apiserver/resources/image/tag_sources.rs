@@ -19,12 +19,7 @@ use serde_json::Value;
 use crate::auth::Authorizer;
 use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::patch::MergeKeys;
-use moor_apimachinery::resource::{
-    DeletePreconditions, EncodedList, GroupResource, ListOptions, ObjectList, RequestContext,
-    ResourceDef, RestStorage, UpdateFn, WatchEvents,
-};
-use moor_apimachinery::table::TableDef;
+use moor_apimachinery::resource::{GroupResource, RequestContext, ResourceDef, RestStorage};
 
 /// One tag's source: (field path, kind, namespace or "", name).
 type Source = (String, String, String, String);
@@ -78,15 +73,19 @@ fn sources(obj: &Value, is_stream: bool) -> BTreeMap<String, Source> {
 /// Checks the pull right on other namespaces' streams that a write tags from.
 pub struct TagSourceAccess {
     authz: Arc<dyn Authorizer>,
+    /// The authorizer asks elsewhere (cluster mode): questions are asked before the
+    /// update step, whose sync check then finds the answers cached.
+    delegated: bool,
     is_stream: bool,
     gr: GroupResource,
     kind: &'static str,
 }
 
 impl TagSourceAccess {
-    fn new(def: &ResourceDef, authz: Arc<dyn Authorizer>) -> Self {
+    fn new(def: &ResourceDef, authz: Arc<dyn Authorizer>, delegated: bool) -> Self {
         TagSourceAccess {
             authz,
+            delegated,
             is_stream: def.plural == "imagestreams",
             gr: def.group_resource(),
             kind: def.kind,
@@ -95,7 +94,7 @@ impl TagSourceAccess {
 
     /// Guards `inner` (`imagestreams` or `imagestreamtags`) with `authz`.
     pub fn guard(inner: Arc<dyn RestStorage>, authz: Arc<dyn Authorizer>) -> Arc<dyn RestStorage> {
-        let access = Self::new(inner.def(), authz);
+        let access = Self::new(inner.def(), authz, false);
         Admitted::wrap(inner, access)
     }
 
@@ -107,11 +106,8 @@ impl TagSourceAccess {
         inner: Arc<dyn RestStorage>,
         authz: Arc<dyn Authorizer>,
     ) -> Arc<dyn RestStorage> {
-        let access = Self::new(inner.def(), authz.clone());
-        Arc::new(Warmed {
-            inner: Self::guard(inner, authz),
-            access,
-        })
+        let access = Self::new(inner.def(), authz, true);
+        Admitted::wrap(inner, access)
     }
 
     /// Asks the questions of writing `new` over `old`, for their answers to be cached.
@@ -208,111 +204,16 @@ impl WriteAdmission for TagSourceAccess {
         }
         self.verify(ctx.user.as_ref(), ns, new, old)
     }
-}
-
-/// A guarded storage whose writes first ask their tag-source questions
-/// asynchronously (see [`TagSourceAccess::guard_delegated`]); everything else passes
-/// through.
-struct Warmed {
-    inner: Arc<dyn RestStorage>,
-    access: TagSourceAccess,
-}
-
-#[async_trait::async_trait]
-impl RestStorage for Warmed {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
+    fn prepares(&self, ctx: &RequestContext) -> bool {
+        self.delegated && ctx.user.is_some()
     }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    async fn get(
+    async fn prepare(
         &self,
         ctx: &RequestContext,
         ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        self.access.warm(ctx, ns, &obj, None).await;
-        self.inner.create(ctx, ns, obj).await
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        if subresource.is_none() && ctx.user.is_some() {
-            // The update step is pure, so running it on the current object predicts
-            // what will be written (a conflict retry may differ; its miss refuses).
-            let old = self.inner.get(ctx, ns, name).await.ok();
-            if let Ok(new) = update(old.clone()) {
-                self.access.warm(ctx, ns, &new, old.as_ref()).await;
-            }
-        }
-        self.inner
-            .update(ctx, ns, name, subresource, update, create_if_missing)
-            .await
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.inner.delete(ctx, ns, name, pre).await
-    }
-    async fn create_subresource(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: &str,
-        body: Value,
-    ) -> Result<Value, ApiError> {
-        self.inner
-            .create_subresource(ctx, ns, name, subresource, body)
-            .await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
+        new: &Value,
+        old: Option<&Value>,
+    ) {
+        self.warm(ctx, ns, new, old).await;
     }
 }
