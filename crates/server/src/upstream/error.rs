@@ -244,10 +244,9 @@ impl UpstreamError {
         }
     }
 
-    /// Puts `prefix` before the message (used to name the endpoint that answered).
-    /// Variants without a message are returned unchanged.
-    pub(crate) fn with_prefix(mut self, prefix: &str) -> Self {
-        match &mut self {
+    /// The message of the variants that carry one.
+    fn message_mut(&mut self) -> Option<&mut String> {
+        match self {
             Self::NotFound { message, .. }
             | Self::Unauthorized { message, .. }
             | Self::Forbidden { message, .. }
@@ -255,8 +254,16 @@ impl UpstreamError {
             | Self::InvalidContent { message, .. }
             | Self::Registry { message, .. }
             | Self::Timeout { message, .. }
-            | Self::Transport { message, .. } => message.insert_str(0, prefix),
-            _ => {}
+            | Self::Transport { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Puts `prefix` before the message (used to name the endpoint that answered).
+    /// Variants without a message are returned unchanged.
+    pub(crate) fn with_prefix(mut self, prefix: &str) -> Self {
+        if let Some(message) = self.message_mut() {
+            message.insert_str(0, prefix);
         }
         self
     }
@@ -264,19 +271,9 @@ impl UpstreamError {
     /// Appends `note` to the message (used to say which mirrors failed before the
     /// source answered). Variants without a message are returned unchanged.
     pub(crate) fn with_note(mut self, note: &str) -> Self {
-        match &mut self {
-            Self::NotFound { message, .. }
-            | Self::Unauthorized { message, .. }
-            | Self::Forbidden { message, .. }
-            | Self::DigestMismatch { message, .. }
-            | Self::InvalidContent { message, .. }
-            | Self::Registry { message, .. }
-            | Self::Timeout { message, .. }
-            | Self::Transport { message, .. } => {
-                message.push_str("; ");
-                message.push_str(note);
-            }
-            _ => {}
+        if let Some(message) = self.message_mut() {
+            message.push_str("; ");
+            message.push_str(note);
         }
         self
     }

@@ -626,26 +626,22 @@ impl Store for EtcdStore {
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StoreError> {
         let inner = &self.inner;
-        let Some((start, end)) = inner.range(prefix) else {
-            let revision = match opts.revision {
-                Some(r) => r,
-                None => inner.current_revision().await?,
-            };
-            return Ok(ListResult {
-                kvs: Vec::new(),
-                revision,
-                more: false,
-            });
-        };
-        let start = match &opts.start_after {
-            Some(after) => {
-                let mut k = inner.etcd_key(after)?;
-                k.push(0);
-                k.max(start)
+        // The keys to read: the prefix's range, from after `start_after`.
+        let range = match inner.range(prefix) {
+            Some((start, end)) => {
+                let start = match &opts.start_after {
+                    Some(after) => {
+                        let mut k = inner.etcd_key(after)?;
+                        k.push(0);
+                        k.max(start)
+                    }
+                    None => start,
+                };
+                (start < end).then_some((start, end))
             }
-            None => start,
+            None => None,
         };
-        if start >= end {
+        let Some((start, end)) = range else {
             let revision = match opts.revision {
                 Some(r) => r,
                 None => inner.current_revision().await?,
@@ -655,7 +651,7 @@ impl Store for EtcdStore {
                 revision,
                 more: false,
             });
-        }
+        };
         let mut options = GetOptions::new().with_range(end);
         if let Some(revision) = opts.revision {
             options = options.with_revision((revision + REVISION_OFFSET).max(1));
