@@ -187,6 +187,10 @@ pub enum Command {
     /// Print the shell completion script for moor (bash, zsh, fish, ...)
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completion(CompletionArgs),
+
+    /// Work on a data set's store offline: copy it between SQLite and etcd, verified
+    #[command(after_help = crate::commands::store::STORE_EXAMPLES)]
+    Store(crate::commands::store::StoreArgs),
 }
 
 /// kubectl's words for a flag the command does not know (`error: unknown flag:

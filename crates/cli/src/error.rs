@@ -54,6 +54,9 @@ pub enum CliError {
     /// `moor registry login` could not log in.
     #[error(transparent)]
     RegistryLogin(#[from] crate::commands::RegistryLoginError),
+    /// `moor store copy` could not copy or verify.
+    #[error(transparent)]
+    Store(#[from] crate::commands::StoreCopyError),
     /// The command line asks for something that cannot be done.
     #[error("{0}")]
     Usage(String),

@@ -486,6 +486,62 @@ async fn watch_sends_added_modified_deleted_and_bookmarks() {
     assert_eq!(non_bookmark, vec!["ADDED", "MODIFIED", "DELETED"]);
 }
 
+/// On etcd, a watch's bookmarks follow etcd's progress notifications: they advance
+/// past writes outside the watched resource (which the watch itself never sees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_bookmarks_follow_etcd_progress() {
+    use moor_store::{EtcdOptions, EtcdStore, Store};
+    use tower::ServiceExt;
+    let Some(etcd) = tokio::task::block_in_place(moor_testkit::etcd::Etcd::start) else {
+        return;
+    };
+    let url = format!("etcd://127.0.0.1:{}/moor", etcd.client_port);
+    let options = EtcdOptions::from_url(&url, Default::default()).unwrap();
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(EtcdStore::connect(options).await.unwrap());
+    let h = MoorServer::builder().store(store.clone()).start().await;
+    let list = h.get(IS).await;
+    let rv = list.body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req = Request::get(format!(
+        "{IS}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=30"
+    ))
+    .header("authorization", format!("Bearer {TOKEN}"))
+    .body(Body::empty())
+    .unwrap();
+    let resp = h.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    // A write no image stream watch sees.
+    let elsewhere = store.create("/elsewhere/x", "x".into()).await.unwrap();
+    let mut buf = String::new();
+    let reached = async {
+        loop {
+            let chunk = body.next().await.unwrap().unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find('\n') {
+                let line: String = buf.drain(..=i).collect();
+                let ev: Value = serde_json::from_str(line.trim()).unwrap();
+                assert_eq!(ev["type"], "BOOKMARK", "{ev}");
+                let at: i64 = ev["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if at >= elsewhere {
+                    return at;
+                }
+            }
+        }
+    };
+    let at = tokio::time::timeout(std::time::Duration::from_secs(15), reached)
+        .await
+        .expect("a bookmark at or past the write elsewhere");
+    assert!(at >= elsewhere);
+}
+
 #[tokio::test]
 async fn watch_from_a_compacted_revision_is_410_gone() {
     let h = MoorServer::start().await;

@@ -95,6 +95,7 @@ where
     case!(list_paging);
     case!(list_at_revision);
     case!(watch_event_kinds);
+    case!(watch_with_progress_events);
     case!(watch_replays_history);
     case!(stalled_watcher_is_closed);
     case!(compaction);
@@ -624,6 +625,43 @@ pub async fn watch_event_kinds<S: Store>(store: S) {
     store.update("/watch/z", b("z2"), r5).await.unwrap();
     let r6 = store.update(key, b("v4"), r4).await.unwrap();
     assert_eq!(next_event(&mut one).await, put(kv(key, "v4", r4, r6)));
+}
+
+/// [`Store::watch_with_progress`] yields the events [`Store::watch`] does, in order;
+/// its bookmarks (if the backend has any) never go back, nor below an event before them.
+pub async fn watch_with_progress_events<S: Store>(store: S) {
+    let r0 = store.current_revision().await.unwrap();
+    let mut items = store.watch_with_progress("/progress/", r0).await.unwrap();
+    let mut plain = store.watch("/progress/", r0).await.unwrap();
+    let r1 = store.create("/progress/a", b("1")).await.unwrap();
+    store.create("/elsewhere", b("x")).await.unwrap();
+    let r2 = store.update("/progress/a", b("2"), r1).await.unwrap();
+    let gone = store.delete("/progress/a", Some(r2)).await.unwrap();
+    let expected = next_events(&mut plain, 3).await;
+    let (mut events, mut floor) = (Vec::new(), r0);
+    while events.len() < expected.len() {
+        let item = tokio::time::timeout(Duration::from_secs(10), items.next())
+            .await
+            .expect("an item within 10 s")
+            .expect("the watch goes on")
+            .expect("no error");
+        match item {
+            crate::WatchItem::Event(e) => {
+                assert!(
+                    e.kv.mod_revision > floor,
+                    "event {e:?} after bookmark {floor}"
+                );
+                floor = e.kv.mod_revision;
+                events.push(e);
+            }
+            crate::WatchItem::Progress(r) => {
+                assert!(r >= floor, "bookmark {r} went back from {floor}");
+                floor = r;
+            }
+        }
+    }
+    assert_eq!(events, expected);
+    assert_eq!(events[2].kv.mod_revision, gone.mod_revision);
 }
 
 /// A watcher that stops reading is closed with [`StoreError::WatchLagged`] once it

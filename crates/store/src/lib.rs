@@ -88,6 +88,33 @@ pub struct ListResult {
 /// A watch: events in revision order; ends with `Err` if the watcher fell too far behind.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
 
+/// One item of a [`ProgressStream`]: a change, or word that the watch is complete up to
+/// a revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchItem {
+    /// A change, as [`WatchStream`] yields it.
+    Event(Event),
+    /// Every change under the watched prefix up to this revision has been yielded: a
+    /// bookmark (from etcd's progress notifications). It may repeat, never goes back,
+    /// and is at least the revision of every event before it.
+    Progress(Revision),
+}
+
+/// A watch with bookmarks: [`WatchItem`]s in revision order; ends like [`WatchStream`].
+pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<WatchItem, StoreError>> + Send>>;
+
+/// The answer of [`Store::claim_compaction`]: one round of kube-apiserver's compactor
+/// election.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionClaim {
+    /// This process won the round: it compacts to the revision of its previous round.
+    pub won: bool,
+    /// The compaction key's version now: what the next round compares.
+    pub version: i64,
+    /// The store's revision at the claim: what the next round compacts to.
+    pub revision: Revision,
+}
+
 /// Errors of every backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,6 +188,35 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     /// The revision of the last write (0 for an empty store).
     async fn current_revision(&self) -> Result<Revision, StoreError>;
+    /// [`watch`](Self::watch) with bookmarks: [`WatchItem::Progress`] carries a revision
+    /// up to which the watch is complete, also when no change under `prefix` happened.
+    /// The default yields no bookmarks (one process knows its own writes).
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<ProgressStream, StoreError> {
+        use futures::StreamExt as _;
+        let events = self.watch(prefix, after).await?;
+        Ok(events.map(|r| r.map(WatchItem::Event)).boxed())
+    }
+    /// One round of the compactor election kube-apiserver runs on etcd: the process
+    /// whose compare-and-swap of the compaction key from `version` succeeds wins the
+    /// round and compacts (to the `revision` of its previous round); the others learn
+    /// the key's new version and wait a full interval. The default, for a store only one
+    /// process opens: always won.
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        revision: Revision,
+    ) -> Result<CompactionClaim, StoreError> {
+        let _ = revision;
+        Ok(CompactionClaim {
+            won: true,
+            version: version + 1,
+            revision: self.current_revision().await?,
+        })
+    }
     /// Whether `kv`, as this store returned it, should be written again even when an
     /// update leaves it unchanged: a store that transforms values (encryption at rest)
     /// says so while the value is kept with another key than writes use now (kube's

@@ -12,14 +12,30 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 
-use crate::{Event, Revision, StoreError, WatchStream};
+use crate::{Event, ProgressStream, Revision, StoreError, WatchItem, WatchStream};
 
 /// The bytes of undelivered events one watcher may hold before it is closed.
 pub const DEFAULT_WATCH_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
-/// What an event costs a watcher's budget.
-fn cost(event: &Event) -> usize {
-    event.kv.key.len() + event.kv.value.len() + 64
+/// What an item costs a watcher's budget.
+fn cost(item: &WatchItem) -> usize {
+    match item {
+        WatchItem::Event(event) => event.kv.key.len() + event.kv.value.len() + 64,
+        WatchItem::Progress(_) => 64,
+    }
+}
+
+/// The events of `items`, without the bookmarks.
+pub(crate) fn events_only(items: ProgressStream) -> WatchStream {
+    items
+        .filter_map(|r| {
+            futures::future::ready(match r {
+                Ok(WatchItem::Event(e)) => Some(Ok(e)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(e) => Some(Err(e)),
+            })
+        })
+        .boxed()
 }
 
 /// Builds a watch stream under `prefix`: first `history` (in revision order), then the
@@ -74,13 +90,13 @@ pub(crate) fn stream_with_budget(
         }
     });
     stream::iter(history.into_iter().map(Ok))
-        .chain(live_stream)
+        .chain(events_only(live_stream))
         .boxed()
 }
 
 /// The producing end of one watcher's queue (see [`queue`]).
 pub(crate) struct QueueSender {
-    tx: mpsc::UnboundedSender<Result<Event, StoreError>>,
+    tx: mpsc::UnboundedSender<Result<WatchItem, StoreError>>,
     buffered: Arc<AtomicUsize>,
     budget: usize,
 }
@@ -90,12 +106,21 @@ impl QueueSender {
     /// pass the byte budget: then [`StoreError::WatchLagged`] is queued instead and the
     /// caller must stop.
     pub(crate) fn send(&self, event: Event) -> bool {
-        let c = cost(&event);
+        self.send_item(WatchItem::Event(event))
+    }
+
+    /// Queues a bookmark at `revision`; returns as [`send`](Self::send) does.
+    pub(crate) fn progress(&self, revision: Revision) -> bool {
+        self.send_item(WatchItem::Progress(revision))
+    }
+
+    fn send_item(&self, item: WatchItem) -> bool {
+        let c = cost(&item);
         if self.buffered.fetch_add(c, Ordering::AcqRel) + c > self.budget {
             self.fail(StoreError::WatchLagged);
             return false;
         }
-        self.tx.send(Ok(event)).is_ok()
+        self.tx.send(Ok(item)).is_ok()
     }
 
     /// Ends the stream with `err` (after the events already queued).
@@ -111,19 +136,19 @@ impl QueueSender {
 
 /// One watcher's queue, bounded by `budget` bytes of undelivered events rather than by
 /// count, and the stream that drains it; the stream ends after its first error.
-pub(crate) fn queue(budget: usize) -> (QueueSender, WatchStream) {
+pub(crate) fn queue(budget: usize) -> (QueueSender, ProgressStream) {
     let buffered = Arc::new(AtomicUsize::new(0));
     // Unbounded by count, bounded by `buffered`: `QueueSender::send` ends the stream
     // before the queue holds more than `budget` bytes.
-    let (tx, rx) = mpsc::unbounded_channel::<Result<Event, StoreError>>();
+    let (tx, rx) = mpsc::unbounded_channel::<Result<WatchItem, StoreError>>();
     let sender = QueueSender {
         tx,
         buffered: buffered.clone(),
         budget,
     };
     let live = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(move |r| {
-        if let Ok(event) = &r {
-            buffered.fetch_sub(cost(event), Ordering::AcqRel);
+        if let Ok(item) = &r {
+            buffered.fetch_sub(cost(item), Ordering::AcqRel);
         }
         r
     });

@@ -225,3 +225,75 @@ async fn tls_with_a_client_certificate() {
     options.deadline = Duration::from_secs(1);
     assert!(EtcdStore::connect(options).await.is_err());
 }
+
+/// The next bookmark of `watch`, skipping nothing else: an event fails the test.
+async fn next_progress(watch: &mut moor_store::ProgressStream) -> i64 {
+    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("a bookmark within 10 s")
+        .expect("the watch goes on")
+        .expect("no error");
+    match item {
+        moor_store::WatchItem::Progress(revision) => revision,
+        moor_store::WatchItem::Event(e) => panic!("unexpected event {e:?}"),
+    }
+}
+
+/// A watch with no changes under its prefix still hears etcd's progress: a bookmark at
+/// the current revision, advancing as other prefixes are written; a change under the
+/// prefix comes as an event, and bookmarks never go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bookmarks_carry_the_revision_of_progress_notifications() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+    let store = etcd_store(vec![etcd.endpoint.clone()], "/moor").await;
+    store.create("/other/0", "x".into()).await.unwrap();
+    let start = store.current_revision().await.unwrap();
+    let mut watch = store.watch_with_progress("/quiet/", start).await.unwrap();
+    assert_eq!(next_progress(&mut watch).await, start);
+
+    let mut last = start;
+    for i in 1..=3 {
+        last = store
+            .create(&format!("/other/{i}"), "x".into())
+            .await
+            .unwrap();
+    }
+    // Bookmarks up to the writes elsewhere, none past them, none going back.
+    let mut bookmark = start;
+    while bookmark < last {
+        let next = next_progress(&mut watch).await;
+        assert!(next >= bookmark && next <= last, "{next} after {bookmark}");
+        bookmark = next;
+    }
+    assert_eq!(bookmark, last);
+
+    let own = store.create("/quiet/a", "x".into()).await.unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.next().await.unwrap().unwrap() {
+                moor_store::WatchItem::Progress(r) => assert_eq!(r, last),
+                moor_store::WatchItem::Event(e) => return e,
+            }
+        }
+    })
+    .await
+    .expect("the event");
+    assert_eq!(
+        (item.kv.key.as_str(), item.kv.mod_revision),
+        ("/quiet/a", own)
+    );
+    assert_eq!(next_progress(&mut watch).await, own);
+    // The plain watch has no bookmarks: its next item is the next change.
+    let mut plain = store.watch("/quiet/", own).await.unwrap();
+    store.create("/other/4", "x".into()).await.unwrap();
+    let next = store.create("/quiet/b", "x".into()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), plain.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.kv.mod_revision, next);
+}

@@ -275,7 +275,12 @@ impl RestStorage for StoredResource {
         } else {
             parse_resource_version(rv)?
         };
-        let mut events = self.store.watch(&self.prefix(ns), from).await?;
+        // With bookmarks from the store (etcd's progress notifications): a BOOKMARK
+        // then carries the store's progress, not only the last event's revision.
+        let mut events = self
+            .store
+            .watch_with_progress(&self.prefix(ns), from)
+            .await?;
         let strategy = self.strategy.clone();
         let label = opts.label_selector.clone();
         let field = opts.field_selector.clone();
@@ -323,7 +328,11 @@ impl RestStorage for StoredResource {
                                 let _ = tx.send(WatchEvent::Error(err.status())).await;
                                 return;
                             }
-                            Some(Ok(ev)) => ev,
+                            Some(Ok(moor_store::WatchItem::Progress(rev))) => {
+                                last_rev = last_rev.max(rev);
+                                continue;
+                            }
+                            Some(Ok(moor_store::WatchItem::Event(ev))) => ev,
                         };
                         last_rev = ev.kv.mod_revision;
                         // Every watcher decodes each event: a large object is decoded

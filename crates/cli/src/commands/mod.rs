@@ -19,6 +19,7 @@ pub(crate) mod rollback;
 pub(crate) mod rollout;
 pub(crate) mod serve;
 pub(crate) mod set;
+pub(crate) mod store;
 pub(crate) mod tag;
 pub(crate) mod version;
 
@@ -28,6 +29,7 @@ pub use mirror::MirrorError;
 pub use policy::PolicyError;
 pub use registry::RegistryLoginError;
 pub use rollback::RollbackError;
+pub use store::StoreCopyError;
 
 use std::io::Write;
 
@@ -68,6 +70,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Registry(args) => registry::run(&connect(&global).await?, args).await,
         Command::Version(args) => version::run(args, || connect(&global)).await,
         Command::Completion(args) => completion::run(args),
+        Command::Store(args) => store::run(args).await,
     }
 }
 

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use moor_store::{
-    Event, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream,
+    CompactionClaim, Event, KeyValue, ListOptions, ListResult, ProgressStream, Revision, Store,
+    StoreError, WatchItem, WatchStream,
 };
 
 use super::{EncryptionConfig, EncryptionError};
@@ -109,8 +110,46 @@ impl Store for EncryptedStore {
         Ok(events.boxed())
     }
 
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<ProgressStream, StoreError> {
+        let config = self.config.clone();
+        let items = self
+            .inner
+            .watch_with_progress(prefix, after)
+            .await?
+            .map(move |r| {
+                r.and_then(|item| match item {
+                    WatchItem::Event(event) => Ok(WatchItem::Event(Event {
+                        kind: event.kind,
+                        kv: open(&config, event.kv)?,
+                    })),
+                    progress => Ok(progress),
+                })
+            });
+        // Ends after its first error, as `watch` does.
+        let items = items.scan(false, |ended, r| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            *ended = r.is_err();
+            futures::future::ready(Some(r))
+        });
+        Ok(items.boxed())
+    }
+
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         self.inner.compact(revision).await
+    }
+
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        revision: Revision,
+    ) -> Result<CompactionClaim, StoreError> {
+        self.inner.claim_compaction(version, revision).await
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {

@@ -28,10 +28,16 @@
 //! `resolve.rs`. A watch whose stream breaks re-opens on the next member from the
 //! revision after its last event (`watch.rs`).
 //!
-//! Not here yet: kube-apiserver's single compactor elected through a compaction key
-//! (every moor process compacts on its own schedule), and bookmarks from progress
-//! notifications (they only advance a watch's resume revision). Calls only etcd,
-//! through `etcd-client`.
+//! **Compaction.** One compactor per etcd, elected as kube-apiserver's is: each round,
+//! every process compares the version of [`COMPACT_REV_KEY`] with the one it saw last
+//! round and puts the key if it is unchanged; the process whose transaction succeeds
+//! compacts to the revision it read one round earlier, the others take the new
+//! version and wait a full interval ([`Store::claim_compaction`]; the loop is the
+//! server's `compactor`).
+//!
+//! **Bookmarks.** A watch opened with [`Store::watch_with_progress`] yields etcd's
+//! progress notifications as bookmarks (`watch.rs`). Calls only etcd, through
+//! `etcd-client`.
 
 mod resolve;
 mod watch;
@@ -48,10 +54,19 @@ use etcd_client::{
     Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 
-use crate::{KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
+use crate::{
+    CompactionClaim, KeyValue, ListOptions, ListResult, ProgressStream, Revision, Store,
+    StoreError, WatchStream,
+};
 
 /// etcd revision = moor revision + this (see the module doc).
 pub const REVISION_OFFSET: i64 = 1;
+
+/// The key of kube-apiserver's compactor election, outside every data set's prefix:
+/// compaction is etcd-wide, so every moor data set (and a kube-apiserver) on one etcd
+/// takes part in one election. kine recognises the election's transaction on this key
+/// and answers it without compacting (it compacts on its own).
+pub const COMPACT_REV_KEY: &str = "compact_rev_key";
 
 /// The largest gRPC message this client accepts: etcd's own default limit for requests
 /// is 1.5 MiB (`--max-request-bytes`), but a list page may hold many values.
@@ -795,6 +810,15 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        let items = watch::open(Arc::clone(&self.inner), prefix, after).await?;
+        Ok(crate::watch::events_only(items))
+    }
+
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<ProgressStream, StoreError> {
         watch::open(Arc::clone(&self.inner), prefix, after).await
     }
 
@@ -821,6 +845,45 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.inner.current_revision().await
+    }
+
+    /// kube-apiserver's transaction, shape for shape (kine matches it): `version(key) ==
+    /// version ? put(key, revision) : get(key)`.
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        revision: Revision,
+    ) -> Result<CompactionClaim, StoreError> {
+        let key = COMPACT_REV_KEY.as_bytes().to_vec();
+        let value = if revision > 0 {
+            revision + REVISION_OFFSET
+        } else {
+            0
+        };
+        let txn = Txn::new()
+            .when([Compare::version(key.clone(), CompareOp::Equal, version)])
+            .and_then([TxnOp::put(key.clone(), value.to_string(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        // A transaction of unknown outcome is sent again without reading back: the
+        // version compare keeps it from applying twice, and at worst this process loses
+        // a round it won, in which nobody compacts.
+        let written = self.inner.write(txn, || async { Ok(None::<()>) }).await?;
+        let Written::Answer(response) = written else {
+            return Err(backend("compaction claim", "resolved without an answer"));
+        };
+        let revision = header_revision(&response)? - REVISION_OFFSET;
+        if response.succeeded() {
+            return Ok(CompactionClaim {
+                won: true,
+                version: version + 1,
+                revision,
+            });
+        }
+        Ok(CompactionClaim {
+            won: false,
+            version: failure_kv(&response).map_or(0, |kv| kv.version()),
+            revision,
+        })
     }
 }
 

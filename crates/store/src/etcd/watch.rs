@@ -3,6 +3,14 @@
 //! its events into the watcher's byte-bounded queue (the one of `crate::watch`), and
 //! re-opens the etcd watch on another member from the next revision when the stream
 //! breaks, so a member failure costs neither a gap nor a duplicate.
+//!
+//! **Bookmarks.** etcd sends a synced watcher a progress notification (a response
+//! without events) every `--experimental-watch-progress-notify-interval` (etcd's default
+//! is 10 minutes; kube's guidance is 5 s): every change up to its header revision was
+//! sent. The pump passes it on as [`crate::WatchItem::Progress`]. moor does not send
+//! `RequestProgress` itself: etcd before 3.4.24 and 3.5.8 answers it ahead of events an
+//! unsynced watcher still has to receive (etcd issue 15220), which would make a
+//! bookmark lie.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +20,14 @@ use futures::StreamExt;
 
 use super::{Inner, REVISION_OFFSET, backend};
 use crate::watch::{QueueSender, queue};
-use crate::{Event, EventKind, Revision, StoreError, WatchStream};
+use crate::{Event, EventKind, ProgressStream, Revision, StoreError};
 
-/// Opens a watch of moor `prefix` for revisions after `after`.
+/// Opens a watch of moor `prefix` for revisions after `after`, with bookmarks.
 pub(super) async fn open(
     inner: Arc<Inner>,
     prefix: &str,
     after: Revision,
-) -> Result<WatchStream, StoreError> {
+) -> Result<ProgressStream, StoreError> {
     let Some((start, end)) = inner.range(prefix) else {
         return Ok(futures::stream::pending().boxed());
     };
@@ -111,11 +119,17 @@ async fn pump(
             return;
         }
         if response.events().is_empty() {
-            // A progress notification: every event up to its revision was sent.
+            // A progress notification: every event up to its revision was sent. One
+            // below the watch's start (etcd 3.4 sends those to a watch that starts in
+            // the future) says nothing new.
             if let Some(h) = response.header()
                 && !response.created()
+                && h.revision() + 1 >= next
             {
-                next = next.max(h.revision() + 1);
+                next = h.revision() + 1;
+                if !tx.progress(h.revision() - REVISION_OFFSET) {
+                    return;
+                }
             }
             continue;
         }

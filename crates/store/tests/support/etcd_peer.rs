@@ -83,6 +83,8 @@ impl Etcd {
                 .args(["--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &format!("t={peer_url}")])
                 .args(["--max-request-bytes", &(16 << 20).to_string()])
+                // Bookmarks (progress notifications) every 200 ms, not every 10 min.
+                .args(["--experimental-watch-progress-notify-interval", "200ms"])
                 .args([
                     "--listen-metrics-urls",
                     &format!("http://127.0.0.1:{metrics}"),
@@ -132,6 +134,94 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A three-member etcd cluster on loopback (TESTBED.md), each member killed on drop.
+pub struct Cluster {
+    /// `127.0.0.1:PORT` of each member, in member order.
+    pub endpoints: Vec<String>,
+    members: Vec<Option<Child>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` members on free ports and waits until each reports healthy (which
+    /// needs a leader).
+    pub fn start(n: usize) -> Cluster {
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("temp dir");
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer, _))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, (client, peer, metrics)) in ports.iter().enumerate() {
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = std::fs::File::create(dir.path().join(format!("e{i}.log"))).expect("log");
+            let child = Command::new("etcd")
+                .args(["--name", &format!("e{i}"), "--data-dir"])
+                .arg(dir.path().join(format!("e{i}")))
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args(["--initial-cluster", &initial])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "moor-test"])
+                .args(["--experimental-watch-progress-notify-interval", "200ms"])
+                .args([
+                    "--listen-metrics-urls",
+                    &format!("http://127.0.0.1:{metrics}"),
+                ])
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn etcd");
+            members.push(Some(child));
+        }
+        let cluster = Cluster {
+            endpoints: ports
+                .iter()
+                .map(|(client, _, _)| format!("127.0.0.1:{client}"))
+                .collect(),
+            members,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ports.iter().all(|(_, _, metrics)| healthy(*metrics)) {
+            assert!(Instant::now() < deadline, "etcd cluster did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// Kills member `i` with SIGKILL (`kill -9`) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
     }
 }
 
