@@ -33,8 +33,11 @@
 //! notifications (they only advance a watch's resume revision). Calls only etcd,
 //! through `etcd-client`.
 
+mod lease;
 mod resolve;
 mod watch;
+
+pub use lease::LeaseId;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +48,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, GetResponse, KvClient,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
+    LeaseClient, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 
 use crate::{KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream};
@@ -155,6 +158,8 @@ struct Member {
     endpoint: String,
     kv: KvClient,
     watch: WatchClient,
+    /// Leases of leader election (`lease.rs`).
+    lease: LeaseClient,
 }
 
 /// A [`Store`] on etcd (or kine). Cheap to share: clone the `Arc`.
@@ -309,6 +314,7 @@ impl EtcdStore {
                 watch: client
                     .watch_client()
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                lease: client.lease_client(),
             });
         }
         if members.is_empty() {
