@@ -11,8 +11,8 @@
 //! - **single**: one process on a store no other process can open (memory), always
 //!   the leader.
 //!
-//! A leader may write until `(send time of its last successful renewal) + LEASE_TTL
-//! - FENCE_MARGIN`: etcd starts a renewed lease's TTL when it receives the renewal,
+//! A leader may write until the send time of its last successful renewal plus
+//! `LEASE_TTL` minus `FENCE_MARGIN`: etcd starts a renewed lease's TTL when it receives the renewal,
 //! so the lease cannot expire earlier than the TTL after the renewal was sent. Past
 //! that instant without a renewal the leader steps down by itself. [`fence`] holds the
 //! write wrappers that check it. Calls the store (etcd leases), the file system
