@@ -152,6 +152,23 @@ async fn three_replicas_share_identity_and_fail_over_without_losing_writes() {
         takeover < Duration::from_secs(10),
         "takeover took {takeover:?}"
     );
+    // `/metrics` says the same.
+    for (i, url) in alive.iter().enumerate() {
+        let metrics = client
+            .get(format!("{url}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expected = format!("moor_is_leader {}", u8::from(i == next));
+        assert!(
+            metrics.contains(&expected),
+            "{url}: no {expected:?} in /metrics"
+        );
+    }
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
