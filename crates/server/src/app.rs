@@ -30,6 +30,8 @@ pub struct AppState {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// The audit log (disabled by default).
     pub audit: crate::audit::Audit,
+    /// Who leads the controllers, shown by `/readyz?verbose` (`None`: not shown).
+    pub leadership: Option<Arc<dyn crate::scheduler::Leadership>>,
 }
 
 /// The whole HTTP surface of moor.
@@ -85,16 +87,52 @@ pub fn app(state: AppState) -> Router {
     health.merge(rest)
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// `/readyz`: `ok` once started and while the store answers. With `?verbose`, kube's
+/// check list, plus this replica's part in the leader election (a follower is ready:
+/// it serves the API and the registry).
+async fn readyz(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> impl IntoResponse {
     if !state.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting").into_response();
     }
-    match state.api.store.current_revision().await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: store: {e}"),
-        )
-            .into_response(),
+    let verbose = query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "verbose" || p.starts_with("verbose="))
+    });
+    let store = state.api.store.current_revision().await;
+    if !verbose {
+        return match store {
+            Ok(_) => (StatusCode::OK, "ok").into_response(),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: store: {e}"),
+            )
+                .into_response(),
+        };
     }
+    let mut body = String::from("[+]ping ok\n");
+    let code = match &store {
+        Ok(_) => {
+            body.push_str("[+]store ok\n");
+            StatusCode::OK
+        }
+        Err(e) => {
+            body.push_str(&format!("[-]store failed: {e}\n"));
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    if let Some(leadership) = &state.leadership {
+        body.push_str(&format!(
+            "[+]leader-election ok: {}\n",
+            leadership.describe()
+        ));
+    }
+    body.push_str(if code == StatusCode::OK {
+        "readyz check passed\n"
+    } else {
+        "readyz check failed\n"
+    });
+    (code, body).into_response()
 }

@@ -77,6 +77,10 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
     #[error("--encryption-provider-config: {0}")]
     Encryption(#[from] crate::encryption::EncryptionError),
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("leader election: {0}")]
+    Election(#[from] crate::election::ElectionError),
     #[error("cluster mode: {0}")]
     Cluster(#[source] Box<crate::auth::cluster::ClusterError>),
     #[error("cluster mode: {0}")]
@@ -438,21 +442,41 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
 }
 
 /// Opens the store `--store` names: etcd (connected, over TLS when `--etcd-*` files are
-/// given), else what [`open_store`] opens.
-async fn open_configured_store(opts: &ServeOptions) -> Result<Arc<dyn Store>, ServeError> {
+/// given), else what [`open_store`] opens; with how replicas on it elect their leader
+/// (an etcd lease, a lock next to the SQLite database, or none for memory).
+async fn open_configured_store(
+    opts: &ServeOptions,
+) -> Result<(Arc<dyn Store>, crate::election::Backend), ServeError> {
+    use crate::election::Backend;
     match opts.store.as_deref() {
         Some(url) if url.starts_with("etcd://") => {
             let options = moor_store::EtcdOptions::from_url(url, opts.etcd_tls.clone())?;
             let endpoints = options.endpoints.join(",");
-            let store = moor_store::EtcdStore::connect(options).await?;
+            let store = Arc::new(moor_store::EtcdStore::connect(options).await?);
             tracing::info!(%endpoints, "store: etcd");
-            Ok(Arc::new(store))
+            Ok((store.clone(), Backend::Etcd(store)))
         }
         _ if opts.etcd_tls.is_set() => Err(ServeError::EtcdFlags(
             "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --store etcd://...".into(),
         )),
-        url => open_store(url, &opts.data_dir),
+        url => {
+            let backend = match url {
+                Some("memory://") => Backend::Single,
+                Some(u) if u.starts_with("sqlite://") => {
+                    Backend::FileLock(leader_lock_path(Path::new(&u["sqlite://".len()..])))
+                }
+                _ => Backend::FileLock(leader_lock_path(&opts.data_dir.join("moor.db"))),
+            };
+            Ok((open_store(url, &opts.data_dir)?, backend))
+        }
     }
+}
+
+/// The lock file of the SQLite election: `<database>.leader`.
+fn leader_lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".leader");
+    PathBuf::from(name)
 }
 
 /// `--encryption-provider-config`, read and checked (`None` without the flag).
@@ -695,8 +719,12 @@ pub struct Overrides {
     pub source: Option<Arc<dyn crate::importer::Source>>,
     /// The admin token, instead of the kubeconfig's or a new one.
     pub admin_token: Option<String>,
-    /// Who leads the scheduler, instead of always this process.
+    /// Who leads the scheduler, instead of who leads the controllers.
     pub leadership: Option<Arc<dyn crate::scheduler::Leadership>>,
+    /// Who leads the controllers (importer, scheduler, triggers, compactor, stream
+    /// cleanup), instead of the election on the store (always this process when
+    /// [`store`](Self::store) is given).
+    pub election: Option<Arc<dyn crate::scheduler::Leadership>>,
     /// The import controller's retry backoff, instead of its default.
     pub import_backoff: Option<crate::importer::controller::Backoff>,
     /// The upstream client ignores `HTTPS_PROXY` and friends.
@@ -742,8 +770,11 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         source,
     })?;
     let encryption = encryption_config(opts)?;
-    let store = match overrides.store {
-        Some(store) => store,
+    // Replicas share their identity through the store; an in-process store is not
+    // shared.
+    let share_identity = overrides.store.is_none();
+    let (store, election_backend) = match overrides.store {
+        Some(store) => (store, crate::election::Backend::Single),
         None => open_configured_store(opts).await?,
     };
     let store = encrypted(store, encryption);
@@ -754,6 +785,13 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         })?;
     listener.set_nonblocking(true).map_err(ServeError::Serve)?;
     let addr: SocketAddr = listener.local_addr().map_err(ServeError::Serve)?;
+    let leadership: Arc<dyn crate::scheduler::Leadership> = match overrides.election {
+        Some(leadership) => leadership,
+        None => crate::election::Election::start(
+            election_backend,
+            format!("{addr} pid={}", std::process::id()),
+        )?,
+    };
     let registry_hostname = opts
         .registry_hostname
         .clone()
@@ -761,10 +799,16 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let tls = match (&opts.serving_cert, opts.plain_http) {
         (_, true) => None,
         (Some((cert, key)), false) => Some(crate::tls::load(cert, key)?),
-        (None, false) => Some(crate::tls::ensure(
-            &opts.data_dir.join("tls"),
-            &[opts.listen.clone(), registry_hostname.clone()],
-        )?),
+        (None, false) => {
+            let dir = opts.data_dir.join("tls");
+            if share_identity {
+                crate::identity::ca(&store, &dir).await?;
+            }
+            Some(crate::tls::ensure(
+                &dir,
+                &[opts.listen.clone(), registry_hostname.clone()],
+            )?)
+        }
     };
     let client_ca = match &opts.client_ca_file {
         Some(path) if tls.is_some() => Some(
@@ -794,6 +838,10 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let tls_config = reload_given_certificate(opts, tls.as_ref(), tls_config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
+    if share_identity && opts.token_authn.signing_key_file.is_none() {
+        let path = opts.data_dir.join(crate::auth::serviceaccount::KEY_FILE);
+        crate::identity::service_account_key(&store, &path).await?;
+    }
     let service_account_tokens = service_account_tokens(opts, &url, store.clone())?;
     let config = ApiConfig {
         registry_hostname,
@@ -846,6 +894,9 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         Some(token) => {
             let authn = AdminToken::for_token(&token);
             (token, authn)
+        }
+        None if share_identity => {
+            crate::identity::admin_token(&store, token_from_kubeconfig(&kubeconfig)).await?
         }
         None => {
             let existing = token_from_kubeconfig(&kubeconfig);
@@ -922,7 +973,6 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         registry.register_metrics(&metrics);
         let registry = Arc::new(registry);
         registry.spawn_upload_reaper();
-        registry.spawn_stream_cleanup();
         resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
             registry.clone(),
             resources.workloads(),
@@ -947,6 +997,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     }
     // Namespaces created from here on get their bindings from the follower.
     let namespaces_from = store.current_revision().await?;
+    register_leadership_metrics(&metrics, leadership.clone());
     let state = AppState {
         api,
         auth,
@@ -954,6 +1005,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         ready: Arc::new(AtomicBool::new(false)),
         registry,
         audit,
+        leadership: Some(leadership.clone()),
     };
     let loops = overrides.loops;
     let mut tasks = cluster_tasks;
@@ -967,27 +1019,47 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             namespaces_from,
         )));
     }
+    use crate::election::fence::{FencedStorage, FencedStore, fence_layer};
+    use crate::election::while_leading;
     if loops.compactor {
-        tasks.push(tokio::spawn(crate::compactor::run(
-            store.clone(),
-            COMPACTION_INTERVAL,
+        let fenced = FencedStore::wrap(store.clone(), leadership.clone());
+        tasks.push(tokio::spawn(while_leading(
+            leadership.clone(),
+            "compactor",
+            move || crate::compactor::run(fenced.clone(), COMPACTION_INTERVAL),
+        )));
+    }
+    if let Some(registry) = &state.registry {
+        let registry = registry.clone();
+        tasks.push(tokio::spawn(while_leading(
+            leadership.clone(),
+            "stream-cleanup",
+            move || registry.stream_cleanup(),
         )));
     }
     let import_metrics = crate::importer::ImportMetrics::default();
     import_metrics.register(&state.metrics);
     if loops.imports {
-        let controller = crate::importer::controller::ImportController::new(
-            importer.clone(),
-            overrides.import_backoff.unwrap_or_default(),
-        )
-        .with_limits(opts.import_limits)
-        .with_metrics(import_metrics.clone());
-        tasks.push(tokio::spawn(controller.run()));
+        let fenced =
+            Arc::new(importer.with_storages(|s| FencedStorage::wrap(s, leadership.clone())));
+        let backoff = overrides.import_backoff.unwrap_or_default();
+        let (limits, import_metrics) = (opts.import_limits, import_metrics.clone());
+        tasks.push(tokio::spawn(while_leading(
+            leadership.clone(),
+            "imports",
+            move || {
+                crate::importer::controller::ImportController::new(fenced.clone(), backoff.clone())
+                    .with_limits(limits)
+                    .with_metrics(import_metrics.clone())
+                    .run()
+            },
+        )));
     }
+    let scheduler_leadership = overrides.leadership.unwrap_or_else(|| leadership.clone());
     let scheduler = crate::scheduler::Scheduler::new(
-        importer,
+        Arc::new(importer.with_storages(|s| FencedStorage::wrap(s, scheduler_leadership.clone()))),
         upstream,
-        store.clone(),
+        FencedStore::wrap(store.clone(), scheduler_leadership.clone()),
         budgets,
         crate::scheduler::SchedulerConfig {
             interval: opts.scheduled_import_interval,
@@ -998,21 +1070,30 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     .with_import_metrics(import_metrics);
     scheduler.register_metrics(&state.metrics);
     if loops.scheduler {
-        let leadership = overrides
-            .leadership
-            .unwrap_or_else(|| Arc::new(crate::scheduler::AlwaysLeader::new()));
-        tasks.push(tokio::spawn(scheduler.run(leadership)));
+        tasks.push(tokio::spawn(scheduler.run(scheduler_leadership)));
     }
     if loops.triggers {
-        let images = crate::lookup::triggers::local_client(state.api.clone());
+        // Its writes to moor's own API are fenced; to another cluster's, only gated.
+        let images = kube::Client::new(
+            fence_layer(
+                moor_apimachinery::router(state.api.clone()),
+                leadership.clone(),
+            ),
+            "default",
+        );
         let workloads = match (&opts.workload_kubeconfig, &cluster) {
             (Some(path), _) => crate::lookup::triggers::kubeconfig_client(path).await?,
             (None, Some(cluster)) => cluster.client.clone(),
             (None, None) => images.clone(),
         };
-        tasks.push(tokio::spawn(
-            crate::lookup::triggers::TriggerController::new(images, workloads).run(),
-        ));
+        tasks.push(tokio::spawn(while_leading(
+            leadership.clone(),
+            "triggers",
+            move || {
+                crate::lookup::triggers::TriggerController::new(images.clone(), workloads.clone())
+                    .run()
+            },
+        )));
     }
     Ok(Built {
         state,
@@ -1117,6 +1198,26 @@ impl Built {
             Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         }
     }
+}
+
+/// `moor_is_leader`: 1 while this process leads the controllers, else 0.
+fn register_leadership_metrics(
+    metrics: &Metrics,
+    leadership: Arc<dyn crate::scheduler::Leadership>,
+) {
+    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    metrics.register(
+        "is_leader",
+        "1 while this replica leads the controllers (importer, scheduler, triggers, compactor, stream cleanup)",
+        gauge.clone(),
+    );
+    let mut rx = leadership.subscribe();
+    gauge.set(i64::from(*rx.borrow_and_update()));
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            gauge.set(i64::from(*rx.borrow_and_update()));
+        }
+    });
 }
 
 /// `limits` with `max_connections` lowered to fit the process's descriptor limit

@@ -51,6 +51,13 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     Ok(params)
 }
 
+/// A new CA of the kind [`ensure`] makes: its key and its certificate, PEM.
+pub fn new_ca() -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params()?.self_signed(&key)?;
+    Ok((key.serialize_pem(), cert.pem()))
+}
+
 fn read(path: &Path) -> Result<Option<String>, TlsError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),

@@ -578,6 +578,7 @@ async fn a_forbidden_request_is_audited_with_the_refused_user() {
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         registry: None,
         audit,
+        leadership: None,
     });
     let req = Request::post(SECRETS)
         .header("authorization", "Bearer alice-token")

@@ -36,6 +36,7 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         ready: Arc::new(AtomicBool::new(false)),
         registry: None,
         audit: Default::default(),
+        leadership: None,
     });
     let resp = router
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())

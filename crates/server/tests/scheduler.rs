@@ -504,7 +504,22 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
         },
     )
     .await;
-    let hits = proxy.log.all();
+    assert_resumed_without_burst_or_gap(&proxy.log.all(), &names, stopped, restarted, down);
+    moor.stop().await;
+}
+
+/// After a scheduler stopped at `stopped` and another (or the same, restarted) started
+/// at `restarted`, `down` apart: nothing was re-imported, every tag was checked again
+/// within its interval plus `down` (no gap), and the overdue checks were spread out
+/// (no burst).
+fn assert_resumed_without_burst_or_gap(
+    hits: &[Hit],
+    names: &[String],
+    stopped: Instant,
+    restarted: Instant,
+    down: Duration,
+) {
+    let tags = names.len();
     let gets: Vec<&Hit> = hits
         .iter()
         .filter(|h| h.at >= restarted && h.method != "HEAD")
@@ -515,8 +530,8 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
     // before the stop, plus the time moor was down.
     let slack = Duration::from_millis(750);
     let mut gaps = Vec::new();
-    for t in &names {
-        let times = heads(&hits, &format!("/v2/app/r/manifests/{t}"));
+    for t in names {
+        let times = heads(hits, &format!("/v2/app/r/manifests/{t}"));
         let before = times.iter().rfind(|at| **at < stopped).copied();
         let after = times.iter().find(|at| **at >= restarted).copied();
         let (Some(before), Some(after)) = (before, after) else {
@@ -531,9 +546,9 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
         "checks later than {limit:?} after their previous one (down {down:?}): {late:?}"
     );
 
-    // No burst: the overdue checks (about TAGS * down / INTERVAL of them) are not
+    // No burst: the overdue checks (about tags * down / INTERVAL of them) are not
     // fired at once: the schedule resumes shifted by the outage, at its usual rate of
-    // TAGS per interval, and while checks drift back onto their slots parts of the
+    // tags per interval, and while checks drift back onto their slots parts of the
     // interval see up to twice that.
     let mut after: Vec<Instant> = hits
         .iter()
@@ -572,18 +587,18 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
         gaps.iter().map(|(_, g)| *g).max()
     );
     assert!(
-        first <= TAGS / 5,
+        first <= tags / 5,
         "{first} checks within 200 ms of the restart (usual: {})",
-        TAGS / 10
+        tags / 10
     );
     assert!(
-        densest <= TAGS / 4,
+        densest <= tags / 4,
         "{densest} checks within 100 ms after the restart (usual: {})",
-        TAGS / 20
+        tags / 20
     );
     // And every tag keeps its pace afterwards: no double checks.
-    for t in &names {
-        let times: Vec<Instant> = heads(&hits, &format!("/v2/app/r/manifests/{t}"))
+    for t in names {
+        let times: Vec<Instant> = heads(hits, &format!("/v2/app/r/manifests/{t}"))
             .into_iter()
             .filter(|at| *at >= restarted)
             .collect();
@@ -595,7 +610,68 @@ async fn a_restart_resumes_the_schedule_without_burst_or_gap() {
             );
         }
     }
-    moor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_the_schedule_without_burst_or_gap() {
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    const TAGS: usize = 96;
+    let (layout, v1, _) = two_images();
+    push(&dist, &layout, v1, "app/r:t0");
+    let names: Vec<String> = (0..TAGS).map(|i| format!("t{i}")).collect();
+    retag(&dist, "app/r", "t0", &names[1..]).await;
+    let proxy = CountingProxy::start(&dist.host).await;
+    // Two replicas over one store; the first leads.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (lead_a, lead_b) = (
+        Arc::new(ManualLeadership::new(true)),
+        Arc::new(ManualLeadership::new(false)),
+    );
+    let a = Moor::start_leading(store.clone(), &[&proxy.host], unlimited(), lead_a.clone()).await;
+    let b = Moor::start_leading(store.clone(), &[&proxy.host], unlimited(), lead_b.clone()).await;
+    for s in 0..4 {
+        let tags = names[s * TAGS / 4..(s + 1) * TAGS / 4]
+            .iter()
+            .map(|t| scheduled_tag(t, &proxy.reference(&format!("app/r:{t}"))))
+            .collect();
+        create_stream(&a.h, &format!("h{s}"), tags).await;
+    }
+    for s in 0..4 {
+        let tags: Vec<&str> = names[s * TAGS / 4..(s + 1) * TAGS / 4]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        wait_checked(&a.h, &format!("h{s}"), &tags).await;
+    }
+    tokio::time::sleep(INTERVAL + INTERVAL / 3).await;
+    // The lead moves: the first loses it, the second gains it 600 ms later.
+    let stopped = Instant::now();
+    lead_a.set(false);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let restarted = Instant::now();
+    lead_b.set(true);
+    wait_until(
+        "a check of every tag under the new leader",
+        Duration::from_secs(60),
+        || async {
+            let hits = proxy.log.since(restarted);
+            names
+                .iter()
+                .all(|t| !heads(&hits, &format!("/v2/app/r/manifests/{t}")).is_empty())
+        },
+    )
+    .await;
+    assert_resumed_without_burst_or_gap(
+        &proxy.log.all(),
+        &names,
+        stopped,
+        restarted,
+        restarted - stopped,
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

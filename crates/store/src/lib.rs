@@ -19,7 +19,7 @@ mod watch;
 
 pub use watch::DEFAULT_WATCH_BUFFER_BYTES;
 
-pub use etcd::{EtcdError, EtcdOptions, EtcdStore, EtcdTls};
+pub use etcd::{EtcdError, EtcdOptions, EtcdStore, EtcdTls, LeaseId};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 

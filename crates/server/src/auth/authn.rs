@@ -129,6 +129,39 @@ pub async fn ensure_admin_token(
     Ok((token.clone(), AdminToken::for_token(&token)))
 }
 
+/// Makes `token` the admin token (the replicas' shared one): stores its hash unless
+/// the store already holds it.
+pub async fn set_admin_token(store: &Arc<dyn Store>, token: &str) -> Result<AdminToken, AuthError> {
+    let hash = bytes::Bytes::from(hex::encode(sha256(token)));
+    loop {
+        let written = match store.get(ADMIN_TOKEN_KEY).await? {
+            Some(kv) if kv.value == hash => break,
+            Some(kv) => {
+                store
+                    .update(ADMIN_TOKEN_KEY, hash.clone(), kv.mod_revision)
+                    .await
+            }
+            None => store.create(ADMIN_TOKEN_KEY, hash.clone()).await,
+        };
+        match written {
+            Ok(_) => break,
+            // Another replica wrote it meanwhile: look again.
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(AdminToken::for_token(token))
+}
+
+/// Whether `token` is the admin token the store holds the hash of.
+pub async fn is_admin_token(store: &Arc<dyn Store>, token: &str) -> Result<bool, AuthError> {
+    let hash = hex::encode(sha256(token));
+    Ok(store
+        .get(ADMIN_TOKEN_KEY)
+        .await?
+        .is_some_and(|kv| kv.value.as_ref() == hash.as_bytes()))
+}
+
 /// Reads the admin token back from a kubeconfig moor wrote.
 pub fn token_from_kubeconfig(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;

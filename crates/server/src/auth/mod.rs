@@ -31,7 +31,7 @@ pub use moor_apimachinery::resource::UserInfo;
 
 pub use authn::{
     AdminToken, AuthError, Authenticator, Authenticators, ensure_admin_token, generate_token,
-    token_from_kubeconfig,
+    is_admin_token, set_admin_token, token_from_kubeconfig,
 };
 
 /// What a request asks to do (the attributes an authorizer decides on): kube's

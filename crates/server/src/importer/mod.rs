@@ -536,6 +536,22 @@ impl Importer {
         }
     }
 
+    /// The same importer, writing through `wrap` of each of its storages (the
+    /// leader's controllers fence their writes this way).
+    pub fn with_storages(
+        &self,
+        wrap: impl Fn(Arc<dyn RestStorage>) -> Arc<dyn RestStorage>,
+    ) -> Self {
+        Importer {
+            source: self.source.clone(),
+            streams: wrap(self.streams.clone()),
+            images: wrap(self.images.clone()),
+            events: wrap(self.events.clone()),
+            secrets: wrap(self.secrets.clone()),
+            event_log: self.event_log.clone(),
+        }
+    }
+
     /// The namespace's pull secrets, minus those marked `openshift.io/image.excludeSecret`.
     pub async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
         let Ok(list) = self

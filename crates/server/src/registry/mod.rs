@@ -131,7 +131,13 @@ impl Registry {
     /// Removes the links of image streams as they are deleted, for as long as the
     /// registry lives.
     pub fn spawn_stream_cleanup(self: &Arc<Self>) {
-        tokio::spawn(deletions::follow(Arc::downgrade(self)));
+        tokio::spawn(self.stream_cleanup());
+    }
+
+    /// What [`spawn_stream_cleanup`](Self::spawn_stream_cleanup) runs, for a caller
+    /// that starts and stops it (the leader's controllers).
+    pub fn stream_cleanup(self: &Arc<Self>) -> impl Future<Output = ()> + Send + use<> {
+        deletions::follow(Arc::downgrade(self))
     }
 
     /// Upload sessions open now.

@@ -2,7 +2,8 @@
 //! several moor processes over one store (the etcd backend) do not check every tag
 //! several times. A small interface: one process is always the leader
 //! ([`AlwaysLeader`]); tests and a future election flip a [`ManualLeadership`] or
-//! implement [`Leadership`] themselves. Calls only tokio's watch channel.
+//! implement [`Leadership`] themselves; replicas elect theirs through
+//! [`crate::election::Election`]. Calls only tokio's watch channel.
 
 use tokio::sync::watch;
 
@@ -16,6 +17,22 @@ pub trait Leadership: Send + Sync + 'static {
     /// Whether this process leads now.
     fn is_leader(&self) -> bool {
         *self.subscribe().borrow()
+    }
+
+    /// Whether a leader-only write may be made now: leading, and (for an election
+    /// with leases) before the lease may have run out. Fenced writes ask this right
+    /// before writing ([`crate::election::fence`]).
+    fn may_write(&self) -> bool {
+        self.is_leader()
+    }
+
+    /// One line for `/readyz?verbose`: whether this process leads, and how.
+    fn describe(&self) -> String {
+        if self.is_leader() {
+            "leading".into()
+        } else {
+            "following".into()
+        }
     }
 }
 

@@ -39,8 +39,11 @@
 //! progress notifications as bookmarks (`watch.rs`). Calls only etcd, through
 //! `etcd-client`.
 
+mod lease;
 mod resolve;
 mod watch;
+
+pub use lease::LeaseId;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,7 +54,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, GetResponse, KvClient,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
+    LeaseClient, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 
 use crate::{
@@ -170,6 +173,8 @@ struct Member {
     endpoint: String,
     kv: KvClient,
     watch: WatchClient,
+    /// Leases of leader election (`lease.rs`).
+    lease: LeaseClient,
 }
 
 /// A [`Store`] on etcd (or kine). Cheap to share: clone the `Arc`.
@@ -324,6 +329,7 @@ impl EtcdStore {
                 watch: client
                     .watch_client()
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                lease: client.lease_client(),
             });
         }
         if members.is_empty() {

@@ -1,0 +1,280 @@
+//! Fencing: the writes of leader-only controllers go through wrappers that ask
+//! [`Leadership::may_write`] right before each write, and refuse it when this process
+//! no longer leads or its lease may have run out (see the module doc of
+//! [`crate::election`] for the deadline).
+//!
+//! - [`FencedStore`]: a [`Store`] whose writes are checked just before they are sent
+//!   (the compactor, the scheduler's records).
+//! - [`FencedStorage`]: a [`RestStorage`] whose updates are checked inside the update
+//!   step, after the read and right before the compare-and-swap (the importer's
+//!   streams, images and events), and whose creates and deletes are checked first.
+//! - [`fence_layer`]: refuses mutating requests of an in-process API client (the
+//!   trigger controller's).
+//!
+//! Why not in the transaction: a fence compared inside the write's transaction would
+//! compare the leader key and write another key, a two-key transaction that kine
+//! refuses (it accepts one compare on the written key only). What remains instead: a
+//! write checked before the deadline but delivered to etcd more than [`FENCE_MARGIN`]
+//! later, after the lease expired and a new leader was elected, still applies, but
+//! only if its compare on the written key's revision still holds, that is, if the
+//! new leader has not written that key since. Calls the wrapped store and storages.
+//!
+//! [`FENCE_MARGIN`]: super::FENCE_MARGIN
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moor_apimachinery::error::ApiError;
+use moor_apimachinery::patch::MergeKeys;
+use moor_apimachinery::resource::{
+    DeletePreconditions, EncodedList, ListOptions, ObjectList, RequestContext, ResourceDef,
+    RestStorage, UpdateFn, WatchEvents,
+};
+use moor_apimachinery::table::TableDef;
+use moor_store::{KeyValue, ListResult, Revision, Store, StoreError, WatchStream};
+use serde_json::Value;
+
+use crate::scheduler::Leadership;
+
+/// The message of a refused write.
+pub const REFUSED: &str = "not the leader: a controller write was fenced off";
+
+/// A [`Store`] whose writes only the leader may make.
+pub struct FencedStore {
+    inner: Arc<dyn Store>,
+    leadership: Arc<dyn Leadership>,
+}
+
+impl FencedStore {
+    /// Wraps `inner`.
+    pub fn wrap(inner: Arc<dyn Store>, leadership: Arc<dyn Leadership>) -> Arc<dyn Store> {
+        Arc::new(FencedStore { inner, leadership })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.leadership.may_write() {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(REFUSED.into()))
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FencedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        opts: moor_store::ListOptions,
+    ) -> Result<ListResult, StoreError> {
+        self.inner.list(prefix, opts).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+        self.check()?;
+        self.inner.create(key, value).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.check()?;
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
+        self.check()?;
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        self.inner.watch(prefix, after).await
+    }
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.compact(revision).await
+    }
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.inner.current_revision().await
+    }
+    async fn is_stale(&self, kv: &KeyValue) -> Result<bool, StoreError> {
+        self.inner.is_stale(kv).await
+    }
+}
+
+/// A [`RestStorage`] whose writes only the leader may make.
+pub struct FencedStorage {
+    inner: Arc<dyn RestStorage>,
+    leadership: Arc<dyn Leadership>,
+}
+
+impl FencedStorage {
+    /// Wraps `inner`.
+    pub fn wrap(
+        inner: Arc<dyn RestStorage>,
+        leadership: Arc<dyn Leadership>,
+    ) -> Arc<dyn RestStorage> {
+        Arc::new(FencedStorage { inner, leadership })
+    }
+
+    fn check(&self) -> Result<(), ApiError> {
+        if self.leadership.may_write() {
+            Ok(())
+        } else {
+            Err(ApiError::ServiceUnavailable(REFUSED.into()))
+        }
+    }
+}
+
+#[async_trait]
+impl RestStorage for FencedStorage {
+    fn def(&self) -> &ResourceDef {
+        self.inner.def()
+    }
+    fn table(&self) -> TableDef {
+        self.inner.table()
+    }
+    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
+        self.inner.decode(body)
+    }
+    fn merge_keys(&self) -> MergeKeys {
+        self.inner.merge_keys()
+    }
+    async fn get(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.inner.get(ctx, ns, name).await
+    }
+    async fn list(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        self.inner.list(ctx, ns, opts).await
+    }
+    async fn list_encoded(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        self.inner.list_encoded(ctx, ns, opts).await
+    }
+    async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.check()?;
+        self.inner.create(ctx, ns, obj).await
+    }
+    async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        update: &UpdateFn<'_>,
+        create_if_missing: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        // Inside the step: after the read, right before the compare-and-swap.
+        let fenced = |old: Option<Value>| {
+            self.check()?;
+            update(old)
+        };
+        self.inner
+            .update(ctx, ns, name, subresource, &fenced, create_if_missing)
+            .await
+    }
+    async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        pre: &DeletePreconditions,
+    ) -> Result<Value, ApiError> {
+        self.check()?;
+        self.inner.delete(ctx, ns, name, pre).await
+    }
+    async fn create_subresource(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        subresource: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.check()?;
+        self.inner
+            .create_subresource(ctx, ns, name, subresource, body)
+            .await
+    }
+    async fn watch(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<WatchEvents, ApiError> {
+        self.inner.watch(ctx, ns, opts).await
+    }
+}
+
+/// `router` with mutating requests (anything but GET, HEAD, OPTIONS) refused with 503
+/// while `leadership` may not write: an in-process API client for a controller.
+pub fn fence_layer(router: axum::Router, leadership: Arc<dyn Leadership>) -> axum::Router {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let leadership = leadership.clone();
+            async move {
+                let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+                if reads || leadership.may_write() {
+                    next.run(req).await
+                } else {
+                    let status = ApiError::ServiceUnavailable(REFUSED.into());
+                    (status.code(), axum::Json(status.status())).into_response()
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::ManualLeadership;
+    use moor_store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_stale_leader_writes_nothing_to_the_store() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let leadership = Arc::new(ManualLeadership::new(true));
+        let fenced = FencedStore::wrap(store.clone(), leadership.clone());
+        let rev = fenced.create("/k", "1".into()).await.unwrap();
+        leadership.set(false);
+        for refused in [
+            fenced.update("/k", "2".into(), rev).await.err(),
+            fenced.create("/other", "1".into()).await.err(),
+            fenced.delete("/k", None).await.err(),
+            fenced.compact(rev).await.err(),
+        ] {
+            assert!(
+                matches!(&refused, Some(StoreError::Backend(m)) if m == REFUSED),
+                "{refused:?}"
+            );
+        }
+        // Reads still work, and nothing changed.
+        let kv = fenced.get("/k").await.unwrap().unwrap();
+        assert_eq!((kv.value.as_ref(), kv.mod_revision), (&b"1"[..], rev));
+        assert_eq!(store.current_revision().await.unwrap(), rev);
+    }
+}
