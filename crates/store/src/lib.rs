@@ -190,33 +190,23 @@ pub trait Store: Send + Sync + 'static {
     async fn current_revision(&self) -> Result<Revision, StoreError>;
     /// [`watch`](Self::watch) with bookmarks: [`WatchItem::Progress`] carries a revision
     /// up to which the watch is complete, also when no change under `prefix` happened.
-    /// The default yields no bookmarks (one process knows its own writes).
+    /// Required, so that a wrapper forwards it rather than losing the bookmarks: a store
+    /// only one process opens may answer with [`watch_without_progress`].
     async fn watch_with_progress(
         &self,
         prefix: &str,
         after: Revision,
-    ) -> Result<ProgressStream, StoreError> {
-        use futures::StreamExt as _;
-        let events = self.watch(prefix, after).await?;
-        Ok(events.map(|r| r.map(WatchItem::Event)).boxed())
-    }
+    ) -> Result<ProgressStream, StoreError>;
     /// One round of the compactor election kube-apiserver runs on etcd: the process
     /// whose compare-and-swap of the compaction key from `version` succeeds wins the
     /// round and compacts (to the `revision` of its previous round); the others learn
-    /// the key's new version and wait a full interval. The default, for a store only one
-    /// process opens: always won.
+    /// the key's new version and wait a full interval. Required, so that a wrapper
+    /// forwards it: a store only one process opens may answer with [`claim_alone`].
     async fn claim_compaction(
         &self,
         version: i64,
         revision: Revision,
-    ) -> Result<CompactionClaim, StoreError> {
-        let _ = revision;
-        Ok(CompactionClaim {
-            won: true,
-            version: version + 1,
-            revision: self.current_revision().await?,
-        })
-    }
+    ) -> Result<CompactionClaim, StoreError>;
     /// Whether `kv`, as this store returned it, should be written again even when an
     /// update leaves it unchanged: a store that transforms values (encryption at rest)
     /// says so while the value is kept with another key than writes use now (kube's
@@ -225,4 +215,29 @@ pub trait Store: Send + Sync + 'static {
         let _ = kv;
         Ok(false)
     }
+}
+
+/// [`Store::watch_with_progress`] for a store only one process opens: its
+/// [`watch`](Store::watch) events, never a bookmark (the process knows its own writes).
+pub async fn watch_without_progress<S: Store + ?Sized>(
+    store: &S,
+    prefix: &str,
+    after: Revision,
+) -> Result<ProgressStream, StoreError> {
+    use futures::StreamExt as _;
+    let events = store.watch(prefix, after).await?;
+    Ok(events.map(|r| r.map(WatchItem::Event)).boxed())
+}
+
+/// [`Store::claim_compaction`] for a store only one process opens: every round is won,
+/// at the current revision.
+pub async fn claim_alone<S: Store + ?Sized>(
+    store: &S,
+    version: i64,
+) -> Result<CompactionClaim, StoreError> {
+    Ok(CompactionClaim {
+        won: true,
+        version: version + 1,
+        revision: store.current_revision().await?,
+    })
 }

@@ -32,7 +32,9 @@ use moor_apimachinery::resource::{
     RestStorage, UpdateFn, WatchEvents,
 };
 use moor_apimachinery::table::TableDef;
-use moor_store::{KeyValue, ListResult, Revision, Store, StoreError, WatchStream};
+use moor_store::{
+    CompactionClaim, KeyValue, ListResult, ProgressStream, Revision, Store, StoreError, WatchStream,
+};
 use serde_json::Value;
 
 use crate::scheduler::Leadership;
@@ -99,6 +101,22 @@ impl Store for FencedStore {
     }
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.inner.current_revision().await
+    }
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<ProgressStream, StoreError> {
+        self.inner.watch_with_progress(prefix, after).await
+    }
+    /// A claim is a write to the compaction key: only the leader makes it.
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        revision: Revision,
+    ) -> Result<CompactionClaim, StoreError> {
+        self.check()?;
+        self.inner.claim_compaction(version, revision).await
     }
     async fn is_stale(&self, kv: &KeyValue) -> Result<bool, StoreError> {
         self.inner.is_stale(kv).await
@@ -266,6 +284,7 @@ mod tests {
             fenced.create("/other", "1".into()).await.err(),
             fenced.delete("/k", None).await.err(),
             fenced.compact(rev).await.err(),
+            fenced.claim_compaction(0, rev).await.err(),
         ] {
             assert!(
                 matches!(&refused, Some(StoreError::Backend(m)) if m == REFUSED),

@@ -325,6 +325,22 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<crate::ProgressStream, StoreError> {
+        crate::watch_without_progress(self, prefix, after).await
+    }
+
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        _revision: Revision,
+    ) -> Result<crate::CompactionClaim, StoreError> {
+        crate::claim_alone(self, version).await
+    }
+
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.readers.run(|conn| Ok(head(conn)?.current)).await
     }
