@@ -150,6 +150,10 @@ pub struct ServeOptions {
     /// `--tls-cert-file` and `--tls-private-key-file`: the serving certificate (chain)
     /// and key to use instead of the one moor issues from its own CA.
     pub serving_cert: Option<(PathBuf, PathBuf)>,
+    /// `--tls-san NAME`: more DNS names or IP addresses for the certificate moor
+    /// issues from its own CA (for example `moor.moor.svc`, the name kube-apiserver's
+    /// aggregator and webhook client check); unused with `serving_cert`.
+    pub tls_sans: Vec<String>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -399,6 +403,7 @@ impl Default for ServeOptions {
             registry_timeouts: Default::default(),
             client_ca_file: None,
             serving_cert: None,
+            tls_sans: Vec::new(),
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
             token_authn: TokenAuthnOptions::default(),
@@ -409,6 +414,14 @@ impl Default for ServeOptions {
             etcd_tls: Default::default(),
         }
     }
+}
+
+/// The names moor's own certificate carries: the listen address, the registry
+/// hostname and every `--tls-san`.
+fn serving_names(opts: &ServeOptions, registry_hostname: &str) -> Vec<String> {
+    let mut names = vec![opts.listen.clone(), registry_hostname.to_owned()];
+    names.extend(opts.tls_sans.iter().cloned());
+    names
 }
 
 /// Reads `--token-auth-file`.
@@ -763,7 +776,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         (Some((cert, key)), false) => Some(crate::tls::load(cert, key)?),
         (None, false) => Some(crate::tls::ensure(
             &opts.data_dir.join("tls"),
-            &[opts.listen.clone(), registry_hostname.clone()],
+            &serving_names(&opts, &registry_hostname),
         )?),
     };
     let client_ca = match &opts.client_ca_file {

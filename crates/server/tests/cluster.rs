@@ -631,3 +631,36 @@ async fn imports_use_the_clusters_pull_secrets() {
     }
     assert!(double.count("/secrets") >= 2, "read from the cluster");
 }
+
+/// Without `--tls-cert-file`, moor's own certificate names every `--tls-san`: the
+/// aggregator proxies to `https://SERVICE.NAMESPACE.svc` and checks that name.
+#[tokio::test]
+async fn the_own_certificate_names_the_tls_sans() {
+    let (_double, moor, _clock) =
+        cluster_with(|o| o.tls_sans = vec!["moor.moor.svc".into(), "10.0.0.7".into()]).await;
+    let addr: std::net::SocketAddr = moor.host.parse().unwrap();
+    let ca = std::fs::read(moor.data_dir().join("tls/ca.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("moor.moor.svc", addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://moor.moor.svc:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pem = std::fs::read(moor.data_dir().join("tls/server.crt")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let names = &cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names;
+    let ip = x509_parser::extensions::GeneralName::IPAddress(&[10, 0, 0, 7]);
+    assert!(names.contains(&ip), "{names:?}");
+}
