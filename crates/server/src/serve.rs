@@ -332,6 +332,7 @@ async fn start_cluster_followers(
     api: Arc<moor_apimachinery::ApiServer>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
     use crate::auth::cluster::namespaces::{NamespaceMirror, watch};
+    crate::auth::cluster::bootstrap::apply_and_log(cluster.client.clone()).await;
     let mut events = watch(cluster.client.clone());
     let mut mirror = NamespaceMirror::new(api);
     mirror.first_listing(&mut events).await?;
