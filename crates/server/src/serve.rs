@@ -777,7 +777,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         (Some((cert, key)), false) => Some(crate::tls::load(cert, key)?),
         (None, false) => Some(crate::tls::ensure(
             &opts.data_dir.join("tls"),
-            &serving_names(&opts, &registry_hostname),
+            &serving_names(opts, &registry_hostname),
         )?),
     };
     let client_ca = match &opts.client_ca_file {
