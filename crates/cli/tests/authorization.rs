@@ -919,3 +919,30 @@ fn service_account_tokens_push_and_pull_with_skopeo() {
     let (ok, _, _) = push(&builder_a, "team-a/app:v2");
     assert!(!ok, "a deleted ServiceAccount's token is refused");
 }
+
+/// In cluster mode the API server is kube-apiserver and the registry is moor's own
+/// host: `registry login` logs in to the registry the namespace's streams name
+/// (`status.dockerImageRepository`), not to the API server.
+#[test]
+fn registry_login_goes_to_the_registry_the_streams_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        &dir.path().join("data"),
+        &["--registry-hostname", "registry.example:5000"],
+    );
+    server.ok(&["create", "is", "app"]);
+    let auth = dir.path().join("auth.json");
+    let mut c = server.cli().command();
+    c.env("HOME", dir.path())
+        .args(["registry", "login", "--skip-check", "--insecure", "--to"])
+        .arg(&auth);
+    let (ok, out, err) = run(&mut c);
+    assert!(ok, "{err}");
+    assert!(out.contains("registry.example:5000"), "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert!(
+        doc["auths"]["registry.example:5000"]["auth"].is_string(),
+        "{doc}"
+    );
+    assert!(doc["auths"].get(server.host()).is_none(), "{doc}");
+}

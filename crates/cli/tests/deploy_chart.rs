@@ -393,42 +393,9 @@ fn moors_own_rbac_is_least_privilege() {
     }
 }
 
-/// The ClusterRoles the chart ships for users: the image rules of moor's bootstrap
-/// `system:aggregate-to-{admin,edit,view}` (as `moor:aggregate-to-*`, so the cluster's
-/// admin, edit and view include them), and OpenShift's image and registry roles.
+/// The ClusterRoles the chart ships for users: moor's, as it applies them at start.
 fn bootstrap_roles() -> Vec<ClusterRole> {
-    use moor_api::authz::bootstrap::cluster_roles;
-    let image_groups = ["image.openshift.io", "moor.io"];
-    let mut out = Vec::new();
-    for mut role in cluster_roles() {
-        let name = role.metadata.name.clone().unwrap_or_default();
-        // The cluster's own bootstrap roles carry this label; the chart's are moor's.
-        if let Some(labels) = role.metadata.labels.as_mut() {
-            labels.remove("kubernetes.io/bootstrapping");
-            labels.insert("app.kubernetes.io/part-of".into(), "moor".into());
-        }
-        if let Some(which) = name.strip_prefix("system:aggregate-to-") {
-            let rules: Vec<PolicyRule> = role
-                .rules
-                .take()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| {
-                    r.api_groups
-                        .as_ref()
-                        .is_some_and(|g| g.iter().all(|g| image_groups.contains(&g.as_str())))
-                })
-                .collect();
-            role.metadata.name = Some(format!("moor:aggregate-to-{which}"));
-            role.metadata.annotations = None;
-            role.rules = Some(rules);
-            out.push(role);
-        } else if name.starts_with("system:image-") || name.starts_with("registry-") {
-            role.metadata.annotations = None;
-            out.push(role);
-        }
-    }
-    out
+    moor_api::authz::bootstrap::cluster_mode_roles()
 }
 
 #[test]

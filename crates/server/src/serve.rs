@@ -154,6 +154,10 @@ pub struct ServeOptions {
     /// `--tls-cert-file` and `--tls-private-key-file`: the serving certificate (chain)
     /// and key to use instead of the one moor issues from its own CA.
     pub serving_cert: Option<(PathBuf, PathBuf)>,
+    /// `--tls-san NAME`: more DNS names or IP addresses for the certificate moor
+    /// issues from its own CA (for example `moor.moor.svc`, the name kube-apiserver's
+    /// aggregator and webhook client check); unused with `serving_cert`.
+    pub tls_sans: Vec<String>,
     /// The listener's connection bound and timeouts.
     pub connections: ConnectionLimits,
     /// Caps and idle expiry of registry upload sessions.
@@ -332,6 +336,7 @@ async fn start_cluster_followers(
     api: Arc<moor_apimachinery::ApiServer>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
     use crate::auth::cluster::namespaces::{NamespaceMirror, watch};
+    crate::auth::cluster::bootstrap::apply_and_log(cluster.client.clone()).await;
     let mut events = watch(cluster.client.clone());
     let mut mirror = NamespaceMirror::new(api);
     mirror.first_listing(&mut events).await?;
@@ -403,6 +408,7 @@ impl Default for ServeOptions {
             registry_timeouts: Default::default(),
             client_ca_file: None,
             serving_cert: None,
+            tls_sans: Vec::new(),
             connections: ConnectionLimits::default(),
             uploads: crate::registry::UploadLimits::default(),
             token_authn: TokenAuthnOptions::default(),
@@ -413,6 +419,14 @@ impl Default for ServeOptions {
             etcd_tls: Default::default(),
         }
     }
+}
+
+/// The names moor's own certificate carries: the listen address, the registry
+/// hostname and every `--tls-san`.
+fn serving_names(opts: &ServeOptions, registry_hostname: &str) -> Vec<String> {
+    let mut names = vec![opts.listen.clone(), registry_hostname.to_owned()];
+    names.extend(opts.tls_sans.iter().cloned());
+    names
 }
 
 /// Reads `--token-auth-file`.
@@ -806,7 +820,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             }
             Some(crate::tls::ensure(
                 &dir,
-                &[opts.listen.clone(), registry_hostname.clone()],
+                &serving_names(opts, &registry_hostname),
             )?)
         }
     };

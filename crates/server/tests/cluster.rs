@@ -631,3 +631,76 @@ async fn imports_use_the_clusters_pull_secrets() {
     }
     assert!(double.count("/secrets") >= 2, "read from the cluster");
 }
+
+/// Without `--tls-cert-file`, moor's own certificate names every `--tls-san`: the
+/// aggregator proxies to `https://SERVICE.NAMESPACE.svc` and checks that name.
+#[tokio::test]
+async fn the_own_certificate_names_the_tls_sans() {
+    let (_double, moor, _clock) =
+        cluster_with(|o| o.tls_sans = vec!["moor.moor.svc".into(), "10.0.0.7".into()]).await;
+    let addr: std::net::SocketAddr = moor.host.parse().unwrap();
+    let ca = std::fs::read(moor.data_dir().join("tls/ca.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("moor.moor.svc", addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://moor.moor.svc:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pem = std::fs::read(moor.data_dir().join("tls/server.crt")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let names = &cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names;
+    let ip = x509_parser::extensions::GeneralName::IPAddress(&[10, 0, 0, 7]);
+    assert!(names.contains(&ip), "{names:?}");
+}
+
+/// moor applies its bootstrap ClusterRoles into the cluster at start when its identity
+/// may write them; the chart's least-privilege identity may not, and moor starts anyway
+/// after one refused write.
+#[tokio::test]
+async fn bootstrap_roles_are_applied_when_permitted() {
+    let (double, _moor, _clock) = cluster().await;
+    assert_eq!(double.count("clusterroles"), 1, "stops at the first 403");
+    assert!(double.cluster_role("system:image-puller").is_none());
+
+    let double = KubeDouble::start().await;
+    double.allow_rbac_writes();
+    let kubeconfig = double.kubeconfig();
+    let _moor = MoorServer::builder()
+        .with(|o| {
+            o.plain_http = false;
+            o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+                kubeconfig,
+            ));
+        })
+        .listen()
+        .await;
+    let puller = double.cluster_role("system:image-puller").expect("applied");
+    assert_eq!(puller["kind"], "ClusterRole", "{puller}");
+    let rules = puller["rules"].to_string();
+    assert!(rules.contains("imagestreams/layers"), "{rules}");
+    let edit = double
+        .cluster_role("moor:aggregate-to-edit")
+        .expect("applied");
+    assert_eq!(
+        edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"], "true",
+        "{edit}"
+    );
+    for call in double.calls() {
+        if call.path.contains("clusterroles") {
+            assert_eq!(call.method, reqwest::Method::PATCH);
+            assert!(call.path.contains("fieldManager=moor"), "{}", call.path);
+        }
+    }
+}

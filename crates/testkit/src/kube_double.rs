@@ -7,7 +7,9 @@
 //! - the `kube-system/extension-apiserver-authentication` ConfigMap, get, list and
 //!   watch, naming a client CA and a front-proxy (requestheader) CA of its own, both
 //!   real CAs whose client certificates [`TestCa::client_identity`] mints;
-//! - namespaces list and watch; Secrets get, list and watch (a namespace's, or all).
+//! - namespaces list and watch; Secrets get, list and watch (a namespace's, or all);
+//! - ClusterRoles written with server-side apply: refused (403), as moor's
+//!   least-privilege identity is, until [`KubeDouble::allow_rbac_writes`].
 //!
 //! Every request is recorded ([`KubeDouble::calls`]), so tests can assert caching.
 //! [`KubeDouble::kubeconfig`] names it for `--cluster-kubeconfig`.
@@ -108,6 +110,8 @@ struct Shared {
     revision: Mutex<u64>,
     events: broadcast::Sender<(u64, &'static str, &'static str, Value)>,
     calls: Mutex<Vec<Call>>,
+    /// Whether ClusterRole writes are allowed.
+    rbac_writes: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -190,6 +194,7 @@ impl KubeDouble {
             revision: Mutex::new(100),
             events: broadcast::channel(1024).0,
             calls: Mutex::default(),
+            rbac_writes: Default::default(),
         });
         shared.change(
             "configmaps",
@@ -222,6 +227,10 @@ impl KubeDouble {
             .route("/api/v1/secrets", get(list_all_secrets))
             .route("/api/v1/namespaces/{ns}/secrets", get(list_secrets))
             .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_secret))
+            .route(
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
+                axum::routing::patch(apply_cluster_role),
+            )
             .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "no such path") })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
@@ -316,6 +325,19 @@ impl KubeDouble {
         );
     }
 
+    /// Lets ClusterRoles be written (a cluster-admin's kubeconfig); refused by default.
+    pub fn allow_rbac_writes(&self) {
+        self.shared
+            .rbac_writes
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The ClusterRole `name`, as last applied.
+    pub fn cluster_role(&self, name: &str) -> Option<Value> {
+        let objects = self.shared.objects.lock().expect("objects");
+        objects.get(&("clusterroles", format!("/{name}"))).cloned()
+    }
+
     /// Creates namespace `name`.
     pub fn add_namespace(&self, name: &str) {
         self.shared.change("namespaces", "ADDED", namespace(name));
@@ -388,6 +410,33 @@ async fn record(
         path,
     });
     next.run(req).await
+}
+
+/// Server-side apply of a ClusterRole (stored as sent), or 403.
+async fn apply_cluster_role(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !s.rbac_writes.load(std::sync::atomic::Ordering::SeqCst) {
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("clusterroles.rbac.authorization.k8s.io \"{name}\" is forbidden"),
+        );
+    }
+    let apply = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+    let Ok(role) = serde_json::from_slice::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON");
+    };
+    if !apply || role["metadata"]["name"] != name.as_str() {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not an apply of it");
+    }
+    s.change("clusterroles", "ADDED", role.clone());
+    axum::Json(role).into_response()
 }
 
 async fn token_review(

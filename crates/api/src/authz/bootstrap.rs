@@ -493,6 +493,44 @@ fn cluster_binding(name: &str, role: &str, subjects: Vec<Subject>) -> ClusterRol
     }
 }
 
+/// The ClusterRoles cluster mode gives a cluster's users (the chart ships them, and
+/// moor applies them at start when its identity may): the image rules of
+/// `system:aggregate-to-{admin,edit,view}` as `moor:aggregate-to-*` (so the cluster's
+/// `admin`, `edit` and `view` include them), and OpenShift's image and registry roles.
+/// They carry `app.kubernetes.io/part-of: moor` instead of kube's bootstrapping label.
+pub fn cluster_mode_roles() -> Vec<ClusterRole> {
+    let image_groups = [IMAGE, MOOR];
+    let mut out = Vec::new();
+    for mut role in cluster_roles() {
+        let name = role.metadata.name.clone().unwrap_or_default();
+        if let Some(labels) = role.metadata.labels.as_mut() {
+            labels.remove(BOOTSTRAPPING_LABEL);
+            labels.insert("app.kubernetes.io/part-of".into(), "moor".into());
+        }
+        if let Some(which) = name.strip_prefix("system:aggregate-to-") {
+            let rules: Vec<PolicyRule> = role
+                .rules
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| {
+                    r.api_groups
+                        .as_ref()
+                        .is_some_and(|g| g.iter().all(|g| image_groups.contains(&g.as_str())))
+                })
+                .collect();
+            role.metadata.name = Some(format!("moor:aggregate-to-{which}"));
+            role.metadata.annotations = None;
+            role.rules = Some(rules);
+            out.push(role);
+        } else if name.starts_with("system:image-") || name.starts_with("registry-") {
+            role.metadata.annotations = None;
+            out.push(role);
+        }
+    }
+    out
+}
+
 /// The bootstrap ClusterRoleBindings: `system:masters` may do anything, every
 /// authenticated user may discover the API and review their own access, and
 /// everyone may read `/healthz`, `/livez`, `/readyz` and `/version`.

@@ -28,7 +28,8 @@ Examples:
   podman pull 127.0.0.1:8443/team-a/keycloak:20.0";
 
 const REGISTRY_LOGIN_EXAMPLES: &str = "\
-The registry is the API server's host:port unless --registry says otherwise. The user
+The registry is the one the namespace's image streams name (status.dockerImageRepository),
+else the API server's host:port, unless --registry says otherwise. The user
 name is the current user's (\"serviceaccount\" for ServiceAccounts); the password is the
 current token. The CA of the current context goes into the containers certs.d folder:
 rootless podman reads ~/.config/containers/certs.d; podman run as root reads only
@@ -63,7 +64,7 @@ pub enum RegistryCommand {
 /// Flags of `moor registry login`.
 #[derive(Debug, Args)]
 pub struct RegistryLoginArgs {
-    /// The registry's host:port [default: the API server's]
+    /// The registry's host:port [default: the one the namespace's image streams name, else the API server's]
     #[arg(long, value_name = "HOST")]
     pub registry: Option<String>,
 
@@ -147,10 +148,12 @@ pub async fn run(session: &Session, args: RegistryArgs) -> Result<(), CliError> 
 }
 
 async fn login(session: &Session, a: RegistryLoginArgs) -> Result<(), CliError> {
-    let host = a
-        .registry
-        .clone()
-        .unwrap_or_else(|| session.server_host().to_string());
+    let host = match a.registry.clone() {
+        Some(host) => host,
+        None => streams_registry(session)
+            .await
+            .unwrap_or_else(|| session.server_host().to_string()),
+    };
     let (user, pass) = match &a.auth_basic {
         Some(basic) => {
             let (u, p) = basic.split_once(':').ok_or(RegistryLoginError::BadBasic)?;
@@ -206,6 +209,25 @@ async fn login(session: &Session, a: RegistryLoginArgs) -> Result<(), CliError> 
         out.push_str(&format!("Saved the CA of {host} into {}\n", file.display()));
     }
     emit(&out)
+}
+
+/// The registry host the namespace's image streams name (`status.publicDockerImageRepository`,
+/// else `status.dockerImageRepository`), as `oc registry login` finds it: in cluster
+/// mode the API server is kube-apiserver, and moor's registry is elsewhere. `None`
+/// when no stream names one or they cannot be listed.
+async fn streams_registry(session: &Session) -> Option<String> {
+    let ty = &crate::resources::IMAGE_STREAMS;
+    let list = session
+        .list_json(ty, session.namespace_for(ty), None)
+        .await
+        .ok()?;
+    list["items"].as_array()?.iter().find_map(|stream| {
+        let status = &stream["status"];
+        ["publicDockerImageRepository", "dockerImageRepository"]
+            .iter()
+            .filter_map(|k| status[*k].as_str())
+            .find_map(|repo| repo.split_once('/').map(|(host, _)| host.to_owned()))
+    })
 }
 
 /// The user name written with the token: the user's own, or `serviceaccount` when

@@ -134,6 +134,12 @@ pub struct ServeArgs {
     )]
     pub tls_cert_file: Option<PathBuf>,
 
+    /// A DNS name or IP address for the certificate moor issues from its own CA, besides
+    /// the listen address and the registry hostname (repeatable): for example
+    /// moor.moor.svc, the name kube-apiserver checks when it proxies to moor
+    #[arg(long = "tls-san", value_name = "NAME", conflicts_with_all = ["tls_cert_file", "plain_http"])]
+    pub tls_sans: Vec<String>,
+
     /// The private key (PEM) of --tls-cert-file
     #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
@@ -401,6 +407,7 @@ fn options(args: ServeArgs) -> ServeOptions {
             .tls_cert_file
             .clone()
             .zip(args.tls_private_key_file.clone()),
+        tls_sans: args.tls_sans.clone(),
         registry_timeouts: moor_server::upstream::Timeouts {
             connect: args.registry_connect_timeout,
             request: args.registry_request_timeout,

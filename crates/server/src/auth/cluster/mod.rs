@@ -7,10 +7,12 @@
 //! - [`tokenreview`]: bearer tokens checked with TokenReview;
 //! - [`sar`]: every decision asked with SubjectAccessReview;
 //! - [`cache`]: the answers' TTL cache;
-//! - [`namespaces`]: the cluster's namespaces, mirrored (streams go with theirs).
+//! - [`namespaces`]: the cluster's namespaces, mirrored (streams go with theirs);
+//! - [`bootstrap`]: moor's ClusterRoles for users, applied at start when permitted.
 //!
 //! Calls the cluster through kube-rs; knows nothing of moor's resources.
 
+pub mod bootstrap;
 pub mod cache;
 pub mod namespaces;
 pub mod requestheader;
