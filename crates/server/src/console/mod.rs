@@ -228,7 +228,7 @@ pub(crate) fn layout(
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false}"#;
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
                 title { (title) " · moor" }
                 link rel="stylesheet" href=(asset_url(0));
                 script src=(asset_url(1)) defer {}
