@@ -480,3 +480,40 @@ async fn the_event_stream_sends_the_tags_table_when_a_tag_moves() {
     push(&server, "team-a", "v1", &moved).await;
     next_event(&moved[..19]).await;
 }
+
+#[tokio::test]
+async fn image_page_shows_the_digest_and_pull_command_to_readers_only() {
+    let (server, digests) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let first = &digests[0];
+    let url = format!("{STREAM_PAGE}/images/{first}");
+    let stream_page = alice.get(&server, STREAM_PAGE).await;
+    assert!(
+        stream_page.text.contains(&format!(r#"href="{url}""#)),
+        "the history links to the image: {}",
+        stream_page.text
+    );
+    let page = alice.get(&server, &url).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains(&format!("<code>{first}</code>")),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains(&format!(
+            "podman pull registry.test:5000/team-a/app@{first}"
+        )),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&format!("quay.io/team/app@{first}")));
+    let bob = login(&server, "bob-token").await.ok().expect("bob");
+    let r = bob.get(&server, &url).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.text.contains("podman pull"));
+    let r = alice
+        .get(&server, &format!("{STREAM_PAGE}/images/sha256%2F..%2Fx"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -376,7 +376,7 @@ async fn screenshots() {
     };
     let dir = std::path::PathBuf::from(dir);
     let _one = ONE_BROWSER.lock().await;
-    let (server, _, base) = moor().await;
+    let (server, digests, base) = moor().await;
     for name in ["keycloak", "postgres", "redis"] {
         let r = server
             .post(
@@ -387,6 +387,14 @@ async fn screenshots() {
         assert!(r.status.is_success(), "{}", r.text);
     }
     push(&server, "team-a", "v2", &console_support::digest("v2-a")).await;
+    let r = server
+        .patch(
+            "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams/app",
+            "application/merge-patch+json",
+            &json!({"spec": {"tags": [{"name": "20.0", "from": {"kind": "DockerImage", "name": "quay.io/keycloak/keycloak:20.0.2"}, "importPolicy": {"scheduled": true}}]}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
     let b = Browser::start().await;
     b.client
         .set_window_size(1000, 760)
@@ -409,9 +417,25 @@ async fn screenshots() {
     shot("console-namespaces.png").await;
     b.click_link("team-a").await;
     shot("console-streams.png").await;
+    b.client
+        .set_window_size(1000, 1250)
+        .await
+        .expect("window size");
     b.click_link(STREAM).await;
     shot("console-stream.png").await;
+    b.client
+        .set_window_size(1000, 760)
+        .await
+        .expect("window size");
     b.click_link("Roll back to revision 1").await;
     shot("console-confirm.png").await;
+    b.client
+        .goto(&format!(
+            "{base}/console/ns/team-a/streams/{STREAM}/images/{}",
+            digests[0]
+        ))
+        .await
+        .expect("goto");
+    shot("console-image.png").await;
     b.stop().await;
 }

@@ -106,6 +106,10 @@ pub fn router(api: Router, server: Arc<ApiServer>) -> Router {
         )
         .route("/console/ns/{ns}/streams/{name}/actions", post(pages::act))
         .route("/console/ns/{ns}/streams/{name}/events", get(live::events))
+        .route(
+            "/console/ns/{ns}/streams/{name}/images/{digest}",
+            get(pages::image),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }

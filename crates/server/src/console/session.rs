@@ -167,18 +167,19 @@ impl FromRequestParts<Console> for Current {
 }
 
 impl Current {
-    /// Checks a form's CSRF token against the session's: 403 when it differs.
-    pub(crate) fn check_csrf(&self, sent: &str) -> Result<(), Response> {
-        if same(sent, &self.csrf) {
-            Ok(())
-        } else {
-            Err((
-                StatusCode::FORBIDDEN,
-                "the form's CSRF token does not match this session: reload the page and try again",
-            )
-                .into_response())
-        }
+    /// Whether a form's CSRF token is the session's.
+    pub(crate) fn csrf_ok(&self, sent: &str) -> bool {
+        same(sent, &self.csrf)
     }
+}
+
+/// The answer to a POST whose CSRF token is not its session's (403).
+pub(crate) fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "the form's CSRF token does not match this session: reload the page and try again",
+    )
+        .into_response()
 }
 
 /// Whether the request came over TLS.
@@ -302,8 +303,8 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = current.check_csrf(&form.csrf) {
-        return refused;
+    if !current.csrf_ok(&form.csrf) {
+        return csrf_refused();
     }
     if let Some(id) = cookie(&headers, COOKIE) {
         console.sessions.remove(&id);

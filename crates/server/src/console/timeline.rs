@@ -1,21 +1,22 @@
 //! The history timeline of a stream, drawn as inline SVG: one lane per tag, one point
 //! per history entry placed by its time order across all tags (so entries never
 //! overlap), labelled with its short digest; the current entry of each tag is filled
-//! and ringed. Each point's `<title>` holds the full digest, time and pull spec.
+//! and ringed. Each point's `<title>` holds the full digest, time and pull spec, and
+//! it links to the image's page.
 //! Linear in the number of entries.
 
 use maud::{Markup, html};
 use moor_api::image::ImageStream;
 
-use super::pages::short_digest;
+use super::pages::{image_url, short_digest};
 
 const LANE_HEIGHT: usize = 48;
 const LEFT: usize = 140;
-const STEP: usize = 110;
+const STEP: usize = 150;
 const TOP: usize = 28;
 
 /// The timeline of `s`'s status tags (nothing when no tag has history).
-pub(crate) fn render(s: &ImageStream) -> Markup {
+pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
     let lanes: Vec<_> = s
         .status
         .tags
@@ -64,6 +65,7 @@ pub(crate) fn render(s: &ImageStream) -> Markup {
                     @let y = TOP + lane * LANE_HEIGHT;
                     @let current = index == 0;
                     @let time = e.created.as_ref().map(|c| c.0.to_string()).unwrap_or_default();
+                    a href=(image_url(ns, name, &e.image)) {
                     g.entry data-tag=(t.tag) data-revision=(revision) data-current[current] {
                         title {
                             (t.tag) " revision " (revision) @if current { " (current)" } ": "
@@ -75,6 +77,7 @@ pub(crate) fn render(s: &ImageStream) -> Markup {
                         circle.point.current[current] cx=(x) cy=(y) r="6" {}
                         text x=(x) y=(y + 20) text-anchor="middle" { (short_digest(&e.image)) }
                         text x=(x) y=(y - 12) text-anchor="middle" { (time.get(..16).unwrap_or(&time)) }
+                    }
                     }
                 }
             }
