@@ -517,3 +517,26 @@ async fn image_page_shows_the_digest_and_pull_command_to_readers_only() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_cookies_are_secure() {
+    // A real TLS listener: whether a request came over TLS is the connection's.
+    let server = builder().with(|o| o.plain_http = false).listen().await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let r = http
+        .get(format!("https://{}/console/login", server.host))
+        .send()
+        .await
+        .expect("the login form over TLS");
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+}
