@@ -1,7 +1,7 @@
 //! The one router: `app(state)` is what `moor serve` runs and what in-process tests
 //! call. Wires the API server, authentication, metrics and health endpoints, and, when
 //! the registry runs, `/v2/` (its `imageprunes` resource is registered with the API
-//! server by the composition root).
+//! server by the composition root), and the web console under `/console/`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +84,13 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(TraceLayer::new_for_http());
-    health.merge(rest)
+    health.merge(console(&state, &rest)).merge(rest)
+}
+
+/// The web console under `/console/`, calling the API (`rest`, with its
+/// authentication and audit) as each signed-in user.
+fn console(state: &AppState, rest: &Router) -> Router {
+    crate::console::router(rest.clone(), state.api.clone()).layer(TraceLayer::new_for_http())
 }
 
 /// `/readyz`: `ok` once started and while the store answers. With `?verbose`, kube's

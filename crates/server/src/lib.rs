@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod compactor;
+pub mod console;
 pub mod election;
 pub mod encryption;
 pub mod identity;
