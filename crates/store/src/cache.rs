@@ -43,6 +43,8 @@ const APPLY_BATCH: usize = 256;
 pub struct CacheOptions {
     /// Key prefixes whose values are kept; reads under other prefixes go to the store.
     pub prefixes: Vec<String>,
+    /// Key prefixes under `prefixes` that are not kept (their reads go to the store).
+    pub exclude: Vec<String>,
     /// The bytes of recent events kept for watches (keys and values counted, so the
     /// bound holds however large objects are). Older watches go to the store.
     pub window_bytes: usize,
@@ -55,6 +57,7 @@ impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
             prefixes: vec!["/".into()],
+            exclude: Vec::new(),
             window_bytes: DEFAULT_WATCH_CACHE_BYTES,
             catch_up: Duration::from_secs(1),
         }
@@ -125,14 +128,27 @@ fn cost(event: &Event) -> usize {
     event.kv.key.len() + event.kv.value.len() + 64
 }
 
-impl State {
-    fn cached(&self, key: &str, prefixes: &[String]) -> bool {
-        prefixes.iter().any(|p| key.starts_with(p.as_str()))
+impl CacheOptions {
+    /// Whether the value of `key` is kept.
+    fn keeps(&self, key: &str) -> bool {
+        self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+            && !self.exclude.iter().any(|e| key.starts_with(e.as_str()))
     }
 
+    /// Whether every key under `prefix` is kept.
+    fn covers(&self, prefix: &str) -> bool {
+        self.prefixes.iter().any(|p| prefix.starts_with(p.as_str()))
+            && !self
+                .exclude
+                .iter()
+                .any(|e| prefix.starts_with(e.as_str()) || e.starts_with(prefix))
+    }
+}
+
+impl State {
     fn apply(&mut self, event: Event, options: &CacheOptions) {
         self.revision = self.revision.max(event.kv.mod_revision);
-        if !self.cached(&event.kv.key, &options.prefixes) {
+        if !options.keeps(&event.kv.key) {
             return;
         }
         match event.kind {
@@ -271,11 +287,7 @@ impl CachedStore {
     }
 
     fn covers(&self, prefix: &str) -> bool {
-        self.shared
-            .options
-            .prefixes
-            .iter()
-            .any(|p| prefix.starts_with(p.as_str()))
+        self.shared.options.covers(prefix)
     }
 
     fn count(&self, hit: bool) {
@@ -420,7 +432,9 @@ async fn load(inner: &Arc<dyn Store>, shared: &Shared) -> Result<WatchStream, St
                 .await?;
             start_after = page.kvs.last().map(|kv| kv.key.clone());
             for kv in page.kvs {
-                objects.insert(kv.key.clone(), kv);
+                if shared.options.keeps(&kv.key) {
+                    objects.insert(kv.key.clone(), kv);
+                }
             }
             if !page.more {
                 break;

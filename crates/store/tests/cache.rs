@@ -25,6 +25,7 @@ fn cached(inner: Arc<dyn Store>, window_bytes: usize) -> CachedStore {
             prefixes: vec!["/".into()],
             window_bytes,
             catch_up: Duration::from_secs(5),
+            ..Default::default()
         },
     )
 }
