@@ -1,6 +1,7 @@
 //! `bench/run api`: creates N image streams with 5 spec tags each through the API
 //! (concurrently), then lists them all repeatedly. Reports the create rate, list
-//! latency (p50, p95) and the server's peak RSS.
+//! latency (p50, p95) and the server's peak RSS. `--store etcd` starts an etcd of its
+//! own and keeps the objects there; `--moor-arg` passes a flag to `moor serve`.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,12 @@ struct Args {
     /// Full lists to time.
     #[arg(long, default_value_t = 20)]
     lists: usize,
+    /// `sqlite` (the default store), `etcd` (an etcd started here), or a `--store` URL.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// An extra flag for `moor serve` (repeatable), e.g. `--moor-arg=--watch-cache-bytes=0`.
+    #[arg(long = "moor-arg", allow_hyphen_values = true)]
+    moor_args: Vec<String>,
 }
 
 use moor_testkit::server::IS;
@@ -27,7 +34,21 @@ use moor_testkit::server::IS;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let moor = Moor::start_fresh(&moor_bin(), &[]);
+    // Kept until the end: the etcd the server stores into.
+    let mut _etcd = None;
+    let mut extra: Vec<String> = args.moor_args.clone();
+    match args.store.as_str() {
+        "sqlite" => {}
+        "etcd" => {
+            let etcd = moor_testkit::etcd::Etcd::start()
+                .ok_or_else(|| anyhow::anyhow!("etcd is needed (apt-get install etcd-server)"))?;
+            extra.push(format!("--store=etcd://127.0.0.1:{}", etcd.client_port));
+            _etcd = Some(etcd);
+        }
+        url => extra.push(format!("--store={url}")),
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let moor = Moor::start_fresh(&moor_bin(), &extra);
     let client = moor.client_pool(args.concurrency);
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..args.streams)
@@ -104,8 +125,8 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "bench api: {} image streams x 5 spec tags, {} concurrent creates",
-        args.streams, args.concurrency
+        "bench api: {} image streams x 5 spec tags, {} concurrent creates, store {}",
+        args.streams, args.concurrency, args.store
     );
     println!(
         "  create rate:        {:.0} streams/s ({:.1} s total)",

@@ -111,6 +111,23 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
     ) -> Result<EncodedList, ApiError> {
         self.inner.list_encoded(ctx, ns, opts).await
     }
+    async fn list_streamed(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<StreamedList, ApiError> {
+        self.inner.list_streamed(ctx, ns, opts).await
+    }
+    async fn get_at(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        self.inner.get_at(ctx, ns, name, resource_version).await
+    }
     async fn create(
         &self,
         ctx: &RequestContext,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
@@ -157,6 +158,8 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     pub continue_token: Option<String>,
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch`: `Exact`, `NotOlderThan`, or unset.
+    pub resource_version_match: Option<String>,
     pub allow_bookmarks: bool,
     pub send_initial_events: bool,
     pub timeout_seconds: Option<u64>,
@@ -180,6 +183,25 @@ pub struct EncodedList {
     pub count: usize,
     pub resource_version: String,
     pub continue_token: Option<String>,
+}
+
+/// A list whose items arrive page by page: the body of a large list is written while
+/// the store is read, never held whole.
+pub struct StreamedList {
+    pub resource_version: String,
+    pub continue_token: Option<String>,
+    /// Pieces of the inside of `"items":[...]` (commas included), in order.
+    pub items: BoxStream<'static, Result<bytes::Bytes, ApiError>>,
+}
+
+impl From<EncodedList> for StreamedList {
+    fn from(list: EncodedList) -> Self {
+        StreamedList {
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+            items: futures::stream::once(async move { Ok(bytes::Bytes::from(list.items)) }).boxed(),
+        }
+    }
 }
 
 /// `DeleteOptions` that matter here.
@@ -267,6 +289,28 @@ pub trait RestStorage: Send + Sync {
             resource_version: list.resource_version,
             continue_token: list.continue_token,
         })
+    }
+    /// Objects in `ns`, serialized, page by page; by default
+    /// [`list_encoded`](Self::list_encoded) in one piece.
+    async fn list_streamed(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<StreamedList, ApiError> {
+        Ok(self.list_encoded(ctx, ns, opts).await?.into())
+    }
+    /// One object as of `resource_version` in kube's sense (`"0"`: any recent state,
+    /// which a watch cache may answer); by default [`get`](Self::get).
+    async fn get_at(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let _ = resource_version;
+        self.get(ctx, ns, name).await
     }
     /// Creates `obj` (already decoded) in `ns`.
     async fn create(

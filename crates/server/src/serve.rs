@@ -110,6 +110,8 @@ pub struct ServeOptions {
     /// `sqlite://PATH`, `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or `memory://`;
     /// default: SQLite at `<data-dir>/moor.db`.
     pub store: Option<String>,
+    /// `--watch-cache-bytes`: the watch cache's window of recent events (0: no cache).
+    pub watch_cache_bytes: usize,
     /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: TLS to etcd.
     pub etcd_tls: moor_store::EtcdTls,
     pub insecure_registries: Vec<String>,
@@ -391,6 +393,7 @@ impl Default for ServeOptions {
             listen: "127.0.0.1:8443".into(),
             registry_hostname: None,
             store: None,
+            watch_cache_bytes: moor_store::DEFAULT_WATCH_CACHE_BYTES,
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
             scheduled_import_interval: Duration::from_secs(15 * 60),
@@ -501,6 +504,23 @@ fn encryption_config(
         Some(path) => Some(crate::encryption::EncryptionConfig::load(path)?),
         None => None,
     })
+}
+
+/// `store` behind a watch cache of the API's objects (kube-apiserver's cacher; see
+/// `moor_store::cache`), above encryption so that values are decrypted once per write.
+/// Events are left out, as kube-apiserver leaves them: many, short-lived, rarely listed.
+/// `window_bytes` 0: no cache.
+fn watch_cached(store: Arc<dyn Store>, window_bytes: usize) -> Arc<dyn Store> {
+    if window_bytes == 0 {
+        return store;
+    }
+    let options = moor_store::CacheOptions {
+        prefixes: vec!["/registry/".into()],
+        exclude: vec!["/registry/core/events/".into()],
+        window_bytes,
+        ..Default::default()
+    };
+    Arc::new(moor_store::CachedStore::new(store, options))
 }
 
 /// `store` with the configured resources' values encrypted at rest.
@@ -792,6 +812,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         None => open_configured_store(opts).await?,
     };
     let store = encrypted(store, encryption);
+    let store = watch_cached(store, opts.watch_cache_bytes);
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+pub mod cache;
 pub mod conformance;
 pub mod etcd;
 pub mod memory;
@@ -19,6 +20,7 @@ mod watch;
 
 pub use watch::DEFAULT_WATCH_BUFFER_BYTES;
 
+pub use cache::{CacheOptions, CacheStats, CachedStore, DEFAULT_WATCH_CACHE_BYTES};
 pub use etcd::{EtcdError, EtcdOptions, EtcdStore, EtcdTls, LeaseId};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -186,6 +188,18 @@ pub trait Store: Send + Sync + 'static {
     /// lists must read at or after it. Compacting at or below the compacted revision does
     /// nothing; above the current revision fails with `FutureRevision`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+    /// [`get`](Self::get) where any recent value will do (kube's `resourceVersion=0`):
+    /// a store with a watch cache answers from memory, possibly a little behind the
+    /// last write. The default: `get`.
+    async fn get_recent(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.get(key).await
+    }
+    /// [`list`](Self::list) where, without `opts.revision`, any recent state will do
+    /// (kube's `resourceVersion=0`); the result's `revision` says which. The default:
+    /// `list`.
+    async fn list_recent(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StoreError> {
+        self.list(prefix, opts).await
+    }
     /// The revision of the last write (0 for an empty store).
     async fn current_revision(&self) -> Result<Revision, StoreError>;
     /// [`watch`](Self::watch) with bookmarks: [`WatchItem::Progress`] carries a revision

@@ -128,6 +128,11 @@ impl QueueSender {
         let _ = self.tx.send(Err(err));
     }
 
+    /// Whether the watcher dropped its stream.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Resolves when the watcher dropped its stream.
     pub(crate) async fn closed(&self) {
         self.tx.closed().await;

@@ -5,7 +5,7 @@ use axum::response::Response;
 
 use super::Call;
 use super::request::list_options;
-use super::response::{self, encoded_list_response, json_response, object_response};
+use super::response::{self, json_response, object_response, streamed_list_response};
 use crate::error::ApiError;
 use crate::selectors::FieldRequirement;
 use crate::table;
@@ -14,7 +14,11 @@ use crate::table;
 /// object, as in Kubernetes).
 pub(super) async fn get(call: Call) -> Result<Response, ApiError> {
     let name = super::name_of(&call);
-    let obj = call.storage.get(&call.ctx, call.ns(), &name).await?;
+    let rv = call
+        .query
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty());
+    let obj = call.storage.get_at(&call.ctx, call.ns(), &name, rv).await?;
     Ok(object_response(
         StatusCode::OK,
         obj,
@@ -29,9 +33,9 @@ pub(super) async fn list(call: Call) -> Result<Response, ApiError> {
     let Some((td, include)) = call.table_ref() else {
         let list = call
             .storage
-            .list_encoded(&call.ctx, call.ns(), &opts)
+            .list_streamed(&call.ctx, call.ns(), &opts)
             .await?;
-        return Ok(encoded_list_response(&call.def, list, &call.ctx));
+        return Ok(streamed_list_response(&call.def, list, &call.ctx));
     };
     let list = call.storage.list(&call.ctx, call.ns(), &opts).await?;
     let body = table::render(

@@ -182,6 +182,10 @@ pub(super) fn list_options(q: &Query, def: &ResourceDef) -> Result<ListOptions, 
             .filter(|c| !c.is_empty())
             .map(str::to_string),
         resource_version: q.get("resourceVersion").map(str::to_string),
+        resource_version_match: q
+            .get("resourceVersionMatch")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
         allow_bookmarks: q.flag("allowWatchBookmarks"),
         send_initial_events: q.flag("sendInitialEvents"),
         timeout_seconds,

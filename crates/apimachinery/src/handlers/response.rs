@@ -48,10 +48,13 @@ pub(super) fn object_response(
     json_response(status, &body, Some(ctx))
 }
 
-/// A `<Kind>List` written from already serialized items, without building a tree.
-pub(super) fn encoded_list_response(
+/// A `<Kind>List` written from already serialized items, without building a tree,
+/// as they arrive: the head, the items page by page, then the tail. An error after
+/// the head ends the body early (the status is sent already), as kube-apiserver's
+/// streamed lists do.
+pub(super) fn streamed_list_response(
     def: &ResourceDef,
-    list: EncodedList,
+    list: StreamedList,
     ctx: &RequestContext,
 ) -> Response {
     let mut meta = json!({"resourceVersion": list.resource_version});
@@ -60,16 +63,17 @@ pub(super) fn encoded_list_response(
     }
     let head = json!({"kind": def.list_kind, "apiVersion": def.api_version(), "metadata": meta})
         .to_string();
-    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`, as three chunks of one body.
+    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`.
     let mut open = head.into_bytes();
     open.pop();
     open.extend_from_slice(b",\"items\":[");
-    let chunks = [
-        Bytes::from(open),
-        Bytes::from(list.items),
-        Bytes::from_static(b"]}"),
-    ];
-    let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let body = futures::stream::once(async move { Ok(Bytes::from(open)) })
+        .chain(list.items.map(|chunk| {
+            chunk.inspect_err(|e| tracing::warn!(error = %e, "list: the body ends early"))
+        }))
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }));
     let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -20,6 +20,7 @@ use super::patch::MergeKeys;
 use super::resource::*;
 use super::table::TableDef;
 
+mod list;
 mod rest;
 
 /// Per-kind behaviour plugged into [`StoredResource`].
@@ -279,7 +280,7 @@ impl serde::Serialize for StoredForm<'_> {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct ContinueToken {
+pub(crate) struct ContinueToken {
     rv: Revision,
     start: String,
 }
@@ -569,22 +570,8 @@ impl StoredResource {
         mut emit: impl FnMut(&KeyValue) -> Result<Option<T>, ApiError>,
     ) -> Result<(Vec<T>, String, Option<String>), ApiError> {
         let prefix = self.prefix(ns);
-        let (mut revision, mut start_after) = match &opts.continue_token {
-            Some(tok) if !tok.is_empty() => {
-                let raw = URL_SAFE_NO_PAD
-                    .decode(tok)
-                    .map_err(|_| ApiError::BadRequest("continue key is not valid".into()))?;
-                let t: ContinueToken = serde_json::from_slice(&raw)
-                    .map_err(|_| ApiError::BadRequest("continue key is not valid".into()))?;
-                if !t.start.starts_with(&prefix) {
-                    return Err(ApiError::BadRequest(
-                        "continue key is not valid for this request".into(),
-                    ));
-                }
-                (Some(t.rv), Some(t.start))
-            }
-            _ => (None, None),
-        };
+        let (read, mut start_after) = list::read_at(opts, &prefix)?;
+        let mut revision = read.revision();
         // A name pinned by the field selector narrows the scan to one key.
         if let (Some(name), Some(ns)) = (opts.field_selector.pinned_name(), ns)
             && start_after.is_none()
@@ -605,18 +592,16 @@ impl StoredResource {
         let mut more = false;
         loop {
             let want = limit.map(|l| l - items.len()).unwrap_or(usize::MAX);
-            let page = self
-                .store
-                .list(
-                    &prefix,
-                    moor_store::ListOptions {
-                        revision,
-                        start_after: start_after.clone(),
-                        // Pages even without a limit: memory stays one page deep.
-                        limit: Some(want.clamp(1, SCAN_PAGE)),
-                    },
-                )
-                .await?;
+            let store_opts = moor_store::ListOptions {
+                revision,
+                start_after: start_after.clone(),
+                // Pages even without a limit: memory stays one page deep.
+                limit: Some(want.clamp(1, SCAN_PAGE)),
+            };
+            let page = match revision {
+                Some(_) => self.store.list(&prefix, store_opts).await?,
+                None => list::first_page(self.store.as_ref(), &prefix, &read, store_opts).await?,
+            };
             revision = Some(page.revision);
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());

@@ -67,6 +67,37 @@ impl RestStorage for StoredResource {
         }
     }
 
+    async fn get_at(
+        &self,
+        _ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let key = self.key(ns, name);
+        // "0": any recent state (a watch cache's); else the current one.
+        let kv = match resource_version {
+            Some("0") => self.store.get_recent(&key).await?,
+            _ => self.store.get(&key).await?,
+        };
+        match kv {
+            Some(kv) => self.materialize(&kv),
+            None => Err(ApiError::NotFound {
+                gr: self.gr(),
+                name: name.into(),
+            }),
+        }
+    }
+
+    async fn list_streamed(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<StreamedList, ApiError> {
+        self.list_streamed_inner(ctx, ns, opts).await
+    }
+
     async fn list(
         &self,
         _ctx: &RequestContext,

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
+    /// Bytes of recent events the watch cache keeps for watches that resume (0: no watch cache; lists and watches read the store)
+    #[arg(long, value_name = "BYTES", default_value_t = moor_store::DEFAULT_WATCH_CACHE_BYTES)]
+    pub watch_cache_bytes: usize,
+
     /// Serve plain HTTP instead of TLS, e.g. behind a TLS-terminating proxy (kubectl then sends no token)
     #[arg(long)]
     pub plain_http: bool,
@@ -386,6 +390,7 @@ fn options(args: ServeArgs) -> ServeOptions {
         listen: args.listen,
         registry_hostname: args.registry_hostname,
         store: args.store,
+        watch_cache_bytes: args.watch_cache_bytes,
         insecure_registries: args.insecure_registries,
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,
