@@ -336,7 +336,7 @@ impl StoredResource {
     ) -> Result<NextVersion, ApiError> {
         let old = self.materialize(kv)?;
         let old_rv = kv.mod_revision.to_string();
-        let mut new = update(Some(old.clone()))?;
+        let mut new = update(Some(&old))?;
         if meta_str(&new, "name").is_some_and(|n| n != name) {
             return Err(ApiError::BadRequest(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",

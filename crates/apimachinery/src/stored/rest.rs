@@ -251,6 +251,18 @@ impl RestStorage for StoredResource {
         }
     }
 
+    async fn watch_stored(
+        &self,
+        ns: Option<&str>,
+        resource_version: &str,
+    ) -> Result<StoredEvents, ApiError> {
+        let from = parse_resource_version(resource_version)?;
+        let events = self.store.watch(&self.prefix(ns), from).await?;
+        Ok(events
+            .map(|ev| ev.map_err(|e| ApiError::Expired(format!("watch closed: {e}"))))
+            .boxed())
+    }
+
     async fn watch(
         &self,
         _ctx: &RequestContext,
