@@ -347,13 +347,20 @@ impl RestStorage for StoredResource {
                             (label.matches_object(&obj) && field.matches_object(&obj)).then_some(obj)
                         };
                         let large = ev.kv.value.len() > LARGE_OBJECT_BYTES;
+                        let slot = match large {
+                            true => match tx.large_slot().await {
+                                Ok(slot) => Some(slot),
+                                Err(_) => return,
+                            },
+                            false => None,
+                        };
                         let Some(obj) = cpu_bound_if(large, decode) else { continue };
                         let out = match ev.kind {
                             EventKind::Delete => WatchEvent::Deleted(obj),
                             EventKind::Put if ev.kv.create_revision == ev.kv.mod_revision => WatchEvent::Added(obj),
                             EventKind::Put => WatchEvent::Modified(obj),
                         };
-                        if tx.send(out).await.is_err() { return; }
+                        if tx.send_with(out, slot).await.is_err() { return; }
                     }
                 }
             }
