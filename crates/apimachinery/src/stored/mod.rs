@@ -21,6 +21,7 @@ use super::resource::*;
 use super::table::TableDef;
 
 mod rest;
+mod turns;
 
 /// Per-kind behaviour plugged into [`StoredResource`].
 pub trait Strategy: Send + Sync + 'static {
@@ -89,6 +90,7 @@ pub struct StoredResource {
     store: Arc<dyn Store>,
     strategy: Arc<dyn Strategy>,
     config: ServingConfig,
+    turns: turns::WriteTurns,
 }
 
 /// The store key prefix of a resource: `/registry/<group|core>/<plural>/`.
@@ -291,6 +293,7 @@ impl StoredResource {
             store,
             strategy,
             config,
+            turns: turns::WriteTurns::default(),
         }
     }
 

@@ -134,6 +134,9 @@ impl RestStorage for StoredResource {
         create_if_missing: bool,
     ) -> Result<(Value, bool), ApiError> {
         let key = self.key(ns, name);
+        // A status write does not land in the middle of a user's update (which would
+        // then run again), nor an update in the middle of a status write.
+        let _turn = self.turns.turn(&key, subresource == Some("status")).await;
         let deadline = tokio::time::Instant::now() + UPDATE_RETRY_DEADLINE;
         while tokio::time::Instant::now() < deadline {
             let current = self.store.get(&key).await?;
