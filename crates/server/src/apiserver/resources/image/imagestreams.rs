@@ -93,6 +93,7 @@ fn stream_view(v: &Value) -> Option<ImageStream> {
     if !v.is_object() {
         return None;
     }
+    count_decode();
     crate::catalog::slim_stream(v).ok()
 }
 
@@ -241,7 +242,6 @@ impl Strategy for ImageStreams {
     /// this as typed values: both tell the same change of a stored canonical spec).
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         use serde::Deserialize;
-        count_decode();
         let Some(mut s) = stream_view(new) else {
             return;
         };
@@ -282,7 +282,6 @@ impl Strategy for ImageStreams {
         write_back(new, &s);
     }
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
-        count_decode();
         match stream_view(obj) {
             Some(s) => {
                 let mut errors = own_image_prefix_errors(&s);
