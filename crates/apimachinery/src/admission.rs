@@ -155,14 +155,13 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
             // The update step is pure, so running it on the current object predicts
             // what will be written (a conflict retry may differ; `admit` decides).
             let old = self.inner.get(ctx, ns, name).await.ok();
-            if let Ok(new) = update(old.clone()) {
+            if let Ok(new) = update(old.as_ref()) {
                 self.admission.prepare(ctx, ns, &new, old.as_ref()).await;
             }
         }
-        let admitted = |old: Option<Value>| {
-            let new = update(old.clone())?;
-            self.admission
-                .admit(ctx, ns, subresource, &new, old.as_ref())?;
+        let admitted = |old: Option<&Value>| {
+            let new = update(old)?;
+            self.admission.admit(ctx, ns, subresource, &new, old)?;
             Ok(new)
         };
         let (written, created) = self
@@ -202,5 +201,13 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
         opts: &ListOptions,
     ) -> Result<WatchEvents, ApiError> {
         self.inner.watch(ctx, ns, opts).await
+    }
+
+    async fn watch_stored(
+        &self,
+        ns: Option<&str>,
+        resource_version: &str,
+    ) -> Result<StoredEvents, ApiError> {
+        self.inner.watch_stored(ns, resource_version).await
     }
 }

@@ -239,8 +239,14 @@ impl WatchEvent {
 /// A stream of watch events.
 pub type WatchEvents = BoxStream<'static, WatchEvent>;
 
+/// A stream of store events ([`RestStorage::watch_stored`]); an error ends it (the
+/// watcher lists again, as after a 410).
+pub type StoredEvents = BoxStream<'static, Result<moor_store::Event, ApiError>>;
+
 /// A read-modify-write step: gets the current object (if any), returns the new one.
-pub type UpdateFn<'a> = dyn Fn(Option<Value>) -> Result<Value, ApiError> + Send + Sync + 'a;
+/// The current object is lent, not copied: a large one is costly to copy, and most
+/// steps change a copy of a part or decode it into a typed value anyway.
+pub type UpdateFn<'a> = dyn Fn(Option<&Value>) -> Result<Value, ApiError> + Send + Sync + 'a;
 
 /// How the generic HTTP handlers reach a resource, stored or virtual. A verb a
 /// resource does not implement answers 405 MethodNotAllowed.
@@ -364,6 +370,17 @@ pub trait RestStorage: Send + Sync {
         _ns: Option<&str>,
         _opts: &ListOptions,
     ) -> Result<WatchEvents, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
+    /// Changes after `resource_version` as the store holds them, for in-process
+    /// watchers that decode what they need straight from the bytes: a large object then
+    /// never becomes a JSON tree per watcher, and every watcher shares the event's
+    /// bytes. No computed fields ([`crate::stored::Strategy::decorate`]), no selectors.
+    async fn watch_stored(
+        &self,
+        _ns: Option<&str>,
+        _resource_version: &str,
+    ) -> Result<StoredEvents, ApiError> {
         Err(ApiError::MethodNotAllowed)
     }
     /// Decodes a request body into this kind's canonical JSON, listing unknown fields.

@@ -55,7 +55,7 @@ pub(super) async fn patch(call: Call, body: Body) -> Result<Response, ApiError> 
     } else {
         None
     };
-    let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+    let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
         if let Some(applied) = &applied {
             let req = apply::ApplyRequest {
                 manager: &manager,
@@ -66,7 +66,7 @@ pub(super) async fn patch(call: Call, body: Body) -> Result<Response, ApiError> 
                 name: &name,
                 now: &now,
             };
-            let out = apply::apply(cur.as_ref(), applied, &req)?;
+            let out = apply::apply(cur, applied, &req)?;
             // Only a resourceVersion the applier sent is a precondition; the live one
             // it merged onto is not, so a concurrent write runs the apply again on the
             // newer object (kube-apiserver's retry), instead of a 409 nobody asked for.
@@ -94,13 +94,13 @@ pub(super) async fn patch(call: Call, body: Body) -> Result<Response, ApiError> 
         let (mut new, unknown) = storage.decode(doc)?;
         check_unknown(ctx, &unknown)?;
         if sub.is_none() {
-            apply::record_update(Some(&cur), &mut new, &manager, &av, keys, &now);
+            apply::record_update(Some(cur), &mut new, &manager, &av, keys, &now);
         }
         // The resourceVersion the patch left as it was is not a precondition: a
         // concurrent write makes the step run again on the newer object, as
         // kube-apiserver retries patches.
         let rv = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
-        if rv(&new).is_some() && rv(&new) == rv(&cur) {
+        if rv(&new).is_some() && rv(&new) == rv(cur) {
             new = unconditional(new);
         }
         Ok(new)

@@ -63,10 +63,10 @@ pub(super) async fn update(call: Call, body: Body) -> Result<Response, ApiError>
     let av = call.def.api_version();
     let sub = call.target.subresource.clone();
     let now = now_rfc3339();
-    let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+    let f = move |cur: Option<&Value>| -> Result<Value, ApiError> {
         let mut new = obj.clone();
         if sub.is_none() {
-            apply::record_update(cur.as_ref(), &mut new, &manager, &av, keys, &now);
+            apply::record_update(cur, &mut new, &manager, &av, keys, &now);
         }
         Ok(new)
     };

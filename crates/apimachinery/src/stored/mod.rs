@@ -22,6 +22,7 @@ use super::table::TableDef;
 
 mod list;
 mod rest;
+mod turns;
 
 /// Per-kind behaviour plugged into [`StoredResource`].
 pub trait Strategy: Send + Sync + 'static {
@@ -90,6 +91,7 @@ pub struct StoredResource {
     store: Arc<dyn Store>,
     strategy: Arc<dyn Strategy>,
     config: ServingConfig,
+    turns: turns::WriteTurns,
 }
 
 /// The store key prefix of a resource: `/registry/<group|core>/<plural>/`.
@@ -292,6 +294,7 @@ impl StoredResource {
             store,
             strategy,
             config,
+            turns: turns::WriteTurns::default(),
         }
     }
 
@@ -337,7 +340,7 @@ impl StoredResource {
     ) -> Result<NextVersion, ApiError> {
         let old = self.materialize(kv)?;
         let old_rv = kv.mod_revision.to_string();
-        let mut new = update(Some(old.clone()))?;
+        let mut new = update(Some(&old))?;
         if meta_str(&new, "name").is_some_and(|n| n != name) {
             return Err(ApiError::BadRequest(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -688,18 +691,66 @@ impl StoredResource {
     }
 }
 
+/// Decoded large objects ([`LARGE_OBJECT_BYTES`]) a watch may hold for its reader: a
+/// reader slower than the decodes (a client reading a 1 MB stream's events as they
+/// are written) then pins one decoded copy ahead, not a channel's worth of them.
+pub const LARGE_EVENTS_AHEAD: usize = 1;
+
+/// The producer side of [`async_stream_events`].
+pub struct EventSender {
+    tx: tokio::sync::mpsc::Sender<(WatchEvent, Option<tokio::sync::OwnedSemaphorePermit>)>,
+    ahead: Arc<tokio::sync::Semaphore>,
+}
+
+/// Leave to decode one large object for the reader ([`EventSender::large_slot`]):
+/// sent along with its event, given back when the reader takes that event.
+pub struct LargeSlot(tokio::sync::OwnedSemaphorePermit);
+
+/// The reader of a watch is gone.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl EventSender {
+    /// Sends `ev`.
+    pub async fn send(&self, ev: WatchEvent) -> Result<(), ReaderGone> {
+        self.send_with(ev, None).await
+    }
+
+    /// Waits until fewer than [`LARGE_EVENTS_AHEAD`] decoded large objects wait for
+    /// the reader. Taken before decoding one, and sent with it.
+    pub async fn large_slot(&self) -> Result<LargeSlot, ReaderGone> {
+        let permit = self.ahead.clone().acquire_owned().await;
+        permit.map(LargeSlot).map_err(|_| ReaderGone)
+    }
+
+    /// Sends `ev`, holding `slot` until the reader takes it.
+    pub async fn send_with(
+        &self,
+        ev: WatchEvent,
+        slot: Option<LargeSlot>,
+    ) -> Result<(), ReaderGone> {
+        let held = slot.map(|s| s.0);
+        self.tx.send((ev, held)).await.map_err(|_| ReaderGone)
+    }
+}
+
 /// Runs `producer` on a task and streams what it sends; the task ends when the
 /// receiver is dropped.
 pub fn async_stream_events<F, Fut>(producer: F) -> WatchEvents
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<WatchEvent>) -> Fut,
+    F: FnOnce(EventSender) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     // Few decoded objects wait here: a client that stops reading holds at most these
-    // plus its store watcher's byte budget, after which the watch ends.
+    // (of which at most [`LARGE_EVENTS_AHEAD`] large ones) plus its store watcher's
+    // byte budget, after which the watch ends.
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(producer(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    let ahead = Arc::new(tokio::sync::Semaphore::new(LARGE_EVENTS_AHEAD));
+    tokio::spawn(producer(EventSender { tx, ahead }));
+    // The slot goes back as the reader takes its event.
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|(ev, _slot)| ev)
+        .boxed()
 }
 
 #[cfg(test)]
@@ -783,16 +834,45 @@ mod tests {
             let items: Vec<String> = (0..20_000).map(|i| format!("item-{i}")).collect();
             let big = json!({"metadata": {"name": "big"}, "spec": {"items": items}});
             assert!(is_large(&big));
-            // The watch's producer, a task on the only worker, decodes the event.
+            // The watch's producer, a task on the only worker, decodes the event, maybe
+            // before `create` returns: counted from before the create, which decorates
+            // its object twice (before it is stored and after).
+            let before = probe.large.load(Ordering::SeqCst);
             res.create(&ctx, None, big).await.unwrap();
-            let by_create = probe.large.load(Ordering::SeqCst);
             let Some(WatchEvent::Added(obj)) = events.next().await else {
                 panic!("no ADDED event");
             };
             assert_eq!(obj["metadata"]["name"], "big");
-            assert_eq!(probe.large.load(Ordering::SeqCst), by_create + 1);
+            assert_eq!(probe.large.load(Ordering::SeqCst), before + 3);
         });
         assert_eq!(probe.starved.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_watch_decodes_a_large_object_only_once_the_reader_took_the_last() {
+        use futures::FutureExt;
+        let (waited_tx, waited_rx) = tokio::sync::oneshot::channel();
+        let mut events = async_stream_events(move |tx| async move {
+            let first = tx.large_slot().await.expect("reader");
+            let ev = WatchEvent::Added(json!({"n": 1}));
+            tx.send_with(ev, Some(first)).await.expect("reader");
+            // Small events pass meanwhile.
+            tx.send(WatchEvent::Added(json!({"n": "small"})))
+                .await
+                .expect("reader");
+            // The first large one has not been taken: no leave to decode a second.
+            let _ = waited_tx.send(tx.large_slot().now_or_never().is_none());
+            let second = tx.large_slot().await.expect("reader");
+            let ev = WatchEvent::Added(json!({"n": 2}));
+            tx.send_with(ev, Some(second)).await.expect("reader");
+        });
+        assert!(waited_rx.await.unwrap(), "a second large decode went ahead");
+        for n in [json!(1), json!("small"), json!(2)] {
+            let Some(WatchEvent::Added(obj)) = events.next().await else {
+                panic!("no event");
+            };
+            assert_eq!(obj["n"], n);
+        }
     }
 
     #[test]

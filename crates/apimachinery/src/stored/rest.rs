@@ -165,6 +165,9 @@ impl RestStorage for StoredResource {
         create_if_missing: bool,
     ) -> Result<(Value, bool), ApiError> {
         let key = self.key(ns, name);
+        // A status write does not land in the middle of a user's update (which would
+        // then run again), nor an update in the middle of a status write.
+        let _turn = self.turns.turn(&key, subresource == Some("status")).await;
         let deadline = tokio::time::Instant::now() + UPDATE_RETRY_DEADLINE;
         while tokio::time::Instant::now() < deadline {
             let current = self.store.get(&key).await?;
@@ -282,6 +285,18 @@ impl RestStorage for StoredResource {
         }
     }
 
+    async fn watch_stored(
+        &self,
+        ns: Option<&str>,
+        resource_version: &str,
+    ) -> Result<StoredEvents, ApiError> {
+        let from = parse_resource_version(resource_version)?;
+        let events = self.store.watch(&self.prefix(ns), from).await?;
+        Ok(events
+            .map(|ev| ev.map_err(|e| ApiError::Expired(format!("watch closed: {e}"))))
+            .boxed())
+    }
+
     async fn watch(
         &self,
         _ctx: &RequestContext,
@@ -375,13 +390,20 @@ impl RestStorage for StoredResource {
                             (label.matches_object(&obj) && field.matches_object(&obj)).then_some(obj)
                         };
                         let large = ev.kv.value.len() > LARGE_OBJECT_BYTES;
+                        let slot = match large {
+                            true => match tx.large_slot().await {
+                                Ok(slot) => Some(slot),
+                                Err(_) => return,
+                            },
+                            false => None,
+                        };
                         let Some(obj) = cpu_bound_if(large, decode) else { continue };
                         let out = match ev.kind {
                             EventKind::Delete => WatchEvent::Deleted(obj),
                             EventKind::Put if ev.kv.create_revision == ev.kv.mod_revision => WatchEvent::Added(obj),
                             EventKind::Put => WatchEvent::Modified(obj),
                         };
-                        if tx.send(out).await.is_err() { return; }
+                        if tx.send_with(out, slot).await.is_err() { return; }
                     }
                 }
             }

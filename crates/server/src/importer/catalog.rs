@@ -5,21 +5,41 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use moor_api::image::{Image, ImageStream};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Importer, ctx, stream_not_found};
 use crate::catalog::{
-    ImageList, ImageStore, PullSecrets, StreamChange, StreamList, StreamPart, StreamStore,
+    ImageList, ImageStore, PullSecrets, StoredStream, StreamChange, StreamEvent, StreamEvents,
+    StreamList, StreamPart, StreamStore,
 };
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::{ListOptions, WatchEvents};
+use moor_apimachinery::resource::ListOptions;
 use moor_apimachinery::stored::unconditional;
 
 fn name_of(v: &Value) -> &str {
     v.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("?")
+}
+
+/// A store event of a stream as the controllers take it (its key ends in
+/// `<namespace>/<name>`).
+pub(crate) fn stream_event(ev: moor_store::Event) -> StreamEvent {
+    match ev.kind {
+        moor_store::EventKind::Put => StreamEvent::Changed(StoredStream {
+            bytes: ev.kv.value,
+            revision: ev.kv.mod_revision,
+        }),
+        moor_store::EventKind::Delete => {
+            let mut parts = ev.kv.key.rsplit('/');
+            let name = parts.next().unwrap_or_default().to_string();
+            let namespace = parts.next().unwrap_or_default().to_string();
+            StreamEvent::Deleted { namespace, name }
+        }
+    }
 }
 
 #[async_trait]
@@ -70,12 +90,9 @@ impl StreamStore for Importer {
             .resource_version)
     }
 
-    async fn watch_streams(&self, resource_version: &str) -> Result<WatchEvents, ApiError> {
-        let opts = ListOptions {
-            resource_version: Some(resource_version.to_string()),
-            ..Default::default()
-        };
-        self.streams.watch(&ctx(), None, &opts).await
+    async fn watch_streams(&self, resource_version: &str) -> Result<StreamEvents, ApiError> {
+        let events = self.streams.watch_stored(None, resource_version).await?;
+        Ok(events.map(|ev| ev.map(stream_event)).boxed())
     }
 
     async fn modify_stream(
@@ -85,10 +102,9 @@ impl StreamStore for Importer {
         part: StreamPart,
         change: &StreamChange<'_>,
     ) -> Result<bool, ApiError> {
-        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+        let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| stream_not_found(name))?;
-            let mut stream: ImageStream =
-                serde_json::from_value(cur).map_err(ApiError::internal)?;
+            let mut stream = ImageStream::deserialize(cur).map_err(ApiError::internal)?;
             change(&mut stream)?;
             Ok(unconditional(
                 serde_json::to_value(&stream).map_err(ApiError::internal)?,

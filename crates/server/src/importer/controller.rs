@@ -32,6 +32,7 @@ use tracing::Instrument;
 
 use super::queue::{FairQueue, ImportLimits};
 use super::{Importer, TagOutcome};
+use crate::catalog::{StreamEvent, StreamStore};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::{ListOptions, RequestContext, WatchEvent};
 use moor_apimachinery::stored::{cpu_bound_if, is_large};
@@ -300,13 +301,6 @@ pub struct ImportController {
     next_work_id: u64,
     /// Streams whose next status write waits (see [`WRITE_PACE`]), until when.
     paced: HashMap<Key, Instant>,
-}
-
-fn key_of(v: &Value) -> Option<Key> {
-    Some((
-        v.pointer("/metadata/namespace")?.as_str()?.to_string(),
-        v.pointer("/metadata/name")?.as_str()?.to_string(),
-    ))
 }
 
 /// A stream as the controller keeps it: without `managedFields`, which it never reads
@@ -853,7 +847,7 @@ impl ImportController {
             resource_version: Some(list.resource_version.clone()),
             ..Default::default()
         };
-        let mut events = self.importer.streams.watch(&ctx, None, &opts).await?;
+        let mut events = self.importer.watch_streams(&list.resource_version).await?;
         // A pull secret created or changed may fix a failed import of its namespace.
         let mut secrets = self.importer.secrets.watch(&ctx, None, &opts).await?;
         loop {
@@ -926,26 +920,29 @@ impl ImportController {
         }
     }
 
-    /// Decodes a stream from a watch event (slim: its managed fields are not decoded at
-    /// all), drops the queued imports of tags it no longer has, and keeps it unless what
-    /// is kept is newer. Returns whether it was kept.
-    fn take_stream(&mut self, st: &mut State, key: &Key, v: Value) -> bool {
-        let Ok(s) = serde_json::from_value::<ImageStream>(super::without_managed_fields(v)) else {
-            return false;
-        };
+    /// Drops the queued imports of tags the stream no longer has, and keeps it unless
+    /// what is kept is newer. Returns whether it was kept.
+    fn take_stream(&mut self, st: &mut State, key: &Key, s: ImageStream) -> bool {
         self.cancel_removed_tags(key, &s);
         st.offer(key.clone(), s)
     }
 
     /// Takes one watch event.
-    fn event(&mut self, st: &mut State, ev: WatchEvent) -> Result<(), ApiError> {
-        match ev {
-            WatchEvent::Added(v) | WatchEvent::Modified(v) => {
-                let Some(k) = key_of(&v) else { return Ok(()) };
-                // A large stream (a 10,000-tag one is a megabyte) is decoded and
-                // indexed off the async workers, which keep answering meanwhile.
-                let large = is_large(&v);
-                if !cpu_bound_if(large, || self.take_stream(st, &k, v)) {
+    fn event(&mut self, st: &mut State, ev: Result<StreamEvent, ApiError>) -> Result<(), ApiError> {
+        match ev? {
+            StreamEvent::Changed(stored) => {
+                // A large stream (a 10,000-tag one is a megabyte) is decoded from its
+                // bytes (slim: its managed fields are skipped) and indexed off the
+                // async workers, which keep answering meanwhile.
+                let Ok(s) = stored.decode() else {
+                    return Ok(());
+                };
+                let k = (
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.metadata.name.clone().unwrap_or_default(),
+                );
+                let large = s.spec.tags.len() > LARGE_STREAM_TAGS;
+                if !cpu_bound_if(large, || self.take_stream(st, &k, s)) {
                     return Ok(());
                 }
                 let now = Instant::now();
@@ -967,16 +964,13 @@ impl ImportController {
                 }
                 st.due.schedule(k, now);
             }
-            WatchEvent::Deleted(v) => {
-                if let Some(k) = key_of(&v) {
-                    st.remove(&k);
-                    st.due.remove(&k);
-                    self.retries.remove(&k);
-                    self.cancel(&k);
-                }
+            StreamEvent::Deleted { namespace, name } => {
+                let k = (namespace, name);
+                st.remove(&k);
+                st.due.remove(&k);
+                self.retries.remove(&k);
+                self.cancel(&k);
             }
-            WatchEvent::Bookmark(_) => {}
-            WatchEvent::Error(e) => return Err(ApiError::Gone(e.to_string())),
         }
         Ok(())
     }

@@ -125,8 +125,8 @@ impl Importer {
     /// Bumps the `count` of Event `event` (read-modify-write, so that concurrent
     /// recorders add up), its `lastTimestamp` and its `series`.
     async fn count_again(&self, ns: &str, event: &str) -> Result<(), ApiError> {
-        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let mut cur = cur.ok_or_else(|| ApiError::NotFound {
+        let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
+            let mut cur = cur.cloned().ok_or_else(|| ApiError::NotFound {
                 gr: moor_apimachinery::resource::GroupResource::new("", "events"),
                 name: event.to_string(),
             })?;

@@ -14,6 +14,7 @@ use moor_api::DockerImageReference;
 use moor_api::image::{
     ImageImportStatus, ImageStream, ImageStreamImport, RepositoryImportStatus, TagReference,
 };
+use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -277,9 +278,9 @@ impl ImageStreamImports {
             .iter()
             .map(|(t, r, _)| (t.clone(), r.clone()))
             .collect();
-        let update_spec = |cur: Option<Value>| -> Result<Value, ApiError> {
+        let update_spec = |cur: Option<&Value>| -> Result<Value, ApiError> {
             let mut stream: ImageStream = match cur {
-                Some(v) => serde_json::from_value(v).map_err(ApiError::internal)?,
+                Some(v) => ImageStream::deserialize(v).map_err(ApiError::internal)?,
                 None => {
                     let mut s = ImageStream::default();
                     s.metadata.name = Some(name.clone());

@@ -47,9 +47,9 @@ impl Importer {
             image: image.metadata.name.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+        let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| super::stream_not_found(name))?;
-            let mut stream: ImageStream = typed(&cur)?;
+            let mut stream: ImageStream = typed(cur)?;
             add_tag_event(&mut stream, tag, event.clone());
             Ok(unconditional(
                 serde_json::to_value(&stream).map_err(ApiError::internal)?,

@@ -774,13 +774,14 @@ impl Importer {
             }
         }
         let now = Time(jiff::Timestamp::now());
-        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let cur = without_managed_fields(cur.ok_or_else(|| stream_not_found(name))?);
-            let mut stream: ImageStream = typed(&cur)?;
+        // Decoded without its managed fields, and only the status handed back: the
+        // status subresource takes nothing else from the step's result.
+        let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
+            let cur = cur.ok_or_else(|| stream_not_found(name))?;
+            let mut stream = crate::catalog::slim_stream(cur).map_err(ApiError::internal)?;
             record_outcomes(&mut stream, outcomes, &now);
-            Ok(unconditional(
-                serde_json::to_value(&stream).map_err(ApiError::internal)?,
-            ))
+            let status = serde_json::to_value(&stream.status).map_err(ApiError::internal)?;
+            Ok(serde_json::json!({ "status": status }))
         };
         let (written, _) = self
             .streams
@@ -885,19 +886,19 @@ impl Importer {
         }
         let history_changed = AtomicBool::new(false);
         let status_changed = AtomicBool::new(false);
-        let f = |cur: Option<Value>| -> Result<Value, ApiError> {
+        let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| stream_not_found(name))?;
-            let mut stream: ImageStream = typed(&cur)?;
+            let mut stream: ImageStream = typed(cur)?;
             if stream.spec_tag(tag).is_none() {
                 history_changed.store(false, Ordering::SeqCst);
                 status_changed.store(false, Ordering::SeqCst);
-                return Ok(cur);
+                return Ok(cur.clone());
             }
             let (history, changed) = apply(&mut stream);
             history_changed.store(history, Ordering::SeqCst);
             status_changed.store(changed, Ordering::SeqCst);
             if !changed {
-                return Ok(cur);
+                return Ok(cur.clone());
             }
             Ok(unconditional(
                 serde_json::to_value(&stream).map_err(ApiError::internal)?,

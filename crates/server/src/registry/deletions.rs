@@ -7,12 +7,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
 
 use super::Registry;
 use super::repos::RepoName;
+use crate::catalog::{StreamEvent, StreamEvents};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::resource::{WatchEvent, WatchEvents};
 
 /// Pause before following the watch again after it ended or failed.
 const RESUME_AFTER: Duration = Duration::from_secs(1);
@@ -32,12 +31,14 @@ pub(super) async fn follow(registry: Weak<Registry>) {
                         return;
                     };
                     match event {
-                        WatchEvent::Deleted(stream) => forget(&reg, &stream).await,
-                        WatchEvent::Error(e) => {
+                        Ok(StreamEvent::Deleted { namespace, name }) => {
+                            forget(&reg, &namespace, &name).await
+                        }
+                        Ok(StreamEvent::Changed(_)) => {}
+                        Err(e) => {
                             tracing::debug!(error = %e, "the image stream watch ended; following again");
                             break;
                         }
-                        _ => {}
                     }
                 }
             }
@@ -48,17 +49,16 @@ pub(super) async fn follow(registry: Weak<Registry>) {
 }
 
 /// The streams' changes from now on.
-async fn watch_from_now(reg: &Registry) -> Result<WatchEvents, ApiError> {
+async fn watch_from_now(reg: &Registry) -> Result<StreamEvents, ApiError> {
     let catalog = reg.repos.catalog();
     let now = catalog.streams_version().await?;
     catalog.watch_streams(&now).await
 }
 
-/// Removes what the registry recorded for deleted `stream` (JSON), unless a push
-/// made the stream again meanwhile.
-async fn forget(reg: &Arc<Registry>, stream: &Value) {
-    let field = |p: &str| stream.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let Ok(repo) = RepoName::parse(field("/metadata/namespace"), field("/metadata/name")) else {
+/// Removes what the registry recorded for deleted stream `namespace/name`, unless a
+/// push made the stream again meanwhile.
+async fn forget(reg: &Arc<Registry>, namespace: &str, name: &str) {
+    let Ok(repo) = RepoName::parse(namespace, name) else {
         return;
     };
     // Pushes record links under the shared lock: none is halfway through now.

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use moor_api::DockerImageReference;
-use moor_api::image::{ImageStream, KIND_DOCKER_IMAGE, TagReference};
+use moor_api::image::{KIND_DOCKER_IMAGE, TagReference};
 use moor_api::scheduled::{CheckResult, record_key};
 use moor_store::Store;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -50,11 +50,11 @@ use tokio::time::Instant;
 pub use budget::{BudgetConfig, BudgetedSource, Budgets};
 pub use leader::{AlwaysLeader, Leadership, ManualLeadership};
 
-use crate::catalog::StreamStore;
+use crate::catalog::{StreamEvent, StreamStore};
 use crate::importer::{ImportMetrics, Importer, Source};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::WatchEvent;
-use moor_apimachinery::stored::{cpu_bound_if, is_large};
+use moor_apimachinery::stored::{LARGE_OBJECT_BYTES, cpu_bound_if};
 use queue::State;
 use records::RecordWriter;
 
@@ -396,26 +396,22 @@ impl Scheduler {
                 ev = events.next() => {
                     let Some(ev) = ev else { return Ok(()) };
                     match ev {
-                        WatchEvent::Added(v) | WatchEvent::Modified(v) => {
+                        Ok(StreamEvent::Changed(stored)) => {
                             // A large stream is decoded and synced off the async
-                            // workers; its managed fields are not decoded at all.
-                            let large = is_large(&v);
-                            cpu_bound_if(large, || {
-                                let v = crate::importer::without_managed_fields(v);
-                                if let Ok(stream) = serde_json::from_value::<ImageStream>(v) {
+                            // workers, straight from its bytes.
+                            let large = stored.bytes.len() > LARGE_OBJECT_BYTES;
+                            if let Ok(stream) = stored.decode() {
+                                cpu_bound_if(large, || {
                                     state.sync_stream(&stream, now_ms(), None);
                                     state.count_tags();
-                                }
-                            });
+                                });
+                            }
                         }
-                        WatchEvent::Deleted(v) => {
-                            let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                            let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                            state.remove_stream(ns, name, &HashSet::new());
+                        Ok(StreamEvent::Deleted { namespace, name }) => {
+                            state.remove_stream(&namespace, &name, &HashSet::new());
                             state.count_tags();
                         }
-                        WatchEvent::Bookmark(_) => {}
-                        WatchEvent::Error(e) => return Err(ApiError::Gone(e.to_string())),
+                        Err(e) => return Err(e),
                     }
                 }
                 ev = secrets.next() => {

@@ -1,9 +1,10 @@
 //! `imagestreams`: stored, with `status`; spec tags that name this stream by a digest
 //! prefix are resolved on write.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use moor_api::image::{ImageStream, set_image_stream_defaults};
+use moor_api::image::{ImageStream, ImageStreamSpec, TagReference, set_image_stream_defaults};
 use moor_api::validation::{self, FieldError};
 use serde_json::{Value, json};
 
@@ -89,32 +90,23 @@ fn own_image_prefix_errors(stream: &ImageStream) -> Vec<FieldError> {
 /// each hook. Otherwise decodes as `typed` does (unknown fields ignored, absent
 /// ones defaulted, `None` when a part does not decode).
 fn stream_view(v: &Value) -> Option<ImageStream> {
-    use serde::Deserialize;
-    let Value::Object(top) = v else {
+    if !v.is_object() {
         return None;
-    };
-    let mut s = ImageStream::default();
-    for (k, x) in top {
-        match k.as_str() {
-            "kind" => s.kind = Deserialize::deserialize(x).ok()?,
-            "apiVersion" => s.api_version = Deserialize::deserialize(x).ok()?,
-            "metadata" => {
-                let Value::Object(m) = x else {
-                    return None;
-                };
-                let light: serde_json::Map<String, Value> = m
-                    .iter()
-                    .filter(|(k, _)| *k != "managedFields")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                s.metadata = Deserialize::deserialize(&Value::Object(light)).ok()?;
-            }
-            "spec" => s.spec = Deserialize::deserialize(x).ok()?,
-            "status" => s.status = Deserialize::deserialize(x).ok()?,
-            _ => {}
-        }
     }
-    Some(s)
+    count_decode();
+    crate::catalog::slim_stream(v).ok()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many typed decodes of a stream the write hooks made on this thread (tests
+    /// count them: an update decodes the new stream once, the old one's spec only).
+    static HOOK_DECODES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_decode() {
+    #[cfg(test)]
+    HOOK_DECODES.with(|n| n.set(n.get() + 1));
 }
 
 /// Image streams.
@@ -243,15 +235,31 @@ impl Strategy for ImageStreams {
         }
         write_back(obj, &s);
     }
+    /// One pass over the new stream, decoded once, and the old one's spec: defaults,
+    /// the status kept, own-history prefixes resolved, tag generations kept, and each
+    /// changed (or new) tag given the stream's next generation, the one the update
+    /// bumps to as the spec changed (the generic update compares the specs as JSON,
+    /// this as typed values: both tell the same change of a stored canonical spec).
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        let (Some(mut s), Some(o)) = (stream_view(new), stream_view(old)) else {
+        use serde::Deserialize;
+        let Some(mut s) = stream_view(new) else {
+            return;
+        };
+        count_decode();
+        let Ok(old_spec) = ImageStreamSpec::deserialize(old.get("spec").unwrap_or(&Value::Null))
+        else {
             return;
         };
         set_image_stream_defaults(&mut s);
-        s.status = o.status.clone();
+        // The generic update copied the stored status into `new` already.
         resolve_own_image_prefixes(&mut s);
         // Users may set a tag's generation only to 0 (asking for a re-import).
-        let old_tags = o.spec_tags_by_name();
+        let old_tags: HashMap<&str, &TagReference> = old_spec
+            .tags
+            .iter()
+            .rev()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
         for t in s.spec.tags.iter_mut() {
             if let Some(old_tag) = old_tags.get(t.name.as_str())
                 && t.generation != Some(0)
@@ -259,18 +267,16 @@ impl Strategy for ImageStreams {
                 t.generation = old_tag.generation;
             }
         }
-        write_back(new, &s);
-    }
-    fn finish_update(&self, new: &mut Value, old: &Value) {
-        let (Some(mut s), Some(o)) = (stream_view(new), stream_view(old)) else {
-            return;
-        };
-        let generation = s.metadata.generation.unwrap_or(1);
-        // A changed (or new) tag takes the stream's new generation.
-        let old_tags = o.spec_tags_by_name();
-        for t in s.spec.tags.iter_mut() {
-            if old_tags.get(t.name.as_str()).copied() != Some(&*t) {
-                t.generation = Some(generation);
+        if s.spec != old_spec {
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            for t in s.spec.tags.iter_mut() {
+                if old_tags.get(t.name.as_str()).copied() != Some(&*t) {
+                    t.generation = Some(generation);
+                }
             }
         }
         write_back(new, &s);
@@ -306,5 +312,70 @@ impl Strategy for ImageStreams {
             obj["status"] = json!({});
         }
         obj["status"]["dockerImageRepository"] = json!(repo);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moor_apimachinery::stored::{ServingConfig, StoredResource, namespace_key, unconditional};
+    use moor_store::{MemoryStore, Store};
+
+    #[tokio::test]
+    async fn an_update_decodes_the_stream_once_and_of_the_old_one_its_spec() {
+        let store = Arc::new(MemoryStore::new());
+        let ns = serde_json::to_vec(&json!({"metadata": {"name": "ns"}})).unwrap();
+        store.create(&namespace_key("ns"), ns.into()).await.unwrap();
+        let streams = StoredResource::new(
+            store,
+            Arc::new(ImageStreams::new("reg")),
+            ServingConfig::default(),
+        );
+        let ctx = RequestContext::default();
+        let tag = |name: &str, from: &str| json!({"name": name, "from": {"kind": "DockerImage", "name": from}});
+        let body = json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": "s"},
+            "spec": {"tags": [tag("a", "r/a:1"), tag("b", "r/b:1")]},
+        });
+        let (obj, _) = streams.decode(body).unwrap();
+        streams.create(&ctx, Some("ns"), obj).await.unwrap();
+        HOOK_DECODES.with(|n| n.set(0));
+        let change = |cur: Option<&Value>| {
+            let mut v = cur.cloned().unwrap_or_default();
+            v["spec"]["tags"][1]["from"]["name"] = json!("r/b:2");
+            if let Some(tags) = v["spec"]["tags"].as_array_mut() {
+                tags.push(tag("c", "r/c:1"));
+            }
+            Ok(unconditional(v))
+        };
+        let (out, _) = streams
+            .update(&ctx, Some("ns"), "s", None, &change, false)
+            .await
+            .unwrap();
+        // The new stream in `prepare_for_update` and `validate`, the old one's spec.
+        assert_eq!(HOOK_DECODES.with(|n| n.get()), 3);
+        assert_eq!(out["metadata"]["generation"], 2);
+        let generations: Vec<&Value> = (0..3)
+            .map(|i| &out["spec"]["tags"][i]["generation"])
+            .collect();
+        assert_eq!(generations, [&json!(1), &json!(2), &json!(2)]);
+        // No change: no new generation.
+        let (same, _) = streams
+            .update(
+                &ctx,
+                Some("ns"),
+                "s",
+                None,
+                &|cur| Ok(unconditional(cur.cloned().unwrap_or_default())),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(same["metadata"]["generation"], 2);
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            out["metadata"]["resourceVersion"]
+        );
     }
 }

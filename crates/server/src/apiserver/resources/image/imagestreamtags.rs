@@ -288,8 +288,8 @@ impl RestStorage for ImageStreamTags {
         let lookup = ist.lookup_policy.clone();
         let gr = self.gr();
         let name2 = name.clone();
-        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
-            let mut stream = match &cur {
+        let f = move |cur: Option<&Value>| -> Result<Value, ApiError> {
+            let mut stream = match cur {
                 Some(v) => typed::<ImageStream>(v)
                     .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?,
                 None => {
@@ -349,7 +349,7 @@ impl RestStorage for ImageStreamTags {
             return self.create(ctx, ns, obj).await.map(|v| (v, true));
         };
         let current_value = Self::to_value(&current)?;
-        let new_value = update(Some(current_value.clone()))?;
+        let new_value = update(Some(&current_value))?;
         let new: ImageStreamTag =
             serde_json::from_value(new_value).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let precondition = new
@@ -371,12 +371,12 @@ impl RestStorage for ImageStreamTags {
             }
         }
         let lookup = new.lookup_policy.clone();
-        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+        let f = move |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| ApiError::NotFound {
                 gr: gr.clone(),
                 name: name_owned.clone(),
             })?;
-            let mut stream = typed::<ImageStream>(&cur)
+            let mut stream = typed::<ImageStream>(cur)
                 .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?;
             if let Some(rv) = &precondition
                 && stream.metadata.resource_version.as_ref() != Some(rv)
@@ -423,12 +423,12 @@ impl RestStorage for ImageStreamTags {
         let gr = self.gr();
         let name_owned = name.to_string();
         let rv = pre.resource_version.clone();
-        let f = move |cur: Option<Value>| -> Result<Value, ApiError> {
+        let f = move |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| ApiError::NotFound {
                 gr: gr.clone(),
                 name: name_owned.clone(),
             })?;
-            let mut stream = typed::<ImageStream>(&cur)
+            let mut stream = typed::<ImageStream>(cur)
                 .ok_or_else(|| ApiError::internal_message("stored stream does not decode"))?;
             if let Some(rv) = &rv
                 && stream.metadata.resource_version.as_ref() != Some(rv)
@@ -446,8 +446,8 @@ impl RestStorage for ImageStreamTags {
         self.streams
             .update(ctx, ns, stream_name, None, &f, false)
             .await?;
-        let no_precondition = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let mut v = cur.ok_or_else(|| ApiError::NotFound {
+        let no_precondition = |cur: Option<&Value>| -> Result<Value, ApiError> {
+            let mut v = cur.cloned().ok_or_else(|| ApiError::NotFound {
                 gr: self.gr(),
                 name: name.into(),
             })?;

@@ -261,9 +261,10 @@ impl WorkloadStorage {
             let current = name_of(rs) == rs_name;
             let revision = revision.clone();
             let copied = copied.clone();
-            let step = move |cur: Option<Value>| -> Result<Value, ApiError> {
-                let mut v =
-                    cur.ok_or_else(|| ApiError::internal_message("replica set vanished"))?;
+            let step = move |cur: Option<&Value>| -> Result<Value, ApiError> {
+                let mut v = cur
+                    .cloned()
+                    .ok_or_else(|| ApiError::internal_message("replica set vanished"))?;
                 v["spec"]["replicas"] = json!(if current { replicas } else { 0 });
                 if current {
                     let old = annotation(&v, REVISION_ANNOTATION)
@@ -406,12 +407,12 @@ impl RestStorage for WorkloadStorage {
             namespace,
         )
         .await?;
-        let step = |cur: Option<Value>| -> Result<Value, ApiError> {
-            let mut new = update(cur.clone())?;
-            self.resolve(&mut new, cur.as_ref(), namespace, &streams)?;
+        let step = |cur: Option<&Value>| -> Result<Value, ApiError> {
+            let mut new = update(cur)?;
+            self.resolve(&mut new, cur, namespace, &streams)?;
             // Managed fields were recorded before the resolver ran: a short name that
             // resolves to the image already stored is no change, not a new owner entry.
-            if let Some(cur) = &cur
+            if let Some(cur) = cur
                 && same_but_bookkeeping(&new, cur)
                 && let Some(mf) = cur.pointer("/metadata/managedFields")
             {
