@@ -6,6 +6,7 @@
 //! nothing below it knows about HTTP.
 
 mod delete;
+mod partial;
 mod patch;
 mod read;
 mod request;
@@ -23,7 +24,9 @@ pub use request::{MAX_BODY_BYTES, RequestTarget, parse_target, read_body};
 
 use serde_json::Value;
 
-use self::request::{check_accept, context, wants_table};
+use self::partial::PartialMetadata;
+use self::request::{Convert, context, negotiate};
+use self::response::Output;
 use super::ApiServer;
 use super::codec::{media_type, parse_object_body};
 use super::error::ApiError;
@@ -43,6 +46,8 @@ struct Call {
     headers: HeaderMap,
     /// The Table definition and `includeObject`, when the client asked for a Table.
     table: Option<(TableDef, IncludeObject)>,
+    /// Metadata only, when the client asked for `PartialObjectMetadata(List)`.
+    partial: Option<PartialMetadata>,
     /// The request body's media type.
     media_type: String,
 }
@@ -73,9 +78,13 @@ impl Call {
             None
         };
         let query = Query::parse(uri);
-        check_accept(&headers)?;
+        let convert = negotiate(&headers)?;
         let ctx = context(&query, user)?;
-        let table = wants_table(&headers).then(|| {
+        let partial = match convert {
+            Convert::Partial(p) => Some(p),
+            Convert::Plain | Convert::Table => None,
+        };
+        let table = (convert == Convert::Table).then(|| {
             (
                 storage.table(),
                 IncludeObject::parse(query.get("includeObject")),
@@ -105,6 +114,7 @@ impl Call {
             ctx,
             headers,
             table,
+            partial,
             media_type,
         })
     }
@@ -128,6 +138,15 @@ impl Call {
 
     fn table_ref(&self) -> Option<(&TableDef, IncludeObject)> {
         self.table.as_ref().map(|(d, i)| (d, *i))
+    }
+
+    /// The form an object response takes: as stored, a Table, or metadata only.
+    fn output(&self) -> Output<'_> {
+        match (self.partial, self.table_ref()) {
+            (Some(p), _) => Output::Partial(p),
+            (None, Some((def, include))) => Output::Table(def, include),
+            (None, None) => Output::Object,
+        }
     }
 }
 

@@ -120,5 +120,5 @@ pub(super) async fn patch(call: Call, body: Body) -> Result<Response, ApiError> 
     } else {
         StatusCode::OK
     };
-    Ok(object_response(code, out, call.table_ref(), ctx))
+    Ok(object_response(code, out, call.output(), ctx))
 }

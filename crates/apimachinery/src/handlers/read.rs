@@ -1,12 +1,14 @@
-//! get, list and watch.
+//! get, list and watch, each also as a Table or as `PartialObjectMetadata`.
 
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::Call;
+use super::partial::PartialMetadata;
 use super::request::list_options;
 use super::response::{self, json_response, object_response, streamed_list_response};
 use crate::error::ApiError;
+use crate::resource::ListOptions;
 use crate::selectors::FieldRequirement;
 use crate::table;
 
@@ -22,7 +24,7 @@ pub(super) async fn get(call: Call) -> Result<Response, ApiError> {
     Ok(object_response(
         StatusCode::OK,
         obj,
-        call.table_ref(),
+        call.output(),
         &call.ctx,
     ))
 }
@@ -30,6 +32,9 @@ pub(super) async fn get(call: Call) -> Result<Response, ApiError> {
 /// `GET .../RESOURCE`: a list, written from stored bytes unless a Table was asked for.
 pub(super) async fn list(call: Call) -> Result<Response, ApiError> {
     let opts = list_options(&call.query, &call.def)?;
+    if let Some(partial) = call.partial {
+        return partial_list(call, partial, &opts).await;
+    }
     let Some((td, include)) = call.table_ref() else {
         let list = call
             .storage
@@ -59,5 +64,26 @@ pub(super) async fn watch(call: Call) -> Result<Response, ApiError> {
         });
     }
     let ns = call.ns.clone();
-    response::watch(call.storage, &call.ctx, ns.as_deref(), &opts, call.table).await
+    response::watch(
+        call.storage,
+        &call.ctx,
+        ns.as_deref(),
+        &opts,
+        call.table,
+        call.partial,
+    )
+    .await
+}
+
+/// `GET .../RESOURCE` asking for `PartialObjectMetadataList`: the page's metadata
+/// only (406 when `PartialObjectMetadata`, a single object, was asked for).
+async fn partial_list(
+    call: Call,
+    partial: PartialMetadata,
+    opts: &ListOptions,
+) -> Result<Response, ApiError> {
+    partial.check_list()?;
+    let list = call.storage.list(&call.ctx, call.ns(), opts).await?;
+    let body = partial.list(&list);
+    Ok(json_response(StatusCode::OK, &body, Some(&call.ctx)))
 }

@@ -5,6 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Uri, header};
 use serde_json::Value;
 
+use super::partial::PartialMetadata;
 use crate::codec::check_depth;
 use crate::error::ApiError;
 use crate::protobuf;
@@ -107,17 +108,6 @@ fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-/// Whether the client asked for a Table.
-pub(super) fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
 }
 
 pub(super) fn context(q: &Query, user: Option<UserInfo>) -> Result<RequestContext, ApiError> {
@@ -301,41 +291,98 @@ pub(super) fn body_dry_run(options: &Value) -> bool {
         .is_some_and(|a| a.iter().any(|x| x == "All"))
 }
 
-/// Media types moor answers in: JSON (with its `as=Table` and `stream=watch`
+/// Media types moor answers in: JSON (with its `as=` conversions and `stream=watch`
 /// variants). Protobuf responses are not served, and discovery does not claim them.
 const ANSWERED: &[&str] = &["application/json", "application/*", "*/*"];
 
-/// Refuses (406) a request whose `Accept` header admits none of the media types moor
-/// answers in, e.g. `application/vnd.kubernetes.protobuf` alone. No header, or an
-/// empty one, accepts anything.
-pub(super) fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
-    let mut ranges = headers
+/// What the response is converted to, from the `as=`, `g=` and `v=` parameters of
+/// the chosen `Accept` range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Convert {
+    /// The resource's own kind.
+    Plain,
+    /// `as=Table`.
+    Table,
+    /// `as=PartialObjectMetadata` or `as=PartialObjectMetadataList`.
+    Partial(PartialMetadata),
+}
+
+/// Chooses the response's form as kube-apiserver's negotiation does: ranges by `q`
+/// (highest first, otherwise in order), skipping those moor cannot answer (protobuf,
+/// other media types, `q=0`, an `as=` other than `meta.k8s.io` `v1`/`v1beta1` `Table`,
+/// `PartialObjectMetadata` or `PartialObjectMetadataList`). So client-go's
+/// `application/vnd.kubernetes.protobuf;as=...,application/json;as=...` gets the JSON
+/// conversion. None left is 406; no header, or an empty one, accepts anything.
+pub(super) fn negotiate(headers: &HeaderMap) -> Result<Convert, ApiError> {
+    let mut ranges: Vec<(f32, &str)> = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter(|r| !r.trim().is_empty())
-        .peekable();
-    if ranges.peek().is_none() {
-        return Ok(());
+        .map(|r| (range_q(r), r))
+        .collect();
+    if ranges.is_empty() {
+        return Ok(Convert::Plain);
     }
-    let acceptable = ranges.any(|range| {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let refused = parts.any(|p| {
-            p.split_once('=').is_some_and(|(k, v)| {
-                k.trim() == "q" && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-            })
-        });
-        !refused && ANSWERED.contains(&media.as_str())
-    });
-    if acceptable {
-        Ok(())
-    } else {
-        Err(ApiError::NotAcceptable(format!(
+    // A stable sort: equal `q` keeps the client's order.
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let chosen = ranges
+        .into_iter()
+        .filter(|(q, _)| *q > 0.0)
+        .find_map(|(_, range)| range_convert(range));
+    chosen.ok_or_else(|| {
+        ApiError::NotAcceptable(format!(
             "only the following media types are accepted: {}",
             ANSWERED[0]
-        )))
+        ))
+    })
+}
+
+/// The `q` of one `Accept` range (1 when absent or unreadable).
+fn range_q(range: &str) -> f32 {
+    range
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == "q")
+        .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+        .unwrap_or(1.0)
+}
+
+/// What answering one `Accept` range means, or `None` when moor cannot answer it.
+fn range_convert(range: &str) -> Option<Convert> {
+    let mut parts = range.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    if !ANSWERED.contains(&media.as_str()) {
+        return None;
+    }
+    let (mut kind, mut group, mut version) = (None, "", "");
+    for (k, v) in parts.filter_map(|p| p.split_once('=')) {
+        match k.trim() {
+            "as" => kind = Some(v.trim()),
+            "g" => group = v.trim(),
+            "v" => version = v.trim(),
+            _ => {}
+        }
+    }
+    let Some(kind) = kind else {
+        return Some(Convert::Plain);
+    };
+    let version = match (group, version) {
+        ("meta.k8s.io", "v1") => "v1",
+        ("meta.k8s.io", "v1beta1") => "v1beta1",
+        _ => return None,
+    };
+    match kind {
+        "Table" => Some(Convert::Table),
+        "PartialObjectMetadata" | "PartialObjectMetadataList" => {
+            Some(Convert::Partial(PartialMetadata {
+                version,
+                list: kind == "PartialObjectMetadataList",
+            }))
+        }
+        _ => None,
     }
 }
 
@@ -380,5 +427,62 @@ mod tests {
         assert_eq!(pairs[2].1, "a b");
         assert_eq!(pairs[3].1, "%zz");
         assert_eq!(pairs[1], ("watch".to_string(), "1".to_string()));
+    }
+
+    fn accept(v: &str) -> Result<Convert, ApiError> {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().unwrap());
+        negotiate(&h)
+    }
+
+    #[test]
+    fn negotiation_follows_kube_apiserver() {
+        let pom = |list| {
+            Convert::Partial(PartialMetadata {
+                version: "v1",
+                list,
+            })
+        };
+        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Convert::Plain);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json").unwrap(),
+            pom(true)
+        );
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").unwrap(),
+            pom(false)
+        );
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1").unwrap(),
+            Convert::Partial(PartialMetadata {
+                version: "v1beta1",
+                list: false
+            })
+        );
+        assert_eq!(
+            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json").unwrap(),
+            Convert::Table
+        );
+        // An unknown conversion, or one outside meta.k8s.io, falls to the next range.
+        assert_eq!(
+            accept("application/json;as=Foo;g=meta.k8s.io;v=v1,application/json").unwrap(),
+            Convert::Plain
+        );
+        assert_eq!(
+            accept("application/json;q=0.5,application/json;as=Table;g=meta.k8s.io;v=v1").unwrap(),
+            Convert::Table
+        );
+        for refused in [
+            "application/json;as=Foo;g=meta.k8s.io;v=v1",
+            "application/json;as=PartialObjectMetadata;g=apps;v=v1",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2",
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            "application/json;q=0",
+        ] {
+            assert!(
+                matches!(accept(refused), Err(ApiError::NotAcceptable(_))),
+                "{refused}"
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::partial::PartialMetadata;
 use crate::error::ApiError;
 use crate::resource::*;
 use crate::table::{self, IncludeObject, TableDef};
@@ -29,21 +30,35 @@ pub(super) fn json_response(
     resp
 }
 
+/// The form of an object response (see [`super::Call`]'s negotiation).
+pub(super) enum Output<'a> {
+    /// The object as stored.
+    Object,
+    /// A Table with this definition and `includeObject`.
+    Table(&'a TableDef, IncludeObject),
+    /// Metadata only (`PartialObjectMetadata`).
+    Partial(PartialMetadata),
+}
+
 pub(super) fn object_response(
     status: StatusCode,
     obj: Value,
-    table_def: Option<(&TableDef, IncludeObject)>,
+    output: Output<'_>,
     ctx: &RequestContext,
 ) -> Response {
-    let body = match table_def {
-        Some((def, include)) => {
+    let body = match output {
+        Output::Table(def, include) => {
             let rv = obj
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string);
             table::render(def, &[obj], include, rv.as_deref(), None)
         }
-        None => obj,
+        Output::Partial(partial) => match partial.object(&obj) {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        },
+        Output::Object => obj,
     };
     json_response(status, &body, Some(ctx))
 }
@@ -87,30 +102,35 @@ pub(super) fn streamed_list_response(
     resp
 }
 
-/// Streams watch events (as Tables when asked for) as JSON lines.
+/// Streams watch events (as Tables, or metadata only, when asked for) as JSON lines.
 pub(super) async fn watch(
     storage: Arc<dyn RestStorage>,
     ctx: &RequestContext,
     ns: Option<&str>,
     opts: &ListOptions,
     table: Option<(TableDef, IncludeObject)>,
+    partial: Option<PartialMetadata>,
 ) -> Result<Response, ApiError> {
     let events = storage.watch(ctx, ns, opts).await?;
     let lines = events.map(move |ev| {
         let type_name = ev.type_name();
-        let object = match ev {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => match &table
-            {
-                Some((td, include)) => {
-                    let rv = o
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                    table::render(td, &[o], *include, rv.as_deref(), None)
+        let object = match (ev, partial) {
+            (ev, Some(partial)) => partial_event(ev, partial),
+            (ev, None) => match ev {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                    match &table {
+                        Some((td, include)) => {
+                            let rv = o
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                                .map(str::to_string);
+                            table::render(td, &[o], *include, rv.as_deref(), None)
+                        }
+                        None => o,
+                    }
                 }
-                None => o,
+                WatchEvent::Bookmark(o) | WatchEvent::Error(o) => o,
             },
-            WatchEvent::Bookmark(o) | WatchEvent::Error(o) => o,
         };
         // Encoding a large object is taken off the async workers, as its decode was.
         let encode = || {
@@ -132,4 +152,18 @@ pub(super) async fn watch(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(resp)
+}
+
+/// A watch event's object as `PartialObjectMetadata`: every event but ERROR (a
+/// `Status`), bookmarks included, as kube-apiserver's watch encoder transforms them,
+/// so a metadata informer decodes each one. `as=PartialObjectMetadataList` watches
+/// get the same (kube cannot convert an event to a list, and sends it unconverted).
+fn partial_event(ev: WatchEvent, partial: PartialMetadata) -> Value {
+    match ev {
+        WatchEvent::Added(o)
+        | WatchEvent::Modified(o)
+        | WatchEvent::Deleted(o)
+        | WatchEvent::Bookmark(o) => partial.item(&o),
+        WatchEvent::Error(o) => o,
+    }
 }

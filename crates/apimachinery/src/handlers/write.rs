@@ -45,7 +45,7 @@ pub(super) async fn create(call: Call, body: Body) -> Result<Response, ApiError>
     Ok(object_response(
         StatusCode::CREATED,
         created,
-        call.table_ref(),
+        call.output(),
         &call.ctx,
     ))
 }
@@ -86,7 +86,7 @@ pub(super) async fn update(call: Call, body: Body) -> Result<Response, ApiError>
     } else {
         StatusCode::OK
     };
-    Ok(object_response(code, out, call.table_ref(), &call.ctx))
+    Ok(object_response(code, out, call.output(), &call.ctx))
 }
 
 /// `POST .../NAME/SUBRESOURCE`: a create on a named object's subresource (kube's
@@ -103,7 +103,7 @@ pub(super) async fn create_subresource(call: Call, body: Body) -> Result<Respons
     Ok(object_response(
         StatusCode::CREATED,
         out,
-        call.table_ref(),
+        call.output(),
         &call.ctx,
     ))
 }
