@@ -29,7 +29,7 @@ use moor_apimachinery::error::ApiError;
 use moor_apimachinery::patch::MergeKeys;
 use moor_apimachinery::resource::{
     DeletePreconditions, EncodedList, ListOptions, ObjectList, RequestContext, ResourceDef,
-    RestStorage, UpdateFn, WatchEvents,
+    RestStorage, StoredEvents, StreamedList, UpdateFn, WatchEvents,
 };
 use moor_apimachinery::table::TableDef;
 use moor_store::{
@@ -204,7 +204,7 @@ impl RestStorage for FencedStorage {
         create_if_missing: bool,
     ) -> Result<(Value, bool), ApiError> {
         // Inside the step: after the read, right before the compare-and-swap.
-        let fenced = |old: Option<Value>| {
+        let fenced = |old: Option<&Value>| {
             self.check()?;
             update(old)
         };
@@ -242,6 +242,33 @@ impl RestStorage for FencedStorage {
         opts: &ListOptions,
     ) -> Result<WatchEvents, ApiError> {
         self.inner.watch(ctx, ns, opts).await
+    }
+    // Reads below are forwarded, not left to the trait's defaults: the import
+    // controller and the scheduler watch through this wrapper (`watch_stored` has no
+    // fallback), and lists keep the streamed and cached paths.
+    async fn list_streamed(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<StreamedList, ApiError> {
+        self.inner.list_streamed(ctx, ns, opts).await
+    }
+    async fn get_at(
+        &self,
+        ctx: &RequestContext,
+        ns: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        self.inner.get_at(ctx, ns, name, resource_version).await
+    }
+    async fn watch_stored(
+        &self,
+        ns: Option<&str>,
+        resource_version: &str,
+    ) -> Result<StoredEvents, ApiError> {
+        self.inner.watch_stored(ns, resource_version).await
     }
 }
 
