@@ -182,11 +182,10 @@ impl State {
 
     /// A bookmark from the store: every change up to `revision` has been applied, so
     /// the cache's revision moves there and its watchers get the bookmark.
+    /// Watchers get it even when the cache had already reached `revision` through an
+    /// event under another prefix, which they did not see.
     fn progress(&mut self, revision: Revision) {
-        if revision <= self.revision {
-            return;
-        }
-        self.revision = revision;
+        self.revision = self.revision.max(revision);
         self.watchers.retain(|w| {
             if revision <= w.after {
                 return !w.tx.is_closed();
