@@ -1,7 +1,7 @@
 //! Validating admission in small: [`Admitted`] wraps a storage and asks a
 //! [`WriteAdmission`] about every object before it is written (create, update, and
-//! the object an update step produced), and tells it after each write. Reads, watches
-//! and deletes pass through. The composition root wraps the served storages;
+//! the object an update step produced), and about every delete and subresource
+//! create, and tells it after each write. Reads and watches pass through. The composition root wraps the served storages;
 //! in-process callers keep the storages underneath.
 
 use std::sync::Arc;
@@ -26,6 +26,17 @@ pub trait WriteAdmission: Send + Sync + 'static {
         _subresource: Option<&str>,
         _new: &Value,
         _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// May `name` in `ns` be deleted, or its `subresource` created (writes with no
+    /// object of this resource to admit)? The default admits.
+    fn admit_other(
+        &self,
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _subresource: Option<&str>,
     ) -> Result<(), ApiError> {
         Ok(())
     }
@@ -178,6 +189,7 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
         name: &str,
         pre: &DeletePreconditions,
     ) -> Result<Value, ApiError> {
+        self.admission.admit_other(ctx, ns, name, None)?;
         let gone = self.inner.delete(ctx, ns, name, pre).await?;
         self.admission.after_delete(&gone).await;
         Ok(gone)
@@ -190,6 +202,8 @@ impl<A: WriteAdmission> RestStorage for Admitted<A> {
         subresource: &str,
         body: Value,
     ) -> Result<Value, ApiError> {
+        self.admission
+            .admit_other(ctx, ns, name, Some(subresource))?;
         self.inner
             .create_subresource(ctx, ns, name, subresource, body)
             .await

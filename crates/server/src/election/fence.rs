@@ -5,9 +5,10 @@
 //!
 //! - [`FencedStore`]: a [`Store`] whose writes are checked just before they are sent
 //!   (the compactor, the scheduler's records).
-//! - [`FencedStorage`]: a [`RestStorage`] whose updates are checked inside the update
-//!   step, after the read and right before the compare-and-swap (the importer's
-//!   streams, images and events), and whose creates and deletes are checked first.
+//! - [`FencedStorage`]: a [`WriteAdmission`] around a [`RestStorage`], so its updates
+//!   are checked inside the update step, after the read and right before the
+//!   compare-and-swap (the importer's streams, images and events), its creates,
+//!   deletes and subresource creates first, and every read path passes through.
 //! - [`fence_layer`]: refuses mutating requests of an in-process API client (the
 //!   trigger controller's).
 //!
@@ -25,13 +26,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use moor_apimachinery::admission::{Admitted, WriteAdmission};
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::patch::MergeKeys;
-use moor_apimachinery::resource::{
-    DeletePreconditions, EncodedList, ListOptions, ObjectList, RequestContext, ResourceDef,
-    RestStorage, StoredEvents, StreamedList, UpdateFn, WatchEvents,
-};
-use moor_apimachinery::table::TableDef;
+use moor_apimachinery::resource::{RequestContext, RestStorage};
 use moor_store::{
     CompactionClaim, KeyValue, ListResult, ProgressStream, Revision, Store, StoreError, WatchStream,
 };
@@ -123,9 +120,11 @@ impl Store for FencedStore {
     }
 }
 
-/// A [`RestStorage`] whose writes only the leader may make.
+/// A [`RestStorage`] whose writes only the leader may make: the fence is a
+/// [`WriteAdmission`], so every read, watch and list path of the storage underneath
+/// passes through [`Admitted`] unchanged. An update is checked inside its step, after
+/// the read and right before the compare-and-swap.
 pub struct FencedStorage {
-    inner: Arc<dyn RestStorage>,
     leadership: Arc<dyn Leadership>,
 }
 
@@ -135,7 +134,7 @@ impl FencedStorage {
         inner: Arc<dyn RestStorage>,
         leadership: Arc<dyn Leadership>,
     ) -> Arc<dyn RestStorage> {
-        Arc::new(FencedStorage { inner, leadership })
+        Admitted::wrap(inner, FencedStorage { leadership })
     }
 
     fn check(&self) -> Result<(), ApiError> {
@@ -147,128 +146,25 @@ impl FencedStorage {
     }
 }
 
-#[async_trait]
-impl RestStorage for FencedStorage {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    async fn get(
+impl WriteAdmission for FencedStorage {
+    fn admit(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _subresource: Option<&str>,
+        _new: &Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        self.check()
     }
-    async fn list(
+    fn admit_other(
         &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        self.check()?;
-        self.inner.create(ctx, ns, obj).await
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        // Inside the step: after the read, right before the compare-and-swap.
-        let fenced = |old: Option<&Value>| {
-            self.check()?;
-            update(old)
-        };
-        self.inner
-            .update(ctx, ns, name, subresource, &fenced, create_if_missing)
-            .await
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.check()?;
-        self.inner.delete(ctx, ns, name, pre).await
-    }
-    async fn create_subresource(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: &str,
-        body: Value,
-    ) -> Result<Value, ApiError> {
-        self.check()?;
-        self.inner
-            .create_subresource(ctx, ns, name, subresource, body)
-            .await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
-    }
-    // Reads below are forwarded, not left to the trait's defaults: the import
-    // controller and the scheduler watch through this wrapper (`watch_stored` has no
-    // fallback), and lists keep the streamed and cached paths.
-    async fn list_streamed(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<StreamedList, ApiError> {
-        self.inner.list_streamed(ctx, ns, opts).await
-    }
-    async fn get_at(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        resource_version: Option<&str>,
-    ) -> Result<Value, ApiError> {
-        self.inner.get_at(ctx, ns, name, resource_version).await
-    }
-    async fn watch_stored(
-        &self,
-        ns: Option<&str>,
-        resource_version: &str,
-    ) -> Result<StoredEvents, ApiError> {
-        self.inner.watch_stored(ns, resource_version).await
+        _ctx: &RequestContext,
+        _ns: Option<&str>,
+        _name: &str,
+        _subresource: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.check()
     }
 }
 
@@ -322,5 +218,63 @@ mod tests {
         let kv = fenced.get("/k").await.unwrap().unwrap();
         assert_eq!((kv.value.as_ref(), kv.mod_revision), (&b"1"[..], rev));
         assert_eq!(store.current_revision().await.unwrap(), rev);
+    }
+
+    /// The fenced storage refuses every kind of write once the lead is lost, and keeps
+    /// every read path of the storage underneath, `watch_stored` (how the import
+    /// controller watches) included.
+    #[tokio::test]
+    async fn a_stale_leader_writes_nothing_through_a_storage_and_still_reads() {
+        use crate::apiserver::resources::image::ImageStreams;
+        use moor_apimachinery::resource::{DeletePreconditions, ListOptions};
+        use moor_apimachinery::stored::{ServingConfig, StoredResource, namespace_key};
+        use serde_json::json;
+
+        let store = Arc::new(MemoryStore::new());
+        let ns = serde_json::to_vec(&json!({"metadata": {"name": "ns"}})).unwrap();
+        store.create(&namespace_key("ns"), ns.into()).await.unwrap();
+        let streams: Arc<dyn RestStorage> = Arc::new(StoredResource::new(
+            store,
+            Arc::new(ImageStreams::new("reg")),
+            ServingConfig::default(),
+        ));
+        let leadership = Arc::new(ManualLeadership::new(true));
+        let fenced = FencedStorage::wrap(streams, leadership.clone());
+        let ctx = RequestContext::default();
+        let stream = |name: &str| {
+            let body = json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                "metadata": {"name": name}});
+            fenced.decode(body).unwrap().0
+        };
+        fenced.create(&ctx, Some("ns"), stream("a")).await.unwrap();
+        leadership.set(false);
+        let same = |cur: Option<&Value>| Ok(cur.cloned().unwrap_or_default());
+        for refused in [
+            fenced.create(&ctx, Some("ns"), stream("b")).await.err(),
+            fenced
+                .update(&ctx, Some("ns"), "a", None, &same, false)
+                .await
+                .err(),
+            fenced
+                .update(&ctx, Some("ns"), "a", Some("status"), &same, false)
+                .await
+                .err(),
+            fenced
+                .delete(&ctx, Some("ns"), "a", &DeletePreconditions::default())
+                .await
+                .err(),
+        ] {
+            assert!(
+                matches!(&refused, Some(ApiError::ServiceUnavailable(m)) if m == REFUSED),
+                "{refused:?}"
+            );
+        }
+        fenced.get(&ctx, Some("ns"), "a").await.unwrap();
+        let list = fenced
+            .list(&ctx, Some("ns"), &ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(list.items.len(), 1);
+        let _events = fenced.watch_stored(None, "0").await.unwrap();
     }
 }
