@@ -792,6 +792,8 @@ pub struct Built {
     kubeconfig: PathBuf,
     /// The data dir's lock, held until the server stops.
     data_dir_lock: std::fs::File,
+    /// The election this process started, resigned on a clean shutdown.
+    election: Option<Arc<crate::election::Election>>,
 }
 
 /// Opens the store, binds the listener, makes the TLS material and the admin token,
@@ -820,13 +822,17 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         })?;
     listener.set_nonblocking(true).map_err(ServeError::Serve)?;
     let addr: SocketAddr = listener.local_addr().map_err(ServeError::Serve)?;
-    let leadership: Arc<dyn crate::scheduler::Leadership> = match overrides.election {
-        Some(leadership) => leadership,
-        None => crate::election::Election::start(
-            election_backend,
-            format!("{addr} pid={}", std::process::id()),
-        )?,
-    };
+    let (leadership, election): (Arc<dyn crate::scheduler::Leadership>, _) =
+        match overrides.election {
+            Some(leadership) => (leadership, None),
+            None => {
+                let election = crate::election::Election::start(
+                    election_backend,
+                    format!("{addr} pid={}", std::process::id()),
+                )?;
+                (election.clone(), Some(election))
+            }
+        };
     let registry_hostname = opts
         .registry_hostname
         .clone()
@@ -1142,6 +1148,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         connections: opts.connections.clone(),
         kubeconfig,
         data_dir_lock,
+        election,
     })
 }
 
@@ -1170,6 +1177,7 @@ impl Built {
             connections,
             kubeconfig,
             data_dir_lock,
+            election,
         } = self;
         // Held until the server has stopped.
         let _data_dir_lock = data_dir_lock;
@@ -1177,6 +1185,10 @@ impl Built {
         let stop = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Another replica takes the controllers over at once, not after a TTL.
+            if let Some(election) = election {
+                election.resign().await;
+            }
             stop.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let ready = state.ready.clone();

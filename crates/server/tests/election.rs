@@ -97,3 +97,38 @@ async fn one_leads_and_another_takes_over_when_it_goes_silent() {
     assert!(String::from_utf8_lossy(&held.value).starts_with(&format!("candidate-{next} ")));
     assert!(other.is_leader(), "the other election is untouched");
 }
+
+/// A leader that stops cleanly resigns: its controllers stop and its fenced writes
+/// are refused at once, the leader key goes with its lease, and another candidate
+/// leads within a retry rather than after the lease's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_resigns_hands_over_within_a_retry() {
+    let Some(etcd) = tokio::task::block_in_place(Etcd::start) else {
+        return;
+    };
+    let mut candidates = Vec::new();
+    let mut stores = Vec::new();
+    for i in 0..2 {
+        let store = connect(&etcd, "moor-resign").await;
+        stores.push(store.clone());
+        candidates.push(Some(
+            Election::start(Backend::Etcd(store), format!("candidate-{i}")).unwrap(),
+        ));
+    }
+    let first = wait_for_one_leader(&candidates, Duration::from_secs(10)).await;
+    let leaving = candidates[first].take().unwrap();
+    let fenced = FencedStore::wrap(stores[first].clone() as Arc<dyn Store>, leaving.clone());
+    let resigned_at = Instant::now();
+    leaving.resign().await;
+    assert!(!leaving.is_leader() && !leaving.may_write());
+    let refused = fenced.create("/after-resign", "1".into()).await;
+    assert!(refused.is_err(), "a resigned leader wrote: {refused:?}");
+    let next = wait_for_one_leader(&candidates, LEASE_TTL).await;
+    let takeover = resigned_at.elapsed();
+    println!("takeover after the leader resigned: {takeover:?}");
+    assert_ne!(next, first);
+    assert!(
+        takeover < RETRY_INTERVAL * 3,
+        "takeover took {takeover:?}: the lease was not revoked"
+    );
+}

@@ -92,6 +92,8 @@ pub struct Election {
     terms: AtomicU64,
     /// Set by [`halt`](Election::halt): no more renewals or campaigns.
     halted: AtomicBool,
+    /// The etcd lease of the current campaign or term, for [`resign`](Election::resign).
+    lease: Mutex<Option<(Arc<moor_store::EtcdStore>, moor_store::LeaseId)>>,
 }
 
 impl Leadership for Election {
@@ -133,6 +135,7 @@ impl Election {
             kind: backend.kind(),
             terms: AtomicU64::new(0),
             halted: AtomicBool::new(false),
+            lease: Mutex::new(None),
         });
         let weak = Arc::downgrade(&election);
         match backend {
@@ -166,6 +169,27 @@ impl Election {
         self.halted.store(true, Ordering::SeqCst);
     }
 
+    /// Steps down on purpose, as a process that stops cleanly should: the controllers
+    /// stop and fenced writes are refused at once, and the etcd lease is revoked, so
+    /// the leader key goes with it and another replica leads within its next retry
+    /// instead of after the lease's TTL. (The file lock goes when the process exits.)
+    pub async fn resign(&self) {
+        self.halt();
+        let was_leading = self.is_leader();
+        self.follow();
+        let lease = self.lease.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((store, lease)) = lease {
+            match tokio::time::timeout(LEASE_TTL, store.revoke_lease(lease)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "election: revoking the lease failed"),
+                Err(_) => tracing::warn!("election: revoking the lease timed out"),
+            }
+        }
+        if was_leading {
+            tracing::info!(identity = %self.identity, election = self.kind, "resigned the lead");
+        }
+    }
+
     /// The election, unless it was halted or dropped.
     fn live(election: &Weak<Election>) -> Option<Arc<Election>> {
         election
@@ -179,7 +203,15 @@ impl Election {
     }
 
     fn lead(&self, validity: Validity) {
-        *self.validity.lock().unwrap_or_else(|e| e.into_inner()) = validity;
+        {
+            let mut current = self.validity.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock, so a campaign that wins while
+            // [`resign`](Election::resign) runs cannot lead after it.
+            if self.halted.load(Ordering::SeqCst) {
+                return;
+            }
+            *current = validity;
+        }
         if !*self.tx.borrow() {
             self.terms.fetch_add(1, Ordering::Relaxed);
             tracing::info!(identity = %self.identity, election = self.kind, "leading the controllers");
@@ -321,6 +353,7 @@ async fn run_etcd(election: Weak<Election>, store: Arc<moor_store::EtcdStore>) {
                 continue;
             }
         };
+        *this.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some((store.clone(), lease));
         drop(this);
         if campaign(&election, &store, lease, sent).await {
             hold(&election, &store, lease).await;
