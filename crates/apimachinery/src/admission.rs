@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::patch::MergeKeys;
 use crate::resource::*;
-use crate::table::TableDef;
 
 /// A check of writes, with the request's user in `ctx`.
 #[async_trait]
@@ -84,144 +82,161 @@ impl<A: WriteAdmission> Admitted<A> {
     }
 }
 
-#[async_trait]
-impl<A: WriteAdmission> RestStorage for Admitted<A> {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    async fn get(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn list_streamed(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<StreamedList, ApiError> {
-        self.inner.list_streamed(ctx, ns, opts).await
-    }
-    async fn get_at(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        resource_version: Option<&str>,
-    ) -> Result<Value, ApiError> {
-        self.inner.get_at(ctx, ns, name, resource_version).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        if self.admission.prepares(ctx) {
-            self.admission.prepare(ctx, ns, &obj, None).await;
-        }
-        self.admission.admit(ctx, ns, None, &obj, None)?;
-        let written = self.inner.create(ctx, ns, obj).await?;
-        self.admission.after_write(ctx, &written, true).await?;
-        Ok(written)
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        if subresource.is_none() && self.admission.prepares(ctx) {
-            // The update step is pure, so running it on the current object predicts
-            // what will be written (a conflict retry may differ; `admit` decides).
-            let old = self.inner.get(ctx, ns, name).await.ok();
-            if let Ok(new) = update(old.as_ref()) {
-                self.admission.prepare(ctx, ns, &new, old.as_ref()).await;
+crate::forward_reads! {
+    impl<A: WriteAdmission> RestStorage for Admitted<A> => inner {
+        async fn create(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            obj: Value,
+        ) -> Result<Value, ApiError> {
+            if self.admission.prepares(ctx) {
+                self.admission.prepare(ctx, ns, &obj, None).await;
             }
+            self.admission.admit(ctx, ns, None, &obj, None)?;
+            let written = self.inner.create(ctx, ns, obj).await?;
+            self.admission.after_write(ctx, &written, true).await?;
+            Ok(written)
         }
-        let admitted = |old: Option<&Value>| {
-            let new = update(old)?;
-            self.admission.admit(ctx, ns, subresource, &new, old)?;
-            Ok(new)
-        };
-        let (written, created) = self
-            .inner
-            .update(ctx, ns, name, subresource, &admitted, create_if_missing)
-            .await?;
-        self.admission.after_write(ctx, &written, created).await?;
-        Ok((written, created))
+        async fn update(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            subresource: Option<&str>,
+            update: &UpdateFn<'_>,
+            create_if_missing: bool,
+        ) -> Result<(Value, bool), ApiError> {
+            if subresource.is_none() && self.admission.prepares(ctx) {
+                // The update step is pure, so running it on the current object predicts
+                // what will be written (a conflict retry may differ; `admit` decides).
+                let old = self.inner.get(ctx, ns, name).await.ok();
+                if let Ok(new) = update(old.as_ref()) {
+                    self.admission.prepare(ctx, ns, &new, old.as_ref()).await;
+                }
+            }
+            let admitted = |old: Option<&Value>| {
+                let new = update(old)?;
+                self.admission.admit(ctx, ns, subresource, &new, old)?;
+                Ok(new)
+            };
+            let (written, created) = self
+                .inner
+                .update(ctx, ns, name, subresource, &admitted, create_if_missing)
+                .await?;
+            self.admission.after_write(ctx, &written, created).await?;
+            Ok((written, created))
+        }
+        async fn delete(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            pre: &DeletePreconditions,
+        ) -> Result<Value, ApiError> {
+            self.admission.admit_other(ctx, ns, name, None)?;
+            let gone = self.inner.delete(ctx, ns, name, pre).await?;
+            self.admission.after_delete(&gone).await;
+            Ok(gone)
+        }
+        async fn create_subresource(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            subresource: &str,
+            body: Value,
+        ) -> Result<Value, ApiError> {
+            self.admission
+                .admit_other(ctx, ns, name, Some(subresource))?;
+            self.inner
+                .create_subresource(ctx, ns, name, subresource, body)
+                .await
+        }
     }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.admission.admit_other(ctx, ns, name, None)?;
-        let gone = self.inner.delete(ctx, ns, name, pre).await?;
-        self.admission.after_delete(&gone).await;
-        Ok(gone)
-    }
-    async fn create_subresource(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: &str,
-        body: Value,
-    ) -> Result<Value, ApiError> {
-        self.admission
-            .admit_other(ctx, ns, name, Some(subresource))?;
-        self.inner
-            .create_subresource(ctx, ns, name, subresource, body)
-            .await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use serde_json::json;
+
+    static DEF: ResourceDef = ResourceDef {
+        group: "test.moor.io",
+        version: "v1",
+        kind: "Thing",
+        list_kind: "ThingList",
+        plural: "things",
+        singular: "thing",
+        short_names: &[],
+        categories: &[],
+        namespaced: false,
+        verbs: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    };
+
+    /// A storage whose read paths beyond `get`/`list` answer differently from the
+    /// trait's defaults, so a wrapper that fell back to a default is seen.
+    struct Reads;
+
+    #[async_trait]
+    impl RestStorage for Reads {
+        fn def(&self) -> &ResourceDef {
+            &DEF
+        }
+        fn table(&self) -> crate::table::TableDef {
+            crate::table::TableDef::default_columns()
+        }
+        async fn get_at(
+            &self,
+            _ctx: &RequestContext,
+            _ns: Option<&str>,
+            _name: &str,
+            resource_version: Option<&str>,
+        ) -> Result<Value, ApiError> {
+            Ok(json!({ "at": resource_version }))
+        }
+        async fn list_streamed(
+            &self,
+            _ctx: &RequestContext,
+            _ns: Option<&str>,
+            _opts: &ListOptions,
+        ) -> Result<StreamedList, ApiError> {
+            Ok(StreamedList {
+                resource_version: "7".into(),
+                continue_token: None,
+                items: futures::stream::iter([Ok("{}".into()), Ok(",{}".into())]).boxed(),
+            })
+        }
+        async fn watch_stored(
+            &self,
+            _ns: Option<&str>,
+            _resource_version: &str,
+        ) -> Result<StoredEvents, ApiError> {
+            Ok(futures::stream::empty().boxed())
+        }
     }
 
-    async fn watch_stored(
-        &self,
-        ns: Option<&str>,
-        resource_version: &str,
-    ) -> Result<StoredEvents, ApiError> {
-        self.inner.watch_stored(ns, resource_version).await
+    struct Nothing;
+    impl WriteAdmission for Nothing {}
+
+    #[tokio::test]
+    async fn the_admitted_wrapper_forwards_every_read_path() {
+        let wrapped = Admitted::wrap(Arc::new(Reads), Nothing);
+        let ctx = RequestContext::default();
+        let at = wrapped.get_at(&ctx, None, "a", Some("0")).await.unwrap();
+        assert_eq!(at, json!({ "at": "0" }));
+        let list = wrapped
+            .list_streamed(&ctx, None, &ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            list.items.count().await,
+            2,
+            "streamed, not re-encoded in one piece"
+        );
+        assert!(wrapped.watch_stored(None, "0").await.is_ok());
     }
 }

@@ -26,6 +26,13 @@ pub mod selectors;
 pub mod stored;
 pub mod table;
 
+/// What [`forward_reads!`] expands to needs from this crate's dependencies.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use serde_json::Value;
+}
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -392,3 +392,106 @@ pub trait RestStorage: Send + Sync {
         MergeKeys::default()
     }
 }
+
+/// Implements [`RestStorage`] for a wrapper that changes writes only: every read
+/// (`get`, `list`, `list_encoded`, `list_streamed`, `get_at`, `watch`,
+/// `watch_stored`) and `def`, `table`, `decode` and `merge_keys` go to the field
+/// named after `=>`, and the items in braces (the write verbs) are written as given.
+/// A wrapper that forwarded reads by hand lost each read path the trait gained later
+/// (streamed lists and `resourceVersion=0` reads from the watch cache, stored-bytes
+/// watches), silently falling back to the slower default.
+///
+/// ```ignore
+/// forward_reads! {
+///     impl RestStorage for Audited => inner {
+///         async fn create(&self, ctx: &RequestContext, ns: Option<&str>, obj: Value)
+///             -> Result<Value, ApiError> { self.inner.create(ctx, ns, obj).await }
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_reads {
+    (impl RestStorage for $ty:ty => $inner:ident { $($writes:tt)* }) => {
+        $crate::forward_reads!(@impl [] $ty => $inner { $($writes)* });
+    };
+    (impl<$g:ident: $bound:path> RestStorage for $ty:ty => $inner:ident { $($writes:tt)* }) => {
+        $crate::forward_reads!(@impl [$g: $bound] $ty => $inner { $($writes)* });
+    };
+    (@impl [$($generics:tt)*] $ty:ty => $inner:ident { $($writes:tt)* }) => {
+        #[$crate::__private::async_trait]
+        impl<$($generics)*> $crate::resource::RestStorage for $ty {
+            fn def(&self) -> &$crate::resource::ResourceDef {
+                self.$inner.def()
+            }
+            fn table(&self) -> $crate::table::TableDef {
+                self.$inner.table()
+            }
+            fn decode(
+                &self,
+                body: $crate::__private::Value,
+            ) -> Result<($crate::__private::Value, Vec<String>), $crate::error::ApiError> {
+                self.$inner.decode(body)
+            }
+            fn merge_keys(&self) -> $crate::patch::MergeKeys {
+                self.$inner.merge_keys()
+            }
+            async fn get(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                name: &str,
+            ) -> Result<$crate::__private::Value, $crate::error::ApiError> {
+                self.$inner.get(ctx, ns, name).await
+            }
+            async fn list(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                opts: &$crate::resource::ListOptions,
+            ) -> Result<$crate::resource::ObjectList, $crate::error::ApiError> {
+                self.$inner.list(ctx, ns, opts).await
+            }
+            async fn list_encoded(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                opts: &$crate::resource::ListOptions,
+            ) -> Result<$crate::resource::EncodedList, $crate::error::ApiError> {
+                self.$inner.list_encoded(ctx, ns, opts).await
+            }
+            async fn list_streamed(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                opts: &$crate::resource::ListOptions,
+            ) -> Result<$crate::resource::StreamedList, $crate::error::ApiError> {
+                self.$inner.list_streamed(ctx, ns, opts).await
+            }
+            async fn get_at(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                name: &str,
+                resource_version: Option<&str>,
+            ) -> Result<$crate::__private::Value, $crate::error::ApiError> {
+                self.$inner.get_at(ctx, ns, name, resource_version).await
+            }
+            async fn watch(
+                &self,
+                ctx: &$crate::resource::RequestContext,
+                ns: Option<&str>,
+                opts: &$crate::resource::ListOptions,
+            ) -> Result<$crate::resource::WatchEvents, $crate::error::ApiError> {
+                self.$inner.watch(ctx, ns, opts).await
+            }
+            async fn watch_stored(
+                &self,
+                ns: Option<&str>,
+                resource_version: &str,
+            ) -> Result<$crate::resource::StoredEvents, $crate::error::ApiError> {
+                self.$inner.watch_stored(ns, resource_version).await
+            }
+            $($writes)*
+        }
+    };
+}

@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 use crate::auth::serviceaccount::ServiceAccountTokens;
 use moor_apimachinery::codec::decode_as;
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::patch::MergeKeys;
 use moor_apimachinery::resource::*;
 use moor_apimachinery::stored::Strategy;
 use moor_apimachinery::table::{Column, TableDef, age_column, age_of, name_column, name_of};
@@ -231,96 +230,53 @@ impl ServiceAccountStorage {
     }
 }
 
-#[async_trait]
-impl RestStorage for ServiceAccountStorage {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    async fn get(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn list_encoded(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<EncodedList, ApiError> {
-        self.inner.list_encoded(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        obj: Value,
-    ) -> Result<Value, ApiError> {
-        self.inner.create(ctx, ns, obj).await
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        if subresource.is_some() {
-            return Err(ApiError::MethodNotAllowed);
+moor_apimachinery::forward_reads! {
+    impl RestStorage for ServiceAccountStorage => inner {
+        async fn create(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            obj: Value,
+        ) -> Result<Value, ApiError> {
+            self.inner.create(ctx, ns, obj).await
         }
-        self.inner
-            .update(ctx, ns, name, subresource, update, create_if_missing)
-            .await
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        self.inner.delete(ctx, ns, name, pre).await
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
-    }
-    async fn create_subresource(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: &str,
-        body: Value,
-    ) -> Result<Value, ApiError> {
-        match subresource {
-            "token" => self.token(ctx, ns, name, body).await,
-            _ => Err(ApiError::MethodNotAllowed),
+        async fn update(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            subresource: Option<&str>,
+            update: &UpdateFn<'_>,
+            create_if_missing: bool,
+        ) -> Result<(Value, bool), ApiError> {
+            if subresource.is_some() {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            self.inner
+                .update(ctx, ns, name, subresource, update, create_if_missing)
+                .await
+        }
+        async fn delete(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            pre: &DeletePreconditions,
+        ) -> Result<Value, ApiError> {
+            self.inner.delete(ctx, ns, name, pre).await
+        }
+        async fn create_subresource(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            subresource: &str,
+            body: Value,
+        ) -> Result<Value, ApiError> {
+            match subresource {
+                "token" => self.token(ctx, ns, name, body).await,
+                _ => Err(ApiError::MethodNotAllowed),
+            }
         }
     }
 }

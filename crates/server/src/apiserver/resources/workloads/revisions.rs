@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use moor_api::lookup::{Resolution, WorkloadKind, candidate_streams, resolve_workload};
 use moor_api::validation::FieldError;
 use serde_json::{Value, json};
@@ -14,10 +13,9 @@ use super::{
     REVISION_HISTORY_ANNOTATION, typed,
 };
 use moor_apimachinery::error::ApiError;
-use moor_apimachinery::patch::MergeKeys;
 use moor_apimachinery::resource::*;
 use moor_apimachinery::stored::StoredResource;
-use moor_apimachinery::table::{TableDef, name_of};
+use moor_apimachinery::table::name_of;
 
 pub(super) fn set_annotation(obj: &mut Value, key: &str, value: Option<String>) {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -332,134 +330,99 @@ impl WorkloadStorage {
     }
 }
 
-#[async_trait]
-impl RestStorage for WorkloadStorage {
-    fn def(&self) -> &ResourceDef {
-        self.inner.def()
-    }
-    fn table(&self) -> TableDef {
-        self.inner.table()
-    }
-    fn merge_keys(&self) -> MergeKeys {
-        self.inner.merge_keys()
-    }
-    fn decode(&self, body: Value) -> Result<(Value, Vec<String>), ApiError> {
-        self.inner.decode(body)
-    }
-    async fn get(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        self.inner.get(ctx, ns, name).await
-    }
-    async fn list(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ObjectList, ApiError> {
-        self.inner.list(ctx, ns, opts).await
-    }
-    async fn create(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        mut obj: Value,
-    ) -> Result<Value, ApiError> {
-        let namespace = ns.unwrap_or("default");
-        if let Some(w) = typed(self.kind, &obj) {
-            let names = candidate_streams(&w);
-            if !names.is_empty() {
-                let streams = crate::apiserver::resources::image::reads::named_streams(
-                    self.streams.as_ref(),
-                    namespace,
-                    &names,
-                )
-                .await?;
-                self.resolve(&mut obj, None, namespace, &streams)?;
-            }
-        }
-        let created = self.inner.create(ctx, ns, obj).await?;
-        self.after_write(ctx, &created).await;
-        Ok(created)
-    }
-    async fn update(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        subresource: Option<&str>,
-        update: &UpdateFn<'_>,
-        create_if_missing: bool,
-    ) -> Result<(Value, bool), ApiError> {
-        if subresource.is_some() {
-            return self
-                .inner
-                .update(ctx, ns, name, subresource, update, create_if_missing)
-                .await;
-        }
-        let namespace = ns.unwrap_or("default");
-        // The step below is synchronous; the namespace's streams are read first.
-        let streams = crate::apiserver::resources::image::reads::namespace_streams(
-            self.streams.as_ref(),
-            namespace,
-        )
-        .await?;
-        let step = |cur: Option<&Value>| -> Result<Value, ApiError> {
-            let mut new = update(cur)?;
-            self.resolve(&mut new, cur, namespace, &streams)?;
-            // Managed fields were recorded before the resolver ran: a short name that
-            // resolves to the image already stored is no change, not a new owner entry.
-            if let Some(cur) = cur
-                && same_but_bookkeeping(&new, cur)
-                && let Some(mf) = cur.pointer("/metadata/managedFields")
-            {
-                new["metadata"]["managedFields"] = mf.clone();
-            }
-            Ok(new)
-        };
-        let (out, created) = self
-            .inner
-            .update(ctx, ns, name, None, &step, create_if_missing)
-            .await?;
-        self.after_write(ctx, &out).await;
-        Ok((out, created))
-    }
-    async fn delete(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        name: &str,
-        pre: &DeletePreconditions,
-    ) -> Result<Value, ApiError> {
-        let out = self.inner.delete(ctx, ns, name, pre).await?;
-        // Deleting a Deployment deletes its ReplicaSets (Kubernetes' garbage collector).
-        if let (Some(history), Some(uid), false) = (
-            &self.history,
-            out.pointer("/metadata/uid").and_then(Value::as_str),
-            ctx.dry_run,
-        ) {
-            let owned = history.list(ctx, ns, &ListOptions::default()).await?.items;
-            for rs in owned.iter().filter(|rs| controlled_by(rs, uid)) {
-                match history
-                    .delete(ctx, ns, name_of(rs), &DeletePreconditions::default())
-                    .await
-                {
-                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
+moor_apimachinery::forward_reads! {
+    impl RestStorage for WorkloadStorage => inner {
+        async fn create(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            mut obj: Value,
+        ) -> Result<Value, ApiError> {
+            let namespace = ns.unwrap_or("default");
+            if let Some(w) = typed(self.kind, &obj) {
+                let names = candidate_streams(&w);
+                if !names.is_empty() {
+                    let streams = crate::apiserver::resources::image::reads::named_streams(
+                        self.streams.as_ref(),
+                        namespace,
+                        &names,
+                    )
+                    .await?;
+                    self.resolve(&mut obj, None, namespace, &streams)?;
                 }
             }
+            let created = self.inner.create(ctx, ns, obj).await?;
+            self.after_write(ctx, &created).await;
+            Ok(created)
         }
-        Ok(out)
-    }
-    async fn watch(
-        &self,
-        ctx: &RequestContext,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<WatchEvents, ApiError> {
-        self.inner.watch(ctx, ns, opts).await
+        async fn update(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            subresource: Option<&str>,
+            update: &UpdateFn<'_>,
+            create_if_missing: bool,
+        ) -> Result<(Value, bool), ApiError> {
+            if subresource.is_some() {
+                return self
+                    .inner
+                    .update(ctx, ns, name, subresource, update, create_if_missing)
+                    .await;
+            }
+            let namespace = ns.unwrap_or("default");
+            // The step below is synchronous; the namespace's streams are read first.
+            let streams = crate::apiserver::resources::image::reads::namespace_streams(
+                self.streams.as_ref(),
+                namespace,
+            )
+            .await?;
+            let step = |cur: Option<&Value>| -> Result<Value, ApiError> {
+                let mut new = update(cur)?;
+                self.resolve(&mut new, cur, namespace, &streams)?;
+                // Managed fields were recorded before the resolver ran: a short name that
+                // resolves to the image already stored is no change, not a new owner entry.
+                if let Some(cur) = cur
+                    && same_but_bookkeeping(&new, cur)
+                    && let Some(mf) = cur.pointer("/metadata/managedFields")
+                {
+                    new["metadata"]["managedFields"] = mf.clone();
+                }
+                Ok(new)
+            };
+            let (out, created) = self
+                .inner
+                .update(ctx, ns, name, None, &step, create_if_missing)
+                .await?;
+            self.after_write(ctx, &out).await;
+            Ok((out, created))
+        }
+        async fn delete(
+            &self,
+            ctx: &RequestContext,
+            ns: Option<&str>,
+            name: &str,
+            pre: &DeletePreconditions,
+        ) -> Result<Value, ApiError> {
+            let out = self.inner.delete(ctx, ns, name, pre).await?;
+            // Deleting a Deployment deletes its ReplicaSets (Kubernetes' garbage collector).
+            if let (Some(history), Some(uid), false) = (
+                &self.history,
+                out.pointer("/metadata/uid").and_then(Value::as_str),
+                ctx.dry_run,
+            ) {
+                let owned = history.list(ctx, ns, &ListOptions::default()).await?.items;
+                for rs in owned.iter().filter(|rs| controlled_by(rs, uid)) {
+                    match history
+                        .delete(ctx, ns, name_of(rs), &DeletePreconditions::default())
+                        .await
+                    {
+                        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(out)
+        }
     }
 }
