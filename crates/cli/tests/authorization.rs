@@ -734,6 +734,62 @@ fn registry_login_lets_skopeo_and_podman_pull_with_tls_verified() {
     assert_eq!(std::fs::read(&auth).unwrap(), before);
 }
 
+/// In cluster mode the kubeconfig trusts kube-apiserver's CA, not moor's: the check
+/// says so and names `--ca-file`, and `--ca-file` with moor's CA logs in and writes
+/// that CA into certs.d.
+#[test]
+fn registry_login_with_another_ca_names_ca_file() {
+    let env = Env::start();
+    let server = &env.server;
+    let host = server.host();
+    let other = moor_testkit::kube_double::TestCa::new("kube-apiserver-ca");
+    let admin = std::fs::read_to_string(server.kubeconfig()).unwrap();
+    let ours = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, server.ca_pem());
+    let theirs = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, other.pem());
+    assert!(admin.contains(&ours), "{admin}");
+    let kubeconfig = env.dir.path().join("cluster.kubeconfig");
+    std::fs::write(&kubeconfig, admin.replace(&ours, &theirs)).unwrap();
+    let home = env.dir.path().join("home");
+    let auth = env.dir.path().join("auth.json");
+    let login = |extra: &[&str]| {
+        let mut c = cli(&kubeconfig).command();
+        c.env("HOME", &home)
+            .env("REGISTRY_AUTH_FILE", &auth)
+            .args(["registry", "login", "--registry", &host])
+            .args(["--auth-basic", &format!("admin:{}", server.token)])
+            .args(extra);
+        run(&mut c)
+    };
+    let (ok, _, err) = login(&[]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "the registry {host} presents a certificate that the current context's CA does not sign"
+        )) && err.contains("--ca-file"),
+        "{err}"
+    );
+    assert!(!auth.exists(), "nothing written");
+
+    let ca = server.data_dir.join("tls/ca.crt");
+    let (ok, out, err) = login(&["--ca-file", ca.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let certs = home.join(".config/containers/certs.d").join(&host);
+    assert!(out.contains("Saved the CA of"), "{out}");
+    assert_eq!(
+        std::fs::read(certs.join("ca.crt")).unwrap(),
+        std::fs::read(&ca).unwrap()
+    );
+
+    let empty = env.dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let (ok, _, err) = login(&["--ca-file", empty.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("--ca-file") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}
+
 #[test]
 fn create_token_gives_a_service_account_token() {
     let env = Env::start();

@@ -31,9 +31,11 @@ const REGISTRY_LOGIN_EXAMPLES: &str = "\
 The registry is the one the namespace's image streams name (status.dockerImageRepository),
 else the API server's host:port, unless --registry says otherwise. The user
 name is the current user's (\"serviceaccount\" for ServiceAccounts); the password is the
-current token. The CA of the current context goes into the containers certs.d folder:
-rootless podman reads ~/.config/containers/certs.d; podman run as root reads only
-/etc/containers/certs.d, so pass --certs-dir /etc/containers/certs.d there.
+current token. The CA of the current context (or --ca-file) goes into the containers
+certs.d folder: rootless podman reads ~/.config/containers/certs.d; podman run as root
+reads only /etc/containers/certs.d, so pass --certs-dir /etc/containers/certs.d there.
+In cluster mode the current context is kube-apiserver's, whose CA is not moor's: pass
+moor's CA with --ca-file.
 
 Examples:
   # Log in to moor's registry as the current user
@@ -43,7 +45,11 @@ Examples:
   moor registry login --auth-basic=alice:alice-token --to=./auth.json
 
   # For podman run as root
-  sudo moor registry login --certs-dir /etc/containers/certs.d";
+  sudo moor registry login --certs-dir /etc/containers/certs.d
+
+  # In cluster mode: trust moor's CA (the chart's Secret moor-ca) for the registry
+  kubectl get secret -n moor moor-ca -o jsonpath='{.data.ca\\.crt}' | base64 -d > moor-ca.crt
+  moor registry login --ca-file moor-ca.crt";
 
 /// Flags of `moor registry`.
 #[derive(Debug, Args)]
@@ -80,6 +86,10 @@ pub struct RegistryLoginArgs {
     #[arg(long, value_name = "DIR")]
     pub certs_dir: Option<PathBuf>,
 
+    /// The registry's CA (PEM) to trust and write into certs.d, instead of the current context's [in cluster mode: moor's CA, e.g. the Secret moor-ca's ca.crt]
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+
     /// Do not verify the registry's certificate when checking, and write no CA
     #[arg(long)]
     pub insecure: bool,
@@ -112,13 +122,36 @@ pub enum RegistryLoginError {
         status: u16,
     },
     /// The registry could not be reached.
-    #[error("checking the registry {host}: {source}")]
+    #[error("checking the registry {host}: {}", chain(source))]
     Check {
         /// The registry.
         host: String,
         /// Why.
         #[source]
         source: reqwest::Error,
+    },
+    /// The registry's certificate is not signed by the CA used for it.
+    #[error(
+        "the registry {host} presents a certificate that {trusted} does not sign ({detail}).\n\
+         In cluster mode moor's registry has its own CA, not kube-apiserver's: pass it with --ca-file \
+         (moor serve writes it to DATA_DIR/tls/ca.crt; with the Helm chart it is the Secret moor-ca's ca.crt), \
+         or --insecure to skip the check and write no CA"
+    )]
+    Untrusted {
+        /// The registry.
+        host: String,
+        /// `--ca-file F` or the current context's CA.
+        trusted: String,
+        /// What TLS said.
+        detail: String,
+    },
+    /// `--ca-file` could not be read or holds no certificate.
+    #[error("--ca-file {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        detail: String,
     },
     /// The existing auth file is not JSON.
     #[error("{path} is not a containers auth file: {source}")]
@@ -170,8 +203,16 @@ async fn login(session: &Session, a: RegistryLoginArgs) -> Result<(), CliError> 
             (registry_user(&name), token)
         }
     };
-    let ca_pem = (!a.insecure).then(|| pem_bundle(session.ca_certificates()));
+    let ca_pem = match (&a.ca_file, a.insecure) {
+        (_, true) => None,
+        (Some(path), false) => Some(read_ca_file(path)?),
+        (None, false) => Some(pem_bundle(session.ca_certificates())),
+    };
     let ca_pem = ca_pem.filter(|p| !p.is_empty());
+    let trusted = match &a.ca_file {
+        Some(path) => format!("--ca-file {}", path.display()),
+        None => "the current context's CA".to_string(),
+    };
     let https = session.server_url().starts_with("https://") || a.registry.is_some();
     if !a.skip_check {
         check(
@@ -179,8 +220,9 @@ async fn login(session: &Session, a: RegistryLoginArgs) -> Result<(), CliError> 
             &user,
             &pass,
             ca_pem.as_deref(),
-            a.insecure || session.insecure(),
+            a.insecure || (a.ca_file.is_none() && session.insecure()),
             https,
+            &trusted,
         )
         .await?;
     }
@@ -263,6 +305,7 @@ async fn check(
     ca_pem: Option<&str>,
     insecure: bool,
     https: bool,
+    trusted: &str,
 ) -> Result<(), CliError> {
     let fail = |source| RegistryLoginError::Check {
         host: host.to_string(),
@@ -281,7 +324,14 @@ async fn check(
         .basic_auth(user, Some(pass))
         .send()
         .await
-        .map_err(fail)?;
+        .map_err(|e| match certificate_problem(&e) {
+            Some(detail) => RegistryLoginError::Untrusted {
+                host: host.to_string(),
+                trusted: trusted.to_string(),
+                detail,
+            },
+            None => fail(e),
+        })?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(RegistryLoginError::Refused {
@@ -291,6 +341,53 @@ async fn check(
         .into());
     }
     Ok(())
+}
+
+/// The PEM certificates in `path`, checked to hold at least one.
+fn read_ca_file(path: &std::path::Path) -> Result<String, RegistryLoginError> {
+    let fail = |detail: String| RegistryLoginError::CaFile {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => Err(fail("no PEM certificate in it".into())),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// `e` and its sources, joined as Go's wrapped errors print.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = source.source();
+    }
+    out
+}
+
+/// What TLS said when `e` failed on the peer's certificate (rustls: "invalid peer
+/// certificate: UnknownIssuer"), else `None`.
+fn certificate_problem(e: &reqwest::Error) -> Option<String> {
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(source) = next {
+        let text = source.to_string();
+        if text.contains("certificate")
+            && source
+                .source()
+                .is_none_or(|s| !s.to_string().contains("certificate"))
+        {
+            return Some(text);
+        }
+        next = source.source();
+    }
+    None
 }
 
 fn home() -> Result<PathBuf, RegistryLoginError> {
