@@ -1,7 +1,9 @@
 //! `bench/run api`: creates N image streams with 5 spec tags each through the API
 //! (concurrently), then lists them all repeatedly. Reports the create rate, list
 //! latency (p50, p95) and the server's peak RSS. `--store etcd` starts an etcd of its
-//! own and keeps the objects there; `--moor-arg` passes a flag to `moor serve`.
+//! own and keeps the objects there; `--replicas 3` (etcd only) starts three `moor
+//! serve` on it and spreads the creates and the lists over them round-robin;
+//! `--moor-arg` passes a flag to `moor serve`.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,9 @@ struct Args {
     /// `sqlite` (the default store), `etcd` (an etcd started here), or a `--store` URL.
     #[arg(long, default_value = "sqlite")]
     store: String,
+    /// `moor serve` processes on the one store (more than one needs etcd).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// An extra flag for `moor serve` (repeatable), e.g. `--moor-arg=--watch-cache-bytes=0`.
     #[arg(long = "moor-arg", allow_hyphen_values = true)]
     moor_args: Vec<String>,
@@ -47,14 +52,23 @@ async fn main() -> Result<()> {
         }
         url => extra.push(format!("--store={url}")),
     }
+    ensure!(
+        args.replicas >= 1 && (args.replicas == 1 || args.store != "sqlite"),
+        "--replicas above 1 needs a shared store: --store etcd"
+    );
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let moor = Moor::start_fresh(&moor_bin(), &extra);
+    // One after the other: the first creates the shared identity (admin token, CA).
+    let replicas: Vec<Moor> = (0..args.replicas)
+        .map(|_| Moor::start_fresh(&moor_bin(), &extra))
+        .collect();
+    let moor = &replicas[0];
     let client = moor.client_pool(args.concurrency);
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(0..args.streams)
         .map(|i| {
             let client = client.clone();
-            let (url, token) = (moor.url.clone(), moor.token.clone());
+            let replica = &replicas[i % replicas.len()];
+            let (url, token) = (replica.url.clone(), replica.token.clone());
             async move {
                 // Reference tags: recorded without contacting any registry, so the
                 // benchmark measures the API server and sends no traffic anywhere.
@@ -107,11 +121,12 @@ async fn main() -> Result<()> {
     }
     let mut samples: Vec<Duration> = Vec::new();
     let mut bytes = 0;
-    for _ in 0..args.lists {
+    for i in 0..args.lists {
+        let replica = &replicas[i % replicas.len()];
         let t = Instant::now();
         let body = client
-            .get(format!("{}{IS}", moor.url))
-            .bearer_auth(&moor.token)
+            .get(format!("{}{IS}", replica.url))
+            .bearer_auth(&replica.token)
             .send()
             .await?
             .bytes()
@@ -125,8 +140,11 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "bench api: {} image streams x 5 spec tags, {} concurrent creates, store {}",
-        args.streams, args.concurrency, args.store
+        "bench api: {} image streams x 5 spec tags, {} concurrent creates, store {}, {} replica(s)",
+        args.streams,
+        args.concurrency,
+        args.store,
+        replicas.len()
     );
     println!(
         "  create rate:        {:.0} streams/s ({:.1} s total)",
@@ -136,9 +154,10 @@ async fn main() -> Result<()> {
     println!("  list all p50:       {}", ms(quantile(&mut samples, 0.50)));
     println!("  list all p95:       {}", ms(quantile(&mut samples, 0.95)));
     println!("  list size:          {:.1} MiB", bytes as f64 / 1048576.0);
-    println!(
-        "  server peak RSS:    {:.1} MiB",
-        moor.peak_rss_mib().unwrap_or(f64::NAN)
-    );
+    let peaks: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{:.1}", r.peak_rss_mib().unwrap_or(f64::NAN)))
+        .collect();
+    println!("  server peak RSS:    {} MiB", peaks.join(" / "));
     Ok(())
 }
