@@ -515,8 +515,8 @@ mod tests {
         assert_eq!(semver("1.x").select(["1.9.0", "2.0.0"]), Some("1.9.0"));
         assert_eq!(semver(">= 1, < 2").select(["1.5", "2.0"]), Some("1.5"));
         assert_eq!(
-            semver("1.0 - 1.4").select(["1.4.0", "1.4.1"]),
-            Some("1.4.0")
+            semver("1.0 - 1.4").select(["1.4.1", "1.5.0"]),
+            Some("1.4.1")
         );
         assert_eq!(
             semver("<1 || >=3").select(["0.9.0", "2.0.0"]),
