@@ -135,6 +135,13 @@ pub struct ScheduledImportStatus {
     /// Why the last check failed or was rate limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For a tag that follows a range: the `moor tag` flags of its policy
+    /// (`--semver '>=20.0.0 <20.1.0'`), kept after a rollback to say how to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
+    /// For a tag that follows a range: the upstream tag the last check chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followed_tag: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -14,6 +14,7 @@
 
 mod constants;
 mod defaults;
+pub mod follow;
 pub mod history;
 mod images;
 mod import;

@@ -24,7 +24,9 @@ use crate::cli::{ReferencePolicy, parse_import_mode, parse_reference_policy};
 use crate::client::Session;
 use crate::error::CliError;
 use crate::resources::IMAGE_STREAMS;
-use crate::tagging::{FIELD_MANAGER, api_status, retry_on_conflict};
+use crate::tagging::{FIELD_MANAGER, api_status, retry_on_conflict, set_spec_tag};
+use moor_api::image::follow::is_followed;
+use moor_api::image::{ConditionStatus, TagEventConditionType};
 
 pub(crate) const IMPORT_IMAGE_EXAMPLES: &str = "\
 Prints the imported stream and each imported image as `moor describe` does; a tag that
@@ -96,6 +98,9 @@ pub struct ImportImageArgs {
 /// Why an import cannot be asked for, in oc's words.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImportImageError {
+    /// A followed tag's import did not finish in time.
+    #[error("the import of followed tag {0:?} did not finish within {1} s")]
+    FollowTimeout(String, u64),
     /// The argument is not a stream name or pull spec.
     #[error(
         "the image name must be a valid container image pull spec or reference to an image stream (e.g. myregistry/myteam/image:tag)"
@@ -258,6 +263,11 @@ pub async fn run(session: &Session, args: ImportImageArgs) -> Result<(), CliErro
             }
         }
     };
+    if let (Some(stream), Some(tag), None) = (&existing, &target.tag, &args.from)
+        && let Some(spec) = stream.spec_tag(tag).filter(|t| is_followed(t))
+    {
+        return import_followed(session, &api, &target.name, spec.clone()).await;
+    }
     let isi = match existing {
         None if !args.confirm => return Err(ImportImageError::NoStream(target.name).into()),
         None => new_stream_import(&args, &target),
@@ -327,6 +337,60 @@ pub async fn run(session: &Session, args: ImportImageArgs) -> Result<(), CliErro
         }
     }
     Ok(())
+}
+
+/// How long `moor import-image` waits for a followed tag's import.
+const FOLLOW_WAIT_SECS: u64 = 120;
+
+/// `moor import-image STREAM:TAG` of a tag that follows a range. An
+/// ImageStreamImport would replace the spec tag (and drop its policy), so the tag's
+/// generation is set to 0 instead: the import controller reads the repository's tag
+/// list and imports the tag the policy picks. Waits (polling the stream) until the
+/// tag's status reaches the new generation, then prints what it got.
+async fn import_followed(
+    session: &Session,
+    api: &Api<ImageStream>,
+    name: &str,
+    spec: TagReference,
+) -> Result<(), CliError> {
+    let tag = spec.name.clone();
+    set_spec_tag(session, &session.namespace, name, &spec, true).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(FOLLOW_WAIT_SECS);
+    loop {
+        let stream = api.get(name).await.map_err(|e| session.error(e))?;
+        let generation = stream
+            .spec_tag(&tag)
+            .and_then(|t| t.generation)
+            .unwrap_or(0);
+        if let Some(status) = stream.status.tags.iter().find(|t| t.tag == tag) {
+            if let Some(c) = status
+                .condition(&TagEventConditionType::ImportSuccess)
+                .filter(|c| c.status == ConditionStatus::False && c.generation >= generation)
+            {
+                note(&format!(
+                    "error: tag {tag} failed: {}: {}",
+                    c.reason, c.message
+                ));
+                return Err(CliError::Reported);
+            }
+            if let Some(item) = status.items.first().filter(|i| i.generation >= generation) {
+                emit(&format!(
+                    "Tag {name}:{tag} follows {}: now {} ({})\n",
+                    spec.from_name(),
+                    item.docker_image_reference,
+                    item.image
+                ))?;
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(
+                ImportImageError::FollowTimeout(format!("{name}:{tag}"), FOLLOW_WAIT_SECS).into(),
+            );
+        }
+        // Polling: the import controller writes the stream once, when done.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The `--insecure` to use: the flag when given, else the stream's annotation.

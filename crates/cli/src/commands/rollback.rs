@@ -7,6 +7,7 @@
 use clap::Args;
 use kube::Api;
 use moor_api::DockerImageReference;
+use moor_api::image::follow::{FOLLOW_ANNOTATIONS, FollowPolicy};
 use moor_api::image::{
     ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, TagEvent, TagImportPolicy,
     TagReference, split_image_stream_tag,
@@ -143,8 +144,14 @@ pub async fn run(session: &Session, args: RollbackArgs) -> Result<(), CliError> 
     });
     spec.name = tag.to_string();
     spec.reference = false;
-    // Pinned to one image: nothing is imported from a registry any more.
+    // Pinned to one image: nothing is imported from a registry any more, and a
+    // followed range is no longer followed (the message says how to resume).
     spec.import_policy = TagImportPolicy::default();
+    if let Some(a) = spec.annotations.as_mut() {
+        for k in FOLLOW_ANNOTATIONS {
+            a.remove(k);
+        }
+    }
     spec.from = Some(if target.image.is_empty() {
         // An entry recorded without a digest: go back to its pull spec.
         let pull_spec = target
@@ -181,7 +188,19 @@ pub async fn run(session: &Session, args: RollbackArgs) -> Result<(), CliError> 
         ),
         None => format!("Rolled back {display} to {pull_spec}\n"),
     };
-    if let Some(p) = replaced.filter(|p| p.import_policy.scheduled) {
+    let followed = replaced
+        .as_ref()
+        .filter(|p| p.from_kind() == KIND_DOCKER_IMAGE)
+        .and_then(|p| FollowPolicy::of_tag(p).ok().flatten().map(|f| (p, f)));
+    if let Some((p, f)) = followed {
+        text.push_str(&format!(
+            "Following {} ({}) is paused for {display}; resume it with: moor tag {} {display} {}\n",
+            p.from_name(),
+            f.summary(),
+            p.from_name(),
+            f.flags()
+        ));
+    } else if let Some(p) = replaced.filter(|p| p.import_policy.scheduled) {
         let source = if p.from_kind() == KIND_DOCKER_IMAGE {
             p.from_name().to_string()
         } else {

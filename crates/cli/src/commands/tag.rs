@@ -7,6 +7,7 @@ use clap::Args;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Api;
 use moor_api::DockerImageReference;
+use moor_api::image::follow::FollowPolicy;
 use moor_api::image::{
     ImageStream, ImportMode, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG,
     TagImportPolicy, TagReference, TagReferencePolicy,
@@ -47,6 +48,13 @@ Examples:
 
   # Pin a tag to one image of the stream's history (a unique digest prefix is enough)
   moor tag keycloak@sha256:4f2a keycloak:20.0
+
+  # Follow the newest 20.0.x release (pre-releases excluded); checked periodically
+  moor tag quay.io/keycloak/keycloak keycloak:20.0 --semver '>=20.0.0 <20.1.0'
+
+  # Follow the newest main-<sha>-<timestamp> build, by timestamp
+  moor tag quay.io/org/app app:main --tag-regex '^main-[a-f0-9]+-(?P<ts>[0-9]+)$' \\
+      --tag-extract '$ts' --order numerical asc
 
   # A Docker Hub image without a registry in its name
   moor tag --source=docker nginx:1.27 web:1.27
@@ -92,6 +100,50 @@ pub struct TagArgs {
     /// How a manifest list is imported: Legacy (one platform) or PreserveOriginal (the whole list)
     #[arg(long, value_name = "MODE", value_parser = parse_import_mode)]
     pub import_mode: Option<ImportMode>,
+
+    /// Follow the highest tag of the SOURCE repository in this semver range (checked on the scheduled interval)
+    #[arg(long, value_name = "RANGE")]
+    pub semver: Option<String>,
+
+    /// Follow only tags of the SOURCE repository matching this regular expression
+    #[arg(long, value_name = "REGEX")]
+    pub tag_regex: Option<String>,
+
+    /// With --tag-regex: order by this replacement of the regex's groups ($name, ${1}) instead of the tag
+    #[arg(long, value_name = "TEMPLATE")]
+    pub tag_extract: Option<String>,
+
+    /// With --tag-regex: numerical|alphabetical, then asc (the highest wins, default) or desc
+    #[arg(long, value_name = "ORDER", num_args = 1..=2)]
+    pub order: Vec<String>,
+
+    /// With --semver: pre-release versions count even when the range names none
+    #[arg(long)]
+    pub include_prereleases: bool,
+}
+
+impl TagArgs {
+    /// The follow policy the flags give, if any.
+    fn follow_policy(&self) -> Result<Option<FollowPolicy>, CliError> {
+        if self.semver.is_none()
+            && self.tag_regex.is_none()
+            && self.tag_extract.is_none()
+            && self.order.is_empty()
+            && !self.include_prereleases
+        {
+            return Ok(None);
+        }
+        let order = (!self.order.is_empty()).then(|| self.order.join(" "));
+        FollowPolicy::new(
+            self.semver.as_deref(),
+            self.tag_regex.as_deref(),
+            self.tag_extract.as_deref(),
+            order.as_deref(),
+            self.include_prereleases,
+        )
+        .map(Some)
+        .map_err(|e| CliError::Usage(e.to_string()))
+    }
 }
 
 /// A source resolved to what the spec tag will say.
@@ -124,8 +176,21 @@ pub async fn run(session: &Session, args: TagArgs) -> Result<(), CliError> {
         .map(|d| Destination::parse(&session.namespace, d))
         .collect::<Result<Vec<_>, _>>()?;
     validate(session, &args, &source, &destinations)?;
+    let policy = args.follow_policy()?;
+    if policy.is_some() && (args.alias || args.reference || kind_of(&source) != KIND_DOCKER_IMAGE) {
+        return Err(CliError::Usage(
+            "--semver and --tag-regex follow a registry repository (such as quay.io/keycloak/keycloak); they do not go with --alias or --reference".into(),
+        ));
+    }
 
-    let resolved = resolve(session, &args, source_arg, &source).await?;
+    let mut resolved = resolve(session, &args, source_arg, &source).await?;
+    if let Source::Docker(r) = &source
+        && policy.is_some()
+    {
+        // A followed tag names the repository; the policy picks its tag.
+        resolved.name = r.as_repository().exact();
+        resolved.display = resolved.name.clone();
+    }
     let reference_policy = args.reference_policy.to_api();
     for dest in &destinations {
         let from_namespace = match resolved.kind {
@@ -136,7 +201,7 @@ pub async fn run(session: &Session, args: TagArgs) -> Result<(), CliError> {
         };
         let tag = TagReference {
             name: dest.tag.clone(),
-            annotations: None,
+            annotations: policy.as_ref().map(FollowPolicy::annotations),
             from: Some(ObjectReference {
                 namespace: from_namespace,
                 ..object_reference(resolved.kind, &resolved.name, None)
@@ -145,7 +210,7 @@ pub async fn run(session: &Session, args: TagArgs) -> Result<(), CliError> {
             generation: None,
             import_policy: TagImportPolicy {
                 insecure: args.insecure,
-                scheduled: args.scheduled,
+                scheduled: args.scheduled || policy.is_some(),
                 import_mode: args.import_mode.clone(),
             },
             reference_policy: TagReferencePolicy {
@@ -161,10 +226,11 @@ pub async fn run(session: &Session, args: TagArgs) -> Result<(), CliError> {
             resolved.kind == KIND_DOCKER_IMAGE,
         )
         .await?;
-        emit(&format!(
-            "{}\n",
-            message(session, &args, dest, &resolved.display)
-        ))?;
+        let text = match &policy {
+            Some(p) => follow_message(session, dest, &resolved.display, p),
+            None => message(session, &args, dest, &resolved.display),
+        };
+        emit(&format!("{text}\n"))?;
     }
     Ok(())
 }
@@ -297,6 +363,19 @@ fn message(session: &Session, args: &TagArgs, dest: &Destination, source: &str) 
     } else {
         format!("Tag {target} set to {source}.")
     }
+}
+
+/// What `moor tag` prints after setting a followed tag.
+fn follow_message(session: &Session, dest: &Destination, source: &str, p: &FollowPolicy) -> String {
+    let target = if dest.namespace == session.namespace {
+        dest.name_and_tag.clone()
+    } else {
+        format!("{}/{}", dest.namespace, dest.name_and_tag)
+    };
+    format!(
+        "Tag {target} set to follow {source} ({}), checked periodically.",
+        p.summary()
+    )
 }
 
 /// `moor tag -d DEST...`: deletes each tag (spec and history).

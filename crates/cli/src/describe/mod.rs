@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use moor_api::DockerImageReference;
 use moor_api::humanize::{human_duration, human_size, seconds_since, short_age};
+use moor_api::image::follow::{FollowPolicy, is_followed};
 use moor_api::image::{
     ConditionStatus, DockerConfig, Image, ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE,
     KIND_IMAGE_STREAM_TAG, NamedTagEventList, TagEventConditionType, TagReferencePolicyType,
@@ -203,6 +204,9 @@ fn format_schedule(
             None => "not planned yet".to_string(),
         };
         out.push_str(&format!("    next check: {next}\n"));
+        if let Some(chosen) = record.and_then(|r| r.followed_tag.as_deref()) {
+            out.push_str(&format!("    chosen tag: {chosen}\n"));
+        }
         return;
     }
     let Some(r) = record.filter(|r| !r.active && !r.from.is_empty()) else {
@@ -212,6 +216,22 @@ fn format_schedule(
     let last = last
         .map(|l| format!(" (last check {l})"))
         .unwrap_or_default();
+    if let Some(flags) = &r.follow {
+        let chosen = r
+            .followed_tag
+            .as_deref()
+            .map(|t| format!(", last chosen {t}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "    following registry {} is paused{last}{chosen}\n",
+            r.from
+        ));
+        out.push_str(&format!(
+            "    resume it with: moor tag {} {name}:{tag} {flags}\n",
+            r.from
+        ));
+        return;
+    }
     out.push_str(&format!(
         "    scheduled import from registry {} is off{last}\n",
         r.from
@@ -472,6 +492,11 @@ fn format_tags(
                     }
                     KIND_IMAGE_STREAM_TAG => format!("tagged from {name}"),
                     KIND_DOCKER_IMAGE if s.reference => format!("reference to registry {name}"),
+                    KIND_DOCKER_IMAGE if is_followed(s) => match FollowPolicy::of_tag(s) {
+                        Ok(Some(p)) => format!("follows registry {name}: {}", p.summary()),
+                        Ok(None) => format!("tagged from {name}"),
+                        Err(e) => format!("follows registry {name}: {e}"),
+                    },
                     KIND_DOCKER_IMAGE if scheduled => {
                         format!("updates automatically from registry {name}")
                     }

@@ -167,6 +167,80 @@ fn describe_shows_the_schedule_and_how_to_resume_a_rollback() {
 }
 
 #[test]
+fn followed_tags_show_their_policy_the_chosen_tag_and_how_to_resume() {
+    let mut stream = fixture();
+    let policy = moor_api::image::follow::FollowPolicy::new(
+        Some(">=20.0.0 <20.1.0"),
+        None,
+        None,
+        None,
+        false,
+    )
+    .unwrap();
+    let tag = stream
+        .spec
+        .tags
+        .iter_mut()
+        .find(|t| t.name == "20.0")
+        .unwrap();
+    tag.annotations = Some(policy.annotations());
+    if let Some(from) = tag.from.as_mut() {
+        from.name = Some("quay.io/keycloak/keycloak".into());
+    }
+    let broken = stream
+        .spec
+        .tags
+        .iter_mut()
+        .find(|t| t.name == "broken")
+        .unwrap();
+    broken.from = Some(k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some("ImageStreamImage".into()),
+        name: Some(format!("keycloak@{A}")),
+        ..Default::default()
+    });
+    let record = |tag: &str, active: bool| ScheduledImportStatus {
+        image_stream: "keycloak".into(),
+        tag: tag.into(),
+        from: "quay.io/keycloak/keycloak".into(),
+        registry: "quay.io".into(),
+        active,
+        last_check_time: Some("2026-01-01T11:59:50Z".parse().unwrap()),
+        last_check_result: Some(CheckResult::Unchanged),
+        next_check_time: active.then(|| "2026-01-01T12:14:50Z".parse().unwrap()),
+        follow: Some(policy.flags()),
+        followed_tag: Some("20.0.3".into()),
+        ..Default::default()
+    };
+    let schedules: BTreeMap<String, ScheduledImportStatus> = [
+        ("20.0".to_string(), record("20.0", true)),
+        ("broken".to_string(), record("broken", false)),
+    ]
+    .into_iter()
+    .collect();
+    let got = image_stream_with_schedules(&stream, &schedules, now());
+    let following = [
+        "  follows registry quay.io/keycloak/keycloak: semver >=20.0.0 <20.1.0",
+        "    prefer registry pullthrough when referencing this tag",
+        "    last check: 10 seconds ago (unchanged)",
+        "    next check: in 14 minutes",
+        "    chosen tag: 20.0.3",
+        "",
+    ]
+    .join("\n");
+    let paused = [
+        "    following registry quay.io/keycloak/keycloak is paused \
+         (last check 10 seconds ago (unchanged)), last chosen 20.0.3",
+        "    resume it with: moor tag quay.io/keycloak/keycloak keycloak:broken \
+         --semver '>=20.0.0 <20.1.0'",
+        "",
+    ]
+    .join("\n");
+    for want in [&following, &paused] {
+        assert!(got.contains(want.as_str()), "{want:?} missing in\n{got}");
+    }
+}
+
+#[test]
 fn image_layout_matches_oc() {
     let image: Image = serde_json::from_value(serde_json::json!({
         "metadata": {"name": A, "creationTimestamp": "2026-01-01T11:58:00Z",

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod controller;
 mod events;
+pub mod follow;
 pub mod image;
 pub mod imports;
 pub mod mapping;
@@ -243,6 +244,20 @@ pub trait Source: Send + Sync {
         repository: &DockerImageReference,
         opts: &PullOptions,
     ) -> Result<Vec<String>, ImportError>;
+    /// The tags of `repository`, asked with `If-None-Match: etag` when an ETag is
+    /// given ([`follow::TagsAnswer`]). Sources that cannot ask conditionally list.
+    async fn tags_if_changed(
+        &self,
+        repository: &DockerImageReference,
+        opts: &PullOptions,
+        _etag: Option<&str>,
+    ) -> Result<follow::TagsAnswer, ImportError> {
+        Ok(follow::TagsAnswer::Changed {
+            tags: self.tags(repository, opts).await?,
+            etag: None,
+            requests: 1,
+        })
+    }
     /// The digest of the manifest `reference` names, asked without pulling it (a HEAD
     /// request, which registries do not count as a pull); `Ok(None)` when the registry
     /// does not tell, so that only a full import can. The scheduler's cheap check.
@@ -625,6 +640,23 @@ impl Importer {
         tag: &TagReference,
         secrets: &Arc<Vec<Bytes>>,
     ) -> TagOutcome {
+        // A tag that follows a range imports the tag its policy picks now.
+        let pinned;
+        let tag = if follow::follows(tag) {
+            let pull = PullOptions {
+                insecure: false,
+                secrets: secrets.clone(),
+            };
+            match follow::pin(self.source.as_ref(), tag, pull).await {
+                Ok(t) => {
+                    pinned = t;
+                    &pinned
+                }
+                Err(e) => return TagOutcome::Failed(e),
+            }
+        } else {
+            tag
+        };
         let generation = tag.generation.unwrap_or(0);
         let ns = stream.metadata.namespace.clone().unwrap_or_default();
         match tag.from_kind() {

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use moor_api::{Digest, DockerImageReference};
 
+use super::follow::TagsAnswer;
 use super::{FetchedManifest, ImportError, PullOptions, Source};
-use crate::upstream::{Credentials, FetchOptions, UpstreamClient, UpstreamError};
+use crate::upstream::{Credentials, FetchOptions, TagListAnswer, UpstreamClient, UpstreamError};
 
 /// Config blobs larger than this are refused (real ones are a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
@@ -73,6 +74,26 @@ impl Source for UpstreamClient {
             .await
             .map_err(import_error)?;
         Ok(t.tags)
+    }
+
+    async fn tags_if_changed(
+        &self,
+        repository: &DockerImageReference,
+        opts: &PullOptions,
+        etag: Option<&str>,
+    ) -> Result<TagsAnswer, ImportError> {
+        let answer = self
+            .list_tags_if_changed(repository, &fetch_options(opts), etag)
+            .await
+            .map_err(import_error)?;
+        Ok(match answer {
+            TagListAnswer::NotModified => TagsAnswer::NotModified,
+            TagListAnswer::Changed { list, etag, pages } => TagsAnswer::Changed {
+                tags: list.tags,
+                etag,
+                requests: pages,
+            },
+        })
     }
 
     async fn digest(

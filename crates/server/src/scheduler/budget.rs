@@ -294,6 +294,17 @@ impl Source for BudgetedSource {
         self.after(&registry, r)
     }
 
+    async fn tags_if_changed(
+        &self,
+        repository: &DockerImageReference,
+        opts: &PullOptions,
+        etag: Option<&str>,
+    ) -> Result<crate::importer::follow::TagsAnswer, ImportError> {
+        let registry = self.before(repository).await;
+        let r = self.inner.tags_if_changed(repository, opts, etag).await;
+        self.after(&registry, r)
+    }
+
     async fn digest(
         &self,
         reference: &DockerImageReference,

@@ -1,4 +1,5 @@
-//! One scheduled check: the registry's budget, a slot, a HEAD for the tag's digest,
+//! One scheduled check: the registry's budget, a slot, a HEAD for the tag's digest
+//! (for a followed tag, its tag list: [`super::follow`]),
 //! and a full import through the importer only when the digest changed (or cannot be
 //! told); failures set the tag's condition, a 429 pauses its registry. Calls the
 //! importer (its source port and storages) and the budgets.
@@ -6,12 +7,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use moor_api::Digest;
 use moor_api::image::{ImageStream, TagEvent, TagReference, reasons};
+use moor_api::{Digest, DockerImageReference};
 use tokio::time::Instant;
 
 use super::{SECRETS_TTL, Shared, TagKey, is_scheduled, now_ms};
 use crate::catalog::StreamStore;
+use crate::importer::follow::{self, follows};
 use crate::importer::{ImportError, Importer, PullOptions, TagOutcome};
 
 /// One check to make.
@@ -25,12 +27,15 @@ pub(super) struct Job {
     pub(super) last_digest: Option<String>,
     pub(super) record_image: Option<String>,
     pub(super) failed: bool,
+    /// For a followed tag: the upstream tag the last check chose.
+    pub(super) followed_tag: Option<String>,
 }
 
 /// What a check found.
 pub(super) enum Outcome {
     Unchanged {
-        digest: String,
+        /// `None` for a followed tag (its list, not a digest, was checked).
+        digest: Option<String>,
         image: String,
     },
     Updated {
@@ -51,6 +56,8 @@ pub(super) struct Done {
     pub(super) epoch: u64,
     pub(super) started_ms: i64,
     pub(super) outcome: Outcome,
+    /// For a followed tag that has the chosen tag's image: the chosen tag.
+    pub(super) followed: Option<String>,
 }
 
 /// One check: the registry's budget, a slot, then HEAD (and an import if needed).
@@ -64,7 +71,11 @@ pub(super) async fn check(shared: Arc<Shared>, job: Job) -> Done {
         .lag
         .observe((started_ms - job.due).max(0) as f64 / 1000.0);
     let t0 = Instant::now();
-    let outcome = shared.run_check(&job).await;
+    let (outcome, followed) = if follows(&job.tag) {
+        shared.run_follow_check(&job).await
+    } else {
+        (shared.run_check(&job).await, None)
+    };
     shared
         .metrics
         .check_duration
@@ -74,11 +85,12 @@ pub(super) async fn check(shared: Arc<Shared>, job: Job) -> Done {
         epoch: job.epoch,
         started_ms,
         outcome,
+        followed,
     }
 }
 
 impl Shared {
-    async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
+    pub(super) async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
         let cached = self
             .secrets
             .lock()
@@ -121,28 +133,36 @@ impl Shared {
         if let (Some(d), Some(current)) = (&digest, &job.current)
             && unchanged(job, d, current)
         {
-            if job.failed
-                && let Err(e) = self
-                    .importer
-                    .write_scheduled(&job.key.namespace, &job.key.stream, &job.key.tag, None)
-                    .await
-            {
-                tracing::warn!(tag = %job.key.name(), error = %e, "clearing the import failure failed");
+            if job.failed {
+                self.clear_failure(job).await;
             }
             return Outcome::Unchanged {
-                digest: d.to_string(),
+                digest: Some(d.to_string()),
                 image: current.image.clone(),
             };
         }
-        self.import(job, digest, &secrets).await
+        self.import(job, digest, &secrets, None).await
     }
 
-    /// The full import, after the digest changed (or could not be told).
-    async fn import(
+    /// Clears a failed `ImportSuccess` condition after a check found nothing new.
+    pub(super) async fn clear_failure(&self, job: &Job) {
+        if let Err(e) = self
+            .importer
+            .write_scheduled(&job.key.namespace, &job.key.stream, &job.key.tag, None)
+            .await
+        {
+            tracing::warn!(tag = %job.key.name(), error = %e, "clearing the import failure failed");
+        }
+    }
+
+    /// The full import, after the digest changed (or could not be told); `pin` is
+    /// the repository and tag a followed tag chose.
+    pub(super) async fn import(
         &self,
         job: &Job,
         digest: Option<Digest>,
         secrets: &Arc<Vec<Bytes>>,
+        pin: Option<(&DockerImageReference, &str)>,
     ) -> Outcome {
         let (ns, name, tag) = (&job.key.namespace, &job.key.stream, &job.key.tag);
         let stream: ImageStream = match self.importer.stream(ns, name).await {
@@ -152,10 +172,16 @@ impl Shared {
         };
         let Some(spec) = stream
             .spec_tag(tag)
-            .filter(|t| is_scheduled(t) && t.from == job.tag.from)
+            .filter(|t| {
+                is_scheduled(t) && t.from == job.tag.from && t.annotations == job.tag.annotations
+            })
             .cloned()
         else {
             return Outcome::Skipped;
+        };
+        let spec = match pin {
+            Some((repository, chosen)) => follow::pinned(&spec, repository, chosen),
+            None => spec,
         };
         let t0 = Instant::now();
         let outcome = self.budgeted.resolve_tag(&stream, &spec, secrets).await;
@@ -185,7 +211,7 @@ impl Shared {
     }
 
     /// A failed check: a 429 pauses the registry; anything else sets the condition.
-    async fn failed(&self, job: &Job, e: ImportError) -> Outcome {
+    pub(super) async fn failed(&self, job: &Job, e: ImportError) -> Outcome {
         if e.reason() == reasons::TOO_MANY_REQUESTS {
             let until = self
                 .budgets

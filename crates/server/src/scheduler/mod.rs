@@ -22,6 +22,7 @@
 
 pub mod budget;
 mod check;
+pub mod follow;
 pub mod leader;
 pub mod plan;
 mod queue;
@@ -197,6 +198,8 @@ struct Shared {
     metrics: SchedulerMetrics,
     import_metrics: ImportMetrics,
     secrets: Mutex<HashMap<String, CachedSecrets>>,
+    /// Tag lists read for followed tags.
+    tag_lists: follow::TagLists,
 }
 
 /// The scheduled import controller. Build it with [`Scheduler::new`], then
@@ -234,6 +237,7 @@ impl Scheduler {
                 metrics: SchedulerMetrics::default(),
                 import_metrics: ImportMetrics::default(),
                 secrets: Mutex::new(HashMap::new()),
+                tag_lists: follow::TagLists::default(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use moor_api::image::follow::FollowPolicy;
 use moor_api::image::history::TagIndex;
 use moor_api::image::{ImageStream, TagEvent, TagReference};
 use moor_api::scheduled::{CheckResult, ScheduledImportStatus};
@@ -179,12 +180,20 @@ impl State<'_> {
                 e.current = current;
                 e.pending = pending;
                 e.failed = failed;
-                if e.spec.from != tag.from || e.spec.import_policy != tag.import_policy {
+                if e.spec.from != tag.from
+                    || e.spec.import_policy != tag.import_policy
+                    || e.spec.annotations != tag.annotations
+                {
                     e.epoch += 1;
                 }
                 e.spec = tag.clone();
                 // The record keeps the registry source it was scheduled from, so that
                 // describe can say how to resume a rolled-back tag.
+                if scheduled && e.record.follow != follow_flags(tag) {
+                    e.record.follow = follow_flags(tag);
+                    e.record.followed_tag = None;
+                    write = true;
+                }
                 if scheduled && e.record.from != tag.from_name() {
                     e.record.from = tag.from_name().to_string();
                     e.registry = registry_of(tag);
@@ -237,6 +246,10 @@ impl State<'_> {
         if is_scheduled(tag) || record.from.is_empty() {
             record.from = tag.from_name().to_string();
             record.registry = registry.clone();
+            if record.follow != follow_flags(tag) {
+                record.follow = follow_flags(tag);
+                record.followed_tag = None;
+            }
         }
         Entry {
             spec: tag.clone(),
@@ -320,6 +333,7 @@ impl State<'_> {
                 last_digest: e.record.last_digest.clone(),
                 record_image: e.record.image.clone(),
                 failed: e.failed,
+                followed_tag: e.record.followed_tag.clone(),
             };
             self.shared.metrics.queue_depth.inc();
             let span = tracing::info_span!(
@@ -354,9 +368,14 @@ impl State<'_> {
         }
         let r = &mut e.record;
         r.last_check_time = Some(timestamp(done.started_ms));
+        if done.followed.is_some() {
+            r.followed_tag = done.followed;
+        }
         let (result, due) = match done.outcome {
             Outcome::Unchanged { digest, image } => {
-                r.last_digest = Some(digest);
+                if digest.is_some() {
+                    r.last_digest = digest;
+                }
                 r.image = Some(image);
                 r.consecutive_failures = 0;
                 r.message = None;
@@ -407,4 +426,9 @@ impl State<'_> {
         self.schedule(&done.key, due);
         self.persist(&done.key);
     }
+}
+
+/// The `moor tag` flags of a followed tag's policy, kept in its record.
+fn follow_flags(tag: &TagReference) -> Option<String> {
+    FollowPolicy::of_tag(tag).ok().flatten().map(|p| p.flags())
 }

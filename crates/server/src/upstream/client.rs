@@ -152,6 +152,7 @@ impl UpstreamClient {
             accept,
             what,
             overall_timeout: true,
+            if_none_match: None,
         }
     }
 
@@ -434,6 +435,27 @@ impl UpstreamClient {
         reference: &DockerImageReference,
         options: &FetchOptions,
     ) -> Result<TagList, UpstreamError> {
+        match self.list_tags_if_changed(reference, options, None).await? {
+            TagListAnswer::Changed { list, .. } => Ok(list),
+            // Not asked conditionally, so a 304 is the registry's mistake.
+            TagListAnswer::NotModified => Err(UpstreamError::InvalidContent {
+                target: reference.as_repository().exact(),
+                message: "304 Not Modified to an unconditional tag list request".into(),
+            }),
+        }
+    }
+
+    /// Lists the tags like [`list_tags`](Self::list_tags), conditionally: with
+    /// `etag` (from an earlier answer) the first page is asked with `If-None-Match`,
+    /// and a `304 Not Modified` ends the listing at one request. The first page's
+    /// `ETag`, if the registry sends one, comes back with a changed list. (CNCF
+    /// distribution 2.8 sends none: there the caller compares lists.)
+    pub async fn list_tags_if_changed(
+        &self,
+        reference: &DockerImageReference,
+        options: &FetchOptions,
+        etag: Option<&str>,
+    ) -> Result<TagListAnswer, UpstreamError> {
         let what = reference.as_repository().exact();
         let page_size = self.inner.config.tag_page_size;
         self.each_endpoint(reference, |target| {
@@ -445,8 +467,9 @@ impl UpstreamClient {
                 }
                 let mut tags = Vec::new();
                 let mut scheme = Scheme::Https;
-                for _ in 0..MAX_TAG_PAGES {
-                    let call = self.call(
+                let mut first_etag = None;
+                for page_number in 0..MAX_TAG_PAGES {
+                    let mut call = self.call(
                         &target,
                         options,
                         Method::GET,
@@ -454,11 +477,23 @@ impl UpstreamClient {
                         Some("application/json"),
                         what,
                     );
+                    if page_number == 0 {
+                        call.if_none_match = etag;
+                    }
                     let sent = self.inner.transport.send(&call).await?;
                     scheme = sent.scheme;
                     let response = sent.response;
                     let status = response.status();
                     let headers = response.headers().clone();
+                    if page_number == 0 {
+                        if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+                            return Ok(TagListAnswer::NotModified);
+                        }
+                        first_etag = headers
+                            .get(reqwest::header::ETAG)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                    }
                     if !status.is_success() {
                         return Err(
                             error_from(response, status, &headers, what, "repository").await
@@ -476,22 +511,43 @@ impl UpstreamClient {
                     match next_link(&headers) {
                         Some(next) if next != path => path = next,
                         _ => {
-                            return Ok(TagList {
-                                tags,
-                                served_by: Endpoint::new(&target, scheme),
+                            return Ok(TagListAnswer::Changed {
+                                list: TagList {
+                                    tags,
+                                    served_by: Endpoint::new(&target, scheme),
+                                },
+                                etag: first_etag,
+                                pages: page_number + 1,
                             });
                         }
                     }
                 }
                 tracing::warn!(repository = %what, "tag list longer than {MAX_TAG_PAGES} pages; truncated");
-                Ok(TagList {
-                    tags,
-                    served_by: Endpoint::new(&target, scheme),
+                Ok(TagListAnswer::Changed {
+                    list: TagList {
+                        tags,
+                        served_by: Endpoint::new(&target, scheme),
+                    },
+                    etag: first_etag,
+                    pages: MAX_TAG_PAGES,
                 })
             }
         })
         .await
     }
+}
+
+/// The answer to a conditional tag list request.
+#[derive(Clone, Debug)]
+pub enum TagListAnswer {
+    /// `304 Not Modified`: the list is what the ETag named.
+    NotModified,
+    /// The list (all pages), the first page's `ETag` if any, and the pages read.
+    Changed {
+        list: TagList,
+        etag: Option<String>,
+        pages: usize,
+    },
 }
 
 /// One endpoint's failed answer, for [`all_failed`].

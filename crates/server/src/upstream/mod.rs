@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use answers::{Blob, BlobStream, ImageConfig, Manifest, ManifestHead, TagList};
-pub use client::UpstreamClient;
+pub use client::{TagListAnswer, UpstreamClient};
 pub use credentials::{
     Credentials, CredentialsError, SECRET_TYPE_DOCKER_CONFIG_JSON, SECRET_TYPE_DOCKERCFG,
 };

@@ -96,6 +96,8 @@ pub(crate) struct Call<'a> {
     /// Whether the overall request timeout applies (not for streamed blobs, which
     /// only have the idle read timeout).
     pub overall_timeout: bool,
+    /// An `If-None-Match` validator (an ETag seen before): a conditional GET.
+    pub if_none_match: Option<&'a str>,
 }
 
 /// A response, with the scheme that worked and the concurrency permit to hold while
@@ -337,6 +339,9 @@ impl Transport {
         }
         if let Some(a) = authorization {
             rb = rb.header(AUTHORIZATION, a);
+        }
+        if let Some(etag) = call.if_none_match {
+            rb = rb.header(reqwest::header::IF_NONE_MATCH, etag);
         }
         if call.overall_timeout {
             rb = rb.timeout(self.timeouts.request);
