@@ -118,3 +118,169 @@ async fn image_policies_are_served_with_openshift_fields_and_validated() {
         .collect();
     assert!(names.contains(&"imagepolicies") && names.contains(&"clusterimagepolicies"));
 }
+
+fn upstream(insecure: &[&str]) -> std::sync::Arc<moor_server::upstream::UpstreamClient> {
+    std::sync::Arc::new(
+        moor_server::upstream::UpstreamClient::new(moor_server::upstream::UpstreamConfig {
+            insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
+            use_environment_proxy: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// Polls the stream until `pred` holds for status tag `tag`, or panics after 30 s.
+async fn wait_tag(h: &MoorServer, stream: &str, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = h.get(&format!("{IS}/{stream}")).await.body;
+        let t = s["status"]["tags"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tag"] == tag))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if pred(&t) {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tag {stream}:{tag} never satisfied the condition; last: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn imported(t: &Value) -> bool {
+    t["items"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn failed_with(reason: &'static str) -> impl Fn(&Value) -> bool {
+    move |t: &Value| {
+        t["conditions"].as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["type"] == "ImportSuccess" && c["status"] == "False" && c["reason"] == reason
+            })
+        })
+    }
+}
+
+fn message(t: &Value) -> String {
+    t["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Images signed in cosign's format (by the test kit, with openssl) in a real
+/// distribution: moor imports what the policy's key signed for the right identity
+/// and refuses the rest, leaving their history empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_in_scope_need_a_signature_by_the_policy_key_for_the_image() {
+    use moor_testkit::{CosignKey, Distribution, Format, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    for t in ["signed", "unsigned", "otherkey", "otherid", "outside"] {
+        layout.add_image(t, &ImageSpec::app(t));
+    }
+    let (key, other) = (CosignKey::generate(), CosignKey::generate());
+    let push = |t: &str, repo_tag: &str| dist.push(&layout, t, repo_tag, Format::Oci);
+    let signed = push("signed", "team/signed:1.0");
+    key.sign(&dist, "team/signed", &signed.digest, &signed.reference)
+        .await;
+    let unsigned = push("unsigned", "team/unsigned:1.0");
+    let otherkey = push("otherkey", "team/otherkey:1.0");
+    other
+        .sign(
+            &dist,
+            "team/otherkey",
+            &otherkey.digest,
+            &otherkey.reference,
+        )
+        .await;
+    let elsewhere = format!("{}/team/elsewhere:1.0", dist.host);
+    let otherid = push("otherid", "team/otherid:1.0");
+    key.sign(&dist, "team/otherid", &otherid.digest, &elsewhere)
+        .await;
+    let outside = dist.push(&layout, "outside", "public/app:1.0", Format::Oci);
+
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "team-signed",
+        &[&format!("{}/team", dist.host)],
+        json!({"matchPolicy": "MatchRepoDigestOrExact"}),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    let r = h.post(IP, &p).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let tags: Vec<Value> = [
+        ("signed", &signed),
+        ("unsigned", &unsigned),
+        ("otherkey", &otherkey),
+        ("otherid", &otherid),
+        ("outside", &outside),
+    ]
+    .iter()
+    .map(|(t, p)| json!({"name": t, "from": {"kind": "DockerImage", "name": p.reference}}))
+    .collect();
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": tags}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let t = wait_tag(&h, "app", "signed", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(signed.digest));
+    let image = h
+        .get(&format!(
+            "/apis/image.openshift.io/v1/images/{}",
+            signed.digest
+        ))
+        .await
+        .body;
+    let sig = &image["signatures"][0];
+    assert_eq!(sig["type"], "sigstore", "{image}");
+    assert_eq!(sig["imageIdentity"], json!(signed.reference));
+    assert_eq!(sig["conditions"][0]["type"], "Trusted");
+    assert!(
+        sig["signedClaims"]["policy"]
+            .as_str()
+            .is_some_and(|p| p.contains("ImagePolicy default/team-signed"))
+    );
+
+    let t = wait_tag(&h, "app", "unsigned", failed_with("SignatureMissing")).await;
+    assert!(!imported(&t), "{t}");
+    let m = message(&t);
+    assert!(
+        m.contains("ImagePolicy default/team-signed") && m.contains("key SHA256:"),
+        "{m}"
+    );
+
+    let t = wait_tag(&h, "app", "otherkey", failed_with("SignatureInvalid")).await;
+    assert!(!imported(&t), "{t}");
+    assert!(
+        message(&t).contains("does not verify with the key"),
+        "{}",
+        message(&t)
+    );
+
+    let t = wait_tag(&h, "app", "otherid", failed_with("SignatureInvalid")).await;
+    assert!(!imported(&t), "{t}");
+    assert!(
+        message(&t).contains(&format!("identity {elsewhere}")),
+        "{}",
+        message(&t)
+    );
+
+    // Out of every scope: imported without a check.
+    let t = wait_tag(&h, "app", "outside", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(outside.digest));
+}

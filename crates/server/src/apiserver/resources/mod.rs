@@ -57,7 +57,7 @@ pub fn all(
         .expect("image::all serves imagestreams");
     out.extend(image_storages);
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
-    out.extend(signature_policies(&stored));
+    out.extend(signature_policies(&stored, &importer));
     out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
 }
@@ -80,11 +80,16 @@ fn serviceaccounts_and_namespaces(
     (namespaces, service_accounts)
 }
 
-/// `imagepolicies` and `clusterimagepolicies`.
+/// `imagepolicies` and `clusterimagepolicies`, and the importer's check over them.
 fn signature_policies(
     stored: &dyn Fn(Arc<dyn moor_apimachinery::stored::Strategy>) -> Arc<dyn RestStorage>,
+    importer: &crate::importer::Importer,
 ) -> [Arc<dyn RestStorage>; 2] {
     let namespaced = stored(policies::Policies::namespaced());
     let cluster = stored(policies::Policies::cluster());
+    importer.set_signatures(Arc::new(crate::signatures::Verifier::new(
+        namespaced.clone(),
+        cluster.clone(),
+    )));
     [namespaced, cluster]
 }
