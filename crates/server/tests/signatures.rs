@@ -1,5 +1,8 @@
 //! Signature policies: `config.openshift.io/v1` ImagePolicy and ClusterImagePolicy
-//! served with OpenShift's field names and validation.
+//! served with OpenShift's field names and validation; imports from a real
+//! distribution and pushes into moor's registry checked against them.
+
+mod registry_support;
 
 use axum::http::StatusCode;
 use moor_testkit::server::*;
@@ -283,4 +286,85 @@ async fn imports_in_scope_need_a_signature_by_the_policy_key_for_the_image() {
     // Out of every scope: imported without a check.
     let t = wait_tag(&h, "app", "outside", imported).await;
     assert_eq!(t["items"][0]["image"], json!(outside.digest));
+}
+
+/// A push by tag into a stream in a policy's scope is refused with DENIED naming the
+/// policy until a signature of the digest, by the policy's key for that tag, is in the
+/// stream (push by digest, sign, tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_in_scope_are_denied_until_signed() {
+    use moor_testkit::cosign::{put_manifest, upload_blob};
+    use moor_testkit::{CosignKey, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "umoci"]) {
+        return;
+    }
+    let moor = registry_support::Moor::start(Default::default()).await;
+    let base = moor.url("");
+    let creds = Some(("anyone", moor.token()));
+    let key = CosignKey::generate();
+    let mut p = policy(
+        "ImagePolicy",
+        "pushes-signed",
+        &[&format!("{}/default/app", moor.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    let r = moor
+        .req(reqwest::Method::POST, IP)
+        .json(&p)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let layout = OciLayout::new();
+    let entry = layout.add_image("1.0", &ImageSpec::app("pushed"));
+    let manifest = layout.blob(&entry.digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in std::iter::once(&m["config"]["digest"])
+        .chain(m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]))
+    {
+        let blob = layout.blob(d.as_str().unwrap());
+        for repo in ["default/app", "default/other"] {
+            upload_blob(&base, creds, repo, &blob).await;
+        }
+    }
+    // Unsigned: refused with DENIED naming the policy and key.
+    let r = moor
+        .req(reqwest::Method::PUT, "/v2/default/app/manifests/1.0")
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let msg = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("ImagePolicy default/pushes-signed") && msg.contains("key SHA256:"),
+        "{msg}"
+    );
+    // Out of scope: accepted.
+    assert_eq!(
+        put_manifest(&base, creds, "default/other", "1.0", manifest.clone()).await,
+        201
+    );
+    // By digest, then signed for the tag, then the tag: accepted.
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", &entry.digest, manifest.clone()).await,
+        201
+    );
+    let identity = format!("{}/default/app:1.0", moor.host);
+    key.sign_at(&base, creds, "default/app", &entry.digest, &identity)
+        .await;
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", "1.0", manifest.clone()).await,
+        201
+    );
+    // A signature for another tag does not cover this one.
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", "2.0", manifest).await,
+        403
+    );
 }

@@ -72,6 +72,20 @@ impl CosignKey {
     /// full reference such as `127.0.0.1:5000/team/app:1.0`): pushes the payload and
     /// the `sha256-<hex>.sig` manifest, as `cosign sign` does.
     pub async fn sign(&self, dist: &Distribution, repo: &str, digest: &str, identity: &str) {
+        self.sign_at(&dist.url(), None, repo, digest, identity)
+            .await;
+    }
+
+    /// [`sign`](Self::sign) into the registry at `base` (`http://HOST`), with Basic
+    /// credentials when given.
+    pub async fn sign_at(
+        &self,
+        base: &str,
+        creds: Option<(&str, &str)>,
+        repo: &str,
+        digest: &str,
+        identity: &str,
+    ) {
         let payload = serde_json::to_vec(&json!({
             "critical": {
                 "identity": {"docker-reference": identity},
@@ -84,55 +98,89 @@ impl CosignKey {
         let signature = STANDARD.encode(self.sign_bytes(&payload));
         let config =
             br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let client = reqwest::Client::new();
-        let base = dist.url();
-        let mut digests = Vec::new();
-        for blob in [&payload[..], &config[..]] {
-            let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(blob)));
-            let r = client
-                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-                .send()
-                .await
-                .expect("start upload");
-            assert_eq!(r.status().as_u16(), 202, "start upload");
-            let loc = r.headers()["location"]
-                .to_str()
-                .expect("Location")
-                .to_string();
-            let loc = if loc.starts_with("http") {
-                loc
-            } else {
-                format!("{base}{loc}")
-            };
-            let sep = if loc.contains('?') { '&' } else { '?' };
-            let r = client
-                .put(format!("{loc}{sep}digest={d}"))
-                .body(blob.to_vec())
-                .send()
-                .await
-                .expect("finish upload");
-            assert_eq!(r.status().as_u16(), 201, "finish upload");
-            digests.push((d, blob.len()));
-        }
+        let payload_digest = upload_blob(base, creds, repo, &payload).await;
+        let config_digest = upload_blob(base, creds, repo, config).await;
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": digests[1].0, "size": digests[1].1},
+                       "digest": config_digest, "size": config.len()},
             "layers": [{
                 "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                "digest": digests[0].0, "size": digests[0].1,
+                "digest": payload_digest, "size": payload.len(),
                 "annotations": {"dev.cosignproject.cosign/signature": signature},
             }],
         });
         let tag = digest.replacen(':', "-", 1) + ".sig";
-        let r = client
-            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.to_string())
-            .send()
-            .await
-            .expect("put signature manifest");
-        assert_eq!(r.status().as_u16(), 201, "put signature manifest");
+        let status = put_manifest(base, creds, repo, &tag, manifest.to_string().into_bytes()).await;
+        assert_eq!(status, 201, "put signature manifest");
     }
+}
+
+fn with_creds(
+    req: reqwest::RequestBuilder,
+    creds: Option<(&str, &str)>,
+) -> reqwest::RequestBuilder {
+    match creds {
+        Some((user, password)) => req.basic_auth(user, Some(password)),
+        None => req,
+    }
+}
+
+/// Uploads `blob` to `repo` of the registry at `base` (POST then PUT); its digest.
+pub async fn upload_blob(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    blob: &[u8],
+) -> String {
+    let client = reqwest::Client::new();
+    let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(blob)));
+    let r = with_creds(
+        client.post(format!("{base}/v2/{repo}/blobs/uploads/")),
+        creds,
+    )
+    .send()
+    .await
+    .expect("start upload");
+    assert_eq!(r.status().as_u16(), 202, "start upload");
+    let loc = r.headers()["location"]
+        .to_str()
+        .expect("Location")
+        .to_string();
+    let loc = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = with_creds(client.put(format!("{loc}{sep}digest={d}")), creds)
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("finish upload");
+    assert_eq!(r.status().as_u16(), 201, "finish upload");
+    d
+}
+
+/// PUTs an OCI image manifest as `reference` (tag or digest) of `repo`; the status.
+pub async fn put_manifest(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    reference: &str,
+    manifest: Vec<u8>,
+) -> u16 {
+    let client = reqwest::Client::new();
+    with_creds(
+        client.put(format!("{base}/v2/{repo}/manifests/{reference}")),
+        creds,
+    )
+    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+    .body(manifest)
+    .send()
+    .await
+    .expect("put manifest")
+    .status()
+    .as_u16()
 }

@@ -1,7 +1,8 @@
 //! Signature policy enforcement: which `ImagePolicy` or `ClusterImagePolicy` covers an
 //! image, and whether the image carries a cosign/sigstore signature that the policy's
 //! public key verifies for the identity the policy asks for. The importer calls
-//! [`Gate::verify`] before a tag event is written. Reads the policies through their API
+//! [`Gate::verify`] before a tag event is written; the registry calls
+//! [`push::check_push`] before a push by tag writes one. Reads the policies through their API
 //! storages and signatures through the importer's [`Source`] port; writes nothing.
 //!
 //! The signature format is cosign's "simple signing" (what `cosign sign` and
@@ -17,6 +18,8 @@
 //! RustCrypto); its offline key check is an ECDSA P-256/SHA-256 verification over
 //! the payload bytes, done here with `p256` (already in the tree through
 //! jsonwebtoken).
+
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
