@@ -5,13 +5,15 @@
 //! and Docker media types ([`media_types`]), the type-meta plumbing behind them
 //! ([`meta`]), and moor's own `moor.io/v1` types: read-only views ([`scheduled`]) and
 //! garbage collection requests ([`prune`]), `meta.k8s.io/v1` Tables ([`table`]),
-//! durations and sizes for people ([`humanize`]), and the decision core of
+//! durations and sizes for people ([`humanize`]), OpenShift's `config.openshift.io/v1`
+//! signature policies ([`config`]), and the decision core of
 //! authorization: Kubernetes RBAC, moor's bootstrap policy and registry permissions
 //! ([`authz`]). Nothing here does IO: no files, network or async.
 
 #![warn(missing_docs)]
 
 pub mod authz;
+pub mod config;
 pub mod humanize;
 pub mod image;
 pub mod labels;

@@ -201,6 +201,10 @@ pub trait PullSecrets: Send + Sync {
     /// Its `kubernetes.io/dockerconfigjson` secrets' contents, minus those marked
     /// `openshift.io/image.excludeSecret`.
     async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>>;
+    /// The signature policy check of pushes into `ns`, when policies are served.
+    fn signature_gate(&self, _ns: &str) -> Option<crate::signatures::Gate> {
+        None
+    }
 }
 
 /// Streams, images and pull secrets together: what the registry is given.

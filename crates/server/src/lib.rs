@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod registry;
 pub mod scheduler;
 pub mod serve;
+pub mod signatures;
 pub mod tls;
 pub mod upstream;
 

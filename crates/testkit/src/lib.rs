@@ -5,6 +5,7 @@
 //!   otherwise), free ports, running commands.
 //! - [`distribution`]: CNCF distribution (`docker-registry`) on loopback, killed on
 //!   drop; [`etcd`]: an `etcd` on free ports, killed on drop.
+//! - [`cosign`]: cosign signing keys and signatures (made with openssl).
 //! - [`oci`]: OCI image layouts built with umoci (and indexes by hand).
 //! - [`oidc`]: a loopback OIDC issuer (discovery and JWKS over HTTPS, its own CA)
 //!   that mints tokens with chosen claims, keys and headers.
@@ -21,6 +22,7 @@
 //! `spawn_blocking` when in-process servers must keep answering meanwhile.
 
 pub mod clock;
+pub mod cosign;
 pub mod distribution;
 pub mod etcd;
 pub mod kube_double;
@@ -33,6 +35,7 @@ pub mod proxy;
 pub mod server;
 
 pub use clock::ManualClock;
+pub use cosign::CosignKey;
 pub use distribution::{Distribution, DistributionOptions, Format, Pushed};
 pub use kube_double::{KubeDouble, TestCa};
 pub use oci::{ImageSpec, LayoutEntry, OCI_INDEX, OciLayout};

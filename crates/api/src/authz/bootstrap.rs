@@ -56,6 +56,7 @@ const AUTHZ: &str = "authorization.k8s.io";
 const AUTHN: &str = "authentication.k8s.io";
 const IMAGE: &str = "image.openshift.io";
 const MOOR: &str = "moor.io";
+const CONFIG: &str = "config.openshift.io";
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
@@ -238,6 +239,9 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         rule(READ_WRITE, RBAC_GROUP, &["roles", "rolebindings"]),
     ];
     aggregate_to_admin.extend(image_edit_rules());
+    // Signature policies: a namespace's admins set them, everyone who may view reads
+    // them (ClusterImagePolicies: cluster-admin only).
+    aggregate_to_admin.push(rule(READ_WRITE, CONFIG, &["imagepolicies"]));
     let aggregate_to_view = vec![
         rule(
             READ,
@@ -325,6 +329,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         ),
         rule(READ, IMAGE, &["imagestreams/status"]),
         rule(READ, MOOR, &["scheduledimports"]),
+        rule(READ, CONFIG, &["imagepolicies"]),
     ];
     let registry_common = |layers: &[&str]| {
         vec![

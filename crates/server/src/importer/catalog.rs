@@ -186,4 +186,8 @@ impl PullSecrets for Importer {
     async fn pull_secrets(&self, ns: &str) -> Arc<Vec<Bytes>> {
         Importer::pull_secrets(self, ns).await
     }
+
+    fn signature_gate(&self, ns: &str) -> Option<crate::signatures::Gate> {
+        Importer::signature_gate(self, ns)
+    }
 }

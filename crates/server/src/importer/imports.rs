@@ -133,7 +133,11 @@ impl ImageStreamImports {
                         insecure: false,
                         secrets: secrets.clone(),
                     },
-                );
+                )
+                .map(|s| ImportSpec {
+                    signatures: self.importer.signature_gate(ns),
+                    ..s
+                });
                 let source = source.clone();
                 let (name, ns) = (name.clone(), ns.to_string());
                 async move {
@@ -220,6 +224,7 @@ impl ImageStreamImports {
                             from: Some(from.clone()),
                             mode: repo.import_policy.import_mode.clone().unwrap_or_default(),
                             pull: pull.clone(),
+                            signatures: self.importer.signature_gate(ns),
                             ..Default::default()
                         };
                         specs.push((t, from, spec));

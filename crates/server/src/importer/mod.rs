@@ -300,10 +300,15 @@ pub struct ImportSpec {
     pub prefer_arch: Option<String>,
     pub prefer_os: Option<String>,
     pub pull: PullOptions,
+    /// The signature policy check of the namespace imported into, if any.
+    pub signatures: Option<crate::signatures::Gate>,
 }
 
 /// Imports one reference: its manifest (and, for a list, the chosen or every child)
-/// and config blobs, into `Image`s. Makes manifest + config requests only.
+/// and config blobs, into `Image`s. Makes manifest + config requests only, and, when
+/// a signature policy covers the image, those of its signatures
+/// ([`crate::signatures`]): an image that fails it is an error, one that passes
+/// carries its verified signatures.
 pub async fn import_reference(
     source: &dyn Source,
     spec: &ImportSpec,
@@ -313,13 +318,28 @@ pub async fn import_reference(
         .as_ref()
         .ok_or_else(|| ImportError::invalid("no image reference to import"))?;
     let fetched = source.manifest(from, &spec.pull).await?;
-    match image::parse(&fetched)? {
+    let mut imported = import_fetched(source, spec, from, &fetched).await?;
+    if let Some(gate) = &spec.signatures {
+        imported.image.signatures = gate
+            .verify(source, from, &spec.pull, &fetched.digest)
+            .await?;
+    }
+    Ok(imported)
+}
+
+async fn import_fetched(
+    source: &dyn Source,
+    spec: &ImportSpec,
+    from: &DockerImageReference,
+    fetched: &FetchedManifest,
+) -> Result<Imported, ImportError> {
+    match image::parse(fetched)? {
         image::Parsed::Image(m) => {
             let config = source
                 .blob(from, &image::config_digest(&m)?, &spec.pull)
                 .await?;
             Ok(Imported {
-                image: image::image_from_manifest(from, &fetched, &m, &config)?,
+                image: image::image_from_manifest(from, fetched, &m, &config)?,
                 children: vec![],
             })
         }
@@ -327,7 +347,7 @@ pub async fn import_reference(
             let children = image::children(&index)?;
             match spec.mode {
                 ImportMode::PreserveOriginal => {
-                    let list = image::image_from_list(from, &fetched, &children);
+                    let list = image::image_from_list(from, fetched, &children);
                     let mut images = Vec::new();
                     for c in &children {
                         images.push(import_child(source, from, &c.digest, &spec.pull).await?);
@@ -446,6 +466,9 @@ pub struct Importer {
     /// Events recorded, for counting identical ones (shared with
     /// [`with_source`](Self::with_source) copies).
     event_log: Arc<events::EventLog>,
+    /// The signature policies imports are checked against, once set (shared with
+    /// copies).
+    signatures: Arc<std::sync::OnceLock<Arc<crate::signatures::Verifier>>>,
 }
 
 /// The API storages an [`Importer`] reads and writes.
@@ -536,6 +559,7 @@ impl Importer {
             events: storages.events,
             secrets: storages.secrets,
             event_log: Arc::default(),
+            signatures: Arc::default(),
         }
     }
 
@@ -548,6 +572,7 @@ impl Importer {
             events: self.events.clone(),
             secrets: self.secrets.clone(),
             event_log: self.event_log.clone(),
+            signatures: self.signatures.clone(),
         }
     }
 
@@ -564,7 +589,24 @@ impl Importer {
             events: wrap(self.events.clone()),
             secrets: wrap(self.secrets.clone()),
             event_log: self.event_log.clone(),
+            signatures: self.signatures.clone(),
         }
+    }
+
+    /// Checks imports against the signature policies `verifier` reads (once; later
+    /// calls are ignored).
+    pub fn set_signatures(&self, verifier: Arc<crate::signatures::Verifier>) {
+        let _ = self.signatures.set(verifier);
+    }
+
+    /// The signature check of imports into namespace `ns`, when policies are served.
+    pub fn signature_gate(&self, ns: &str) -> Option<crate::signatures::Gate> {
+        self.signatures
+            .get()
+            .map(|verifier| crate::signatures::Gate {
+                verifier: verifier.clone(),
+                namespace: ns.to_string(),
+            })
     }
 
     /// The namespace's pull secrets, minus those marked `openshift.io/image.excludeSecret`.
@@ -630,6 +672,7 @@ impl Importer {
                 insecure: tag.import_policy.insecure || pull.insecure,
                 secrets: pull.secrets,
             },
+            signatures: None,
         })
     }
 
@@ -678,7 +721,10 @@ impl Importer {
                         secrets: secrets.clone(),
                     },
                 ) {
-                    Ok(s) => s,
+                    Ok(s) => ImportSpec {
+                        signatures: self.signature_gate(&ns),
+                        ..s
+                    },
                     Err(e) => return TagOutcome::Failed(e),
                 };
                 match import_reference(self.source.as_ref(), &spec).await {

@@ -293,6 +293,8 @@ pub(super) async fn put(
     let catalog = reg.repos.catalog();
     match &reference {
         Reference::Tag(tag) => {
+            crate::signatures::push::check_push(&reg, &repo.namespace, &repo.stream, tag, &digest)
+                .await?;
             catalog
                 .tag_pushed(&repo.namespace, &repo.stream, tag, &image)
                 .await

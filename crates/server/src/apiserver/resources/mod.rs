@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod image;
+pub mod policies;
 pub mod rbac;
 pub mod reviews;
 pub mod scheduled;
@@ -56,6 +57,7 @@ pub fn all(
         .expect("image::all serves imagestreams");
     out.extend(image_storages);
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
+    out.extend(signature_policies(&stored, &importer));
     out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
 }
@@ -76,4 +78,18 @@ fn serviceaccounts_and_namespaces(
         service_accounts.clone(),
     );
     (namespaces, service_accounts)
+}
+
+/// `imagepolicies` and `clusterimagepolicies`, and the importer's check over them.
+fn signature_policies(
+    stored: &dyn Fn(Arc<dyn moor_apimachinery::stored::Strategy>) -> Arc<dyn RestStorage>,
+    importer: &crate::importer::Importer,
+) -> [Arc<dyn RestStorage>; 2] {
+    let namespaced = stored(policies::Policies::namespaced());
+    let cluster = stored(policies::Policies::cluster());
+    importer.set_signatures(Arc::new(crate::signatures::Verifier::new(
+        namespaced.clone(),
+        cluster.clone(),
+    )));
+    [namespaced, cluster]
 }

@@ -1,0 +1,527 @@
+//! Signature policy enforcement: which `ImagePolicy` or `ClusterImagePolicy` covers an
+//! image, and whether the image carries a cosign/sigstore signature that the policy's
+//! public key verifies for the identity the policy asks for. The importer calls
+//! [`Gate::verify`] before a tag event is written; the registry calls
+//! [`push::check_push`] before a push by tag writes one. Reads the policies through their API
+//! storages and signatures through the importer's [`Source`] port; writes nothing.
+//!
+//! The signature format is cosign's "simple signing" (what `cosign sign` and
+//! `skopeo copy --sign-by-sigstore-private-key` write): an OCI manifest under the tag
+//! `sha256-<hex>.sig` of the image's repository, one layer per signature of media type
+//! `application/vnd.dev.cosign.simplesigning.v1+json` whose blob is the signed payload
+//! and whose `dev.cosignproject.cosign/signature` annotation is the base64 ECDSA
+//! signature over it.
+//!
+//! Why not the `sigstore` crate: sigstore 0.15 refuses to build without a crypto
+//! backend (`compile_error!` unless `native-tls`, i.e. OpenSSL, or `rustls-tls`, i.e.
+//! aws-lc-rs, is on), and both are C builds the tree has none of (it is ring and
+//! RustCrypto); its offline key check is an ECDSA P-256/SHA-256 verification over
+//! the payload bytes, done here with `p256` (already in the tree through
+//! jsonwebtoken).
+
+pub mod push;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use moor_api::config::{
+    ClusterImagePolicy, ImagePolicy, ImagePolicySpec, POLICY_TYPE_PUBLIC_KEY, PolicyIdentity,
+    most_specific,
+};
+use moor_api::image::{ConditionStatus, ImageSignature, SignatureCondition, SignatureSubject};
+use moor_api::{Digest, DockerImageReference};
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{DerSignature, VerifyingKey};
+use p256::pkcs8::DecodePublicKey;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::importer::{ImportError, PullOptions, Source};
+use moor_apimachinery::resource::{RequestContext, RestStorage};
+
+/// The layer media type of a cosign simple signing payload.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The layer annotation holding the base64 signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The `ImportFailed` reason of an image without a signature the policy asks for.
+pub const SIGNATURE_MISSING: &str = "SignatureMissing";
+/// The `ImportFailed` reason of an image whose signatures do not verify.
+pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
+
+/// Why one signature does not verify (or a policy cannot be used).
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// The policy's key is not a PEM P-256 public key.
+    #[error("the policy's public key does not parse")]
+    Key(#[source] p256::pkcs8::spki::Error),
+    /// The policy asks for a root of trust moor does not verify yet.
+    #[error("root of trust {0:?} is not supported")]
+    Unsupported(String),
+    /// The signature annotation is not base64 DER ECDSA.
+    #[error("the signature is not a base64 DER ECDSA signature")]
+    Encoding,
+    /// The signature is not the key's over the payload.
+    #[error("the signature does not verify with the key")]
+    Mismatch(#[source] p256::ecdsa::Error),
+    /// The payload is not a simple signing payload.
+    #[error("the signed payload does not parse")]
+    Payload(#[source] serde_json::Error),
+    /// The payload signs another image.
+    #[error("the signature is for {0}, not this image")]
+    OtherImage(String),
+    /// The payload names an identity the policy does not accept.
+    #[error("the signature is for identity {signed}, not {wanted}")]
+    OtherIdentity { signed: String, wanted: String },
+}
+
+/// A policy that applies to an image: its kind and name, and its spec.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// `ImagePolicy <namespace>/<name>` or `ClusterImagePolicy <name>`.
+    pub name: String,
+    /// The policy.
+    pub spec: ImagePolicySpec,
+}
+
+/// The policies, read through their API storages.
+pub struct Verifier {
+    namespaced: Arc<dyn RestStorage>,
+    cluster: Arc<dyn RestStorage>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier")
+    }
+}
+
+/// The verifier bound to the namespace an import writes into.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub verifier: Arc<Verifier>,
+    pub namespace: String,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    identity: PayloadIdentity,
+    image: PayloadImage,
+}
+
+#[derive(Deserialize)]
+struct PayloadIdentity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadImage {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
+/// `registry/namespace/name` of a reference with Docker's defaults, no tag or digest.
+fn repository(r: &DockerImageReference) -> String {
+    r.docker_client_defaults()
+        .without_tag()
+        .without_id()
+        .exact()
+}
+
+/// Whether `signed` (the payload's `docker-reference`) is an identity `policy` accepts
+/// for `image` (containers-policy.json's `signedIdentity` rules).
+pub fn identity_matches(
+    policy: Option<&PolicyIdentity>,
+    image: &DockerImageReference,
+    signed: &str,
+) -> bool {
+    let Ok(signed) = DockerImageReference::parse(signed) else {
+        return false;
+    };
+    let repo_digest_or_exact = |image: &DockerImageReference| {
+        if image.id().is_some() {
+            repository(&signed) == repository(image)
+        } else {
+            signed.docker_client_defaults().exact() == image.docker_client_defaults().exact()
+        }
+    };
+    match policy.map(|p| p.match_policy.as_str()) {
+        None | Some("MatchRepoDigestOrExact") => repo_digest_or_exact(image),
+        Some("MatchRepository") => repository(&signed) == repository(image),
+        Some("ExactRepository") => policy
+            .and_then(|p| p.exact_repository.as_ref())
+            .is_some_and(|e| repository(&signed) == e.repository),
+        Some("RemapIdentity") => {
+            let Some(remap) = policy.and_then(|p| p.remap_identity.as_ref()) else {
+                return false;
+            };
+            let full = image.docker_client_defaults().exact();
+            let remapped = match full.strip_prefix(&remap.prefix) {
+                Some(rest) if rest.is_empty() || rest.starts_with(['/', ':', '@']) => {
+                    format!("{}{rest}", remap.signed_prefix)
+                }
+                _ => full,
+            };
+            DockerImageReference::parse(&remapped).is_ok_and(|r| repo_digest_or_exact(&r))
+        }
+        Some(_) => false,
+    }
+}
+
+/// `SHA256:<16 hex digits>` of a public key's DER (SubjectPublicKeyInfo), or of the
+/// key data as given when it does not parse: how messages name a key.
+fn fingerprint(key: Option<&VerifyingKey>, data: &[u8]) -> String {
+    use p256::pkcs8::EncodePublicKey;
+    let der = key
+        .and_then(|k| k.to_public_key_der().ok())
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_else(|| data.to_vec());
+    let sum = sha2::Sha256::digest(&der);
+    format!("SHA256:{}", &hex::encode(sum)[..16])
+}
+
+/// Verifies one signature of `payload` with `key`, and that the payload names
+/// `digest` and an identity `identity` accepts for `image`.
+pub fn verify_one(
+    key: &VerifyingKey,
+    payload: &[u8],
+    signature_b64: &str,
+    digest: &Digest,
+    image: &DockerImageReference,
+    identity: Option<&PolicyIdentity>,
+) -> Result<String, SignatureError> {
+    let raw = STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| SignatureError::Encoding)?;
+    let sig = DerSignature::try_from(raw.as_slice()).map_err(|_| SignatureError::Encoding)?;
+    key.verify(payload, &sig)
+        .map_err(SignatureError::Mismatch)?;
+    let p: Payload = serde_json::from_slice(payload).map_err(SignatureError::Payload)?;
+    if p.critical.image.docker_manifest_digest != digest.to_string() {
+        return Err(SignatureError::OtherImage(
+            p.critical.image.docker_manifest_digest,
+        ));
+    }
+    let signed = p.critical.identity.docker_reference;
+    if !identity_matches(identity, image, &signed) {
+        return Err(SignatureError::OtherIdentity {
+            signed,
+            wanted: image.docker_client_defaults().exact(),
+        });
+    }
+    Ok(signed)
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::default()
+}
+
+impl Verifier {
+    /// A verifier over the `imagepolicies` and `clusterimagepolicies` storages.
+    pub fn new(namespaced: Arc<dyn RestStorage>, cluster: Arc<dyn RestStorage>) -> Self {
+        Verifier {
+            namespaced,
+            cluster,
+        }
+    }
+
+    /// The policy that covers `image` (fully expanded) for a stream in `ns`: a
+    /// ClusterImagePolicy covering it wins, else the most specific ImagePolicy of `ns`.
+    pub async fn applicable(&self, ns: &str, image: &str) -> Result<Option<Applied>, ImportError> {
+        let internal = |e| ImportError::internal("reading signature policies", e);
+        let cluster = self
+            .cluster
+            .list(&ctx(), None, &Default::default())
+            .await
+            .map_err(internal)?;
+        let cluster: Vec<(String, ImagePolicySpec)> = cluster
+            .items
+            .iter()
+            .filter_map(|o| ClusterImagePolicy::deserialize(o).ok())
+            .map(|p| {
+                (
+                    format!("ClusterImagePolicy {}", p.metadata.name.unwrap_or_default()),
+                    p.spec,
+                )
+            })
+            .collect();
+        if let Some((name, _)) = most_specific(cluster.iter().map(|(n, s)| (n.as_str(), s)), image)
+        {
+            let spec = cluster
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            return Ok(Some(Applied {
+                name: name.to_string(),
+                spec,
+            }));
+        }
+        let local = self
+            .namespaced
+            .list(&ctx(), Some(ns), &Default::default())
+            .await
+            .map_err(internal)?;
+        let local: Vec<(String, ImagePolicySpec)> = local
+            .items
+            .iter()
+            .filter_map(|o| ImagePolicy::deserialize(o).ok())
+            .map(|p| {
+                (
+                    format!("ImagePolicy {ns}/{}", p.metadata.name.unwrap_or_default()),
+                    p.spec,
+                )
+            })
+            .collect();
+        Ok(
+            most_specific(local.iter().map(|(n, s)| (n.as_str(), s)), image).map(|(name, _)| {
+                Applied {
+                    name: name.to_string(),
+                    spec: local
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or_default(),
+                }
+            }),
+        )
+    }
+}
+
+impl Gate {
+    /// Verifies the image `from` names (manifest `digest`) against the policy that
+    /// covers it, if any: the verified signatures (to record on the Image), or an
+    /// `ImportError` with reason [`SIGNATURE_MISSING`] or [`SIGNATURE_INVALID`] that
+    /// names the policy and the key.
+    pub async fn verify(
+        &self,
+        source: &dyn Source,
+        from: &DockerImageReference,
+        pull: &PullOptions,
+        digest: &Digest,
+    ) -> Result<Vec<ImageSignature>, ImportError> {
+        let identity = from.docker_client_defaults().exact();
+        let Some(policy) = self.verifier.applicable(&self.namespace, &identity).await? else {
+            return Ok(vec![]);
+        };
+        let root = &policy.spec.policy.root_of_trust;
+        let invalid = |why: String| ImportError::new(SIGNATURE_INVALID, why);
+        let key_pem = match (&root.policy_type[..], &root.public_key) {
+            (POLICY_TYPE_PUBLIC_KEY, Some(k)) => k.key_data.0.clone(),
+            (other, _) => {
+                return Err(invalid(format!(
+                    "{identity} is refused by {}: {}",
+                    policy.name,
+                    SignatureError::Unsupported(other.to_string())
+                )));
+            }
+        };
+        let key = std::str::from_utf8(&key_pem)
+            .ok()
+            .map(|s| VerifyingKey::from_public_key_pem(s.trim()))
+            .unwrap_or(Err(p256::pkcs8::spki::Error::KeyMalformed));
+        let key_name = fingerprint(key.as_ref().ok(), &key_pem);
+        let key = key.map_err(|e| {
+            invalid(format!(
+                "{identity} is refused by {} (key {key_name}): {}",
+                policy.name,
+                SignatureError::Key(e)
+            ))
+        })?;
+        let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
+        let sig_ref = from
+            .clone()
+            .without_id()
+            .with_tag(&sig_tag)
+            .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
+        let missing = || {
+            ImportError::new(
+                SIGNATURE_MISSING,
+                format!(
+                    "{identity} ({digest}) has no signature: {} requires one by key {key_name}",
+                    policy.name
+                ),
+            )
+        };
+        let manifest = match source.manifest(&sig_ref, pull).await {
+            Ok(m) => m,
+            Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => {
+                return Err(missing());
+            }
+            Err(e) => return Err(e),
+        };
+        let manifest: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+            ImportError::invalid_because("the signature manifest does not parse", e)
+        })?;
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        let mut failures = Vec::new();
+        let mut verified = Vec::new();
+        for layer in layers.iter().filter(|l| l["mediaType"] == SIMPLE_SIGNING) {
+            let Some(sig) = layer["annotations"][SIGNATURE_ANNOTATION].as_str() else {
+                continue;
+            };
+            let Some(layer_digest) = layer["digest"].as_str().and_then(|d| Digest::parse(d).ok())
+            else {
+                continue;
+            };
+            let payload = source.blob(&sig_ref, &layer_digest, pull).await?;
+            match verify_one(
+                &key,
+                &payload,
+                sig,
+                digest,
+                from,
+                policy.spec.policy.signed_identity.as_ref(),
+            ) {
+                Ok(signed_identity) => verified.push(record(
+                    digest,
+                    &layer_digest,
+                    &payload,
+                    &signed_identity,
+                    &policy.name,
+                    &key_name,
+                )),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !verified.is_empty() {
+            return Ok(verified);
+        }
+        if failures.is_empty() {
+            return Err(missing());
+        }
+        Err(invalid(format!(
+            "{identity} ({digest}) is refused by {} (key {key_name}): {}",
+            policy.name,
+            failures.join("; ")
+        )))
+    }
+}
+
+/// The Image's record of a verified signature (OpenShift's `ImageSignature`, named
+/// `<image>@<payload digest hex>` as OpenShift names signatures).
+fn record(
+    image: &Digest,
+    payload_digest: &Digest,
+    payload: &[u8],
+    identity: &str,
+    policy: &str,
+    key: &str,
+) -> ImageSignature {
+    let now = Time(jiff::Timestamp::now());
+    let mut s = ImageSignature {
+        type_: "sigstore".into(),
+        content: ByteString(payload.to_vec()),
+        image_identity: identity.to_string(),
+        signed_claims: BTreeMap::from([("policy".to_string(), policy.to_string())]),
+        conditions: vec![SignatureCondition {
+            type_: "Trusted".into(),
+            status: ConditionStatus::True,
+            last_probe_time: Some(now.clone()),
+            last_transition_time: Some(now.clone()),
+            reason: "Verified".into(),
+            message: format!("verified with key {key} of {policy}"),
+        }],
+        created: Some(now),
+        issued_to: Some(SignatureSubject {
+            public_key_id: key.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.metadata.name = Some(format!("{image}@{}", payload_digest.hex()));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moor_api::config::{PolicyMatchExactRepository, PolicyMatchRemapIdentity};
+
+    fn r(s: &str) -> DockerImageReference {
+        DockerImageReference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn identities_match_as_containers_policy_says() {
+        let img = r("quay.io/keycloak/keycloak:20.0");
+        assert!(identity_matches(
+            None,
+            &img,
+            "quay.io/keycloak/keycloak:20.0"
+        ));
+        assert!(!identity_matches(
+            None,
+            &img,
+            "quay.io/keycloak/keycloak:21.0"
+        ));
+        assert!(!identity_matches(None, &img, "quay.io/other/keycloak:20.0"));
+        let by_digest = r(
+            "quay.io/keycloak/keycloak@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        );
+        assert!(identity_matches(
+            None,
+            &by_digest,
+            "quay.io/keycloak/keycloak:anything"
+        ));
+        let repo = PolicyIdentity {
+            match_policy: "MatchRepository".into(),
+            ..Default::default()
+        };
+        assert!(identity_matches(
+            Some(&repo),
+            &img,
+            "quay.io/keycloak/keycloak:21.0"
+        ));
+        let exact = PolicyIdentity {
+            match_policy: "ExactRepository".into(),
+            exact_repository: Some(PolicyMatchExactRepository {
+                repository: "quay.io/signed/keycloak".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(identity_matches(
+            Some(&exact),
+            &img,
+            "quay.io/signed/keycloak:1"
+        ));
+        assert!(!identity_matches(
+            Some(&exact),
+            &img,
+            "quay.io/keycloak/keycloak:20.0"
+        ));
+        let remap = PolicyIdentity {
+            match_policy: "RemapIdentity".into(),
+            remap_identity: Some(PolicyMatchRemapIdentity {
+                prefix: "quay.io/keycloak".into(),
+                signed_prefix: "registry.example.com/upstream".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(identity_matches(
+            Some(&remap),
+            &img,
+            "registry.example.com/upstream/keycloak:20.0"
+        ));
+        assert!(!identity_matches(
+            Some(&remap),
+            &img,
+            "quay.io/keycloak/keycloak:20.0"
+        ));
+        assert!(identity_matches(
+            None,
+            &r("busybox:1"),
+            "docker.io/library/busybox:1"
+        ));
+    }
+}

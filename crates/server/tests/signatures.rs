@@ -1,0 +1,370 @@
+//! Signature policies: `config.openshift.io/v1` ImagePolicy and ClusterImagePolicy
+//! served with OpenShift's field names and validation; imports from a real
+//! distribution and pushes into moor's registry checked against them.
+
+mod registry_support;
+
+use axum::http::StatusCode;
+use moor_testkit::server::*;
+use serde_json::{Value, json};
+
+const IP: &str = "/apis/config.openshift.io/v1/namespaces/default/imagepolicies";
+const CIP: &str = "/apis/config.openshift.io/v1/clusterimagepolicies";
+
+const PUBLIC_KEY_PEM: &str =
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n";
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn policy(kind: &str, name: &str, scopes: &[&str], identity: Value) -> Value {
+    json!({
+        "apiVersion": "config.openshift.io/v1", "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "scopes": scopes,
+            "policy": {
+                "rootOfTrust": {"policyType": "PublicKey", "publicKey": {"keyData": b64(PUBLIC_KEY_PEM)}},
+                "signedIdentity": identity,
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn image_policies_are_served_with_openshift_fields_and_validated() {
+    let h = MoorServer::start().await;
+    let p = policy(
+        "ImagePolicy",
+        "signed",
+        &["quay.io/keycloak"],
+        json!({"matchPolicy": "MatchRepoDigestOrExact"}),
+    );
+    let r = h.post(IP, &p).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let got = h.get(&format!("{IP}/signed")).await.body;
+    assert_eq!(got["spec"]["scopes"], json!(["quay.io/keycloak"]));
+    assert_eq!(
+        got["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"],
+        json!(b64(PUBLIC_KEY_PEM))
+    );
+    assert_eq!(
+        got["spec"]["policy"]["signedIdentity"]["matchPolicy"],
+        "MatchRepoDigestOrExact"
+    );
+    assert_eq!(got["metadata"]["generation"], 1);
+
+    // A cluster policy with a remapped identity.
+    let c = policy(
+        "ClusterImagePolicy",
+        "mirror",
+        &["*.example.com", "localhost:5000/team"],
+        json!({"matchPolicy": "RemapIdentity",
+               "remapIdentity": {"prefix": "localhost:5000/team", "signedPrefix": "quay.io/team"}}),
+    );
+    let r = h.post(CIP, &c).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let list = h.get(CIP).await.body;
+    assert_eq!(list["kind"], "ClusterImagePolicyList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "mirror");
+
+    // Invalid: a short name as a scope, a missing exactRepository, no key.
+    let mut bad = policy(
+        "ImagePolicy",
+        "bad",
+        &["busybox"],
+        json!({"matchPolicy": "ExactRepository"}),
+    );
+    bad["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!("");
+    let r = h.post(IP, &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["kind"], "Status");
+    assert_eq!(r.body["reason"], "Invalid");
+    let fields: Vec<&str> = r.body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    for f in [
+        "spec.scopes[0]",
+        "spec.policy.signedIdentity.exactRepository",
+        "spec.policy.rootOfTrust.publicKey.keyData",
+    ] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("scope must contain a fully qualified domain name or 'localhost'"),
+        "{}",
+        r.text
+    );
+
+    // An unknown policy type is NotSupported.
+    let mut other = policy("ImagePolicy", "other", &["quay.io"], json!(null));
+    other["spec"]["policy"]["rootOfTrust"] = json!({"policyType": "PGP"});
+    let r = h.post(IP, &other).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("supported values"), "{}", r.text);
+
+    // Discovery lists both.
+    let d = h.get("/apis/config.openshift.io/v1").await.body;
+    let names: Vec<&str> = d["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"imagepolicies") && names.contains(&"clusterimagepolicies"));
+}
+
+fn upstream(insecure: &[&str]) -> std::sync::Arc<moor_server::upstream::UpstreamClient> {
+    std::sync::Arc::new(
+        moor_server::upstream::UpstreamClient::new(moor_server::upstream::UpstreamConfig {
+            insecure_registries: insecure.iter().map(|s| s.to_string()).collect(),
+            use_environment_proxy: false,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// Polls the stream until `pred` holds for status tag `tag`, or panics after 30 s.
+async fn wait_tag(h: &MoorServer, stream: &str, tag: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = h.get(&format!("{IS}/{stream}")).await.body;
+        let t = s["status"]["tags"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tag"] == tag))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if pred(&t) {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tag {stream}:{tag} never satisfied the condition; last: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn imported(t: &Value) -> bool {
+    t["items"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+fn failed_with(reason: &'static str) -> impl Fn(&Value) -> bool {
+    move |t: &Value| {
+        t["conditions"].as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["type"] == "ImportSuccess" && c["status"] == "False" && c["reason"] == reason
+            })
+        })
+    }
+}
+
+fn message(t: &Value) -> String {
+    t["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Images signed in cosign's format (by the test kit, with openssl) in a real
+/// distribution: moor imports what the policy's key signed for the right identity
+/// and refuses the rest, leaving their history empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_in_scope_need_a_signature_by_the_policy_key_for_the_image() {
+    use moor_testkit::{CosignKey, Distribution, Format, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    for t in ["signed", "unsigned", "otherkey", "otherid", "outside"] {
+        layout.add_image(t, &ImageSpec::app(t));
+    }
+    let (key, other) = (CosignKey::generate(), CosignKey::generate());
+    let push = |t: &str, repo_tag: &str| dist.push(&layout, t, repo_tag, Format::Oci);
+    let signed = push("signed", "team/signed:1.0");
+    key.sign(&dist, "team/signed", &signed.digest, &signed.reference)
+        .await;
+    let unsigned = push("unsigned", "team/unsigned:1.0");
+    let otherkey = push("otherkey", "team/otherkey:1.0");
+    other
+        .sign(
+            &dist,
+            "team/otherkey",
+            &otherkey.digest,
+            &otherkey.reference,
+        )
+        .await;
+    let elsewhere = format!("{}/team/elsewhere:1.0", dist.host);
+    let otherid = push("otherid", "team/otherid:1.0");
+    key.sign(&dist, "team/otherid", &otherid.digest, &elsewhere)
+        .await;
+    let outside = dist.push(&layout, "outside", "public/app:1.0", Format::Oci);
+
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "team-signed",
+        &[&format!("{}/team", dist.host)],
+        json!({"matchPolicy": "MatchRepoDigestOrExact"}),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    let r = h.post(IP, &p).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let tags: Vec<Value> = [
+        ("signed", &signed),
+        ("unsigned", &unsigned),
+        ("otherkey", &otherkey),
+        ("otherid", &otherid),
+        ("outside", &outside),
+    ]
+    .iter()
+    .map(|(t, p)| json!({"name": t, "from": {"kind": "DockerImage", "name": p.reference}}))
+    .collect();
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": tags}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let t = wait_tag(&h, "app", "signed", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(signed.digest));
+    let image = h
+        .get(&format!(
+            "/apis/image.openshift.io/v1/images/{}",
+            signed.digest
+        ))
+        .await
+        .body;
+    let sig = &image["signatures"][0];
+    assert_eq!(sig["type"], "sigstore", "{image}");
+    assert_eq!(sig["imageIdentity"], json!(signed.reference));
+    assert_eq!(sig["conditions"][0]["type"], "Trusted");
+    assert!(
+        sig["signedClaims"]["policy"]
+            .as_str()
+            .is_some_and(|p| p.contains("ImagePolicy default/team-signed"))
+    );
+
+    let t = wait_tag(&h, "app", "unsigned", failed_with("SignatureMissing")).await;
+    assert!(!imported(&t), "{t}");
+    let m = message(&t);
+    assert!(
+        m.contains("ImagePolicy default/team-signed") && m.contains("key SHA256:"),
+        "{m}"
+    );
+
+    let t = wait_tag(&h, "app", "otherkey", failed_with("SignatureInvalid")).await;
+    assert!(!imported(&t), "{t}");
+    assert!(
+        message(&t).contains("does not verify with the key"),
+        "{}",
+        message(&t)
+    );
+
+    let t = wait_tag(&h, "app", "otherid", failed_with("SignatureInvalid")).await;
+    assert!(!imported(&t), "{t}");
+    assert!(
+        message(&t).contains(&format!("identity {elsewhere}")),
+        "{}",
+        message(&t)
+    );
+
+    // Out of every scope: imported without a check.
+    let t = wait_tag(&h, "app", "outside", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(outside.digest));
+}
+
+/// A push by tag into a stream in a policy's scope is refused with DENIED naming the
+/// policy until a signature of the digest, by the policy's key for that tag, is in the
+/// stream (push by digest, sign, tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_in_scope_are_denied_until_signed() {
+    use moor_testkit::cosign::{put_manifest, upload_blob};
+    use moor_testkit::{CosignKey, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "umoci"]) {
+        return;
+    }
+    let moor = registry_support::Moor::start(Default::default()).await;
+    let base = moor.url("");
+    let creds = Some(("anyone", moor.token()));
+    let key = CosignKey::generate();
+    let mut p = policy(
+        "ImagePolicy",
+        "pushes-signed",
+        &[&format!("{}/default/app", moor.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    let r = moor
+        .req(reqwest::Method::POST, IP)
+        .json(&p)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    let layout = OciLayout::new();
+    let entry = layout.add_image("1.0", &ImageSpec::app("pushed"));
+    let manifest = layout.blob(&entry.digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in std::iter::once(&m["config"]["digest"])
+        .chain(m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]))
+    {
+        let blob = layout.blob(d.as_str().unwrap());
+        for repo in ["default/app", "default/other"] {
+            upload_blob(&base, creds, repo, &blob).await;
+        }
+    }
+    // Unsigned: refused with DENIED naming the policy and key.
+    let r = moor
+        .req(reqwest::Method::PUT, "/v2/default/app/manifests/1.0")
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let msg = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("ImagePolicy default/pushes-signed") && msg.contains("key SHA256:"),
+        "{msg}"
+    );
+    // Out of scope: accepted.
+    assert_eq!(
+        put_manifest(&base, creds, "default/other", "1.0", manifest.clone()).await,
+        201
+    );
+    // By digest, then signed for the tag, then the tag: accepted.
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", &entry.digest, manifest.clone()).await,
+        201
+    );
+    let identity = format!("{}/default/app:1.0", moor.host);
+    key.sign_at(&base, creds, "default/app", &entry.digest, &identity)
+        .await;
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", "1.0", manifest.clone()).await,
+        201
+    );
+    // A signature for another tag does not cover this one.
+    assert_eq!(
+        put_manifest(&base, creds, "default/app", "2.0", manifest).await,
+        403
+    );
+}

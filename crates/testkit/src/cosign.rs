@@ -1,0 +1,186 @@
+//! Cosign signing keys and cosign signatures for signature tests: a P-256 key pair
+//! made with `openssl`, and signatures in cosign's simple signing format (a payload
+//! naming the identity and the manifest digest, signed with `openssl dgst -sha256
+//! -sign`, pushed as the `sha256-<hex>.sig` manifest of the image's repository with
+//! the base64 signature in the layer's `dev.cosignproject.cosign/signature`
+//! annotation), exactly what `cosign sign --key` writes. Debian's skopeo, podman and
+//! buildah 1.9 are built with sigstore signing removed ("Debian-local change:
+//! sigstore disabled"), so the kit signs itself, with openssl rather than moor's own
+//! verifier code.
+
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use sha2::Digest as _;
+
+use crate::distribution::Distribution;
+use crate::peers::run_ok;
+
+/// A signing key pair in a temporary folder.
+pub struct CosignKey {
+    dir: tempfile::TempDir,
+    /// The public key, PEM (`-----BEGIN PUBLIC KEY-----`), as a policy's `keyData`.
+    pub public_pem: String,
+}
+
+impl CosignKey {
+    /// A new key pair (needs `openssl`).
+    pub fn generate() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let der = dir.path().join("key.der");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-outform",
+                    "DER",
+                    "-out",
+                ])
+                .arg(&der),
+        );
+        let public = run_ok(
+            Command::new("openssl")
+                .args(["pkey", "-inform", "DER", "-pubout", "-in"])
+                .arg(&der),
+        );
+        CosignKey {
+            public_pem: String::from_utf8(public.stdout).expect("PEM is text"),
+            dir,
+        }
+    }
+
+    /// The DER ECDSA signature (SHA-256) of `data` with this key.
+    pub fn sign_bytes(&self, data: &[u8]) -> Vec<u8> {
+        let file = self.dir.path().join("payload");
+        std::fs::write(&file, data).expect("write payload");
+        run_ok(
+            Command::new("openssl")
+                .args(["dgst", "-sha256", "-keyform", "DER", "-sign"])
+                .arg(self.dir.path().join("key.der"))
+                .arg(&file),
+        )
+        .stdout
+    }
+
+    /// Signs the manifest `digest` of `repo` (`team/app`) in `dist` for `identity` (a
+    /// full reference such as `127.0.0.1:5000/team/app:1.0`): pushes the payload and
+    /// the `sha256-<hex>.sig` manifest, as `cosign sign` does.
+    pub async fn sign(&self, dist: &Distribution, repo: &str, digest: &str, identity: &str) {
+        self.sign_at(&dist.url(), None, repo, digest, identity)
+            .await;
+    }
+
+    /// [`sign`](Self::sign) into the registry at `base` (`http://HOST`), with Basic
+    /// credentials when given.
+    pub async fn sign_at(
+        &self,
+        base: &str,
+        creds: Option<(&str, &str)>,
+        repo: &str,
+        digest: &str,
+        identity: &str,
+    ) {
+        let payload = serde_json::to_vec(&json!({
+            "critical": {
+                "identity": {"docker-reference": identity},
+                "image": {"docker-manifest-digest": digest},
+                "type": "cosign container image signature",
+            },
+            "optional": null,
+        }))
+        .expect("payload JSON");
+        let signature = STANDARD.encode(self.sign_bytes(&payload));
+        let config =
+            br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let payload_digest = upload_blob(base, creds, repo, &payload).await;
+        let config_digest = upload_blob(base, creds, repo, config).await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config.len()},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": payload_digest, "size": payload.len(),
+                "annotations": {"dev.cosignproject.cosign/signature": signature},
+            }],
+        });
+        let tag = digest.replacen(':', "-", 1) + ".sig";
+        let status = put_manifest(base, creds, repo, &tag, manifest.to_string().into_bytes()).await;
+        assert_eq!(status, 201, "put signature manifest");
+    }
+}
+
+fn with_creds(
+    req: reqwest::RequestBuilder,
+    creds: Option<(&str, &str)>,
+) -> reqwest::RequestBuilder {
+    match creds {
+        Some((user, password)) => req.basic_auth(user, Some(password)),
+        None => req,
+    }
+}
+
+/// Uploads `blob` to `repo` of the registry at `base` (POST then PUT); its digest.
+pub async fn upload_blob(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    blob: &[u8],
+) -> String {
+    let client = reqwest::Client::new();
+    let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(blob)));
+    let r = with_creds(
+        client.post(format!("{base}/v2/{repo}/blobs/uploads/")),
+        creds,
+    )
+    .send()
+    .await
+    .expect("start upload");
+    assert_eq!(r.status().as_u16(), 202, "start upload");
+    let loc = r.headers()["location"]
+        .to_str()
+        .expect("Location")
+        .to_string();
+    let loc = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{base}{loc}")
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = with_creds(client.put(format!("{loc}{sep}digest={d}")), creds)
+        .body(blob.to_vec())
+        .send()
+        .await
+        .expect("finish upload");
+    assert_eq!(r.status().as_u16(), 201, "finish upload");
+    d
+}
+
+/// PUTs an OCI image manifest as `reference` (tag or digest) of `repo`; the status.
+pub async fn put_manifest(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    reference: &str,
+    manifest: Vec<u8>,
+) -> u16 {
+    let client = reqwest::Client::new();
+    with_creds(
+        client.put(format!("{base}/v2/{repo}/manifests/{reference}")),
+        creds,
+    )
+    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+    .body(manifest)
+    .send()
+    .await
+    .expect("put manifest")
+    .status()
+    .as_u16()
+}
