@@ -14,6 +14,7 @@
 pub mod auth;
 mod blobs;
 mod deletions;
+pub mod driver;
 pub mod error;
 mod manifests;
 pub mod prune;
