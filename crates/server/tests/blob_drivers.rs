@@ -1,14 +1,16 @@
 //! The blob-storage conformance suite on the S3 driver, against a real SeaweedFS
 //! (`weed mini` on loopback). The file driver runs the same suite in its unit tests
-//! (`registry::driver::tests`).
+//! (`registry::driver::tests`). Then replicas over one store and one bucket.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
 
 use moor_server::registry::driver::s3::S3Blobs;
 use moor_server::registry::driver::{BlobDriver, conformance};
 use moor_testkit::seaweedfs::{ACCESS_KEY, SECRET_KEY};
-use moor_testkit::SeaweedFs;
+use moor_testkit::{MoorServer, SeaweedFs};
 
 /// The driver for `weed`'s bucket under `prefix`, once a signed listing succeeds
 /// (the bucket appears a moment after the S3 port answers).
@@ -51,4 +53,164 @@ async fn the_s3_driver_passes_the_conformance_suite() {
     // Another prefix in the same bucket is another store.
     let other = connect(&weed, "elsewhere").await;
     assert!(other.list().await.unwrap().is_empty());
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+/// ASCII bytes, `len` of them (so that the kit's text bodies compare exactly).
+fn ascii(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((i as u64 * 7 + seed as u64) % 26) as u8)
+        .collect()
+}
+
+/// Replica `store`'s registry with blobs in `weed`'s bucket under `prefix`.
+async fn replica(store: &Arc<dyn moor_store::Store>, weed: &SeaweedFs, prefix: &str) -> MoorServer {
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    MoorServer::builder()
+        .store(store.clone())
+        .with(|o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+        .await
+}
+
+/// Replicas on one store and one bucket are one registry: a blob larger than an S3
+/// part and its manifest pushed through replica 1 are pulled (whole, by range, and
+/// by HEAD) through replica 3, and the content is in the bucket, not on either disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_the_s3_driver_push_through_1_pull_through_3() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let bucket = connect(&weed, "replicas").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let r1 = replica(&store, &weed, "replicas").await;
+    let r3 = replica(&store, &weed, "replicas").await;
+
+    let layer = ascii(moor_server::registry::driver::s3::PART + 4321, 1);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (l, c) = (sha256(&layer), sha256(config));
+    for (digest, bytes) in [(&l, layer.clone()), (&c, config.to_vec())] {
+        let r = r1
+            .call(
+                Method::POST,
+                &format!("/v2/default/app/blobs/uploads/?digest={digest}"),
+                "application/octet-stream",
+                bytes,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    })
+    .to_string();
+    let r = r1
+        .call(
+            Method::PUT,
+            "/v2/default/app/manifests/1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let m = sha256(manifest.as_bytes());
+
+    // Replica 3 sees the tag once the shared store tells it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let r = r3.get("/v2/default/app/manifests/1.0").await;
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.text, manifest);
+    assert_eq!(got.headers["docker-content-digest"], m.as_str());
+
+    let blob = r3.get(&format!("/v2/default/app/blobs/{l}")).await;
+    assert_eq!(blob.status, 200, "{}", blob.text);
+    assert_eq!(
+        blob.headers["content-length"],
+        layer.len().to_string().as_str()
+    );
+    assert!(
+        blob.text.as_bytes() == layer.as_slice(),
+        "the layer's bytes"
+    );
+    let start = moor_server::registry::driver::s3::PART - 3;
+    let req = axum::http::Request::get(format!("/v2/default/app/blobs/{l}"))
+        .header("authorization", format!("Bearer {}", r3.token))
+        .header("range", format!("bytes={start}-{}", start + 9))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let part = r3.raw(req).await;
+    assert_eq!(part.status, 206, "{}", part.text);
+    assert_eq!(part.text.as_bytes(), &layer[start..start + 10]);
+    assert_eq!(
+        part.headers["content-range"],
+        format!("bytes {start}-{}/{}", start + 9, layer.len()).as_str()
+    );
+    let head = r3
+        .call(Method::HEAD, &format!("/v2/default/app/blobs/{c}"), "", "")
+        .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["content-length"],
+        config.len().to_string().as_str()
+    );
+
+    // The content is in the bucket, and on neither replica's disk.
+    let mut stored: Vec<String> = bucket
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d.to_string())
+        .collect();
+    stored.sort();
+    let mut want = vec![l.clone(), c.clone(), m.clone()];
+    want.sort();
+    assert_eq!(stored, want);
+    for r in [&r1, &r3] {
+        let local = walk(&r.data_dir().join("registry").join("blobs"));
+        assert!(
+            local.is_empty(),
+            "blobs left on a replica's disk: {local:?}"
+        );
+    }
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
