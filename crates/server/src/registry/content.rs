@@ -54,11 +54,11 @@ pub(super) fn open(config: &RegistryConfig) -> Result<(BlobStore, Remote), Drive
     }
 }
 
+/// The upstream client's hook for manifests it fetched (its own alias is private).
+type ManifestHook = Arc<dyn Fn(&Digest, &Bytes) + Send + Sync>;
+
 /// The importer's hook that keeps every manifest it fetched.
-pub(super) fn manifest_hook(
-    store: &BlobStore,
-    remote: &Remote,
-) -> Arc<dyn Fn(&Digest, &Bytes) + Send + Sync> {
+pub(super) fn manifest_hook(store: &BlobStore, remote: &Remote) -> ManifestHook {
     let (store, remote) = (store.clone(), remote.clone());
     Arc::new(move |digest: &Digest, bytes: &Bytes| match &remote {
         None => {
