@@ -201,6 +201,111 @@ async fn replicas_on_the_s3_driver_push_through_1_pull_through_3() {
     assert_eq!(bucket.staging_objects().await.unwrap(), 0);
 }
 
+/// Pull-through with blobs in S3: a cold pull through replica 1 fetches each blob
+/// from the upstream once, publishes it to the bucket (verified, nothing left on its
+/// disk), and replica 3 serves it from the bucket with the upstream stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_publishes_to_s3_and_another_replica_serves_it_with_the_upstream_down() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(mut dist) = moor_testkit::Distribution::start() else {
+        return;
+    };
+    let layout = moor_testkit::OciLayout::new();
+    layout.add_image(
+        "v1",
+        &moor_testkit::ImageSpec::new("amd64").with_file("big", vec![7u8; 300_000]),
+    );
+    let pushed = dist.push(&layout, "v1", "team/app:1", moor_testkit::Format::Oci);
+    let bucket = connect(&weed, "pulls").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/pulls?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let creds = Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string()));
+    let r1 = MoorServer::builder()
+        .store(store.clone())
+        .upstream(&[&dist.host])
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(300),
+            max: Duration::from_secs(2),
+            max_retries: 20,
+        })
+        .with(|o| {
+            o.blob_store = Some(url.clone());
+            o.s3_credentials = creds.clone();
+        })
+        .start()
+        .await;
+    let r3 = replica(&store, &weed, "pulls").await;
+    let tag = serde_json::json!({"name": "1", "from": {"kind": "DockerImage", "name": pushed.reference},
+        "importPolicy": {"insecure": true, "importMode": "PreserveOriginal"},
+        "referencePolicy": {"type": "Local"}});
+    let r = r1
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/default/imagestreams",
+            &serde_json::json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manifest = loop {
+        let r = r1.get("/v2/default/app/manifests/1").await;
+        if r.status == 200 {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "never imported: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+    for l in manifest["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    let registry = r1.registry.clone().unwrap();
+    let mut bodies = Vec::new();
+    for d in &blobs {
+        let r = r1.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        bodies.push((d.clone(), r.headers["content-length"].clone()));
+    }
+    // Published once verified: wait for each blob to reach the bucket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for d in &blobs {
+        let digest = moor_api::Digest::parse(d).unwrap();
+        while bucket.stat(&digest).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{d} never reached the bucket");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(registry.pull.blob_fetches.get(), blobs.len() as u64);
+    // Served from the bucket now: no second fetch.
+    for d in &blobs {
+        assert_eq!(
+            r1.get(&format!("/v2/default/app/blobs/{d}")).await.status,
+            200
+        );
+    }
+    assert_eq!(registry.pull.blob_fetches.get(), blobs.len() as u64);
+    let local = walk(&r1.data_dir().join("registry").join("blobs"));
+    assert!(
+        local.is_empty(),
+        "blobs left on replica 1's disk: {local:?}"
+    );
+
+    dist.stop();
+    for (d, len) in &bodies {
+        let r = r3.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, 200, "{d} through replica 3: {}", r.text);
+        assert_eq!(&r.headers["content-length"], len);
+    }
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
