@@ -110,6 +110,12 @@ pub struct ServeOptions {
     /// `sqlite://PATH`, `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or `memory://`;
     /// default: SQLite at `<data-dir>/moor.db`.
     pub store: Option<String>,
+    /// `--blob-store`: `file://PATH` or `s3://BUCKET?endpoint=URL&region=R`; default:
+    /// files under `<data-dir>/registry`.
+    pub blob_store: Option<String>,
+    /// S3 credentials (access key id, secret) for `blob_store`, for embedders and
+    /// tests; `None` (the CLI): the AWS environment's.
+    pub s3_credentials: Option<(String, String)>,
     /// `--watch-cache-bytes`: the watch cache's window of recent events (0: no cache).
     pub watch_cache_bytes: usize,
     /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: TLS to etcd.
@@ -393,6 +399,8 @@ impl Default for ServeOptions {
             listen: "127.0.0.1:8443".into(),
             registry_hostname: None,
             store: None,
+            blob_store: None,
+            s3_credentials: None,
             watch_cache_bytes: moor_store::DEFAULT_WATCH_CACHE_BYTES,
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
@@ -442,6 +450,15 @@ fn read_token_file(path: &Path) -> Result<moor_api::authz::tokenfile::TokenFile,
 
 /// Opens the store a `--store` URL names. A SQLite database and its `-wal` and
 /// `-shm` files are made 0600 (SQLite gives the latter the database's mode).
+/// The `--blob-store` URL, parsed; `None` for the default (files under the data dir).
+fn blob_store_url(
+    url: Option<&str>,
+) -> Result<Option<crate::registry::driver::BlobStoreUrl>, ServeError> {
+    url.map(str::parse)
+        .transpose()
+        .map_err(|e: crate::registry::driver::DriverError| ServeError::Registry(e.to_string()))
+}
+
 pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, ServeError> {
     let sqlite = |path: &Path| -> Result<Arc<dyn Store>, ServeError> {
         private_database(path).map_err(|source| ServeError::DataDir {
@@ -1001,6 +1018,8 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         let registry = crate::registry::Registry::new(
             crate::registry::RegistryConfig {
                 root: opts.data_dir.join("registry"),
+                blob_store: blob_store_url(opts.blob_store.as_deref())?,
+                s3_credentials: opts.s3_credentials.clone(),
                 hostname: config.registry_hostname.clone(),
                 tls: tls.is_some(),
                 anonymous_pull: opts.registry_anonymous_pull,

@@ -32,6 +32,7 @@ pub mod oidc;
 pub mod peers;
 pub mod process;
 pub mod proxy;
+pub mod seaweedfs;
 pub mod server;
 
 pub use clock::ManualClock;
@@ -42,4 +43,5 @@ pub use oci::{ImageSpec, LayoutEntry, OCI_INDEX, OciLayout};
 pub use peers::{ci, closed_addr, free_port, require};
 pub use process::{Cli, Kubectl, MoorProcess};
 pub use proxy::{CountingProxy, FakeRegistry, Hit, HitLog};
+pub use seaweedfs::SeaweedFs;
 pub use server::{MoorServer, NoRegistry, Resp};

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 
+    /// Where blob content is stored: file://PATH, or s3://BUCKET[/PREFIX]?endpoint=URL&region=R with credentials from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) [default: files under DATA_DIR/registry]
+    #[arg(long, value_name = "URL")]
+    pub blob_store: Option<String>,
+
     /// Bytes of recent events the watch cache keeps for watches that resume (0: no watch cache; lists and watches read the store)
     #[arg(long, value_name = "BYTES", default_value_t = moor_store::DEFAULT_WATCH_CACHE_BYTES)]
     pub watch_cache_bytes: usize,
@@ -390,6 +394,8 @@ fn options(args: ServeArgs) -> ServeOptions {
         listen: args.listen,
         registry_hostname: args.registry_hostname,
         store: args.store,
+        blob_store: args.blob_store,
+        s3_credentials: None,
         watch_cache_bytes: args.watch_cache_bytes,
         insecure_registries: args.insecure_registries,
         registry_mirrors: args.registry_mirrors,

@@ -120,12 +120,76 @@ fn blob_headers(digest: &Digest) -> [(header::HeaderName, HeaderValue); 3] {
     ]
 }
 
+/// The status, first byte and length that the request's `Range` asks of a blob of
+/// `size` bytes; RANGE_INVALID (416) outside it.
+fn requested_range(
+    headers: &HeaderMap,
+    size: u64,
+) -> Result<(StatusCode, u64, u64), RegistryError> {
+    let range = super::header_str(headers, "range").and_then(|r| parse_range(r, size));
+    match range {
+        Some(Err(())) => Err(RegistryError::new(
+            Code::RangeInvalid,
+            format!("the range is outside the blob's {size} bytes"),
+        )
+        .header(header::CONTENT_RANGE, &format!("bytes */{size}"))),
+        Some(Ok((a, b))) => Ok((StatusCode::PARTIAL_CONTENT, a, b - a + 1)),
+        None => Ok((StatusCode::OK, 0, size)),
+    }
+}
+
+/// Adds `Content-Length` and, for a 206, `Content-Range`.
+fn with_length(
+    mut resp: Response,
+    status: StatusCode,
+    start: u64,
+    len: u64,
+    size: u64,
+) -> Response {
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let v = format!("bytes {start}-{}/{size}", start + len - 1);
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&v).expect("a range is a header value"),
+        );
+    }
+    resp
+}
+
+/// A blob from the remote driver (`--blob-store s3://`), ranges included.
+async fn serve_remote(
+    remote: &dyn super::driver::BlobDriver,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Option<Response>, RegistryError> {
+    let Some(size) = remote.stat(digest).await? else {
+        return Ok(None);
+    };
+    let (status, start, len) = requested_range(headers, size)?;
+    let body = if head {
+        Body::empty()
+    } else {
+        match remote.read_range(digest, start..start + len).await? {
+            Some(stream) => Body::from_stream(stream),
+            None => return Ok(None), // removed since the stat
+        }
+    };
+    let resp = (status, blob_headers(digest), body).into_response();
+    Ok(Some(with_length(resp, status, start, len, size)))
+}
+
 async fn serve_cached(
     reg: &Registry,
     digest: &Digest,
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Option<Response>, RegistryError> {
+    if let Some(remote) = &reg.remote {
+        return serve_remote(&**remote, digest, headers, head).await;
+    }
     let Some(file) = reg.blobs.open_blob(digest).await? else {
         return Ok(None);
     };
@@ -134,19 +198,8 @@ async fn serve_cached(
         .await
         .map_err(RegistryError::internal)?
         .len();
-    let range = super::header_str(headers, "range").and_then(|r| parse_range(r, size));
-    let (status, start, len) = match range {
-        Some(Err(())) => {
-            return Err(RegistryError::new(
-                Code::RangeInvalid,
-                format!("the range is outside the blob's {size} bytes"),
-            )
-            .header(header::CONTENT_RANGE, &format!("bytes */{size}")));
-        }
-        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        None => (StatusCode::OK, 0, size),
-    };
-    let mut resp = if head {
+    let (status, start, len) = requested_range(headers, size)?;
+    let resp = if head {
         (status, blob_headers(digest), Body::empty()).into_response()
     } else {
         let mut file = file.into_std().await;
@@ -157,16 +210,7 @@ async fn serve_cached(
         }
         (status, blob_headers(digest), file_body(file, len)).into_response()
     };
-    resp.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if status == StatusCode::PARTIAL_CONTENT {
-        let v = format!("bytes {start}-{}/{size}", start + len - 1);
-        resp.headers_mut().insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&v).expect("a range is a header value"),
-        );
-    }
-    Ok(Some(resp))
+    Ok(Some(with_length(resp, status, start, len, size)))
 }
 
 async fn serve(

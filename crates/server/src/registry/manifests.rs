@@ -148,7 +148,7 @@ async fn find(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Found,
             media_type,
         });
     }
-    if let Some(bytes) = reg.blobs.read(&digest).await? {
+    if let Some(bytes) = reg.content_read(&digest).await? {
         let media_type = media_type_of(&bytes);
         reg.manifest_cache.put(&digest, &bytes, &media_type);
         return Ok(Found {
@@ -272,11 +272,7 @@ pub(super) async fn put(
     let _gc = reg.gc.read().await;
     let stream_obj = reg.repos.stream(&repo).await?;
     let image = build_image(&reg, &repo, stream_obj.as_ref(), &fetched, &parsed).await?;
-    let store = reg.blobs.clone();
-    let (d, b) = (digest.clone(), bytes.clone());
-    tokio::task::spawn_blocking(move || store.put(&d, &b))
-        .await
-        .map_err(RegistryError::internal)??;
+    reg.content_put(&digest, bytes.clone()).await?;
     reg.blobs
         .link(&repo.namespace, &repo.stream, LinkKind::Manifest, &digest)?;
     let subject = subject_of(&bytes);
@@ -380,7 +376,7 @@ async fn check_size(
     digest: &Digest,
     declared: u64,
 ) -> Result<(), RegistryError> {
-    match reg.blobs.stat(digest).await {
+    match reg.content_stat(digest).await? {
         Some(actual) if actual != declared => Err(RegistryError::new(
             Code::ManifestInvalid,
             format!("the manifest declares {what} {digest} as {declared} bytes; it has {actual}"),
@@ -434,8 +430,7 @@ async fn build_image(
             }
             check_size(reg, "config", &config, m.config().size()).await?;
             let config_bytes = reg
-                .blobs
-                .read(&config)
+                .content_read(&config)
                 .await?
                 .ok_or_else(|| missing("config", config.as_str()))?;
             let mut image = if media_types::is_config(m.config().media_type().as_ref()) {

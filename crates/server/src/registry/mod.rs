@@ -13,7 +13,9 @@
 
 pub mod auth;
 mod blobs;
+mod content;
 mod deletions;
+pub mod driver;
 pub mod error;
 mod manifests;
 pub mod prune;
@@ -56,6 +58,12 @@ const MAX_PAGE: usize = 1000;
 pub struct RegistryConfig {
     /// Where blobs and uploads live (`<data-dir>/registry`).
     pub root: PathBuf,
+    /// `--blob-store`: `file://PATH` keeps everything under PATH instead of `root`;
+    /// `s3://...` keeps the content of blobs in S3 (`root` keeps uploads in progress
+    /// and what each repository was given). `None`: files under `root`.
+    pub blob_store: Option<driver::BlobStoreUrl>,
+    /// S3 credentials (access key id, secret); `None`: the AWS environment's.
+    pub s3_credentials: Option<(String, String)>,
     /// `host:port` that names this registry in pull specs.
     pub hostname: String,
     /// Whether clients reach moor over TLS (the token realm's scheme).
@@ -70,6 +78,8 @@ pub struct RegistryConfig {
 pub struct Registry {
     pub config: RegistryConfig,
     pub blobs: BlobStore,
+    /// Where the content of blobs lives when it is not `blobs` (`--blob-store s3://`).
+    pub remote: Option<Arc<dyn driver::BlobDriver>>,
     pub repos: Repositories,
     pub pull: PullThrough,
     pub(crate) uploads: uploads::Uploads,
@@ -92,20 +102,16 @@ impl Registry {
         catalog: Arc<dyn Catalog>,
         client: UpstreamClient,
         auth: AuthLayer,
-    ) -> Result<Self, storage::StorageError> {
-        let blobs = BlobStore::open(&config.root)?;
-        let keeper = blobs.clone();
-        client.set_manifest_hook(Arc::new(move |digest, bytes| {
-            if let Err(e) = keeper.put(digest, bytes) {
-                tracing::warn!(%digest, error = %e, "keeping an imported manifest failed");
-            }
-        }));
+    ) -> Result<Self, driver::DriverError> {
+        let (blobs, remote) = content::open(&config)?;
+        client.set_manifest_hook(content::manifest_hook(&blobs, &remote));
         Ok(Registry {
             repos: Repositories::new(catalog, blobs.clone(), &config.hostname),
-            pull: PullThrough::new(client, blobs.clone()),
+            pull: PullThrough::new(client, blobs.clone()).with_remote(remote.clone()),
             uploads: uploads::Uploads::open(config.uploads.clone(), blobs.clone()),
             manifest_cache: manifests::ManifestCache::default(),
             blobs,
+            remote,
             config,
             auth,
             pushes: Counter::default(),

@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::content::Remote;
 use super::error::{Code, RegistryError};
 use super::storage::BlobStore;
 use crate::upstream::{FetchOptions, UpstreamClient, UpstreamError};
@@ -60,6 +61,8 @@ pub struct PulledBlob {
 pub struct PullThrough {
     client: UpstreamClient,
     store: BlobStore,
+    /// Where blobs live when not in `store` (`--blob-store s3://`).
+    remote: Remote,
     downloads: Arc<Mutex<HashMap<Digest, Arc<Download>>>>,
     manifests: Mutex<HashMap<Digest, ManifestFetch>>,
     /// Blob fetches started upstream.
@@ -105,11 +108,18 @@ impl PullThrough {
         PullThrough {
             client,
             store,
+            remote: None,
             downloads: Arc::default(),
             manifests: Mutex::new(HashMap::new()),
             blob_fetches: Counter::default(),
             blob_bytes: Counter::default(),
         }
+    }
+
+    /// Keeps verified content in `remote` (moved there from the local store).
+    pub(super) fn with_remote(mut self, remote: Remote) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// Manifest `digest` of `repository`, fetched (once for concurrent callers),
@@ -135,9 +145,7 @@ impl PullThrough {
             }
         };
         let Some(fetch) = fetch else {
-            let bytes = self
-                .store
-                .read(digest)
+            let bytes = super::content::read(&self.store, &self.remote, digest)
                 .await?
                 .ok_or_else(|| RegistryError::manifest_unknown(digest.as_str()))?;
             let media_type = super::manifests::media_type_of(&bytes);
@@ -160,6 +168,7 @@ impl PullThrough {
     ) -> ManifestFetch {
         let client = self.client.clone();
         let store = self.store.clone();
+        let remote = self.remote.clone();
         let reference = repository.clone().without_tag().with_id(digest.clone());
         let digest = digest.clone();
         let span = tracing::info_span!(
@@ -178,12 +187,9 @@ impl PullThrough {
                         RegistryError::manifest_unknown(digest.as_str()),
                     ))
                 })?;
-            let bytes = m.bytes.clone();
-            let d = digest.clone();
-            tokio::task::spawn_blocking(move || store.put(&d, &bytes))
+            super::content::put(&store, &remote, &digest, m.bytes.clone())
                 .await
-                .map_err(|e| Arc::new(RegistryError::internal(e)))?
-                .map_err(|e| Arc::new(RegistryError::from(e)))?;
+                .map_err(Arc::new)?;
             Ok((m.bytes, m.media_type))
         }
         .instrument(span)
@@ -287,6 +293,7 @@ impl PullThrough {
         let repository = repository.clone();
         let digest = digest.clone();
         let fetches = self.blob_fetches.clone();
+        let (store, remote) = (self.store.clone(), self.remote.clone());
         let received = self.blob_bytes.clone();
         let downloads = self.downloads.clone();
         // Leaves the map once over: later requests find the blob in the store.
@@ -362,7 +369,9 @@ impl PullThrough {
                     });
                     let d = digest.clone();
                     match tokio::task::spawn_blocking(move || writer.commit_verified(&d)).await {
-                        Ok(Ok(())) => Ok(()),
+                        Ok(Ok(())) => super::content::publish(&store, &remote, &digest)
+                            .await
+                            .map_err(|e| cache_failure(&digest, &e)),
                         Ok(Err(e)) => Err(cache_failure(&digest, &e)),
                         Err(e) => Err(cache_failure(&digest, &e)),
                     }

@@ -124,6 +124,11 @@ impl BlobStore {
         })
     }
 
+    /// The directory the store was opened on.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the content of `digest` lives (whether or not it is there).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();

@@ -384,6 +384,7 @@ async fn commit(
     tokio::task::spawn_blocking(move || writer.commit(&d, None))
         .await
         .map_err(RegistryError::internal)??;
+    reg.content_publish(digest).await?;
     reg.blobs
         .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
     Ok(())
@@ -445,7 +446,7 @@ async fn try_mount(
         .blob_origin(&source, s.as_ref(), digest)
         .await?
         .is_none()
-        || reg.blobs.stat(digest).await.is_none()
+        || reg.content_stat(digest).await?.is_none()
     {
         return Ok(None);
     }

@@ -1,0 +1,321 @@
+//! The blob-storage conformance suite on the S3 driver, against a real SeaweedFS
+//! (`weed mini` on loopback). The file driver runs the same suite in its unit tests
+//! (`registry::driver::tests`). Then replicas over one store and one bucket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+
+use moor_server::registry::driver::s3::S3Blobs;
+use moor_server::registry::driver::{BlobDriver, conformance};
+use moor_testkit::seaweedfs::{ACCESS_KEY, SECRET_KEY};
+use moor_testkit::{MoorServer, SeaweedFs};
+
+/// The driver for `weed`'s bucket under `prefix`, once a signed listing succeeds
+/// (the bucket appears a moment after the S3 port answers).
+async fn connect(weed: &SeaweedFs, prefix: &str) -> S3Blobs {
+    let driver = S3Blobs::connect(
+        &weed.bucket,
+        prefix,
+        Some(&weed.endpoint),
+        Some("us-east-1"),
+        Some((ACCESS_KEY, SECRET_KEY)),
+    )
+    .expect("an S3 driver");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match driver.list().await {
+            Ok(_) => return driver,
+            Err(e) if Instant::now() > deadline => {
+                panic!("SeaweedFS's bucket never answered: {e}\n{}", weed.log())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_driver_passes_the_conformance_suite() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let driver = connect(&weed, "conformance").await;
+    conformance::run(&driver).await;
+    assert_eq!(
+        driver.staging_objects().await.unwrap(),
+        0,
+        "no staged object is left behind"
+    );
+    // Another prefix in the same bucket is another store.
+    let other = connect(&weed, "elsewhere").await;
+    assert!(other.list().await.unwrap().is_empty());
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+/// ASCII bytes, `len` of them (so that the kit's text bodies compare exactly).
+fn ascii(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((i as u64 * 7 + seed as u64) % 26) as u8)
+        .collect()
+}
+
+/// Replica `store`'s registry with blobs in `weed`'s bucket under `prefix`.
+async fn replica(store: &Arc<dyn moor_store::Store>, weed: &SeaweedFs, prefix: &str) -> MoorServer {
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    MoorServer::builder()
+        .store(store.clone())
+        .with(|o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+        .await
+}
+
+/// Replicas on one store and one bucket are one registry: a blob larger than an S3
+/// part and its manifest pushed through replica 1 are pulled (whole, by range, and
+/// by HEAD) through replica 3, and the content is in the bucket, not on either disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_the_s3_driver_push_through_1_pull_through_3() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let bucket = connect(&weed, "replicas").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let r1 = replica(&store, &weed, "replicas").await;
+    let r3 = replica(&store, &weed, "replicas").await;
+
+    let layer = ascii(moor_server::registry::driver::s3::PART + 4321, 1);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (l, c) = (sha256(&layer), sha256(config));
+    for (digest, bytes) in [(&l, layer.clone()), (&c, config.to_vec())] {
+        let r = r1
+            .call(
+                Method::POST,
+                &format!("/v2/default/app/blobs/uploads/?digest={digest}"),
+                "application/octet-stream",
+                bytes,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    })
+    .to_string();
+    let r = r1
+        .call(
+            Method::PUT,
+            "/v2/default/app/manifests/1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let m = sha256(manifest.as_bytes());
+
+    // Replica 3 sees the tag once the shared store tells it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let r = r3.get("/v2/default/app/manifests/1.0").await;
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.text, manifest);
+    assert_eq!(got.headers["docker-content-digest"], m.as_str());
+
+    let blob = r3.get(&format!("/v2/default/app/blobs/{l}")).await;
+    assert_eq!(blob.status, 200, "{}", blob.text);
+    assert_eq!(
+        blob.headers["content-length"],
+        layer.len().to_string().as_str()
+    );
+    assert!(
+        blob.text.as_bytes() == layer.as_slice(),
+        "the layer's bytes"
+    );
+    let start = moor_server::registry::driver::s3::PART - 3;
+    let req = axum::http::Request::get(format!("/v2/default/app/blobs/{l}"))
+        .header("authorization", format!("Bearer {}", r3.token))
+        .header("range", format!("bytes={start}-{}", start + 9))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let part = r3.raw(req).await;
+    assert_eq!(part.status, 206, "{}", part.text);
+    assert_eq!(part.text.as_bytes(), &layer[start..start + 10]);
+    assert_eq!(
+        part.headers["content-range"],
+        format!("bytes {start}-{}/{}", start + 9, layer.len()).as_str()
+    );
+    let head = r3
+        .call(Method::HEAD, &format!("/v2/default/app/blobs/{c}"), "", "")
+        .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["content-length"],
+        config.len().to_string().as_str()
+    );
+
+    // The content is in the bucket, and on neither replica's disk.
+    let mut stored: Vec<String> = bucket
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(d, _)| d.to_string())
+        .collect();
+    stored.sort();
+    let mut want = vec![l.clone(), c.clone(), m.clone()];
+    want.sort();
+    assert_eq!(stored, want);
+    for r in [&r1, &r3] {
+        let local = walk(&r.data_dir().join("registry").join("blobs"));
+        assert!(
+            local.is_empty(),
+            "blobs left on a replica's disk: {local:?}"
+        );
+    }
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+}
+
+/// Pull-through with blobs in S3: a cold pull through replica 1 fetches each blob
+/// from the upstream once, publishes it to the bucket (verified, nothing left on its
+/// disk), and replica 3 serves it from the bucket with the upstream stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_publishes_to_s3_and_another_replica_serves_it_with_the_upstream_down() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(mut dist) = moor_testkit::Distribution::start() else {
+        return;
+    };
+    let layout = moor_testkit::OciLayout::new();
+    layout.add_image(
+        "v1",
+        &moor_testkit::ImageSpec::new("amd64").with_file("big", vec![7u8; 300_000]),
+    );
+    let pushed = dist.push(&layout, "v1", "team/app:1", moor_testkit::Format::Oci);
+    let bucket = connect(&weed, "pulls").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/pulls?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let creds = Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string()));
+    let r1 = MoorServer::builder()
+        .store(store.clone())
+        .upstream(&[&dist.host])
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(300),
+            max: Duration::from_secs(2),
+            max_retries: 20,
+        })
+        .with(|o| {
+            o.blob_store = Some(url.clone());
+            o.s3_credentials = creds.clone();
+        })
+        .start()
+        .await;
+    let r3 = replica(&store, &weed, "pulls").await;
+    let tag = serde_json::json!({"name": "1", "from": {"kind": "DockerImage", "name": pushed.reference},
+        "importPolicy": {"insecure": true, "importMode": "PreserveOriginal"},
+        "referencePolicy": {"type": "Local"}});
+    let r = r1
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/default/imagestreams",
+            &serde_json::json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manifest = loop {
+        let r = r1.get("/v2/default/app/manifests/1").await;
+        if r.status == 200 {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "never imported: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+    for l in manifest["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_string());
+    }
+    let registry = r1.registry.clone().unwrap();
+    let mut bodies = Vec::new();
+    for d in &blobs {
+        let r = r1.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        bodies.push((d.clone(), r.headers["content-length"].clone()));
+    }
+    // Published once verified: wait for each blob to reach the bucket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for d in &blobs {
+        let digest = moor_api::Digest::parse(d).unwrap();
+        while bucket.stat(&digest).await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{d} never reached the bucket");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(registry.pull.blob_fetches.get(), blobs.len() as u64);
+    // Served from the bucket now: no second fetch.
+    for d in &blobs {
+        assert_eq!(
+            r1.get(&format!("/v2/default/app/blobs/{d}")).await.status,
+            200
+        );
+    }
+    assert_eq!(registry.pull.blob_fetches.get(), blobs.len() as u64);
+    let local = walk(&r1.data_dir().join("registry").join("blobs"));
+    assert!(
+        local.is_empty(),
+        "blobs left on replica 1's disk: {local:?}"
+    );
+
+    dist.stop();
+    for (d, len) in &bodies {
+        let r = r3.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, 200, "{d} through replica 3: {}", r.text);
+        assert_eq!(&r.headers["content-length"], len);
+    }
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
