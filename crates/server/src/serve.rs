@@ -1134,23 +1134,24 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     }
     if loops.triggers {
         // Its writes to moor's own API are fenced; to another cluster's, only gated.
-        let images = kube::Client::new(
-            fence_layer(
-                moor_apimachinery::router(state.api.clone()),
-                leadership.clone(),
-            ),
-            "default",
-        );
+        // Streams are read in process (no HTTP watch of them).
         let workloads = match (&opts.workload_kubeconfig, &cluster) {
             (Some(path), _) => crate::lookup::triggers::kubeconfig_client(path).await?,
             (None, Some(cluster)) => cluster.client.clone(),
-            (None, None) => images.clone(),
+            (None, None) => kube::Client::new(
+                fence_layer(
+                    moor_apimachinery::router(state.api.clone()),
+                    leadership.clone(),
+                ),
+                "default",
+            ),
         };
+        let streams: Arc<dyn crate::catalog::StreamStore> = importer.clone();
         tasks.push(tokio::spawn(while_leading(
             leadership.clone(),
             "triggers",
             move || {
-                crate::lookup::triggers::TriggerController::new(images.clone(), workloads.clone())
+                crate::lookup::triggers::TriggerController::new(streams.clone(), workloads.clone())
                     .run()
             },
         )));

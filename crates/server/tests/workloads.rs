@@ -528,3 +528,48 @@ async fn patches_keep_resource_version_preconditions_only_when_sent() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["spec"]["replicas"], 4);
 }
+
+/// Polls deployment `name` until its first container runs `want` (a positive signal;
+/// the deadline only turns a hang into a failure).
+async fn wait_for_image(h: &MoorServer, name: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let d = h.get(&format!("{DEPLOY}/{name}")).await.body;
+        if image(&d) == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trigger never set {want}; the deployment runs {}",
+            image(&d)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The trigger controller reads streams in process (the storage's watch of stored
+/// bytes, not an HTTP watch): a tag that moves, and moves back, rolls the workload
+/// that follows it.
+#[tokio::test]
+async fn triggers_follow_tags_read_in_process() {
+    let h = MoorServer::builder()
+        .loops(moor_server::serve::Loops {
+            triggers: true,
+            ..moor_server::serve::Loops::NONE
+        })
+        .start()
+        .await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    stream_with_history(&h, "app", false, "v1", std::slice::from_ref(&d1)).await;
+    let triggers = r#"[{"from":{"kind":"ImageStreamTag","name":"app:v1"},"fieldPath":"spec.template.spec.containers[?(@.name==\"mykeycloak\")].image"}]"#;
+    let r = h
+        .post(DEPLOY, &with_triggers(seed_deployment("busybox"), triggers))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    wait_for_image(&h, "mykeycloak", &format!("quay.io/keycloak/app@{d1}")).await;
+    set_history(&h, "app", "v1", &[d2.clone(), d1.clone()]).await;
+    wait_for_image(&h, "mykeycloak", &format!("quay.io/keycloak/app@{d2}")).await;
+    // A rollback moves it back.
+    set_history(&h, "app", "v1", &[d1.clone(), d2.clone()]).await;
+    wait_for_image(&h, "mykeycloak", &format!("quay.io/keycloak/app@{d1}")).await;
+}

@@ -4,12 +4,15 @@
 //! tag's resolved pull spec changes, patches every workload whose
 //! `image.openshift.io/triggers` names that tag (and is not paused) to the new pull spec.
 //! A tag re-pushed with the same digest changes nothing; a rollback of the tag moves the
-//! workloads back. It talks only through the Kubernetes API, with kube-rs clients; the
-//! patch is a JSON patch that tests the container's name before replacing its image.
+//! workloads back. Streams are read in process through the [`StreamStore`] port (the
+//! stored bytes of each change, decoded without `managedFields`, as the import
+//! controller reads them); workloads through the Kubernetes API with kube-rs clients.
+//! The patch is a JSON patch that tests the container's name before replacing its image.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
@@ -31,6 +34,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use moor_apimachinery::ApiServer;
+
+use crate::catalog::{StreamEvent, StreamStore};
 
 /// The field manager the controller's patches are recorded under (also the source of
 /// its Events).
@@ -124,7 +129,7 @@ type WorkloadKey = (WorkloadKind, String, String);
 type StreamKey = (String, String);
 
 enum Msg {
-    Stream(Box<Result<Event<ImageStream>, watcher::Error>>),
+    Stream(Box<Result<Event<ImageStream>, String>>),
     Workload(WorkloadKind, Box<Result<Event<Workload>, watcher::Error>>),
 }
 
@@ -269,19 +274,94 @@ impl TriggerState {
     }
 }
 
-/// The controller: a client for image streams and one for workloads.
+/// First delay before listing the streams again after their watch failed; it doubles
+/// up to [`STREAM_RELIST_MAX`] while lists keep failing.
+const STREAM_RELIST_FIRST: Duration = Duration::from_millis(500);
+/// Longest delay between two lists of the streams.
+const STREAM_RELIST_MAX: Duration = Duration::from_secs(30);
+
+/// The streams as a kube watcher would give them (`Init`, `InitApply` for each, `InitDone`,
+/// then `Apply`/`Delete`), read in process: a list, then the store's watch from its
+/// revision, listing again when the watch ends or fails. Each change is decoded from
+/// the stored bytes without `managedFields` (no JSON tree, no HTTP watch line, no
+/// typed decode of the managed fields, which on a large stream are as big as its spec).
+/// Hand-written rather than `kube::runtime::watcher` because the source is not an API
+/// server but the storage itself.
+fn stored_stream_watch(streams: Arc<dyn StreamStore>) -> BoxStream<'static, Msg> {
+    enum Step {
+        List(Duration),
+        Watch(crate::catalog::StreamEvents),
+    }
+    let msg = |r: Result<Event<ImageStream>, String>| Msg::Stream(Box::new(r));
+    futures::stream::unfold(Step::List(Duration::ZERO), move |step| {
+        let streams = streams.clone();
+        async move {
+            let next_delay = |d: Duration| (d * 2).clamp(STREAM_RELIST_FIRST, STREAM_RELIST_MAX);
+            let (batch, next) = match step {
+                Step::List(delay) => {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let listed = match streams.list_streams().await {
+                        Ok(list) => streams
+                            .watch_streams(&list.resource_version)
+                            .await
+                            .map(|events| (list.streams, events)),
+                        Err(e) => Err(e),
+                    };
+                    match listed {
+                        Ok((list, events)) => {
+                            let mut batch = Vec::with_capacity(list.len() + 2);
+                            batch.push(msg(Ok(Event::Init)));
+                            batch.extend(list.into_iter().map(|s| msg(Ok(Event::InitApply(s)))));
+                            batch.push(msg(Ok(Event::InitDone)));
+                            (batch, Step::Watch(events))
+                        }
+                        Err(e) => (vec![msg(Err(e.to_string()))], Step::List(next_delay(delay))),
+                    }
+                }
+                Step::Watch(mut events) => match events.next().await {
+                    Some(Ok(StreamEvent::Changed(stored))) => {
+                        let ev = stored
+                            .decode()
+                            .map(Event::Apply)
+                            .map_err(|e| format!("decoding a stream: {e}"));
+                        (vec![msg(ev)], Step::Watch(events))
+                    }
+                    Some(Ok(StreamEvent::Deleted { namespace, name })) => {
+                        let mut s = ImageStream::default();
+                        s.metadata.namespace = Some(namespace);
+                        s.metadata.name = Some(name);
+                        (vec![msg(Ok(Event::Delete(s)))], Step::Watch(events))
+                    }
+                    Some(Err(e)) => (
+                        vec![msg(Err(e.to_string()))],
+                        Step::List(STREAM_RELIST_FIRST),
+                    ),
+                    None => (Vec::new(), Step::List(STREAM_RELIST_FIRST)),
+                },
+            };
+            Some((futures::stream::iter(batch), next))
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// The controller: image streams read in process, workloads through a client.
 pub struct TriggerController {
-    images: Client,
+    streams: Arc<dyn StreamStore>,
     workloads: Client,
     state: TriggerState,
     queue: BTreeMap<WorkloadKey, (Instant, u32)>,
 }
 
 impl TriggerController {
-    /// A controller reading streams through `images` and patching through `workloads`.
-    pub fn new(images: Client, workloads: Client) -> Self {
+    /// A controller reading streams from `streams` and watching and patching
+    /// workloads through `workloads`.
+    pub fn new(streams: Arc<dyn StreamStore>, workloads: Client) -> Self {
         TriggerController {
-            images,
+            streams,
             workloads,
             state: TriggerState::default(),
             queue: BTreeMap::new(),
@@ -299,7 +379,7 @@ impl TriggerController {
         }
     }
 
-    fn handle_stream(&mut self, ev: Result<Event<ImageStream>, watcher::Error>) {
+    fn handle_stream(&mut self, ev: Result<Event<ImageStream>, String>) {
         match ev {
             Err(e) => {
                 tracing::warn!(error = %e, "image trigger: watching image streams")
@@ -459,11 +539,7 @@ impl TriggerController {
     /// Runs until the process ends.
     pub async fn run(mut self) {
         let mut events: SelectAll<BoxStream<'static, Msg>> = SelectAll::new();
-        events.push(
-            watcher(Api::<ImageStream>::all(self.images.clone()))
-                .map(|r| Msg::Stream(Box::new(r)))
-                .boxed(),
-        );
+        events.push(stored_stream_watch(self.streams.clone()));
         events.push(workload_watch::<Deployment>(
             &self.workloads,
             WorkloadKind::Deployment,
@@ -633,6 +709,135 @@ mod tests {
         );
         assert_eq!(e["metadata"]["generateName"], "web.");
         let _: CoreEvent = serde_json::from_value(e).expect("a valid core/v1 Event");
+    }
+
+    /// A [`StreamStore`] whose lists and watches the test scripts: each list answers
+    /// with the next of `lists`, each watch with the next of `watches`.
+    struct Scripted {
+        lists: std::sync::Mutex<Vec<Vec<ImageStream>>>,
+        watches: std::sync::Mutex<Vec<Vec<Result<StreamEvent, ApiError>>>>,
+    }
+
+    use crate::catalog::{StoredStream, StreamChange, StreamEvents, StreamList, StreamPart};
+    use moor_api::image::Image;
+    use moor_apimachinery::error::ApiError;
+
+    #[async_trait::async_trait]
+    impl StreamStore for Scripted {
+        async fn stream(&self, _: &str, _: &str) -> Result<Option<ImageStream>, ApiError> {
+            Err(ApiError::BadRequest("not scripted".into()))
+        }
+        async fn list_streams(&self) -> Result<StreamList, ApiError> {
+            let mut lists = self.lists.lock().unwrap();
+            let streams = if lists.is_empty() {
+                Vec::new()
+            } else {
+                lists.remove(0)
+            };
+            Ok(StreamList {
+                streams,
+                resource_version: "5".into(),
+                ..Default::default()
+            })
+        }
+        async fn streams_version(&self) -> Result<String, ApiError> {
+            Ok("5".into())
+        }
+        async fn watch_streams(&self, rv: &str) -> Result<StreamEvents, ApiError> {
+            assert_eq!(rv, "5", "watched from the list's version");
+            let mut watches = self.watches.lock().unwrap();
+            let events = if watches.is_empty() {
+                Vec::new()
+            } else {
+                watches.remove(0)
+            };
+            // The watch stays open once its events are out (as a real one does).
+            Ok(futures::stream::iter(events)
+                .chain(futures::stream::pending())
+                .boxed())
+        }
+        async fn modify_stream(
+            &self,
+            _: &str,
+            _: &str,
+            _: StreamPart,
+            _: &StreamChange<'_>,
+        ) -> Result<bool, ApiError> {
+            Err(ApiError::BadRequest("not scripted".into()))
+        }
+        async fn tag_pushed(&self, _: &str, _: &str, _: &str, _: &Image) -> Result<(), ApiError> {
+            Err(ApiError::BadRequest("not scripted".into()))
+        }
+    }
+
+    fn apply_name(m: Option<Msg>) -> String {
+        match m {
+            Some(Msg::Stream(ev)) => match *ev {
+                Ok(Event::Init) => "init".into(),
+                Ok(Event::InitApply(s)) => format!("init-apply {}", s.metadata.name.unwrap()),
+                Ok(Event::InitDone) => "init-done".into(),
+                Ok(Event::Apply(s)) => {
+                    assert_eq!(s.metadata.managed_fields, None, "decoded without them");
+                    let rv = s.metadata.resource_version.unwrap();
+                    format!("apply {} at {rv}", s.metadata.name.unwrap())
+                }
+                Ok(Event::Delete(s)) => format!(
+                    "delete {}/{}",
+                    s.metadata.namespace.unwrap(),
+                    s.metadata.name.unwrap()
+                ),
+                Err(_) => "error".into(),
+            },
+            _ => "other".into(),
+        }
+    }
+
+    /// The controller's streams come from the storage's watch of stored bytes, each
+    /// change decoded without its managed fields, as a kube watcher would order them;
+    /// a failed watch lists again.
+    #[tokio::test(start_paused = true)]
+    async fn streams_are_listed_then_watched_in_process_and_listed_again_after_an_error() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let mut changed = serde_json::to_value(stream(&d1)).unwrap();
+        changed["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Update",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]);
+        let stored = StoredStream {
+            bytes: serde_json::to_vec(&changed).unwrap().into(),
+            revision: 7,
+        };
+        let mut other = stream(&d1);
+        other.metadata.name = Some("other".into());
+        let store = Scripted {
+            lists: std::sync::Mutex::new(vec![vec![stream(&d1)], vec![other]]),
+            watches: std::sync::Mutex::new(vec![vec![
+                Ok(StreamEvent::Changed(stored)),
+                Ok(StreamEvent::Deleted {
+                    namespace: "default".into(),
+                    name: "keycloak".into(),
+                }),
+                Err(ApiError::Expired("watch closed: too slow".into())),
+            ]]),
+        };
+        let mut events = stored_stream_watch(Arc::new(store));
+        let mut seen = Vec::new();
+        for _ in 0..9 {
+            seen.push(apply_name(events.next().await));
+        }
+        assert_eq!(
+            seen,
+            [
+                "init",
+                "init-apply keycloak",
+                "init-done",
+                "apply keycloak at 7",
+                "delete default/keycloak",
+                "error",
+                // Listed again (after a delay the paused clock skips).
+                "init",
+                "init-apply other",
+                "init-done",
+            ]
+        );
     }
 
     #[test]
