@@ -1038,3 +1038,85 @@ async fn long_lists_come_a_page_at_a_time() {
         page.text
     );
 }
+
+/// Sends `body` to the registry as the admin.
+async fn registry(
+    server: &MoorServer,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> moor_testkit::server::Resp {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    server.raw(req).await
+}
+
+#[tokio::test]
+async fn image_page_lists_signatures_and_sboms_that_refer_to_it() {
+    let (server, digests) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let image = format!("{STREAM_PAGE}/images/{}", digests[0]);
+    let page = alice.get(&server, &image).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.text.contains("Referrers"), "none yet: {}", page.text);
+    let empty = console_support::digest("{}");
+    let r = registry(
+        &server,
+        Method::POST,
+        &format!("/v2/team-a/app/blobs/uploads/?digest={empty}"),
+        "application/octet-stream",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for (kind, created) in [
+        (
+            "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "2026-12-01T10:00:00Z",
+        ),
+        ("application/spdx+json", "2026-12-02T10:00:00Z"),
+    ] {
+        let referrer = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": digests[0], "size": 100},
+            "annotations": {"org.opencontainers.image.created": created},
+        }))
+        .expect("json");
+        let d = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&referrer))
+        );
+        let r = registry(
+            &server,
+            Method::PUT,
+            &format!("/v2/team-a/app/manifests/{d}"),
+            "application/vnd.oci.image.manifest.v1+json",
+            referrer,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let page = alice.get(&server, &image).await;
+    let html = &page.text;
+    assert!(html.contains(r#"<table id="referrers-table">"#), "{html}");
+    assert!(html.contains(r#"<tr data-kind="Signature">"#), "{html}");
+    assert!(html.contains(r#"<tr data-kind="SBOM">"#), "{html}");
+    assert!(html.contains("application/spdx+json"));
+    assert!(html.contains("2026-12-01T10:00:00Z"));
+    // Another image of the stream has none.
+    let page = alice
+        .get(&server, &format!("{STREAM_PAGE}/images/{}", digests[1]))
+        .await;
+    assert!(!page.text.contains("referrers-table"), "{}", page.text);
+}

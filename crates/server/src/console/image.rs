@@ -37,10 +37,20 @@ pub(crate) async fn image(
     let token = &current.token;
     let path = format!("{IMAGE_API}/namespaces/{ns}/imagestreamimages/{name}@{digest}");
     let stream_at = stream_path(&ns, &name);
-    let (found, s) = futures::join!(
+    let referrers_at = format!("/v2/{ns}/{name}/referrers/{digest}");
+    let (found, s, referrers) = futures::join!(
         console.api.get::<Value>(token, &path),
         console.api.get::<ImageStream>(token, &stream_at),
+        console.api.get::<Value>(token, &referrers_at),
     );
+    // No registry (API only) or no referrers: nothing to show.
+    let referrers: Vec<Referrer> = referrers
+        .ok()
+        .and_then(|index| index["manifests"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(Referrer::of)
+        .collect();
     let found = match found.and_then(|v| {
         serde_json::from_value::<moor_api::image::Image>(v["image"].clone())
             .map_err(ConsoleError::Decode)
@@ -106,6 +116,25 @@ pub(crate) async fn image(
                 } }
             } }
         }
+        @if !referrers.is_empty() {
+            h2 #referrers { "Referrers" }
+            p.muted { "Artifacts pushed with this image as their subject: signatures, SBOMs, attestations." }
+            div.table-wrap { table #referrers-table {
+                thead { tr {
+                    th scope="col" { "Kind" } th scope="col" { "Artifact type" }
+                    th scope="col" { "Digest" } th scope="col" { "Size" } th scope="col" { "Created" }
+                } }
+                tbody { @for r in &referrers {
+                    tr data-kind=(r.kind) {
+                        th scope="row" { span class=(format!("kind kind-{}", r.kind.to_lowercase())) { (r.kind) } }
+                        td { code { (r.artifact_type) } }
+                        td { code title=(r.digest) { (short_digest(&r.digest)) } }
+                        td { (moor_api::humanize::human_size(r.size)) }
+                        td { @if r.created.is_empty() { span.muted { "—" } } @else { time datetime=(r.created) { (r.created) } } }
+                    }
+                } }
+            } }
+        }
         @if let Some(labels) = labels {
             h2 { "Labels" }
             div.table-wrap { table {
@@ -128,4 +157,68 @@ pub(crate) async fn image(
         body,
     )
     .into_response()
+}
+
+/// A manifest of the registry's referrers index of an image.
+struct Referrer {
+    /// `Signature`, `SBOM`, `Attestation` or `Artifact`, told from the artifact type.
+    kind: &'static str,
+    artifact_type: String,
+    digest: String,
+    size: i64,
+    /// The `org.opencontainers.image.created` annotation, when set.
+    created: String,
+}
+
+impl Referrer {
+    fn of(d: &Value) -> Referrer {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let artifact_type = text(&d["artifactType"]);
+        Referrer {
+            kind: referrer_kind(&artifact_type),
+            digest: text(&d["digest"]),
+            size: d["size"].as_i64().unwrap_or_default(),
+            created: text(&d["annotations"]["org.opencontainers.image.created"]),
+            artifact_type,
+        }
+    }
+}
+
+/// What an artifact type says a referrer is: cosign, sigstore bundles and Notary
+/// signatures are signatures; SPDX and CycloneDX documents are SBOMs; in-toto
+/// statements are attestations.
+fn referrer_kind(artifact_type: &str) -> &'static str {
+    let t = artifact_type.to_ascii_lowercase();
+    if t.contains("signature") || t.contains(".sig.") || t.contains("sigstore.bundle") {
+        "Signature"
+    } else if t.contains("spdx") || t.contains("cyclonedx") || t.contains("sbom") {
+        "SBOM"
+    } else if t.contains("in-toto") || t.contains("attestation") {
+        "Attestation"
+    } else {
+        "Artifact"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::referrer_kind;
+
+    #[test]
+    fn referrers_are_told_by_artifact_type() {
+        for (t, kind) in [
+            (
+                "application/vnd.dev.cosign.artifact.sig.v1+json",
+                "Signature",
+            ),
+            ("application/vnd.dev.sigstore.bundle.v0.3+json", "Signature"),
+            ("application/vnd.cncf.notary.signature", "Signature"),
+            ("application/spdx+json", "SBOM"),
+            ("application/vnd.cyclonedx+json", "SBOM"),
+            ("application/vnd.in-toto+json", "Attestation"),
+            ("application/vnd.example.thing", "Artifact"),
+        ] {
+            assert_eq!(referrer_kind(t), kind, "{t}");
+        }
+    }
 }
