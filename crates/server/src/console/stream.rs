@@ -182,33 +182,36 @@ pub(crate) fn tags_table(ns: &str, s: &ImageStream, view: &TagsView<'_>) -> Mark
     }
 }
 
-/// What made history entry `index` of `t`, as far as the stream tells: `pushed` (its
-/// pull spec is moor's own registry, or the tag has no source: an ImageStreamMapping
-/// put it there), `rolled back` (an image the tag had before), `scheduled` (a new
-/// image at the spec generation of the entry before it, on a scheduled tag: no one
-/// changed the spec, a periodic check found it), else `imported`.
-pub(crate) fn entry_kind(s: &ImageStream, t: &NamedTagEventList, index: usize) -> &'static str {
-    let Some(e) = t.items.get(index) else {
-        return "imported";
-    };
+/// What made each history entry of `t` (newest first, as `items`), as far as the
+/// stream tells: `pushed` (its pull spec is moor's own registry, or the tag has no
+/// source: an ImageStreamMapping put it there), `rolled back` (an image the tag had
+/// before), `scheduled` (a new image at the spec generation of the entry before it, on
+/// a scheduled tag: no one changed the spec, a periodic check found it), else
+/// `imported`. Linear in the entries: one pass from the oldest.
+pub(crate) fn entry_kinds(s: &ImageStream, t: &NamedTagEventList) -> Vec<&'static str> {
     let repository = s.status.docker_image_repository.as_str();
     let spec = s.spec_tag(&t.tag).filter(|t| t.from.is_some());
-    let older = t.items.get(index + 1..).unwrap_or_default();
-    let own = !repository.is_empty()
-        && e.docker_image_reference
-            .strip_prefix(repository)
-            .is_some_and(|rest| rest.starts_with('@') || rest.starts_with(':'));
-    if own || spec.is_none() {
-        "pushed"
-    } else if !e.image.is_empty() && older.iter().any(|o| o.image == e.image) {
-        "rolled back"
-    } else if spec.is_some_and(|t| t.import_policy.scheduled)
-        && older.first().is_some_and(|o| o.generation == e.generation)
-    {
-        "scheduled"
-    } else {
-        "imported"
+    let scheduled = spec.is_some_and(|t| t.import_policy.scheduled);
+    let mut seen: HashSet<&str> = HashSet::with_capacity(t.items.len());
+    let mut kinds = vec!["imported"; t.items.len()];
+    for (index, e) in t.items.iter().enumerate().rev() {
+        let own = !repository.is_empty()
+            && e.docker_image_reference
+                .strip_prefix(repository)
+                .is_some_and(|rest| rest.starts_with('@') || rest.starts_with(':'));
+        let before = t.items.get(index + 1);
+        kinds[index] = if own || spec.is_none() {
+            "pushed"
+        } else if !e.image.is_empty() && seen.contains(e.image.as_str()) {
+            "rolled back"
+        } else if scheduled && before.is_some_and(|o| o.generation == e.generation) {
+            "scheduled"
+        } else {
+            "imported"
+        };
+        seen.insert(&e.image);
     }
+    kinds
 }
 
 #[derive(Deserialize, Default)]
@@ -296,8 +299,8 @@ pub(crate) async fn stream(
                             @if csrf.is_some() { th scope="col" { "Actions" } }
                         } }
                         tbody {
-                            @for (i, e) in t.items.iter().enumerate() {
-                                @let kind = entry_kind(&s, t, i);
+                            @let kinds = entry_kinds(&s, t);
+                            @for (i, (e, kind)) in t.items.iter().zip(kinds).enumerate() {
                                 tr id=(format!("rev-{}-{}", t.tag, t.items.len() - i)) data-kind=(kind) {
                                     th scope="row" { (t.items.len() - i) @if i == 0 { " (current)" } }
                                     td { @if e.image.is_empty() { span.muted { "none" } } @else {
@@ -364,7 +367,7 @@ mod tests {
             ..Default::default()
         };
         // No source: every entry was put there (an ImageStreamMapping).
-        assert_eq!(entry_kind(&s, &t, 1), "pushed");
+        assert_eq!(entry_kinds(&s, &t), ["pushed"; 4]);
         let mut spec = TagReference {
             name: "v1".into(),
             from: Some(k8s_openapi::api::core::v1::ObjectReference {
@@ -376,10 +379,12 @@ mod tests {
         };
         spec.import_policy.scheduled = true;
         s.spec.tags.push(spec);
-        let kinds: Vec<_> = (0..4).map(|i| entry_kind(&s, &t, i)).collect();
-        assert_eq!(kinds, ["rolled back", "scheduled", "imported", "pushed"]);
+        assert_eq!(
+            entry_kinds(&s, &t),
+            ["rolled back", "scheduled", "imported", "pushed"]
+        );
         // Not scheduled: a new image at the same generation is an import.
         s.spec.tags[0].import_policy.scheduled = false;
-        assert_eq!(entry_kind(&s, &t, 1), "imported");
+        assert_eq!(entry_kinds(&s, &t)[1], "imported");
     }
 }

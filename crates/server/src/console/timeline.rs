@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use moor_api::image::ImageStream;
 
 use super::pages::{image_url, short_digest};
-use super::stream::entry_kind;
+use super::stream::entry_kinds;
 
 const LANE_HEIGHT: usize = 62;
 const LEFT: usize = 140;
@@ -41,6 +41,7 @@ pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
         })
         .collect();
     order.sort_unstable();
+    let kinds: Vec<Vec<&str>> = lanes.iter().map(|t| entry_kinds(s, t)).collect();
     let width = LEFT + order.len() * STEP + 40;
     let height = TOP + lanes.len() * LANE_HEIGHT;
     let name = s.metadata.name.as_deref().unwrap_or_default();
@@ -59,13 +60,14 @@ pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
                     }
                 }
                 @for (slot, (_, lane, revision)) in order.iter().enumerate() {
+                    @let kinds = &kinds[*lane];
                     @let t = lanes[*lane];
                     @let index = t.items.len() - revision;
                     @let e = &t.items[index];
                     @let x = LEFT + slot * STEP;
                     @let y = TOP + lane * LANE_HEIGHT;
                     @let current = index == 0;
-                    @let kind = entry_kind(s, t, index);
+                    @let kind = kinds[index];
                     @let time = e.created.as_ref().map(|c| c.0.to_string()).unwrap_or_default();
                     a href=(image_url(ns, name, &e.image)) {
                     g.entry data-tag=(t.tag) data-revision=(revision) data-kind=(kind) data-current[current] {
