@@ -217,7 +217,12 @@ async fn stream_page_shows_tags_timeline_and_history() {
     // The timeline: one lane, three points, the newest current.
     assert!(html.contains("<svg"), "{html}");
     assert_eq!(html.matches(r#"<g class="entry""#).count(), 3, "{html}");
-    assert!(html.contains(r#"data-revision="3" data-current"#), "{html}");
+    assert!(
+        html.contains(r#"data-revision="3" data-kind="pushed" data-current"#),
+        "{html}"
+    );
+    // Each history entry says what made it (these were put there by mappings).
+    assert_eq!(html.matches(r#"data-kind="pushed""#).count(), 6, "{html}");
     // The history with full digests, and rollback offered to an editor for the
     // earlier revisions only.
     for d in &digests {
@@ -235,6 +240,7 @@ async fn stream_page_shows_tags_timeline_and_history() {
         page.text
     );
     assert!(!page.text.contains("Turn lookup"));
+    assert!(!page.text.contains("Move…") && !page.text.contains("hx-post"));
     assert!(page.text.contains(&format!("<code>{}</code>", digests[0])));
 }
 
@@ -255,8 +261,9 @@ async fn rollback_asks_first_then_goes_through_the_api_with_csrf() {
         page.text
     );
     assert!(
-        page.text
-            .contains(r#"<button class="danger" id="confirm" type="submit">"#)
+        page.text.contains(
+            r#"<button class="danger" id="confirm" type="submit" aria-describedby="what">"#
+        )
     );
     // Asking changed nothing.
     let s = stream(&server, "team-a").await;
@@ -539,4 +546,577 @@ async fn over_tls_the_cookies_are_secure() {
         .to_owned();
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+}
+
+/// Sets tag `src` of team-a's stream to a registry source (as the admin).
+async fn add_registry_tag(server: &MoorServer, scheduled: bool) {
+    let r = server
+        .patch(
+            "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams/app",
+            "application/merge-patch+json",
+            &serde_json::json!({"spec": {"tags": [{"name": "src",
+                "from": {"kind": "DockerImage", "name": "quay.io/team/app:1"},
+                "importPolicy": {"scheduled": scheduled}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn actions_ask_with_a_page_without_js_and_a_dialog_with_htmx() {
+    let (server, digests) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let page = alice.get(&server, STREAM_PAGE).await;
+    // The rollback button is a link to the confirmation page, which htmx posts
+    // after a confirm dialog saying the same, with the session's CSRF token.
+    let confirm = format!(
+        "{STREAM_PAGE}/confirm?action=rollback&amp;tag=v1&amp;value={}",
+        digests[0].replace(':', "%3A")
+    );
+    assert!(
+        page.text.contains(&format!(r#"href="{confirm}""#)),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains(&format!(r#"hx-post="{STREAM_PAGE}/actions""#))
+    );
+    assert!(page.text.contains(&format!(
+        "hx-confirm=\"Roll tag app:v1 in team-a back to image {}.",
+        digests[0]
+    )));
+    assert!(
+        page.text
+            .contains(&format!(r#"&quot;csrf&quot;:&quot;{}&quot;"#, alice.csrf))
+    );
+    // The htmx POST is sent on with HX-Redirect rather than a 303.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &alice.csrf)
+        .append_pair("action", "lookup")
+        .append_pair("value", "on")
+        .finish();
+    let mut req = request(
+        Method::POST,
+        &format!("{STREAM_PAGE}/actions"),
+        &alice.cookie,
+        Some(&body),
+    );
+    req.headers_mut()
+        .insert("hx-request", "true".parse().expect("header"));
+    let r = server.raw(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.headers["hx-redirect"],
+        format!("{STREAM_PAGE}?done=lookup")
+    );
+    assert_eq!(
+        stream(&server, "team-a").await["spec"]["lookupPolicy"]["local"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn move_asks_for_a_source_then_confirms_then_points_the_tag_there() {
+    let (server, digests) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let page = alice.get(&server, STREAM_PAGE).await;
+    assert!(
+        page.text
+            .contains(&format!(r#"href="{STREAM_PAGE}/move?tag=v1""#)),
+        "{}",
+        page.text
+    );
+    let form = alice
+        .get(&server, &format!("{STREAM_PAGE}/move?tag=v1"))
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(
+        form.text
+            .contains(r#"<label for="value">New source</label>"#)
+    );
+    assert!(
+        form.text
+            .contains(&format!(r#"action="{STREAM_PAGE}/confirm""#))
+    );
+    // The form leads to the confirmation, which says what the source is.
+    let page = alice
+        .get(
+            &server,
+            &format!("{STREAM_PAGE}/confirm?action=move&tag=v1&value=quay.io%2Fteam%2Fapp%3A2"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text
+            .contains("Move tag app:v1 in team-a to the registry image quay.io/team/app:2."),
+        "{}",
+        page.text
+    );
+    // A source that is none is refused on the confirmation page and on the POST.
+    let page = alice
+        .get(
+            &server,
+            &format!("{STREAM_PAGE}/confirm?action=move&tag=v1&value=nope"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let action = format!("{STREAM_PAGE}/actions");
+    let before = stream(&server, "team-a").await;
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[("action", "move"), ("tag", "v1"), ("value", "a:b:c")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(stream(&server, "team-a").await, before);
+    // To a registry image.
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[
+                ("action", "move"),
+                ("tag", "v1"),
+                ("value", "quay.io/team/app:2"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        format!("{STREAM_PAGE}?done=move")
+    );
+    let s = stream(&server, "team-a").await;
+    assert_eq!(s["spec"]["tags"][0]["from"]["kind"], "DockerImage", "{s}");
+    assert_eq!(s["spec"]["tags"][0]["from"]["name"], "quay.io/team/app:2");
+    // To a digest of the stream: an ImageStreamImage.
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[("action", "move"), ("tag", "v1"), ("value", &digests[1])],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let s = stream(&server, "team-a").await;
+    assert_eq!(
+        s["spec"]["tags"][0]["from"]["kind"], "ImageStreamImage",
+        "{s}"
+    );
+    assert_eq!(
+        s["spec"]["tags"][0]["from"]["name"],
+        format!("{STREAM}@{}", digests[1])
+    );
+    // carol may not: not offered, and the API's refusal shown.
+    let carol = login(&server, "carol-token").await.ok().expect("carol");
+    let r = carol
+        .post(
+            &server,
+            &action,
+            &[
+                ("action", "move"),
+                ("tag", "v1"),
+                ("value", "quay.io/x/y:1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(
+        r.text
+            .contains("cannot update resource &quot;imagestreams&quot;"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn scheduled_import_turns_on_and_off_and_the_table_shows_it() {
+    let (server, _) = server().await;
+    add_registry_tag(&server, false).await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let page = alice.get(&server, STREAM_PAGE).await;
+    assert!(page.text.contains("Schedule import"), "{}", page.text);
+    let page = alice
+        .get(
+            &server,
+            &format!("{STREAM_PAGE}/confirm?action=schedule&tag=src&value=on"),
+        )
+        .await;
+    assert!(
+        page.text
+            .contains("Turn scheduled import on for tag app:src"),
+        "{}",
+        page.text
+    );
+    let action = format!("{STREAM_PAGE}/actions");
+    // A pushed tag has no registry source to schedule.
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[("action", "schedule"), ("tag", "v1"), ("value", "on")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[("action", "schedule"), ("tag", "src"), ("value", "on")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let s = stream(&server, "team-a").await;
+    let src = s["spec"]["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "src"))
+        .expect("src")
+        .clone();
+    assert_eq!(src["importPolicy"]["scheduled"], true, "{s}");
+    let page = alice.get(&server, STREAM_PAGE).await;
+    assert!(page.text.contains("Stop scheduled import"), "{}", page.text);
+    let r = alice
+        .post(
+            &server,
+            &action,
+            &[("action", "schedule"), ("tag", "src"), ("value", "off")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let s = stream(&server, "team-a").await;
+    let src = s["spec"]["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "src"))
+        .expect("src")
+        .clone();
+    assert_ne!(src["importPolicy"]["scheduled"], true, "{s}");
+}
+
+#[tokio::test]
+async fn a_failed_import_says_why_and_when_it_is_retried() {
+    // Imports read a registry that has nothing: every import fails with NotFound.
+    let server = builder()
+        .imports(moor_server::importer::controller::Backoff::default())
+        .scheduler(
+            std::time::Duration::from_secs(3600),
+            std::sync::Arc::new(moor_server::scheduler::AlwaysLeader::new()),
+        )
+        .start()
+        .await;
+    populate(&server).await;
+    add_registry_tag(&server, false).await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let shown = |needle: &'static str| {
+        let alice = &alice;
+        let server = &server;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let page = alice.get(server, STREAM_PAGE).await;
+                if page.text.contains(needle) {
+                    return page.text;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{needle:?} never shown: {}",
+                    page.text
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Not scheduled, a definite answer: waits for a pull secret or the source.
+    let html = shown("Import failed").await;
+    assert!(html.contains("<strong>NotFound</strong>"), "{html}");
+    assert!(
+        html.contains("Retried when the namespace's pull secrets or the tag's source change."),
+        "{html}"
+    );
+    // Scheduled: the scheduler's record gives the next check (the last one once it
+    // ran), and the retry is that check.
+    add_registry_tag(&server, true).await;
+    let html = shown("next check").await;
+    assert!(html.contains("Retried at the next check, "), "{html}");
+}
+
+#[tokio::test]
+async fn creating_a_stream_asks_first_and_is_offered_to_who_may() {
+    let (server, _) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let page = alice.get(&server, "/console/ns/team-a/").await;
+    assert!(
+        page.text.contains(r#"href="/console/ns/team-a/new""#),
+        "{}",
+        page.text
+    );
+    let form = alice.get(&server, "/console/ns/team-a/new").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(form.text.contains(r#"<label for="name">Name</label>"#));
+    let page = alice
+        .get(&server, "/console/ns/team-a/new?name=web&lookup=on")
+        .await;
+    assert!(
+        page.text
+            .contains("Create image stream web in team-a, lookup on."),
+        "{}",
+        page.text
+    );
+    // Asking created nothing.
+    let path = "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams/web";
+    assert_eq!(server.get(path).await.status, StatusCode::NOT_FOUND);
+    // Without the CSRF token: refused.
+    let r = server
+        .raw(request(
+            Method::POST,
+            "/console/ns/team-a/new",
+            &alice.cookie,
+            Some("name=web"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = alice
+        .post(
+            &server,
+            "/console/ns/team-a/new",
+            &[("name", "web"), ("lookup", "on")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        "/console/ns/team-a/streams/web?done=create"
+    );
+    let s = server.get(path).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.body["spec"]["lookupPolicy"]["local"], true);
+    // The API's message for a stream that exists.
+    let r = alice
+        .post(&server, "/console/ns/team-a/new", &[("name", "web")])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("already exists"), "{}", r.text);
+    // carol views: not offered, refused with the API's message.
+    let carol = login(&server, "carol-token").await.ok().expect("carol");
+    let page = carol.get(&server, "/console/ns/team-a/").await;
+    assert!(!page.text.contains("Create image stream"), "{}", page.text);
+    let r = carol
+        .post(&server, "/console/ns/team-a/new", &[("name", "other")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(
+        r.text
+            .contains("cannot create resource &quot;imagestreams&quot;"),
+        "{}",
+        r.text
+    );
+}
+
+/// A Deployment in team-a running `image`.
+fn deployment(name: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name,
+            "annotations": {"image.openshift.io/triggers":
+                r#"[{"from":{"kind":"ImageStreamTag","name":"app:v1"},"fieldPath":"spec.template.spec.containers[?(@.name==\"main\")].image"}]"#}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image}]},
+            },
+        },
+    })
+}
+
+#[tokio::test]
+async fn who_runs_it_lists_the_workloads_pinned_to_each_digest() {
+    let (server, digests) = server().await;
+    for (name, d) in [("web", &digests[0]), ("api", &digests[2])] {
+        let r = server
+            .post(
+                "/apis/apps/v1/namespaces/team-a/deployments",
+                &deployment(name, &format!("quay.io/team/app@{d}")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    // Another repository with the same digest is not this stream's.
+    let r = server
+        .post(
+            "/apis/apps/v1/namespaces/team-a/deployments",
+            &deployment("other", &format!("quay.io/else/thing@{}", digests[0])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let page = alice.get(&server, STREAM_PAGE).await;
+    let html = &page.text;
+    assert!(html.contains(r#"<table id="runs-table">"#), "{html}");
+    // web runs revision 1, an old digest; api runs the current one.
+    let row = |w: &str| {
+        let at = html
+            .find(&format!(r#"data-workload="Deployment/{w}""#))
+            .unwrap_or_else(|| panic!("{w} listed: {html}"));
+        &html[at..at + html[at..].find("</tr>").expect("row end")]
+    };
+    assert!(row("web").contains("data-old"), "{}", row("web"));
+    assert!(row("web").contains("v1 revision 1"), "{}", row("web"));
+    assert!(row("web").contains("old digest"));
+    assert!(row("web").contains("app:v1"), "the trigger: {}", row("web"));
+    assert!(!row("api").contains("data-old"), "{}", row("api"));
+    assert!(
+        row("api").contains("v1 revision 3 (current)"),
+        "{}",
+        row("api")
+    );
+    assert!(!html.contains(r#"data-workload="Deployment/other""#));
+    // carol may not list pods in team-a? She views: she sees the same rows.
+    let carol = login(&server, "carol-token").await.ok().expect("carol");
+    let page = carol.get(&server, STREAM_PAGE).await;
+    assert!(
+        page.text.contains(r#"data-workload="Deployment/web""#),
+        "{}",
+        page.text
+    );
+    // bob sees nothing of team-a at all.
+    let bob = login(&server, "bob-token").await.ok().expect("bob");
+    let page = bob.get(&server, STREAM_PAGE).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!page.text.contains("Deployment/web"));
+}
+
+#[tokio::test]
+async fn long_lists_come_a_page_at_a_time() {
+    let (server, _) = server().await;
+    for i in 0..120 {
+        let r = server
+            .post(
+                "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams",
+                &serde_json::json!({"metadata": {"name": format!("s{i:03}")}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let rows = |html: &str| {
+        html.matches(r#"<tr><th scope="row"><a href="/console/ns/team-a/streams/"#)
+            .count()
+    };
+    let page = alice
+        .get(&server, "/console/ns/team-a/?q=s&sort=name")
+        .await;
+    assert_eq!(rows(&page.text), 100, "{}", page.text);
+    assert!(page.text.contains("120 image streams"), "{}", page.text);
+    assert!(page.text.contains("Page 1 of 2"), "{}", page.text);
+    // The next page keeps the search and the order.
+    assert!(
+        page.text
+            .contains(r#"<a rel="next" href="/console/ns/team-a/?q=s&amp;sort=name&amp;page=2">"#),
+        "{}",
+        page.text
+    );
+    let page = alice
+        .get(&server, "/console/ns/team-a/?q=s&sort=name&page=2")
+        .await;
+    assert_eq!(rows(&page.text), 20, "{}", page.text);
+    assert!(page.text.contains(">s119</a>") && !page.text.contains(">s000</a>"));
+    // A page past the end is the last one.
+    let page = alice.get(&server, "/console/ns/team-a/?q=s&page=9").await;
+    assert!(page.text.contains("Page 2 of 2"), "{}", page.text);
+    // The admin lists streams across namespaces once: same counts.
+    let admin = login(&server, moor_testkit::server::TOKEN)
+        .await
+        .ok()
+        .expect("admin");
+    let page = admin.get(&server, "/console/").await;
+    assert!(
+        page.text.contains(r#"team-a</a></th><td>121</td>"#),
+        "{}",
+        page.text
+    );
+}
+
+/// Sends `body` to the registry as the admin.
+async fn registry(
+    server: &MoorServer,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> moor_testkit::server::Resp {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    server.raw(req).await
+}
+
+#[tokio::test]
+async fn image_page_lists_signatures_and_sboms_that_refer_to_it() {
+    let (server, digests) = server().await;
+    let alice = login(&server, "alice-token").await.ok().expect("alice");
+    let image = format!("{STREAM_PAGE}/images/{}", digests[0]);
+    let page = alice.get(&server, &image).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.text.contains("Referrers"), "none yet: {}", page.text);
+    let empty = console_support::digest("{}");
+    let r = registry(
+        &server,
+        Method::POST,
+        &format!("/v2/team-a/app/blobs/uploads/?digest={empty}"),
+        "application/octet-stream",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for (kind, created) in [
+        (
+            "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "2026-12-01T10:00:00Z",
+        ),
+        ("application/spdx+json", "2026-12-02T10:00:00Z"),
+    ] {
+        let referrer = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": digests[0], "size": 100},
+            "annotations": {"org.opencontainers.image.created": created},
+        }))
+        .expect("json");
+        let d = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&referrer))
+        );
+        let r = registry(
+            &server,
+            Method::PUT,
+            &format!("/v2/team-a/app/manifests/{d}"),
+            "application/vnd.oci.image.manifest.v1+json",
+            referrer,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let page = alice.get(&server, &image).await;
+    let html = &page.text;
+    assert!(html.contains(r#"<table id="referrers-table">"#), "{html}");
+    assert!(html.contains(r#"<tr data-kind="Signature">"#), "{html}");
+    assert!(html.contains(r#"<tr data-kind="SBOM">"#), "{html}");
+    assert!(html.contains("application/spdx+json"));
+    assert!(html.contains("2026-12-01T10:00:00Z"));
+    // Another image of the stream has none.
+    let page = alice
+        .get(&server, &format!("{STREAM_PAGE}/images/{}", digests[1]))
+        .await;
+    assert!(!page.text.contains("referrers-table"), "{}", page.text);
 }

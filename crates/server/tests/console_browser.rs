@@ -201,15 +201,20 @@ async fn login_then_a_stream_with_history_then_a_rollback_by_click() {
     let title = current.html(true).await.expect("title");
     assert!(title.contains(&digests[2]), "{title}");
 
-    // Roll back by click: the button, then the confirmation.
+    // Roll back by click: the button, then the confirm dialog (htmx's; without
+    // JavaScript it is the confirmation page, see console.rs).
     b.click_link("Roll back to revision 1").await;
-    let confirm = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("button#confirm"))
-        .await
-        .expect("the confirmation page");
-    assert!(b.source().await.contains(&digests[0]));
+    let deadline = std::time::Instant::now() + WAIT;
+    let asked = loop {
+        match c.get_alert_text().await {
+            Ok(text) => break text,
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "no confirm dialog");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(asked.contains(&digests[0]), "{asked}");
     assert_eq!(
         stream(&server, "team-a").await["spec"]["tags"]
             .as_array()
@@ -217,7 +222,7 @@ async fn login_then_a_stream_with_history_then_a_rollback_by_click() {
         0,
         "asking changes nothing"
     );
-    confirm.click().await.expect("confirm");
+    c.accept_alert().await.expect("confirm");
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Css("p.notice"))
@@ -395,6 +400,19 @@ async fn screenshots() {
         )
         .await;
     assert!(r.status.is_success(), "{}", r.text);
+    // A workload still on the first image, for "Who runs it".
+    let r = server
+        .post(
+            "/apis/apps/v1/namespaces/team-a/deployments",
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "main",
+                            "image": format!("quay.io/team/app@{}", digests[0])}]}}}}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
     let b = Browser::start().await;
     b.client
         .set_window_size(1000, 760)
@@ -427,8 +445,26 @@ async fn screenshots() {
         .set_window_size(1000, 760)
         .await
         .expect("window size");
-    b.click_link("Roll back to revision 1").await;
+    b.client
+        .goto(&format!(
+            "{base}/console/ns/team-a/streams/{STREAM}/confirm?action=rollback&tag=v1&value={}",
+            digests[0].replace(':', "%3A")
+        ))
+        .await
+        .expect("goto");
     shot("console-confirm.png").await;
+    b.client
+        .goto(&format!(
+            "{base}/console/ns/team-a/streams/{STREAM}/move?tag=v1"
+        ))
+        .await
+        .expect("goto");
+    shot("console-move.png").await;
+    b.client
+        .goto(&format!("{base}/console/ns/team-a/new"))
+        .await
+        .expect("goto");
+    shot("console-create.png").await;
     b.client
         .goto(&format!(
             "{base}/console/ns/team-a/streams/{STREAM}/images/{}",

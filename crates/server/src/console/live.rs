@@ -15,8 +15,8 @@ use moor_api::image::ImageStream;
 use serde_json::Value;
 
 use super::client::IMAGE_API;
-use super::pages::tags_table;
 use super::session::Current;
+use super::stream::{TagsView, checks_of, tags_table};
 use super::{Console, error_page, pages};
 
 /// A watch event line longer than this ends the stream (a bound on memory).
@@ -67,8 +67,10 @@ pub(crate) async fn events(
         Ok(b) => b,
         Err(e) => return error_page(Some(&current), &e),
     };
+    let csrf = can_update.then(|| current.csrf.clone());
     let updates = lines(body.into_data_stream()).filter_map(move |line| {
-        let ns = ns.clone();
+        let (ns, name, csrf) = (ns.clone(), name.clone(), csrf.clone());
+        let (console, token) = (console.clone(), current.token.clone());
         async move {
             let event: Value = serde_json::from_slice(&line).ok()?;
             let kind = event["type"].as_str()?;
@@ -77,7 +79,13 @@ pub(crate) async fn events(
             }
             let stream: ImageStream = serde_json::from_value(event["object"].clone()).ok()?;
             // SSE data cannot carry a carriage return.
-            let html = tags_table(&ns, &stream, can_update)
+            // The scheduler's records move with the stream: read them again.
+            let checks = checks_of(&console, &token, &ns, &name).await;
+            let view = TagsView {
+                csrf: csrf.as_deref(),
+                checks: &checks,
+            };
+            let html = tags_table(&ns, &stream, &view)
                 .into_string()
                 .replace('\r', " ");
             Some(Ok::<_, Infallible>(

@@ -20,11 +20,15 @@
 //! May call the API router it is given, the store (namespace names only) and
 //! `moor-api`'s types.
 
+mod actions;
 mod client;
+mod image;
 mod live;
 mod pages;
 mod session;
+mod stream;
 mod timeline;
+mod workloads;
 
 use std::sync::{Arc, LazyLock};
 
@@ -99,16 +103,27 @@ pub fn router(api: Router, server: Arc<ApiServer>) -> Router {
         .route("/console/logout", post(session::logout))
         .route("/console/static/{file}", get(asset))
         .route("/console/ns/{ns}/", get(pages::streams))
-        .route("/console/ns/{ns}/streams/{name}", get(pages::stream))
+        .route(
+            "/console/ns/{ns}/new",
+            get(actions::create_form).post(actions::create),
+        )
+        .route("/console/ns/{ns}/streams/{name}", get(stream::stream))
         .route(
             "/console/ns/{ns}/streams/{name}/confirm",
-            get(pages::confirm),
+            get(actions::confirm),
         )
-        .route("/console/ns/{ns}/streams/{name}/actions", post(pages::act))
+        .route(
+            "/console/ns/{ns}/streams/{name}/move",
+            get(actions::move_form),
+        )
+        .route(
+            "/console/ns/{ns}/streams/{name}/actions",
+            post(actions::act),
+        )
         .route("/console/ns/{ns}/streams/{name}/events", get(live::events))
         .route(
             "/console/ns/{ns}/streams/{name}/images/{digest}",
-            get(pages::image),
+            get(image::image),
         )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
@@ -232,7 +247,7 @@ pub(crate) fn layout(
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"responseHandling":[{"code":"204","swap":false},{"code":"[2345]..","swap":true}]}"#;
                 title { (title) " · moor" }
                 link rel="stylesheet" href=(asset_url(0));
                 script src=(asset_url(1)) defer {}

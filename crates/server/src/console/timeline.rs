@@ -1,7 +1,7 @@
 //! The history timeline of a stream, drawn as inline SVG: one lane per tag, one point
 //! per history entry placed by its time order across all tags (so entries never
 //! overlap), labelled with its short digest; the current entry of each tag is filled
-//! and ringed. Each point's `<title>` holds the full digest, time and pull spec, and
+//! and ringed, and each says what made it (imported, pushed, rolled back, scheduled). Each point's `<title>` holds the full digest, time and pull spec, and
 //! it links to the image's page.
 //! Linear in the number of entries.
 
@@ -9,8 +9,9 @@ use maud::{Markup, html};
 use moor_api::image::ImageStream;
 
 use super::pages::{image_url, short_digest};
+use super::stream::entry_kinds;
 
-const LANE_HEIGHT: usize = 48;
+const LANE_HEIGHT: usize = 62;
 const LEFT: usize = 140;
 const STEP: usize = 150;
 const TOP: usize = 28;
@@ -40,6 +41,7 @@ pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
         })
         .collect();
     order.sort_unstable();
+    let kinds: Vec<Vec<&str>> = lanes.iter().map(|t| entry_kinds(s, t)).collect();
     let width = LEFT + order.len() * STEP + 40;
     let height = TOP + lanes.len() * LANE_HEIGHT;
     let name = s.metadata.name.as_deref().unwrap_or_default();
@@ -58,18 +60,20 @@ pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
                     }
                 }
                 @for (slot, (_, lane, revision)) in order.iter().enumerate() {
+                    @let kinds = &kinds[*lane];
                     @let t = lanes[*lane];
                     @let index = t.items.len() - revision;
                     @let e = &t.items[index];
                     @let x = LEFT + slot * STEP;
                     @let y = TOP + lane * LANE_HEIGHT;
                     @let current = index == 0;
+                    @let kind = kinds[index];
                     @let time = e.created.as_ref().map(|c| c.0.to_string()).unwrap_or_default();
                     a href=(image_url(ns, name, &e.image)) {
-                    g.entry data-tag=(t.tag) data-revision=(revision) data-current[current] {
+                    g.entry data-tag=(t.tag) data-revision=(revision) data-kind=(kind) data-current[current] {
                         title {
                             (t.tag) " revision " (revision) @if current { " (current)" } ": "
-                            (e.image) " at " (time) " from " (e.docker_image_reference)
+                            (kind) ", " (e.image) " at " (time) " from " (e.docker_image_reference)
                         }
                         @if current {
                             circle.ring cx=(x) cy=(y) r="10" {}
@@ -77,6 +81,7 @@ pub(crate) fn render(ns: &str, s: &ImageStream) -> Markup {
                         circle.point.current[current] cx=(x) cy=(y) r="6" {}
                         text x=(x) y=(y + 20) text-anchor="middle" { (short_digest(&e.image)) }
                         text x=(x) y=(y - 12) text-anchor="middle" { (time.get(..16).unwrap_or(&time)) }
+                        text.kind x=(x) y=(y + 34) text-anchor="middle" { (kind) }
                     }
                     }
                 }
