@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod image;
+pub mod notifications;
 pub mod rbac;
 pub mod reviews;
 pub mod scheduled;
@@ -56,6 +57,7 @@ pub fn all(
         .expect("image::all serves imagestreams");
     out.extend(image_storages);
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
+    out.push(stored(notifications::Notifications::new()));
     out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
 }

@@ -40,6 +40,7 @@ pub fn catalog() -> SchemaCatalog {
     s.add_resource::<image::ImageStreamMapping>();
     s.add_resource::<image::Image>();
     s.add_resource::<moor_api::scheduled::ScheduledImport>();
+    s.add_resource::<moor_api::notification::Notification>();
     s.add::<moor_api::prune::ImagePrune>(
         moor_api::scheduled::GROUP,
         moor_api::scheduled::VERSION,
