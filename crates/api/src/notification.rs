@@ -282,7 +282,7 @@ pub fn validate_spec(spec: &NotificationSpec) -> Vec<FieldError> {
         for (i, g) in list.iter().enumerate() {
             if g.is_empty() || g.contains('/') {
                 errs.push(FieldError::invalid(
-                    &format!("{field}[{i}]"),
+                    format!("{field}[{i}]"),
                     g,
                     "a name or a glob (`*`, `?`), without `/`",
                 ));

@@ -211,7 +211,8 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// An etcd-shaped store. All operations are atomic on one key; revisions are global.
+/// An etcd-shaped store. All operations are atomic on one key, [`txn`](Self::txn) on
+/// several; revisions are global.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The current value of `key`.

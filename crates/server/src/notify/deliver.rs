@@ -141,7 +141,7 @@ pub async fn run(store: Arc<dyn Store>, config: DeliveryConfig, metrics: Notific
                 continue;
             }
         };
-        if let Err(e) = sync(&ctx, &mut workers, &mut tasks).await {
+        if let Err(e) = sync(&ctx, &mut workers, &mut tasks, true).await {
             tracing::warn!(error = %e, "notifications: listing");
             tokio::time::sleep(ctx.config.initial_backoff).await;
             continue;
@@ -168,7 +168,7 @@ pub async fn run(store: Arc<dyn Store>, config: DeliveryConfig, metrics: Notific
                             if let Some((wake, _)) = workers.get(&(ns.to_owned(), name.to_owned())) {
                                 wake.notify_one();
                             }
-                        } else if let Err(e) = sync(&ctx, &mut workers, &mut tasks).await {
+                        } else if let Err(e) = sync(&ctx, &mut workers, &mut tasks, false).await {
                             tracing::warn!(error = %e, "notifications: listing");
                         }
                     }
@@ -193,12 +193,14 @@ fn entry_owner(key: &str) -> &str {
     }
 }
 
-/// Starts a worker per Notification, stops those of deleted ones (and deletes their
-/// entries), and wakes every worker.
+/// Starts a worker per Notification, stops those of deleted ones, wakes every worker,
+/// and with `clean` deletes the entries of Notifications that are gone (a full list of
+/// the outbox: at start and on each resync, not on every status write).
 async fn sync(
     ctx: &Arc<Worker>,
     workers: &mut HashMap<(String, String), (Arc<Notify>, tokio::task::AbortHandle)>,
     tasks: &mut JoinSet<()>,
+    clean: bool,
 ) -> Result<(), NotifyError> {
     let listed = ctx
         .store
@@ -226,6 +228,9 @@ async fn sync(
         }
         keep
     });
+    if !clean {
+        return Ok(());
+    }
     // Entries of Notifications that are gone.
     let entries = ctx
         .store
