@@ -97,7 +97,7 @@ mod tests {
             "Delivered:",
             "7",
             "503 Service Unavailable",
-            "1 minute",
+            "minute ago",
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }
