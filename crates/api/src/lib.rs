@@ -4,9 +4,10 @@
 //! ([`validation`]), image lookup and triggers over workload pod specs ([`lookup`]), OCI
 //! and Docker media types ([`media_types`]), the type-meta plumbing behind them
 //! ([`meta`]), and moor's own `moor.io/v1` types: read-only views ([`scheduled`]) and
-//! garbage collection requests ([`prune`]), `meta.k8s.io/v1` Tables ([`table`]),
-//! durations and sizes for people ([`humanize`]), OpenShift's `config.openshift.io/v1`
-//! signature policies ([`config`]), and the decision core of
+//! garbage collection requests ([`prune`]), notifications ([`notification`]),
+//! `meta.k8s.io/v1` Tables ([`table`]), durations and sizes for people ([`humanize`]),
+//! OpenShift's `config.openshift.io/v1` signature policies ([`config`]), and the
+//! decision core of
 //! authorization: Kubernetes RBAC, moor's bootstrap policy and registry permissions
 //! ([`authz`]). Nothing here does IO: no files, network or async.
 
@@ -20,6 +21,7 @@ pub mod labels;
 pub mod lookup;
 pub mod media_types;
 pub mod meta;
+pub mod notification;
 pub mod prune;
 pub mod reference;
 pub mod scheduled;

@@ -100,6 +100,18 @@ pub static SCHEDULED_IMPORTS: ResourceType = ResourceType {
     short_names: &[],
     namespaced: true,
 };
+/// `notifications.moor.io`: where CloudEvents are POSTed when tags move, and how
+/// delivery went.
+pub static NOTIFICATIONS: ResourceType = ResourceType {
+    kind: "Notification",
+    group: "moor.io",
+    version: "v1",
+    plural: "notifications",
+    singular: "notification",
+    short_names: &[],
+    namespaced: true,
+};
+
 macro_rules! workload_type {
     ($name:ident, $kind:literal, $group:literal, $plural:literal, $singular:literal, [$($short:literal),*]) => {
         #[doc = concat!("`", $plural, "` (", $kind, ").")]
@@ -209,6 +221,7 @@ pub static ALL: &[&ResourceType] = &[
     &SECRETS,
     &EVENTS,
     &SCHEDULED_IMPORTS,
+    &NOTIFICATIONS,
     &DEPLOYMENTS,
     &REPLICA_SETS,
     &STATEFUL_SETS,

@@ -19,6 +19,7 @@ pub mod importer;
 pub mod listener;
 pub mod lookup;
 pub mod metrics;
+pub mod notify;
 pub mod registry;
 pub mod scheduler;
 pub mod serve;

@@ -118,6 +118,9 @@ pub struct ServeOptions {
     pub s3_credentials: Option<(String, String)>,
     /// `--watch-cache-bytes`: the watch cache's window of recent events (0: no cache).
     pub watch_cache_bytes: usize,
+    /// `--allow-private-notification-targets`: Notifications may POST to private,
+    /// loopback and link-local addresses.
+    pub allow_private_notification_targets: bool,
     /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: TLS to etcd.
     pub etcd_tls: moor_store::EtcdTls,
     pub insecure_registries: Vec<String>,
@@ -402,6 +405,7 @@ impl Default for ServeOptions {
             blob_store: None,
             s3_credentials: None,
             watch_cache_bytes: moor_store::DEFAULT_WATCH_CACHE_BYTES,
+            allow_private_notification_targets: false,
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
             scheduled_import_interval: Duration::from_secs(15 * 60),
@@ -734,6 +738,8 @@ pub struct Loops {
     pub triggers: bool,
     /// Store history compaction.
     pub compactor: bool,
+    /// Notification delivery (the outbox's controller).
+    pub notifications: bool,
 }
 
 impl Loops {
@@ -743,6 +749,7 @@ impl Loops {
         scheduler: true,
         triggers: true,
         compactor: true,
+        notifications: true,
     };
     /// No loop: the API and the registry answer requests, nothing runs by itself.
     pub const NONE: Loops = Loops {
@@ -750,6 +757,7 @@ impl Loops {
         scheduler: false,
         triggers: false,
         compactor: false,
+        notifications: false,
     };
 }
 
@@ -786,6 +794,9 @@ pub struct Overrides {
     pub api_only: bool,
     /// The clock of cluster mode's caches, instead of the system's.
     pub clock: Option<Arc<dyn crate::clock::Clock>>,
+    /// How notifications are delivered (backoff, timeout), instead of the defaults
+    /// (`allow_private_targets` still comes from the options).
+    pub notification_delivery: Option<crate::notify::DeliveryConfig>,
 }
 
 /// moor wired with its loops started, bound but not yet serving: [`Built::serve`]
@@ -854,6 +865,8 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         .registry_hostname
         .clone()
         .unwrap_or_else(|| addr.to_string());
+    // Every writer of image streams below records its notification events here.
+    let store = crate::notify::OutboxStore::wrap(store, &registry_hostname);
     let tls = match (&opts.serving_cert, opts.plain_http) {
         (_, true) => None,
         (Some((cert, key)), false) => Some(crate::tls::load(cert, key)?),
@@ -1115,6 +1128,17 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             },
         )));
     }
+    if loops.notifications {
+        start_notifications(
+            &mut tasks,
+            opts,
+            overrides.notification_delivery.clone(),
+            &state.metrics,
+            FencedStore::wrap(store.clone(), leadership.clone()),
+            leadership.clone(),
+            &url,
+        );
+    }
     let scheduler_leadership = overrides.leadership.unwrap_or_else(|| leadership.clone());
     let scheduler = crate::scheduler::Scheduler::new(
         Arc::new(importer.with_storages(|s| FencedStorage::wrap(s, scheduler_leadership.clone()))),
@@ -1265,6 +1289,35 @@ impl Built {
             Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         }
     }
+}
+
+/// Starts the notification delivery controller on the leader (its writes fenced by
+/// `fenced`), with its metrics.
+fn start_notifications(
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    opts: &ServeOptions,
+    delivery: Option<crate::notify::DeliveryConfig>,
+    metrics: &Metrics,
+    fenced: Arc<dyn Store>,
+    leadership: Arc<dyn crate::scheduler::Leadership>,
+    url: &str,
+) {
+    let mut config = delivery.unwrap_or_default();
+    config.allow_private_targets = opts.allow_private_notification_targets;
+    config.source = url.to_owned();
+    let notification_metrics = crate::notify::NotificationMetrics::default();
+    notification_metrics.register(metrics);
+    tasks.push(tokio::spawn(crate::election::while_leading(
+        leadership,
+        "notifications",
+        move || {
+            crate::notify::deliver::run(
+                fenced.clone(),
+                config.clone(),
+                notification_metrics.clone(),
+            )
+        },
+    )));
 }
 
 /// `moor_is_leader`: 1 while this process leads the controllers, else 0.

@@ -557,6 +557,10 @@ impl Store for CachedStore {
         self.inner.update(key, value, expected).await
     }
 
+    async fn txn(&self, writes: Vec<crate::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        self.inner.txn(writes).await
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, expected).await
     }

@@ -34,7 +34,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::{
-    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream,
+    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, TxnWrite,
+    WatchStream,
 };
 
 /// How long a case waits for an expected watch event before failing.
@@ -102,6 +103,7 @@ where
     case!(watch_no_gap_under_concurrent_writes);
     case!(concurrent_shared_counter);
     case!(concurrent_per_key_writes);
+    case!(multi_key_transaction);
     eprintln!("conformance: all cases ok in {:?}", start.elapsed());
 }
 
@@ -291,6 +293,106 @@ pub async fn create_existing_fails<S: Store>(store: S) {
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(store.get(key).await.unwrap(), Some(kv(key, "two", r1, r2)));
+}
+
+/// `txn` applies every write or none: an update and a create land together, in order
+/// for a watcher; a failed precondition (a stale update, an existing key, a missing
+/// key) writes nothing and names its key.
+pub async fn multi_key_transaction<S: Store>(store: S) {
+    let (a, out1, out2) = ("/txn/a", "/txn/outbox/1", "/txn/outbox/2");
+    let r1 = store.create(a, b("one")).await.unwrap();
+    let mut watch = store.watch("/txn/", r1).await.unwrap();
+    let revisions = store
+        .txn(vec![
+            TxnWrite::Update {
+                key: a.into(),
+                value: b("two"),
+                expected: r1,
+            },
+            TxnWrite::Create {
+                key: out1.into(),
+                value: b("moved"),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert!(
+        revisions[0] > r1 && revisions[1] >= revisions[0],
+        "{revisions:?}"
+    );
+    let got = next_events(&mut watch, 2).await;
+    assert_eq!(
+        got,
+        vec![
+            put(kv(a, "two", r1, revisions[0])),
+            put(kv(out1, "moved", revisions[1], revisions[1])),
+        ]
+    );
+    // A stale update: nothing of the transaction is written.
+    match store
+        .txn(vec![
+            TxnWrite::Create {
+                key: out2.into(),
+                value: b("x"),
+            },
+            TxnWrite::Update {
+                key: a.into(),
+                value: b("three"),
+                expected: r1,
+            },
+        ])
+        .await
+    {
+        Err(StoreError::Conflict {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(
+                (key.as_str(), expected, actual),
+                (a, r1, Some(revisions[0]))
+            );
+        }
+        other => panic!("a stale transaction: {other:?}"),
+    }
+    assert_eq!(store.get(out2).await.unwrap(), None);
+    // An existing key, then a missing one.
+    let existing = store
+        .txn(vec![
+            TxnWrite::Update {
+                key: a.into(),
+                value: b("three"),
+                expected: revisions[0],
+            },
+            TxnWrite::Create {
+                key: out1.into(),
+                value: b("again"),
+            },
+        ])
+        .await;
+    assert!(
+        matches!(&existing, Err(StoreError::AlreadyExists(k)) if k == out1),
+        "{existing:?}"
+    );
+    let missing = store
+        .txn(vec![TxnWrite::Update {
+            key: "/txn/missing".into(),
+            value: b("x"),
+            expected: r1,
+        }])
+        .await;
+    assert!(
+        matches!(&missing, Err(StoreError::NotFound(k)) if k == "/txn/missing"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        store.get(a).await.unwrap(),
+        Some(kv(a, "two", r1, revisions[0]))
+    );
+    // Nothing else reached the watcher: the next event is this create.
+    let r = store.create(out2, b("y")).await.unwrap();
+    assert_eq!(next_event(&mut watch).await, put(kv(out2, "y", r, r)));
 }
 
 /// `update` and `delete` with a stale expected revision fail with `Conflict` naming the

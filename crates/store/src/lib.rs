@@ -87,6 +87,57 @@ pub struct ListResult {
     pub more: bool,
 }
 
+/// One write of a [`Store::txn`]: a create or a compare-and-swap update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnWrite {
+    /// Creates `key`; the transaction fails with `AlreadyExists` if it exists.
+    Create {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: Bytes,
+    },
+    /// Replaces `key` if its `mod_revision` is `expected`; the transaction fails with
+    /// `NotFound` or `Conflict` otherwise.
+    Update {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: Bytes,
+        /// The `mod_revision` it must have.
+        expected: Revision,
+    },
+}
+
+impl TxnWrite {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            TxnWrite::Create { key, .. } | TxnWrite::Update { key, .. } => key,
+        }
+    }
+
+    /// The value written.
+    pub fn value(&self) -> &Bytes {
+        match self {
+            TxnWrite::Create { value, .. } | TxnWrite::Update { value, .. } => value,
+        }
+    }
+}
+
+/// Checks that the keys of a [`Store::txn`] are distinct (each backend calls it first).
+pub fn check_txn_keys(writes: &[TxnWrite]) -> Result<(), StoreError> {
+    let mut keys: Vec<&str> = writes.iter().map(TxnWrite::key).collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(StoreError::Backend(format!(
+            "a transaction writes key {:?} twice",
+            w[0]
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A watch: events in revision order; ends with `Err` if the watcher fell too far behind.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Send>>;
 
@@ -160,7 +211,8 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// An etcd-shaped store. All operations are atomic on one key; revisions are global.
+/// An etcd-shaped store. All operations are atomic on one key, [`txn`](Self::txn) on
+/// several; revisions are global.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The current value of `key`.
@@ -178,6 +230,13 @@ pub trait Store: Send + Sync + 'static {
         value: Bytes,
         expected: Revision,
     ) -> Result<Revision, StoreError>;
+    /// Applies every write of `writes` or none (an outbox entry with the change it
+    /// records): each precondition is checked, and the first that fails is the error.
+    /// Keys must be distinct. Returns each write's revision, in order: the same one on
+    /// etcd (one Txn), consecutive ones where every write has its own. Watchers see
+    /// the writes in that order. Required, so that a wrapper forwards it. On etcd this
+    /// is a Txn of several compares and puts, which kine does not accept.
+    async fn txn(&self, writes: Vec<TxnWrite>) -> Result<Vec<Revision>, StoreError>;
     /// Deletes `key`, if `expected` is given only at that `mod_revision`. Returns the
     /// deleted value with `mod_revision` set to the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;

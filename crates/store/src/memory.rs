@@ -245,6 +245,41 @@ impl Store for MemoryStore {
         Ok(revision)
     }
 
+    async fn txn(&self, writes: Vec<crate::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        use crate::TxnWrite;
+        crate::check_txn_keys(&writes)?;
+        let mut state = self.state();
+        for write in &writes {
+            match write {
+                TxnWrite::Create { key, .. } => {
+                    if state.live(key).is_some() {
+                        return Err(StoreError::AlreadyExists(key.clone()));
+                    }
+                }
+                TxnWrite::Update { key, expected, .. } => {
+                    let row = state
+                        .live(key)
+                        .ok_or_else(|| StoreError::NotFound(key.clone()))?;
+                    if row.revision != *expected {
+                        return Err(StoreError::Conflict {
+                            key: key.clone(),
+                            expected: *expected,
+                            actual: Some(row.revision),
+                        });
+                    }
+                }
+            }
+        }
+        let mut revisions = Vec::with_capacity(writes.len());
+        for write in writes {
+            let create_revision = state.live(write.key()).map(|row| row.create_revision);
+            let event = state.append(write.key(), create_revision, false, write.value().clone());
+            revisions.push(event.kv.mod_revision);
+            self.publish(event);
+        }
+        Ok(revisions)
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         let mut state = self.state();
         let row = state

@@ -289,6 +289,9 @@ impl Store for Breakable {
     ) -> Result<Revision, StoreError> {
         self.inner.update(key, value, expected).await
     }
+    async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        self.inner.txn(writes).await
+    }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, expected).await
     }

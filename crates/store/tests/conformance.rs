@@ -80,3 +80,17 @@ async fn etcd_stores_share_one_etcd_under_their_prefixes() {
     let keys: Vec<&str> = listed.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/basics/a", "/basics/binary"]);
 }
+
+/// The multi-key transaction alone, on every backend (the outbox's primitive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_key_transaction_on_every_backend() {
+    conformance::multi_key_transaction(MemoryStore::new()).await;
+    conformance::multi_key_transaction(SqliteStore::open_in_memory().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    conformance::multi_key_transaction(SqliteStore::open(&dir.path().join("s.db")).unwrap()).await;
+    if etcd_peer::available() {
+        let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+        conformance::multi_key_transaction(etcd_store(vec![etcd.endpoint.clone()], "/moor").await)
+            .await;
+    }
+}

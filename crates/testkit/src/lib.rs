@@ -15,6 +15,8 @@
 //! - [`clock`]: a clock moved by hand, for expiry without sleeping.
 //! - [`server`]: moor in process, built by `moor_server::serve::build` (the wiring
 //!   of `moor serve`), driven through its router or a real listener.
+//! - [`receiver`]: a CloudEvents receiver on loopback (an axum server) that records
+//!   what it is sent and can be turned down and up.
 //! - [`process`]: `moor serve` as a child process, the `moor` CLI and kubectl
 //!   against it.
 //!
@@ -32,6 +34,7 @@ pub mod oidc;
 pub mod peers;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 pub mod seaweedfs;
 pub mod server;
 

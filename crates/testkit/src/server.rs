@@ -118,6 +118,15 @@ impl Builder {
         self
     }
 
+    /// The notification delivery controller with `delivery` (its backoff and timeout),
+    /// private and loopback receivers allowed (the kit's receivers are on loopback).
+    pub fn notifications(mut self, delivery: moor_server::notify::DeliveryConfig) -> Self {
+        self.overrides.loops.notifications = true;
+        self.overrides.notification_delivery = Some(delivery);
+        self.options.allow_private_notification_targets = true;
+        self
+    }
+
     /// The router without the registry (`AppState::registry` unset: no `/v2/`, no
     /// imageprunes), which `moor serve` never builds but `app()` allows.
     pub fn api_only(mut self) -> Self {

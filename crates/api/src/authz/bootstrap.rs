@@ -164,6 +164,8 @@ fn image_edit_rules() -> Vec<PolicyRule> {
         rule(&["get", "update"], IMAGE, &["imagestreams/layers"]),
         rule(&["create"], IMAGE, &["imagestreamimports"]),
         rule(READ, MOOR, &["scheduledimports"]),
+        rule(READ_WRITE, MOOR, &["notifications"]),
+        rule(READ, MOOR, &["notifications/status"]),
     ]
 }
 
@@ -330,6 +332,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         rule(READ, IMAGE, &["imagestreams/status"]),
         rule(READ, MOOR, &["scheduledimports"]),
         rule(READ, CONFIG, &["imagepolicies"]),
+        rule(READ, MOOR, &["notifications", "notifications/status"]),
     ];
     let registry_common = |layers: &[&str]| {
         vec![

@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use crate::client::{ListQuery, Session};
 use crate::error::CliError;
-use crate::resources::{EVENTS, IMAGE_STREAM_TAGS, IMAGE_STREAMS, resolve_args};
+use crate::resources::{EVENTS, IMAGE_STREAM_TAGS, IMAGE_STREAMS, NOTIFICATIONS, resolve_args};
 
 pub(crate) const DESCRIBE_EXAMPLES: &str = "\
-Resource types: imagestreams (is), imagestreamtags (istag).
+Resource types: imagestreams (is), imagestreamtags (istag), notifications.
 
 Examples:
   # Tags, where each comes from, and the history of images each has pointed at
@@ -29,7 +29,10 @@ Examples:
   moor describe is
 
   # The image a tag points at: digest, size, layers, entrypoint, labels, environment
-  moor describe istag keycloak:20.0";
+  moor describe istag keycloak:20.0
+
+  # Where a Notification POSTs, and how delivery goes (pending, last success, last error)
+  moor describe notification hook";
 
 /// Flags of `moor describe`.
 #[derive(Debug, Args)]
@@ -49,9 +52,12 @@ pub async fn run(session: &Session, args: DescribeArgs) -> Result<(), CliError> 
     if std::ptr::eq(ty, &IMAGE_STREAM_TAGS) {
         return image_stream_tags(session, &names).await;
     }
+    if std::ptr::eq(ty, &NOTIFICATIONS) {
+        return notifications(session, &names).await;
+    }
     if !std::ptr::eq(ty, &IMAGE_STREAMS) {
         return Err(CliError::Usage(format!(
-            "describe shows imagestreams (is) and imagestreamtags (istag) for now, not {}",
+            "describe shows imagestreams (is), imagestreamtags (istag) and notifications for now, not {}",
             ty.plural
         )));
     }
@@ -95,6 +101,45 @@ pub async fn run(session: &Session, args: DescribeArgs) -> Result<(), CliError> 
         }
         text.push(t);
     }
+    emit(&text.join("\n\n"))?;
+    finish(errors)
+}
+
+/// `moor describe notification [NAME...]`: each Notification with its delivery status.
+async fn notifications(session: &Session, names: &[String]) -> Result<(), CliError> {
+    use moor_api::notification::Notification;
+    let mut errors = Vec::new();
+    let mut found: Vec<Notification> = Vec::new();
+    let decode = |v: Value| -> Result<Notification, CliError> {
+        serde_json::from_value(v)
+            .map_err(|e| CliError::Usage(format!("the server sent a bad Notification: {e}")))
+    };
+    if names.is_empty() {
+        let list = session
+            .list_json(&NOTIFICATIONS, Some(&session.namespace), None)
+            .await?;
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            found.push(decode(item)?);
+        }
+        if found.is_empty() {
+            note(&no_resources_message(Some(&session.namespace)));
+        }
+    } else {
+        for name in names {
+            match session
+                .get_json(&NOTIFICATIONS, Some(&session.namespace), name)
+                .await
+            {
+                Ok(v) => found.push(decode(v)?),
+                Err(e) => errors.push(e.into()),
+            }
+        }
+    }
+    let now = jiff::Timestamp::now();
+    let text: Vec<String> = found
+        .iter()
+        .map(|n| crate::describe::notification::notification(n, now))
+        .collect();
     emit(&text.join("\n\n"))?;
     finish(errors)
 }

@@ -85,6 +85,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = moor_store::DEFAULT_WATCH_CACHE_BYTES)]
     pub watch_cache_bytes: usize,
 
+    /// Let Notifications POST to private, loopback and link-local addresses (refused by default, so that users cannot make the server probe internal networks)
+    #[arg(long)]
+    pub allow_private_notification_targets: bool,
+
     /// Serve plain HTTP instead of TLS, e.g. behind a TLS-terminating proxy (kubectl then sends no token)
     #[arg(long)]
     pub plain_http: bool,
@@ -397,6 +401,7 @@ fn options(args: ServeArgs) -> ServeOptions {
         blob_store: args.blob_store,
         s3_credentials: None,
         watch_cache_bytes: args.watch_cache_bytes,
+        allow_private_notification_targets: args.allow_private_notification_targets,
         insecure_registries: args.insecure_registries,
         registry_mirrors: args.registry_mirrors,
         scheduled_import_interval: args.scheduled_import_interval,

@@ -718,3 +718,5 @@ fn rank(tag: &str) -> (TagRank, Option<semver::Version>, &str) {
 
 #[cfg(test)]
 mod tests;
+
+pub mod notification;

@@ -85,6 +85,10 @@ impl Store for FencedStore {
         self.check()?;
         self.inner.update(key, value, expected).await
     }
+    async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        self.check()?;
+        self.inner.txn(writes).await
+    }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.check()?;
         self.inner.delete(key, expected).await

@@ -375,8 +375,18 @@ fn open_lock_file(path: &Path) -> Result<std::fs::File, ElectionError> {
     })
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `make()`'s future while `leadership` leads: started when the lead is gained,
-/// dropped (at its next await) when it is lost, started again on the next term.
+/// dropped (at its next await) when it is lost or when this future is dropped,
+/// started again on the next term.
 pub async fn while_leading<F, Fut>(leadership: Arc<dyn Leadership>, name: &'static str, make: F)
 where
     F: Fn() -> Fut + Send + 'static,
@@ -403,6 +413,9 @@ where
         tokio::pin!(lost);
         let task = tokio::spawn(make());
         let abort = task.abort_handle();
+        // Dropping a JoinHandle does not stop its task: when this future is dropped
+        // (its task aborted, as a server's shutdown does), the controller must stop too.
+        let _stop_with_this = AbortOnDrop(abort.clone());
         tokio::select! {
             _ = task => {
                 tracing::warn!(controller = name, "controller ended while leading");

@@ -84,6 +84,31 @@ impl Store for EncryptedStore {
         self.inner.update(key, value, expected).await
     }
 
+    async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        use moor_store::TxnWrite;
+        let sealed = writes
+            .into_iter()
+            .map(|w| {
+                Ok(match w {
+                    TxnWrite::Create { key, value } => TxnWrite::Create {
+                        value: self.seal(&key, value)?,
+                        key,
+                    },
+                    TxnWrite::Update {
+                        key,
+                        value,
+                        expected,
+                    } => TxnWrite::Update {
+                        value: self.seal(&key, value)?,
+                        key,
+                        expected,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.txn(sealed).await
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         let kv = self.inner.delete(key, expected).await?;
         open(&self.config, kv)

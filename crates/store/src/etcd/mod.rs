@@ -760,6 +760,98 @@ impl Store for EtcdStore {
         }
     }
 
+    async fn txn(&self, writes: Vec<crate::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        use crate::TxnWrite;
+        crate::check_txn_keys(&writes)?;
+        let inner = &self.inner;
+        let Some(first) = writes.first() else {
+            return Ok(Vec::new());
+        };
+        let before = inner.seen.load(Ordering::Acquire);
+        let mut compares = Vec::with_capacity(writes.len());
+        let mut puts = Vec::with_capacity(writes.len());
+        let mut gets = Vec::with_capacity(writes.len());
+        for write in &writes {
+            let ekey = inner.etcd_key(write.key())?;
+            let expected = match write {
+                TxnWrite::Create { .. } => 0,
+                TxnWrite::Update { expected, .. } => (expected + REVISION_OFFSET).max(1),
+            };
+            compares.push(Compare::mod_revision(
+                ekey.clone(),
+                CompareOp::Equal,
+                expected,
+            ));
+            puts.push(TxnOp::put(ekey.clone(), write.value().to_vec(), None));
+            gets.push(TxnOp::get(ekey, None));
+        }
+        let txn = Txn::new().when(compares).and_then(puts).or_else(gets);
+        let first_key = inner.etcd_key(first.key())?;
+        let written = inner
+            .write(txn, || async {
+                // Every write applied or none: the first one tells.
+                match first {
+                    TxnWrite::Create { value, .. } => {
+                        resolve::create(inner, &first_key, value, before).await
+                    }
+                    TxnWrite::Update {
+                        value, expected, ..
+                    } => {
+                        let expected = (expected + REVISION_OFFSET).max(1);
+                        resolve::update(inner, &first_key, value, expected).await
+                    }
+                }
+            })
+            .await?;
+        let response = match written {
+            Written::Resolved(revision) => {
+                return Ok(vec![revision - REVISION_OFFSET; writes.len()]);
+            }
+            Written::Answer(r) => r,
+        };
+        if response.succeeded() {
+            let revision = header_revision(&response)? - REVISION_OFFSET;
+            return Ok(vec![revision; writes.len()]);
+        }
+        // The failure branch read each key, in order: the first whose compare fails.
+        let current: Vec<Option<etcd_client::KeyValue>> = response
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            })
+            .collect();
+        for (write, now) in writes
+            .iter()
+            .zip(current.iter().chain(std::iter::repeat(&None)))
+        {
+            match (write, now) {
+                (TxnWrite::Create { .. }, None) => {}
+                (TxnWrite::Create { key, .. }, Some(_)) => {
+                    return Err(StoreError::AlreadyExists(key.clone()));
+                }
+                (TxnWrite::Update { key, .. }, None) => {
+                    return Err(StoreError::NotFound(key.clone()));
+                }
+                (TxnWrite::Update { key, expected, .. }, Some(kv)) => {
+                    let actual = kv.mod_revision() - REVISION_OFFSET;
+                    if actual != *expected {
+                        return Err(StoreError::Conflict {
+                            key: key.clone(),
+                            expected: *expected,
+                            actual: Some(actual),
+                        });
+                    }
+                }
+            }
+        }
+        Err(backend(
+            "txn",
+            "a compare failed, but every key read back matches",
+        ))
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         let inner = &self.inner;
         let ekey = inner.etcd_key(key)?;

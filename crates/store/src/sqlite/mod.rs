@@ -294,6 +294,16 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn txn(&self, writes: Vec<crate::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.write(WriteOp::Txn { writes }).await? {
+            Outcome::Revisions(revisions) => Ok(revisions),
+            other => Err(other.unexpected()),
+        }
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         match self
             .write(WriteOp::Delete {

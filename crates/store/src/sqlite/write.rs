@@ -28,10 +28,15 @@ pub(super) enum WriteOp {
     Compact {
         revision: Revision,
     },
+    /// Every write or none: preconditions are all checked before the first is applied.
+    Txn {
+        writes: Vec<crate::TxnWrite>,
+    },
 }
 
 pub(super) enum Outcome {
     Revision(Revision),
+    Revisions(Vec<Revision>),
     Deleted(KeyValue),
     Compacted,
 }
@@ -40,6 +45,7 @@ impl Outcome {
     pub(super) fn unexpected(&self) -> StoreError {
         let what = match self {
             Outcome::Revision(_) => "a revision",
+            Outcome::Revisions(_) => "revisions",
             Outcome::Deleted(_) => "a deleted key",
             Outcome::Compacted => "a compaction",
         };
@@ -54,11 +60,11 @@ pub(super) struct WriteRequest {
     pub(super) reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
-/// What a request did: its answer and, if it wrote, its event.
-pub(super) type Applied = (Result<Outcome, StoreError>, Option<Event>);
+/// What a request did: its answer and, if it wrote, its events.
+pub(super) type Applied = (Result<Outcome, StoreError>, Vec<Event>);
 
 /// A request's own result: what it wrote, or why its precondition failed.
-pub(super) type Written = Result<(Outcome, Option<Event>), StoreError>;
+pub(super) type Written = Result<(Outcome, Vec<Event>), StoreError>;
 
 pub(super) enum BatchError {
     /// Request `index` failed in SQLite; the transaction was rolled back.
@@ -86,8 +92,8 @@ pub(super) fn write_loop(
         loop {
             match apply_batch(&mut conn, &batch) {
                 Ok(applied) => {
-                    for (request, (result, event)) in batch.into_iter().zip(applied) {
-                        if let Some(event) = event {
+                    for (request, (result, events_of)) in batch.into_iter().zip(applied) {
+                        for event in events_of {
                             // No receiver is not an error: nobody is watching.
                             let _ = events.send(Arc::new(event));
                         }
@@ -138,7 +144,7 @@ pub(super) fn apply_batch(
             apply(&tx, &request.op, &mut current).map_err(|err| BatchError::Request(index, err))?;
         applied.push(match result {
             Ok((outcome, event)) => (Ok(outcome), event),
-            Err(err) => (Err(err), None),
+            Err(err) => (Err(err), Vec::new()),
         });
     }
     tx.commit().map_err(BatchError::Transaction)?;
@@ -170,10 +176,10 @@ pub(super) fn apply(
             };
             Ok(Ok((
                 Outcome::Revision(revision),
-                Some(Event {
+                vec![Event {
                     kind: EventKind::Put,
                     kv,
-                }),
+                }],
             )))
         }
         WriteOp::Update {
@@ -211,10 +217,10 @@ pub(super) fn apply(
             };
             Ok(Ok((
                 Outcome::Revision(revision),
-                Some(Event {
+                vec![Event {
                     kind: EventKind::Put,
                     kv,
-                }),
+                }],
             )))
         }
         WriteOp::Delete { key, expected } => {
@@ -250,8 +256,9 @@ pub(super) fn apply(
                 kind: EventKind::Delete,
                 kv: kv.clone(),
             };
-            Ok(Ok((Outcome::Deleted(kv), Some(event))))
+            Ok(Ok((Outcome::Deleted(kv), vec![event])))
         }
+        WriteOp::Txn { writes } => apply_txn(tx, writes, current),
         WriteOp::Compact { revision } => {
             let revision = *revision;
             if revision > *current {
@@ -269,9 +276,68 @@ pub(super) fn apply(
                     .execute([revision])?;
                 tracing::debug!(revision, removed, "sqlite store: compacted");
             }
-            Ok(Ok((Outcome::Compacted, None)))
+            Ok(Ok((Outcome::Compacted, Vec::new())))
         }
     }
+}
+
+/// A [`WriteOp::Txn`]: checks every precondition, then applies each write as its own
+/// request would (which, checked, cannot fail but in SQLite).
+fn apply_txn(
+    tx: &Transaction<'_>,
+    writes: &[crate::TxnWrite],
+    current: &mut Revision,
+) -> rusqlite::Result<Written> {
+    use crate::TxnWrite;
+    if let Err(e) = crate::check_txn_keys(writes) {
+        return Ok(Err(e));
+    }
+    for write in writes {
+        let prev = latest(tx, write.key())?.filter(|row| !row.deleted);
+        let failed = match (write, prev) {
+            (TxnWrite::Create { key, .. }, Some(_)) => StoreError::AlreadyExists(key.clone()),
+            (TxnWrite::Create { .. }, None) => continue,
+            (TxnWrite::Update { key, .. }, None) => StoreError::NotFound(key.clone()),
+            (TxnWrite::Update { expected, .. }, Some(row)) if row.id == *expected => continue,
+            (TxnWrite::Update { key, expected, .. }, Some(row)) => StoreError::Conflict {
+                key: key.clone(),
+                expected: *expected,
+                actual: Some(row.id),
+            },
+        };
+        return Ok(Err(failed));
+    }
+    let mut revisions = Vec::with_capacity(writes.len());
+    let mut events = Vec::with_capacity(writes.len());
+    for write in writes {
+        let op = match write.clone() {
+            TxnWrite::Create { key, value } => WriteOp::Create { key, value },
+            TxnWrite::Update {
+                key,
+                value,
+                expected,
+            } => WriteOp::Update {
+                key,
+                value,
+                expected,
+            },
+        };
+        match apply(tx, &op, current)? {
+            Ok((Outcome::Revision(revision), written)) => {
+                revisions.push(revision);
+                events.extend(written);
+            }
+            // Cannot happen once checked; failing in SQLite's terms rolls the whole
+            // batch back, so no write of the transaction stays.
+            Ok((other, _)) => return Err(rolled_back(other.unexpected())),
+            Err(e) => return Err(rolled_back(e)),
+        }
+    }
+    Ok(Ok((Outcome::Revisions(revisions), events)))
+}
+
+fn rolled_back(e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
 pub(super) fn insert(

@@ -4,6 +4,7 @@
 pub mod core;
 pub mod image;
 pub mod policies;
+pub mod notifications;
 pub mod rbac;
 pub mod reviews;
 pub mod scheduled;
@@ -58,6 +59,7 @@ pub fn all(
     out.extend(image_storages);
     out.push(Arc::new(scheduled::ScheduledImports::new(store.clone())));
     out.extend(signature_policies(&stored, &importer));
+    out.push(stored(notifications::Notifications::new()));
     out.extend(workloads::all(store.clone(), config, streams));
     (out, importer)
 }

@@ -42,6 +42,7 @@ pub fn catalog() -> SchemaCatalog {
     s.add_resource::<moor_api::scheduled::ScheduledImport>();
     s.add_resource::<moor_api::config::ImagePolicy>();
     s.add_resource::<moor_api::config::ClusterImagePolicy>();
+    s.add_resource::<moor_api::notification::Notification>();
     s.add::<moor_api::prune::ImagePrune>(
         moor_api::scheduled::GROUP,
         moor_api::scheduled::VERSION,
