@@ -3,8 +3,8 @@
 
 pub mod core;
 pub mod image;
-pub mod policies;
 pub mod notifications;
+pub mod policies;
 pub mod rbac;
 pub mod reviews;
 pub mod scheduled;
