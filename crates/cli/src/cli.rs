@@ -410,6 +410,26 @@ mod tests {
     }
 
     #[test]
+    fn tag_order_takes_one_value_and_keeps_the_positionals() {
+        let cli = Cli::try_parse_from([
+            "moor",
+            "tag",
+            "--tag-regex",
+            "^v(?P<n>[0-9]+)$",
+            "--order",
+            "numerical:desc",
+            "quay.io/org/app",
+            "app:v",
+        ])
+        .unwrap();
+        let Command::Tag(t) = cli.command else {
+            panic!("not tag")
+        };
+        assert_eq!(t.args, vec!["quay.io/org/app", "app:v"]);
+        assert_eq!(t.order.as_deref(), Some("numerical:desc"));
+    }
+
+    #[test]
     fn scheduler_flags() {
         let cli = Cli::try_parse_from([
             "moor",

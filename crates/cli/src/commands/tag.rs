@@ -54,7 +54,7 @@ Examples:
 
   # Follow the newest main-<sha>-<timestamp> build, by timestamp
   moor tag quay.io/org/app app:main --tag-regex '^main-[a-f0-9]+-(?P<ts>[0-9]+)$' \\
-      --tag-extract '$ts' --order numerical asc
+      --tag-extract '$ts' --order numerical
 
   # A Docker Hub image without a registry in its name
   moor tag --source=docker nginx:1.27 web:1.27
@@ -113,9 +113,9 @@ pub struct TagArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub tag_extract: Option<String>,
 
-    /// With --tag-regex: numerical|alphabetical, then asc (the highest wins, default) or desc
-    #[arg(long, value_name = "ORDER", num_args = 1..=2)]
-    pub order: Vec<String>,
+    /// With --tag-regex: numerical or alphabetical, optionally :asc (the highest wins, the default) or :desc (the lowest wins), e.g. numerical:desc
+    #[arg(long, value_name = "ORDER")]
+    pub order: Option<String>,
 
     /// With --semver: pre-release versions count even when the range names none
     #[arg(long)]
@@ -128,12 +128,14 @@ impl TagArgs {
         if self.semver.is_none()
             && self.tag_regex.is_none()
             && self.tag_extract.is_none()
-            && self.order.is_empty()
+            && self.order.is_none()
             && !self.include_prereleases
         {
             return Ok(None);
         }
-        let order = (!self.order.is_empty()).then(|| self.order.join(" "));
+        // One value, so that `--order numerical SOURCE DEST` keeps SOURCE: the
+        // direction follows a colon (`numerical:desc`); the policy stores it spaced.
+        let order = self.order.as_deref().map(|o| o.replacen(':', " ", 1));
         FollowPolicy::new(
             self.semver.as_deref(),
             self.tag_regex.as_deref(),

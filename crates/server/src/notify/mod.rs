@@ -158,20 +158,23 @@ impl OutboxStore {
         })
     }
 
-    /// The outbox writes that go with writing `value` at the stream `key` over `old`.
-    async fn writes_for(
+    /// The Notifications of the namespace of the stream at `key` (none for other keys).
+    async fn notifications_for(&self, key: &str) -> Result<Vec<Notification>, NotifyError> {
+        match parse_key(STREAM_PREFIX, key) {
+            Some((ns, _)) => notifications(self.inner.as_ref(), ns).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The outbox writes for `found` that go with writing `value` at the stream `key`
+    /// over `old`.
+    fn writes_for(
         &self,
+        found: &[Notification],
         key: &str,
         old: Option<&KeyValue>,
         value: &Bytes,
     ) -> Result<Vec<TxnWrite>, NotifyError> {
-        let Some((ns, _)) = parse_key(STREAM_PREFIX, key) else {
-            return Ok(Vec::new());
-        };
-        let found = notifications(self.inner.as_ref(), ns).await?;
-        if found.is_empty() {
-            return Ok(Vec::new());
-        }
         let decode = |bytes: &[u8]| -> Result<Value, NotifyError> {
             serde_json::from_slice(bytes).map_err(|source| NotifyError::Decode {
                 what: key.to_owned(),
@@ -184,7 +187,7 @@ impl OutboxStore {
             .into_iter()
             .map(|f| (f.kind, f.data))
             .collect();
-        Ok(outbox_writes(&found, &events))
+        Ok(outbox_writes(found, &events))
     }
 }
 
@@ -211,9 +214,12 @@ impl Store for OutboxStore {
         if !is_stream(key) {
             return self.inner.create(key, value).await;
         }
+        let found = self.notifications_for(key).await.map_err(store_error)?;
+        if found.is_empty() {
+            return self.inner.create(key, value).await;
+        }
         let mut writes = self
-            .writes_for(key, None, &value)
-            .await
+            .writes_for(&found, key, None, &value)
             .map_err(store_error)?;
         if writes.is_empty() {
             return self.inner.create(key, value).await;
@@ -236,14 +242,19 @@ impl Store for OutboxStore {
         if !is_stream(key) {
             return self.inner.update(key, value, expected).await;
         }
+        // Without a Notification in the namespace, a stream write costs no more than
+        // the listing of none (from the watch cache).
+        let found = self.notifications_for(key).await.map_err(store_error)?;
+        if found.is_empty() {
+            return self.inner.update(key, value, expected).await;
+        }
         // The version the compare-and-swap replaces; any other and the write fails.
         let old = self.inner.get(key).await?;
         let Some(old) = old.filter(|kv| kv.mod_revision == expected) else {
             return self.inner.update(key, value, expected).await;
         };
         let mut writes = self
-            .writes_for(key, Some(&old), &value)
-            .await
+            .writes_for(&found, key, Some(&old), &value)
             .map_err(store_error)?;
         if writes.is_empty() {
             return self.inner.update(key, value, expected).await;
