@@ -56,6 +56,10 @@ async fn main() -> Result<()> {
         args.replicas >= 1 && (args.replicas == 1 || args.store != "sqlite"),
         "--replicas above 1 needs a shared store: --store etcd"
     );
+    if args.replicas > 1 && !extra.iter().any(|a| a.starts_with("--registry-hostname")) {
+        // Replicas behind one address share its name (docs/replicas.md).
+        extra.push("--registry-hostname=registry.moor.test:443".into());
+    }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     // One after the other: the first creates the shared identity (admin token, CA).
     let replicas: Vec<Moor> = (0..args.replicas)

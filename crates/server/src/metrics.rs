@@ -73,6 +73,15 @@ impl Metrics {
             .register(name, help, metric);
     }
 
+    /// Registers a collector read at every scrape (values kept elsewhere, such as the
+    /// watch cache's counters).
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry
+            .lock()
+            .expect("metrics registry lock")
+            .register_collector(collector);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -162,5 +171,84 @@ mod tests {
         assert_eq!(area("/v2/ns/s/blobs/sha256:00"), "registry");
         assert_eq!(area("/no/such/route/12345"), "other");
         assert_eq!(area("/apis/image.openshift.io/v1/imagestreams"), "api");
+    }
+}
+
+/// The watch cache's state and counters (`moor_watch_cache_*`), read at each scrape.
+pub struct WatchCacheCollector(pub Arc<moor_store::CachedStore>);
+
+impl std::fmt::Debug for WatchCacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WatchCacheCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for WatchCacheCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let stats = self.0.stats();
+        let gauges: [(&str, &str, i64); 5] = [
+            (
+                "watch_cache_ready",
+                "1 while the watch cache is loaded and following the store",
+                i64::from(stats.ready),
+            ),
+            (
+                "watch_cache_revision",
+                "the store revision the watch cache has applied",
+                stats.revision,
+            ),
+            (
+                "watch_cache_objects",
+                "keys the watch cache holds",
+                stats.objects as i64,
+            ),
+            (
+                "watch_cache_window_events",
+                "events in the watch cache's window",
+                stats.window_events as i64,
+            ),
+            (
+                "watch_cache_window_bytes",
+                "bytes the watch cache's window counts",
+                stats.window_bytes as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "watch_cache_loads",
+                "times the watch cache loaded the store",
+                stats.loads,
+            ),
+            (
+                "watch_cache_hits",
+                "reads and watches answered from the watch cache",
+                stats.hits,
+            ),
+            (
+                "watch_cache_misses",
+                "reads and watches of cached prefixes passed to the store",
+                stats.misses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
 }

@@ -531,9 +531,12 @@ fn encryption_config(
 /// `moor_store::cache`), above encryption so that values are decrypted once per write.
 /// Events are left out, as kube-apiserver leaves them: many, short-lived, rarely listed.
 /// `window_bytes` 0: no cache.
-fn watch_cached(store: Arc<dyn Store>, window_bytes: usize) -> Arc<dyn Store> {
+fn watch_cached(
+    store: Arc<dyn Store>,
+    window_bytes: usize,
+) -> (Arc<dyn Store>, Option<Arc<moor_store::CachedStore>>) {
     if window_bytes == 0 {
-        return store;
+        return (store, None);
     }
     let options = moor_store::CacheOptions {
         prefixes: vec!["/registry/".into()],
@@ -541,7 +544,8 @@ fn watch_cached(store: Arc<dyn Store>, window_bytes: usize) -> Arc<dyn Store> {
         window_bytes,
         ..Default::default()
     };
-    Arc::new(moor_store::CachedStore::new(store, options))
+    let cache = Arc::new(moor_store::CachedStore::new(store, options));
+    (cache.clone(), Some(cache))
 }
 
 /// `store` with the configured resources' values encrypted at rest.
@@ -842,7 +846,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         None => open_configured_store(opts).await?,
     };
     let store = encrypted(store, encryption);
-    let store = watch_cached(store, opts.watch_cache_bytes);
+    let (store, watch_cache) = watch_cached(store, opts.watch_cache_bytes);
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ServeError::Listen {
             addr: opts.listen.clone(),
@@ -1071,6 +1075,9 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     // Namespaces created from here on get their bindings from the follower.
     let namespaces_from = store.current_revision().await?;
     register_leadership_metrics(&metrics, leadership.clone());
+    if let Some(cache) = watch_cache {
+        metrics.register_collector(Box::new(crate::metrics::WatchCacheCollector(cache)));
+    }
     let state = AppState {
         api,
         auth,

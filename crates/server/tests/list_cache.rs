@@ -208,3 +208,25 @@ async fn a_watch_from_a_lists_revision_sees_every_later_create_once() {
     assert_eq!(sorted.len(), seen.len(), "no stream twice");
     assert_eq!(seen.len(), 100);
 }
+
+/// `/metrics` shows the watch cache: loaded, what it holds, and lists answered from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_watch_cache() {
+    let h = MoorServer::start().await;
+    create_many(&h, 20).await;
+    assert_eq!(
+        h.get(&format!("{IS}?resourceVersion=0")).await.status,
+        StatusCode::OK
+    );
+    let text = h.get("/metrics").await.text;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    };
+    assert_eq!(value("moor_watch_cache_ready"), 1.0);
+    assert!(value("moor_watch_cache_objects") >= 20.0);
+    assert!(value("moor_watch_cache_hits_total") >= 1.0);
+    assert!(value("moor_watch_cache_loads_total") >= 1.0);
+    assert!(value("moor_watch_cache_revision") > 0.0);
+}
