@@ -159,21 +159,6 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
         .into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_come_from_a_closed_set() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        let made_up = Method::from_bytes(b"M000001").expect("a token is a method");
-        assert_eq!(method_label(&made_up), "other");
-        assert_eq!(area("/v2/ns/s/blobs/sha256:00"), "registry");
-        assert_eq!(area("/no/such/route/12345"), "other");
-        assert_eq!(area("/apis/image.openshift.io/v1/imagestreams"), "api");
-    }
-}
-
 /// The watch cache's state and counters (`moor_watch_cache_*`), read at each scrape.
 pub struct WatchCacheCollector(pub Arc<moor_store::CachedStore>);
 
@@ -250,5 +235,20 @@ impl prometheus_client::collector::Collector for WatchCacheCollector {
             )?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_a_closed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let made_up = Method::from_bytes(b"M000001").expect("a token is a method");
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(area("/v2/ns/s/blobs/sha256:00"), "registry");
+        assert_eq!(area("/no/such/route/12345"), "other");
+        assert_eq!(area("/apis/image.openshift.io/v1/imagestreams"), "api");
     }
 }
