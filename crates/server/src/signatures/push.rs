@@ -4,7 +4,7 @@
 //! signature of the pushed digest that verifies (push by digest, sign, then tag:
 //! cosign's `sha256-<hex>.sig` tag is pushed into moor like any tag). Signature
 //! artifacts' own tags (`.sig`, `.att`, `.sbom`) are not checked. Reads the stream
-//! and blobs through the registry's catalog and blob store.
+//! and blobs through the registry's catalog and `content_read` (local or S3).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -57,9 +57,10 @@ impl Source for Local<'_> {
         digest: &Digest,
         _opts: &PullOptions,
     ) -> Result<Bytes, ImportError> {
+        // Wherever blobs live: with `--blob-store s3://` the local store no longer
+        // holds them once published.
         self.reg
-            .blobs
-            .read(digest)
+            .content_read(digest)
             .await
             .map_err(|e| ImportError::internal("reading a signature blob", e))?
             .ok_or_else(|| ImportError::not_found(format!("blob {digest} not found")))
