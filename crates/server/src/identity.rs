@@ -1,7 +1,7 @@
 //! The identity replicas share, so that several `moor serve` processes on one store
 //! are one service and a kubeconfig written by one works on all: the admin token,
-//! moor's CA (each replica issues its own serving certificate from it) and the
-//! ServiceAccount signing key. They are kept in the store as the Secret
+//! moor's CA (each replica issues its own serving certificate from it), the
+//! ServiceAccount signing key and the registry's hostname. They are kept in the store as the Secret
 //! `kube-system/moor-identity`, so `--encryption-provider-config` covering `secrets`
 //! encrypts them at rest like any Secret.
 //!
@@ -30,6 +30,8 @@ pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 /// The entry holding the ServiceAccount signing key.
 pub const SA_KEY: &str = "service-account.key";
+/// The entry holding the registry's hostname, when one was given.
+pub const REGISTRY_HOSTNAME: &str = "registry-hostname";
 
 /// Errors of reading or making the shared identity.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,26 @@ pub async fn ensure(
     names: &[&str],
     make: impl Fn() -> Result<Vec<String>, IdentityError>,
 ) -> Result<Vec<String>, IdentityError> {
+    let entries = change(store, |entries| {
+        if names.iter().all(|n| entries.contains_key(*n)) {
+            return Ok(false);
+        }
+        for (name, value) in names.iter().zip(make()?) {
+            entries.insert((*name).to_owned(), value);
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(names.iter().map(|n| entries[*n].clone()).collect())
+}
+
+/// Applies `edit` to the stored entries with a compare-and-swap, again on a conflict;
+/// `edit` answers whether it changed anything (nothing is written otherwise). Returns
+/// the entries as stored afterwards.
+async fn change(
+    store: &Arc<dyn Store>,
+    edit: impl Fn(&mut BTreeMap<String, String>) -> Result<bool, IdentityError>,
+) -> Result<BTreeMap<String, String>, IdentityError> {
     loop {
         let current = store.get(IDENTITY_KEY).await?;
         let (mut entries, meta) = match &current {
@@ -128,12 +150,8 @@ pub async fn ensure(
                 ),
             ),
         };
-        if names.iter().all(|n| entries.contains_key(*n)) {
-            return Ok(names.iter().map(|n| entries[*n].clone()).collect());
-        }
-        let made = make()?;
-        for (name, value) in names.iter().zip(made) {
-            entries.insert((*name).to_owned(), value);
+        if !edit(&mut entries)? {
+            return Ok(entries);
         }
         let value = encode(&entries, &meta.0, &meta.1);
         let written = match &current {
@@ -141,11 +159,54 @@ pub async fn ensure(
             None => store.create(IDENTITY_KEY, value).await,
         };
         match written {
-            Ok(_) => return Ok(names.iter().map(|n| entries[*n].clone()).collect()),
+            Ok(_) => return Ok(entries),
             Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The name the registry is known by, shared by the replicas: a stream's
+/// `status.dockerImageRepository` and its tags' pull specs are written with it, and a
+/// replica that names the registry otherwise has to rewrite every stream it serves.
+/// `given` (`--registry-hostname`) is stored and wins; a replica started without the
+/// flag uses the stored name, else `default` (its listen address, not stored: another
+/// replica's address is no name for this one).
+pub async fn registry_hostname(
+    store: &Arc<dyn Store>,
+    given: Option<&str>,
+    default: &str,
+) -> Result<String, IdentityError> {
+    let Some(given) = given else {
+        let stored = change(store, |_| Ok(false))
+            .await?
+            .remove(REGISTRY_HOSTNAME);
+        if let Some(name) = &stored {
+            tracing::info!(
+                registry_hostname = %name,
+                "naming the registry as the replicas on this store do (--registry-hostname changes it)"
+            );
+        }
+        return Ok(stored.unwrap_or_else(|| default.to_owned()));
+    };
+    let previous = std::sync::Mutex::new(None);
+    change(store, |entries| {
+        let old = entries.insert(REGISTRY_HOSTNAME.to_owned(), given.to_owned());
+        let changed = old.as_deref() != Some(given);
+        *previous.lock().unwrap_or_else(|e| e.into_inner()) = old;
+        Ok(changed)
+    })
+    .await?;
+    if let Some(old) = previous.into_inner().unwrap_or_else(|e| e.into_inner())
+        && old != given
+    {
+        tracing::warn!(
+            from = %old,
+            to = %given,
+            "the registry hostname changed: give every replica the same --registry-hostname"
+        );
+    }
+    Ok(given.to_owned())
 }
 
 /// The shared admin token: the stored one, else `local` (the data dir's kubeconfig
@@ -297,6 +358,25 @@ mod tests {
         let entries = decode(&kv.value).unwrap();
         assert_eq!(entries.len(), 4, "{:?}", entries.keys());
         assert_eq!(entries[ADMIN_TOKEN], t1);
+    }
+
+    #[tokio::test]
+    async fn replicas_share_the_registry_hostname_given_to_one() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // Nothing given, nothing stored: each replica's own address.
+        let first = registry_hostname(&store, None, "10.0.0.1:5000").await;
+        assert_eq!(first.unwrap(), "10.0.0.1:5000");
+        assert!(store.get(IDENTITY_KEY).await.unwrap().is_none());
+        // Given to one: stored, and adopted by a replica started without the flag.
+        let given = registry_hostname(&store, Some("registry.example"), "10.0.0.1:5000");
+        assert_eq!(given.await.unwrap(), "registry.example");
+        let adopted = registry_hostname(&store, None, "10.0.0.2:5000").await;
+        assert_eq!(adopted.unwrap(), "registry.example");
+        // Given otherwise later: the new name is the shared one.
+        let renamed = registry_hostname(&store, Some("moor.example"), "10.0.0.3:5000");
+        assert_eq!(renamed.await.unwrap(), "moor.example");
+        let adopted = registry_hostname(&store, None, "10.0.0.2:5000").await;
+        assert_eq!(adopted.unwrap(), "moor.example");
     }
 
     #[tokio::test]

@@ -865,10 +865,14 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
                 (election.clone(), Some(election))
             }
         };
-    let registry_hostname = opts
-        .registry_hostname
-        .clone()
-        .unwrap_or_else(|| addr.to_string());
+    let registry_hostname = if share_identity {
+        let given = opts.registry_hostname.as_deref();
+        crate::identity::registry_hostname(&store, given, &addr.to_string()).await?
+    } else {
+        opts.registry_hostname
+            .clone()
+            .unwrap_or_else(|| addr.to_string())
+    };
     // Every writer of image streams below records its notification events here.
     let store = crate::notify::OutboxStore::wrap(store, &registry_hostname);
     let tls = match (&opts.serving_cert, opts.plain_http) {

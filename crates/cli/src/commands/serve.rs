@@ -37,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8443")]
     pub listen: String,
 
-    /// Registry host that image streams name in status.dockerImageRepository [default: the listen address]
+    /// Registry host that image streams name in status.dockerImageRepository; stored in the store and used by replicas started without it [default: the stored one, else the listen address]
     #[arg(long, value_name = "HOST:PORT")]
     pub registry_hostname: Option<String>,
 
