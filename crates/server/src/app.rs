@@ -32,6 +32,8 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// Who leads the controllers, shown by `/readyz?verbose` (`None`: not shown).
     pub leadership: Option<Arc<dyn crate::scheduler::Leadership>>,
+    /// The console's OIDC login and cluster (default: neither).
+    pub console: crate::console::Setup,
 }
 
 /// The whole HTTP surface of moor.
@@ -90,7 +92,8 @@ pub fn app(state: AppState) -> Router {
 /// The web console under `/console/`, calling the API (`rest`, with its
 /// authentication and audit) as each signed-in user.
 fn console(state: &AppState, rest: &Router) -> Router {
-    crate::console::router(rest.clone(), state.api.clone()).layer(TraceLayer::new_for_http())
+    crate::console::router(rest.clone(), state.api.clone(), state.console.clone())
+        .layer(TraceLayer::new_for_http())
 }
 
 /// `/readyz`: `ok` once started and while the store answers. With `?verbose`, kube's

@@ -73,6 +73,8 @@ pub enum ServeError {
     ServiceAccount(#[from] crate::auth::serviceaccount::ServiceAccountError),
     #[error("--authentication-config {0}")]
     Oidc(#[from] crate::auth::oidc::OidcError),
+    #[error(transparent)]
+    ConsoleOidc(#[from] crate::console::oidc::OidcLoginError),
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("--encryption-provider-config: {0}")]
@@ -185,6 +187,8 @@ pub struct ServeOptions {
     pub cluster: Option<crate::auth::cluster::ClusterSource>,
     /// Cluster mode's cache TTLs (TokenReview, SubjectAccessReview).
     pub cluster_caches: crate::auth::cluster::CacheTtls,
+    /// The console's OIDC client (`--console-oidc-*`).
+    pub console_oidc: crate::console::oidc::OidcClientOptions,
 }
 
 /// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
@@ -235,24 +239,33 @@ fn service_account_tokens(
 }
 
 /// The admin token, then ServiceAccount tokens, then `--authentication-config`'s
-/// JWT issuers (kube's union order: static tokens before JWTs).
+/// JWT issuers (kube's union order: static tokens before JWTs); and the console's
+/// OIDC login over those issuers.
 fn token_authenticators(
     opts: &ServeOptions,
     admin: AdminToken,
     service_accounts: Arc<crate::auth::serviceaccount::ServiceAccountTokens>,
-) -> Result<crate::auth::Authenticators, ServeError> {
+) -> Result<
+    (
+        crate::auth::Authenticators,
+        Option<Arc<crate::console::oidc::OidcLogin>>,
+    ),
+    ServeError,
+> {
     let mut chain = crate::auth::Authenticators::default().with(Arc::new(admin));
     if let Some(path) = &opts.token_auth_file {
         chain = chain.with(Arc::new(read_token_file(path)?));
     }
     chain = chain.with(service_accounts);
+    let mut console_oidc = None;
     if let Some(path) = &opts.token_authn.authentication_config {
         let config = crate::auth::oidc::AuthenticationConfiguration::load(path)?;
-        chain = chain.with(Arc::new(crate::auth::oidc::JwtAuthenticators::new(
-            &config,
-        )?));
+        let jwt = Arc::new(crate::auth::oidc::JwtAuthenticators::new(&config)?);
+        console_oidc =
+            crate::console::oidc::OidcLogin::new(&jwt, &opts.console_oidc)?.map(Arc::new);
+        chain = chain.with(jwt);
     }
-    Ok(chain)
+    Ok((chain, console_oidc))
 }
 
 /// With `--tls-cert-file`, the listener serves the files' certificate as they change
@@ -431,6 +444,7 @@ impl Default for ServeOptions {
             audit: Default::default(),
             cluster: None,
             cluster_caches: Default::default(),
+            console_oidc: Default::default(),
             etcd_tls: Default::default(),
         }
     }
@@ -984,9 +998,13 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     };
     let audit = crate::audit::Audit::start(&opts.audit)?;
     audit.register_metrics(&metrics);
-    let authenticators = match &cluster {
-        Some(cluster) => cluster_authenticators(opts, authn, cluster)?,
+    let (authenticators, console_oidc) = match &cluster {
+        Some(cluster) => (cluster_authenticators(opts, authn, cluster)?, None),
         None => token_authenticators(opts, authn, service_account_tokens)?,
+    };
+    let console_cluster = match &opts.cluster {
+        Some(source) => Some(crate::auth::cluster::client_without_credentials(source).await?),
+        None => None,
     };
     let policy = Arc::new(crate::auth::rbac::Policy::default());
     if cluster.is_none() {
@@ -1090,6 +1108,10 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         registry,
         audit,
         leadership: Some(leadership.clone()),
+        console: crate::console::Setup {
+            oidc: console_oidc,
+            cluster: console_cluster,
+        },
     };
     let loops = overrides.loops;
     let mut tasks = cluster_tasks;

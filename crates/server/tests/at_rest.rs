@@ -579,6 +579,7 @@ async fn a_forbidden_request_is_audited_with_the_refused_user() {
         registry: None,
         audit,
         leadership: None,
+        console: Default::default(),
     });
     let req = Request::post(SECRETS)
         .header("authorization", "Bearer alice-token")

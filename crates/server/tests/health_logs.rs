@@ -37,6 +37,7 @@ async fn readyz_while_starting_logs_at_debug_not_error() {
         registry: None,
         audit: Default::default(),
         leadership: None,
+        console: Default::default(),
     });
     let resp = router
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())

@@ -9,7 +9,11 @@
 //!   real CAs whose client certificates [`TestCa::client_identity`] mints;
 //! - namespaces list and watch; Secrets get, list and watch (a namespace's, or all);
 //! - ClusterRoles written with server-side apply: refused (403), as moor's
-//!   least-privilege identity is, until [`KubeDouble::allow_rbac_writes`].
+//!   least-privilege identity is, until [`KubeDouble::allow_rbac_writes`];
+//! - as the caller's bearer token (401 for unknown ones): `SelfSubjectReview`,
+//!   `SelfSubjectAccessReview`, and lists of the workloads added with
+//!   [`KubeDouble::add_workload`] (Deployments, StatefulSets, DaemonSets, Jobs,
+//!   CronJobs, Pods), refused (403) unless a rule allows `list` of that resource.
 //!
 //! Every request is recorded ([`KubeDouble::calls`]), so tests can assert caching.
 //! [`KubeDouble::kubeconfig`] names it for `--cluster-kubeconfig`.
@@ -231,6 +235,19 @@ impl KubeDouble {
                 "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
                 axum::routing::patch(apply_cluster_role),
             )
+            .route(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                post(self_subject_review),
+            )
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                post(self_access_review),
+            )
+            .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+            .route(
+                "/apis/{group}/v1/namespaces/{ns}/{plural}",
+                get(list_workloads),
+            )
             .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "no such path") })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
@@ -361,6 +378,14 @@ impl KubeDouble {
                 "data": {".dockerconfigjson": data},
             }),
         );
+    }
+
+    /// Stores workload `obj` (its `metadata.namespace` and `.name` set) as a
+    /// `plural` (`deployments`, `statefulsets`, `daemonsets`, `jobs`, `cronjobs`,
+    /// `pods`).
+    pub fn add_workload(&self, plural: &str, obj: Value) {
+        let kind = workload_kind(plural).expect("a workload plural");
+        self.shared.change(kind, "ADDED", obj);
     }
 
     /// Every request answered so far.
@@ -639,4 +664,132 @@ async fn get_secret(
     uri: Uri,
 ) -> Response {
     get_object(&s, "secrets", &ns, &name, &uri)
+}
+
+/// The workload plurals the double serves, as static names, with their group.
+fn workload_kind(plural: &str) -> Option<&'static str> {
+    [
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "jobs",
+        "cronjobs",
+        "pods",
+    ]
+    .into_iter()
+    .find(|k| *k == plural)
+}
+
+/// The user the request's bearer token names (kube's `user` object of a TokenReview).
+fn caller(s: &Shared, headers: &axum::http::HeaderMap) -> Option<Value> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    s.tokens.lock().expect("tokens").get(token).cloned()
+}
+
+fn unauthorized() -> Response {
+    status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+}
+
+/// Whether a rule lets `user` (a TokenReview user) `verb` `resource` in `namespace`.
+fn allowed(s: &Shared, user: &Value, verb: &str, resource: &str, namespace: &str) -> bool {
+    let name = user["username"].as_str().unwrap_or("");
+    let groups: Vec<&str> = user["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    s.rules.lock().expect("rules").iter().any(|rule| {
+        (rule.subject == name || groups.contains(&rule.subject.as_str()))
+            && matches(&rule.verb, verb)
+            && matches(&rule.resource, resource)
+            && matches(&rule.namespace, namespace)
+    })
+}
+
+async fn self_subject_review(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::Json(mut review): axum::Json<Value>,
+) -> Response {
+    let Some(user) = caller(&s, &headers) else {
+        return unauthorized();
+    };
+    review["status"] = json!({"userInfo": user});
+    (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+async fn self_access_review(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::Json(mut review): axum::Json<Value>,
+) -> Response {
+    let Some(user) = caller(&s, &headers) else {
+        return unauthorized();
+    };
+    let r = &review["spec"]["resourceAttributes"];
+    let field = |f: &str| r[f].as_str().unwrap_or("").to_owned();
+    let ok = allowed(
+        &s,
+        &user,
+        &field("verb"),
+        &field("resource"),
+        &field("namespace"),
+    );
+    review["status"] = json!({"allowed": ok});
+    (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+/// A namespace's workloads of `plural`, as the caller.
+fn list_workloads_as(
+    s: &Arc<Shared>,
+    headers: &axum::http::HeaderMap,
+    group: &str,
+    plural: &str,
+    ns: String,
+) -> Response {
+    let Some(kind) = workload_kind(plural) else {
+        return status(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+    };
+    let Some(user) = caller(s, headers) else {
+        return unauthorized();
+    };
+    if !allowed(s, &user, "list", plural, &ns) {
+        let name = user["username"].as_str().unwrap_or("");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "{plural} is forbidden: User \"{name}\" cannot list resource \"{plural}\" in API group \"{group}\" in the namespace \"{ns}\""
+            ),
+        );
+    }
+    list_or_watch(s, kind, "List", &HashMap::new(), move |o| {
+        o["metadata"]["namespace"].as_str() == Some(ns.as_str())
+    })
+}
+
+async fn list_pods(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    Path(ns): Path<String>,
+) -> Response {
+    list_workloads_as(&s, &headers, "", "pods", ns)
+}
+
+async fn list_workloads(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    Path((group, ns, plural)): Path<(String, String, String)>,
+) -> Response {
+    let served = matches!(
+        (group.as_str(), plural.as_str()),
+        ("apps", "deployments" | "statefulsets" | "daemonsets") | ("batch", "jobs" | "cronjobs")
+    );
+    if !served {
+        return status(StatusCode::NOT_FOUND, "NotFound", "no such resource");
+    }
+    list_workloads_as(&s, &headers, &group, &plural, ns)
 }

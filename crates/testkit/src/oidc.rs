@@ -1,20 +1,29 @@
 //! A loopback OIDC issuer: serves `/.well-known/openid-configuration` and its JWKS
 //! over HTTPS with a CA of its own, and mints tokens with whatever claims, keys and
 //! headers a test chooses, so every bad token can be forged. Counts JWKS fetches.
+//!
+//! It also logs browsers in with the authorization-code flow and PKCE: `/authorize`
+//! approves at once as the user set with [`OidcIssuer::approve_as`] (or answers
+//! `access_denied`), and `/token` exchanges a code once, only with the verifier whose
+//! S256 challenge the authorization named, the same client and redirect URI, for an ID
+//! token carrying the authorization's `nonce`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 /// An ES256 signing key and its public JWK (with `kid` and `alg`).
 #[derive(Clone)]
@@ -54,10 +63,27 @@ impl SigningKey {
     }
 }
 
+/// An authorization waiting for its code to be exchanged.
+struct Grant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    nonce: String,
+    sub: String,
+    groups: Vec<String>,
+}
+
 struct Shared {
     url: String,
     keys: std::sync::Mutex<Vec<Jwk>>,
     jwks_fetches: AtomicUsize,
+    /// Who `/authorize` logs in (`None`: it answers `access_denied`).
+    approve: Mutex<Option<(String, Vec<String>)>>,
+    /// Codes not yet exchanged.
+    codes: Mutex<HashMap<String, Grant>>,
+    /// Exchanges asked for, successful or not.
+    exchanges: AtomicUsize,
+    key: SigningKey,
 }
 
 /// The issuer, serving until dropped.
@@ -82,10 +108,133 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
     Json(json!({
         "issuer": s.url,
         "jwks_uri": format!("{}/keys", s.url),
+        "authorization_endpoint": format!("{}/authorize", s.url),
+        "token_endpoint": format!("{}/token", s.url),
         "id_token_signing_alg_values_supported": ["ES256"],
-        "response_types_supported": ["id_token"],
+        "response_types_supported": ["code", "id_token"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
     }))
+}
+
+/// A code nobody can guess twice within a test run.
+fn new_code() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    hex::encode(&Sha256::digest(format!("{n}-{t}").as_bytes())[..16])
+}
+
+/// `redirect_uri` with `pairs` added to its query.
+fn back_to(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
+    let Ok(mut url) = reqwest::Url::parse(redirect_uri) else {
+        return (StatusCode::BAD_REQUEST, "redirect_uri is not a URL").into_response();
+    };
+    for (k, v) in pairs {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+/// `GET /authorize`: approves at once as the configured user (or denies).
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let field = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let redirect_uri = field("redirect_uri");
+    let state = field("state");
+    if field("response_type") != "code" {
+        return back_to(
+            &redirect_uri,
+            &[("error", "unsupported_response_type"), ("state", &state)],
+        );
+    }
+    if field("code_challenge_method") != "S256" || field("code_challenge").is_empty() {
+        return back_to(
+            &redirect_uri,
+            &[
+                ("error", "invalid_request"),
+                ("error_description", "PKCE with S256 is required"),
+                ("state", &state),
+            ],
+        );
+    }
+    let Some((sub, groups)) = s.approve.lock().expect("approve").clone() else {
+        return back_to(
+            &redirect_uri,
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the user declined"),
+                ("state", &state),
+            ],
+        );
+    };
+    let code = new_code();
+    s.codes.lock().expect("codes").insert(
+        code.clone(),
+        Grant {
+            client_id: field("client_id"),
+            redirect_uri: redirect_uri.clone(),
+            challenge: field("code_challenge"),
+            nonce: field("nonce"),
+            sub,
+            groups,
+        },
+    );
+    back_to(&redirect_uri, &[("code", &code), ("state", &state)])
+}
+
+fn invalid_grant(why: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "invalid_grant", "error_description": why})),
+    )
+        .into_response()
+}
+
+/// `POST /token`: a code, once, for its verifier, client and redirect URI.
+async fn token(State(s): State<Arc<Shared>>, Form(f): Form<HashMap<String, String>>) -> Response {
+    s.exchanges.fetch_add(1, Ordering::SeqCst);
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if field("grant_type") != "authorization_code" {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type"})),
+        )
+            .into_response();
+    }
+    // A code is used up by its first exchange, whatever that exchange's outcome.
+    let Some(grant) = s.codes.lock().expect("codes").remove(&field("code")) else {
+        return invalid_grant("unknown, expired or already used code");
+    };
+    if grant.client_id != field("client_id") {
+        return invalid_grant("the code was issued to another client");
+    }
+    if grant.redirect_uri != field("redirect_uri") {
+        return invalid_grant("redirect_uri differs from the authorization's");
+    }
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(field("code_verifier").as_bytes()));
+    if challenge != grant.challenge {
+        return invalid_grant("PKCE verification failed");
+    }
+    let now = now();
+    let claims = json!({
+        "iss": s.url, "sub": grant.sub, "aud": grant.client_id,
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "nonce": grant.nonce, "groups": grant.groups,
+    });
+    Json(json!({
+        "access_token": new_code(),
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "id_token": s.key.sign(&claims),
+    }))
+    .into_response()
 }
 
 async fn jwks(State(s): State<Arc<Shared>>) -> Json<JwkSet> {
@@ -119,10 +268,16 @@ impl OidcIssuer {
             url: url.clone(),
             keys: std::sync::Mutex::new(vec![key.jwk.clone()]),
             jwks_fetches: AtomicUsize::new(0),
+            approve: Mutex::new(None),
+            codes: Mutex::default(),
+            exchanges: AtomicUsize::new(0),
+            key: key.clone(),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/keys", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
             .with_state(shared.clone());
         let config = axum_server::tls_rustls::RustlsConfig::from_pem(
             leaf.pem().into_bytes(),
@@ -150,6 +305,24 @@ impl OidcIssuer {
             .lock()
             .expect("keys lock")
             .push(key.jwk.clone());
+    }
+
+    /// `/authorize` logs browsers in as `sub` in `groups` from now on.
+    pub fn approve_as(&self, sub: &str, groups: &[&str]) {
+        *self.shared.approve.lock().expect("approve") = Some((
+            sub.to_owned(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        ));
+    }
+
+    /// `/authorize` answers `access_denied` from now on (the default).
+    pub fn deny(&self) {
+        *self.shared.approve.lock().expect("approve") = None;
+    }
+
+    /// How many code exchanges `/token` was asked for.
+    pub fn exchanges(&self) -> usize {
+        self.shared.exchanges.load(Ordering::SeqCst)
     }
 
     /// How many times the JWKS was fetched.

@@ -247,6 +247,18 @@ pub struct TokenAuthnArgs {
     /// kube-apiserver AuthenticationConfiguration (YAML) whose jwt[] issuers users log in with (OIDC)
     #[arg(long, value_name = "FILE")]
     pub authentication_config: Option<PathBuf>,
+
+    /// The web console's OIDC client id at the --authentication-config issuers [default: each issuer's first audience]
+    #[arg(long, value_name = "ID")]
+    pub console_oidc_client_id: Option<String>,
+
+    /// File holding the console's OIDC client secret (a confidential client); without it the console is a public client using PKCE
+    #[arg(long, value_name = "FILE")]
+    pub console_oidc_client_secret_file: Option<PathBuf>,
+
+    /// Scopes the console asks the issuer for (space-separated) [default: "openid profile email"]
+    #[arg(long, value_name = "SCOPES")]
+    pub console_oidc_scopes: Option<String>,
 }
 
 /// `moor serve`'s records and secrets at rest: encryption and the audit log, with
@@ -446,6 +458,11 @@ fn options(args: ServeArgs) -> ServeOptions {
             api_audiences: args.token_authn.api_audiences,
             max_token_expiration: args.token_authn.service_account_max_token_expiration,
             authentication_config: args.token_authn.authentication_config,
+        },
+        console_oidc: moor_server::console::oidc::OidcClientOptions {
+            client_id: args.token_authn.console_oidc_client_id,
+            client_secret_file: args.token_authn.console_oidc_client_secret_file,
+            scopes: args.token_authn.console_oidc_scopes,
         },
         encryption_provider_config: args.at_rest.encryption_provider_config,
         etcd_tls: moor_store::EtcdTls {

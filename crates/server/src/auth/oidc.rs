@@ -265,6 +265,24 @@ impl AuthenticationConfiguration {
     }
 }
 
+/// The parts of an issuer's discovery document moor reads.
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+}
+
+/// Where a browser logs in and where the code is exchanged.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+}
+
 /// The keys of one issuer, as last fetched.
 #[derive(Default)]
 struct KeyCache {
@@ -312,13 +330,22 @@ impl JwtIssuer {
         &self.config.issuer.url
     }
 
-    /// Discovery, then the JWKS it names.
-    async fn fetch_keys(&self) -> Result<Vec<Jwk>, String> {
-        #[derive(Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
+    /// GETs `url` with the issuer's client: the body of a 2xx answer.
+    async fn get(&self, url: &str) -> Result<bytes::Bytes, String> {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: {}", resp.status()));
         }
+        resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))
+    }
+
+    /// The issuer's discovery document, checked to name this issuer.
+    async fn discover(&self) -> Result<Discovery, String> {
         let issuer = &self.config.issuer;
         let discovery_url = match &issuer.discovery_url {
             Some(u) => u.clone(),
@@ -327,19 +354,7 @@ impl JwtIssuer {
                 issuer.url.trim_end_matches('/')
             ),
         };
-        let get = |url: String| async move {
-            let resp = self
-                .client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("GET {url}: {}", resp.status()));
-            }
-            resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))
-        };
-        let body = get(discovery_url).await?;
+        let body = self.get(&discovery_url).await?;
         let d: Discovery =
             serde_json::from_slice(&body).map_err(|e| format!("discovery document: {e}"))?;
         if d.issuer != issuer.url {
@@ -348,7 +363,13 @@ impl JwtIssuer {
                 d.issuer, issuer.url
             ));
         }
-        let body = get(d.jwks_uri).await?;
+        Ok(d)
+    }
+
+    /// Discovery, then the JWKS it names.
+    async fn fetch_keys(&self) -> Result<Vec<Jwk>, String> {
+        let d = self.discover().await?;
+        let body = self.get(&d.jwks_uri).await?;
         #[derive(Deserialize)]
         struct Set {
             keys: Vec<Value>,
@@ -396,8 +417,9 @@ impl JwtIssuer {
         matching(&cache.keys)
     }
 
-    /// The user `token` names and its `exp`, when it verifies.
-    async fn verify(&self, token: &str) -> Option<(UserInfo, i64)> {
+    /// The claims of `token` when it verifies: signed by a key of the issuer's JWKS
+    /// with an asymmetric algorithm, this issuer, one of its audiences, not expired.
+    async fn verified_claims(&self, token: &str) -> Option<Map<String, Value>> {
         // Only `alg` and `kid` are read from the header: a key is never taken from it.
         let header = jsonwebtoken::decode_header(token).ok()?;
         if !ALGORITHMS.contains(&header.alg) {
@@ -410,7 +432,7 @@ impl JwtIssuer {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
         let keys = self.keys_for(header.kid.as_deref()).await;
-        let claims = keys.iter().find_map(|jwk| {
+        keys.iter().find_map(|jwk| {
             if jwk
                 .common
                 .key_algorithm
@@ -422,9 +444,64 @@ impl JwtIssuer {
             jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
                 .ok()
                 .map(|d| d.claims)
-        })?;
+        })
+    }
+
+    /// The user `token` names and its `exp`, when it verifies.
+    async fn verify(&self, token: &str) -> Option<(UserInfo, i64)> {
+        let claims = self.verified_claims(token).await?;
         let exp = claims.get("exp")?.as_i64()?;
         Some((self.user(&claims)?, exp))
+    }
+
+    /// An ID token of the console's OIDC login, checked as the API checks bearer
+    /// tokens (signature, issuer, audience, expiry, claim mappings) and carrying
+    /// `nonce`: the user and the token's `exp`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<(UserInfo, i64), &'static str> {
+        let claims = self
+            .verified_claims(token)
+            .await
+            .ok_or("the ID token does not verify (signature, issuer, audience or expiry)")?;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err("the ID token's nonce is not this login's");
+        }
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or("the ID token has no exp")?;
+        let user = self
+            .user(&claims)
+            .ok_or("the ID token lacks the claims the user name and groups come from")?;
+        Ok((user, exp))
+    }
+
+    /// The audiences tokens must name (the first is the console's default client id).
+    pub fn audiences(&self) -> &[String] {
+        &self.config.issuer.audiences
+    }
+
+    /// The HTTP client trusting the issuer's CA (or the system roots).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The issuer's authorization and token endpoints, from its discovery document.
+    pub async fn endpoints(&self) -> Result<Endpoints, String> {
+        let d = self.discover().await?;
+        match (d.authorization_endpoint, d.token_endpoint) {
+            (Some(authorization), Some(token)) => Ok(Endpoints {
+                authorization,
+                token,
+            }),
+            _ => Err(format!(
+                "{}: discovery names no authorization_endpoint or token_endpoint",
+                self.url()
+            )),
+        }
     }
 
     /// The user the verified `claims` map to; `None` when a mapped claim is missing
@@ -519,6 +596,13 @@ impl JwtAuthenticators {
             })
             .collect::<Result<_, _>>()?;
         Ok(JwtAuthenticators(issuers, TokenCache::default()))
+    }
+}
+
+impl JwtAuthenticators {
+    /// The issuers, in the configuration's order.
+    pub fn issuers(&self) -> &[Arc<JwtIssuer>] {
+        &self.0
     }
 }
 

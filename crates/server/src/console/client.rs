@@ -1,5 +1,12 @@
 //! The console's API client: requests sent with the user's bearer token through the
 //! API router in process (tower `oneshot`), so every check is the API's own.
+//!
+//! In cluster mode moor serves only its own groups (`image.openshift.io`, `moor.io`);
+//! namespaces, workloads and the self-reviews are the cluster's. Requests for those go
+//! to the cluster's API server with the user's own bearer token (the one the cluster's
+//! TokenReview accepted at login) on a client that carries no credentials of moor's,
+//! so the cluster's RBAC decides what the user sees, and moor needs no right to
+//! impersonate anyone.
 
 use axum::Router;
 use axum::body::Body;
@@ -10,18 +17,53 @@ use tower::ServiceExt as _;
 
 use super::ConsoleError;
 
-/// Calls the API router as a user.
+/// Calls the API router (and, in cluster mode, the cluster) as a user.
 #[derive(Clone)]
 pub(crate) struct ApiClient {
     router: Router,
+    /// Cluster mode: the cluster's API server, without credentials of its own.
+    cluster: Option<kube::Client>,
+}
+
+/// Whether moor serves `path` itself in cluster mode (its own groups).
+fn served_by_moor(path: &str) -> bool {
+    ["/apis/image.openshift.io/", "/apis/moor.io/"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 /// The group-version path of the image API.
 pub(crate) const IMAGE_API: &str = "/apis/image.openshift.io/v1";
 
 impl ApiClient {
-    pub(crate) fn new(router: Router) -> Self {
-        ApiClient { router }
+    pub(crate) fn new(router: Router, cluster: Option<kube::Client>) -> Self {
+        ApiClient { router, cluster }
+    }
+
+    /// Sends `req` where `path` is served: the router, or the cluster.
+    async fn dispatch(
+        &self,
+        path: &str,
+        req: Request<Body>,
+    ) -> Result<axum::response::Response, ConsoleError> {
+        let Some(cluster) = self.cluster.as_ref().filter(|_| !served_by_moor(path)) else {
+            return Ok(self
+                .router
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap_or_else(|never| match never {}));
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .map_err(ConsoleError::Body)?;
+        let req = Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
+        let resp = cluster.send(req).await.map_err(|e| ConsoleError::Api {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("the cluster's API server: {e}"),
+        })?;
+        Ok(resp.map(Body::new))
     }
 
     /// Sends one request as the holder of `token`; a non-2xx answer becomes
@@ -48,12 +90,7 @@ impl ApiClient {
         let req = req
             .body(body)
             .map_err(|e| ConsoleError::BadRequest(format!("bad API path {path:?}: {e}")))?;
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap_or_else(|never| match never {});
+        let resp = self.dispatch(path, req).await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.into_body());

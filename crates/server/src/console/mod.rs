@@ -17,13 +17,19 @@
 //! under a content-hashed URL with a year-long cache lifetime; nothing needs JS to be
 //! read, and every action is a plain form POST, asked for on a confirmation page first.
 //!
-//! May call the API router it is given, the store (namespace names only) and
-//! `moor-api`'s types.
+//! Sessions and pending OIDC logins are kept in the store, so replicas on one store
+//! share them ([`session`], [`oidc`]). In cluster mode, what moor does not serve
+//! (namespaces, workloads, self-reviews) is asked of the cluster with the user's own
+//! token ([`client`]).
+//!
+//! May call the API router it is given, the store (namespace names, sessions, login
+//! records), the OIDC issuers, the cluster's API server and `moor-api`'s types.
 
 mod actions;
 mod client;
 mod image;
 mod live;
+pub mod oidc;
 mod pages;
 mod session;
 mod stream;
@@ -80,15 +86,38 @@ pub struct Console {
     api: client::ApiClient,
     server: Arc<ApiServer>,
     sessions: Arc<Sessions>,
+    oidc: Option<Arc<oidc::OidcLogin>>,
+}
+
+/// What the console is given besides the API: its OIDC login and, in cluster mode,
+/// the cluster (the default: neither).
+#[derive(Clone, Default)]
+pub struct Setup {
+    /// OIDC login with `--authentication-config`'s issuers.
+    pub oidc: Option<Arc<oidc::OidcLogin>>,
+    /// Cluster mode: a client of the cluster's API server without credentials of its
+    /// own (see [`crate::auth::cluster::client_without_credentials`]).
+    pub cluster: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("oidc", &self.oidc.is_some())
+            .field("cluster", &self.cluster.is_some())
+            .finish()
+    }
 }
 
 /// The console's routes under `/console`, calling `api` (the API router, with its
-/// authentication) as the signed-in user; `server` gives namespace names.
-pub fn router(api: Router, server: Arc<ApiServer>) -> Router {
+/// authentication) as the signed-in user; `server` gives namespace names and the
+/// store sessions live in.
+pub fn router(api: Router, server: Arc<ApiServer>, setup: Setup) -> Router {
     let console = Console {
-        api: client::ApiClient::new(api),
+        api: client::ApiClient::new(api, setup.cluster),
+        sessions: Arc::new(Sessions::new(server.store.clone())),
         server,
-        sessions: Arc::new(Sessions::default()),
+        oidc: setup.oidc,
     };
     Router::new()
         .route(
@@ -101,6 +130,8 @@ pub fn router(api: Router, server: Arc<ApiServer>) -> Router {
             get(session::login_form).post(session::login),
         )
         .route("/console/logout", post(session::logout))
+        .route("/console/oidc/start", get(oidc::start))
+        .route("/console/oidc/callback", get(oidc::callback))
         .route("/console/static/{file}", get(asset))
         .route("/console/ns/{ns}/", get(pages::streams))
         .route(

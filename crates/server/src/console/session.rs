@@ -1,23 +1,32 @@
 //! Console sessions: a token login form, an opaque random session id in an HttpOnly,
-//! SameSite=Strict cookie (Secure over TLS) mapped in memory to the token, with an
-//! expiry; a synchronizer CSRF token per session checked on every POST; logout.
+//! SameSite=Strict cookie (Secure over TLS), a synchronizer CSRF token per session
+//! checked on every POST, and logout.
 //!
-//! The token is never put in a URL, a cookie or a log. Sessions live in this process:
-//! a restart (or another replica) asks the user to log in again.
+//! Sessions live in the store (`/moor/console/sessions/`), so every replica on one
+//! store knows them and a logout on one ends the session on all. A record is keyed by
+//! the SHA-256 of the cookie's id and holds the token sealed (AES-256-GCM) with a key
+//! derived from the id: someone who reads the store (or a backup) can neither present
+//! a session nor read its token; only the browser's cookie opens it. The token is never
+//! put in a URL, a cookie or a log.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use axum::Form;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_server::tls::TlsInfo;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use maud::html;
+use moor_store::{ListOptions, Store, StoreError};
 use rand::RngCore as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::{Console, Crumb, layout};
 
@@ -25,22 +34,36 @@ use super::{Console, Crumb, layout};
 pub(crate) const COOKIE: &str = "moor-console";
 /// The cookie that ties the login form to the browser that loaded it.
 const LOGIN_COOKIE: &str = "moor-console-login";
-/// How long a session lasts after login.
-const LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// At most this many live sessions (a bound on memory; expired ones are dropped first).
+/// How long a session lasts after login (less when its token expires sooner).
+pub(crate) const LIFETIME: Duration = Duration::from_secs(8 * 3600);
+/// At most this many live sessions (a bound on the store; expired ones are dropped
+/// first).
 const MAX_SESSIONS: usize = 10_000;
+/// Where session records live in the store.
+const SESSIONS_PREFIX: &str = "/moor/console/sessions/";
 
-struct Session {
-    token: String,
+/// A session as stored: the token sealed with a key only the cookie's id gives.
+#[derive(Serialize, Deserialize)]
+struct Record {
     user: String,
     csrf: String,
-    expires: Instant,
+    /// Seconds since the epoch.
+    expires: i64,
+    /// AES-GCM nonce and sealed token, base64.
+    nonce: String,
+    sealed: String,
 }
 
-/// The live sessions, by id.
-#[derive(Default)]
+/// The sessions of every replica on the store.
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    store: Arc<dyn Store>,
+}
+
+/// A live session, opened.
+pub(crate) struct Live {
+    pub user: String,
+    pub token: String,
+    pub csrf: String,
 }
 
 /// The signed-in user of a request.
@@ -56,14 +79,15 @@ pub(crate) struct Current {
     pub secure: bool,
 }
 
-fn random_hex() -> String {
+/// 32 random bytes, hex.
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
 /// Compares in time independent of where the strings differ.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -71,52 +95,177 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        // A panic while holding the lock leaves the map usable.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Seconds since the epoch.
+pub(crate) fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
 
-    /// Starts a session; `None` when too many are live.
-    fn create(&self, token: String, user: String) -> Option<String> {
-        let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.expires > now);
-            if map.len() >= MAX_SESSIONS {
-                return None;
+/// The store key of the record `id` opens: `prefix` and the id's SHA-256.
+pub(crate) fn record_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}{}", hex::encode(Sha256::digest(id.as_bytes())))
+}
+
+/// The AES-256-GCM cipher of the record `id` opens (a key derived from the id, which
+/// only the browser holds; the store keeps only the id's hash).
+fn cipher(id: &str) -> Aes256Gcm {
+    let mut h = Sha256::new();
+    h.update(b"moor console record key\0");
+    h.update(id.as_bytes());
+    let key = h.finalize();
+    Aes256Gcm::new(&key)
+}
+
+/// `plain` sealed for the record `id` at `key`: (nonce, ciphertext), base64.
+pub(crate) fn seal(id: &str, key: &str, plain: &[u8]) -> Option<(String, String)> {
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = cipher(id)
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: plain,
+                aad: key.as_bytes(),
+            },
+        )
+        .ok()?;
+    Some((STANDARD.encode(nonce), STANDARD.encode(sealed)))
+}
+
+/// What [`seal`] sealed, when `id` opens it.
+pub(crate) fn open(id: &str, key: &str, nonce: &str, sealed: &str) -> Option<Vec<u8>> {
+    let nonce: [u8; 12] = STANDARD.decode(nonce).ok()?.try_into().ok()?;
+    let sealed = STANDARD.decode(sealed).ok()?;
+    cipher(id)
+        .decrypt(
+            (&nonce).into(),
+            Payload {
+                msg: &sealed,
+                aad: key.as_bytes(),
+            },
+        )
+        .ok()
+}
+
+/// Deletes the expired records under `prefix` and counts the live ones (records that
+/// do not parse count as expired). `expires` reads a record's expiry.
+pub(crate) async fn sweep(
+    store: &dyn Store,
+    prefix: &str,
+    expires: impl Fn(&[u8]) -> Option<i64>,
+) -> Result<usize, StoreError> {
+    let now = now();
+    let mut live = 0;
+    let mut after = None;
+    loop {
+        let page = store
+            .list(
+                prefix,
+                ListOptions {
+                    start_after: after.take(),
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        for kv in &page.kvs {
+            if expires(&kv.value).is_some_and(|e| e > now) {
+                live += 1;
+            } else {
+                match store.delete(&kv.key, Some(kv.mod_revision)).await {
+                    Ok(_) | Err(StoreError::NotFound(_) | StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        let id = random_hex();
-        map.insert(
-            id.clone(),
-            Session {
-                token,
-                user,
-                csrf: random_hex(),
-                expires: now + LIFETIME,
-            },
-        );
-        Some(id)
-    }
-
-    fn get(&self, id: &str) -> Option<(String, String, String)> {
-        let mut map = self.lock();
-        let s = map.get(id)?;
-        if s.expires <= Instant::now() {
-            map.remove(id);
-            return None;
+        if !page.more {
+            return Ok(live);
         }
-        Some((s.user.clone(), s.token.clone(), s.csrf.clone()))
+        after = page.kvs.last().map(|kv| kv.key.clone());
+    }
+}
+
+impl Sessions {
+    /// The sessions kept in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Sessions { store }
     }
 
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    /// Starts a session for `user` holding `token` until `expires` (seconds since the
+    /// epoch, capped at [`LIFETIME`] from now); `None` when too many are live.
+    pub(crate) async fn create(
+        &self,
+        token: &str,
+        user: String,
+        expires: Option<i64>,
+    ) -> Result<Option<String>, StoreError> {
+        let live = sweep(self.store.as_ref(), SESSIONS_PREFIX, |v| {
+            serde_json::from_slice::<Record>(v).ok().map(|r| r.expires)
+        })
+        .await?;
+        if live >= MAX_SESSIONS {
+            return Ok(None);
+        }
+        let cap = now() + i64::try_from(LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        let id = random_hex();
+        let key = record_key(SESSIONS_PREFIX, &id);
+        let Some((nonce, sealed)) = seal(&id, &key, token.as_bytes()) else {
+            return Ok(None);
+        };
+        let record = Record {
+            user,
+            csrf: random_hex(),
+            expires: expires.map_or(cap, |e| e.min(cap)),
+            nonce,
+            sealed,
+        };
+        let value = serde_json::to_vec(&record).unwrap_or_default();
+        self.store.create(&key, value.into()).await?;
+        Ok(Some(id))
+    }
+
+    /// The live session `id` names; an expired one is deleted.
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Live>, StoreError> {
+        let key = record_key(SESSIONS_PREFIX, id);
+        let Some(kv) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let Ok(r) = serde_json::from_slice::<Record>(&kv.value) else {
+            return Ok(None);
+        };
+        if r.expires <= now() {
+            match self.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(_) | Err(StoreError::NotFound(_) | StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(None);
+        }
+        let Some(token) =
+            open(id, &key, &r.nonce, &r.sealed).and_then(|t| String::from_utf8(t).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Live {
+            user: r.user,
+            token,
+            csrf: r.csrf,
+        }))
+    }
+
+    /// Ends session `id` (on every replica).
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        match self
+            .store
+            .delete(&record_key(SESSIONS_PREFIX, id), None)
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
 /// The value of cookie `name` in `headers`.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -133,12 +282,29 @@ fn is_tls(parts: &Parts) -> bool {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, path `/console`, Secure over TLS;
 /// `None` for `max_age` deletes it.
-fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<Duration>) -> String {
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    secure: bool,
+    max_age: Option<Duration>,
+) -> String {
+    set_cookie_with(name, value, secure, max_age, cookie::SameSite::Strict)
+}
+
+/// [`set_cookie`] with another SameSite policy (the OIDC flow's cookie must come
+/// back on the identity provider's redirect, a cross-site top-level GET: `Lax`).
+pub(crate) fn set_cookie_with(
+    name: &str,
+    value: &str,
+    secure: bool,
+    max_age: Option<Duration>,
+    same_site: cookie::SameSite,
+) -> String {
     let mut c = cookie::Cookie::build((name, value))
         .path("/console")
         .http_only(true)
         .secure(secure)
-        .same_site(cookie::SameSite::Strict);
+        .same_site(same_site);
     c = match max_age {
         Some(age) => c.max_age(cookie::time::Duration::seconds(
             i64::try_from(age.as_secs()).unwrap_or(i64::MAX),
@@ -153,15 +319,25 @@ impl FromRequestParts<Console> for Current {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Console) -> Result<Self, Response> {
-        let found = cookie(&parts.headers, COOKIE).and_then(|id| state.sessions.get(&id));
-        match found {
-            Some((user, token, csrf)) => Ok(Current {
-                user,
-                token,
-                csrf,
+        let Some(id) = cookie(&parts.headers, COOKIE) else {
+            return Err(Redirect::to("/console/login").into_response());
+        };
+        match state.sessions.get(&id).await {
+            Ok(Some(live)) => Ok(Current {
+                user: live.user,
+                token: live.token,
+                csrf: live.csrf,
                 secure: is_tls(parts),
             }),
-            None => Err(Redirect::to("/console/login").into_response()),
+            Ok(None) => Err(Redirect::to("/console/login").into_response()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a console session");
+                Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "console sessions are unavailable: the store failed",
+                )
+                    .into_response())
+            }
         }
     }
 }
@@ -183,7 +359,7 @@ pub(crate) fn csrf_refused() -> Response {
 }
 
 /// Whether the request came over TLS.
-pub(crate) struct Tls(bool);
+pub(crate) struct Tls(pub(crate) bool);
 
 impl<S: Send + Sync> FromRequestParts<S> for Tls {
     type Rejection = std::convert::Infallible;
@@ -192,7 +368,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Tls {
     }
 }
 
-fn login_page(csrf: &str, error: Option<&str>) -> maud::Markup {
+/// The login page: the token form, and a "Log in with ISSUER" link for each OIDC
+/// issuer the console may log in with.
+pub(crate) fn login_page(console: &Console, csrf: &str, error: Option<&str>) -> maud::Markup {
+    let issuers = console
+        .oidc
+        .as_ref()
+        .map(|o| o.labels())
+        .unwrap_or_default();
     layout(
         "Log in",
         None,
@@ -201,6 +384,14 @@ fn login_page(csrf: &str, error: Option<&str>) -> maud::Markup {
             h1 { "Log in to moor" }
             @if let Some(error) = error {
                 p.error role="alert" { (error) }
+            }
+            @if !issuers.is_empty() {
+                ul.oidc {
+                    @for (i, label) in issuers.iter().enumerate() {
+                        li { a.button href=(format!("/console/oidc/start?issuer={i}")) { "Log in with " (label) } }
+                    }
+                }
+                p.muted { "Or with a token:" }
             }
             form method="post" action="/console/login" {
                 input type="hidden" name="csrf" value=(csrf);
@@ -218,14 +409,23 @@ fn login_page(csrf: &str, error: Option<&str>) -> maud::Markup {
 }
 
 /// `GET /console/login`: the form, with a fresh login CSRF token in a cookie.
-pub(crate) async fn login_form(Tls(secure): Tls) -> Response {
+pub(crate) async fn login_form(State(console): State<Console>, Tls(secure): Tls) -> Response {
+    login_form_response(&console, secure, None)
+}
+
+/// The login page with a fresh login CSRF token in a cookie, and `error` shown.
+pub(crate) fn login_form_response(
+    console: &Console,
+    secure: bool,
+    error: Option<&str>,
+) -> Response {
     let csrf = random_hex();
     (
         [(
             header::SET_COOKIE,
             set_cookie(LOGIN_COOKIE, &csrf, secure, Some(Duration::from_secs(3600))),
         )],
-        login_page(&csrf, None),
+        login_page(console, &csrf, error),
     )
         .into_response()
 }
@@ -236,6 +436,57 @@ pub(crate) struct LoginForm {
     token: String,
     #[serde(default)]
     csrf: String,
+}
+
+/// Why a session could not be started, as the login page says it.
+pub(crate) enum StartError {
+    /// The API does not accept the token.
+    Refused,
+    /// Too many sessions are live.
+    Full,
+    /// The API or the store failed.
+    Failed(String),
+}
+
+impl StartError {
+    /// The status and the message shown.
+    pub(crate) fn shown(&self) -> (StatusCode, String) {
+        match self {
+            StartError::Refused => (
+                StatusCode::UNAUTHORIZED,
+                "The API does not accept this token.".into(),
+            ),
+            StartError::Full => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sessions are open: try again later.".into(),
+            ),
+            StartError::Failed(m) => (StatusCode::BAD_GATEWAY, m.clone()),
+        }
+    }
+}
+
+/// Checks `token` with the API (SelfSubjectReview) and starts a session holding it
+/// until `expires` (at most [`LIFETIME`]): the new session id.
+pub(crate) async fn start_session(
+    console: &Console,
+    token: &str,
+    expires: Option<i64>,
+) -> Result<String, StartError> {
+    let user = match console.api.whoami(token).await {
+        Ok(user) => user,
+        Err(e) if super::client::is_refusal(&e) => return Err(StartError::Refused),
+        Err(e) => return Err(StartError::Failed(e.to_string())),
+    };
+    match console.sessions.create(token, user, expires).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(StartError::Full),
+        Err(e) => Err(StartError::Failed(format!("storing the session: {e}"))),
+    }
+}
+
+/// The `Set-Cookie` value of a new session `id`.
+pub(crate) fn session_cookie(id: &str, secure: bool) -> String {
+    set_cookie(COOKIE, id, secure, Some(LIFETIME))
 }
 
 /// `POST /console/login`: checks the token with the API (SelfSubjectReview) and
@@ -251,6 +502,7 @@ pub(crate) async fn login(
         return (
             StatusCode::FORBIDDEN,
             login_page(
+                &console,
                 &form.csrf,
                 Some("This login form has expired: load the login page again."),
             ),
@@ -258,30 +510,22 @@ pub(crate) async fn login(
             .into_response();
     }
     let token = form.token.trim().to_owned();
-    let again =
-        |status, message: &str| (status, login_page(&form.csrf, Some(message))).into_response();
+    let again = |status, message: &str| {
+        (status, login_page(&console, &form.csrf, Some(message))).into_response()
+    };
     if token.is_empty() {
         return again(StatusCode::BAD_REQUEST, "Enter a token.");
     }
-    let user = match console.api.whoami(&token).await {
-        Ok(user) => user,
-        Err(e) if super::client::is_refusal(&e) => {
-            return again(
-                StatusCode::UNAUTHORIZED,
-                "The API does not accept this token.",
-            );
+    let id = match start_session(&console, &token, None).await {
+        Ok(id) => id,
+        Err(e) => {
+            let (status, message) = e.shown();
+            return again(status, &message);
         }
-        Err(e) => return again(StatusCode::BAD_GATEWAY, &e.to_string()),
-    };
-    let Some(id) = console.sessions.create(token, user) else {
-        return again(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sessions are open: try again later.",
-        );
     };
     let mut resp = Redirect::to("/console/").into_response();
     let h = resp.headers_mut();
-    if let Ok(v) = set_cookie(COOKIE, &id, secure, Some(LIFETIME)).parse() {
+    if let Ok(v) = session_cookie(&id, secure).parse() {
         h.append(header::SET_COOKIE, v);
     }
     if let Ok(v) = set_cookie(LOGIN_COOKIE, "", secure, None).parse() {
@@ -296,7 +540,8 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /console/logout`: ends the session.
+/// `POST /console/logout`: ends the session (its record is deleted from the store,
+/// so no replica accepts the cookie any more).
 pub(crate) async fn logout(
     State(console): State<Console>,
     current: Current,
@@ -306,8 +551,15 @@ pub(crate) async fn logout(
     if !current.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    if let Some(id) = cookie(&headers, COOKIE) {
-        console.sessions.remove(&id);
+    if let Some(id) = cookie(&headers, COOKIE)
+        && let Err(e) = console.sessions.remove(&id).await
+    {
+        tracing::warn!(error = %e, "deleting a console session");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logging out failed: the store did not delete the session; try again",
+        )
+            .into_response();
     }
     (
         [(
@@ -323,17 +575,57 @@ pub(crate) async fn logout(
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_expire_and_are_removed() {
-        let s = Sessions::default();
-        let id = s.create("t".into(), "u".into()).expect("room");
-        assert_eq!(
-            s.get(&id).map(|(u, t, _)| (u, t)),
-            Some(("u".into(), "t".into()))
+    fn sessions() -> Sessions {
+        Sessions::new(Arc::new(moor_store::MemoryStore::new()))
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_are_removed() {
+        let s = sessions();
+        let id = s
+            .create("t", "u".into(), None)
+            .await
+            .unwrap()
+            .expect("room");
+        let live = s.get(&id).await.unwrap().expect("live");
+        assert_eq!((live.user.as_str(), live.token.as_str()), ("u", "t"));
+        s.remove(&id).await.unwrap();
+        assert!(s.get(&id).await.unwrap().is_none(), "logged out");
+        let id = s
+            .create("t", "u".into(), Some(now() - 1))
+            .await
+            .unwrap()
+            .expect("room");
+        assert!(
+            s.get(&id).await.unwrap().is_none(),
+            "an expired session is gone"
         );
-        s.lock().get_mut(&id).expect("live").expires = Instant::now();
-        assert!(s.get(&id).is_none(), "an expired session is gone");
-        assert!(s.lock().is_empty());
+        let left = s
+            .store
+            .list(SESSIONS_PREFIX, ListOptions::default())
+            .await
+            .unwrap();
+        assert!(left.kvs.is_empty(), "and its record deleted");
+    }
+
+    #[tokio::test]
+    async fn the_store_holds_neither_the_id_nor_the_token() {
+        let s = sessions();
+        let id = s
+            .create("secret-token", "u".into(), None)
+            .await
+            .unwrap()
+            .expect("room");
+        let all = s.store.list("/", ListOptions::default()).await.unwrap();
+        assert_eq!(all.kvs.len(), 1);
+        let kv = &all.kvs[0];
+        let text = format!("{} {}", kv.key, String::from_utf8_lossy(&kv.value));
+        assert!(!text.contains(&id), "{text}");
+        assert!(!text.contains("secret-token"), "{text}");
+        // Another id does not open it, even at its key.
+        assert!(open(&random_hex(), &kv.key, "AAAAAAAAAAAAAAAA", "AAAA").is_none());
+        let forged = format!("{}0", &id[..id.len() - 1]);
+        assert!(s.get(&forged).await.unwrap().is_none());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! "Who runs it": the workloads of a namespace (Deployments, StatefulSets, DaemonSets,
-//! Jobs, CronJobs and Pods, as moor serves them in standalone mode) whose containers
-//! are pinned to an image of the stream, by lookup or by a trigger, so a person sees
-//! which still run an old digest. Read through the API as the signed-in user: a kind
-//! the user may not list (or that the API does not serve) is left out and named.
+//! Jobs, CronJobs and Pods: moor's in standalone mode, the cluster's in cluster mode,
+//! where [`super::client`] sends these lists to the cluster with the user's token)
+//! whose containers are pinned to an image of the stream, by lookup or by a trigger,
+//! so a person sees which still run an old digest. Read as the signed-in user: a kind
+//! the user may not list is left out and named; one that is not served is left out.
 
 use std::collections::HashMap;
 

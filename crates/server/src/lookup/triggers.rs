@@ -59,6 +59,16 @@ pub fn local_client(api: std::sync::Arc<ApiServer>) -> Client {
 
 /// A kube client for the API server a kubeconfig file names.
 pub async fn kubeconfig_client(path: &Path) -> Result<Client, TriggerError> {
+    let config = kubeconfig_config(path).await?;
+    Client::try_from(config).map_err(|e| TriggerError::Kubeconfig {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The client configuration of kubeconfig `path` (its proxy settings checked as
+/// [`kubeconfig_client`] says).
+pub async fn kubeconfig_config(path: &Path) -> Result<kube::Config, TriggerError> {
     let err = |message: String| TriggerError::Kubeconfig {
         path: path.display().to_string(),
         message,
@@ -84,7 +94,7 @@ pub async fn kubeconfig_client(path: &Path) -> Result<Client, TriggerError> {
         }
         config.proxy_url = None;
     }
-    Client::try_from(config).map_err(|e| err(e.to_string()))
+    Ok(config)
 }
 
 /// Whether `NO_PROXY`/`no_proxy` exempts `host` (exact host, `host:port`, a `.domain`

@@ -66,6 +66,22 @@ pub async fn client(source: &ClusterSource) -> Result<kube::Client, ClusterError
     }
 }
 
+/// A client of the cluster `source` names that sends no credentials of moor's own:
+/// the console sends each request with the signed-in user's bearer token, so the
+/// cluster authorizes the user, not moor.
+pub async fn client_without_credentials(
+    source: &ClusterSource,
+) -> Result<kube::Client, ClusterError> {
+    let mut config = match source {
+        ClusterSource::Kubeconfig(path) => crate::lookup::triggers::kubeconfig_config(path)
+            .await
+            .map_err(ClusterError::Kubeconfig)?,
+        ClusterSource::InCluster => kube::Config::incluster().map_err(ClusterError::InCluster)?,
+    };
+    config.auth_info = Default::default();
+    kube::Client::try_from(config).map_err(ClusterError::Client)
+}
+
 /// The cache TTLs of delegated authentication and authorization.
 #[derive(Clone, Debug)]
 pub struct CacheTtls {

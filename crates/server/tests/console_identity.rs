@@ -1,0 +1,508 @@
+//! Who the console's user is, and as whom it asks: OIDC login with PKCE through the
+//! real listener against the test issuer (a full round trip, denial, wrong state, a
+//! PKCE mismatch and a replayed code), sessions shared by two replicas on one store
+//! (logout on one ends them on both), and "who runs it" in cluster mode, listed from
+//! the cluster (the kube double) with the user's own token.
+
+mod console_support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode, header};
+use console_support::{builder, digest, login, populate, push, request};
+use moor_testkit::oidc::OidcIssuer;
+use moor_testkit::{KubeDouble, MoorServer};
+use serde_json::json;
+
+/// The client id (and audience) the console logs in with.
+const CLIENT: &str = "moor-console";
+
+/// moor on a real listener trusting `issuer`, with the console's users and streams,
+/// and `oidc:dave` (group `oidc:team-b-devs`) editing team-b only.
+async fn oidc_server(issuer: &OidcIssuer) -> MoorServer {
+    let b = builder();
+    let config = b.options.data_dir.with_file_name("authn.yaml");
+    std::fs::write(&config, issuer.authentication_config(CLIENT)).expect("config");
+    let server = b
+        .with(|o| o.token_authn.authentication_config = Some(config))
+        .listen()
+        .await;
+    populate(&server).await;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "devs-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "oidc:team-b-devs"}],
+    });
+    let r = server
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team-b/rolebindings",
+            &binding,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // The policy follows the store: wait until a token of dave's may read team-b.
+    let mut claims = issuer.claims("dave", CLIENT);
+    claims["groups"] = json!(["team-b-devs"]);
+    let token = issuer.mint(&claims);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = server
+            .http
+            .get(server.url("/apis/image.openshift.io/v1/namespaces/team-b/imagestreams"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET");
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dave never may read team-b");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+}
+
+/// A browser without redirects or a cookie jar (cookies are passed by hand),
+/// trusting the issuer's CA.
+fn browser(issuer: &OidcIssuer) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(issuer.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` of cookie `name` set by `resp`, and its full `Set-Cookie` line.
+fn cookie_of(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            (
+                v.split(';').next().unwrap_or_default().to_owned(),
+                v.to_owned(),
+            )
+        })
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()[header::LOCATION]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+/// A started login: the flow cookie and the issuer's authorization URL.
+struct Started {
+    cookie: String,
+    authorize: String,
+}
+
+async fn start(server: &MoorServer, client: &reqwest::Client) -> Started {
+    let r = client
+        .get(server.url("/console/oidc/start?issuer=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (cookie, line) = cookie_of(&r, "moor-console-oidc").expect("flow cookie");
+    for part in ["HttpOnly", "SameSite=Lax", "Path=/console", "Max-Age=600"] {
+        assert!(line.contains(part), "{line} lacks {part}");
+    }
+    Started {
+        cookie,
+        authorize: location(&r),
+    }
+}
+
+/// The issuer's answer to the authorization: the callback URL it redirects to.
+async fn authorize(client: &reqwest::Client, started: &Started) -> reqwest::Url {
+    let r = client.get(&started.authorize).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    reqwest::Url::parse(&location(&r)).expect("callback URL")
+}
+
+fn query(url: &reqwest::Url, key: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn callback(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    cookie: &str,
+) -> (reqwest::StatusCode, Option<(String, String)>, String) {
+    let r = client
+        .get(url.clone())
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let session = cookie_of(&r, "moor-console");
+    (status, session, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn oidc_login_with_pkce_starts_a_session_showing_the_users_namespaces_only() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+
+    let page = client
+        .get(server.url("/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("Log in with {}", issuer.url)),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"href="/console/oidc/start?issuer=0""#),
+        "{page}"
+    );
+
+    let started = start(&server, &client).await;
+    let authorize_url = reqwest::Url::parse(&started.authorize).unwrap();
+    assert!(
+        started
+            .authorize
+            .starts_with(&format!("{}/authorize?", issuer.url))
+    );
+    assert_eq!(
+        query(&authorize_url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(query(&authorize_url, "client_id").as_deref(), Some(CLIENT));
+    assert_eq!(
+        query(&authorize_url, "redirect_uri"),
+        Some(server.url("/console/oidc/callback"))
+    );
+    for k in ["state", "nonce", "code_challenge"] {
+        assert!(
+            query(&authorize_url, k).is_some_and(|v| v.len() >= 32),
+            "{k}"
+        );
+    }
+
+    let back = authorize(&client, &started).await;
+    assert!(query(&back, "code").is_some(), "{back}");
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Signed in as <strong>oidc:dave</strong>"),
+        "{text}"
+    );
+    assert!(text.contains(r#"http-equiv="refresh" content="0;url=/console/""#));
+    assert!(!text.contains("eyJ"), "no token in the page: {text}");
+    let (session, line) = session.expect("session cookie");
+    assert!(
+        line.contains("SameSite=Strict") && line.contains("HttpOnly"),
+        "{line}"
+    );
+    assert!(!line.contains("eyJ"), "the cookie is not the ID token");
+    assert_eq!(issuer.exchanges(), 1);
+
+    let r = client
+        .get(server.url("/console/"))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.contains(r#"href="/console/ns/team-b/""#), "{text}");
+    assert!(!text.contains("team-a"), "{text}");
+
+    // The same callback again finds its login used up.
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(session.is_none());
+    assert!(text.contains("already used or has expired"), "{text}");
+}
+
+#[tokio::test]
+async fn oidc_logins_refused_show_why_and_start_no_session() {
+    let issuer = OidcIssuer::start().await;
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+
+    // The user declines at the issuer.
+    let started = start(&server, &client).await;
+    let back = authorize(&client, &started).await;
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(session.is_none());
+    assert!(
+        text.contains("The identity provider did not log you in: access_denied"),
+        "{text}"
+    );
+    assert!(text.contains(r#"role="alert""#));
+
+    issuer.approve_as("dave", &["team-b-devs"]);
+    // A wrong state: refused before any exchange.
+    let started = start(&server, &client).await;
+    let mut back = authorize(&client, &started).await;
+    let code = query(&back, "code").expect("code");
+    back.query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", "forged");
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(session.is_none());
+    assert!(text.contains("wrong state"), "{text}");
+    // Without the flow cookie (another browser), nothing either.
+    let (status, session, _) = callback(&client, &back, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(session.is_none());
+    assert_eq!(issuer.exchanges(), 0, "no code was exchanged");
+
+    // A code bound to another login's PKCE challenge: the issuer refuses the
+    // verifier, and the console says so.
+    let first = start(&server, &client).await;
+    let first_back = authorize(&client, &first).await;
+    let stolen = query(&first_back, "code").expect("code");
+    let second = start(&server, &client).await;
+    let second_state =
+        query(&reqwest::Url::parse(&second.authorize).unwrap(), "state").expect("state");
+    let mut forged = first_back.clone();
+    forged
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &stolen)
+        .append_pair("state", &second_state);
+    let (status, session, text) = callback(&client, &forged, &second.cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(session.is_none());
+    assert!(
+        text.contains("refused the login: invalid_grant (PKCE verification failed)"),
+        "{text}"
+    );
+
+    // A code used once is refused the second time (the first login's own flow,
+    // verifier and state, after the code went to the second).
+    let (status, session, text) = callback(&client, &first_back, &first.cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(session.is_none());
+    assert!(text.contains("already used code"), "{text}");
+    assert_eq!(issuer.exchanges(), 2);
+}
+
+#[tokio::test]
+async fn the_test_issuer_checks_the_pkce_verifier_and_uses_a_code_once() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &[]);
+    let client = browser(&issuer);
+    let verifier = "a-verifier-of-forty-three-characters-or-more-0000";
+    let challenge = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let code = || async {
+        let r = client
+            .get(format!("{}/authorize", issuer.url))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", CLIENT),
+                ("redirect_uri", "http://127.0.0.1:1/cb"),
+                ("state", "s"),
+                ("nonce", "n"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let back = reqwest::Url::parse(&location(&r)).unwrap();
+        query(&back, "code").expect("code")
+    };
+    let exchange = |code: String, verifier: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/token", issuer.url);
+        async move {
+            let r = client
+                .post(url)
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", "http://127.0.0.1:1/cb"),
+                    ("client_id", CLIENT),
+                    ("code_verifier", verifier),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = exchange(code().await, "the-wrong-verifier").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let c = code().await;
+    let (status, body) = exchange(c.clone(), verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["id_token"].as_str().is_some());
+    let (status, body) = exchange(c, verifier).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed code");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+}
+
+#[tokio::test]
+async fn a_session_started_on_one_replica_works_on_another_until_logout_on_either() {
+    let store: std::sync::Arc<dyn moor_store::Store> =
+        std::sync::Arc::new(moor_store::MemoryStore::new());
+    let a = builder().store(store.clone()).start().await;
+    let b = builder().store(store).start().await;
+    populate(&a).await;
+    let session = login(&a, "alice-token").await.ok().expect("alice on a");
+    let page = session.get(&b, "/console/ns/team-a/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text.contains("Signed in as <strong>alice</strong>"),
+        "{}",
+        page.text
+    );
+    // The CSRF token is the session's on both.
+    let r = session.post(&b, "/console/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for (name, server) in [("a", &a), ("b", &b)] {
+        let r = server
+            .raw(request(Method::GET, "/console/", &session.cookie, None))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(r.headers[header::LOCATION], "/console/login", "{name}");
+    }
+    // The store holds no trace of the session's id or token.
+    let all = a
+        .store
+        .list("/moor/console/", Default::default())
+        .await
+        .unwrap();
+    assert!(all.kvs.is_empty(), "logged out: no session record left");
+    let other = login(&b, "alice-token").await.ok().expect("alice on b");
+    let all = a
+        .store
+        .list("/moor/console/sessions/", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(all.kvs.len(), 1);
+    let raw = String::from_utf8_lossy(&all.kvs[0].value);
+    assert!(!raw.contains("alice-token"), "{raw}");
+    let id = other.cookie.trim_start_matches("moor-console=");
+    assert!(!all.kvs[0].key.contains(id) && !raw.contains(id));
+}
+
+/// In cluster mode, "who runs it" lists the cluster's workloads with the user's own
+/// token: dave may list Deployments and Pods of team-a and sees his; erin may read
+/// the stream but list no workload, and is told so.
+#[tokio::test]
+async fn cluster_mode_lists_who_runs_it_from_the_cluster_as_the_user() {
+    let double = KubeDouble::start().await;
+    double.add_namespace("team-a");
+    for user in ["dave", "erin"] {
+        double.add_token(&format!("{user}-token"), user, &["system:authenticated"]);
+        for verb in ["get", "list", "watch"] {
+            double.allow(user, verb, "imagestreams", "team-a");
+        }
+    }
+    double.allow("dave", "list", "deployments", "team-a");
+    double.allow("dave", "list", "pods", "team-a");
+    let kubeconfig = double.kubeconfig();
+    let server = MoorServer::builder()
+        .with(|o| {
+            o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+                kubeconfig,
+            ))
+        })
+        .start()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = server
+            .post(
+                "/apis/image.openshift.io/v1/namespaces/team-a/imagestreams",
+                &json!({"metadata": {"name": "app"}}),
+            )
+            .await;
+        if r.status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "team-a never appeared: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (old, current) = (digest("first"), digest("second"));
+    push(&server, "team-a", "v1", &old).await;
+    push(&server, "team-a", "v1", &current).await;
+    let deployment = |name: &str, image: String| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "namespace": "team-a"},
+               "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})
+    };
+    double.add_workload(
+        "deployments",
+        deployment("web", format!("quay.io/team/app@{old}")),
+    );
+    double.add_workload(
+        "deployments",
+        deployment("api", format!("quay.io/team/app@{current}")),
+    );
+    double.add_workload(
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "job-pod", "namespace": "team-a"},
+               "spec": {"containers": [{"name": "c", "image": format!("quay.io/team/app@{current}")}]}}),
+    );
+
+    let dave = login(&server, "dave-token").await.ok().expect("dave");
+    let page = dave.get(&server, "/console/ns/team-a/streams/app").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    for w in ["Deployment/web", "Deployment/api", "Pod/job-pod"] {
+        assert!(
+            page.text.contains(&format!(r#"data-workload="{w}""#)),
+            "{w}: {}",
+            page.text
+        );
+    }
+    assert!(
+        page.text
+            .contains(r#"data-workload="Deployment/web" data-old"#),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("Not shown (you may not list them): StatefulSet, DaemonSet, Job, CronJob."),
+        "{}",
+        page.text
+    );
+
+    let erin = login(&server, "erin-token").await.ok().expect("erin");
+    let page = erin.get(&server, "/console/ns/team-a/streams/app").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(!page.text.contains("data-workload="), "{}", page.text);
+    assert!(
+        page.text.contains(
+            "Not shown (you may not list them): Deployment, StatefulSet, DaemonSet, Job, CronJob, Pod."
+        ),
+        "{}",
+        page.text
+    );
+}
