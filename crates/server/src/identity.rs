@@ -32,6 +32,8 @@ pub const CA_KEY: &str = "ca.key";
 pub const SA_KEY: &str = "service-account.key";
 /// The entry holding the registry's hostname, when one was given.
 pub const REGISTRY_HOSTNAME: &str = "registry-hostname";
+/// The entry holding the key that seals the console's pending OIDC logins.
+pub const CONSOLE_KEY: &str = "console-sealing.key";
 
 /// Errors of reading or making the shared identity.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +233,21 @@ pub async fn admin_token(
         .await
         .map_err(make)?;
     Ok((token, authn))
+}
+
+/// The 256-bit key the console seals pending OIDC logins with, made once (random).
+pub async fn console_sealing_key(store: &Arc<dyn Store>) -> Result<[u8; 32], IdentityError> {
+    let hex = ensure(store, &[CONSOLE_KEY], || {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        Ok(vec![hex::encode(key)])
+    })
+    .await?
+    .remove(0);
+    hex::decode(hex.trim())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| IdentityError::Corrupt(format!("data.{CONSOLE_KEY}: not 32 bytes of hex")))
 }
 
 /// Writes the shared CA into `tls_dir` (`ca.key`, `ca.crt`), storing the local one (or

@@ -248,7 +248,7 @@ fn token_authenticators(
 ) -> Result<
     (
         crate::auth::Authenticators,
-        Option<Arc<crate::console::oidc::OidcLogin>>,
+        Option<crate::console::oidc::OidcLogin>,
     ),
     ServeError,
 > {
@@ -261,8 +261,7 @@ fn token_authenticators(
     if let Some(path) = &opts.token_authn.authentication_config {
         let config = crate::auth::oidc::AuthenticationConfiguration::load(path)?;
         let jwt = Arc::new(crate::auth::oidc::JwtAuthenticators::new(&config)?);
-        console_oidc =
-            crate::console::oidc::OidcLogin::new(&jwt, &opts.console_oidc)?.map(Arc::new);
+        console_oidc = crate::console::oidc::OidcLogin::new(&jwt, &opts.console_oidc)?;
         chain = chain.with(jwt);
     }
     Ok((chain, console_oidc))
@@ -1001,6 +1000,14 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let (authenticators, console_oidc) = match &cluster {
         Some(cluster) => (cluster_authenticators(opts, authn, cluster)?, None),
         None => token_authenticators(opts, authn, service_account_tokens)?,
+    };
+    // A login started on one replica finishes on any: they seal with one key.
+    let console_oidc = match console_oidc {
+        Some(login) if share_identity => {
+            let key = crate::identity::console_sealing_key(&store).await?;
+            Some(Arc::new(login.with_sealing_key(&key)))
+        }
+        other => other.map(Arc::new),
     };
     let console_cluster = match &opts.cluster {
         Some(source) => Some(crate::auth::cluster::client_without_credentials(source).await?),

@@ -224,11 +224,31 @@ async fn oidc_login_with_pkce_starts_a_session_showing_the_users_namespaces_only
     assert!(text.contains(r#"href="/console/ns/team-b/""#), "{text}");
     assert!(!text.contains("team-a"), "{text}");
 
-    // The same callback again finds its login used up.
+    // The same callback again (its cookie replayed): the code was taken once.
     let (status, session, text) = callback(&client, &back, &started.cookie).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
     assert!(session.is_none());
-    assert!(text.contains("already used or has expired"), "{text}");
+    assert!(text.contains("already used code"), "{text}");
+    // A flow cookie changed by a byte opens nothing, and is refused before any
+    // exchange.
+    let exchanges = issuer.exchanges();
+    let started = start(&server, &client).await;
+    let back = authorize(&client, &started).await;
+    let (name, value) = started.cookie.split_once('=').expect("name=value");
+    let flipped = if value.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{name}={}{flipped}", &value[..value.len() - 1]);
+    let (status, session, text) = callback(&client, &back, &tampered).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(session.is_none());
+    assert!(
+        text.contains("expired or was started in another browser"),
+        "{text}"
+    );
+    assert_eq!(
+        issuer.exchanges(),
+        exchanges,
+        "no exchange for a tampered login"
+    );
 }
 
 #[tokio::test]

@@ -17,13 +17,12 @@
 //! under a content-hashed URL with a year-long cache lifetime; nothing needs JS to be
 //! read, and every action is a plain form POST, asked for on a confirmation page first.
 //!
-//! Sessions and pending OIDC logins are kept in the store, so replicas on one store
-//! share them ([`session`], [`oidc`]). In cluster mode, what moor does not serve
+//! Sessions are kept in the store and pending OIDC logins are sealed under a key the
+//! replicas share, so any replica on one store serves both ([`session`], [`oidc`]). In cluster mode, what moor does not serve
 //! (namespaces, workloads, self-reviews) is asked of the cluster with the user's own
 //! token ([`client`]).
 //!
-//! May call the API router it is given, the store (namespace names, sessions, login
-//! records), the OIDC issuers, the cluster's API server and `moor-api`'s types.
+//! May call the API router it is given, the store (namespace names, sessions), the OIDC issuers, the cluster's API server and `moor-api`'s types.
 
 mod actions;
 mod client;

@@ -2,23 +2,24 @@
 //! the `jwt[]` issuers of `--authentication-config`, ending in the same session as
 //! the token login, holding the ID token (which the API's JWT authenticator accepts).
 //!
-//! `/console/oidc/start` makes a one-use login record in the store (state, nonce, the
-//! PKCE verifier sealed, the redirect URI), bound to the browser by a short-lived
-//! HttpOnly cookie holding the record's id (SameSite=Lax: it must come back on the
-//! identity provider's redirect), and sends the browser to the issuer.
-//! `/console/oidc/callback` takes the record (deleting it: a replayed callback finds
-//! nothing), checks `state`, exchanges the code with the verifier, verifies the ID
-//! token with the API's own [`JwtIssuer`] (signature, issuer, audience, expiry, claim
-//! mappings) and its `nonce`, and starts the session. The record lives in the store,
-//! so the callback may reach another replica than the start.
+//! `/console/oidc/start` seals the pending login (state, nonce, PKCE verifier, redirect
+//! URI, expiry) with AES-256-GCM under a key the replicas share (the store's shared
+//! identity) into a short-lived HttpOnly cookie (SameSite=Lax: it must come back on
+//! the identity provider's redirect), and sends the browser to the issuer. Nothing is
+//! written anywhere before a user has logged in, so unauthenticated starts cost no
+//! store writes and cannot fill a table; the cookie cannot be forged or read, and any
+//! replica opens it. `/console/oidc/callback` opens the cookie, checks `state`,
+//! exchanges the code with the verifier (a code is single-use at the issuer, so a
+//! replayed callback is refused there), verifies the ID token with the API's own
+//! [`JwtIssuer`] (signature, issuer, audience, expiry, claim mappings) and its
+//! `nonce`, starts the session, and clears the cookie.
 //!
 //! Written by hand on reqwest rather than with `oauth2`/`openidconnect`: neither is in
 //! the lock, `openidconnect` would bring a second JOSE stack beside jsonwebtoken, and
 //! the ID token must be checked by exactly the code that checks the API's bearer
 //! tokens. The flow itself is one redirect and one form POST.
 //!
-//! Calls the store (login records), the issuer (discovery, token endpoint) and
-//! [`super::session`].
+//! Calls the issuer (discovery, token endpoint) and [`super::session`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,25 +31,23 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use maud::html;
-use moor_store::StoreError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::session::{
-    self, Tls, cookie, now, open, random_hex, record_key, same, seal, set_cookie, set_cookie_with,
-    sweep,
-};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use rand::RngCore as _;
+
+use super::session::{self, Tls, cookie, now, random_hex, same, set_cookie, set_cookie_with};
 use super::{Console, Crumb, layout};
 use crate::auth::oidc::{JwtAuthenticators, JwtIssuer};
 
-/// The cookie naming the browser's login record.
+/// The cookie holding the browser's pending login, sealed.
 const FLOW_COOKIE: &str = "moor-console-oidc";
-/// Where login records live in the store.
-const LOGINS_PREFIX: &str = "/moor/console/logins/";
+/// Authenticated data of a sealed login: a key used for anything else opens nothing.
+const FLOW_AAD: &[u8] = b"moor console oidc login";
 /// How long a browser has to come back from the identity provider.
 const FLOW_LIFETIME: Duration = Duration::from_secs(600);
-/// At most this many pending logins (a bound on the store).
-const MAX_LOGINS: usize = 10_000;
 /// Timeout of the code exchange.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The scopes asked for unless told otherwise.
@@ -88,6 +87,8 @@ pub struct OidcLogin {
     clients: Vec<Client>,
     secret: Option<String>,
     scopes: String,
+    /// Seals pending logins into the browser's cookie.
+    sealing: Aes256Gcm,
 }
 
 impl OidcLogin {
@@ -125,14 +126,65 @@ impl OidcLogin {
             ),
             None => None,
         };
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
         Ok(Some(OidcLogin {
             clients,
             secret,
+            sealing: Aes256Gcm::new(&key.into()),
             scopes: options
                 .scopes
                 .clone()
                 .unwrap_or_else(|| DEFAULT_SCOPES.to_owned()),
         }))
+    }
+
+    /// Seals pending logins with `key` (32 bytes: the replicas' shared one, so a login
+    /// started on one replica finishes on any) instead of this process's random key.
+    pub fn with_sealing_key(mut self, key: &[u8; 32]) -> Self {
+        self.sealing = Aes256Gcm::new(key.into());
+        self
+    }
+
+    /// `flow` sealed: base64url of a random 96-bit nonce and the AES-GCM ciphertext.
+    fn seal(&self, flow: &Flow) -> Option<String> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let plain = serde_json::to_vec(flow).ok()?;
+        let sealed = self
+            .sealing
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: &plain,
+                    aad: FLOW_AAD,
+                },
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The login [`Self::seal`] sealed into `value`, if this key sealed it unchanged.
+    fn open(&self, value: &str) -> Option<Flow> {
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let plain = self
+            .sealing
+            .decrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: sealed,
+                    aad: FLOW_AAD,
+                },
+            )
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
     }
 
     /// The issuers' names, as the login page offers them.
@@ -144,7 +196,7 @@ impl OidcLogin {
     }
 }
 
-/// A pending login, as stored.
+/// A pending login, as sealed into the browser's cookie.
 #[derive(Serialize, Deserialize)]
 struct Flow {
     issuer: usize,
@@ -153,9 +205,8 @@ struct Flow {
     redirect_uri: String,
     /// Seconds since the epoch.
     expires: i64,
-    /// The PKCE verifier, sealed with the cookie's id (see [`session::seal`]).
-    verifier_nonce: String,
-    verifier_sealed: String,
+    /// The PKCE verifier.
+    verifier: String,
 }
 
 /// A random PKCE verifier (43 characters of base64url: 256 bits) and its S256
@@ -179,7 +230,8 @@ pub(crate) struct StartQuery {
     issuer: usize,
 }
 
-/// `GET /console/oidc/start?issuer=N`: a login record and the redirect to the issuer.
+/// `GET /console/oidc/start?issuer=N`: the sealed login cookie and the redirect to the
+/// issuer.
 pub(crate) async fn start(
     State(console): State<Console>,
     Tls(secure): Tls,
@@ -216,44 +268,24 @@ pub(crate) async fn start(
             );
         }
     };
-    let store = console.server.store.clone();
-    let pending = sweep(store.as_ref(), LOGINS_PREFIX, |v| {
-        serde_json::from_slice::<Flow>(v).ok().map(|f| f.expires)
-    })
-    .await;
-    match pending {
-        Ok(n) if n < MAX_LOGINS => {}
-        Ok(_) => {
-            return failed(
-                &console,
-                secure,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many logins are under way: try again later.",
-            );
-        }
-        Err(e) => return store_failed(&console, secure, e),
-    }
     let scheme = if secure { "https" } else { "http" };
     let redirect_uri = format!("{scheme}://{host}/console/oidc/callback");
-    let id = random_hex();
-    let key = record_key(LOGINS_PREFIX, &id);
     let (verifier, challenge) = pkce();
-    let Some((verifier_nonce, verifier_sealed)) = seal(&id, &key, verifier.as_bytes()) else {
-        return failed(
-            &console,
-            secure,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sealing the login failed.",
-        );
-    };
     let flow = Flow {
         issuer: q.issuer,
         state: random_hex(),
         nonce: random_hex(),
         redirect_uri,
         expires: now() + FLOW_LIFETIME.as_secs() as i64,
-        verifier_nonce,
-        verifier_sealed,
+        verifier,
+    };
+    let Some(sealed) = oidc.seal(&flow) else {
+        return failed(
+            &console,
+            secure,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sealing the login failed.",
+        );
     };
     let Ok(mut url) = reqwest::Url::parse(&endpoints.authorization) else {
         return failed(
@@ -272,16 +304,12 @@ pub(crate) async fn start(
         .append_pair("nonce", &flow.nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let value = serde_json::to_vec(&flow).unwrap_or_default();
-    if let Err(e) = store.create(&key, value.into()).await {
-        return store_failed(&console, secure, e);
-    }
     (
         [(
             header::SET_COOKIE,
             set_cookie_with(
                 FLOW_COOKIE,
-                &id,
+                &sealed,
                 secure,
                 Some(FLOW_LIFETIME),
                 cookie::SameSite::Lax,
@@ -290,16 +318,6 @@ pub(crate) async fn start(
         Redirect::to(url.as_str()),
     )
         .into_response()
-}
-
-fn store_failed(console: &Console, secure: bool, e: StoreError) -> Response {
-    tracing::warn!(error = %e, "console login record");
-    failed(
-        console,
-        secure,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The login could not be recorded: the store failed. Try again.",
-    )
 }
 
 #[derive(Deserialize)]
@@ -347,28 +365,10 @@ pub(crate) async fn callback(
         }
         resp
     };
-    let Some(id) = cookie(&headers, FLOW_COOKIE) else {
+    let Some(flow) = cookie(&headers, FLOW_COOKIE).and_then(|v| oidc.open(&v)) else {
         return fail(
             StatusCode::BAD_REQUEST,
             "This login has expired or was started in another browser: log in again.",
-        );
-    };
-    // Take the record: whatever happens next, it is used once.
-    let store = console.server.store.clone();
-    let key = record_key(LOGINS_PREFIX, &id);
-    let flow = match store.get(&key).await {
-        Ok(Some(kv)) => match store.delete(&key, Some(kv.mod_revision)).await {
-            Ok(_) => serde_json::from_slice::<Flow>(&kv.value).ok(),
-            Err(StoreError::NotFound(_) | StoreError::Conflict { .. }) => None,
-            Err(e) => return store_failed(&console, secure, e),
-        },
-        Ok(None) => None,
-        Err(e) => return store_failed(&console, secure, e),
-    };
-    let Some(flow) = flow else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "This login was already used or has expired: log in again.",
         );
     };
     if flow.expires <= now() {
@@ -403,15 +403,7 @@ pub(crate) async fn callback(
     let Some(client) = oidc.clients.get(flow.issuer) else {
         return fail(StatusCode::BAD_REQUEST, "No such issuer.");
     };
-    let Some(verifier) = open(&id, &key, &flow.verifier_nonce, &flow.verifier_sealed)
-        .and_then(|v| String::from_utf8(v).ok())
-    else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "This login's record does not open.",
-        );
-    };
-    let id_token = match exchange(&oidc, client, code, &flow.redirect_uri, &verifier).await {
+    let id_token = match exchange(&oidc, client, code, &flow.redirect_uri, &flow.verifier).await {
         Ok(t) => t,
         Err((status, message)) => return fail(status, &message),
     };
@@ -537,5 +529,51 @@ mod tests {
         assert_eq!(v.len(), 43);
         assert_eq!(c, URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())));
         assert_ne!(pkce().0, v);
+    }
+
+    fn login() -> OidcLogin {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        OidcLogin {
+            clients: Vec::new(),
+            secret: None,
+            scopes: DEFAULT_SCOPES.to_owned(),
+            sealing: Aes256Gcm::new(&key.into()),
+        }
+    }
+
+    #[test]
+    fn a_sealed_login_opens_only_unchanged_and_with_its_key() {
+        let (one, other) = (login(), login());
+        let flow = Flow {
+            issuer: 0,
+            state: "s".into(),
+            nonce: "n".into(),
+            redirect_uri: "https://moor.example/console/oidc/callback".into(),
+            expires: 1,
+            verifier: "secret-verifier".into(),
+        };
+        let sealed = one.seal(&flow).expect("sealed");
+        assert!(!sealed.contains("secret-verifier"));
+        let opened = one.open(&sealed).expect("opens");
+        assert_eq!(opened.verifier, "secret-verifier");
+        assert!(other.open(&sealed).is_none(), "another key opens nothing");
+        let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(
+            one.open(&URL_SAFE_NO_PAD.encode(bytes)).is_none(),
+            "tampered"
+        );
+        assert!(one.open("not-base64!").is_none());
+        let shared = [7u8; 32];
+        let (a, b) = (
+            login().with_sealing_key(&shared),
+            login().with_sealing_key(&shared),
+        );
+        assert!(
+            b.open(&a.seal(&flow).unwrap()).is_some(),
+            "replicas share the key"
+        );
     }
 }

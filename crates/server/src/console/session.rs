@@ -101,7 +101,7 @@ pub(crate) fn now() -> i64 {
 }
 
 /// The store key of the record `id` opens: `prefix` and the id's SHA-256.
-pub(crate) fn record_key(prefix: &str, id: &str) -> String {
+fn record_key(prefix: &str, id: &str) -> String {
     format!("{prefix}{}", hex::encode(Sha256::digest(id.as_bytes())))
 }
 
@@ -116,7 +116,7 @@ fn cipher(id: &str) -> Aes256Gcm {
 }
 
 /// `plain` sealed for the record `id` at `key`: (nonce, ciphertext), base64.
-pub(crate) fn seal(id: &str, key: &str, plain: &[u8]) -> Option<(String, String)> {
+fn seal(id: &str, key: &str, plain: &[u8]) -> Option<(String, String)> {
     let mut nonce = [0u8; 12];
     rand::rng().fill_bytes(&mut nonce);
     let sealed = cipher(id)
@@ -132,7 +132,7 @@ pub(crate) fn seal(id: &str, key: &str, plain: &[u8]) -> Option<(String, String)
 }
 
 /// What [`seal`] sealed, when `id` opens it.
-pub(crate) fn open(id: &str, key: &str, nonce: &str, sealed: &str) -> Option<Vec<u8>> {
+fn open(id: &str, key: &str, nonce: &str, sealed: &str) -> Option<Vec<u8>> {
     let nonce: [u8; 12] = STANDARD.decode(nonce).ok()?.try_into().ok()?;
     let sealed = STANDARD.decode(sealed).ok()?;
     cipher(id)
@@ -148,7 +148,7 @@ pub(crate) fn open(id: &str, key: &str, nonce: &str, sealed: &str) -> Option<Vec
 
 /// Deletes the expired records under `prefix` and counts the live ones (records that
 /// do not parse count as expired). `expires` reads a record's expiry.
-pub(crate) async fn sweep(
+async fn sweep(
     store: &dyn Store,
     prefix: &str,
     expires: impl Fn(&[u8]) -> Option<i64>,
