@@ -368,3 +368,72 @@ async fn pushes_in_scope_are_denied_until_signed() {
         403
     );
 }
+
+/// Every key type cosign signs with verifies (signed by openssl as cosign signs);
+/// a signature by another key of the same type does not; an unsupported key type is
+/// refused with a message that names it.
+#[test]
+fn every_cosign_key_type_verifies() {
+    use moor_server::signatures::keys::PublicKey;
+    use moor_server::signatures::{chain, verify_one};
+    use moor_testkit::cosign::{CosignKey, KeyType};
+    if !moor_testkit::require(&["openssl"]) {
+        return;
+    }
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let identity = "quay.io/team/app:1.0";
+    let image = moor_api::DockerImageReference::parse(identity).unwrap();
+    let d = moor_api::Digest::parse(digest).unwrap();
+    let payload = CosignKey::payload(digest, identity);
+    for kind in KeyType::ALL {
+        let (key, other) = (
+            CosignKey::generate_type(kind),
+            CosignKey::generate_type(kind),
+        );
+        let public = PublicKey::from_pem(key.public_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("{kind:?}: {}", chain(&e)));
+        let sig = b64_bytes(&key.sign_bytes(&payload));
+        let signed = verify_one(&public, &payload, &sig, &d, &image, None)
+            .unwrap_or_else(|e| panic!("{kind:?}: {}", chain(&e)));
+        assert_eq!(signed, identity);
+        let forged = b64_bytes(&other.sign_bytes(&payload));
+        let e = verify_one(&public, &payload, &forged, &d, &image, None).unwrap_err();
+        assert!(
+            chain(&e).contains("does not verify with the key"),
+            "{kind:?}: {}",
+            chain(&e)
+        );
+    }
+    // secp256k1: an ECDSA curve cosign does not sign with.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+            "-out",
+        ])
+        .arg(dir.path().join("k.pem"))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(dir.path().join("k.pem"))
+        .output()
+        .unwrap()
+        .stdout;
+    let e = PublicKey::from_pem(&public).unwrap_err();
+    assert!(
+        chain(&e).contains("unsupported key type ECDSA curve 1.3.132.0.10"),
+        "{}",
+        chain(&e)
+    );
+}
+
+fn b64_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

@@ -1,5 +1,5 @@
-//! Cosign signing keys and cosign signatures for signature tests: a P-256 key pair
-//! made with `openssl`, and signatures in cosign's simple signing format (a payload
+//! Cosign signing keys and cosign signatures for signature tests: key pairs (ECDSA
+//! P-256 and P-384, RSA, Ed25519) made with `openssl`, and signatures in cosign's simple signing format (a payload
 //! naming the identity and the manifest digest, signed with `openssl dgst -sha256
 //! -sign`, pushed as the `sha256-<hex>.sig` manifest of the image's repository with
 //! the base64 signature in the layer's `dev.cosignproject.cosign/signature`
@@ -18,30 +18,66 @@ use sha2::Digest as _;
 use crate::distribution::Distribution;
 use crate::peers::run_ok;
 
+/// The key types cosign signs with, and how the kit signs with each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA P-256 with SHA-256 (cosign's default).
+    P256,
+    /// ECDSA P-384 with SHA-256 (as cosign and containers/image verify it).
+    P384,
+    /// RSA 2048 with PKCS#1 v1.5 and SHA-256.
+    Rsa,
+    /// RSA 2048 with PSS (the longest salt, openssl's default) and SHA-256.
+    RsaPss,
+    /// Ed25519 over the payload itself.
+    Ed25519,
+}
+
+impl KeyType {
+    /// Every type.
+    pub const ALL: [KeyType; 5] = [
+        KeyType::P256,
+        KeyType::P384,
+        KeyType::Rsa,
+        KeyType::RsaPss,
+        KeyType::Ed25519,
+    ];
+
+    fn genpkey_args(self) -> &'static [&'static str] {
+        match self {
+            KeyType::P256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            KeyType::P384 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            KeyType::Rsa | KeyType::RsaPss => {
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
+            }
+            KeyType::Ed25519 => &["-algorithm", "ED25519"],
+        }
+    }
+}
+
 /// A signing key pair in a temporary folder.
 pub struct CosignKey {
     dir: tempfile::TempDir,
+    kind: KeyType,
     /// The public key, PEM (`-----BEGIN PUBLIC KEY-----`), as a policy's `keyData`.
     pub public_pem: String,
 }
 
 impl CosignKey {
-    /// A new key pair (needs `openssl`).
+    /// A new P-256 key pair (needs `openssl`).
     pub fn generate() -> Self {
+        Self::generate_type(KeyType::P256)
+    }
+
+    /// A new key pair of type `kind` (needs `openssl`).
+    pub fn generate_type(kind: KeyType) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let der = dir.path().join("key.der");
         run_ok(
             Command::new("openssl")
-                .args([
-                    "genpkey",
-                    "-algorithm",
-                    "EC",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-outform",
-                    "DER",
-                    "-out",
-                ])
+                .arg("genpkey")
+                .args(kind.genpkey_args())
+                .args(["-outform", "DER", "-out"])
                 .arg(&der),
         );
         let public = run_ok(
@@ -51,21 +87,70 @@ impl CosignKey {
         );
         CosignKey {
             public_pem: String::from_utf8(public.stdout).expect("PEM is text"),
+            kind,
             dir,
         }
     }
 
-    /// The DER ECDSA signature (SHA-256) of `data` with this key.
+    /// The private key, PEM (PKCS#8).
+    pub fn private_pem(&self) -> String {
+        let out = run_ok(
+            Command::new("openssl")
+                .args(["pkey", "-inform", "DER", "-in"])
+                .arg(self.dir.path().join("key.der")),
+        );
+        String::from_utf8(out.stdout).expect("PEM is text")
+    }
+
+    /// The signature of `data` with this key, as cosign makes it: DER ECDSA or RSA
+    /// over SHA-256, or Ed25519 over the data.
     pub fn sign_bytes(&self, data: &[u8]) -> Vec<u8> {
         let file = self.dir.path().join("payload");
         std::fs::write(&file, data).expect("write payload");
-        run_ok(
-            Command::new("openssl")
-                .args(["dgst", "-sha256", "-keyform", "DER", "-sign"])
-                .arg(self.dir.path().join("key.der"))
-                .arg(&file),
-        )
-        .stdout
+        let key = self.dir.path().join("key.der");
+        let mut cmd = Command::new("openssl");
+        match self.kind {
+            KeyType::Ed25519 => {
+                cmd.args(["pkeyutl", "-sign", "-rawin", "-keyform", "DER", "-inkey"])
+                    .arg(&key)
+                    .arg("-in")
+                    .arg(&file);
+            }
+            KeyType::RsaPss => {
+                cmd.args([
+                    "dgst",
+                    "-sha256",
+                    "-sigopt",
+                    "rsa_padding_mode:pss",
+                    "-sigopt",
+                    "rsa_pss_saltlen:max",
+                    "-keyform",
+                    "DER",
+                    "-sign",
+                ])
+                .arg(&key)
+                .arg(&file);
+            }
+            _ => {
+                cmd.args(["dgst", "-sha256", "-keyform", "DER", "-sign"])
+                    .arg(&key)
+                    .arg(&file);
+            }
+        }
+        run_ok(&mut cmd).stdout
+    }
+
+    /// The simple signing payload cosign signs for `digest` as `identity`.
+    pub fn payload(digest: &str, identity: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "critical": {
+                "identity": {"docker-reference": identity},
+                "image": {"docker-manifest-digest": digest},
+                "type": "cosign container image signature",
+            },
+            "optional": null,
+        }))
+        .expect("payload JSON")
     }
 
     /// Signs the manifest `digest` of `repo` (`team/app`) in `dist` for `identity` (a
@@ -86,15 +171,7 @@ impl CosignKey {
         digest: &str,
         identity: &str,
     ) {
-        let payload = serde_json::to_vec(&json!({
-            "critical": {
-                "identity": {"docker-reference": identity},
-                "image": {"docker-manifest-digest": digest},
-                "type": "cosign container image signature",
-            },
-            "optional": null,
-        }))
-        .expect("payload JSON");
+        let payload = Self::payload(digest, identity);
         let signature = STANDARD.encode(self.sign_bytes(&payload));
         let config =
             br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;

@@ -1,6 +1,6 @@
 //! Signature policy enforcement: which `ImagePolicy` or `ClusterImagePolicy` covers an
 //! image, and whether the image carries a cosign/sigstore signature that the policy's
-//! public key verifies for the identity the policy asks for. The importer calls
+//! root of trust verifies for the identity the policy asks for. The importer calls
 //! [`Gate::verify`] before a tag event is written; the registry calls
 //! [`push::check_push`] before a push by tag writes one. Reads the policies through their API
 //! storages and signatures through the importer's [`Source`] port; writes nothing.
@@ -9,16 +9,16 @@
 //! `skopeo copy --sign-by-sigstore-private-key` write): an OCI manifest under the tag
 //! `sha256-<hex>.sig` of the image's repository, one layer per signature of media type
 //! `application/vnd.dev.cosign.simplesigning.v1+json` whose blob is the signed payload
-//! and whose `dev.cosignproject.cosign/signature` annotation is the base64 ECDSA
-//! signature over it.
+//! and whose `dev.cosignproject.cosign/signature` annotation is the base64 signature
+//! over it ([`keys`] says which key types verify).
 //!
 //! Why not the `sigstore` crate: sigstore 0.15 refuses to build without a crypto
 //! backend (`compile_error!` unless `native-tls`, i.e. OpenSSL, or `rustls-tls`, i.e.
 //! aws-lc-rs, is on), and both are C builds the tree has none of (it is ring and
-//! RustCrypto); its offline key check is an ECDSA P-256/SHA-256 verification over
-//! the payload bytes, done here with `p256` (already in the tree through
-//! jsonwebtoken).
+//! RustCrypto). Its offline checks are signature verifications over the payload bytes,
+//! done here with ring and `rsa`, both already in the tree.
 
+pub mod keys;
 pub mod push;
 
 use std::collections::BTreeMap;
@@ -34,12 +34,10 @@ use moor_api::config::{
 };
 use moor_api::image::{ConditionStatus, ImageSignature, SignatureCondition, SignatureSubject};
 use moor_api::{Digest, DockerImageReference};
-use p256::ecdsa::signature::Verifier as _;
-use p256::ecdsa::{DerSignature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::Digest as _;
+
+use keys::{KeyError, PublicKey};
 
 use crate::importer::{ImportError, PullOptions, Source};
 use moor_apimachinery::resource::{RequestContext, RestStorage};
@@ -56,18 +54,18 @@ pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
 /// Why one signature does not verify (or a policy cannot be used).
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    /// The policy's key is not a PEM P-256 public key.
-    #[error("the policy's public key does not parse")]
-    Key(#[source] p256::pkcs8::spki::Error),
+    /// The policy's key cannot be used.
+    #[error("the policy's public key cannot be used")]
+    Key(#[source] KeyError),
     /// The policy asks for a root of trust moor does not verify yet.
     #[error("root of trust {0:?} is not supported")]
     Unsupported(String),
-    /// The signature annotation is not base64 DER ECDSA.
-    #[error("the signature is not a base64 DER ECDSA signature")]
+    /// The signature annotation is not base64.
+    #[error("the signature is not base64")]
     Encoding,
     /// The signature is not the key's over the payload.
     #[error("the signature does not verify with the key")]
-    Mismatch(#[source] p256::ecdsa::Error),
+    Mismatch(#[source] KeyError),
     /// The payload is not a simple signing payload.
     #[error("the signed payload does not parse")]
     Payload(#[source] serde_json::Error),
@@ -178,22 +176,10 @@ pub fn identity_matches(
     }
 }
 
-/// `SHA256:<16 hex digits>` of a public key's DER (SubjectPublicKeyInfo), or of the
-/// key data as given when it does not parse: how messages name a key.
-fn fingerprint(key: Option<&VerifyingKey>, data: &[u8]) -> String {
-    use p256::pkcs8::EncodePublicKey;
-    let der = key
-        .and_then(|k| k.to_public_key_der().ok())
-        .map(|d| d.as_bytes().to_vec())
-        .unwrap_or_else(|| data.to_vec());
-    let sum = sha2::Sha256::digest(&der);
-    format!("SHA256:{}", &hex::encode(sum)[..16])
-}
-
 /// Verifies one signature of `payload` with `key`, and that the payload names
 /// `digest` and an identity `identity` accepts for `image`.
 pub fn verify_one(
-    key: &VerifyingKey,
+    key: &PublicKey,
     payload: &[u8],
     signature_b64: &str,
     digest: &Digest,
@@ -203,8 +189,7 @@ pub fn verify_one(
     let raw = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| SignatureError::Encoding)?;
-    let sig = DerSignature::try_from(raw.as_slice()).map_err(|_| SignatureError::Encoding)?;
-    key.verify(payload, &sig)
+    key.verify(payload, &raw)
         .map_err(SignatureError::Mismatch)?;
     let p: Payload = serde_json::from_slice(payload).map_err(SignatureError::Payload)?;
     if p.critical.image.docker_manifest_digest != digest.to_string() {
@@ -220,6 +205,18 @@ pub fn verify_one(
         });
     }
     Ok(signed)
+}
+
+/// An error and its sources, `: `-joined: what a condition message says.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(e) = next {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        next = e.source();
+    }
+    s
 }
 
 fn ctx() -> RequestContext {
@@ -326,16 +323,16 @@ impl Gate {
                 )));
             }
         };
-        let key = std::str::from_utf8(&key_pem)
-            .ok()
-            .map(|s| VerifyingKey::from_public_key_pem(s.trim()))
-            .unwrap_or(Err(p256::pkcs8::spki::Error::KeyMalformed));
-        let key_name = fingerprint(key.as_ref().ok(), &key_pem);
+        let key = PublicKey::from_pem(&key_pem);
+        let key_name = key
+            .as_ref()
+            .map(PublicKey::fingerprint)
+            .unwrap_or_else(|_| keys::fingerprint_of(&key_pem));
         let key = key.map_err(|e| {
             invalid(format!(
                 "{identity} is refused by {} (key {key_name}): {}",
                 policy.name,
-                SignatureError::Key(e)
+                chain(&SignatureError::Key(e))
             ))
         })?;
         let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
@@ -391,7 +388,7 @@ impl Gate {
                     &policy.name,
                     &key_name,
                 )),
-                Err(e) => failures.push(e.to_string()),
+                Err(e) => failures.push(chain(&e)),
             }
         }
         if !verified.is_empty() {
