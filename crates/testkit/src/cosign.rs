@@ -173,25 +173,46 @@ impl CosignKey {
     ) {
         let payload = Self::payload(digest, identity);
         let signature = STANDARD.encode(self.sign_bytes(&payload));
-        let config =
-            br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let payload_digest = upload_blob(base, creds, repo, &payload).await;
-        let config_digest = upload_blob(base, creds, repo, config).await;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest, "size": config.len()},
-            "layers": [{
-                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                "digest": payload_digest, "size": payload.len(),
-                "annotations": {"dev.cosignproject.cosign/signature": signature},
-            }],
-        });
-        let tag = digest.replacen(':', "-", 1) + ".sig";
-        let status = put_manifest(base, creds, repo, &tag, manifest.to_string().into_bytes()).await;
-        assert_eq!(status, 201, "put signature manifest");
+        push_signature(
+            base,
+            creds,
+            repo,
+            digest,
+            &payload,
+            json!({"dev.cosignproject.cosign/signature": signature}),
+        )
+        .await;
     }
+}
+
+/// Pushes `payload` as the one signature layer (with `annotations`) of the
+/// `sha256-<hex>.sig` manifest of image `digest` in `repo` at `base`, as cosign does.
+pub async fn push_signature(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    digest: &str,
+    payload: &[u8],
+    annotations: serde_json::Value,
+) {
+    let config =
+        br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let payload_digest = upload_blob(base, creds, repo, payload).await;
+    let config_digest = upload_blob(base, creds, repo, config).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload_digest, "size": payload.len(),
+            "annotations": annotations,
+        }],
+    });
+    let tag = digest.replacen(':', "-", 1) + ".sig";
+    let status = put_manifest(base, creds, repo, &tag, manifest.to_string().into_bytes()).await;
+    assert_eq!(status, 201, "put signature manifest");
 }
 
 fn with_creds(
@@ -260,4 +281,181 @@ pub async fn put_manifest(
     .expect("put manifest")
     .status()
     .as_u16()
+}
+
+/// Fulcio's issuer extensions: 1.3.6.1.4.1.57264.1.1 (raw) and .1.8 (UTF8String).
+const OID_ISSUER_V1: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 1];
+const OID_ISSUER_V2: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 8];
+
+/// A local Fulcio (a root CA and an intermediate, as the public one has) and a Rekor
+/// key, for keyless signatures made offline.
+pub struct FulcioCa {
+    intermediate: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The root certificate, PEM: a policy's `fulcioCAData`.
+    pub root_pem: String,
+    /// The chain a signature carries: the intermediate, then the root.
+    pub chain_pem: String,
+    /// The Rekor log's key: `rekor.public_pem` is a policy's `rekorKeyData`.
+    pub rekor: CosignKey,
+}
+
+/// What a Fulcio certificate says and when it is valid.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    /// The SAN email.
+    pub email: String,
+    /// The OIDC issuer in the issuer extensions.
+    pub issuer: String,
+    /// Unix seconds from which the certificate is valid (for 10 minutes, as Fulcio's).
+    pub not_before: i64,
+}
+
+/// A keyless signer: an ephemeral key and its Fulcio certificate.
+pub struct KeylessSigner {
+    /// The ephemeral key (P-256, as cosign's).
+    pub key: CosignKey,
+    /// The leaf certificate, PEM.
+    pub cert_pem: String,
+}
+
+fn unix(t: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(t).expect("time after 1970"))
+}
+
+impl FulcioCa {
+    /// A new root, intermediate and Rekor key.
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let ca = |cn: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+            p.distinguished_name
+                .push(DnType::OrganizationName, "sigstore.dev");
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let root =
+            rcgen::CertifiedIssuer::self_signed(ca("sigstore"), KeyPair::generate().expect("key"))
+                .expect("root");
+        let intermediate = rcgen::CertifiedIssuer::signed_by(
+            ca("sigstore-intermediate"),
+            KeyPair::generate().expect("key"),
+            &root,
+        )
+        .expect("intermediate");
+        FulcioCa {
+            root_pem: root.pem(),
+            chain_pem: intermediate.pem() + &root.pem(),
+            intermediate,
+            rekor: CosignKey::generate(),
+        }
+    }
+
+    /// A certificate for `subject`, issued by the intermediate, for a new key.
+    pub fn issue(&self, subject: &Subject) -> KeylessSigner {
+        use rcgen::{
+            CertificateParams, CustomExtension, DistinguishedName, ExtendedKeyUsagePurpose,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let key = CosignKey::generate();
+        let public = KeyPair::from_pem(&key.private_pem()).expect("rcgen reads the key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name = DistinguishedName::new();
+        p.subject_alt_names = vec![SanType::Rfc822Name(
+            subject.email.as_str().try_into().expect("an IA5 email"),
+        )];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        p.not_before = rcgen::date_time_ymd(1970, 1, 1) + unix(subject.not_before);
+        p.not_after = rcgen::date_time_ymd(1970, 1, 1) + unix(subject.not_before + 600);
+        let issuer = subject.issuer.as_bytes();
+        let mut v2 = vec![0x0c, u8::try_from(issuer.len()).expect("a short issuer")];
+        v2.extend_from_slice(issuer);
+        p.custom_extensions = vec![
+            CustomExtension::from_oid_content(OID_ISSUER_V1, issuer.to_vec()),
+            CustomExtension::from_oid_content(OID_ISSUER_V2, v2),
+        ];
+        let cert = p.signed_by(&public, &self.intermediate).expect("leaf");
+        KeylessSigner {
+            key,
+            cert_pem: cert.pem(),
+        }
+    }
+
+    /// The Rekor bundle of `signature` over `payload` by the certificate (or key)
+    /// `signer_pem`, logged at `integrated_time` and signed with the Rekor key (cosign's
+    /// `dev.sigstore.cosign/bundle`).
+    pub fn bundle(
+        &self,
+        signer_pem: &str,
+        signature: &[u8],
+        payload: &[u8],
+        integrated_time: i64,
+    ) -> String {
+        let body = json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256",
+                                  "value": hex::encode(sha2::Sha256::digest(payload))}},
+                "signature": {"content": STANDARD.encode(signature),
+                              "publicKey": {"content": STANDARD.encode(signer_pem)}},
+            },
+        });
+        let body = STANDARD.encode(body.to_string());
+        let log_id = hex::encode(sha2::Sha256::digest(self.rekor.public_pem.as_bytes()));
+        // RFC 8785 canonical JSON of the payload: sorted keys, no spaces.
+        let canonical = format!(
+            r#"{{"body":"{body}","integratedTime":{integrated_time},"logID":"{log_id}","logIndex":7}}"#
+        );
+        let set = STANDARD.encode(self.rekor.sign_bytes(canonical.as_bytes()));
+        json!({
+            "SignedEntryTimestamp": set,
+            "Payload": {"body": body, "integratedTime": integrated_time,
+                        "logIndex": 7, "logID": log_id},
+        })
+        .to_string()
+    }
+}
+
+impl Default for FulcioCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeylessSigner {
+    /// The layer annotations of a keyless signature of `payload` by this signer, logged
+    /// by `ca`'s Rekor at `integrated_time`: signature, certificate, chain, bundle.
+    pub fn annotations(
+        &self,
+        ca: &FulcioCa,
+        payload: &[u8],
+        integrated_time: i64,
+    ) -> serde_json::Value {
+        let signature = self.key.sign_bytes(payload);
+        json!({
+            "dev.cosignproject.cosign/signature": STANDARD.encode(&signature),
+            "dev.sigstore.cosign/certificate": self.cert_pem,
+            "dev.sigstore.cosign/chain": ca.chain_pem,
+            "dev.sigstore.cosign/bundle": ca.bundle(&self.cert_pem, &signature, payload, integrated_time),
+        })
+    }
+
+    /// Signs the manifest `digest` of `repo` at `base` for `identity` keylessly, as
+    /// `cosign sign` with Fulcio and Rekor does.
+    pub async fn sign_at(
+        &self,
+        ca: &FulcioCa,
+        base: &str,
+        repo: &str,
+        digest: &str,
+        identity: &str,
+        integrated_time: i64,
+    ) {
+        let payload = CosignKey::payload(digest, identity);
+        let annotations = self.annotations(ca, &payload, integrated_time);
+        push_signature(base, None, repo, digest, &payload, annotations).await;
+    }
 }

@@ -18,6 +18,7 @@
 //! RustCrypto). Its offline checks are signature verifications over the payload bytes,
 //! done here with ring and `rsa`, both already in the tree.
 
+pub mod keyless;
 pub mod keys;
 pub mod push;
 
@@ -29,8 +30,8 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use moor_api::config::{
-    ClusterImagePolicy, ImagePolicy, ImagePolicySpec, POLICY_TYPE_PUBLIC_KEY, PolicyIdentity,
-    most_specific,
+    ClusterImagePolicy, ImagePolicy, ImagePolicySpec, POLICY_TYPE_FULCIO, POLICY_TYPE_PUBLIC_KEY,
+    PolicyIdentity, PolicyRootOfTrust, most_specific,
 };
 use moor_api::image::{ConditionStatus, ImageSignature, SignatureCondition, SignatureSubject};
 use moor_api::{Digest, DockerImageReference};
@@ -72,6 +73,9 @@ pub enum SignatureError {
     /// The payload signs another image.
     #[error("the signature is for {0}, not this image")]
     OtherImage(String),
+    /// A keyless signature (or a Rekor bundle) is refused.
+    #[error("keyless verification failed")]
+    Keyless(#[from] keyless::KeylessError),
     /// The payload names an identity the policy does not accept.
     #[error("the signature is for identity {signed}, not {wanted}")]
     OtherIdentity { signed: String, wanted: String },
@@ -295,11 +299,168 @@ impl Verifier {
     }
 }
 
+/// A policy's root of trust, parsed.
+#[derive(Debug)]
+pub enum Trust {
+    /// `PublicKey`: the key, and the Rekor key when `rekorKeyData` asks for bundles.
+    Key {
+        key: PublicKey,
+        rekor: Option<PublicKey>,
+    },
+    /// `FulcioCAWithRekor`.
+    Fulcio(keyless::FulcioRoot),
+}
+
+impl Trust {
+    /// Parses a policy's root of trust; `Err` says why it cannot be used, and `name`
+    /// how messages name it either way (`key SHA256:...`, `Fulcio CA SHA256:... (...)`).
+    pub fn parse(root: &PolicyRootOfTrust) -> (String, Result<Trust, String>) {
+        match (
+            &root.policy_type[..],
+            &root.public_key,
+            &root.fulcio_ca_with_rekor,
+        ) {
+            (POLICY_TYPE_PUBLIC_KEY, Some(k), _) => {
+                let key = PublicKey::from_pem(&k.key_data.0);
+                let name = format!(
+                    "key {}",
+                    key.as_ref()
+                        .map(PublicKey::fingerprint)
+                        .unwrap_or_else(|_| keys::fingerprint_of(&k.key_data.0))
+                );
+                let rekor = k
+                    .rekor_key_data
+                    .as_ref()
+                    .map(|r| PublicKey::from_pem(&r.0).map_err(keyless::KeylessError::RekorKey))
+                    .transpose()
+                    .map_err(|e| chain(&e));
+                let trust = key
+                    .map_err(|e| chain(&SignatureError::Key(e)))
+                    .and_then(|key| Ok(Trust::Key { key, rekor: rekor? }));
+                (name, trust)
+            }
+            (POLICY_TYPE_FULCIO, _, Some(f)) => match keyless::FulcioRoot::new(f) {
+                Ok(root) => (root.name().to_string(), Ok(Trust::Fulcio(root))),
+                Err(e) => (
+                    format!(
+                        "Fulcio CA ({} {})",
+                        f.fulcio_subject.oidc_issuer, f.fulcio_subject.signed_email
+                    ),
+                    Err(chain(&e)),
+                ),
+            },
+            (other, _, _) => (
+                format!("root of trust {other}"),
+                Err(SignatureError::Unsupported(other.to_string()).to_string()),
+            ),
+        }
+    }
+
+    /// Verifies one signature layer: the signature over `payload` by the trusted key
+    /// (or the certificate a Fulcio CA vouches for, logged in Rekor), and that the
+    /// payload names `digest` and an identity `identity` accepts for `image`.
+    pub fn verify(
+        &self,
+        layer: &Layer,
+        payload: &[u8],
+        digest: &Digest,
+        image: &DockerImageReference,
+        identity: Option<&PolicyIdentity>,
+    ) -> Result<String, SignatureError> {
+        let material = keyless::Material {
+            certificate: layer.annotation(keyless::CERTIFICATE_ANNOTATION),
+            chain: layer.annotation(keyless::CHAIN_ANNOTATION),
+            bundle: layer.annotation(keyless::BUNDLE_ANNOTATION),
+        };
+        match self {
+            Trust::Key { key, rekor } => {
+                if let Some(rekor) = rekor {
+                    let bundle = material.bundle.ok_or(keyless::KeylessError::NoBundle)?;
+                    keyless::verify_bundle(
+                        rekor,
+                        bundle,
+                        key.spki_der(),
+                        &layer.signature,
+                        payload,
+                    )?;
+                }
+                verify_one(key, payload, &layer.signature, digest, image, identity)
+            }
+            Trust::Fulcio(root) => {
+                let key = root.verify(&material, &layer.signature, payload)?;
+                verify_one(&key, payload, &layer.signature, digest, image, identity)
+            }
+        }
+    }
+}
+
+/// One signature layer of a signature manifest.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The repository holding the signature manifest and its blobs.
+    pub repository: DockerImageReference,
+    /// The payload blob.
+    pub digest: Digest,
+    /// The base64 signature annotation.
+    pub signature: String,
+    /// The layer's annotations.
+    pub annotations: serde_json::Map<String, Value>,
+}
+
+impl Layer {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).and_then(Value::as_str)
+    }
+
+    /// The simple signing layers of an OCI signature manifest read from `repository`.
+    pub fn from_manifest(repository: &DockerImageReference, manifest: &Value) -> Vec<Layer> {
+        manifest["layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|l| l["mediaType"] == SIMPLE_SIGNING)
+            .filter_map(|l| {
+                Some(Layer {
+                    repository: repository.clone(),
+                    digest: Digest::parse(l["digest"].as_str()?).ok()?,
+                    signature: l["annotations"][SIGNATURE_ANNOTATION].as_str()?.to_string(),
+                    annotations: l["annotations"].as_object()?.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The signature layers of the image `digest` in `from`'s repository: those of the
+/// `sha256-<hex>.sig` tag's manifest. Empty when there is none.
+pub async fn signature_layers(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Vec<Layer>, ImportError> {
+    let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
+    let sig_ref = from
+        .clone()
+        .without_id()
+        .with_tag(&sig_tag)
+        .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
+    let manifest = match source.manifest(&sig_ref, pull).await {
+        Ok(m) => m,
+        Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let manifest: Value = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| ImportError::invalid_because("the signature manifest does not parse", e))?;
+    Ok(Layer::from_manifest(&sig_ref, &manifest))
+}
+
 impl Gate {
     /// Verifies the image `from` names (manifest `digest`) against the policy that
     /// covers it, if any: the verified signatures (to record on the Image), or an
     /// `ImportError` with reason [`SIGNATURE_MISSING`] or [`SIGNATURE_INVALID`] that
-    /// names the policy and the key.
+    /// names the policy and the key (or Fulcio CA).
     pub async fn verify(
         &self,
         source: &dyn Source,
@@ -311,82 +472,42 @@ impl Gate {
         let Some(policy) = self.verifier.applicable(&self.namespace, &identity).await? else {
             return Ok(vec![]);
         };
-        let root = &policy.spec.policy.root_of_trust;
         let invalid = |why: String| ImportError::new(SIGNATURE_INVALID, why);
-        let key_pem = match (&root.policy_type[..], &root.public_key) {
-            (POLICY_TYPE_PUBLIC_KEY, Some(k)) => k.key_data.0.clone(),
-            (other, _) => {
-                return Err(invalid(format!(
-                    "{identity} is refused by {}: {}",
-                    policy.name,
-                    SignatureError::Unsupported(other.to_string())
-                )));
-            }
-        };
-        let key = PublicKey::from_pem(&key_pem);
-        let key_name = key
-            .as_ref()
-            .map(PublicKey::fingerprint)
-            .unwrap_or_else(|_| keys::fingerprint_of(&key_pem));
-        let key = key.map_err(|e| {
+        let (who, trust) = Trust::parse(&policy.spec.policy.root_of_trust);
+        let trust = trust.map_err(|why| {
             invalid(format!(
-                "{identity} is refused by {} (key {key_name}): {}",
-                policy.name,
-                chain(&SignatureError::Key(e))
+                "{identity} is refused by {} ({who}): {why}",
+                policy.name
             ))
         })?;
-        let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
-        let sig_ref = from
-            .clone()
-            .without_id()
-            .with_tag(&sig_tag)
-            .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
         let missing = || {
             ImportError::new(
                 SIGNATURE_MISSING,
                 format!(
-                    "{identity} ({digest}) has no signature: {} requires one by key {key_name}",
+                    "{identity} ({digest}) has no signature: {} requires one by {who}",
                     policy.name
                 ),
             )
         };
-        let manifest = match source.manifest(&sig_ref, pull).await {
-            Ok(m) => m,
-            Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => {
-                return Err(missing());
-            }
-            Err(e) => return Err(e),
-        };
-        let manifest: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            ImportError::invalid_because("the signature manifest does not parse", e)
-        })?;
-        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        let layers = signature_layers(source, from, pull, digest).await?;
         let mut failures = Vec::new();
         let mut verified = Vec::new();
-        for layer in layers.iter().filter(|l| l["mediaType"] == SIMPLE_SIGNING) {
-            let Some(sig) = layer["annotations"][SIGNATURE_ANNOTATION].as_str() else {
-                continue;
-            };
-            let Some(layer_digest) = layer["digest"].as_str().and_then(|d| Digest::parse(d).ok())
-            else {
-                continue;
-            };
-            let payload = source.blob(&sig_ref, &layer_digest, pull).await?;
-            match verify_one(
-                &key,
+        for layer in &layers {
+            let payload = source.blob(&layer.repository, &layer.digest, pull).await?;
+            match trust.verify(
+                layer,
                 &payload,
-                sig,
                 digest,
                 from,
                 policy.spec.policy.signed_identity.as_ref(),
             ) {
                 Ok(signed_identity) => verified.push(record(
                     digest,
-                    &layer_digest,
+                    &layer.digest,
                     &payload,
                     &signed_identity,
                     &policy.name,
-                    &key_name,
+                    &who,
                 )),
                 Err(e) => failures.push(chain(&e)),
             }
@@ -398,7 +519,7 @@ impl Gate {
             return Err(missing());
         }
         Err(invalid(format!(
-            "{identity} ({digest}) is refused by {} (key {key_name}): {}",
+            "{identity} ({digest}) is refused by {} ({who}): {}",
             policy.name,
             failures.join("; ")
         )))
@@ -427,11 +548,11 @@ fn record(
             last_probe_time: Some(now.clone()),
             last_transition_time: Some(now.clone()),
             reason: "Verified".into(),
-            message: format!("verified with key {key} of {policy}"),
+            message: format!("verified with {key} of {policy}"),
         }],
         created: Some(now),
         issued_to: Some(SignatureSubject {
-            public_key_id: key.to_string(),
+            public_key_id: key.strip_prefix("key ").unwrap_or(key).to_string(),
             ..Default::default()
         }),
         ..Default::default()
