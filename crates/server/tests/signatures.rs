@@ -668,3 +668,154 @@ async fn keyless_imports_from_distribution() {
         "{m}"
     );
 }
+
+/// Signatures attached as OCI 1.1 referrers (no `.sig` tag) are found through the
+/// referrers tag schema on distribution 2.8 (whose referrers API answers 404), and
+/// through the referrers API of moor's own registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrer_signatures_are_found_by_api_and_tag_schema() {
+    use moor_server::signatures::referrer_layers;
+    use moor_testkit::cosign::{CosignKey, push_referrer_signature, upload_blob};
+    use moor_testkit::{Distribution, Format, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "skopeo", "umoci"]) {
+        return;
+    }
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    let entry = layout.add_image("ref", &ImageSpec::app("ref"));
+    let key = CosignKey::generate();
+    let attach = |base: String,
+                  creds: Option<(&'static str, String)>,
+                  repo: &'static str,
+                  digest: String,
+                  identity: String,
+                  tag_schema: bool| {
+        let payload = CosignKey::payload(&digest, &identity);
+        let sig = b64_bytes(&key.sign_bytes(&payload));
+        async move {
+            let creds = creds.as_ref().map(|(u, p)| (*u, p.as_str()));
+            push_referrer_signature(
+                &base,
+                creds,
+                repo,
+                &digest,
+                &payload,
+                json!({"dev.cosignproject.cosign/signature": sig}),
+                tag_schema,
+            )
+            .await
+        }
+    };
+
+    // distribution: the tag schema, through a whole import.
+    let pushed = dist.push(&layout, "ref", "team/ref:1.0", Format::Oci);
+    let r = reqwest::get(format!(
+        "{}/v2/team/ref/referrers/{}",
+        dist.url(),
+        pushed.digest
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "distribution 2.8 has no referrers API"
+    );
+    attach(
+        dist.url(),
+        None,
+        "team/ref",
+        pushed.digest.clone(),
+        pushed.reference.clone(),
+        true,
+    )
+    .await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "referrers",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    assert_eq!(h.post(IP, &p).await.status, StatusCode::CREATED);
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": [
+                {"name": "ref", "from": {"kind": "DockerImage", "name": pushed.reference}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let t = wait_tag(&h, "app", "ref", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(pushed.digest));
+
+    // moor's registry: the referrers API (no tag schema index written).
+    let moor = registry_support::Moor::start(Default::default()).await;
+    let base = moor.url("");
+    let creds = ("anyone", moor.token().to_string());
+    let manifest = layout.blob(&entry.digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in std::iter::once(&m["config"]["digest"])
+        .chain(m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]))
+    {
+        let blob = layout.blob(d.as_str().unwrap());
+        upload_blob(&base, Some(("anyone", moor.token())), "default/app", &blob).await;
+    }
+    assert_eq!(
+        moor_testkit::cosign::put_manifest(
+            &base,
+            Some(("anyone", moor.token())),
+            "default/app",
+            "1.0",
+            manifest
+        )
+        .await,
+        201
+    );
+    let identity = format!("{}/default/app:1.0", moor.host);
+    attach(
+        base.clone(),
+        Some(creds.clone()),
+        "default/app",
+        entry.digest.clone(),
+        identity.clone(),
+        false,
+    )
+    .await;
+    let secret =
+        json!({"auths": {moor.host.clone(): {"auth": b64(&format!("anyone:{}", moor.token()))}}});
+    let pull = moor_server::importer::PullOptions {
+        insecure: true,
+        secrets: std::sync::Arc::new(vec![secret.to_string().into()]),
+    };
+    let client = upstream(&[&moor.host]);
+    let from = moor_api::DockerImageReference::parse(&identity).unwrap();
+    let digest = moor_api::Digest::parse(&entry.digest).unwrap();
+    let layers = referrer_layers(client.as_ref(), &from, &pull, &digest)
+        .await
+        .unwrap();
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let payload = moor_server::importer::Source::blob(
+        client.as_ref(),
+        &layers[0].repository,
+        &layers[0].digest,
+        &pull,
+    )
+    .await
+    .unwrap();
+    let public =
+        moor_server::signatures::keys::PublicKey::from_pem(key.public_pem.as_bytes()).unwrap();
+    let signed = moor_server::signatures::verify_one(
+        &public,
+        &payload,
+        &layers[0].signature,
+        &digest,
+        &from,
+        None,
+    )
+    .unwrap();
+    assert_eq!(signed, identity);
+}

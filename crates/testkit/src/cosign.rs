@@ -459,3 +459,88 @@ impl KeylessSigner {
         push_signature(base, None, repo, digest, &payload, annotations).await;
     }
 }
+
+/// The `artifactType` of a cosign signature attached as an OCI 1.1 referrer.
+pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// Attaches `payload` (with `annotations`) to image `digest` of `repo` as an OCI 1.1
+/// referrer, as `cosign sign --registry-referrers-mode=oci-1-1` does: a manifest with
+/// `artifactType` and `subject`, pushed by digest. With `tag_schema`, also writes the
+/// referrers tag schema's `sha256-<hex>` index listing it (what clients do where the
+/// registry has no referrers API). The referrer manifest's digest.
+pub async fn push_referrer_signature(
+    base: &str,
+    creds: Option<(&str, &str)>,
+    repo: &str,
+    digest: &str,
+    payload: &[u8],
+    annotations: serde_json::Value,
+    tag_schema: bool,
+) -> String {
+    let client = reqwest::Client::new();
+    let subject = with_creds(
+        client.get(format!("{base}/v2/{repo}/manifests/{digest}")),
+        creds,
+    )
+    .header(
+        "accept",
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+    )
+    .send()
+    .await
+    .expect("get subject");
+    assert!(subject.status().is_success(), "get subject");
+    let subject_type = subject.headers()["content-type"]
+        .to_str()
+        .expect("content type")
+        .to_string();
+    let subject_size = subject.bytes().await.expect("subject").len();
+    let empty = b"{}";
+    let payload_digest = upload_blob(base, creds, repo, payload).await;
+    let config_digest = upload_blob(base, creds, repo, empty).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": SIGNATURE_ARTIFACT,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": config_digest, "size": empty.len()},
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload_digest, "size": payload.len(),
+            "annotations": annotations,
+        }],
+        "subject": {"mediaType": subject_type, "digest": digest, "size": subject_size},
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest)));
+    let size = manifest.len();
+    assert_eq!(
+        put_manifest(base, creds, repo, &manifest_digest, manifest).await,
+        201,
+        "put referrer manifest"
+    );
+    if tag_schema {
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": size,
+                "artifactType": SIGNATURE_ARTIFACT,
+            }],
+        });
+        let tag = digest.replacen(':', "-", 1);
+        let r = with_creds(
+            client.put(format!("{base}/v2/{repo}/manifests/{tag}")),
+            creds,
+        )
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(index.to_string())
+        .send()
+        .await
+        .expect("put referrers tag");
+        assert_eq!(r.status().as_u16(), 201, "put referrers tag schema index");
+    }
+    manifest_digest
+}

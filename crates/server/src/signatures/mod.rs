@@ -456,6 +456,71 @@ pub async fn signature_layers(
     Ok(Layer::from_manifest(&sig_ref, &manifest))
 }
 
+/// The `artifactType` of a cosign signature attached as an OCI 1.1 referrer.
+pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// The signature layers of the image `digest` attached to it as OCI 1.1 referrers
+/// (manifests whose `subject` is the image and `artifactType` cosign's): listed by the
+/// referrers API, or, where the registry has none (distribution 2.8 answers 404), by
+/// the referrers tag schema's `sha256-<hex>` index. Empty when there are none.
+pub async fn referrer_layers(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Vec<Layer>, ImportError> {
+    let repo = from.clone().without_id().without_tag();
+    let index = match source
+        .referrers(&repo, digest, SIGNATURE_ARTIFACT, pull)
+        .await?
+    {
+        Some(index) => index,
+        None => {
+            let tag = format!("{}-{}", digest.algorithm(), digest.hex());
+            let tagged = repo
+                .clone()
+                .with_tag(&tag)
+                .map_err(|e| ImportError::invalid(format!("referrers tag {tag}: {e}")))?;
+            match source.manifest(&tagged, pull).await {
+                Ok(m) => m.bytes,
+                Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => {
+                    return Ok(vec![]);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let index: Value = serde_json::from_slice(&index)
+        .map_err(|e| ImportError::invalid_because("the referrers index does not parse", e))?;
+    let mut layers = Vec::new();
+    let referrers = index["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for r in referrers
+        .iter()
+        .filter(|r| r["artifactType"] == SIGNATURE_ARTIFACT)
+    {
+        let Some(d) = r["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {
+            continue;
+        };
+        let at = repo.clone().with_id(d);
+        let m = source.manifest(&at, pull).await?;
+        let m: Value = serde_json::from_slice(&m.bytes).map_err(|e| {
+            ImportError::invalid_because("a referrer signature manifest does not parse", e)
+        })?;
+        // Another image's signature listed here (a wrong tag schema index) is skipped.
+        if m["subject"]["digest"]
+            .as_str()
+            .is_some_and(|s| s != digest.to_string())
+        {
+            continue;
+        }
+        layers.extend(Layer::from_manifest(&repo, &m));
+    }
+    Ok(layers)
+}
+
 impl Gate {
     /// Verifies the image `from` names (manifest `digest`) against the policy that
     /// covers it, if any: the verified signatures (to record on the Image), or an
@@ -489,10 +554,60 @@ impl Gate {
                 ),
             )
         };
-        let layers = signature_layers(source, from, pull, digest).await?;
+        // The `.sig` tag first; the referrers only when it holds no valid signature.
         let mut failures = Vec::new();
         let mut verified = Vec::new();
-        for layer in &layers {
+        for stage in 0..2 {
+            let layers = if stage == 0 {
+                signature_layers(source, from, pull, digest).await?
+            } else if verified.is_empty() {
+                referrer_layers(source, from, pull, digest).await?
+            } else {
+                break;
+            };
+            self.check_layers(
+                source,
+                pull,
+                &trust,
+                &layers,
+                digest,
+                from,
+                &policy,
+                &who,
+                &mut verified,
+                &mut failures,
+            )
+            .await?;
+        }
+        if !verified.is_empty() {
+            return Ok(verified);
+        }
+        if failures.is_empty() {
+            return Err(missing());
+        }
+        Err(invalid(format!(
+            "{identity} ({digest}) is refused by {} ({who}): {}",
+            policy.name,
+            failures.join("; ")
+        )))
+    }
+
+    /// Verifies `layers`, adding to `verified` and `failures`.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_layers(
+        &self,
+        source: &dyn Source,
+        pull: &PullOptions,
+        trust: &Trust,
+        layers: &[Layer],
+        digest: &Digest,
+        from: &DockerImageReference,
+        policy: &Applied,
+        who: &str,
+        verified: &mut Vec<ImageSignature>,
+        failures: &mut Vec<String>,
+    ) -> Result<(), ImportError> {
+        for layer in layers {
             let payload = source.blob(&layer.repository, &layer.digest, pull).await?;
             match trust.verify(
                 layer,
@@ -507,22 +622,12 @@ impl Gate {
                     &payload,
                     &signed_identity,
                     &policy.name,
-                    &who,
+                    who,
                 )),
                 Err(e) => failures.push(chain(&e)),
             }
         }
-        if !verified.is_empty() {
-            return Ok(verified);
-        }
-        if failures.is_empty() {
-            return Err(missing());
-        }
-        Err(invalid(format!(
-            "{identity} ({digest}) is refused by {} ({who}): {}",
-            policy.name,
-            failures.join("; ")
-        )))
+        Ok(())
     }
 }
 
