@@ -368,3 +368,454 @@ async fn pushes_in_scope_are_denied_until_signed() {
         403
     );
 }
+
+/// Every key type cosign signs with verifies (signed by openssl as cosign signs);
+/// a signature by another key of the same type does not; an unsupported key type is
+/// refused with a message that names it.
+#[test]
+fn every_cosign_key_type_verifies() {
+    use moor_server::signatures::keys::PublicKey;
+    use moor_server::signatures::{chain, verify_one};
+    use moor_testkit::cosign::{CosignKey, KeyType};
+    if !moor_testkit::require(&["openssl"]) {
+        return;
+    }
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let identity = "quay.io/team/app:1.0";
+    let image = moor_api::DockerImageReference::parse(identity).unwrap();
+    let d = moor_api::Digest::parse(digest).unwrap();
+    let payload = CosignKey::payload(digest, identity);
+    for kind in KeyType::ALL {
+        let (key, other) = (
+            CosignKey::generate_type(kind),
+            CosignKey::generate_type(kind),
+        );
+        let public = PublicKey::from_pem(key.public_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("{kind:?}: {}", chain(&e)));
+        let sig = b64_bytes(&key.sign_bytes(&payload));
+        let signed = verify_one(&public, &payload, &sig, &d, &image, None)
+            .unwrap_or_else(|e| panic!("{kind:?}: {}", chain(&e)));
+        assert_eq!(signed, identity);
+        let forged = b64_bytes(&other.sign_bytes(&payload));
+        let e = verify_one(&public, &payload, &forged, &d, &image, None).unwrap_err();
+        assert!(
+            chain(&e).contains("does not verify with the key"),
+            "{kind:?}: {}",
+            chain(&e)
+        );
+    }
+    // secp256k1: an ECDSA curve cosign does not sign with.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+            "-out",
+        ])
+        .arg(dir.path().join("k.pem"))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(dir.path().join("k.pem"))
+        .output()
+        .unwrap()
+        .stdout;
+    let e = PublicKey::from_pem(&public).unwrap_err();
+    assert!(
+        chain(&e).contains("unsupported key type ECDSA curve 1.3.132.0.10"),
+        "{}",
+        chain(&e)
+    );
+}
+
+fn b64_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+const ISSUER: &str = "https://accounts.example.com";
+const EMAIL: &str = "dev@example.com";
+
+fn fulcio_root(ca: &moor_testkit::cosign::FulcioCa, issuer: &str, email: &str) -> Value {
+    json!({"policyType": "FulcioCAWithRekor", "fulcioCAWithRekor": {
+        "fulcioCAData": b64(&ca.root_pem),
+        "rekorKeyData": b64(&ca.rekor.public_pem),
+        "fulcioSubject": {"oidcIssuer": issuer, "signedEmail": email},
+    }})
+}
+
+/// Verifies a keyless signature layer (its annotations) against a root of trust.
+fn keyless_verdict(root: &Value, annotations: &Value, payload: &[u8]) -> Result<String, String> {
+    use moor_server::signatures::{Layer, Trust, chain};
+    let root: moor_api::config::PolicyRootOfTrust = serde_json::from_value(root.clone()).unwrap();
+    let (_, trust) = Trust::parse(&root);
+    let trust = trust?;
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let image = moor_api::DockerImageReference::parse("quay.io/team/app:1.0").unwrap();
+    let layer = Layer {
+        repository: image.clone(),
+        digest: moor_api::Digest::parse(digest).unwrap(),
+        signature: annotations["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        annotations: annotations.as_object().unwrap().clone(),
+    };
+    trust
+        .verify(
+            &layer,
+            payload,
+            &moor_api::Digest::parse(digest).unwrap(),
+            &image,
+            None,
+        )
+        .map_err(|e| chain(&e))
+}
+
+/// Keyless (`FulcioCAWithRekor`) signatures verify offline against a local Fulcio CA
+/// and Rekor key: the valid one is accepted; another CA, subject or issuer, a bad
+/// SET, a tampered entry and a logged time outside the certificate's validity are
+/// each refused with a reason that says so. A `PublicKey` policy with `rekorKeyData`
+/// needs a bundle too.
+#[test]
+fn keyless_signatures_verify_offline() {
+    use moor_testkit::cosign::{CosignKey, FulcioCa, Subject};
+    if !moor_testkit::require(&["openssl"]) {
+        return;
+    }
+    let (ca, other_ca) = (FulcioCa::new(), FulcioCa::new());
+    let subject = Subject {
+        email: EMAIL.into(),
+        issuer: ISSUER.into(),
+        not_before: T0,
+    };
+    let signer = ca.issue(&subject);
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let payload = CosignKey::payload(digest, "quay.io/team/app:1.0");
+    let good = signer.annotations(&ca, &payload, T0 + 60);
+    let root = fulcio_root(&ca, ISSUER, EMAIL);
+    assert_eq!(
+        keyless_verdict(&root, &good, &payload).as_deref(),
+        Ok("quay.io/team/app:1.0")
+    );
+
+    let refused = |root: &Value, ann: &Value, want: &str| {
+        let e = keyless_verdict(root, ann, &payload).expect_err(want);
+        assert!(e.contains(want), "wanted {want:?} in {e:?}");
+    };
+    // Another CA: the chain does not reach the policy's root.
+    let mut other_ca_root = fulcio_root(&other_ca, ISSUER, EMAIL);
+    other_ca_root["fulcioCAWithRekor"]["rekorKeyData"] = json!(b64(&ca.rekor.public_pem));
+    refused(
+        &other_ca_root,
+        &good,
+        "does not chain to the policy's Fulcio CA",
+    );
+    // Another subject, another issuer.
+    refused(
+        &fulcio_root(&ca, ISSUER, "someone@example.com"),
+        &good,
+        "the policy wants email \"someone@example.com\"",
+    );
+    refused(
+        &fulcio_root(&ca, "https://other.example.com", EMAIL),
+        &good,
+        "OIDC issuer is \"https://accounts.example.com\"",
+    );
+    // A bundle signed by another Rekor key; a tampered integratedTime.
+    refused(
+        &fulcio_root(&other_ca, ISSUER, EMAIL),
+        &good,
+        "SignedEntryTimestamp does not verify",
+    );
+    let mut tampered = good.clone();
+    let bundle = good["dev.sigstore.cosign/bundle"].as_str().unwrap();
+    let mut b: Value = serde_json::from_str(bundle).unwrap();
+    b["Payload"]["integratedTime"] = json!(T0 + 61);
+    tampered["dev.sigstore.cosign/bundle"] = json!(b.to_string());
+    refused(&root, &tampered, "SignedEntryTimestamp does not verify");
+    // The entry logs another signature.
+    let mut swapped = good.clone();
+    swapped["dev.sigstore.cosign/bundle"] =
+        json!(ca.bundle(&signer.cert_pem, b"another signature", &payload, T0 + 60));
+    refused(&root, &swapped, "the Rekor entry is for another signature");
+    // Logged after the certificate expired (10 minutes), or before it was issued.
+    for t in [T0 + 3600, T0 - 60] {
+        refused(
+            &root,
+            &signer.annotations(&ca, &payload, t),
+            "is outside the certificate's validity",
+        );
+    }
+    // No certificate, no bundle.
+    let mut bare = good.clone();
+    bare.as_object_mut()
+        .unwrap()
+        .remove("dev.sigstore.cosign/certificate");
+    refused(&root, &bare, "has no Fulcio certificate");
+    let mut unlogged = good.clone();
+    unlogged
+        .as_object_mut()
+        .unwrap()
+        .remove("dev.sigstore.cosign/bundle");
+    refused(&root, &unlogged, "has no Rekor bundle");
+
+    // PublicKey with rekorKeyData: the key's signature must be logged too.
+    let key = CosignKey::generate();
+    let key_root = json!({"policyType": "PublicKey", "publicKey": {
+        "keyData": b64(&key.public_pem), "rekorKeyData": b64(&ca.rekor.public_pem)}});
+    let sig = key.sign_bytes(&payload);
+    let mut logged = json!({"dev.cosignproject.cosign/signature": b64_bytes(&sig)});
+    refused(&key_root, &logged, "has no Rekor bundle");
+    logged["dev.sigstore.cosign/bundle"] = json!(ca.bundle(&key.public_pem, &sig, &payload, T0));
+    assert_eq!(
+        keyless_verdict(&key_root, &logged, &payload).as_deref(),
+        Ok("quay.io/team/app:1.0")
+    );
+}
+
+/// A keyless-signed image in a real distribution imports under a FulcioCAWithRekor
+/// policy, its signature recorded; one signed for another email is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_imports_from_distribution() {
+    use moor_testkit::cosign::{FulcioCa, Subject};
+    use moor_testkit::{Distribution, Format, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    for t in ["good", "stranger"] {
+        layout.add_image(t, &ImageSpec::app(t));
+    }
+    let ca = FulcioCa::new();
+    let subject = |email: &str| Subject {
+        email: email.into(),
+        issuer: ISSUER.into(),
+        not_before: T0,
+    };
+    let good = dist.push(&layout, "good", "team/good:1.0", Format::Oci);
+    ca.issue(&subject(EMAIL))
+        .sign_at(
+            &ca,
+            &dist.url(),
+            "team/good",
+            &good.digest,
+            &good.reference,
+            T0 + 5,
+        )
+        .await;
+    let stranger = dist.push(&layout, "stranger", "team/stranger:1.0", Format::Oci);
+    ca.issue(&subject("mallory@example.com"))
+        .sign_at(
+            &ca,
+            &dist.url(),
+            "team/stranger",
+            &stranger.digest,
+            &stranger.reference,
+            T0 + 5,
+        )
+        .await;
+
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "keyless",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"] = fulcio_root(&ca, ISSUER, EMAIL);
+    let r = h.post(IP, &p).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let tags: Vec<Value> = [("good", &good), ("stranger", &stranger)]
+        .iter()
+        .map(|(t, p)| json!({"name": t, "from": {"kind": "DockerImage", "name": p.reference}}))
+        .collect();
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": tags}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let t = wait_tag(&h, "app", "good", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(good.digest));
+    let image = h
+        .get(&format!(
+            "/apis/image.openshift.io/v1/images/{}",
+            good.digest
+        ))
+        .await
+        .body;
+    assert_eq!(
+        image["signatures"][0]["imageIdentity"],
+        json!(good.reference)
+    );
+    let t = wait_tag(&h, "app", "stranger", failed_with("SignatureInvalid")).await;
+    assert!(!imported(&t), "{t}");
+    let m = message(&t);
+    assert!(
+        m.contains("ImagePolicy default/keyless (Fulcio CA SHA256:")
+            && m.contains("mallory@example.com"),
+        "{m}"
+    );
+}
+
+/// Signatures attached as OCI 1.1 referrers (no `.sig` tag) are found through the
+/// referrers tag schema on distribution 2.8 (whose referrers API answers 404), and
+/// through the referrers API of moor's own registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrer_signatures_are_found_by_api_and_tag_schema() {
+    use moor_server::signatures::referrer_layers;
+    use moor_testkit::cosign::{CosignKey, push_referrer_signature, upload_blob};
+    use moor_testkit::{Distribution, Format, ImageSpec, OciLayout};
+    if !moor_testkit::require(&["openssl", "skopeo", "umoci"]) {
+        return;
+    }
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    let entry = layout.add_image("ref", &ImageSpec::app("ref"));
+    let key = CosignKey::generate();
+    let attach = |base: String,
+                  creds: Option<(&'static str, String)>,
+                  repo: &'static str,
+                  digest: String,
+                  identity: String,
+                  tag_schema: bool| {
+        let payload = CosignKey::payload(&digest, &identity);
+        let sig = b64_bytes(&key.sign_bytes(&payload));
+        async move {
+            let creds = creds.as_ref().map(|(u, p)| (*u, p.as_str()));
+            push_referrer_signature(
+                &base,
+                creds,
+                repo,
+                &digest,
+                &payload,
+                json!({"dev.cosignproject.cosign/signature": sig}),
+                tag_schema,
+            )
+            .await
+        }
+    };
+
+    // distribution: the tag schema, through a whole import.
+    let pushed = dist.push(&layout, "ref", "team/ref:1.0", Format::Oci);
+    let r = reqwest::get(format!(
+        "{}/v2/team/ref/referrers/{}",
+        dist.url(),
+        pushed.digest
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "distribution 2.8 has no referrers API"
+    );
+    attach(
+        dist.url(),
+        None,
+        "team/ref",
+        pushed.digest.clone(),
+        pushed.reference.clone(),
+        true,
+    )
+    .await;
+    let h = MoorServer::importing(upstream(&[&dist.host])).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "referrers",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    assert_eq!(h.post(IP, &p).await.status, StatusCode::CREATED);
+    let r = h
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": [
+                {"name": "ref", "from": {"kind": "DockerImage", "name": pushed.reference}}]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let t = wait_tag(&h, "app", "ref", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(pushed.digest));
+
+    // moor's registry: the referrers API (no tag schema index written).
+    let moor = registry_support::Moor::start(Default::default()).await;
+    let base = moor.url("");
+    let creds = ("anyone", moor.token().to_string());
+    let manifest = layout.blob(&entry.digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in std::iter::once(&m["config"]["digest"])
+        .chain(m["layers"].as_array().unwrap().iter().map(|l| &l["digest"]))
+    {
+        let blob = layout.blob(d.as_str().unwrap());
+        upload_blob(&base, Some(("anyone", moor.token())), "default/app", &blob).await;
+    }
+    assert_eq!(
+        moor_testkit::cosign::put_manifest(
+            &base,
+            Some(("anyone", moor.token())),
+            "default/app",
+            "1.0",
+            manifest
+        )
+        .await,
+        201
+    );
+    let identity = format!("{}/default/app:1.0", moor.host);
+    attach(
+        base.clone(),
+        Some(creds.clone()),
+        "default/app",
+        entry.digest.clone(),
+        identity.clone(),
+        false,
+    )
+    .await;
+    let secret =
+        json!({"auths": {moor.host.clone(): {"auth": b64(&format!("anyone:{}", moor.token()))}}});
+    let pull = moor_server::importer::PullOptions {
+        insecure: true,
+        secrets: std::sync::Arc::new(vec![secret.to_string().into()]),
+    };
+    let client = upstream(&[&moor.host]);
+    let from = moor_api::DockerImageReference::parse(&identity).unwrap();
+    let digest = moor_api::Digest::parse(&entry.digest).unwrap();
+    let layers = referrer_layers(client.as_ref(), &from, &pull, &digest)
+        .await
+        .unwrap();
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let payload = moor_server::importer::Source::blob(
+        client.as_ref(),
+        &layers[0].repository,
+        &layers[0].digest,
+        &pull,
+    )
+    .await
+    .unwrap();
+    let public =
+        moor_server::signatures::keys::PublicKey::from_pem(key.public_pem.as_bytes()).unwrap();
+    let signed = moor_server::signatures::verify_one(
+        &public,
+        &payload,
+        &layers[0].signature,
+        &digest,
+        &from,
+        None,
+    )
+    .unwrap();
+    assert_eq!(signed, identity);
+}

@@ -258,6 +258,18 @@ pub trait Source: Send + Sync {
             requests: 1,
         })
     }
+    /// The OCI 1.1 referrers index (JSON) of manifest `digest` in `repository`,
+    /// filtered by `artifact_type` where the registry does; `Ok(None)` when the
+    /// registry has no referrers API (or the source cannot ask one).
+    async fn referrers(
+        &self,
+        _repository: &DockerImageReference,
+        _digest: &Digest,
+        _artifact_type: &str,
+        _opts: &PullOptions,
+    ) -> Result<Option<Bytes>, ImportError> {
+        Ok(None)
+    }
     /// The digest of the manifest `reference` names, asked without pulling it (a HEAD
     /// request, which registries do not count as a pull); `Ok(None)` when the registry
     /// does not tell, so that only a full import can. The scheduler's cheap check.

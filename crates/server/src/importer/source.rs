@@ -96,6 +96,23 @@ impl Source for UpstreamClient {
         })
     }
 
+    async fn referrers(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        artifact_type: &str,
+        opts: &PullOptions,
+    ) -> Result<Option<Bytes>, ImportError> {
+        self.fetch_referrers(
+            repository,
+            digest,
+            Some(artifact_type),
+            &fetch_options(opts),
+        )
+        .await
+        .map_err(import_error)
+    }
+
     async fn digest(
         &self,
         reference: &DockerImageReference,

@@ -305,6 +305,21 @@ impl Source for BudgetedSource {
         self.after(&registry, r)
     }
 
+    async fn referrers(
+        &self,
+        repository: &DockerImageReference,
+        digest: &Digest,
+        artifact_type: &str,
+        opts: &PullOptions,
+    ) -> Result<Option<Bytes>, ImportError> {
+        let registry = self.before(repository).await;
+        let r = self
+            .inner
+            .referrers(repository, digest, artifact_type, opts)
+            .await;
+        self.after(&registry, r)
+    }
+
     async fn digest(
         &self,
         reference: &DockerImageReference,

@@ -1,6 +1,6 @@
 //! Signature policy enforcement: which `ImagePolicy` or `ClusterImagePolicy` covers an
 //! image, and whether the image carries a cosign/sigstore signature that the policy's
-//! public key verifies for the identity the policy asks for. The importer calls
+//! root of trust verifies for the identity the policy asks for. The importer calls
 //! [`Gate::verify`] before a tag event is written; the registry calls
 //! [`push::check_push`] before a push by tag writes one. Reads the policies through their API
 //! storages and signatures through the importer's [`Source`] port; writes nothing.
@@ -9,16 +9,17 @@
 //! `skopeo copy --sign-by-sigstore-private-key` write): an OCI manifest under the tag
 //! `sha256-<hex>.sig` of the image's repository, one layer per signature of media type
 //! `application/vnd.dev.cosign.simplesigning.v1+json` whose blob is the signed payload
-//! and whose `dev.cosignproject.cosign/signature` annotation is the base64 ECDSA
-//! signature over it.
+//! and whose `dev.cosignproject.cosign/signature` annotation is the base64 signature
+//! over it ([`keys`] says which key types verify).
 //!
 //! Why not the `sigstore` crate: sigstore 0.15 refuses to build without a crypto
 //! backend (`compile_error!` unless `native-tls`, i.e. OpenSSL, or `rustls-tls`, i.e.
 //! aws-lc-rs, is on), and both are C builds the tree has none of (it is ring and
-//! RustCrypto); its offline key check is an ECDSA P-256/SHA-256 verification over
-//! the payload bytes, done here with `p256` (already in the tree through
-//! jsonwebtoken).
+//! RustCrypto). Its offline checks are signature verifications over the payload bytes,
+//! done here with ring and `rsa`, both already in the tree.
 
+pub mod keyless;
+pub mod keys;
 pub mod push;
 
 use std::collections::BTreeMap;
@@ -29,17 +30,15 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use moor_api::config::{
-    ClusterImagePolicy, ImagePolicy, ImagePolicySpec, POLICY_TYPE_PUBLIC_KEY, PolicyIdentity,
-    most_specific,
+    ClusterImagePolicy, ImagePolicy, ImagePolicySpec, POLICY_TYPE_FULCIO, POLICY_TYPE_PUBLIC_KEY,
+    PolicyIdentity, PolicyRootOfTrust, most_specific,
 };
 use moor_api::image::{ConditionStatus, ImageSignature, SignatureCondition, SignatureSubject};
 use moor_api::{Digest, DockerImageReference};
-use p256::ecdsa::signature::Verifier as _;
-use p256::ecdsa::{DerSignature, VerifyingKey};
-use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::Digest as _;
+
+use keys::{KeyError, PublicKey};
 
 use crate::importer::{ImportError, PullOptions, Source};
 use moor_apimachinery::resource::{RequestContext, RestStorage};
@@ -56,24 +55,27 @@ pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
 /// Why one signature does not verify (or a policy cannot be used).
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    /// The policy's key is not a PEM P-256 public key.
-    #[error("the policy's public key does not parse")]
-    Key(#[source] p256::pkcs8::spki::Error),
+    /// The policy's key cannot be used.
+    #[error("the policy's public key cannot be used")]
+    Key(#[source] KeyError),
     /// The policy asks for a root of trust moor does not verify yet.
     #[error("root of trust {0:?} is not supported")]
     Unsupported(String),
-    /// The signature annotation is not base64 DER ECDSA.
-    #[error("the signature is not a base64 DER ECDSA signature")]
+    /// The signature annotation is not base64.
+    #[error("the signature is not base64")]
     Encoding,
     /// The signature is not the key's over the payload.
     #[error("the signature does not verify with the key")]
-    Mismatch(#[source] p256::ecdsa::Error),
+    Mismatch(#[source] KeyError),
     /// The payload is not a simple signing payload.
     #[error("the signed payload does not parse")]
     Payload(#[source] serde_json::Error),
     /// The payload signs another image.
     #[error("the signature is for {0}, not this image")]
     OtherImage(String),
+    /// A keyless signature (or a Rekor bundle) is refused.
+    #[error("keyless verification failed")]
+    Keyless(#[from] keyless::KeylessError),
     /// The payload names an identity the policy does not accept.
     #[error("the signature is for identity {signed}, not {wanted}")]
     OtherIdentity { signed: String, wanted: String },
@@ -178,22 +180,10 @@ pub fn identity_matches(
     }
 }
 
-/// `SHA256:<16 hex digits>` of a public key's DER (SubjectPublicKeyInfo), or of the
-/// key data as given when it does not parse: how messages name a key.
-fn fingerprint(key: Option<&VerifyingKey>, data: &[u8]) -> String {
-    use p256::pkcs8::EncodePublicKey;
-    let der = key
-        .and_then(|k| k.to_public_key_der().ok())
-        .map(|d| d.as_bytes().to_vec())
-        .unwrap_or_else(|| data.to_vec());
-    let sum = sha2::Sha256::digest(&der);
-    format!("SHA256:{}", &hex::encode(sum)[..16])
-}
-
 /// Verifies one signature of `payload` with `key`, and that the payload names
 /// `digest` and an identity `identity` accepts for `image`.
 pub fn verify_one(
-    key: &VerifyingKey,
+    key: &PublicKey,
     payload: &[u8],
     signature_b64: &str,
     digest: &Digest,
@@ -203,8 +193,7 @@ pub fn verify_one(
     let raw = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| SignatureError::Encoding)?;
-    let sig = DerSignature::try_from(raw.as_slice()).map_err(|_| SignatureError::Encoding)?;
-    key.verify(payload, &sig)
+    key.verify(payload, &raw)
         .map_err(SignatureError::Mismatch)?;
     let p: Payload = serde_json::from_slice(payload).map_err(SignatureError::Payload)?;
     if p.critical.image.docker_manifest_digest != digest.to_string() {
@@ -220,6 +209,18 @@ pub fn verify_one(
         });
     }
     Ok(signed)
+}
+
+/// An error and its sources, `: `-joined: what a condition message says.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(e) = next {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        next = e.source();
+    }
+    s
 }
 
 fn ctx() -> RequestContext {
@@ -298,11 +299,233 @@ impl Verifier {
     }
 }
 
+/// A policy's root of trust, parsed.
+#[derive(Debug)]
+pub enum Trust {
+    /// `PublicKey`: the key, and the Rekor key when `rekorKeyData` asks for bundles.
+    Key {
+        key: PublicKey,
+        rekor: Option<PublicKey>,
+    },
+    /// `FulcioCAWithRekor`.
+    Fulcio(keyless::FulcioRoot),
+}
+
+impl Trust {
+    /// Parses a policy's root of trust; `Err` says why it cannot be used, and `name`
+    /// how messages name it either way (`key SHA256:...`, `Fulcio CA SHA256:... (...)`).
+    pub fn parse(root: &PolicyRootOfTrust) -> (String, Result<Trust, String>) {
+        match (
+            &root.policy_type[..],
+            &root.public_key,
+            &root.fulcio_ca_with_rekor,
+        ) {
+            (POLICY_TYPE_PUBLIC_KEY, Some(k), _) => {
+                let key = PublicKey::from_pem(&k.key_data.0);
+                let name = format!(
+                    "key {}",
+                    key.as_ref()
+                        .map(PublicKey::fingerprint)
+                        .unwrap_or_else(|_| keys::fingerprint_of(&k.key_data.0))
+                );
+                let rekor = k
+                    .rekor_key_data
+                    .as_ref()
+                    .map(|r| PublicKey::from_pem(&r.0).map_err(keyless::KeylessError::RekorKey))
+                    .transpose()
+                    .map_err(|e| chain(&e));
+                let trust = key
+                    .map_err(|e| chain(&SignatureError::Key(e)))
+                    .and_then(|key| Ok(Trust::Key { key, rekor: rekor? }));
+                (name, trust)
+            }
+            (POLICY_TYPE_FULCIO, _, Some(f)) => match keyless::FulcioRoot::new(f) {
+                Ok(root) => (root.name().to_string(), Ok(Trust::Fulcio(root))),
+                Err(e) => (
+                    format!(
+                        "Fulcio CA ({} {})",
+                        f.fulcio_subject.oidc_issuer, f.fulcio_subject.signed_email
+                    ),
+                    Err(chain(&e)),
+                ),
+            },
+            (other, _, _) => (
+                format!("root of trust {other}"),
+                Err(SignatureError::Unsupported(other.to_string()).to_string()),
+            ),
+        }
+    }
+
+    /// Verifies one signature layer: the signature over `payload` by the trusted key
+    /// (or the certificate a Fulcio CA vouches for, logged in Rekor), and that the
+    /// payload names `digest` and an identity `identity` accepts for `image`.
+    pub fn verify(
+        &self,
+        layer: &Layer,
+        payload: &[u8],
+        digest: &Digest,
+        image: &DockerImageReference,
+        identity: Option<&PolicyIdentity>,
+    ) -> Result<String, SignatureError> {
+        let material = keyless::Material {
+            certificate: layer.annotation(keyless::CERTIFICATE_ANNOTATION),
+            chain: layer.annotation(keyless::CHAIN_ANNOTATION),
+            bundle: layer.annotation(keyless::BUNDLE_ANNOTATION),
+        };
+        match self {
+            Trust::Key { key, rekor } => {
+                if let Some(rekor) = rekor {
+                    let bundle = material.bundle.ok_or(keyless::KeylessError::NoBundle)?;
+                    keyless::verify_bundle(
+                        rekor,
+                        bundle,
+                        key.spki_der(),
+                        &layer.signature,
+                        payload,
+                    )?;
+                }
+                verify_one(key, payload, &layer.signature, digest, image, identity)
+            }
+            Trust::Fulcio(root) => {
+                let key = root.verify(&material, &layer.signature, payload)?;
+                verify_one(&key, payload, &layer.signature, digest, image, identity)
+            }
+        }
+    }
+}
+
+/// One signature layer of a signature manifest.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The repository holding the signature manifest and its blobs.
+    pub repository: DockerImageReference,
+    /// The payload blob.
+    pub digest: Digest,
+    /// The base64 signature annotation.
+    pub signature: String,
+    /// The layer's annotations.
+    pub annotations: serde_json::Map<String, Value>,
+}
+
+impl Layer {
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).and_then(Value::as_str)
+    }
+
+    /// The simple signing layers of an OCI signature manifest read from `repository`.
+    pub fn from_manifest(repository: &DockerImageReference, manifest: &Value) -> Vec<Layer> {
+        manifest["layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|l| l["mediaType"] == SIMPLE_SIGNING)
+            .filter_map(|l| {
+                Some(Layer {
+                    repository: repository.clone(),
+                    digest: Digest::parse(l["digest"].as_str()?).ok()?,
+                    signature: l["annotations"][SIGNATURE_ANNOTATION].as_str()?.to_string(),
+                    annotations: l["annotations"].as_object()?.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The signature layers of the image `digest` in `from`'s repository: those of the
+/// `sha256-<hex>.sig` tag's manifest. Empty when there is none.
+pub async fn signature_layers(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Vec<Layer>, ImportError> {
+    let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
+    let sig_ref = from
+        .clone()
+        .without_id()
+        .with_tag(&sig_tag)
+        .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
+    let manifest = match source.manifest(&sig_ref, pull).await {
+        Ok(m) => m,
+        Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let manifest: Value = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| ImportError::invalid_because("the signature manifest does not parse", e))?;
+    Ok(Layer::from_manifest(&sig_ref, &manifest))
+}
+
+/// The `artifactType` of a cosign signature attached as an OCI 1.1 referrer.
+pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// The signature layers of the image `digest` attached to it as OCI 1.1 referrers
+/// (manifests whose `subject` is the image and `artifactType` cosign's): listed by the
+/// referrers API, or, where the registry has none (distribution 2.8 answers 404), by
+/// the referrers tag schema's `sha256-<hex>` index. Empty when there are none.
+pub async fn referrer_layers(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Vec<Layer>, ImportError> {
+    let repo = from.clone().without_id().without_tag();
+    let index = match source
+        .referrers(&repo, digest, SIGNATURE_ARTIFACT, pull)
+        .await?
+    {
+        Some(index) => index,
+        None => {
+            let tag = format!("{}-{}", digest.algorithm(), digest.hex());
+            let tagged = repo
+                .clone()
+                .with_tag(&tag)
+                .map_err(|e| ImportError::invalid(format!("referrers tag {tag}: {e}")))?;
+            match source.manifest(&tagged, pull).await {
+                Ok(m) => m.bytes,
+                Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => {
+                    return Ok(vec![]);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let index: Value = serde_json::from_slice(&index)
+        .map_err(|e| ImportError::invalid_because("the referrers index does not parse", e))?;
+    let mut layers = Vec::new();
+    let referrers = index["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for r in referrers
+        .iter()
+        .filter(|r| r["artifactType"] == SIGNATURE_ARTIFACT)
+    {
+        let Some(d) = r["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {
+            continue;
+        };
+        let at = repo.clone().with_id(d);
+        let m = source.manifest(&at, pull).await?;
+        let m: Value = serde_json::from_slice(&m.bytes).map_err(|e| {
+            ImportError::invalid_because("a referrer signature manifest does not parse", e)
+        })?;
+        // Another image's signature listed here (a wrong tag schema index) is skipped.
+        if m["subject"]["digest"]
+            .as_str()
+            .is_some_and(|s| s != digest.to_string())
+        {
+            continue;
+        }
+        layers.extend(Layer::from_manifest(&repo, &m));
+    }
+    Ok(layers)
+}
+
 impl Gate {
     /// Verifies the image `from` names (manifest `digest`) against the policy that
     /// covers it, if any: the verified signatures (to record on the Image), or an
     /// `ImportError` with reason [`SIGNATURE_MISSING`] or [`SIGNATURE_INVALID`] that
-    /// names the policy and the key.
+    /// names the policy and the key (or Fulcio CA).
     pub async fn verify(
         &self,
         source: &dyn Source,
@@ -314,85 +537,47 @@ impl Gate {
         let Some(policy) = self.verifier.applicable(&self.namespace, &identity).await? else {
             return Ok(vec![]);
         };
-        let root = &policy.spec.policy.root_of_trust;
         let invalid = |why: String| ImportError::new(SIGNATURE_INVALID, why);
-        let key_pem = match (&root.policy_type[..], &root.public_key) {
-            (POLICY_TYPE_PUBLIC_KEY, Some(k)) => k.key_data.0.clone(),
-            (other, _) => {
-                return Err(invalid(format!(
-                    "{identity} is refused by {}: {}",
-                    policy.name,
-                    SignatureError::Unsupported(other.to_string())
-                )));
-            }
-        };
-        let key = std::str::from_utf8(&key_pem)
-            .ok()
-            .map(|s| VerifyingKey::from_public_key_pem(s.trim()))
-            .unwrap_or(Err(p256::pkcs8::spki::Error::KeyMalformed));
-        let key_name = fingerprint(key.as_ref().ok(), &key_pem);
-        let key = key.map_err(|e| {
+        let (who, trust) = Trust::parse(&policy.spec.policy.root_of_trust);
+        let trust = trust.map_err(|why| {
             invalid(format!(
-                "{identity} is refused by {} (key {key_name}): {}",
-                policy.name,
-                SignatureError::Key(e)
+                "{identity} is refused by {} ({who}): {why}",
+                policy.name
             ))
         })?;
-        let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
-        let sig_ref = from
-            .clone()
-            .without_id()
-            .with_tag(&sig_tag)
-            .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
         let missing = || {
             ImportError::new(
                 SIGNATURE_MISSING,
                 format!(
-                    "{identity} ({digest}) has no signature: {} requires one by key {key_name}",
+                    "{identity} ({digest}) has no signature: {} requires one by {who}",
                     policy.name
                 ),
             )
         };
-        let manifest = match source.manifest(&sig_ref, pull).await {
-            Ok(m) => m,
-            Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => {
-                return Err(missing());
-            }
-            Err(e) => return Err(e),
-        };
-        let manifest: Value = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            ImportError::invalid_because("the signature manifest does not parse", e)
-        })?;
-        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        // The `.sig` tag first; the referrers only when it holds no valid signature.
         let mut failures = Vec::new();
         let mut verified = Vec::new();
-        for layer in layers.iter().filter(|l| l["mediaType"] == SIMPLE_SIGNING) {
-            let Some(sig) = layer["annotations"][SIGNATURE_ANNOTATION].as_str() else {
-                continue;
+        for stage in 0..2 {
+            let layers = if stage == 0 {
+                signature_layers(source, from, pull, digest).await?
+            } else if verified.is_empty() {
+                referrer_layers(source, from, pull, digest).await?
+            } else {
+                break;
             };
-            let Some(layer_digest) = layer["digest"].as_str().and_then(|d| Digest::parse(d).ok())
-            else {
-                continue;
-            };
-            let payload = source.blob(&sig_ref, &layer_digest, pull).await?;
-            match verify_one(
-                &key,
-                &payload,
-                sig,
+            self.check_layers(
+                source,
+                pull,
+                &trust,
+                &layers,
                 digest,
                 from,
-                policy.spec.policy.signed_identity.as_ref(),
-            ) {
-                Ok(signed_identity) => verified.push(record(
-                    digest,
-                    &layer_digest,
-                    &payload,
-                    &signed_identity,
-                    &policy.name,
-                    &key_name,
-                )),
-                Err(e) => failures.push(e.to_string()),
-            }
+                &policy,
+                &who,
+                &mut verified,
+                &mut failures,
+            )
+            .await?;
         }
         if !verified.is_empty() {
             return Ok(verified);
@@ -401,10 +586,48 @@ impl Gate {
             return Err(missing());
         }
         Err(invalid(format!(
-            "{identity} ({digest}) is refused by {} (key {key_name}): {}",
+            "{identity} ({digest}) is refused by {} ({who}): {}",
             policy.name,
             failures.join("; ")
         )))
+    }
+
+    /// Verifies `layers`, adding to `verified` and `failures`.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_layers(
+        &self,
+        source: &dyn Source,
+        pull: &PullOptions,
+        trust: &Trust,
+        layers: &[Layer],
+        digest: &Digest,
+        from: &DockerImageReference,
+        policy: &Applied,
+        who: &str,
+        verified: &mut Vec<ImageSignature>,
+        failures: &mut Vec<String>,
+    ) -> Result<(), ImportError> {
+        for layer in layers {
+            let payload = source.blob(&layer.repository, &layer.digest, pull).await?;
+            match trust.verify(
+                layer,
+                &payload,
+                digest,
+                from,
+                policy.spec.policy.signed_identity.as_ref(),
+            ) {
+                Ok(signed_identity) => verified.push(record(
+                    digest,
+                    &layer.digest,
+                    &payload,
+                    &signed_identity,
+                    &policy.name,
+                    who,
+                )),
+                Err(e) => failures.push(chain(&e)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -430,11 +653,11 @@ fn record(
             last_probe_time: Some(now.clone()),
             last_transition_time: Some(now.clone()),
             reason: "Verified".into(),
-            message: format!("verified with key {key} of {policy}"),
+            message: format!("verified with {key} of {policy}"),
         }],
         created: Some(now),
         issued_to: Some(SignatureSubject {
-            public_key_id: key.to_string(),
+            public_key_id: key.strip_prefix("key ").unwrap_or(key).to_string(),
             ..Default::default()
         }),
         ..Default::default()

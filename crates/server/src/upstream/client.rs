@@ -537,6 +537,53 @@ impl UpstreamClient {
     }
 }
 
+impl UpstreamClient {
+    /// The OCI 1.1 referrers index of manifest `digest` in `reference`'s repository
+    /// (`GET /v2/<name>/referrers/<digest>`, asked with `artifactType` when given; the
+    /// caller filters too, since a registry may ignore it). `None` when the registry
+    /// answers 404: it has no referrers API (distribution 2.8) or no such repository.
+    pub async fn fetch_referrers(
+        &self,
+        reference: &DockerImageReference,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+        options: &FetchOptions,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        let what = reference.as_repository().exact();
+        self.each_endpoint(reference, |target| {
+            let what = what.as_str();
+            async move {
+                let mut path = format!("/v2/{}/referrers/{digest}", target.repository);
+                if let Some(t) = artifact_type {
+                    path.push_str("?artifactType=");
+                    path.extend(form_urlencoded::byte_serialize(t.as_bytes()));
+                }
+                let call = self.call(
+                    &target,
+                    options,
+                    Method::GET,
+                    path,
+                    Some("application/vnd.oci.image.index.v1+json"),
+                    what,
+                );
+                let response = self.inner.transport.send(&call).await?.response;
+                let status = response.status();
+                if status == StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                let headers = response.headers().clone();
+                if !status.is_success() {
+                    return Err(error_from(response, status, &headers, what, "referrers").await);
+                }
+                read_capped(response, MAX_TAG_PAGE_BYTES, what, "referrers index")
+                    .await
+                    .map(Some)
+            }
+        })
+        .await
+    }
+}
+
 /// The answer to a conditional tag list request.
 #[derive(Clone, Debug)]
 pub enum TagListAnswer {
