@@ -55,6 +55,48 @@ async fn the_s3_driver_passes_the_conformance_suite() {
     assert!(other.list().await.unwrap().is_empty());
 }
 
+/// Past S3's single-request copy limit (lowered here to a byte): a blob staged
+/// without its digest is streamed from its staging key into a multipart upload at
+/// its content address, instead of failing; one staged for its digest never goes
+/// through a staging key at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_blobs_past_the_copy_limit_commit_without_a_copy() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let driver = connect(&weed, "large").await.with_copy_limit(1);
+    let bytes = bytes::Bytes::from(ascii(moor_server::registry::driver::s3::PART * 2 + 99, 3));
+    let d = moor_api::Digest::sha256_of(&bytes);
+
+    let mut staged = driver.stage().await.unwrap();
+    staged.write(bytes.clone()).await.unwrap();
+    staged
+        .commit(&d, Some(bytes.len() as u64))
+        .await
+        .expect("commits past the copy limit");
+    assert_eq!(driver.read(&d).await.unwrap().unwrap(), bytes);
+    assert_eq!(driver.staging_objects().await.unwrap(), 0);
+    assert!(driver.delete(&d).await.unwrap());
+
+    let mut staged = driver.stage_as(&d).await.unwrap();
+    staged.write(bytes.clone()).await.unwrap();
+    assert_eq!(
+        driver.staging_objects().await.unwrap(),
+        0,
+        "the parts go to the content address, not a staging key"
+    );
+    assert_eq!(
+        driver.stat(&d).await.unwrap(),
+        None,
+        "not visible before the commit"
+    );
+    staged.commit(&d, None).await.unwrap();
+    assert_eq!(driver.read(&d).await.unwrap().unwrap(), bytes);
+}
+
 fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
