@@ -361,3 +361,249 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Replica `store`'s registry on `weed`'s bucket under `prefix`, with upload limits
+/// `limits` and upstream `upstream` (plain HTTP), when given.
+async fn replica_with(
+    store: &Arc<dyn moor_store::Store>,
+    weed: &SeaweedFs,
+    prefix: &str,
+    limits: moor_server::registry::UploadLimits,
+    upstream: Option<&str>,
+) -> MoorServer {
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let mut builder = MoorServer::builder().store(store.clone());
+    if let Some(up) = upstream {
+        builder = builder.upstream(&[up]);
+    }
+    builder
+        .with(|o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+            o.uploads = limits;
+        })
+        .start()
+        .await
+}
+
+/// A request to `server` with extra headers.
+async fn send(
+    server: &MoorServer,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> moor_testkit::server::Resp {
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", server.token));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    server
+        .raw(req.body(axum::body::Body::from(body)).unwrap())
+        .await
+}
+
+/// An upload started on replica 1 takes a chunk on replica 2, refuses a chunk at the
+/// wrong offset on replica 3 (416, with the exact offset), takes the next chunk
+/// there, tells its progress on replica 1, and is closed on replica 3; the blob and a
+/// manifest naming it are pulled through replica 1. Caps count every replica's
+/// sessions, and an idle session expires (its chunks leave the bucket) whichever
+/// replica it was used on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_started_on_replica_1_is_patched_on_2_and_closed_on_3() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let bucket = connect(&weed, "sessions").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let limits = moor_server::registry::UploadLimits {
+        max_sessions: 100,
+        max_sessions_per_repository: 3,
+        idle_timeout: Duration::from_secs(4),
+    };
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica_with(&store, &weed, "sessions", limits.clone(), None).await);
+    }
+    let (r1, r2, r3) = (&replicas[0], &replicas[1], &replicas[2]);
+
+    let layer = ascii(moor_server::registry::driver::s3::PART + 1234, 5);
+    let l = sha256(&layer);
+    let (a, rest) = layer.split_at(moor_server::registry::driver::s3::PART + 1000);
+    let (b, c) = rest.split_at(200);
+
+    let started = send(
+        r1,
+        Method::POST,
+        "/v2/default/app/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let location = started.headers["location"].to_str().unwrap().to_string();
+
+    let range =
+        |start: usize, len: usize| ("content-range", format!("{start}-{}", start + len - 1));
+    let r = send(
+        r2,
+        Method::PATCH,
+        &location,
+        &[range(0, a.len())],
+        a.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.headers["range"], format!("0-{}", a.len() - 1).as_str());
+
+    // A chunk that does not start where the upload stands: 416 with the exact offset.
+    let r = send(
+        r3,
+        Method::PATCH,
+        &location,
+        &[range(5, b.len())],
+        b.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 416, "{}", r.text);
+    assert_eq!(r.headers["range"], format!("0-{}", a.len() - 1).as_str());
+
+    let r = send(
+        r3,
+        Method::PATCH,
+        &location,
+        &[range(a.len(), b.len())],
+        b.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = send(r1, Method::GET, &location, &[], vec![]).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        r.headers["range"],
+        format!("0-{}", a.len() + b.len() - 1).as_str()
+    );
+    assert!(
+        bucket.chunk_objects().await.unwrap() >= 2,
+        "the chunks are in the bucket"
+    );
+
+    // The closing PUT, with the last bytes, on replica 3.
+    let put = format!("{location}?digest={l}");
+    let r = send(
+        r3,
+        Method::PUT,
+        &put,
+        &[range(a.len() + b.len(), c.len())],
+        c.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bucket.chunk_objects().await.unwrap(), 0, "chunks removed");
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+    // The session is over everywhere.
+    let r = send(r2, Method::GET, &location, &[], vec![]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // A manifest naming the layer, pushed through replica 3, pulled through replica 1.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cfg = sha256(config);
+    let r = send(
+        r3,
+        Method::POST,
+        &format!("/v2/default/app/blobs/uploads/?digest={cfg}"),
+        &[],
+        config.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    })
+    .to_string();
+    let r = r3
+        .call(
+            Method::PUT,
+            "/v2/default/app/manifests/1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = r1.get("/v2/default/app/manifests/1.0").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blob = r1.get(&format!("/v2/default/app/blobs/{l}")).await;
+    assert_eq!(blob.status, 200, "{}", blob.text);
+    assert!(
+        blob.text.as_bytes() == layer.as_slice(),
+        "the layer's bytes"
+    );
+
+    // Caps count the sessions of every replica: 3 per repository.
+    let mut open = Vec::new();
+    for r in [r1, r2, r3] {
+        let s = send(
+            r,
+            Method::POST,
+            "/v2/default/capped/blobs/uploads/",
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(s.status, 202, "{}", s.text);
+        open.push(s.headers["location"].to_str().unwrap().to_string());
+    }
+    let s = send(
+        r2,
+        Method::POST,
+        "/v2/default/capped/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(s.status, 429, "{}", s.text);
+    // Cancelled on another replica than the one that opened it: room again.
+    let r = send(r3, Method::DELETE, &open[0], &[], vec![]).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let s = send(
+        r1,
+        Method::POST,
+        "/v2/default/capped/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(s.status, 202, "{}", s.text);
+
+    // An idle session expires: its chunk leaves the bucket, and it is unknown on
+    // every replica.
+    let r = send(r2, Method::PATCH, &open[1], &[range(0, 3)], b"abc".to_vec()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bucket.chunk_objects().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the idle session's chunk stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = send(r3, Method::PATCH, &open[1], &[range(3, 3)], b"def".to_vec()).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}

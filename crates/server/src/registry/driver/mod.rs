@@ -80,38 +80,34 @@ pub trait BlobDriver: Send + Sync + std::fmt::Debug {
         self.stage().await
     }
 
-    /// The writer of chunk `offset` of upload session `session` (a uuid): stored as
+    /// The writer of chunk `name` of upload session `session` (a uuid): stored as
     /// written, unverified, readable by every replica once finished; never a blob.
-    async fn chunk_writer(
-        &self,
-        session: &str,
-        offset: u64,
-    ) -> Result<Box<dyn Chunk>, DriverError> {
-        let _ = (session, offset);
+    async fn chunk_writer(&self, session: &str, name: &str) -> Result<Box<dyn Chunk>, DriverError> {
+        let _ = (session, name);
         Err(DriverError::NoChunks(self.kind()))
     }
 
-    /// The bytes of chunk `offset` of upload session `session`, if stored.
+    /// The bytes of chunk `name` of upload session `session`, if stored.
     async fn chunk_read(
         &self,
         session: &str,
-        offset: u64,
+        name: &str,
     ) -> Result<Option<ByteStream>, DriverError> {
-        let _ = (session, offset);
+        let _ = (session, name);
         Err(DriverError::NoChunks(self.kind()))
     }
 
-    /// Makes chunk `offset` of `session`, which the caller verified to be `digest`
+    /// Makes chunk `name` of `session`, which the caller verified to be `digest`
     /// of `size` bytes (its [`Chunk::finish`] said so), that blob without reading it
     /// again; `false` when the driver cannot (the caller streams it instead).
     async fn promote_chunk(
         &self,
         session: &str,
-        offset: u64,
+        name: &str,
         digest: &Digest,
         size: u64,
     ) -> Result<bool, DriverError> {
-        let _ = (session, offset, digest, size);
+        let _ = (session, name, digest, size);
         Ok(false)
     }
 

@@ -14,7 +14,7 @@
 //! blob past that is streamed from its staging key into a multipart upload at the
 //! content address instead of copied.
 //!
-//! Upload sessions keep their chunks under `[PREFIX/]_uploads/<session>/<offset>`,
+//! Upload sessions keep their chunks under `[PREFIX/]_uploads/<session>/<chunk>`,
 //! where any replica reads them back ([`BlobDriver::chunk_writer`]).
 
 use std::ops::Range;
@@ -124,19 +124,28 @@ impl S3Blobs {
         Chunk::finish(Box::new(out)).await.map(|_| ())
     }
 
-    fn chunk_path(&self, session: &str, offset: u64) -> Path {
-        self.path(["_uploads", session, &format!("{offset:020}")])
+    fn chunk_path(&self, session: &str, name: &str) -> Path {
+        self.path(["_uploads", session, name])
     }
 
     /// Objects under the staging prefix (completed staged uploads not yet removed).
     pub async fn staging_objects(&self) -> Result<usize, DriverError> {
-        let prefix = self.path(["_staging"]);
+        self.objects_under("_staging").await
+    }
+
+    /// Chunks of upload sessions in the bucket (every session's).
+    pub async fn chunk_objects(&self) -> Result<usize, DriverError> {
+        self.objects_under("_uploads").await
+    }
+
+    async fn objects_under(&self, dir: &str) -> Result<usize, DriverError> {
+        let prefix = self.path([dir]);
         let found: Vec<_> = self
             .store
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(object("listing staged blobs"))?;
+            .map_err(object(format!("listing {dir}")))?;
         Ok(found.len())
     }
 
@@ -216,14 +225,10 @@ impl BlobDriver for S3Blobs {
         )))
     }
 
-    async fn chunk_writer(
-        &self,
-        session: &str,
-        offset: u64,
-    ) -> Result<Box<dyn Chunk>, DriverError> {
+    async fn chunk_writer(&self, session: &str, name: &str) -> Result<Box<dyn Chunk>, DriverError> {
         Ok(Box::new(S3Staged::new(
             self,
-            self.chunk_path(session, offset),
+            self.chunk_path(session, name),
             None,
         )))
     }
@@ -231,9 +236,9 @@ impl BlobDriver for S3Blobs {
     async fn chunk_read(
         &self,
         session: &str,
-        offset: u64,
+        name: &str,
     ) -> Result<Option<ByteStream>, DriverError> {
-        match self.store.get(&self.chunk_path(session, offset)).await {
+        match self.store.get(&self.chunk_path(session, name)).await {
             Ok(got) => Ok(Some(
                 got.into_stream().map_err(std::io::Error::other).boxed(),
             )),
@@ -245,7 +250,7 @@ impl BlobDriver for S3Blobs {
     async fn promote_chunk(
         &self,
         session: &str,
-        offset: u64,
+        name: &str,
         digest: &Digest,
         size: u64,
     ) -> Result<bool, DriverError> {
@@ -253,7 +258,7 @@ impl BlobDriver for S3Blobs {
             return Ok(false);
         }
         self.store
-            .copy(&self.chunk_path(session, offset), &self.blob_path(digest))
+            .copy(&self.chunk_path(session, name), &self.blob_path(digest))
             .await
             .map_err(object(format!("storing blob {digest}")))?;
         Ok(true)
