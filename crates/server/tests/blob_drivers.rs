@@ -607,3 +607,134 @@ async fn an_upload_started_on_replica_1_is_patched_on_2_and_closed_on_3() {
     let r = send(r3, Method::PATCH, &open[1], &[range(3, 3)], b"def".to_vec()).await;
     assert_eq!(r.status, 404, "{}", r.text);
 }
+
+/// Twenty concurrent cold pulls of one blob spread over three replicas (one store,
+/// one bucket) fetch it from the upstream once: the counting proxy in front of
+/// distribution sees one GET of the blob, and every pull gets all of its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_cold_pulls_over_three_replicas_fetch_the_blob_once() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(dist) = moor_testkit::Distribution::start() else {
+        return;
+    };
+    // Random bytes, so that the gzipped layer stays large; a slow link, so that the
+    // pulls overlap the fetch.
+    let mut noise = Vec::with_capacity(3_000_000);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    while noise.len() < 3_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let layout = moor_testkit::OciLayout::new();
+    layout.add_image(
+        "v1",
+        &moor_testkit::ImageSpec::new("amd64").with_file("noise", noise),
+    );
+    let proxy = moor_testkit::proxy::CountingProxy::start_with_link(&dist.host, Some(40.0)).await;
+    let pushed = dist.push(&layout, "v1", "team/app:1", moor_testkit::Format::Oci);
+    let _ = connect(&weed, "flight").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/flight?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let importer = MoorServer::builder()
+        .store(store.clone())
+        .upstream(&[&proxy.host])
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(300),
+            max: Duration::from_secs(2),
+            max_retries: 20,
+        })
+        .with(|o| {
+            o.blob_store = Some(url.clone());
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+        .await;
+    let mut replicas = vec![importer];
+    for _ in 0..2 {
+        replicas.push(
+            replica_with(
+                &store,
+                &weed,
+                "flight",
+                Default::default(),
+                Some(&proxy.host),
+            )
+            .await,
+        );
+    }
+    let reference = pushed.reference.replace(&dist.host, &proxy.host);
+    let tag = serde_json::json!({"name": "1", "from": {"kind": "DockerImage", "name": reference},
+        "importPolicy": {"insecure": true, "importMode": "PreserveOriginal"},
+        "referencePolicy": {"type": "Local"}});
+    let r = replicas[0]
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/default/imagestreams",
+            &serde_json::json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manifest = loop {
+        let r = replicas[2].get("/v2/default/app/manifests/1").await;
+        if r.status == 200 {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "never imported: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    assert!(size > 1_000_000, "a large layer: {size}");
+
+    let replicas = Arc::new(replicas);
+    let pulls: Vec<_> = (0..20)
+        .map(|i| {
+            let (replicas, layer) = (replicas.clone(), layer.clone());
+            tokio::spawn(async move {
+                let server = &replicas[i % 3];
+                let req = axum::http::Request::get(format!("/v2/default/app/blobs/{layer}"))
+                    .header("authorization", format!("Bearer {}", server.token))
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(server.router.clone(), req)
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (status, sha256(&bytes))
+            })
+        })
+        .collect();
+    for p in pulls {
+        let (status, digest) = p.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(digest, layer, "the layer's bytes");
+    }
+    let fetches = proxy
+        .log
+        .all()
+        .into_iter()
+        .filter(|h| h.method == "GET" && h.path.ends_with(&layer))
+        .count();
+    assert_eq!(fetches, 1, "upstream GETs of the layer");
+    let counted: u64 = replicas
+        .iter()
+        .map(|r| r.registry.as_ref().unwrap().pull.blob_fetches.get())
+        .sum();
+    assert_eq!(counted, 1, "fetches started by the replicas");
+}

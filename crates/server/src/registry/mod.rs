@@ -125,9 +125,11 @@ impl Registry {
 
     /// Shares what replicas must agree on through `store` (the store every replica
     /// opens), when blobs live in a driver all of them reach (`--blob-store s3://`):
-    /// upload sessions, so that any replica serves any session. Without a driver
+    /// upload sessions, so that any replica serves any session, and pull-through
+    /// fetches, so that one replica fetches each blob for all. Without a driver
     /// (blobs on this replica's disk) nothing changes.
     pub fn share_through(mut self, store: std::sync::Arc<dyn moor_store::Store>) -> Self {
+        self.pull.share_through(store.clone());
         if let Some(remote) = &self.remote {
             self.shared_uploads = Some(uploads::SharedUploads::new(
                 store,
