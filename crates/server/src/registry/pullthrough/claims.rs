@@ -173,3 +173,41 @@ impl Drop for ClaimGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_claim_at_a_time_released_or_taken_over_once_expired() {
+        let store: Arc<dyn Store> = Arc::new(moor_store::MemoryStore::new());
+        let (a, b) = (Claims::new(store.clone()), Claims::new(store.clone()));
+        let d = Digest::sha256_of(b"blob");
+        let Claimed::Won(guard) = a.try_claim(&d).await.unwrap() else {
+            panic!("the first claim wins");
+        };
+        assert!(matches!(b.try_claim(&d).await.unwrap(), Claimed::Held));
+        guard.release().await;
+        assert!(store.get(&format!("{PREFIX}{d}")).await.unwrap().is_none());
+        let Claimed::Won(guard) = b.try_claim(&d).await.unwrap() else {
+            panic!("a released claim is free");
+        };
+        // A holder that died: its claim's deadline passed without a renewal.
+        std::mem::forget(guard);
+        let key = format!("{PREFIX}{d}");
+        let kv = store.get(&key).await.unwrap().unwrap();
+        let dead = serde_json::to_vec(&ClaimValue {
+            holder: "gone".into(),
+            expires_ms: now_ms() - 1,
+        })
+        .unwrap();
+        store
+            .update(&key, dead.into(), kv.mod_revision)
+            .await
+            .unwrap();
+        assert!(
+            matches!(a.try_claim(&d).await.unwrap(), Claimed::Won(_)),
+            "an expired claim is taken over"
+        );
+    }
+}
