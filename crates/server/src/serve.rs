@@ -1075,7 +1075,8 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             registry_client,
             auth.clone(),
         )
-        .map_err(|e| ServeError::Registry(e.to_string()))?;
+        .map_err(|e| ServeError::Registry(e.to_string()))?
+        .share_through(store.clone());
         registry.register_metrics(&metrics);
         let registry = Arc::new(registry);
         registry.spawn_upload_reaper();

@@ -55,6 +55,48 @@ async fn the_s3_driver_passes_the_conformance_suite() {
     assert!(other.list().await.unwrap().is_empty());
 }
 
+/// Past S3's single-request copy limit (lowered here to a byte): a blob staged
+/// without its digest is streamed from its staging key into a multipart upload at
+/// its content address, instead of failing; one staged for its digest never goes
+/// through a staging key at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_blobs_past_the_copy_limit_commit_without_a_copy() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let driver = connect(&weed, "large").await.with_copy_limit(1);
+    let bytes = bytes::Bytes::from(ascii(moor_server::registry::driver::s3::PART * 2 + 99, 3));
+    let d = moor_api::Digest::sha256_of(&bytes);
+
+    let mut staged = driver.stage().await.unwrap();
+    staged.write(bytes.clone()).await.unwrap();
+    staged
+        .commit(&d, Some(bytes.len() as u64))
+        .await
+        .expect("commits past the copy limit");
+    assert_eq!(driver.read(&d).await.unwrap().unwrap(), bytes);
+    assert_eq!(driver.staging_objects().await.unwrap(), 0);
+    assert!(driver.delete(&d).await.unwrap());
+
+    let mut staged = driver.stage_as(&d).await.unwrap();
+    staged.write(bytes.clone()).await.unwrap();
+    assert_eq!(
+        driver.staging_objects().await.unwrap(),
+        0,
+        "the parts go to the content address, not a staging key"
+    );
+    assert_eq!(
+        driver.stat(&d).await.unwrap(),
+        None,
+        "not visible before the commit"
+    );
+    staged.commit(&d, None).await.unwrap();
+    assert_eq!(driver.read(&d).await.unwrap().unwrap(), bytes);
+}
+
 fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
@@ -318,4 +360,381 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Replica `store`'s registry on `weed`'s bucket under `prefix`, with upload limits
+/// `limits` and upstream `upstream` (plain HTTP), when given.
+async fn replica_with(
+    store: &Arc<dyn moor_store::Store>,
+    weed: &SeaweedFs,
+    prefix: &str,
+    limits: moor_server::registry::UploadLimits,
+    upstream: Option<&str>,
+) -> MoorServer {
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let mut builder = MoorServer::builder().store(store.clone());
+    if let Some(up) = upstream {
+        builder = builder.upstream(&[up]);
+    }
+    builder
+        .with(|o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+            o.uploads = limits;
+        })
+        .start()
+        .await
+}
+
+/// A request to `server` with extra headers.
+async fn send(
+    server: &MoorServer,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> moor_testkit::server::Resp {
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", server.token));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    server
+        .raw(req.body(axum::body::Body::from(body)).unwrap())
+        .await
+}
+
+/// An upload started on replica 1 takes a chunk on replica 2, refuses a chunk at the
+/// wrong offset on replica 3 (416, with the exact offset), takes the next chunk
+/// there, tells its progress on replica 1, and is closed on replica 3; the blob and a
+/// manifest naming it are pulled through replica 1. Caps count every replica's
+/// sessions, and an idle session expires (its chunks leave the bucket) whichever
+/// replica it was used on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_started_on_replica_1_is_patched_on_2_and_closed_on_3() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let bucket = connect(&weed, "sessions").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let limits = moor_server::registry::UploadLimits {
+        max_sessions: 100,
+        max_sessions_per_repository: 3,
+        idle_timeout: Duration::from_secs(4),
+    };
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica_with(&store, &weed, "sessions", limits.clone(), None).await);
+    }
+    let (r1, r2, r3) = (&replicas[0], &replicas[1], &replicas[2]);
+
+    let layer = ascii(moor_server::registry::driver::s3::PART + 1234, 5);
+    let l = sha256(&layer);
+    let (a, rest) = layer.split_at(moor_server::registry::driver::s3::PART + 1000);
+    let (b, c) = rest.split_at(200);
+
+    let started = send(
+        r1,
+        Method::POST,
+        "/v2/default/app/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let location = started.headers["location"].to_str().unwrap().to_string();
+
+    let range =
+        |start: usize, len: usize| ("content-range", format!("{start}-{}", start + len - 1));
+    let r = send(
+        r2,
+        Method::PATCH,
+        &location,
+        &[range(0, a.len())],
+        a.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.headers["range"], format!("0-{}", a.len() - 1).as_str());
+
+    // A chunk that does not start where the upload stands: 416 with the exact offset.
+    let r = send(
+        r3,
+        Method::PATCH,
+        &location,
+        &[range(5, b.len())],
+        b.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 416, "{}", r.text);
+    assert_eq!(r.headers["range"], format!("0-{}", a.len() - 1).as_str());
+
+    let r = send(
+        r3,
+        Method::PATCH,
+        &location,
+        &[range(a.len(), b.len())],
+        b.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = send(r1, Method::GET, &location, &[], vec![]).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        r.headers["range"],
+        format!("0-{}", a.len() + b.len() - 1).as_str()
+    );
+    assert!(
+        bucket.chunk_objects().await.unwrap() >= 2,
+        "the chunks are in the bucket"
+    );
+
+    // The closing PUT, with the last bytes, on replica 3.
+    let put = format!("{location}?digest={l}");
+    let r = send(
+        r3,
+        Method::PUT,
+        &put,
+        &[range(a.len() + b.len(), c.len())],
+        c.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(bucket.chunk_objects().await.unwrap(), 0, "chunks removed");
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+    // The session is over everywhere.
+    let r = send(r2, Method::GET, &location, &[], vec![]).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // A manifest naming the layer, pushed through replica 3, pulled through replica 1.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cfg = sha256(config);
+    let r = send(
+        r3,
+        Method::POST,
+        &format!("/v2/default/app/blobs/uploads/?digest={cfg}"),
+        &[],
+        config.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+    })
+    .to_string();
+    let r = r3
+        .call(
+            Method::PUT,
+            "/v2/default/app/manifests/1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = r1.get("/v2/default/app/manifests/1.0").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blob = r1.get(&format!("/v2/default/app/blobs/{l}")).await;
+    assert_eq!(blob.status, 200, "{}", blob.text);
+    assert!(
+        blob.text.as_bytes() == layer.as_slice(),
+        "the layer's bytes"
+    );
+
+    // Caps count the sessions of every replica: 3 per repository.
+    let mut open = Vec::new();
+    for r in [r1, r2, r3] {
+        let s = send(
+            r,
+            Method::POST,
+            "/v2/default/capped/blobs/uploads/",
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(s.status, 202, "{}", s.text);
+        open.push(s.headers["location"].to_str().unwrap().to_string());
+    }
+    let s = send(
+        r2,
+        Method::POST,
+        "/v2/default/capped/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(s.status, 429, "{}", s.text);
+    // Cancelled on another replica than the one that opened it: room again.
+    let r = send(r3, Method::DELETE, &open[0], &[], vec![]).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let s = send(
+        r1,
+        Method::POST,
+        "/v2/default/capped/blobs/uploads/",
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(s.status, 202, "{}", s.text);
+
+    // An idle session expires: its chunk leaves the bucket, and it is unknown on
+    // every replica.
+    let r = send(r2, Method::PATCH, &open[1], &[range(0, 3)], b"abc".to_vec()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bucket.chunk_objects().await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the idle session's chunk stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = send(r3, Method::PATCH, &open[1], &[range(3, 3)], b"def".to_vec()).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+/// Twenty concurrent cold pulls of one blob spread over three replicas (one store,
+/// one bucket) fetch it from the upstream once: the counting proxy in front of
+/// distribution sees one GET of the blob, and every pull gets all of its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_cold_pulls_over_three_replicas_fetch_the_blob_once() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(dist) = moor_testkit::Distribution::start() else {
+        return;
+    };
+    // Random bytes, so that the gzipped layer stays large; a slow link, so that the
+    // pulls overlap the fetch.
+    let mut noise = Vec::with_capacity(3_000_000);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    while noise.len() < 3_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    let layout = moor_testkit::OciLayout::new();
+    layout.add_image(
+        "v1",
+        &moor_testkit::ImageSpec::new("amd64").with_file("noise", noise),
+    );
+    let proxy = moor_testkit::proxy::CountingProxy::start_with_link(&dist.host, Some(40.0)).await;
+    let pushed = dist.push(&layout, "v1", "team/app:1", moor_testkit::Format::Oci);
+    let _ = connect(&weed, "flight").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/flight?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let importer = MoorServer::builder()
+        .store(store.clone())
+        .upstream(&[&proxy.host])
+        .imports(moor_server::importer::controller::Backoff {
+            initial: Duration::from_millis(300),
+            max: Duration::from_secs(2),
+            max_retries: 20,
+        })
+        .with(|o| {
+            o.blob_store = Some(url.clone());
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+        .await;
+    let mut replicas = vec![importer];
+    for _ in 0..2 {
+        replicas.push(
+            replica_with(
+                &store,
+                &weed,
+                "flight",
+                Default::default(),
+                Some(&proxy.host),
+            )
+            .await,
+        );
+    }
+    let reference = pushed.reference.replace(&dist.host, &proxy.host);
+    let tag = serde_json::json!({"name": "1", "from": {"kind": "DockerImage", "name": reference},
+        "importPolicy": {"insecure": true, "importMode": "PreserveOriginal"},
+        "referencePolicy": {"type": "Local"}});
+    let r = replicas[0]
+        .post(
+            "/apis/image.openshift.io/v1/namespaces/default/imagestreams",
+            &serde_json::json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manifest = loop {
+        let r = replicas[2].get("/v2/default/app/manifests/1").await;
+        if r.status == 200 {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "never imported: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    assert!(size > 1_000_000, "a large layer: {size}");
+
+    let replicas = Arc::new(replicas);
+    let pulls: Vec<_> = (0..20)
+        .map(|i| {
+            let (replicas, layer) = (replicas.clone(), layer.clone());
+            tokio::spawn(async move {
+                let server = &replicas[i % 3];
+                let req = axum::http::Request::get(format!("/v2/default/app/blobs/{layer}"))
+                    .header("authorization", format!("Bearer {}", server.token))
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(server.router.clone(), req)
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (status, sha256(&bytes))
+            })
+        })
+        .collect();
+    for p in pulls {
+        let (status, digest) = p.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(digest, layer, "the layer's bytes");
+    }
+    let fetches = proxy
+        .log
+        .all()
+        .into_iter()
+        .filter(|h| h.method == "GET" && h.path.ends_with(&layer))
+        .count();
+    assert_eq!(fetches, 1, "upstream GETs of the layer");
+    let counted: u64 = replicas
+        .iter()
+        .map(|r| r.registry.as_ref().unwrap().pull.blob_fetches.get())
+        .sum();
+    assert_eq!(counted, 1, "fetches started by the replicas");
 }

@@ -89,7 +89,7 @@ async fn put_remote(
         return Ok(());
     }
     let size = bytes.len() as u64;
-    let mut staged = remote.stage().await?;
+    let mut staged = remote.stage_as(digest).await?;
     staged.write(bytes).await?;
     staged.commit(digest, Some(size)).await
 }
@@ -140,7 +140,7 @@ pub(super) async fn publish(
         return Err(RegistryError::blob_unknown(digest.as_str()));
     };
     if remote.stat(digest).await?.is_none() {
-        let mut staged = remote.stage().await?;
+        let mut staged = remote.stage_as(digest).await?;
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
         while let Some(chunk) = chunks.next().await {
             staged

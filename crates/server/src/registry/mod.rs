@@ -83,6 +83,9 @@ pub struct Registry {
     pub repos: Repositories,
     pub pull: PullThrough,
     pub(crate) uploads: uploads::Uploads,
+    /// Upload sessions every replica serves, when blobs live in a driver and the
+    /// store is shared ([`share_through`](Self::share_through)).
+    pub(crate) shared_uploads: Option<uploads::SharedUploads>,
     /// Manifests read lately, kept in memory.
     pub(crate) manifest_cache: manifests::ManifestCache,
     pub auth: AuthLayer,
@@ -109,6 +112,7 @@ impl Registry {
             repos: Repositories::new(catalog, blobs.clone(), &config.hostname),
             pull: PullThrough::new(client, blobs.clone()).with_remote(remote.clone()),
             uploads: uploads::Uploads::open(config.uploads.clone(), blobs.clone()),
+            shared_uploads: None,
             manifest_cache: manifests::ManifestCache::default(),
             blobs,
             remote,
@@ -119,6 +123,23 @@ impl Registry {
         })
     }
 
+    /// Shares what replicas must agree on through `store` (the store every replica
+    /// opens), when blobs live in a driver all of them reach (`--blob-store s3://`):
+    /// upload sessions, so that any replica serves any session, and pull-through
+    /// fetches, so that one replica fetches each blob for all. Without a driver
+    /// (blobs on this replica's disk) nothing changes.
+    pub fn share_through(mut self, store: std::sync::Arc<dyn moor_store::Store>) -> Self {
+        self.pull.share_through(store.clone());
+        if let Some(remote) = &self.remote {
+            self.shared_uploads = Some(uploads::SharedUploads::new(
+                store,
+                remote.clone(),
+                self.config.uploads.clone(),
+            ));
+        }
+        self
+    }
+
     /// Forgets idle upload sessions periodically, for as long as the registry lives.
     pub fn spawn_upload_reaper(self: &Arc<Self>) {
         let registry = Arc::downgrade(self);
@@ -126,9 +147,12 @@ impl Registry {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                match registry.upgrade() {
-                    Some(r) => r.uploads.reap(),
-                    None => return,
+                let Some(r) = registry.upgrade() else {
+                    return;
+                };
+                r.uploads.reap();
+                if let Some(shared) = &r.shared_uploads {
+                    shared.reap().await;
                 }
             }
         });

@@ -21,6 +21,9 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+mod claims;
+
+use self::claims::{Claimed, Claims};
 use super::content::Remote;
 use super::error::{Code, RegistryError};
 use super::storage::BlobStore;
@@ -64,6 +67,9 @@ pub struct PullThrough {
     /// Where blobs live when not in `store` (`--blob-store s3://`).
     remote: Remote,
     downloads: Arc<Mutex<HashMap<Digest, Arc<Download>>>>,
+    /// Cluster-wide single-flight of blob fetches ([`claims`]), when `remote` is
+    /// shared with other replicas through a shared store.
+    claims: Option<Claims>,
     manifests: Mutex<HashMap<Digest, ManifestFetch>>,
     /// Blob fetches started upstream.
     pub blob_fetches: Counter,
@@ -110,6 +116,7 @@ impl PullThrough {
             store,
             remote: None,
             downloads: Arc::default(),
+            claims: None,
             manifests: Mutex::new(HashMap::new()),
             blob_fetches: Counter::default(),
             blob_bytes: Counter::default(),
@@ -120,6 +127,59 @@ impl PullThrough {
     pub(super) fn with_remote(mut self, remote: Remote) -> Self {
         self.remote = remote;
         self
+    }
+
+    /// Fetches each blob once for every replica that shares `store` and the remote
+    /// driver (see [`claims`]); nothing changes without a remote driver.
+    pub(super) fn share_through(&mut self, store: Arc<dyn moor_store::Store>) {
+        if self.remote.is_some() {
+            self.claims = Some(Claims::new(store));
+        }
+    }
+
+    /// The deadline of waiting for another replica's fetch of one blob; past it this
+    /// replica fetches the blob itself.
+    pub const CLUSTER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// The download of `digest` in progress here, if any.
+    fn in_progress(&self, digest: &Digest) -> Option<Arc<Download>> {
+        self.downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    /// With replicas: waits until this replica may fetch `digest` (its claim won, or
+    /// the wait's deadline passed) and returns its claim, or `Ok(Err(()))` once the
+    /// blob is in the shared driver (another replica fetched it) or a download of it
+    /// runs here.
+    async fn cluster_turn(
+        &self,
+        claims: &Claims,
+        remote: &dyn super::driver::BlobDriver,
+        digest: &Digest,
+    ) -> Result<Result<Option<claims::ClaimGuard>, ()>, RegistryError> {
+        let deadline = tokio::time::Instant::now() + Self::CLUSTER_WAIT;
+        loop {
+            if self.in_progress(digest).is_some() || remote.stat(digest).await?.is_some() {
+                return Ok(Err(()));
+            }
+            match claims.try_claim(digest).await {
+                Ok(Claimed::Won(guard)) => return Ok(Ok(Some(guard))),
+                Ok(Claimed::Held) => {}
+                Err(e) => {
+                    // The store is away: fetch alone rather than fail the pull.
+                    tracing::warn!(%digest, error = %e, "pull-through: claiming a fetch failed; fetching unclaimed");
+                    return Ok(Ok(None));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%digest, "pull-through: another replica's fetch took too long; fetching too");
+                return Ok(Ok(None));
+            }
+            tokio::time::sleep(claims::POLL_EVERY).await;
+        }
     }
 
     /// Manifest `digest` of `repository`, fetched (once for concurrent callers),
@@ -227,16 +287,27 @@ impl PullThrough {
         digest: &Digest,
         opts: FetchOptions,
     ) -> Result<Option<PulledBlob>, RegistryError> {
+        let mut claim = None;
+        if let (Some(claims), Some(remote)) = (&self.claims, &self.remote)
+            && self.in_progress(digest).is_none()
+        {
+            match self.cluster_turn(claims, &**remote, digest).await? {
+                Ok(c) => claim = c,
+                Err(()) if self.in_progress(digest).is_none() => return Ok(None),
+                Err(()) => {}
+            }
+        }
         let download = {
             let mut map = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(digest) {
+                // Joined; a claim won meanwhile goes (released when dropped).
                 Some(d) => d.clone(),
                 None => {
                     // A download that just finished left the map after its commit.
                     if self.store.blob_path(digest).exists() {
                         return Ok(None);
                     }
-                    let d = self.start(repository, digest, opts)?;
+                    let d = self.start(repository, digest, opts, claim)?;
                     map.insert(digest.clone(), d.clone());
                     d
                 }
@@ -277,6 +348,7 @@ impl PullThrough {
         repository: &DockerImageReference,
         digest: &Digest,
         opts: FetchOptions,
+        claim: Option<claims::ClaimGuard>,
     ) -> Result<Arc<Download>, RegistryError> {
         let mut writer = self.store.writer_unhashed()?;
         let file = writer
@@ -322,6 +394,9 @@ impl PullThrough {
                         p.started = Some(Err(Arc::new(err)));
                         p.done = Some(Err(e.to_string()));
                     });
+                    if let Some(claim) = claim {
+                        claim.release().await;
+                    }
                     forget(&digest);
                     return;
                 }
@@ -377,6 +452,10 @@ impl PullThrough {
                     }
                 }
             };
+            if let Some(claim) = claim {
+                // Published (or failed): replicas waiting on the claim look again.
+                claim.release().await;
+            }
             tx.send_modify(|p| p.done = Some(result));
             forget(&digest);
         }.instrument(span));

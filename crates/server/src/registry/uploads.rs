@@ -30,6 +30,9 @@ use super::repos::RepoName;
 use super::storage::{BlobStore, BlobWriter, LinkKind};
 use super::{Registry, parse_digest};
 
+mod shared;
+pub(crate) use self::shared::SharedUploads;
+
 /// Caps and idle expiry of upload sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadLimits {
@@ -173,19 +176,7 @@ impl Uploads {
         repo: &RepoName,
     ) -> Result<(), RegistryError> {
         let in_repo = map.values().filter(|(r, _)| r == repo).count();
-        if map.len() >= self.limits.max_sessions
-            || in_repo >= self.limits.max_sessions_per_repository
-        {
-            return Err(RegistryError::new(
-                Code::TooManyRequests,
-                format!(
-                    "too many blob uploads in progress (at most {} per repository, {} in all): finish or cancel some",
-                    self.limits.max_sessions_per_repository, self.limits.max_sessions
-                ),
-            )
-            .header(header::RETRY_AFTER, "60"));
-        }
-        Ok(())
+        check_caps_counts(&self.limits, map.len(), in_repo)
     }
 
     /// Opens a session for `repo` unless a cap is reached (`TOOMANYREQUESTS`); returns
@@ -264,6 +255,26 @@ impl Uploads {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RepoName, Session)>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `TOOMANYREQUESTS` when `open` sessions in all, `in_repo` in the repository, leave
+/// no room for another.
+fn check_caps_counts(
+    limits: &UploadLimits,
+    open: usize,
+    in_repo: usize,
+) -> Result<(), RegistryError> {
+    if open >= limits.max_sessions || in_repo >= limits.max_sessions_per_repository {
+        return Err(RegistryError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many blob uploads in progress (at most {} per repository, {} in all): finish or cancel some",
+                limits.max_sessions_per_repository, limits.max_sessions
+            ),
+        )
+        .header(header::RETRY_AFTER, "60"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -414,6 +425,9 @@ pub(super) async fn start(
         commit(&reg, &repo, writer, &digest).await?;
         return Ok(created(&repo, &digest));
     }
+    if let Some(shared) = &reg.shared_uploads {
+        return shared::start(shared, &repo).await;
+    }
     let id = reg.uploads.insert(&repo)?;
     Ok(progress(&repo, &id, 0, StatusCode::ACCEPTED))
 }
@@ -476,6 +490,9 @@ pub(super) async fn status(
     Path((ns, stream, id)): Path<(String, String, String)>,
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
+    if let Some(shared) = &reg.shared_uploads {
+        return shared::status(shared, &repo, &id).await;
+    }
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     let upload = check_repo(&mut guard, &repo, &id)?;
@@ -528,6 +545,9 @@ pub(super) async fn patch(
     body: Body,
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
+    if let Some(shared) = &reg.shared_uploads {
+        return shared::patch(shared, &repo, &id, &headers, body).await;
+    }
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     let upload = check_repo(&mut guard, &repo, &id)?;
@@ -581,6 +601,9 @@ pub(super) async fn finish(
     let digest = parse_digest(q.digest.as_deref().ok_or_else(|| {
         RegistryError::new(Code::DigestInvalid, "the digest parameter is required")
     })?)?;
+    if let Some(shared) = &reg.shared_uploads {
+        return shared::finish(&reg, shared, &repo, &id, &digest, &headers, body).await;
+    }
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     let size = check_repo(&mut guard, &repo, &id)?.writer.size();
@@ -626,6 +649,9 @@ pub(super) async fn cancel(
     Path((ns, stream, id)): Path<(String, String, String)>,
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
+    if let Some(shared) = &reg.shared_uploads {
+        return shared::cancel(shared, &repo, &id).await;
+    }
     let s = session(&reg, &id)?;
     let mut guard = s.lock().await;
     check_repo(&mut guard, &repo, &id)?;

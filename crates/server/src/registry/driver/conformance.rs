@@ -53,6 +53,49 @@ pub async fn run(driver: &dyn BlobDriver) {
     ranges_and_large(driver).await;
     empty_and_sha512(driver).await;
     list_and_delete(driver).await;
+    staged_as(driver).await;
+}
+
+/// A blob staged for a digest known ahead ([`BlobDriver::stage_as`]): visible only
+/// after a verified commit, small or larger than a part, sha256 or sha512.
+async fn staged_as(driver: &dyn BlobDriver) {
+    for (len, sha512) in [
+        (10_000, false),
+        (super::s3::PART + 7, false),
+        (super::s3::PART + 9, true),
+    ] {
+        let bytes = content(len, 6);
+        let d = if sha512 {
+            Digest::sha512_of(&bytes)
+        } else {
+            Digest::sha256_of(&bytes)
+        };
+        // Other bytes staged for that digest: refused, and nothing visible.
+        let mut staged = driver.stage_as(&d).await.unwrap();
+        for c in content(len, 7).chunks(1 << 20) {
+            staged.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        let e = staged.commit(&d, None).await.unwrap_err();
+        assert!(matches!(e, DriverError::DigestMismatch { .. }), "{e}");
+        assert_eq!(
+            driver.stat(&d).await.unwrap(),
+            None,
+            "a mismatch stores nothing"
+        );
+        // Dropped uncommitted: nothing visible either.
+        let mut staged = driver.stage_as(&d).await.unwrap();
+        staged.write(Bytes::from(bytes.clone())).await.unwrap();
+        drop(staged);
+        assert_eq!(driver.stat(&d).await.unwrap(), None);
+
+        let mut staged = driver.stage_as(&d).await.unwrap();
+        for c in bytes.chunks(1 << 20) {
+            staged.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        staged.commit(&d, Some(len as u64)).await.expect("commits");
+        assert_eq!(driver.read(&d).await.unwrap().unwrap(), bytes);
+        assert!(driver.delete(&d).await.unwrap());
+    }
 }
 
 async fn absent(driver: &dyn BlobDriver) {

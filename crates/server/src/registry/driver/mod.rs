@@ -43,6 +43,8 @@ pub enum DriverError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("a blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the {0} driver does not keep upload chunks")]
+    NoChunks(&'static str),
 }
 
 /// Bytes of a blob as they are read.
@@ -70,6 +72,51 @@ pub trait BlobDriver: Send + Sync + std::fmt::Debug {
     /// A new staged blob: invisible until committed, gone when dropped uncommitted.
     async fn stage(&self) -> Result<Box<dyn Staged>, DriverError>;
 
+    /// A new staged blob that will be committed as `digest` (known before the first
+    /// byte): the driver may write it at its content address directly, still
+    /// invisible until a verified commit. The default: [`stage`](Self::stage).
+    async fn stage_as(&self, digest: &Digest) -> Result<Box<dyn Staged>, DriverError> {
+        let _ = digest;
+        self.stage().await
+    }
+
+    /// The writer of chunk `name` of upload session `session` (a uuid): stored as
+    /// written, unverified, readable by every replica once finished; never a blob.
+    async fn chunk_writer(&self, session: &str, name: &str) -> Result<Box<dyn Chunk>, DriverError> {
+        let _ = (session, name);
+        Err(DriverError::NoChunks(self.kind()))
+    }
+
+    /// The bytes of chunk `name` of upload session `session`, if stored.
+    async fn chunk_read(
+        &self,
+        session: &str,
+        name: &str,
+    ) -> Result<Option<ByteStream>, DriverError> {
+        let _ = (session, name);
+        Err(DriverError::NoChunks(self.kind()))
+    }
+
+    /// Makes chunk `name` of `session`, which the caller verified to be `digest`
+    /// of `size` bytes (its [`Chunk::finish`] said so), that blob without reading it
+    /// again; `false` when the driver cannot (the caller streams it instead).
+    async fn promote_chunk(
+        &self,
+        session: &str,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, DriverError> {
+        let _ = (session, name, digest, size);
+        Ok(false)
+    }
+
+    /// Removes every chunk of upload session `session`.
+    async fn remove_chunks(&self, session: &str) -> Result<(), DriverError> {
+        let _ = session;
+        Err(DriverError::NoChunks(self.kind()))
+    }
+
     /// Removes blob `digest`; `false` when it was not there.
     async fn delete(&self, digest: &Digest) -> Result<bool, DriverError>;
 
@@ -90,6 +137,20 @@ pub trait Staged: Send {
     /// given); otherwise nothing becomes visible and the staged bytes are removed.
     async fn commit(self: Box<Self>, digest: &Digest, size: Option<u64>)
     -> Result<(), DriverError>;
+}
+
+/// A chunk of an upload session being written ([`BlobDriver::chunk_writer`]).
+#[async_trait::async_trait]
+pub trait Chunk: Send {
+    /// Appends `bytes`.
+    async fn write(&mut self, bytes: Bytes) -> Result<(), DriverError>;
+
+    /// Bytes written so far.
+    fn size(&self) -> u64;
+
+    /// Stores the chunk; returns the sha256 of its bytes. Dropped unfinished, nothing
+    /// is stored.
+    async fn finish(self: Box<Self>) -> Result<Digest, DriverError>;
 }
 
 /// `--blob-store`: where blobs live.

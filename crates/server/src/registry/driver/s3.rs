@@ -6,8 +6,16 @@
 //! the digest matched. A larger one goes to a multipart upload under
 //! `[PREFIX/]_staging/<uuid>`; once the digest matched it is completed there, copied
 //! under the content address and the staging object deleted; on a mismatch (or a drop)
-//! the multipart upload is aborted and nothing was ever visible. (S3's copy takes at
-//! most 5 GiB in one request: larger blobs are refused at commit.)
+//! the multipart upload is aborted and nothing was ever visible. When the digest is
+//! known before the first byte ([`BlobDriver::stage_as`]: publishing, pull-through),
+//! the multipart upload is made at the content address itself and completed only
+//! once the digest matched: no copy, whatever the size. S3 copies at most 5 GiB in
+//! one request and `object_store` has no multipart copy (UploadPartCopy), so a staged
+//! blob past that is streamed from its staging key into a multipart upload at the
+//! content address instead of copied.
+//!
+//! Upload sessions keep their chunks under `[PREFIX/]_uploads/<session>/<chunk>`,
+//! where any replica reads them back ([`BlobDriver::chunk_writer`]).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,7 +30,7 @@ use object_store::{
     GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
 };
 
-use super::{BlobDriver, ByteStream, DriverError, Staged};
+use super::{BlobDriver, ByteStream, Chunk, DriverError, Staged};
 
 /// Bytes per part of a multipart upload (S3 wants at least 5 MiB but for the last).
 pub const PART: usize = 8 * 1024 * 1024;
@@ -41,6 +49,8 @@ fn object(context: impl Into<String>) -> impl FnOnce(object_store::Error) -> Dri
 pub struct S3Blobs {
     store: Arc<dyn ObjectStore>,
     prefix: Vec<String>,
+    /// Staged blobs larger than this are not copied in one request ([`MAX_COPY`]).
+    copy_limit: u64,
 }
 
 impl S3Blobs {
@@ -86,18 +96,56 @@ impl S3Blobs {
                 .filter(|p| !p.is_empty())
                 .map(str::to_string)
                 .collect(),
+            copy_limit: MAX_COPY,
         }
+    }
+
+    /// The driver with another limit of single-request copies than S3's 5 GiB (tests
+    /// exercise what happens past it with small blobs).
+    pub fn with_copy_limit(mut self, limit: u64) -> Self {
+        self.copy_limit = limit;
+        self
+    }
+
+    /// Streams object `from` into a multipart upload at `to` (for objects S3 will not
+    /// copy in one request). `to` is visible only once the upload completes.
+    async fn restream(&self, from: &Path, to: &Path) -> Result<(), DriverError> {
+        let got = self
+            .store
+            .get(from)
+            .await
+            .map_err(object("re-reading a staged blob"))?;
+        let mut out = S3Staged::new(self, to.clone(), None);
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            out.push(chunk.map_err(object("re-reading a staged blob"))?)
+                .await?;
+        }
+        Chunk::finish(Box::new(out)).await.map(|_| ())
+    }
+
+    fn chunk_path(&self, session: &str, name: &str) -> Path {
+        self.path(["_uploads", session, name])
     }
 
     /// Objects under the staging prefix (completed staged uploads not yet removed).
     pub async fn staging_objects(&self) -> Result<usize, DriverError> {
-        let prefix = self.path(["_staging"]);
+        self.objects_under("_staging").await
+    }
+
+    /// Chunks of upload sessions in the bucket (every session's).
+    pub async fn chunk_objects(&self) -> Result<usize, DriverError> {
+        self.objects_under("_uploads").await
+    }
+
+    async fn objects_under(&self, dir: &str) -> Result<usize, DriverError> {
+        let prefix = self.path([dir]);
         let found: Vec<_> = self
             .store
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(object("listing staged blobs"))?;
+            .map_err(object(format!("listing {dir}")))?;
         Ok(found.len())
     }
 
@@ -165,17 +213,73 @@ impl BlobDriver for S3Blobs {
     }
 
     async fn stage(&self) -> Result<Box<dyn Staged>, DriverError> {
-        Ok(Box::new(S3Staged {
-            driver: self.clone(),
-            staging: self.path(["_staging", &uuid::Uuid::new_v4().to_string()]),
-            hasher: DigestHasher::new(DigestAlgorithm::Sha256),
-            buffer: Vec::new(),
-            buffered: 0,
-            size: 0,
-            upload: None,
-            multipart: false,
-            parts: tokio::task::JoinSet::new(),
-        }))
+        let staging = self.path(["_staging", &uuid::Uuid::new_v4().to_string()]);
+        Ok(Box::new(S3Staged::new(self, staging, None)))
+    }
+
+    async fn stage_as(&self, digest: &Digest) -> Result<Box<dyn Staged>, DriverError> {
+        Ok(Box::new(S3Staged::new(
+            self,
+            self.blob_path(digest),
+            Some(digest.clone()),
+        )))
+    }
+
+    async fn chunk_writer(&self, session: &str, name: &str) -> Result<Box<dyn Chunk>, DriverError> {
+        Ok(Box::new(S3Staged::new(
+            self,
+            self.chunk_path(session, name),
+            None,
+        )))
+    }
+
+    async fn chunk_read(
+        &self,
+        session: &str,
+        name: &str,
+    ) -> Result<Option<ByteStream>, DriverError> {
+        match self.store.get(&self.chunk_path(session, name)).await {
+            Ok(got) => Ok(Some(
+                got.into_stream().map_err(std::io::Error::other).boxed(),
+            )),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(object("reading an upload chunk")(e)),
+        }
+    }
+
+    async fn promote_chunk(
+        &self,
+        session: &str,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, DriverError> {
+        if size > self.copy_limit {
+            return Ok(false);
+        }
+        self.store
+            .copy(&self.chunk_path(session, name), &self.blob_path(digest))
+            .await
+            .map_err(object(format!("storing blob {digest}")))?;
+        Ok(true)
+    }
+
+    async fn remove_chunks(&self, session: &str) -> Result<(), DriverError> {
+        let prefix = self.path(["_uploads", session]);
+        let found: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(object("listing upload chunks"))?;
+        for meta in found {
+            match self.store.delete(&meta.location).await {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(object("removing an upload chunk")(e)),
+            }
+        }
+        Ok(())
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool, DriverError> {
@@ -208,10 +312,15 @@ impl BlobDriver for S3Blobs {
     }
 }
 
-/// A staged blob: in memory up to a part, then a multipart upload to a staging key.
+/// A staged blob: in memory up to a part, then a multipart upload to `path` (the
+/// content address when the digest was known at [`stage_as`](BlobDriver::stage_as),
+/// else a staging key). Also an upload session's chunk ([`BlobDriver::chunk_writer`]),
+/// completed unverified at its own key.
 struct S3Staged {
     driver: S3Blobs,
-    staging: Path,
+    path: Path,
+    /// The digest `path` is the content address of, if it is one.
+    target: Option<Digest>,
     hasher: DigestHasher,
     buffer: Vec<Bytes>,
     buffered: usize,
@@ -223,6 +332,24 @@ struct S3Staged {
 }
 
 impl S3Staged {
+    fn new(driver: &S3Blobs, path: Path, target: Option<Digest>) -> Self {
+        let algorithm = target
+            .as_ref()
+            .map_or(DigestAlgorithm::Sha256, Digest::algorithm);
+        S3Staged {
+            driver: driver.clone(),
+            path,
+            target,
+            hasher: DigestHasher::new(algorithm),
+            buffer: Vec::new(),
+            buffered: 0,
+            size: 0,
+            upload: None,
+            multipart: false,
+            parts: tokio::task::JoinSet::new(),
+        }
+    }
+
     /// Sends what is buffered as the next part (starting the multipart upload).
     async fn flush_part(&mut self) -> Result<(), DriverError> {
         let upload = match &mut self.upload {
@@ -231,7 +358,7 @@ impl S3Staged {
                 let u = self
                     .driver
                     .store
-                    .put_multipart(&self.staging)
+                    .put_multipart(&self.path)
                     .await
                     .map_err(object("starting a staged upload"))?;
                 self.multipart = true;
@@ -254,6 +381,17 @@ impl S3Staged {
         }
     }
 
+    /// Sends the last part and waits for every part (a multipart upload only).
+    async fn flush_all(&mut self) -> Result<(), DriverError> {
+        if self.buffered > 0 {
+            self.flush_part().await?;
+        }
+        while !self.parts.is_empty() {
+            self.join_part().await?;
+        }
+        Ok(())
+    }
+
     /// The digest of the content in `algorithm` (re-reading the staged bytes when
     /// the hasher ran another one).
     async fn digest_as(&mut self, algorithm: DigestAlgorithm) -> Result<Digest, DriverError> {
@@ -271,7 +409,7 @@ impl S3Staged {
         let got = self
             .driver
             .store
-            .get(&self.staging)
+            .get(&self.path)
             .await
             .map_err(object("re-reading a staged blob"))?;
         let mut stream = got.into_stream();
@@ -281,8 +419,20 @@ impl S3Staged {
         Ok(h.finish())
     }
 
+    /// Completes the multipart upload (started) at `path`.
+    async fn complete(&mut self) -> Result<(), DriverError> {
+        let Some(mut upload) = self.upload.take() else {
+            return Ok(());
+        };
+        upload
+            .complete()
+            .await
+            .map_err(object("completing a staged upload"))?;
+        Ok(())
+    }
+
     /// Checks the content against `digest` and `size`, then makes it visible.
-    async fn finish(&mut self, digest: &Digest, size: Option<u64>) -> Result<(), DriverError> {
+    async fn publish(&mut self, digest: &Digest, size: Option<u64>) -> Result<(), DriverError> {
         if let Some(expected) = size
             && expected != self.size
         {
@@ -291,15 +441,16 @@ impl S3Staged {
                 actual: self.size,
             });
         }
+        let mismatch = |actual: Digest| DriverError::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        };
         let dest = self.driver.blob_path(digest);
         if !self.multipart {
             // Small: verified in memory, then put once under the content address.
             let actual = self.digest_as(digest.algorithm()).await?;
             if &actual != digest {
-                return Err(DriverError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                });
+                return Err(mismatch(actual));
             }
             let payload = PutPayload::from_iter(std::mem::take(&mut self.buffer));
             self.driver
@@ -309,62 +460,55 @@ impl S3Staged {
                 .map_err(object(format!("storing blob {digest}")))?;
             return Ok(());
         }
-        if self.buffered > 0 {
-            self.flush_part().await?;
-        }
-        while !self.parts.is_empty() {
-            self.join_part().await?;
+        self.flush_all().await?;
+        if let Some(target) = self.target.clone() {
+            // The parts went straight to the content address: completing the upload is
+            // what makes them visible, so it happens only once the digest matched.
+            // (Dropped uncompleted, the upload is aborted.) No copy: any size.
+            let actual = self.digest_as(target.algorithm()).await?;
+            if &actual != digest || &target != digest {
+                return Err(mismatch(actual));
+            }
+            return self.complete().await;
         }
         let sha256 = digest.algorithm() == DigestAlgorithm::Sha256;
         if sha256 {
             let actual = self.digest_as(DigestAlgorithm::Sha256).await?;
             if &actual != digest {
-                return Err(DriverError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                });
+                return Err(mismatch(actual));
             }
         }
-        if self.size > MAX_COPY {
-            return Err(DriverError::SizeMismatch {
-                expected: MAX_COPY,
-                actual: self.size,
-            });
-        }
-        let mut upload = self.upload.take().expect("checked above");
-        upload
-            .complete()
-            .await
-            .map_err(object("completing a staged upload"))?;
+        self.complete().await?;
         // Completed under the staging key only: still invisible. A digest other than
         // sha256 is checked from the staged object before it is copied.
         let copied = async {
             if !sha256 {
                 let actual = self.digest_as(digest.algorithm()).await?;
                 if &actual != digest {
-                    return Err(DriverError::DigestMismatch {
-                        expected: digest.clone(),
-                        actual,
-                    });
+                    return Err(mismatch(actual));
                 }
+            }
+            if self.size > self.driver.copy_limit {
+                // S3 copies at most 5 GiB in one request (and object_store has no
+                // UploadPartCopy): stream the staged object into a multipart upload
+                // at the content address instead.
+                return self.driver.restream(&self.path, &dest).await;
             }
             self.driver
                 .store
-                .copy(&self.staging, &dest)
+                .copy(&self.path, &dest)
                 .await
                 .map_err(object(format!("storing blob {digest}")))
         }
         .await;
-        if let Err(e) = self.driver.store.delete(&self.staging).await {
-            tracing::warn!(staging = %self.staging, error = %e, "removing a staged blob failed");
+        if let Err(e) = self.driver.store.delete(&self.path).await {
+            tracing::warn!(staging = %self.path, error = %e, "removing a staged blob failed");
         }
         copied
     }
-}
 
-#[async_trait::async_trait]
-impl Staged for S3Staged {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), DriverError> {
+    /// Buffers `chunk`, sending a part when one is full.
+    async fn push(&mut self, chunk: Bytes) -> Result<(), DriverError> {
         self.hasher.update(&chunk);
         self.size += chunk.len() as u64;
         self.buffered += chunk.len();
@@ -373,6 +517,13 @@ impl Staged for S3Staged {
             self.flush_part().await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Staged for S3Staged {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DriverError> {
+        self.push(chunk).await
     }
 
     fn size(&self) -> u64 {
@@ -384,8 +535,36 @@ impl Staged for S3Staged {
         digest: &Digest,
         size: Option<u64>,
     ) -> Result<(), DriverError> {
-        self.finish(digest, size).await
+        self.publish(digest, size).await
         // Dropped here: an upload not completed is aborted.
+    }
+}
+
+#[async_trait::async_trait]
+impl Chunk for S3Staged {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), DriverError> {
+        self.push(chunk).await
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Digest, DriverError> {
+        if self.multipart {
+            self.flush_all().await?;
+            self.complete().await?;
+        } else {
+            let payload = PutPayload::from_iter(std::mem::take(&mut self.buffer));
+            self.driver
+                .store
+                .put(&self.path, payload)
+                .await
+                .map_err(object("storing an upload chunk"))?;
+        }
+        let hasher =
+            std::mem::replace(&mut self.hasher, DigestHasher::new(DigestAlgorithm::Sha256));
+        Ok(hasher.finish())
     }
 }
 
@@ -395,7 +574,7 @@ impl Drop for S3Staged {
         if let Some(mut upload) = self.upload.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let staging = self.staging.clone();
+            let staging = self.path.clone();
             rt.spawn(async move {
                 if let Err(e) = upload.abort().await {
                     tracing::warn!(%staging, error = %e, "aborting a staged upload failed");
