@@ -6,7 +6,9 @@
 //! repository per interval and manifest requests of unchanged repositories (goal: one
 //! conditional tag-list request per repository per interval, nothing else), and the
 //! time from an upstream push of a new release in range to the tags that follow it
-//! moving (first and last of the T tags of that repository).
+//! moving (first and last of the T tags of that repository), and to each move's
+//! CloudEvent arriving at a receiver (the test kit's) that a Notification subscribed
+//! to the stream's `TagUpdated` events (p50 and max over the T tags).
 //!
 //! Smaller runs: `bench/run follow -- --repositories 2 --tags 50 --interval 10s`.
 
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use clap::Parser;
-use moor_bench::{Moor, distribution, moor_bin, push_image, start_proxy};
+use moor_bench::{Moor, distribution, moor_bin, ms, push_image, quantile, start_proxy};
+use moor_testkit::receiver::Receiver;
 use moor_testkit::server::IS;
 use serde_json::{Value, json};
 
@@ -155,6 +158,7 @@ async fn main() -> Result<()> {
             &interval_flag,
             "--registry-qps",
             &qps,
+            "--allow-private-notification-targets",
         ],
     );
     let client = moor.client_pool(8);
@@ -194,6 +198,23 @@ async fn main() -> Result<()> {
         repos * per_repo,
         created.elapsed().as_secs_f64()
     );
+    // The receiver, subscribed to the moves of f0's tags from now on.
+    let receiver = Receiver::start().await;
+    let resp = client
+        .post(format!(
+            "{}/apis/moor.io/v1/namespaces/default/notifications",
+            moor.url
+        ))
+        .bearer_auth(&moor.token)
+        .json(&json!({"metadata": {"name": "f0"},
+            "spec": {"url": receiver.url, "streams": ["f0"], "events": ["TagUpdated"]}}))
+        .send()
+        .await?;
+    ensure!(
+        resp.status().as_u16() == 201,
+        "creating the Notification: {}",
+        resp.status()
+    );
     tokio::time::sleep(interval).await;
 
     let start = Instant::now();
@@ -212,6 +233,27 @@ async fn main() -> Result<()> {
     }
     tokio::time::sleep(window.saturating_sub(start.elapsed())).await;
     let end = Instant::now();
+    // Each tag's first event naming the new release, timed from the push.
+    let of_next =
+        |r: &&moor_testkit::receiver::Received| r.json["data"]["newDigest"] == next_digest.as_str();
+    if moved.len() == per_repo {
+        receiver
+            .wait_for(Duration::from_secs(60), |got, _| {
+                got.iter().filter(of_next).count() >= per_repo
+            })
+            .await;
+    }
+    let mut events: HashMap<String, Duration> = HashMap::new();
+    for r in receiver.received().await {
+        if r.json["data"]["newDigest"] == next_digest.as_str()
+            && let Some(tag) = r.json["data"]["tag"].as_str()
+        {
+            events
+                .entry(tag.to_string())
+                .or_insert_with(|| r.at.saturating_duration_since(pushed));
+        }
+    }
+    let mut event_times: Vec<Duration> = events.values().copied().collect();
 
     let all = hits.all();
     let in_window: Vec<_> = all.iter().filter(|h| h.at >= start && h.at < end).collect();
@@ -271,6 +313,21 @@ async fn main() -> Result<()> {
         ),
         _ => println!("push to tag moved: no tag moved within 3 intervals"),
     }
+    if event_times.is_empty() {
+        println!("push to CloudEvent: no event arrived");
+    } else {
+        println!(
+            "push to CloudEvent arrival: p50 {}, max {}, first {}; {} of {per_repo} tags",
+            ms(quantile(&mut event_times, 0.5)),
+            ms(quantile(&mut event_times, 1.0)),
+            ms(quantile(&mut event_times, 0.0)),
+            event_times.len()
+        );
+    }
     ensure!(times.len() == per_repo, "not every tag of f0 moved");
+    ensure!(
+        event_times.len() == per_repo,
+        "not every move of f0 arrived as a CloudEvent"
+    );
     Ok(())
 }

@@ -452,3 +452,146 @@ async fn a_paged_list_is_read_once_then_costs_one_conditional_request() {
     .await;
     h.stop().await;
 }
+
+/// The records of the namespace, by tag, as `(from, nextCheckTime)`.
+async fn next_checks(h: &MoorServer) -> BTreeMap<String, (String, String)> {
+    let r = h.get(SCHEDULED).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let s = &i["status"];
+            let field = |f: &str| s[f].as_str().unwrap_or_default().to_string();
+            (
+                format!("{}:{}", field("imageStream"), field("tag")),
+                (field("from"), field("nextCheckTime")),
+            )
+        })
+        .collect()
+}
+
+/// One repository's group of followed tags, as the test watches it: the next check
+/// its tags agreed on last, when a round could first be counted, and the rounds seen.
+#[derive(Default)]
+struct Group {
+    agreed: Option<String>,
+    start: Option<Instant>,
+    rounds: usize,
+    end: Option<Instant>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_following_one_repository_cost_one_list_request_per_interval() {
+    const ROUNDS: usize = 3;
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = three_images();
+    push(&dist, &layout, "a", "g/one:1.0.0");
+    retag(
+        &dist.host,
+        "g/one",
+        "1.0.0",
+        &["1.0.1".into(), "1.0.2".into()],
+    )
+    .await;
+    push(&dist, &layout, "b", "g/two:2.0.0");
+    retag(&dist.host, "g/two", "2.0.0", &["2.0.1".into()]).await;
+    let proxy = CountingProxy::start(&dist.host).await;
+    let h = moor(&[&proxy.host]).await;
+    let (one, two) = (proxy.reference("g/one"), proxy.reference("g/two"));
+    let semver = |r: &str| json!({ "moor.io/follow-semver": r });
+    // Six tags of two streams follow g/one, three follow g/two, with various ranges.
+    create_stream(
+        &h,
+        "x",
+        vec![
+            followed("t0", &one, semver(">=1.0.0 <1.1.0")),
+            followed("t1", &one, semver("1.0.x")),
+            followed("t2", &one, semver("~1.0")),
+            followed("t3", &one, semver("1.x")),
+            followed("t4", &two, semver("2.0.x")),
+            followed("t5", &two, semver(">=2.0.0")),
+        ],
+    )
+    .await;
+    create_stream(
+        &h,
+        "y",
+        vec![
+            followed("u0", &one, semver("1.0.x")),
+            followed("u1", &one, semver(">=1.0.0")),
+            followed("u2", &two, semver("~2.0")),
+        ],
+    )
+    .await;
+    wait_until("the first checks", Duration::from_secs(60), || async {
+        let (x, y) = (records(&h, "x").await, records(&h, "y").await);
+        x.len() == 6
+            && y.len() == 3
+            && x.values()
+                .chain(y.values())
+                .all(|r| r["followedTag"] == "1.0.2" || r["followedTag"] == "2.0.1")
+    })
+    .await;
+
+    // Each repository's tags are due together: once every tag of a group names the
+    // same next check (in the future), count its rounds until it has named ROUNDS
+    // new ones; the list must have been asked exactly once a round, and nothing else.
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let deadline = Instant::now() + INTERVAL * (ROUNDS as u32 + 8) * 2;
+    while groups.len() < 2 || groups.values().any(|g| g.end.is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "the tags of a repository never shared their checks: {:#?}",
+            next_checks(&h).await
+        );
+        let mut by_from: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (from, next) in next_checks(&h).await.into_values() {
+            by_from.entry(from).or_default().push(next);
+        }
+        for (from, nexts) in by_from {
+            let g = groups.entry(from).or_default();
+            if g.end.is_some() || nexts.iter().any(|n| n != &nexts[0] || n.is_empty()) {
+                continue;
+            }
+            let next = nexts[0].clone();
+            if g.agreed.as_ref() == Some(&next) {
+                continue;
+            }
+            let ahead_ms = next.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+                - jiff::Timestamp::now().as_millisecond();
+            match g.start {
+                None if ahead_ms > 200 => g.start = Some(Instant::now()),
+                None => {}
+                Some(_) => {
+                    g.rounds += 1;
+                    if g.rounds == ROUNDS {
+                        g.end = Some(Instant::now());
+                    }
+                }
+            }
+            g.agreed = Some(next);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (from, g) in &groups {
+        let (start, end) = (g.start.unwrap(), g.end.unwrap());
+        let path = format!("/v2/{}/", from.split_once('/').unwrap().1);
+        let hits: Vec<_> = proxy
+            .log
+            .since(start)
+            .into_iter()
+            .filter(|h| h.at <= end && h.path.starts_with(&path))
+            .map(|h| format!("{} {}", h.method, h.path))
+            .collect();
+        assert_eq!(
+            hits,
+            vec![format!("GET {path}tags/list"); ROUNDS],
+            "{from}: one list request a round for all its tags, nothing else"
+        );
+    }
+    h.stop().await;
+}

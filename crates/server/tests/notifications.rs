@@ -1,7 +1,8 @@
 //! Notifications end to end, with a receiver of the test kit: a tag moved by an import
 //! from a real distribution arrives as a signed CloudEvent (and a failed import as
 //! one); events recorded while the receiver is down survive a restart of moor and
-//! arrive in order per stream; a loopback receiver is refused without
+//! arrive in order per stream (both also on a real etcd, where the stream and its
+//! outbox entries are one etcd Txn); a loopback receiver is refused without
 //! `--allow-private-notification-targets`; bad specs are refused.
 
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use axum::http::StatusCode;
 use moor_server::notify::DeliveryConfig;
 use moor_server::notify::deliver::{SIGNATURE_HEADER, signature};
 use moor_server::upstream::{UpstreamClient, UpstreamConfig};
+use moor_store::{EtcdOptions, EtcdStore, Store};
+use moor_testkit::etcd::Etcd;
 use moor_testkit::receiver::{Received, Receiver};
 use moor_testkit::server::*;
 use moor_testkit::{Distribution, Format, ImageSpec, OciLayout};
@@ -89,6 +92,27 @@ async fn map(h: &MoorServer, stream: &str, tag: &str, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_import_from_a_real_upstream_arrives_as_a_signed_cloudevent() {
+    import_arrives_as_a_signed_cloudevent(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_etcd_an_import_arrives_as_a_signed_cloudevent() {
+    let Some(etcd) = tokio::task::block_in_place(Etcd::start) else {
+        return;
+    };
+    import_arrives_as_a_signed_cloudevent(Some(on_etcd(&etcd, "moor").await)).await;
+}
+
+/// A store on `etcd` under `prefix`.
+async fn on_etcd(etcd: &Etcd, prefix: &str) -> Arc<dyn Store> {
+    let url = format!("etcd://127.0.0.1:{}/{prefix}", etcd.client_port);
+    let options = EtcdOptions::from_url(&url, Default::default()).unwrap();
+    Arc::new(EtcdStore::connect(options).await.unwrap())
+}
+
+/// An import from distribution, a failed one and a tag moved by a spec edit arrive
+/// as signed CloudEvents, with the moor over `store` (the in-memory store if none).
+async fn import_arrives_as_a_signed_cloudevent(store: Option<Arc<dyn Store>>) {
     let Some(dist) = Distribution::start() else {
         return;
     };
@@ -98,7 +122,11 @@ async fn an_import_from_a_real_upstream_arrives_as_a_signed_cloudevent() {
     let v1 = dist.push(&layout, "1.0", "team/app:1.0", Format::Oci);
     let v2 = dist.push(&layout, "1.1", "team/app:1.1", Format::Oci);
     let receiver = Receiver::start().await;
-    let h = MoorServer::builder()
+    let builder = match store {
+        Some(store) => MoorServer::builder().store(store),
+        None => MoorServer::builder(),
+    };
+    let h = builder
         .source(upstream(&[&dist.host]))
         .imports(moor_server::importer::controller::Backoff {
             initial: Duration::from_millis(500),
@@ -212,13 +240,33 @@ async fn an_import_from_a_real_upstream_arrives_as_a_signed_cloudevent() {
 async fn events_pending_across_a_restart_all_arrive_in_order_per_stream() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("moor.db");
-    let open = || -> Arc<dyn moor_store::Store> {
-        Arc::new(moor_store::SqliteStore::open(&path).unwrap())
+    pending_across_a_restart(|| {
+        let store: Arc<dyn Store> = Arc::new(moor_store::SqliteStore::open(&path).unwrap());
+        async move { store }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_etcd_events_pending_across_a_restart_all_arrive_in_order_per_stream() {
+    let Some(etcd) = tokio::task::block_in_place(Etcd::start) else {
+        return;
     };
+    pending_across_a_restart(|| on_etcd(&etcd, "moor")).await;
+}
+
+/// Ten moves of two streams' tags while the receiver refuses; the moor over the
+/// store `open` gives is stopped, and a new one over the same data delivers them all,
+/// in order per stream, once the receiver accepts.
+async fn pending_across_a_restart<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
     let receiver = Receiver::start().await;
     receiver.set_up(false);
     let h = MoorServer::builder()
-        .store(open())
+        .store(open().await)
         .notifications(fast())
         .start()
         .await;
@@ -254,7 +302,7 @@ async fn events_pending_across_a_restart_all_arrive_in_order_per_stream() {
     // A new process over the same database, the receiver back.
     receiver.set_up(true);
     let h = MoorServer::builder()
-        .store(open())
+        .store(open().await)
         .notifications(fast())
         .start()
         .await;

@@ -23,6 +23,8 @@ pub struct Received {
     pub body: Bytes,
     /// Its body as JSON (`Null` when it is not JSON).
     pub json: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -42,6 +44,7 @@ pub struct Receiver {
 }
 
 async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let at = std::time::Instant::now();
     if !shared.up.load(Ordering::SeqCst) {
         *shared.refused.lock().await += 1;
         shared.arrived.notify_waiters();
@@ -52,6 +55,7 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         headers,
         body,
         json,
+        at,
     });
     shared.arrived.notify_waiters();
     StatusCode::OK

@@ -1,5 +1,6 @@
 //! One scheduled check: the registry's budget, a slot, a HEAD for the tag's digest
-//! (for a followed tag, its tag list: [`super::follow`]),
+//! (for a followed tag, its repository's tag list, read once for all the tags that
+//! follow it: [`super::follow`]),
 //! and a full import through the importer only when the digest changed (or cannot be
 //! told); failures set the tag's condition, a 429 pauses its registry. Calls the
 //! importer (its source port and storages) and the budgets.
@@ -60,9 +61,16 @@ pub(super) struct Done {
     pub(super) followed: Option<String>,
 }
 
-/// One check: the registry's budget, a slot, then HEAD (and an import if needed).
+/// One check: the registry's budget, a slot, then HEAD (and an import if needed). A
+/// followed tag first reads (or joins the read of) its repository's list, which takes
+/// the budget only when it sends the request, then takes a slot.
 pub(super) async fn check(shared: Arc<Shared>, job: Job) -> Done {
-    shared.budgets.acquire(&job.registry).await;
+    let choice = if follows(&job.tag) {
+        Some(shared.follow_choice(&job).await)
+    } else {
+        shared.budgets.acquire(&job.registry).await;
+        None
+    };
     let _slot = shared.slots.clone().acquire_owned().await.ok();
     shared.metrics.queue_depth.dec();
     let started_ms = now_ms();
@@ -71,10 +79,9 @@ pub(super) async fn check(shared: Arc<Shared>, job: Job) -> Done {
         .lag
         .observe((started_ms - job.due).max(0) as f64 / 1000.0);
     let t0 = Instant::now();
-    let (outcome, followed) = if follows(&job.tag) {
-        shared.run_follow_check(&job).await
-    } else {
-        (shared.run_check(&job).await, None)
+    let (outcome, followed) = match choice {
+        Some(choice) => shared.run_follow_check(&job, choice).await,
+        None => (shared.run_check(&job).await, None),
     };
     shared
         .metrics

@@ -1,7 +1,8 @@
 //! The scheduler: keeps `importPolicy.scheduled` tags current. Every spec tag with a
 //! DockerImage source and `scheduled: true` is checked once per
 //! `--scheduled-import-interval` (±10%, spread over the interval by a hash of its
-//! name; see [`plan`]). A check asks the registry for the tag's digest with a HEAD:
+//! name, or, for a tag that follows a range, of its repository's, so that one list
+//! read serves all the tags that follow it; see [`plan`] and [`follow`]). A check asks the registry for the tag's digest with a HEAD:
 //! an unchanged digest makes no other request and writes nothing (the stream's
 //! `resourceVersion` stays); a new one runs a full import through the importer (a new
 //! history entry and an event). Failures set the tag's `ImportSuccess` condition

@@ -35,15 +35,20 @@ pub fn first_slot(now: i64, phase: i64, interval_ms: i64) -> i64 {
 pub fn next_after(t: i64, phase: i64, interval_ms: i64) -> i64 {
     let interval = interval_ms.max(1);
     let target = t + interval;
+    let slack = interval * JITTER_PERCENT / 100;
+    nearest_slot(target, phase, interval).clamp(target - slack, target + slack)
+}
+
+/// The slot nearest to `target` (the earlier of two as near).
+pub fn nearest_slot(target: i64, phase: i64, interval_ms: i64) -> i64 {
+    let interval = interval_ms.max(1);
     let below = target - (target - phase).rem_euclid(interval);
     let above = below + interval;
-    let nearest = if target - below <= above - target {
+    if target - below <= above - target {
         below
     } else {
         above
-    };
-    let slack = interval * JITTER_PERCENT / 100;
-    nearest.clamp(target - slack, target + slack)
+    }
 }
 
 /// How long after a start the checks of tags that had failed are spread over.

@@ -16,10 +16,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::check::{Done, Job, Outcome, check};
+use super::follow::phase_of;
 use super::records::RecordWriter;
 use super::{
     CheckLabels, Shared, TagKey, is_scheduled, now_ms, plan, registry_of, result_label, timestamp,
 };
+use crate::importer::follow::follows;
 
 /// A tag the scheduler knows (scheduled now, or with a record from when it was).
 pub(super) struct Entry {
@@ -38,6 +40,21 @@ pub(super) struct Entry {
     pending: bool,
     /// The tag has a failed `ImportSuccess` condition.
     failed: bool,
+}
+
+impl Entry {
+    /// When to check again after a check that started at `t`: see [`plan::next_after`].
+    /// A followed tag goes to the slot nearest to `t + interval`, unclamped, so that a
+    /// tag off its slot (a first check, a retry, a spec change) joins the checks of
+    /// the other tags that follow its repository at once (one gap of 0.5 to 1.5
+    /// intervals) and their one list read.
+    fn next_after(&self, t: i64, interval: i64) -> i64 {
+        if follows(&self.spec) {
+            plan::nearest_slot(t + interval, self.phase, interval)
+        } else {
+            plan::next_after(t, self.phase, interval)
+        }
+    }
 }
 
 pub(super) struct State<'a> {
@@ -136,7 +153,7 @@ impl State<'_> {
                     }
                     continue;
                 }
-                let phase = plan::phase(&key.name(), self.interval());
+                let phase = phase_of(&key, tag, self.interval());
                 let (record, due, write) = match loaded {
                     Some(r) if r.active => {
                         let next = r.next_check_time.map(|t| t.as_millisecond());
@@ -185,6 +202,7 @@ impl State<'_> {
                     || e.spec.annotations != tag.annotations
                 {
                     e.epoch += 1;
+                    reschedule = rephase(e, &key, tag, now, interval);
                 }
                 e.spec = tag.clone();
                 // The record keeps the registry source it was scheduled from, so that
@@ -214,6 +232,7 @@ impl State<'_> {
                         e.record.next_check_time = None;
                         e.epoch += 1;
                         unqueue = true;
+                        reschedule = None;
                         write = true;
                     }
                     _ => {}
@@ -226,6 +245,7 @@ impl State<'_> {
                 && !self.entries.get(&key).is_some_and(|e| e.in_flight)
             {
                 self.schedule(&key, due);
+                write = true;
             }
             if write {
                 self.persist(&key);
@@ -254,7 +274,7 @@ impl State<'_> {
         Entry {
             spec: tag.clone(),
             registry,
-            phase: plan::phase(&key.name(), self.interval()),
+            phase: phase_of(key, tag, self.interval()),
             record,
             due: None,
             in_flight: false,
@@ -317,7 +337,7 @@ impl State<'_> {
             e.due = None;
             if e.pending {
                 // The import controller is importing a spec change of this tag now.
-                let next = plan::next_after(now, e.phase, interval);
+                let next = e.next_after(now, interval);
                 self.schedule(&key, next);
                 self.persist(&key);
                 continue;
@@ -361,11 +381,12 @@ impl State<'_> {
             return;
         }
         if e.epoch != done.epoch || matches!(done.outcome, Outcome::Skipped) {
-            let next = plan::next_after(done.started_ms.min(now), e.phase, interval);
+            let next = e.next_after(done.started_ms.min(now), interval);
             self.schedule(&done.key, next);
             self.persist(&done.key);
             return;
         }
+        let next = e.next_after(done.started_ms, interval);
         let r = &mut e.record;
         r.last_check_time = Some(timestamp(done.started_ms));
         if done.followed.is_some() {
@@ -379,20 +400,14 @@ impl State<'_> {
                 r.image = Some(image);
                 r.consecutive_failures = 0;
                 r.message = None;
-                (
-                    CheckResult::Unchanged,
-                    plan::next_after(done.started_ms, e.phase, interval),
-                )
+                (CheckResult::Unchanged, next)
             }
             Outcome::Updated { digest, image } => {
                 r.last_digest = digest;
                 r.image = Some(image);
                 r.consecutive_failures = 0;
                 r.message = None;
-                (
-                    CheckResult::Updated,
-                    plan::next_after(done.started_ms, e.phase, interval),
-                )
+                (CheckResult::Updated, next)
             }
             Outcome::Failed(err) => {
                 r.consecutive_failures += 1;
@@ -404,7 +419,7 @@ impl State<'_> {
                 } else {
                     // A definite answer (not found, unauthorized) waits for the next
                     // scheduled check.
-                    plan::next_after(done.started_ms, e.phase, interval)
+                    next
                 };
                 (CheckResult::Failed, due)
             }
@@ -426,6 +441,24 @@ impl State<'_> {
         self.schedule(&done.key, due);
         self.persist(&done.key);
     }
+}
+
+/// After a change of a tag's source or annotations: its new phase (a followed tag's
+/// is its repository's), and, when that moved and the tag is queued, its first slot
+/// with it, so that it joins the checks of the tags that follow the same repository.
+fn rephase(
+    e: &mut Entry,
+    key: &TagKey,
+    tag: &TagReference,
+    now: i64,
+    interval: i64,
+) -> Option<i64> {
+    let phase = phase_of(key, tag, interval);
+    if phase == e.phase {
+        return None;
+    }
+    e.phase = phase;
+    (e.record.active && e.due.is_some()).then(|| plan::first_slot(now, phase, interval))
 }
 
 /// The `moor tag` flags of a followed tag's policy, kept in its record.

@@ -51,6 +51,15 @@ fn column(name: &'static str, description: &'static str, priority: u8) -> Column
     }
 }
 
+/// The Last Success cell: how long ago (`5 seconds ago`, as the streams' Updated
+/// column), or `<none>`.
+fn last_success(o: &Value) -> String {
+    match o.pointer("/status/lastSuccessTime").and_then(Value::as_str) {
+        Some(t) => super::image::ago(Some(t)),
+        None => "<none>".into(),
+    }
+}
+
 impl Strategy for Notifications {
     fn def(&self) -> &ResourceDef {
         &self.0
@@ -66,7 +75,10 @@ impl Strategy for Notifications {
             columns: vec![
                 name_column(),
                 column("URL", "Where events are POSTed", 0),
-                column("Pending", "Events not delivered yet", 0),
+                Column {
+                    kind: "integer",
+                    ..column("Pending", "Events not delivered yet", 0)
+                },
                 column("Last Success", "When an event was last delivered", 0),
                 column("Last Error", "Why the last attempt failed", 1),
                 age_column(),
@@ -76,9 +88,7 @@ impl Strategy for Notifications {
                     json!(name_of(o)),
                     o.pointer("/spec/url").cloned().unwrap_or(json!("")),
                     o.pointer("/status/pending").cloned().unwrap_or(json!(0)),
-                    o.pointer("/status/lastSuccessTime")
-                        .cloned()
-                        .unwrap_or(json!("<none>")),
+                    json!(last_success(o)),
                     o.pointer("/status/lastError").cloned().unwrap_or(json!("")),
                     json!(age_of(o)),
                 ]
