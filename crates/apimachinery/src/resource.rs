@@ -133,6 +133,9 @@ pub struct RequestContext {
     pub field_manager: Option<String>,
     /// `Warning` headers to send back.
     pub warnings: Mutex<Vec<String>>,
+    /// The request's body is large ([`crate::stored::is_large_body`]): its write step
+    /// runs off the async workers whatever the size of the stored object.
+    pub large_body: bool,
 }
 
 impl RequestContext {

@@ -36,7 +36,15 @@ async fn main() -> ExitCode {
         },
     };
     let serving = matches!(cli.command, Command::Serve(_));
+    let thp = if serving {
+        disable_transparent_huge_pages()
+    } else {
+        Ok(())
+    };
     logging::init(cli.global.log_format, cli.global.verbose, serving);
+    if let Err(e) = thp {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off");
+    }
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,4 +56,24 @@ async fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`),
+/// unless `MIMALLOC_ALLOW_THP` is set, which then decides. mimalloc asks for huge pages
+/// on its arenas (`MADV_HUGEPAGE`), so one small object touched in a 2 MiB region
+/// made all of it resident: with them, `moor serve` peaked 75–100 MiB higher in the
+/// `api` benchmark (docs/benchmarks.md, "Peak RSS"). Set before the server allocates
+/// much; pages already faulted in stay as they are.
+#[cfg(target_os = "linux")]
+fn disable_transparent_huge_pages() -> std::io::Result<()> {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return Ok(());
+    }
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_transparent_huge_pages() -> std::io::Result<()> {
+    Ok(())
 }

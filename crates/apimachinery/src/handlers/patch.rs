@@ -12,17 +12,18 @@ use crate::apply;
 use crate::codec::{check_depth, parse_yaml};
 use crate::error::ApiError;
 use crate::patch::{self, PatchType};
-use crate::stored::{cpu_bound, now_rfc3339, unconditional};
+use crate::stored::{cpu_bound_if, is_large_body, now_rfc3339, unconditional};
 
 /// `PATCH .../NAME[/SUBRESOURCE]`: the patch type comes from the Content-Type;
 /// `application/apply-patch+yaml` is server-side apply.
-pub(super) async fn patch(call: Call, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn patch(mut call: Call, body: Body) -> Result<Response, ApiError> {
     let name = super::name_of(&call);
     let mt = &call.media_type;
     let ptype =
         PatchType::from_media_type(mt).ok_or_else(|| ApiError::UnsupportedMediaType(mt.clone()))?;
     let body = read_body(body).await?;
-    let patch_value = cpu_bound(|| match ptype {
+    call.ctx.large_body = is_large_body(&body);
+    let patch_value = cpu_bound_if(call.ctx.large_body, || match ptype {
         PatchType::Apply => parse_yaml(&body),
         _ => {
             check_depth(&body)?;

@@ -140,6 +140,7 @@ pub(super) fn context(q: &Query, user: Option<UserInfo>) -> Result<RequestContex
             .filter(|s| !s.is_empty())
             .map(str::to_string),
         warnings: Default::default(),
+        large_body: false,
     })
 }
 

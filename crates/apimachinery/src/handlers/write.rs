@@ -10,12 +10,12 @@ use super::request::{check_unknown, manager_name, read_body};
 use super::response::object_response;
 use crate::apply;
 use crate::error::ApiError;
-use crate::stored::{cpu_bound, now_rfc3339};
+use crate::stored::{cpu_bound_if, is_large_body, now_rfc3339};
 
 /// `POST .../RESOURCE`: creates the object in the body.
 pub(super) async fn create(call: Call, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    let value = cpu_bound(|| call.parse_object(&body))?;
+    let value = cpu_bound_if(is_large_body(&body), || call.parse_object(&body))?;
     let (mut obj, unknown) = call.storage.decode(value)?;
     check_unknown(&call.ctx, &unknown)?;
     if let (Some(ns), Some(body_ns)) = (
@@ -52,10 +52,11 @@ pub(super) async fn create(call: Call, body: Body) -> Result<Response, ApiError>
 
 /// `PUT .../NAME[/SUBRESOURCE]`: replaces the object (or creates it, where the
 /// resource allows create on update).
-pub(super) async fn update(call: Call, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn update(mut call: Call, body: Body) -> Result<Response, ApiError> {
     let name = super::name_of(&call);
     let body = read_body(body).await?;
-    let value = cpu_bound(|| call.parse_object(&body))?;
+    call.ctx.large_body = is_large_body(&body);
+    let value = cpu_bound_if(call.ctx.large_body, || call.parse_object(&body))?;
     let (obj, unknown) = call.storage.decode(value)?;
     check_unknown(&call.ctx, &unknown)?;
     let manager = manager_name(&call.ctx, &call.headers);
@@ -95,7 +96,7 @@ pub(super) async fn create_subresource(call: Call, body: Body) -> Result<Respons
     let name = super::name_of(&call);
     let sub = call.target.subresource.clone().unwrap_or_default();
     let body = read_body(body).await?;
-    let value = cpu_bound(|| call.parse_object(&body))?;
+    let value = cpu_bound_if(is_large_body(&body), || call.parse_object(&body))?;
     let out = call
         .storage
         .create_subresource(&call.ctx, call.ns(), &name, &sub, value)

@@ -196,6 +196,17 @@ pub fn is_large(v: &Value) -> bool {
     false
 }
 
+/// Whether a request body is large enough that parsing it, and the write step it
+/// asks for, belong off the async workers ([`cpu_bound`]): over
+/// [`LARGE_OBJECT_BYTES`]. Smaller bodies are parsed and written on the worker, since
+/// `block_in_place` hands the worker's core to another thread each time (the
+/// blocking pool grew to a thread per concurrent client, each with its own
+/// allocator pages). What a small body can make the server build is bounded apart
+/// (`limits`: JSON patch operations, copies and depth).
+pub fn is_large_body(body: &[u8]) -> bool {
+    body.len() > LARGE_OBJECT_BYTES
+}
+
 /// [`cpu_bound`] when `heavy`, else `f` right here: for work whose cost follows the
 /// size of an object, most of which are small.
 pub fn cpu_bound_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
@@ -224,6 +235,27 @@ pub fn now_rfc3339() -> String {
         .round(jiff::Unit::Second)
         .unwrap_or(jiff::Timestamp::now())
         .to_string()
+}
+
+/// A copy of `obj` with `status` (if any) left `null` in its place, for a status write
+/// to fill in: the stored status is not copied only to be replaced (a failing
+/// 10,000-tag stream's status is a large part of it).
+fn copy_but_status(obj: &Value) -> Value {
+    match obj {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if k == "status" {
+                        Value::Null
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -516,7 +548,10 @@ impl StoredResource {
             }
             // Only status changes through the status subresource.
             let status = new.as_object_mut().and_then(|o| o.remove("status"));
-            *new = old.clone();
+            // The step's result goes first, so that it and the copy are not alive
+            // together.
+            *new = Value::Null;
+            *new = copy_but_status(old);
             match status {
                 Some(s) => new["status"] = s,
                 None => {
@@ -846,6 +881,95 @@ mod tests {
             assert_eq!(probe.large.load(Ordering::SeqCst), before + 3);
         });
         assert_eq!(probe.starved.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_status_write_copies_the_stored_object_but_its_status() {
+        let conditions: Vec<Value> = (0..1000)
+            .map(|i| json!({"type": format!("c{i}")}))
+            .collect();
+        let old = json!({"kind": "Thing", "status": {"conditions": conditions}, "spec": {"a": 1}});
+        let copy = copy_but_status(&old);
+        assert_eq!(
+            copy,
+            json!({"kind": "Thing", "status": null, "spec": {"a": 1}})
+        );
+        // In the stored object's key order, so the write changes the status only.
+        let keys: Vec<&String> = copy.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["kind", "status", "spec"]);
+    }
+
+    /// Whether the caller runs on an async worker of a multi-threaded runtime (where
+    /// `Handle::block_on` refuses to run) rather than inside `block_in_place`.
+    fn on_async_worker() -> bool {
+        let handle = tokio::runtime::Handle::current();
+        std::panic::catch_unwind(move || handle.block_on(async {})).is_err()
+    }
+
+    /// A strategy that records, for each validated object, whether the write step ran
+    /// on an async worker.
+    #[derive(Default)]
+    struct WhereProbe {
+        on_worker: std::sync::Mutex<Vec<bool>>,
+    }
+
+    impl Strategy for Arc<WhereProbe> {
+        fn def(&self) -> &ResourceDef {
+            &DEF
+        }
+        fn decode(&self, body: Value) -> Result<(Value, Vec<String>), String> {
+            Ok((body, vec![]))
+        }
+        fn validate(&self, _obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+            if old.is_some() {
+                self.on_worker.lock().unwrap().push(on_async_worker());
+            }
+            vec![]
+        }
+    }
+
+    #[test]
+    fn only_large_writes_leave_the_async_workers() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let probe = Arc::new(WhereProbe::default());
+        let res = StoredResource::new(
+            Arc::new(moor_store::MemoryStore::new()),
+            Arc::new(probe.clone()),
+            ServingConfig::default(),
+        );
+        rt.block_on(async {
+            let mut ctx = RequestContext::default();
+            let set = |items: Value| {
+                move |cur: Option<&Value>| -> Result<Value, ApiError> {
+                    let mut new = cur.cloned().unwrap_or_default();
+                    new["spec"] = json!({ "items": items });
+                    Ok(new)
+                }
+            };
+            res.create(&ctx, None, json!({"metadata": {"name": "a"}}))
+                .await
+                .unwrap();
+            // A small object, a small request: on the worker.
+            res.update(&ctx, None, "a", None, &set(json!(["x"])), false)
+                .await
+                .unwrap();
+            // A small object, a large request: off the workers.
+            ctx.large_body = true;
+            let items: Vec<String> = (0..20_000).map(|i| format!("item-{i}")).collect();
+            res.update(&ctx, None, "a", None, &set(json!(items)), false)
+                .await
+                .unwrap();
+            // A large stored object, a small request: off the workers.
+            ctx.large_body = false;
+            res.update(&ctx, None, "a", None, &set(json!(["y"])), false)
+                .await
+                .unwrap();
+        });
+        assert_eq!(*probe.on_worker.lock().unwrap(), [true, false, false]);
     }
 
     #[tokio::test]

@@ -190,8 +190,13 @@ impl RestStorage for StoredResource {
                     other => return other.map(|o| (o, true)),
                 }
             };
-            let step =
-                cpu_bound(|| self.next_version(&kv, ns, name, subresource, update, ctx.dry_run))?;
+            // Off the async workers when the stored object or the request is large;
+            // for small ones the hand-over costs more than the step (a thread switch
+            // per write, and the blocking pool grew to one thread per client).
+            let heavy = ctx.large_body || kv.value.len() > LARGE_OBJECT_BYTES;
+            let step = cpu_bound_if(heavy, || {
+                self.next_version(&kv, ns, name, subresource, update, ctx.dry_run)
+            })?;
             let (mut decorated_new, bytes, precondition) = match step {
                 // An unchanged object the store keeps stale (under an old encryption
                 // key) is written as it is, so that `kubectl replace` re-encrypts.
