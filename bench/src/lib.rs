@@ -37,9 +37,19 @@ pub fn ms(d: Duration) -> String {
 /// A plain-HTTP distribution on loopback (the peers' log level `error`), pulling
 /// through from `proxy_remote` when given.
 pub fn distribution(proxy_remote: Option<String>) -> Result<Distribution> {
+    distribution_with(proxy_remote, None)
+}
+
+/// [`distribution`], over TLS with `tls`'s certificate when given (Go's crypto/tls
+/// defaults: TLS 1.2 and 1.3).
+pub fn distribution_with(
+    proxy_remote: Option<String>,
+    tls: Option<&TestCert>,
+) -> Result<Distribution> {
     Distribution::start_with(DistributionOptions {
         proxy_remote,
         log_level: Some("error".into()),
+        tls_files: tls.map(|t| (t.cert.clone(), t.key.clone())),
         ..Default::default()
     })
     .context("docker-registry, skopeo and umoci are needed (apt-get install docker-registry skopeo umoci)")
@@ -113,6 +123,12 @@ impl Nginx {
     /// Writes `files` (path under the root, content) into the document root and starts nginx on a
     /// free loopback port with as many workers as cores (`worker_processes auto`).
     pub fn start(files: &[(&str, &[u8])]) -> Result<Nginx> {
+        Self::start_with(files, None)
+    }
+
+    /// [`start`](Self::start), over TLS 1.3 only with `tls`'s certificate when given
+    /// (OpenSSL; `ssl_buffer_size` stays 16k).
+    pub fn start_with(files: &[(&str, &[u8])], tls: Option<&TestCert>) -> Result<Nginx> {
         let dir = tempfile::tempdir()?;
         let www = dir.path().join("www");
         std::fs::create_dir_all(&www)?;
@@ -128,12 +144,24 @@ impl Nginx {
             .local_addr()?
             .port();
         let d = dir.path().display();
+        let listen = match tls {
+            None => format!("listen 127.0.0.1:{port};"),
+            // AES-128-GCM first and the server's order, as Go's crypto/tls (and
+            // moor) choose: the machine's limit at its best, whatever the client offers.
+            Some(t) => format!(
+                "listen 127.0.0.1:{port} ssl; ssl_protocols TLSv1.3; ssl_prefer_server_ciphers on; \
+                 ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256; \
+                 ssl_certificate {}; ssl_certificate_key {};",
+                t.cert.display(),
+                t.key.display()
+            ),
+        };
         let config = format!(
             "daemon off;\nuser root;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
              \x20 default_type application/octet-stream;\n  client_body_temp_path {d}/tmp;\n\
-             \x20 server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
+             \x20 server {{ {listen} root {d}/www; }}\n}}\n"
         );
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config)?;
@@ -169,6 +197,104 @@ impl Drop for Nginx {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// One ECDSA P-256 certificate for `127.0.0.1` (and its CA), made with `openssl` for
+/// one benchmark run: every server measured over TLS serves it, so they all pay for the
+/// same key type and chain.
+pub struct TestCert {
+    /// The CA's certificate (PEM): what clients trust.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PKCS#8 PEM).
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCert {
+    /// A fresh CA and a server certificate signed by it (webpki refuses a CA
+    /// certificate as the server's own), both P-256.
+    pub fn p256() -> Result<TestCert> {
+        let dir = tempfile::tempdir()?;
+        let path = |name: &str| dir.path().join(name);
+        let (ca, ca_key, csr, ext) = (
+            path("ca.pem"),
+            path("ca.key"),
+            path("server.csr"),
+            path("server.ext"),
+        );
+        let (cert, key) = (path("cert.pem"), path("key.pem"));
+        let openssl = |args: &[&std::ffi::OsStr]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .context("running openssl")?;
+            ensure!(
+                out.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(())
+        };
+        let os = |s: &'static str| std::ffi::OsStr::new(s);
+        let ec = [
+            os("-newkey"),
+            os("ec"),
+            os("-pkeyopt"),
+            os("ec_paramgen_curve:P-256"),
+        ];
+        let mut args = vec![os("req"), os("-x509"), os("-nodes"), os("-days"), os("2")];
+        args.extend(ec);
+        args.extend([os("-subj"), os("/CN=moor bench CA")]);
+        args.extend([os("-addext"), os("basicConstraints=critical,CA:TRUE")]);
+        args.extend([os("-addext"), os("keyUsage=critical,keyCertSign,cRLSign")]);
+        args.extend([
+            os("-keyout"),
+            ca_key.as_os_str(),
+            os("-out"),
+            ca.as_os_str(),
+        ]);
+        openssl(&args)?;
+        let mut args = vec![os("req"), os("-new"), os("-nodes")];
+        args.extend(ec);
+        args.extend([os("-subj"), os("/CN=127.0.0.1")]);
+        args.extend([os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()]);
+        openssl(&args)?;
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )?;
+        openssl(&[
+            os("x509"),
+            os("-req"),
+            os("-days"),
+            os("2"),
+            os("-set_serial"),
+            os("2"),
+            os("-in"),
+            csr.as_os_str(),
+            os("-CA"),
+            ca.as_os_str(),
+            os("-CAkey"),
+            ca_key.as_os_str(),
+            os("-extfile"),
+            ext.as_os_str(),
+            os("-out"),
+            cert.as_os_str(),
+        ])?;
+        Ok(TestCert {
+            ca,
+            cert,
+            key,
+            _dir: dir,
+        })
+    }
+
+    /// The CA certificate's PEM.
+    pub fn ca_pem(&self) -> Result<Vec<u8>> {
+        Ok(std::fs::read(&self.ca)?)
     }
 }
 

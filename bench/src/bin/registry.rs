@@ -1,5 +1,8 @@
 //! `bench/run registry`: moor's integrated registry against CNCF distribution 2.8.2
-//! and nginx, side by side in one run, everything over plain HTTP on loopback:
+//! and nginx, side by side in one run, on loopback. (a) and (b) run once per transport
+//! (`--transport tls,plain`): over TLS 1.3 every server serves one ECDSA P-256
+//! certificate made for the run, and the clients are the same for all; over plain
+//! HTTP moor runs with `--plain-http`. (c) and (d) are plain HTTP.
 //!
 //! - (a) a cached 64 MiB blob read by 1 and by 4 parallel readers: MB/s of moor,
 //!   distribution and nginx (`sendfile on`, the same bytes as a file). Goals: moor at
@@ -29,6 +32,7 @@
 //! setup and report, read top to bottom.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -37,8 +41,8 @@ use base64::Engine;
 use bytes::Bytes;
 use clap::Parser;
 use moor_bench::{
-    Distribution, Hit, HitLog, Moor, Nginx, counter_sum, distribution, moor_bin, peak_rss_mib,
-    start_proxy, tree_cpu_seconds,
+    Distribution, Hit, HitLog, Moor, Nginx, TestCert, counter_sum, distribution, distribution_with,
+    moor_bin, peak_rss_mib, start_proxy, tree_cpu_seconds,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -48,15 +52,21 @@ struct Args {
     /// Measurements to run, any of a, b, c, d.
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d")]
     only: Vec<String>,
+    /// Transports of (a) and (b), in order: tls, plain.
+    #[arg(long, value_delimiter = ',', default_value = "tls,plain")]
+    transport: Vec<String>,
     /// Runs of each measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// (a) size of the cached blob, MiB.
     #[arg(long, default_value_t = 64)]
     blob_mib: usize,
-    /// (a) GETs of the blob per reader in one run.
+    /// (a) GETs of the blob by the single reader in one run.
     #[arg(long, default_value_t = 8)]
     gets: usize,
+    /// (a) GETs of the blob by each of the 4 parallel readers in one run.
+    #[arg(long, default_value_t = 5)]
+    parallel_gets: usize,
     /// (b) seconds of wrk per server and run.
     #[arg(long, default_value_t = 4)]
     wrk_seconds: u32,
@@ -178,11 +188,50 @@ fn make_image(layers: usize, layer_bytes: usize, seed: u64) -> Image {
 // ---------------------------------------------------------------------------------
 // A registry client: push, pull, read a blob.
 
-/// A registry to talk to: its base URL and the `Authorization` header, if any.
+/// A registry to talk to: its base URL, the `Authorization` header, if any, and the
+/// clients' TLS settings when it serves HTTPS.
 #[derive(Clone)]
 struct Target {
     base: String,
     auth: Option<String>,
+    tls: Option<Tls>,
+}
+
+/// The clients of a TLS run: both trust the run's CA only and speak TLS 1.3.
+#[derive(Clone)]
+struct Tls {
+    /// For pushes and checked reads.
+    http: reqwest::Client,
+    /// For the raw blob reader of (a).
+    raw: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    fn new(cert: &TestCert) -> Result<Tls> {
+        let pem = cert.ca_pem()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .min_tls_version(reqwest::tls::Version::TLS_1_3)
+            .build()?;
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject as _;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c?)?;
+        }
+        let mut raw = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        raw.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            http,
+            raw: Arc::new(raw),
+        })
+    }
 }
 
 impl Target {
@@ -190,7 +239,34 @@ impl Target {
         Target {
             base: format!("http://{host}"),
             auth,
+            tls: None,
         }
+    }
+
+    /// `https://host` with `tls`'s clients, or plain HTTP without.
+    fn with_tls(host: &str, auth: Option<String>, tls: Option<&Tls>) -> Target {
+        match tls {
+            None => Target::new(host, auth),
+            Some(tls) => Target {
+                base: format!("https://{host}"),
+                auth,
+                tls: Some(tls.clone()),
+            },
+        }
+    }
+
+    /// `host:port`.
+    fn host(&self) -> &str {
+        self.base
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+    }
+
+    /// The HTTP client for this target: `plain`, or the TLS run's.
+    fn http(&self, plain: &reqwest::Client) -> reqwest::Client {
+        self.tls
+            .as_ref()
+            .map_or_else(|| plain.clone(), |t| t.http.clone())
     }
 
     fn request(
@@ -462,20 +538,76 @@ fn cpu(pid: u32) -> f64 {
 /// client work as possible (blocking reads into one 1 MiB buffer, nothing kept), so
 /// that the two cores go to the server measured. Bodies must have a Content-Length.
 struct RawClient {
-    stream: std::net::TcpStream,
+    stream: Conn,
     host: String,
     buf: Vec<u8>,
 }
 
+/// A connection of the raw client: TCP, or rustls over TCP (decrypting is client work
+/// that every server's figure pays the same).
+enum Conn {
+    Plain(std::net::TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>),
+}
+
+impl std::io::Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
 impl RawClient {
-    fn connect(host: &str) -> Result<RawClient> {
-        let stream = std::net::TcpStream::connect(host)?;
-        stream.set_nodelay(true)?;
-        Ok(RawClient {
-            stream,
-            host: host.to_string(),
-            buf: vec![0; MIB],
-        })
+    /// Connects (and, with `tls`, completes the handshake) before any clock starts.
+    /// Returns the client and the TLS cipher suite negotiated, if any.
+    fn connect(host: &str, tls: Option<&Tls>) -> Result<(RawClient, Option<String>)> {
+        let mut sock = std::net::TcpStream::connect(host)?;
+        sock.set_nodelay(true)?;
+        let (stream, suite) = match tls {
+            None => (Conn::Plain(sock), None),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(
+                    host.rsplit_once(':').map_or(host, |(h, _)| h).to_string(),
+                )?;
+                let mut conn = rustls::ClientConnection::new(tls.raw.clone(), name)?;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)?;
+                }
+                let suite = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
+                (
+                    Conn::Tls(Box::new(rustls::StreamOwned::new(conn, sock))),
+                    suite,
+                )
+            }
+        };
+        Ok((
+            RawClient {
+                stream,
+                host: host.to_string(),
+                buf: vec![0; MIB],
+            },
+            suite,
+        ))
     }
 
     /// GETs `path` and reads the body to its end; returns its length.
@@ -484,11 +616,13 @@ impl RawClient {
         let auth = auth
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
-        write!(
-            self.stream,
+        // One write: one TLS record and one segment per request.
+        let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Accept: */*\r\n\r\n",
             self.host
-        )?;
+        );
+        self.stream.write_all(request.as_bytes())?;
+        self.stream.flush()?;
         let mut head = Vec::new();
         let end = loop {
             let n = self.stream.read(&mut self.buf)?;
@@ -531,10 +665,10 @@ fn blob_rate(
     readers: usize,
     gets: usize,
 ) -> Result<(f64, f64)> {
-    let host = s.target.base.trim_start_matches("http://");
+    let host = s.target.host();
     let path = format!("/v2/{repo}/blobs/{digest}");
     let conns = (0..readers)
-        .map(|_| RawClient::connect(host))
+        .map(|_| RawClient::connect(host, s.target.tls.as_ref()).map(|(c, _)| c))
         .collect::<Result<Vec<_>>>()?;
     let cpu0 = cpu(s.pid);
     let started = Instant::now();
@@ -567,6 +701,7 @@ fn blob_rate(
 /// Per server: the repository that serves blob `digest`.
 async fn measure_a(
     args: &Args,
+    transport: &str,
     servers: &[(Server, String)],
     digest: &str,
     size: u64,
@@ -574,9 +709,13 @@ async fn measure_a(
 ) -> Result<()> {
     let http = client()?;
     // Warm-up: page cache, connections, and a check of the bytes each server gives.
+    let mut suites = Vec::new();
     for (s, repo) in servers {
+        if let (_, Some(suite)) = RawClient::connect(s.target.host(), s.target.tls.as_ref())? {
+            suites.push(format!("{} {suite}", s.name));
+        }
         get_blob(
-            http.clone(),
+            s.target.http(&http),
             s.target.clone(),
             repo.into(),
             digest.into(),
@@ -588,15 +727,18 @@ async fn measure_a(
         .with_context(|| format!("{} serving the blob", s.name))?;
     }
     println!(
-        "\n(a) cached {} MiB blob, GET to the end; MB/s = 10^6 bytes/s; {} run(s), median",
+        "\n(a, {transport}) cached {} MiB blob, GET to the end; MB/s = 10^6 bytes/s; {} run(s), median",
         size / MIB as u64,
         args.runs
     );
-    for readers in [1usize, 4] {
+    if !suites.is_empty() {
+        println!("  negotiated: {}", suites.join(", "));
+    }
+    for (readers, gets) in [(1usize, args.gets), (4, args.parallel_gets)] {
         // rates[server] and cpu[server] over runs, servers interleaved within a run.
         let mut rates = vec![Vec::new(); servers.len()];
         let mut cpus = vec![Vec::new(); servers.len()];
-        let gets = (args.gets / readers).max(1);
+        let gets = gets.max(1);
         for _ in 0..args.runs {
             for (i, (s, repo)) in servers.iter().enumerate() {
                 let (rate, c) = blob_rate(s, repo, digest, size, readers, gets)?;
@@ -624,12 +766,12 @@ async fn measure_a(
             median(&rates[2]) / median(&rates[1])
         );
         goals.push(Goal {
-            name: format!("(a) blob, {readers} reader(s): moor/distribution >= 1.5"),
+            name: format!("(a, {transport}) blob, {readers} reader(s): moor/distribution >= 1.5"),
             value: format!("{vs_dist:.2}"),
             met: vs_dist >= 1.5,
         });
         goals.push(Goal {
-            name: format!("(a) blob, {readers} reader(s): moor/nginx >= 0.9"),
+            name: format!("(a, {transport}) blob, {readers} reader(s): moor/nginx >= 0.9"),
             value: format!("{vs_nginx:.2}"),
             met: vs_nginx >= 0.9,
         });
@@ -702,9 +844,16 @@ async fn wrk(url: &str, headers: &[String], connections: u32, secs: u32) -> Resu
 }
 
 /// Per server: the URL path of the manifest by tag.
-async fn measure_b(args: &Args, servers: &[(Server, String)], goals: &mut Vec<Goal>) -> Result<()> {
+async fn measure_b(
+    args: &Args,
+    transport: &str,
+    servers: &[(Server, String)],
+    goals: &mut Vec<Goal>,
+) -> Result<()> {
+    // Over TLS moor's edge must be larger: distribution pays Go's TLS on top.
+    let goal = if transport == "TLS" { 20.0 } else { 10.0 };
     println!(
-        "\n(b) manifest GET by tag, wrk -t2 -c{} -d{}s, Accept: {OCI_MANIFEST}; {} run(s), median",
+        "\n(b, {transport}) manifest GET by tag, wrk -t2 -c{} -d{}s, Accept: {OCI_MANIFEST}; {} run(s), median",
         args.connections, args.wrk_seconds, args.runs
     );
     let mut rates = vec![Vec::new(); servers.len()];
@@ -741,13 +890,13 @@ async fn measure_b(args: &Args, servers: &[(Server, String)], goals: &mut Vec<Go
     let vs_dist = m / median(&rates[1]);
     let vs_nginx = m / median(&rates[2]);
     println!(
-        "    moor/distribution {vs_dist:.1} (goal >= 10: {})   moor/nginx {vs_nginx:.2} (no goal: the machine's limit)",
-        verdict(vs_dist >= 10.0)
+        "    moor/distribution {vs_dist:.1} (goal >= {goal}: {})   moor/nginx {vs_nginx:.2} (no goal: the machine's limit)",
+        verdict(vs_dist >= goal)
     );
     goals.push(Goal {
-        name: "(b) manifest GET: moor/distribution >= 10".into(),
+        name: format!("(b, {transport}) manifest GET: moor/distribution >= {goal}"),
         value: format!("{vs_dist:.1}"),
-        met: vs_dist >= 10.0,
+        met: vs_dist >= goal,
     });
     Ok(())
 }
@@ -1089,6 +1238,100 @@ async fn measure_d(
 }
 
 // ---------------------------------------------------------------------------------
+// (a) and (b) over one transport.
+
+/// Starts moor, distribution and nginx over TLS with `cert` (or plain HTTP without),
+/// puts `image` into each, and runs (a) and (b) as asked.
+async fn measure_ab(
+    args: &Args,
+    image: &Image,
+    cert: Option<&TestCert>,
+    goals: &mut Vec<Goal>,
+) -> Result<()> {
+    let run = |m: &str| args.only.iter().any(|o| o == m);
+    let transport = if cert.is_some() { "TLS" } else { "plain HTTP" };
+    let tls = cert.map(Tls::new).transpose()?;
+    let blob = &image.layers[0];
+    let moor = match cert {
+        Some(c) => {
+            let (cert, key) = (c.cert.to_string_lossy(), c.key.to_string_lossy());
+            Moor::start_fresh(
+                &moor_bin(),
+                &["--tls-cert-file", &cert, "--tls-private-key-file", &key],
+            )
+        }
+        None => Moor::start_fresh(&moor_bin(), &["--plain-http"]),
+    };
+    let dist = distribution_with(None, cert)?;
+    let moor_t = Target::with_tls(&moor.host(), Some(basic(&moor.token)), tls.as_ref());
+    let http = client()?;
+    push(&moor_t.http(&http), &moor_t, "default/blob", "1", image)
+        .await
+        .context("pushing to moor")?;
+    let dist_t = Target::with_tls(&dist.host, None, tls.as_ref());
+    push(&dist_t.http(&http), &dist_t, "bench/blob", "1", image)
+        .await
+        .context("pushing to distribution")?;
+    // nginx serves the same bytes as files under the same paths.
+    let nginx = Nginx::start_with(
+        &[
+            (&format!("v2/nginx/blob/blobs/{}", blob.digest), &blob.data),
+            ("v2/nginx/blob/manifests/1", &image.manifest.data),
+        ],
+        cert,
+    )?;
+    let nginx_t = Target::with_tls(&nginx.host, None, tls.as_ref());
+    let server = |name, target: &Target, pid| Server {
+        name,
+        target: target.clone(),
+        pid,
+    };
+    if run("a") {
+        let servers = [
+            (
+                server("moor", &moor_t, moor.pid()),
+                "default/blob".to_string(),
+            ),
+            (
+                server("distribution", &dist_t, dist.pid()),
+                "bench/blob".to_string(),
+            ),
+            (
+                server("nginx", &nginx_t, nginx.child.id()),
+                "nginx/blob".to_string(),
+            ),
+        ];
+        measure_a(
+            args,
+            transport,
+            &servers,
+            &blob.digest,
+            blob.data.len() as u64,
+            goals,
+        )
+        .await?;
+    }
+    if run("b") {
+        let servers = [
+            (
+                server("moor", &moor_t, moor.pid()),
+                "/v2/default/blob/manifests/1".to_string(),
+            ),
+            (
+                server("distribution", &dist_t, dist.pid()),
+                "/v2/bench/blob/manifests/1".to_string(),
+            ),
+            (
+                server("nginx (small file)", &nginx_t, nginx.child.id()),
+                "/v2/nginx/blob/manifests/1".to_string(),
+            ),
+        ];
+        measure_b(args, transport, &servers, goals).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -1096,7 +1339,10 @@ async fn main() -> Result<()> {
     let run = |m: &str| args.only.iter().any(|o| o == m);
     let http = client()?;
     let mut goals = Vec::new();
-    println!("bench registry: moor vs distribution 2.8.2 vs nginx, plain HTTP on loopback");
+    println!(
+        "bench registry: moor vs distribution 2.8.2 vs nginx on loopback; (a), (b) over {}; (c), (d) over plain HTTP",
+        args.transport.join(" and ")
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -1111,68 +1357,13 @@ async fn main() -> Result<()> {
 
     if run("a") || run("b") {
         let image = make_image(1, args.blob_mib * MIB, 1);
-        let blob = &image.layers[0];
-        let moor = Moor::start_fresh(&moor_bin(), &["--plain-http"]);
-        let moor_host = moor.url.trim_start_matches("http://").to_string();
-        let moor_t = Target::new(&moor_host, Some(basic(&moor.token)));
-        push(&http, &moor_t, "default/blob", "1", &image)
-            .await
-            .context("pushing to moor")?;
-        let dist_t = Target::new(&dist.host, None);
-        push(&http, &dist_t, "bench/blob", "1", &image)
-            .await
-            .context("pushing to distribution")?;
-        // nginx serves the same bytes as files under the same paths.
-        let nginx = Nginx::start(&[
-            (&format!("v2/nginx/blob/blobs/{}", blob.digest), &blob.data),
-            ("v2/nginx/blob/manifests/1", &image.manifest.data),
-        ])?;
-        let nginx_t = Target::new(&nginx.host, None);
-        let server = |name, target: &Target, pid| Server {
-            name,
-            target: target.clone(),
-            pid,
-        };
-        if run("a") {
-            let servers = [
-                (
-                    server("moor", &moor_t, moor.pid()),
-                    "default/blob".to_string(),
-                ),
-                (
-                    server("distribution", &dist_t, dist.pid()),
-                    "bench/blob".to_string(),
-                ),
-                (
-                    server("nginx", &nginx_t, nginx.child.id()),
-                    "nginx/blob".to_string(),
-                ),
-            ];
-            measure_a(
-                &args,
-                &servers,
-                &blob.digest,
-                blob.data.len() as u64,
-                &mut goals,
-            )
-            .await?;
-        }
-        if run("b") {
-            let servers = [
-                (
-                    server("moor", &moor_t, moor.pid()),
-                    "/v2/default/blob/manifests/1".to_string(),
-                ),
-                (
-                    server("distribution", &dist_t, dist.pid()),
-                    "/v2/bench/blob/manifests/1".to_string(),
-                ),
-                (
-                    server("nginx (small file)", &nginx_t, nginx.child.id()),
-                    "/v2/nginx/blob/manifests/1".to_string(),
-                ),
-            ];
-            measure_b(&args, &servers, &mut goals).await?;
+        for transport in &args.transport {
+            let cert = match transport.as_str() {
+                "tls" => Some(TestCert::p256()?),
+                "plain" => None,
+                other => bail!("--transport: {other} is neither tls nor plain"),
+            };
+            measure_ab(&args, &image, cert.as_ref(), &mut goals).await?;
         }
     }
     if run("c") || run("d") {

@@ -28,6 +28,9 @@ pub struct DistributionOptions {
     pub proxy_remote: Option<String>,
     /// Log level (`warn` when unset).
     pub log_level: Option<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM files) instead of a fresh
+    /// CA's (the benchmarks give every server one certificate).
+    pub tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running CNCF distribution on 127.0.0.1, stopped on drop.
@@ -81,7 +84,13 @@ impl Distribution {
         }
         let mut ca_cert = None;
         let mut tls_config = String::new();
-        if options.tls {
+        if let Some((cert, key)) = &options.tls_files {
+            tls_config = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        } else if options.tls {
             // A throw-away CA and a server certificate for IP 127.0.0.1 signed by it
             // (webpki refuses a CA certificate used as the server's own).
             let path = |name: &str| dir.path().join(name);
@@ -164,7 +173,7 @@ impl Distribution {
                     port,
                     credentials: options.htpasswd.clone(),
                     ca_cert,
-                    tls: options.tls,
+                    tls: options.tls || options.tls_files.is_some(),
                     dir,
                     child,
                 });
