@@ -80,11 +80,20 @@ pub(super) fn manifest_hook(store: &BlobStore, remote: &Remote) -> ManifestHook 
     })
 }
 
+/// Stores `bytes` as blob `digest` in `remote`, checked first: a blob already there
+/// is no proof that `bytes` are its content (an empty upload naming another
+/// repository's digest must not link that blob).
 async fn put_remote(
     remote: &dyn BlobDriver,
     digest: &Digest,
     bytes: Bytes,
 ) -> Result<(), DriverError> {
+    if !digest.matches(&bytes) {
+        return Err(DriverError::DigestMismatch {
+            expected: digest.clone(),
+            actual: digest.of_same_algorithm(&bytes),
+        });
+    }
     if remote.stat(digest).await?.is_some() {
         return Ok(());
     }
@@ -185,5 +194,28 @@ impl Registry {
     /// Moves a blob just committed locally to where blobs live (see [`publish`]).
     pub(crate) async fn content_publish(&self, digest: &Digest) -> Result<(), RegistryError> {
         publish(&self.blobs, &self.remote, digest).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::driver::s3::S3Blobs;
+
+    #[tokio::test]
+    async fn content_put_to_a_remote_checks_the_bytes_even_when_the_blob_exists() {
+        let remote = S3Blobs::new(Arc::new(object_store::memory::InMemory::new()), "");
+        let blob = Bytes::from_static(b"another repository's layer");
+        let digest = Digest::sha256_of(&blob);
+        put_remote(&remote, &digest, blob.clone()).await.unwrap();
+        // The same digest claimed with other bytes (an empty upload): refused.
+        let err = put_remote(&remote, &digest, Bytes::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DriverError::DigestMismatch { .. }), "{err}");
+        let err = put_remote(&remote, &digest, Bytes::from_static(b"x")).await;
+        assert!(err.is_err());
+        // The right bytes again: fine, nothing rewritten.
+        put_remote(&remote, &digest, blob).await.unwrap();
     }
 }
