@@ -22,7 +22,8 @@ use futures::StreamExt;
 use moor_api::DockerImageReference;
 use moor_api::image::history::TagIndex;
 use moor_api::image::{
-    ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_TAG, TagReference, reasons,
+    ImageStream, KIND_DOCKER_IMAGE, KIND_IMAGE_STREAM_IMAGE, KIND_IMAGE_STREAM_TAG, TagReference,
+    reasons,
 };
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -129,7 +130,10 @@ fn write_due(
 struct Job {
     key: Key,
     tag: TagReference,
-    /// The stream as the reconcile saw it (tracking tags may read it).
+    /// The stream as the reconcile saw it, shared with the controller's state, for
+    /// tags whose source is an image stream (they may read it); for the others its
+    /// name and namespace only, so that queued imports do not keep old versions of a
+    /// large stream alive.
     stream: Arc<ImageStream>,
     /// The namespace's pull secrets, read once by the first job of a reconcile.
     secrets: Arc<OnceCell<Arc<Vec<Bytes>>>>,
@@ -249,7 +253,8 @@ const LARGE_STREAM_TAGS: usize = 500;
 
 /// The state of one list-and-watch run of the controller loop.
 struct State {
-    streams: HashMap<Key, ImageStream>,
+    /// Shared with the queued imports of tracking tags (no copy per reconcile).
+    streams: HashMap<Key, Arc<ImageStream>>,
     /// The spec tags of each of `streams` by name: each finished import looks its tag
     /// up, and a stream may have thousands.
     spec: HashMap<Key, HashMap<String, SpecTag>>,
@@ -272,13 +277,13 @@ impl State {
                 .as_deref()
                 .and_then(|v| v.parse::<u64>().ok())
         };
-        if let (Some(old), Some(new)) = (self.streams.get(&key).and_then(rv), rv(&stream))
+        if let (Some(old), Some(new)) = (self.streams.get(&key).and_then(|s| rv(s)), rv(&stream))
             && new < old
         {
             return false;
         }
         self.spec.insert(key.clone(), spec_index(&stream));
-        self.streams.insert(key, slim(stream));
+        self.streams.insert(key, Arc::new(slim(stream)));
         true
     }
 
@@ -310,6 +315,14 @@ fn slim(mut s: ImageStream) -> ImageStream {
     s
 }
 
+/// `stream`'s name and namespace, all an import from a registry reads of it.
+fn name_only(stream: &ImageStream) -> ImageStream {
+    let mut named = ImageStream::default();
+    named.metadata.name = stream.metadata.name.clone();
+    named.metadata.namespace = stream.metadata.namespace.clone();
+    named
+}
+
 /// The registry a tag's import is bounded under; `""` for tags that need none.
 fn registry_of(tag: &TagReference) -> String {
     if tag.from_kind() != KIND_DOCKER_IMAGE || tag.reference {
@@ -324,7 +337,7 @@ fn registry_of(tag: &TagReference) -> String {
 fn tracking_lags(
     stream: &ImageStream,
     tag: &TagReference,
-    sources: &HashMap<Key, ImageStream>,
+    sources: &HashMap<Key, Arc<ImageStream>>,
 ) -> bool {
     if tag.from_kind() != KIND_IMAGE_STREAM_TAG {
         return false;
@@ -342,7 +355,7 @@ fn tracking_lags(
     let source = if Some(src) == stream.metadata.name.as_deref() {
         Some(stream)
     } else {
-        sources.get(&(from_ns, src.to_string()))
+        sources.get(&(from_ns, src.to_string())).map(|s| &**s)
     };
     let Some(source) = source else { return false };
     let want = source.latest_tagged_image(src_tag);
@@ -425,7 +438,11 @@ impl ImportController {
 
     /// Reconciles one stream: queues the imports of the tags that need one (and are
     /// not already queued, running or being written) and says when to look again.
-    pub fn reconcile(&mut self, stream: &ImageStream, all: &HashMap<Key, ImageStream>) -> Action {
+    pub fn reconcile(
+        &mut self,
+        stream: &Arc<ImageStream>,
+        all: &HashMap<Key, Arc<ImageStream>>,
+    ) -> Action {
         let key: Key = (
             stream.metadata.namespace.clone().unwrap_or_default(),
             stream.metadata.name.clone().unwrap_or_default(),
@@ -483,7 +500,7 @@ impl ImportController {
             }
         }
         if !due.is_empty() {
-            let snapshot = Arc::new(stream.clone());
+            let named = Arc::new(name_only(stream));
             let secrets = Arc::new(OnceCell::new());
             let next_id = &mut self.next_work_id;
             let work = self.work.entry(key.clone()).or_insert_with(|| {
@@ -503,6 +520,10 @@ impl ImportController {
                     .insert(tag.name.clone(), tag.generation.unwrap_or(0));
                 work.unfinished += 1;
                 let registry = registry_of(&tag);
+                let snapshot = match tag.from_kind() {
+                    KIND_IMAGE_STREAM_TAG | KIND_IMAGE_STREAM_IMAGE => stream.clone(),
+                    _ => named.clone(),
+                };
                 self.queue.push(
                     &key.0,
                     &registry,
