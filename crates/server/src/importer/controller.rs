@@ -129,7 +129,9 @@ fn write_due(
 /// A tag import waiting for its turn.
 struct Job {
     key: Key,
-    tag: TagReference,
+    /// Boxed: a queued job is a few words, not a whole tag (a burst queues tens of
+    /// thousands).
+    tag: Box<TagReference>,
     /// The stream as the reconcile saw it, shared with the controller's state, for
     /// tags whose source is an image stream (they may read it); for the others its
     /// name and namespace only, so that queued imports do not keep old versions of a
@@ -529,7 +531,7 @@ impl ImportController {
                     &registry,
                     Job {
                         key: key.clone(),
-                        tag,
+                        tag: Box::new(tag),
                         stream: snapshot.clone(),
                         secrets: secrets.clone(),
                     },

@@ -126,6 +126,10 @@ impl<T> FairQueue<T> {
                 if self.has_room(&registry)
                     && let Some(job) = jobs.pop_front()
                 {
+                    // A burst's capacity is given back as the queue drains.
+                    if jobs.capacity() > 64 && jobs.len() < jobs.capacity() / 4 {
+                        jobs.shrink_to(jobs.len() * 2);
+                    }
                     if !jobs.is_empty() {
                         ns.registries.push_back((registry.clone(), jobs));
                     }
@@ -199,6 +203,28 @@ mod tests {
             max_in_flight,
             per_registry,
         }
+    }
+
+    #[test]
+    fn a_draining_queue_gives_back_its_burst_capacity() {
+        let mut q = FairQueue::new(limits(1, 1));
+        for i in 0..10_000 {
+            q.push("ns", "quay.io", i);
+        }
+        let capacity = |q: &FairQueue<i32>| {
+            q.namespaces["ns"]
+                .registries
+                .iter()
+                .map(|(_, jobs)| jobs.capacity())
+                .sum::<usize>()
+        };
+        assert!(capacity(&q) >= 10_000);
+        for _ in 0..9_990 {
+            assert!(q.pop().is_some());
+            q.done("quay.io");
+        }
+        assert_eq!(q.queued(), 10);
+        assert!(capacity(&q) <= 64, "capacity {}", capacity(&q));
     }
 
     #[test]
