@@ -40,7 +40,9 @@ const PAGE: usize = 1000;
 /// Every record of every repository, as one listing reads them.
 #[derive(Clone, Debug, Default)]
 pub struct Records {
+    /// Blobs and manifests pushed (or mounted) into repositories.
     pub links: Vec<Link>,
+    /// Manifests pushed into repositories whose `subject` is another manifest.
     pub referrers: Vec<ReferrerRecord>,
     /// The repositories that have any record, as `(namespace, stream)`.
     pub repositories: Vec<(String, String)>,
