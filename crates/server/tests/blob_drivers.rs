@@ -738,3 +738,316 @@ async fn twenty_cold_pulls_over_three_replicas_fetch_the_blob_once() {
         .sum();
     assert_eq!(counted, 1, "fetches started by the replicas");
 }
+
+/// Pushes `bytes` as a blob by digest into `repo` through `server`; the digest.
+async fn push_blob(server: &MoorServer, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let r = server
+        .call(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            "application/octet-stream",
+            bytes.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    digest
+}
+
+/// Pushes `manifest` (an OCI image manifest) into `repo` as `reference` (a tag, or
+/// `None`: by its digest) through `server`; its digest.
+async fn push_manifest(
+    server: &MoorServer,
+    repo: &str,
+    reference: Option<&str>,
+    manifest: &serde_json::Value,
+) -> String {
+    let body = manifest.to_string();
+    let digest = sha256(body.as_bytes());
+    let r = server
+        .call(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{}", reference.unwrap_or(&digest)),
+            "application/vnd.oci.image.manifest.v1+json",
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    digest
+}
+
+/// An OCI image manifest of `config` and `layers` (digest, size), with `extra` fields.
+fn image_manifest(
+    config: (&str, usize),
+    layers: &[(&str, usize)],
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+        "layers": layers.iter().map(|(d, s)| serde_json::json!(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})).collect::<Vec<_>>(),
+    });
+    if let serde_json::Value::Object(extra) = extra {
+        m.as_object_mut().unwrap().extend(extra);
+    }
+    m
+}
+
+/// The keys under `prefix` in `store`.
+async fn keys(store: &Arc<dyn moor_store::Store>, prefix: &str) -> Vec<String> {
+    store
+        .list(prefix, Default::default())
+        .await
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect()
+}
+
+/// What each repository was given is shared by the replicas on one store and one
+/// bucket: a blob pushed by digest (no manifest) through replica 1 is served by
+/// replica 2 in that repository and in no other; a manifest pushed by digest through
+/// replica 1 is pulled through replica 2, and replica 2 lists its referrers. A
+/// deleted stream's records leave the store. `moor prune images` on replica 1 plans
+/// on the shared links and the bucket: a dry run deletes nothing; the prune removes
+/// an unreferenced blob (old link, old object) and an old object no link names from
+/// the bucket, and keeps the blobs of a tagged image and an object younger than the
+/// grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_s3_share_links_and_referrers_and_prune_the_bucket() {
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let bucket = connect(&weed, "links").await;
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let r1 = replica(&store, &weed, "links").await;
+    let r2 = replica(&store, &weed, "links").await;
+
+    // A blob pushed by digest, without a manifest, on replica 1.
+    let lone = push_blob(&r1, "default/app", b"a layer pushed alone").await;
+    let head = r2
+        .call(
+            Method::HEAD,
+            &format!("/v2/default/app/blobs/{lone}"),
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(head.status, 200, "served by replica 2 in its repository");
+    let got = r2.get(&format!("/v2/default/app/blobs/{lone}")).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.text, "a layer pushed alone");
+    let other = r2.get(&format!("/v2/default/other/blobs/{lone}")).await;
+    assert_eq!(
+        other.status, 404,
+        "not in another repository: {}",
+        other.text
+    );
+    assert_eq!(other.body["errors"][0]["code"], "BLOB_UNKNOWN");
+
+    // A manifest pushed by digest on replica 1, pulled on replica 2, and a referrer.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let c = push_blob(&r1, "default/app", config).await;
+    let m = push_manifest(
+        &r1,
+        "default/app",
+        None,
+        &image_manifest((&c, config.len()), &[(&lone, 20)], serde_json::json!({})),
+    )
+    .await;
+    let got = r2.get(&format!("/v2/default/app/manifests/{m}")).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.headers["docker-content-digest"], m.as_str());
+    let empty = push_blob(&r1, "default/app", b"{}").await;
+    let sbom = push_manifest(
+        &r1,
+        "default/app",
+        None,
+        &image_manifest(
+            (&empty, 2),
+            &[(&empty, 2)],
+            serde_json::json!({
+                "artifactType": "application/vnd.example.sbom",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+                "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": 1},
+            }),
+        ),
+    )
+    .await;
+    let referrers = r2.get(&format!("/v2/default/app/referrers/{m}")).await;
+    assert_eq!(referrers.status, 200, "{}", referrers.text);
+    let listed = referrers.body["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{}", referrers.text);
+    assert_eq!(listed[0]["digest"], sbom.as_str());
+    assert_eq!(listed[0]["artifactType"], "application/vnd.example.sbom");
+    assert_eq!(
+        walk(&r1.data_dir().join("registry").join("repositories")),
+        Vec::<std::path::PathBuf>::new(),
+        "no link on replica 1's disk"
+    );
+
+    // A deleted stream's records leave the store.
+    let gone_layer = push_blob(&r1, "default/gone", b"a layer of a stream deleted").await;
+    let gone_config = push_blob(&r1, "default/gone", config).await;
+    push_manifest(
+        &r1,
+        "default/gone",
+        Some("1"),
+        &image_manifest(
+            (&gone_config, config.len()),
+            &[(&gone_layer, 27)],
+            serde_json::json!({}),
+        ),
+    )
+    .await;
+    assert!(
+        !keys(&store, "/moor/registry/links/default/gone/")
+            .await
+            .is_empty()
+    );
+    let r = r2
+        .delete("/apis/image.openshift.io/v1/namespaces/default/imagestreams/gone")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !keys(&store, "/moor/registry/links/default/gone/")
+        .await
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted stream's links stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = r2
+        .get(&format!("/v2/default/gone/blobs/{gone_layer}"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(
+        !keys(&store, "/moor/registry/links/default/app/")
+            .await
+            .is_empty()
+    );
+
+    // Prune: an unreferenced blob with an old link, an old object no link names, a
+    // tagged image's blobs, then (after the grace period) a fresh object.
+    let unreferenced = push_blob(&r1, "default/junk", b"a blob no image needs").await;
+    let orphan = moor_api::Digest::sha256_of(b"an object no link names");
+    {
+        let mut staged = bucket.stage_as(&orphan).await.unwrap();
+        staged
+            .write(bytes::Bytes::from_static(b"an object no link names"))
+            .await
+            .unwrap();
+        staged.commit(&orphan, None).await.unwrap();
+    }
+    let kept_layer = push_blob(&r2, "default/kept", b"a layer of a tagged image").await;
+    let kept_config = push_blob(&r2, "default/kept", config).await;
+    let kept = push_manifest(
+        &r2,
+        "default/kept",
+        Some("1"),
+        &image_manifest(
+            (&kept_config, config.len()),
+            &[(&kept_layer, 25)],
+            serde_json::json!({}),
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fresh = moor_api::Digest::sha256_of(b"an object inside the grace period");
+    {
+        let mut staged = bucket.stage_as(&fresh).await.unwrap();
+        staged
+            .write(bytes::Bytes::from_static(
+                b"an object inside the grace period",
+            ))
+            .await
+            .unwrap();
+        staged.commit(&fresh, None).await.unwrap();
+    }
+    let in_bucket = |d: String| {
+        let bucket = bucket.clone();
+        async move {
+            bucket
+                .stat(&moor_api::Digest::parse(&d).unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    let spec = serde_json::json!({"keepTagRevisions": 1, "keepYoungerThan": "3s"});
+    let dry = r1
+        .post(
+            "/apis/moor.io/v1/imageprunes",
+            &serde_json::json!({"spec": {"keepTagRevisions": 1, "keepYoungerThan": "3s", "dryRun": true}}),
+        )
+        .await;
+    assert_eq!(dry.status, 201, "{}", dry.text);
+    let planned: Vec<&str> = dry.body["status"]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert!(planned.contains(&unreferenced.as_str()), "{}", dry.text);
+    assert!(planned.contains(&orphan.as_str()), "{}", dry.text);
+    assert!(
+        in_bucket(unreferenced.clone()).await,
+        "a dry run deletes nothing"
+    );
+    assert!(
+        in_bucket(orphan.to_string()).await,
+        "a dry run deletes nothing"
+    );
+    assert!(
+        !keys(&store, "/moor/registry/links/default/junk/")
+            .await
+            .is_empty()
+    );
+
+    let done = r1
+        .post(
+            "/apis/moor.io/v1/imageprunes",
+            &serde_json::json!({"spec": spec}),
+        )
+        .await;
+    assert_eq!(done.status, 201, "{}", done.text);
+    assert_eq!(
+        done.body["status"]["errors"],
+        serde_json::json!(null),
+        "{}",
+        done.text
+    );
+    assert!(!in_bucket(unreferenced.clone()).await, "{}", done.text);
+    assert!(!in_bucket(orphan.to_string()).await, "{}", done.text);
+    assert!(
+        keys(&store, "/moor/registry/links/default/junk/")
+            .await
+            .is_empty(),
+        "the stale link went with its blob"
+    );
+    for d in [&kept, &kept_layer, &kept_config] {
+        assert!(
+            in_bucket(d.to_string()).await,
+            "{d} of a tagged image stays"
+        );
+    }
+    assert!(
+        in_bucket(fresh.to_string()).await,
+        "inside the grace period"
+    );
+    let r = r2
+        .get(&format!("/v2/default/kept/blobs/{kept_layer}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(bucket.staging_objects().await.unwrap(), 0);
+}

@@ -303,8 +303,9 @@ pub(super) async fn delete(
     let repo = RepoName::parse(&ns, &stream)?;
     let digest = parse_digest(&digest)?;
     if reg
-        .blobs
-        .unlink(&repo.namespace, &repo.stream, LinkKind::Layer, &digest)?
+        .links
+        .unlink(&repo.namespace, &repo.stream, LinkKind::Layer, &digest)
+        .await?
     {
         Ok(StatusCode::ACCEPTED.into_response())
     } else {

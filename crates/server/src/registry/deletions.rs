@@ -1,7 +1,8 @@
 //! Deleted image streams leave nothing behind in the registry: a task follows the
 //! streams' watch and, when one is deleted, removes its repository's links and
-//! referrer records (the content itself stays until `moor prune images` finds no
-//! image needs it). Calls the catalog port (streams) and the blob store.
+//! referrer records (files, or keys in the shared store with `--blob-store s3://`;
+//! the content itself stays until `moor prune images` finds no image needs it).
+//! Calls the catalog port (streams) and the repositories' links.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -71,13 +72,12 @@ async fn forget(reg: &Arc<Registry>, namespace: &str, name: &str) {
             return;
         }
     }
-    let blobs = reg.blobs.clone();
-    let (ns, name) = (repo.namespace.clone(), repo.stream.clone());
-    match tokio::task::spawn_blocking(move || blobs.remove_repository(&ns, &name)).await {
-        Ok(Ok(())) => tracing::debug!(repository = %repo, "removed the links of a deleted stream"),
-        Ok(Err(e)) => {
-            tracing::warn!(repository = %repo, error = %e, "removing a deleted stream's links failed")
-        }
+    match reg
+        .links
+        .remove_repository(&repo.namespace, &repo.stream)
+        .await
+    {
+        Ok(()) => tracing::debug!(repository = %repo, "removed the links of a deleted stream"),
         Err(e) => {
             tracing::warn!(repository = %repo, error = %e, "removing a deleted stream's links failed")
         }

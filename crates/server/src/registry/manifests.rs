@@ -128,8 +128,9 @@ async fn find(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Found,
         }
         (Reference::Digest(d), None)
             if reg
-                .blobs
-                .is_linked(&repo.namespace, &repo.stream, LinkKind::Manifest, d) =>
+                .links
+                .is_linked(&repo.namespace, &repo.stream, LinkKind::Manifest, d)
+                .await? =>
         {
             (
                 d.clone(),
@@ -273,18 +274,21 @@ pub(super) async fn put(
     let stream_obj = reg.repos.stream(&repo).await?;
     let image = build_image(&reg, &repo, stream_obj.as_ref(), &fetched, &parsed).await?;
     reg.content_put(&digest, bytes.clone()).await?;
-    reg.blobs
-        .link(&repo.namespace, &repo.stream, LinkKind::Manifest, &digest)?;
+    reg.links
+        .link(&repo.namespace, &repo.stream, LinkKind::Manifest, &digest)
+        .await?;
     let subject = subject_of(&bytes);
     if let Some(subject) = &subject {
         let descriptor = referrer_descriptor(&bytes, &media_type, &digest);
-        reg.blobs.add_referrer(
-            &repo.namespace,
-            &repo.stream,
-            subject,
-            &digest,
-            descriptor.to_string().as_bytes(),
-        )?;
+        reg.links
+            .add_referrer(
+                &repo.namespace,
+                &repo.stream,
+                subject,
+                &digest,
+                descriptor.to_string().as_bytes(),
+            )
+            .await?;
     }
     let catalog = reg.repos.catalog();
     match &reference {
@@ -463,12 +467,11 @@ async fn build_image(
                         .manifest_origin(repo, s, &c.digest)
                         .await?
                         .is_some(),
-                    None => reg.blobs.is_linked(
-                        &repo.namespace,
-                        &repo.stream,
-                        LinkKind::Manifest,
-                        &c.digest,
-                    ),
+                    None => {
+                        reg.links
+                            .is_linked(&repo.namespace, &repo.stream, LinkKind::Manifest, &c.digest)
+                            .await?
+                    }
                 };
                 if !known {
                     return Err(missing("manifest", c.digest.as_str()));
@@ -502,10 +505,13 @@ pub(super) async fn delete(
     let catalog = reg.repos.catalog().clone();
     let (found, unlinked) = match &reference {
         Reference::Digest(d) => {
-            let unlinked =
-                reg.blobs
-                    .unlink(&repo.namespace, &repo.stream, LinkKind::Manifest, d)?;
-            reg.blobs.remove_referrer(&repo.namespace, &repo.stream, d);
+            let unlinked = reg
+                .links
+                .unlink(&repo.namespace, &repo.stream, LinkKind::Manifest, d)
+                .await?;
+            reg.links
+                .remove_referrer(&repo.namespace, &repo.stream, d)
+                .await?;
             let found = remove_from_stream(catalog.as_ref(), &repo, &[StreamPart::Status], |s| {
                 let mut changed = false;
                 for list in &mut s.status.tags {

@@ -17,6 +17,7 @@ mod content;
 mod deletions;
 pub mod driver;
 pub mod error;
+pub mod links;
 mod manifests;
 pub mod prune;
 pub mod pullthrough;
@@ -59,8 +60,9 @@ pub struct RegistryConfig {
     /// Where blobs and uploads live (`<data-dir>/registry`).
     pub root: PathBuf,
     /// `--blob-store`: `file://PATH` keeps everything under PATH instead of `root`;
-    /// `s3://...` keeps the content of blobs in S3 (`root` keeps uploads in progress
-    /// and what each repository was given). `None`: files under `root`.
+    /// `s3://...` keeps the content of blobs in S3 (`root` keeps uploads in progress;
+    /// what each repository was given goes to the shared store, see
+    /// [`Registry::share_through`]). `None`: files under `root`.
     pub blob_store: Option<driver::BlobStoreUrl>,
     /// S3 credentials (access key id, secret); `None`: the AWS environment's.
     pub s3_credentials: Option<(String, String)>,
@@ -80,6 +82,9 @@ pub struct Registry {
     pub blobs: BlobStore,
     /// Where the content of blobs lives when it is not `blobs` (`--blob-store s3://`).
     pub remote: Option<Arc<dyn driver::BlobDriver>>,
+    /// What each repository was given (links and referrers): files under `blobs`, or
+    /// keys in the shared store when blobs live in a driver.
+    pub links: links::Links,
     pub repos: Repositories,
     pub pull: PullThrough,
     pub(crate) uploads: uploads::Uploads,
@@ -108,8 +113,10 @@ impl Registry {
     ) -> Result<Self, driver::DriverError> {
         let (blobs, remote) = content::open(&config)?;
         client.set_manifest_hook(content::manifest_hook(&blobs, &remote));
+        let links = links::Links::files(blobs.clone());
         Ok(Registry {
-            repos: Repositories::new(catalog, blobs.clone(), &config.hostname),
+            repos: Repositories::new(catalog, links.clone(), &config.hostname),
+            links,
             pull: PullThrough::new(client, blobs.clone()).with_remote(remote.clone()),
             uploads: uploads::Uploads::open(config.uploads.clone(), blobs.clone()),
             shared_uploads: None,
@@ -125,12 +132,15 @@ impl Registry {
 
     /// Shares what replicas must agree on through `store` (the store every replica
     /// opens), when blobs live in a driver all of them reach (`--blob-store s3://`):
-    /// upload sessions, so that any replica serves any session, and pull-through
-    /// fetches, so that one replica fetches each blob for all. Without a driver
-    /// (blobs on this replica's disk) nothing changes.
+    /// upload sessions, so that any replica serves any session, pull-through
+    /// fetches, so that one replica fetches each blob for all, and what each
+    /// repository was given ([`links`]), so that every replica serves it. Without a
+    /// driver (blobs on this replica's disk) nothing changes.
     pub fn share_through(mut self, store: std::sync::Arc<dyn moor_store::Store>) -> Self {
         self.pull.share_through(store.clone());
         if let Some(remote) = &self.remote {
+            self.links = links::Links::shared(store.clone());
+            self.repos.set_links(self.links.clone());
             self.shared_uploads = Some(uploads::SharedUploads::new(
                 store,
                 remote.clone(),
@@ -472,8 +482,9 @@ async fn referrers(
     let repo = RepoName::parse(&ns, &stream)?;
     let digest = parse_digest(&digest)?;
     let mut manifests: Vec<serde_json::Value> = reg
-        .blobs
+        .links
         .referrers(&repo.namespace, &repo.stream, &digest)
+        .await?
         .iter()
         .filter_map(|d| serde_json::from_slice(d).ok())
         .collect();

@@ -2,8 +2,8 @@
 //! stream tag, whatever the upstream tag says now), which manifests and blobs a
 //! stream may serve (its history's images, the children of lists in it, their layers
 //! and configs, and what was pushed into it), and where each can be pulled from on a
-//! miss. Calls the API server's storages (streams, images, secrets) and the blob
-//! store's links.
+//! miss. Calls the API server's storages (streams, images, secrets) and the
+//! repositories' links.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,8 @@ use moor_api::image::{Image, ImageStream, TagEvent};
 use moor_api::{Digest, DockerImageReference};
 
 use super::error::{Code, RegistryError};
-use super::storage::{BlobStore, LinkKind};
+use super::links::Links;
+use super::storage::LinkKind;
 use crate::catalog::Catalog;
 use crate::importer::PullOptions;
 
@@ -67,21 +68,26 @@ impl std::fmt::Display for RepoName {
 /// Streams and images as the registry sees them.
 pub struct Repositories {
     catalog: Arc<dyn Catalog>,
-    blobs: BlobStore,
+    links: Links,
     /// `host[:port]` of this registry: references to it have no upstream.
     registry_hostname: String,
     images: Mutex<HashMap<String, Arc<Image>>>,
 }
 
 impl Repositories {
-    /// Streams and images of `catalog`, links of `blobs`.
-    pub fn new(catalog: Arc<dyn Catalog>, blobs: BlobStore, registry_hostname: &str) -> Self {
+    /// Streams and images of `catalog`, what was pushed of `links`.
+    pub fn new(catalog: Arc<dyn Catalog>, links: Links, registry_hostname: &str) -> Self {
         Repositories {
             catalog,
-            blobs,
+            links,
             registry_hostname: registry_hostname.to_string(),
             images: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads what was pushed from `links` from now on (the shared store's).
+    pub fn set_links(&mut self, links: Links) {
+        self.links = links;
     }
 
     /// Streams, images and pull secrets (for pushes, deletes and prunes).
@@ -196,8 +202,9 @@ impl Repositories {
             }
         }
         if self
-            .blobs
+            .links
             .is_linked(&repo.namespace, &repo.stream, LinkKind::Manifest, digest)
+            .await?
         {
             return Ok(Some(Origin {
                 repository: None,
@@ -218,8 +225,9 @@ impl Repositories {
         digest: &Digest,
     ) -> Result<Option<Origin>, RegistryError> {
         if self
-            .blobs
+            .links
             .is_linked(&repo.namespace, &repo.stream, LinkKind::Layer, digest)
+            .await?
         {
             return Ok(Some(Origin {
                 repository: None,

@@ -24,7 +24,9 @@
 //! written to a file under `uploads/`, the digest matched, the file was fsynced, renamed
 //! into place and the directory fsynced. Nothing half-written is ever visible, and a
 //! blob acknowledged to a client survives a crash. Image streams and tags live in the
-//! store, not here: a repository's tags are its stream's.
+//! store, not here: a repository's tags are its stream's. With `--blob-store s3://`
+//! the `repositories/` records are keys in the shared store instead
+//! ([`links`](super::links)), and blobs live in the bucket.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +47,9 @@ pub enum StorageError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
+    /// The shared store that keeps repository links failed (`--blob-store s3://`).
+    #[error("repository links in the store: {0}")]
+    Store(#[from] moor_store::StoreError),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {

@@ -396,8 +396,9 @@ async fn commit(
         .await
         .map_err(RegistryError::internal)??;
     reg.content_publish(digest).await?;
-    reg.blobs
-        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
+    reg.links
+        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)
+        .await?;
     Ok(())
 }
 
@@ -464,8 +465,9 @@ async fn try_mount(
     {
         return Ok(None);
     }
-    reg.blobs
-        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
+    reg.links
+        .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)
+        .await?;
     Ok(Some(created(repo, digest)))
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::{Seek, SeekFrom};
 use std::ops::Range;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -78,10 +79,16 @@ impl BlobDriver for FileBlobs {
         Ok(tokio::task::spawn_blocking(move || store.remove_blob(&digest)).await??)
     }
 
-    async fn list(&self) -> Result<Vec<(Digest, u64)>, DriverError> {
+    async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError> {
         let store = self.store.clone();
-        let all = tokio::task::spawn_blocking(move || store.list_blobs()).await??;
-        Ok(all.into_iter().map(|(d, size, _)| (d, size)).collect())
+        Ok(tokio::task::spawn_blocking(move || store.list_blobs()).await??)
+    }
+
+    async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
+        Ok(tokio::fs::metadata(self.store.blob_path(digest))
+            .await
+            .ok()
+            .map(|m| m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
     }
 }
 

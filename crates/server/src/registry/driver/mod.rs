@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -121,7 +122,21 @@ pub trait BlobDriver: Send + Sync + std::fmt::Debug {
     async fn delete(&self, digest: &Digest) -> Result<bool, DriverError>;
 
     /// Every stored blob, with its size (never staged content).
-    async fn list(&self) -> Result<Vec<(Digest, u64)>, DriverError>;
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, DriverError> {
+        Ok(self
+            .list_dated()
+            .await?
+            .into_iter()
+            .map(|(d, size, _)| (d, size))
+            .collect())
+    }
+
+    /// Every stored blob, with its size and when it was last written (never staged
+    /// content, nor upload chunks): what garbage collection plans on.
+    async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError>;
+
+    /// When blob `digest` was last written, if stored.
+    async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError>;
 }
 
 /// A blob being written: hashed as written, visible only after a verified commit.

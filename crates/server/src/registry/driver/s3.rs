@@ -19,6 +19,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -294,7 +295,17 @@ impl BlobDriver for S3Blobs {
         Ok(true)
     }
 
-    async fn list(&self) -> Result<Vec<(Digest, u64)>, DriverError> {
+    async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
+        match self.store.head(&self.blob_path(digest)).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(object(format!("stat of blob {digest}"))(e)),
+        }
+    }
+
+    /// Lists `blobs/` only: staged blobs (`_staging/`) and upload chunks
+    /// (`_uploads/`) are never blobs.
+    async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError> {
         let prefix = self.path(["blobs"]);
         let mut out = Vec::new();
         let mut listing = self.store.list(Some(&prefix));
@@ -305,7 +316,7 @@ impl BlobDriver for S3Blobs {
                 continue;
             };
             if let Ok(d) = Digest::parse(&format!("{}:{}", alg.as_ref(), hex.as_ref())) {
-                out.push((d, meta.size));
+                out.push((d, meta.size, meta.last_modified.into()));
             }
         }
         Ok(out)

@@ -12,12 +12,15 @@
 //! what it pushed; an Image that a stream names again by the time it was deleted is
 //! restored before blobs are planned. Pulls keep reading files they opened.
 //!
-//! Calls the API server's storages (image streams, images, workloads) and the blob
-//! store.
+//! Calls the API server's storages (image streams, images, workloads), the
+//! repositories' links and the blobs: files, or with `--blob-store s3://` the keys in
+//! the shared store and the bucket (its `blobs/` only: staged blobs and upload chunks
+//! are the upload reaper's).
 //!
 //! By concept: the IO-free planning (`plan`), the prune itself ([`run()`]), and the
 //! resource ([`ImagePrunes`], `imageprunes.moor.io/v1`).
 
+use super::driver::DriverError;
 use super::storage::StorageError;
 use moor_apimachinery::error::ApiError;
 
@@ -47,6 +50,9 @@ pub enum PruneError {
     /// Reading the blob store failed.
     #[error("registry storage: {0}")]
     Storage(#[from] StorageError),
+    /// Listing the blobs where they live (files or a bucket) failed.
+    #[error("registry storage: {0}")]
+    Driver(#[from] DriverError),
 }
 
 impl From<PruneError> for ApiError {
@@ -54,6 +60,12 @@ impl From<PruneError> for ApiError {
         match e {
             PruneError::BadRequest(m) => ApiError::BadRequest(m),
             PruneError::Api(e) => e,
+            PruneError::Driver(e) => {
+                tracing::error!(error = %e, "prune: listing blobs failed");
+                ApiError::internal_message(
+                    "the registry's blob storage failed; the server log has the cause",
+                )
+            }
             PruneError::Storage(e) => {
                 // The cause names server paths: the log has it, the client does not.
                 tracing::error!(error = %e, "prune: registry storage failed");

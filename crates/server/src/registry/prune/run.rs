@@ -1,5 +1,6 @@
-//! The prune (IO): reads the streams, images, workloads and blob store, then deletes
-//! what the plans say, in order.
+//! The prune (IO): reads the streams, images, workloads, the repositories' links and
+//! the blobs (files, or the bucket with `--blob-store s3://`), then deletes what the
+//! plans say, in order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,10 @@ use super::plan::{
 };
 use crate::catalog::StreamPart;
 use crate::registry::Registry;
-use crate::registry::storage::{BlobStore, Link, LinkKind, ReferrerRecord};
+use crate::registry::driver::BlobDriver;
+use crate::registry::driver::file::FileBlobs;
+use crate::registry::links::Links;
+use crate::registry::storage::{Link, LinkKind, ReferrerRecord};
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::{ListOptions, RequestContext, RestStorage};
 
@@ -84,15 +88,8 @@ pub async fn run(
         streams = list_streams(reg).await?;
     }
     let images = list_images(reg, &mut status).await?;
-    let store = reg.blobs.clone();
-    let (links, referrers, repositories) = blocking(move || {
-        (
-            store.list_links(),
-            store.list_referrers(),
-            store.list_repositories(),
-        )
-    })
-    .await?;
+    let records = reg.links.list().await?;
+    let (links, referrers, repositories) = (records.links, records.referrers, records.repositories);
     let young_manifests = links
         .iter()
         .filter(|l| l.kind == LinkKind::Manifest && !policy.is_old_file(l.modified))
@@ -236,8 +233,8 @@ async fn prune_blobs(
     dry_run: bool,
     status: &mut ImagePruneStatus,
 ) -> Result<(), PruneError> {
-    let store = reg.blobs.clone();
-    let blobs = blocking(move || store.list_blobs()).await??;
+    let content = content_of(reg);
+    let blobs = content.list_dated().await?;
     let plan = plan_blobs(
         &blobs,
         remaining.iter().copied(),
@@ -250,9 +247,7 @@ async fn prune_blobs(
     let applied = if dry_run {
         plan
     } else {
-        let store = reg.blobs.clone();
-        let p = policy.clone();
-        let (applied, errors) = blocking(move || apply_blob_plan(&store, plan, &p)).await?;
+        let (applied, errors) = apply_blob_plan(&reg.links, &*content, plan, policy).await;
         status.errors.extend(errors);
         applied
     };
@@ -282,12 +277,12 @@ async fn prune_blobs(
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PruneError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| PruneError::Api(ApiError::internal(e)))
+/// Where the registry's blobs live: the bucket (`--blob-store s3://`) or its files.
+fn content_of(reg: &Registry) -> Arc<dyn BlobDriver> {
+    match &reg.remote {
+        Some(remote) => remote.clone(),
+        None => Arc::new(FileBlobs::new(reg.blobs.clone())),
+    }
 }
 
 /// The pins of every workload in `storages`.
@@ -415,25 +410,39 @@ async fn restore_named_again(
 }
 
 /// Deletes what `plan` says, checking each blob's age again just before; returns what
-/// was deleted and the errors.
-pub(super) fn apply_blob_plan(
-    store: &BlobStore,
+/// was deleted and the errors. With links in the shared store (other replicas push
+/// without this replica's `gc` lock), the links are read again before the blobs go,
+/// and a blob linked since the plan (a young link) stays.
+pub(super) async fn apply_blob_plan(
+    links: &Links,
+    content: &dyn BlobDriver,
     plan: BlobPlan,
     policy: &Policy,
 ) -> (BlobPlan, Vec<String>) {
     let mut done = BlobPlan::default();
     let mut errors = Vec::new();
     for (ns, stream) in plan.repositories {
-        match store.remove_repository(&ns, &stream) {
+        match links.remove_repository(&ns, &stream).await {
             Ok(()) => done.repositories.push((ns, stream)),
             Err(e) => errors.push(format!("error removing repository {ns}/{stream}: {e}")),
         }
     }
     for l in plan.links {
-        if l.kind == LinkKind::Manifest {
-            store.remove_referrer(&l.namespace, &l.stream, &l.digest);
+        if l.kind == LinkKind::Manifest
+            && let Err(e) = links
+                .remove_referrer(&l.namespace, &l.stream, &l.digest)
+                .await
+        {
+            errors.push(format!(
+                "error deleting the referrer {} in repository {}/{}: {e}",
+                l.digest, l.namespace, l.stream
+            ));
+            continue;
         }
-        match store.unlink(&l.namespace, &l.stream, l.kind, &l.digest) {
+        match links
+            .unlink(&l.namespace, &l.stream, l.kind, &l.digest)
+            .await
+        {
             Ok(true) => done.links.push(l),
             Ok(false) => {}
             Err(e) => errors.push(format!(
@@ -445,12 +454,37 @@ pub(super) fn apply_blob_plan(
             )),
         }
     }
-    for (digest, size) in plan.blobs {
-        let modified = std::fs::metadata(store.blob_path(&digest)).and_then(|m| m.modified());
-        if modified.is_ok_and(|t| !policy.is_old_file(t)) {
-            continue; // written again since it was planned
+    let linked_since: HashSet<String> = if links.is_shared() && !plan.blobs.is_empty() {
+        match links.list().await {
+            Ok(records) => records
+                .links
+                .into_iter()
+                .filter(|l| !policy.is_old_file(l.modified))
+                .map(|l| l.digest.to_string())
+                .collect(),
+            Err(e) => {
+                errors.push(format!(
+                    "error reading the repositories' links again; no blob was deleted: {e}"
+                ));
+                return (done, errors);
+            }
         }
-        match store.remove_blob(&digest) {
+    } else {
+        HashSet::new()
+    };
+    for (digest, size) in plan.blobs {
+        if linked_since.contains(digest.as_str()) {
+            continue; // pushed into a repository since it was planned
+        }
+        match content.modified(&digest).await {
+            Ok(Some(t)) if !policy.is_old_file(t) => continue, // written again since
+            Ok(_) => {}
+            Err(e) => {
+                errors.push(format!("error reading blob {digest}: {e}"));
+                continue;
+            }
+        }
+        match content.delete(&digest).await {
             Ok(true) => done.blobs.push((digest, size)),
             Ok(false) => {}
             Err(e) => errors.push(format!("error deleting blob {digest}: {e}")),

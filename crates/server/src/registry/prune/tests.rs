@@ -306,8 +306,8 @@ fn a_gone_repository_with_a_young_link_stays() {
     assert!(plan.repositories.is_empty());
 }
 
-#[test]
-fn a_blob_written_again_after_planning_stays() {
+#[tokio::test]
+async fn a_blob_written_again_after_planning_stays() {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path()).unwrap();
     let (fresh, stale) = (Digest::sha256_of(b"fresh"), Digest::sha256_of(b"stale"));
@@ -334,7 +334,9 @@ fn a_blob_written_again_after_planning_stays() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let (done, errors) = apply_blob_plan(&store, plan, &policy);
+    let links = crate::registry::links::Links::files(store.clone());
+    let content = crate::registry::driver::file::FileBlobs::new(store.clone());
+    let (done, errors) = apply_blob_plan(&links, &content, plan, &policy).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(done.blobs, [(stale.clone(), 5)]);
     assert_eq!(done.links.len(), 1);

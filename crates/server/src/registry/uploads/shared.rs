@@ -416,8 +416,9 @@ pub(super) async fn finish(
         }
         let _gc = reg.gc.read().await;
         shared.assemble(reg, id, &record, digest).await?;
-        reg.blobs
-            .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)?;
+        reg.links
+            .link(&repo.namespace, &repo.stream, LinkKind::Layer, digest)
+            .await?;
         Ok::<_, RegistryError>(())
     }
     .await;
