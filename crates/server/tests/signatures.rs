@@ -964,6 +964,22 @@ async fn local_tags_mirror_their_verified_signatures() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
+    // The image's config, pulled through once (a push of the manifest below needs it).
+    let image_manifest =
+        upstream_bytes(format!("/v2/team/signed/manifests/{}", signed.digest)).await;
+    let config = {
+        let m: Value = serde_json::from_slice(&image_manifest).unwrap();
+        m["config"]["digest"].as_str().unwrap().to_string()
+    };
+    let r = moor
+        .send(
+            reqwest::Method::GET,
+            &format!("/v2/default/local/blobs/{config}"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+
     dist.stop();
 
     let get = |path: String| {
@@ -1096,6 +1112,43 @@ async fn local_tags_mirror_their_verified_signatures() {
     let list: Value = serde_json::from_slice(&body).unwrap();
     // (A tag without an image is not listed: `otherkey` was refused.)
     assert_eq!(list["tags"], json!(["outside", "ref", "signed"]), "{list}");
+
+    // A push by tag into moor, under a policy that takes the upstream's signatures
+    // (RemapIdentity): the signature mirrored into `local` lets it in; `source`,
+    // which has none, refuses it.
+    for stream in ["local", "source"] {
+        let mut p = policy(
+            "ImagePolicy",
+            &format!("push-{stream}"),
+            &[&format!("{}/default/{stream}", moor.host)],
+            json!({"matchPolicy": "RemapIdentity", "remapIdentity": {
+                "prefix": format!("{}/default/{stream}", moor.host),
+                "signedPrefix": format!("{}/team/signed", dist.host)}}),
+        );
+        p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+        let r = moor
+            .req(reqwest::Method::POST, IP)
+            .json(&p)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let put = |stream: &'static str| {
+        moor.req(
+            reqwest::Method::PUT,
+            &format!("/v2/default/{stream}/manifests/1.0"),
+        )
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(image_manifest.clone())
+        .send()
+    };
+    let r = put("source").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let r = put("local").await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
 fn sha256_hex(b: &[u8]) -> String {
