@@ -823,8 +823,9 @@ async fn referrer_signatures_are_found_by_api_and_tag_schema() {
 /// With `referencePolicy: Local`, the signatures verified at import are mirrored into
 /// moor's registry: the cosign `.sig` tag (manifest by tag and digest, its blobs) and
 /// OCI 1.1 referrers (moor's referrers API) are served with the upstream stopped,
-/// byte for byte as the upstream had them. Unverified signatures, images no policy
-/// covers and `Source` tags mirror nothing, and no `.sig` becomes a stream tag.
+/// byte for byte as the upstream had them, for spec tags and ImageStreamImports alike.
+/// Unverified signatures, images no policy covers, `Source` tags and dry-run imports
+/// mirror nothing, and no `.sig` becomes a stream tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_tags_mirror_their_verified_signatures() {
     use moor_testkit::cosign::{CosignKey, SIGNATURE_ARTIFACT, push_referrer_signature};
@@ -964,6 +965,26 @@ async fn local_tags_mirror_their_verified_signatures() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
+    // ImageStreamImports: one that writes the tag mirrors; a dry run (`import:
+    // false`) does not, into `source` (checked below).
+    for (name, import) in [("isi", true), ("source", false)] {
+        let isi = json!({"metadata": {"name": name}, "spec": {"import": import, "images": [{
+            "from": {"kind": "DockerImage", "name": signed.reference},
+            "to": {"name": "1.0"},
+            "importPolicy": {"insecure": true},
+            "referencePolicy": {"type": "Local"}}]}});
+        let r = moor
+            .req(
+                reqwest::Method::POST,
+                "/apis/image.openshift.io/v1/namespaces/default/imagestreamimports",
+            )
+            .json(&isi)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
     // The image's config, pulled through once (a push of the manifest below needs it).
     let image_manifest =
         upstream_bytes(format!("/v2/team/signed/manifests/{}", signed.digest)).await;
@@ -1019,6 +1040,12 @@ async fn local_tags_mirror_their_verified_signatures() {
         .await;
     assert_eq!(head.status(), 200);
     let (status, _, body) = get(format!("/v2/default/local/manifests/{sig_digest}")).await;
+    assert_eq!((status, body), (200, sig_manifest.clone()));
+    let (status, _, body) = get(format!(
+        "/v2/default/isi/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
     assert_eq!((status, body), (200, sig_manifest.clone()));
     for (d, want) in sig_blobs.iter().zip(&sig_blob_bytes) {
         let (status, _, body) = get(format!("/v2/default/local/blobs/{d}")).await;
