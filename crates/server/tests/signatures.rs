@@ -1176,6 +1176,49 @@ async fn local_tags_mirror_their_verified_signatures() {
     assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
     let r = put("local").await.unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // A prune keeping nothing young keeps the signatures of the images it keeps.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = moor
+        .req(reqwest::Method::POST, "/apis/moor.io/v1/imageprunes")
+        .json(&json!({"apiVersion": "moor.io/v1", "kind": "ImagePrune",
+                      "spec": {"keepTagRevisions": 1, "keepYoungerThan": "0s"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pruned: Value = r.json().await.unwrap();
+    // It did remove something: the `.sig` manifest of `otherkey`, read to verify it,
+    // which nothing names.
+    let removed: Vec<&str> = pruned["status"]["blobs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| b["digest"].as_str())
+        .collect();
+    assert!(!removed.is_empty(), "{pruned}");
+    assert!(
+        !removed
+            .iter()
+            .any(|d| sig_blobs.contains(&d.to_string()) || *d == sig_digest),
+        "{pruned}"
+    );
+    let (status, _, body) = get(format!(
+        "/v2/default/local/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
+    assert_eq!((status, body), (200, sig_manifest.clone()));
+    for (d, want) in sig_blobs.iter().zip(&sig_blob_bytes) {
+        let (status, _, body) = get(format!("/v2/default/local/blobs/{d}")).await;
+        assert_eq!((status, &body), (200, want), "blob {d} after a prune");
+    }
+    let (_, _, body) = get(format!("/v2/default/local/referrers/{}", referred.digest)).await;
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], json!(referrer), "{index}");
+    let (status, _, _) = get(format!("/v2/default/local/blobs/{ref_payload}")).await;
+    assert_eq!(status, 200);
 }
 
 fn sha256_hex(b: &[u8]) -> String {
