@@ -4,6 +4,8 @@
 
 mod registry_support;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use moor_testkit::server::*;
 use serde_json::{Value, json};
@@ -1224,4 +1226,98 @@ async fn local_tags_mirror_their_verified_signatures() {
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Replicas on one store and one S3 bucket: the signature a Local import on replica 1
+/// mirrors is served by replica 2 (its records are in the shared store, its blobs in
+/// the bucket), with the upstream stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_mirrored_on_one_replica_are_served_by_another() {
+    use moor_testkit::seaweedfs::{ACCESS_KEY, SECRET_KEY};
+    use moor_testkit::{CosignKey, Distribution, Format, ImageSpec, OciLayout, SeaweedFs};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(mut dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("signed", &ImageSpec::app("replicated"));
+    let key = CosignKey::generate();
+    let signed = dist.push(&layout, "signed", "team/signed:1.0", Format::Oci);
+    key.sign(&dist, "team/signed", &signed.digest, &signed.reference)
+        .await;
+    let sig_tag = signed.digest.replacen(':', "-", 1) + ".sig";
+    let sig_manifest = reqwest::Client::new()
+        .get(format!("{}/v2/team/signed/manifests/{sig_tag}", dist.url()))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/sigs?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let replica = |importing: bool| {
+        let mut b = MoorServer::builder().store(store.clone());
+        if importing {
+            b = b
+                .upstream(&[&dist.host])
+                .imports(moor_server::importer::controller::Backoff {
+                    initial: std::time::Duration::from_millis(300),
+                    max: std::time::Duration::from_secs(2),
+                    max_retries: 20,
+                });
+        }
+        let url = url.clone();
+        b.with(move |o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+    };
+    let r1 = replica(true).await;
+    let r2 = replica(false).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "team-signed",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    assert_eq!(r1.post(IP, &p).await.status, StatusCode::CREATED);
+    let tag = json!({"name": "1.0", "from": {"kind": "DockerImage", "name": signed.reference},
+        "importPolicy": {"insecure": true}, "referencePolicy": {"type": "Local"}});
+    let r = r1
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let t = wait_tag(&r1, "app", "1.0", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(signed.digest));
+
+    dist.stop();
+    let r = r2
+        .get(&format!("/v2/default/app/manifests/{sig_tag}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.text, sig_manifest);
+    for l in r.body["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        let r = r2.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{d}: {}", r.text);
+    }
 }
