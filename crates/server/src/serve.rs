@@ -1079,6 +1079,9 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         .share_through(store.clone());
         registry.register_metrics(&metrics);
         let registry = Arc::new(registry);
+        importer.set_signature_mirror(Arc::new(crate::registry::sigmirror::RegistryMirror::new(
+            &registry,
+        )));
         registry.spawn_upload_reaper();
         resources.register(Arc::new(crate::registry::prune::ImagePrunes::new(
             registry.clone(),

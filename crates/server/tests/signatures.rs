@@ -4,6 +4,8 @@
 
 mod registry_support;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use moor_testkit::server::*;
 use serde_json::{Value, json};
@@ -818,4 +820,504 @@ async fn referrer_signatures_are_found_by_api_and_tag_schema() {
     )
     .unwrap();
     assert_eq!(signed, identity);
+}
+
+/// With `referencePolicy: Local`, the signatures verified at import are mirrored into
+/// moor's registry: the cosign `.sig` tag (manifest by tag and digest, its blobs) and
+/// OCI 1.1 referrers (moor's referrers API) are served with the upstream stopped,
+/// byte for byte as the upstream had them, for spec tags and ImageStreamImports alike.
+/// Unverified signatures, images no policy covers, `Source` tags and dry-run imports
+/// mirror nothing, and no `.sig` becomes a stream tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tags_mirror_their_verified_signatures() {
+    use moor_testkit::cosign::{CosignKey, SIGNATURE_ARTIFACT, push_referrer_signature};
+    use moor_testkit::{Distribution, Format, ImageSpec, OciLayout};
+    use registry_support::{Moor, Options, local_tag};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(mut dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    for t in ["signed", "ref", "otherkey", "outside"] {
+        layout.add_image(t, &ImageSpec::app(t));
+    }
+    let (key, other) = (CosignKey::generate(), CosignKey::generate());
+    let push = |t: &str, repo_tag: &str| dist.push(&layout, t, repo_tag, Format::Oci);
+    let signed = push("signed", "team/signed:1.0");
+    key.sign(&dist, "team/signed", &signed.digest, &signed.reference)
+        .await;
+    let referred = push("ref", "team/ref:1.0");
+    let payload = CosignKey::payload(&referred.digest, &referred.reference);
+    let referrer = push_referrer_signature(
+        &dist.url(),
+        None,
+        "team/ref",
+        &referred.digest,
+        &payload,
+        json!({"dev.cosignproject.cosign/signature": b64_bytes(&key.sign_bytes(&payload))}),
+        true,
+    )
+    .await;
+    let otherkey = push("otherkey", "team/otherkey:1.0");
+    other
+        .sign(
+            &dist,
+            "team/otherkey",
+            &otherkey.digest,
+            &otherkey.reference,
+        )
+        .await;
+    let outside = push("outside", "public/app:1.0");
+    key.sign(&dist, "public/app", &outside.digest, &outside.reference)
+        .await;
+
+    // What the upstream serves, to compare with what moor serves later.
+    let http = reqwest::Client::new();
+    let upstream_bytes = |path: String| {
+        let (http, url) = (http.clone(), dist.url());
+        async move {
+            let r = http
+                .get(format!("{url}{path}"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.bytes().await.unwrap()
+        }
+    };
+    let sig_tag = |d: &str| d.replacen(':', "-", 1) + ".sig";
+    let sig_manifest = upstream_bytes(format!(
+        "/v2/team/signed/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
+    let sig_digest = format!("sha256:{}", sha256_hex(&sig_manifest));
+    let sig: Value = serde_json::from_slice(&sig_manifest).unwrap();
+    let sig_blobs: Vec<String> = std::iter::once(&sig["config"])
+        .chain(sig["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect();
+    let mut sig_blob_bytes = Vec::new();
+    for d in &sig_blobs {
+        sig_blob_bytes.push(upstream_bytes(format!("/v2/team/signed/blobs/{d}")).await);
+    }
+    let ref_manifest = upstream_bytes(format!("/v2/team/ref/manifests/{referrer}")).await;
+    let ref_payload = {
+        let m: Value = serde_json::from_slice(&ref_manifest).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+
+    let moor = Moor::start(Options {
+        insecure: vec![dist.host.clone()],
+        ..Default::default()
+    })
+    .await;
+    let mut p = policy(
+        "ImagePolicy",
+        "team-signed",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    let r = moor
+        .req(reqwest::Method::POST, IP)
+        .json(&p)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    moor.create_stream(
+        "local",
+        vec![
+            local_tag("signed", &signed.reference),
+            local_tag("ref", &referred.reference),
+            local_tag("otherkey", &otherkey.reference),
+            local_tag("outside", &outside.reference),
+        ],
+    )
+    .await;
+    moor.create_stream(
+        "source",
+        vec![
+            json!({"name": "signed", "from": {"kind": "DockerImage", "name": signed.reference},
+                    "importPolicy": {"insecure": true}}),
+        ],
+    )
+    .await;
+    assert_eq!(moor.wait_tag("local", "signed").await, signed.digest);
+    assert_eq!(moor.wait_tag("local", "ref").await, referred.digest);
+    assert_eq!(moor.wait_tag("local", "outside").await, outside.digest);
+    assert_eq!(moor.wait_tag("source", "signed").await, signed.digest);
+    // The refused import is over once its condition says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let s = moor.stream("local").await;
+        let t = s["status"]["tags"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["tag"] == "otherkey"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if failed_with("SignatureInvalid")(&t) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // ImageStreamImports: one that writes the tag mirrors; a dry run (`import:
+    // false`) does not, into `source` (checked below).
+    for (name, import) in [("isi", true), ("source", false)] {
+        let isi = json!({"metadata": {"name": name}, "spec": {"import": import, "images": [{
+            "from": {"kind": "DockerImage", "name": signed.reference},
+            "to": {"name": "1.0"},
+            "importPolicy": {"insecure": true},
+            "referencePolicy": {"type": "Local"}}]}});
+        let r = moor
+            .req(
+                reqwest::Method::POST,
+                "/apis/image.openshift.io/v1/namespaces/default/imagestreamimports",
+            )
+            .json(&isi)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+
+    // The image's config, pulled through once (a push of the manifest below needs it).
+    let image_manifest =
+        upstream_bytes(format!("/v2/team/signed/manifests/{}", signed.digest)).await;
+    let config = {
+        let m: Value = serde_json::from_slice(&image_manifest).unwrap();
+        m["config"]["digest"].as_str().unwrap().to_string()
+    };
+    let r = moor
+        .send(
+            reqwest::Method::GET,
+            &format!("/v2/default/local/blobs/{config}"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+
+    dist.stop();
+
+    let get = |path: String| {
+        let moor = &moor;
+        async move {
+            let r = moor
+                .req(reqwest::Method::GET, &path)
+                .header(
+                    "accept",
+                    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let digest = r
+                .headers()
+                .get("docker-content-digest")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, digest, r.bytes().await.unwrap())
+        }
+    };
+    // The `.sig` tag: by tag (GET and HEAD), by digest, and its blobs.
+    let (status, digest, body) = get(format!(
+        "/v2/default/local/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, sig_manifest);
+    assert_eq!(digest.as_deref(), Some(sig_digest.as_str()));
+    let head = moor
+        .send(
+            reqwest::Method::HEAD,
+            &format!("/v2/default/local/manifests/{}", sig_tag(&signed.digest)),
+        )
+        .await;
+    assert_eq!(head.status(), 200);
+    let (status, _, body) = get(format!("/v2/default/local/manifests/{sig_digest}")).await;
+    assert_eq!((status, body), (200, sig_manifest.clone()));
+    let (status, _, body) = get(format!(
+        "/v2/default/isi/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
+    assert_eq!((status, body), (200, sig_manifest.clone()));
+    for (d, want) in sig_blobs.iter().zip(&sig_blob_bytes) {
+        let (status, _, body) = get(format!("/v2/default/local/blobs/{d}")).await;
+        assert_eq!((status, &body), (200, want), "blob {d}");
+    }
+    // A real client reads it too.
+    let raw = {
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &moor.creds(),
+        ])
+        .arg(format!(
+            "docker://{}",
+            moor.reference(&format!("local:{}", sig_tag(&signed.digest)))
+        ));
+        moor_testkit::peers::run_blocking(cmd).await
+    };
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(raw.stdout, sig_manifest.to_vec());
+    let dest = tempfile::tempdir().unwrap();
+    let out = registry_support::skopeo_pull(
+        &moor,
+        &moor.reference(&format!("local:{}", sig_tag(&signed.digest))),
+        dest.path(),
+        false,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The OCI 1.1 referrer: listed by moor's referrers API, served by digest.
+    let (status, _, body) = get(format!("/v2/default/local/referrers/{}", referred.digest)).await;
+    assert_eq!(status, 200);
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{index}");
+    assert_eq!(listed[0]["digest"], json!(referrer));
+    assert_eq!(listed[0]["artifactType"], json!(SIGNATURE_ARTIFACT));
+    let (status, _, body) = get(format!("/v2/default/local/manifests/{referrer}")).await;
+    assert_eq!((status, body), (200, ref_manifest));
+    let (status, _, _) = get(format!("/v2/default/local/blobs/{ref_payload}")).await;
+    assert_eq!(status, 200);
+    // A `.sig` manifest has no subject: the referrers API does not list it.
+    let (_, _, body) = get(format!("/v2/default/local/referrers/{}", signed.digest)).await;
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["manifests"], json!([]), "{index}");
+
+    // Nothing else was mirrored, and no `.sig` is a tag of the stream.
+    for (stream, digest) in [
+        ("local", &otherkey.digest),
+        ("local", &outside.digest),
+        ("source", &signed.digest),
+    ] {
+        let (status, _, body) = get(format!(
+            "/v2/default/{stream}/manifests/{}",
+            sig_tag(digest)
+        ))
+        .await;
+        assert_eq!(
+            status,
+            404,
+            "{stream}:{}: {}",
+            sig_tag(digest),
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, _, body) = get(format!("/v2/default/source/manifests/{sig_digest}")).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let s = moor.stream("local").await;
+    let mut tags: Vec<&str> = s["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["otherkey", "outside", "ref", "signed"], "{s}");
+    assert_eq!(s["spec"]["tags"].as_array().unwrap().len(), 4, "{s}");
+    let (_, _, body) = get("/v2/default/local/tags/list".into()).await;
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    // (A tag without an image is not listed: `otherkey` was refused.)
+    assert_eq!(list["tags"], json!(["outside", "ref", "signed"]), "{list}");
+
+    // A push by tag into moor, under a policy that takes the upstream's signatures
+    // (RemapIdentity): the signature mirrored into `local` lets it in; `source`,
+    // which has none, refuses it.
+    for stream in ["local", "source"] {
+        let mut p = policy(
+            "ImagePolicy",
+            &format!("push-{stream}"),
+            &[&format!("{}/default/{stream}", moor.host)],
+            json!({"matchPolicy": "RemapIdentity", "remapIdentity": {
+                "prefix": format!("{}/default/{stream}", moor.host),
+                "signedPrefix": format!("{}/team/signed", dist.host)}}),
+        );
+        p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+        let r = moor
+            .req(reqwest::Method::POST, IP)
+            .json(&p)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let put = |stream: &'static str| {
+        moor.req(
+            reqwest::Method::PUT,
+            &format!("/v2/default/{stream}/manifests/1.0"),
+        )
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(image_manifest.clone())
+        .send()
+    };
+    let r = put("source").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let r = put("local").await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // A prune keeping nothing young keeps the signatures of the images it keeps.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = moor
+        .req(reqwest::Method::POST, "/apis/moor.io/v1/imageprunes")
+        .json(&json!({"apiVersion": "moor.io/v1", "kind": "ImagePrune",
+                      "spec": {"keepTagRevisions": 1, "keepYoungerThan": "0s"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pruned: Value = r.json().await.unwrap();
+    // It did remove something: the `.sig` manifest of `otherkey`, read to verify it,
+    // which nothing names.
+    let removed: Vec<&str> = pruned["status"]["blobs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|b| b["digest"].as_str())
+        .collect();
+    assert!(!removed.is_empty(), "{pruned}");
+    assert!(
+        !removed
+            .iter()
+            .any(|d| sig_blobs.contains(&d.to_string()) || *d == sig_digest),
+        "{pruned}"
+    );
+    let (status, _, body) = get(format!(
+        "/v2/default/local/manifests/{}",
+        sig_tag(&signed.digest)
+    ))
+    .await;
+    assert_eq!((status, body), (200, sig_manifest.clone()));
+    for (d, want) in sig_blobs.iter().zip(&sig_blob_bytes) {
+        let (status, _, body) = get(format!("/v2/default/local/blobs/{d}")).await;
+        assert_eq!((status, &body), (200, want), "blob {d} after a prune");
+    }
+    let (_, _, body) = get(format!("/v2/default/local/referrers/{}", referred.digest)).await;
+    let index: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], json!(referrer), "{index}");
+    let (status, _, _) = get(format!("/v2/default/local/blobs/{ref_payload}")).await;
+    assert_eq!(status, 200);
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Replicas on one store and one S3 bucket: the signature a Local import on replica 1
+/// mirrors is served by replica 2 (its records are in the shared store, its blobs in
+/// the bucket), with the upstream stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_mirrored_on_one_replica_are_served_by_another() {
+    use moor_testkit::seaweedfs::{ACCESS_KEY, SECRET_KEY};
+    use moor_testkit::{CosignKey, Distribution, Format, ImageSpec, OciLayout, SeaweedFs};
+    if !moor_testkit::require(&["openssl", "skopeo"]) {
+        return;
+    }
+    let Some(weed) = tokio::task::spawn_blocking(|| SeaweedFs::start("moor"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(mut dist) = Distribution::start() else {
+        return;
+    };
+    let layout = OciLayout::new();
+    layout.add_image("signed", &ImageSpec::app("replicated"));
+    let key = CosignKey::generate();
+    let signed = dist.push(&layout, "signed", "team/signed:1.0", Format::Oci);
+    key.sign(&dist, "team/signed", &signed.digest, &signed.reference)
+        .await;
+    let sig_tag = signed.digest.replacen(':', "-", 1) + ".sig";
+    let sig_manifest = reqwest::Client::new()
+        .get(format!("{}/v2/team/signed/manifests/{sig_tag}", dist.url()))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+    let url = format!(
+        "s3://{}/sigs?endpoint={}&region=us-east-1",
+        weed.bucket, weed.endpoint
+    );
+    let replica = |importing: bool| {
+        let mut b = MoorServer::builder().store(store.clone());
+        if importing {
+            b = b
+                .upstream(&[&dist.host])
+                .imports(moor_server::importer::controller::Backoff {
+                    initial: std::time::Duration::from_millis(300),
+                    max: std::time::Duration::from_secs(2),
+                    max_retries: 20,
+                });
+        }
+        let url = url.clone();
+        b.with(move |o| {
+            o.blob_store = Some(url);
+            o.s3_credentials = Some((ACCESS_KEY.into(), SECRET_KEY.into()));
+        })
+        .start()
+    };
+    let r1 = replica(true).await;
+    let r2 = replica(false).await;
+    let mut p = policy(
+        "ImagePolicy",
+        "team-signed",
+        &[&format!("{}/team", dist.host)],
+        json!(null),
+    );
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
+    assert_eq!(r1.post(IP, &p).await.status, StatusCode::CREATED);
+    let tag = json!({"name": "1.0", "from": {"kind": "DockerImage", "name": signed.reference},
+        "importPolicy": {"insecure": true}, "referencePolicy": {"type": "Local"}});
+    let r = r1
+        .post(
+            IS,
+            &json!({"metadata": {"name": "app"}, "spec": {"tags": [tag]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let t = wait_tag(&r1, "app", "1.0", imported).await;
+    assert_eq!(t["items"][0]["image"], json!(signed.digest));
+
+    dist.stop();
+    let r = r2
+        .get(&format!("/v2/default/app/manifests/{sig_tag}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.text, sig_manifest);
+    for l in r.body["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        let r = r2.get(&format!("/v2/default/app/blobs/{d}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{d}: {}", r.text);
+    }
 }

@@ -136,6 +136,13 @@ impl ImageStreamImports {
                 )
                 .map(|s| ImportSpec {
                     signatures: self.importer.signature_gate(ns),
+                    // Only an import that writes the tag mirrors its signatures.
+                    mirror: (isi.spec.import && spec.to.is_some())
+                        .then(|| {
+                            self.importer
+                                .mirror_target(ns, &name, &spec.reference_policy)
+                        })
+                        .flatten(),
                     ..s
                 });
                 let source = source.clone();
@@ -225,6 +232,14 @@ impl ImageStreamImports {
                             mode: repo.import_policy.import_mode.clone().unwrap_or_default(),
                             pull: pull.clone(),
                             signatures: self.importer.signature_gate(ns),
+                            mirror: isi
+                                .spec
+                                .import
+                                .then(|| {
+                                    self.importer
+                                        .mirror_target(ns, &name, &repo.reference_policy)
+                                })
+                                .flatten(),
                             ..Default::default()
                         };
                         specs.push((t, from, spec));

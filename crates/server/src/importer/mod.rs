@@ -314,13 +314,16 @@ pub struct ImportSpec {
     pub pull: PullOptions,
     /// The signature policy check of the namespace imported into, if any.
     pub signatures: Option<crate::signatures::Gate>,
+    /// Where verified signatures are mirrored (a tag whose reference policy is
+    /// `Local`), if anywhere.
+    pub mirror: Option<crate::signatures::mirror::MirrorTarget>,
 }
 
 /// Imports one reference: its manifest (and, for a list, the chosen or every child)
 /// and config blobs, into `Image`s. Makes manifest + config requests only, and, when
 /// a signature policy covers the image, those of its signatures
 /// ([`crate::signatures`]): an image that fails it is an error, one that passes
-/// carries its verified signatures.
+/// carries its verified signatures, mirrored into `spec.mirror` when it is set.
 pub async fn import_reference(
     source: &dyn Source,
     spec: &ImportSpec,
@@ -332,9 +335,20 @@ pub async fn import_reference(
     let fetched = source.manifest(from, &spec.pull).await?;
     let mut imported = import_fetched(source, spec, from, &fetched).await?;
     if let Some(gate) = &spec.signatures {
-        imported.image.signatures = gate
+        let verified = gate
             .verify(source, from, &spec.pull, &fetched.digest)
             .await?;
+        if let Some(target) = &spec.mirror {
+            crate::signatures::mirror::mirror(
+                source,
+                &spec.pull,
+                target,
+                &fetched.digest,
+                &verified.manifests,
+            )
+            .await?;
+        }
+        imported.image.signatures = verified.signatures;
     }
     Ok(imported)
 }
@@ -481,6 +495,9 @@ pub struct Importer {
     /// The signature policies imports are checked against, once set (shared with
     /// copies).
     signatures: Arc<std::sync::OnceLock<Arc<crate::signatures::Verifier>>>,
+    /// Where signatures verified for `Local` tags are mirrored, once set (shared
+    /// with copies).
+    mirror: Arc<std::sync::OnceLock<Arc<dyn crate::signatures::mirror::MirrorStore>>>,
 }
 
 /// The API storages an [`Importer`] reads and writes.
@@ -572,6 +589,7 @@ impl Importer {
             secrets: storages.secrets,
             event_log: Arc::default(),
             signatures: Arc::default(),
+            mirror: Arc::default(),
         }
     }
 
@@ -585,6 +603,7 @@ impl Importer {
             secrets: self.secrets.clone(),
             event_log: self.event_log.clone(),
             signatures: self.signatures.clone(),
+            mirror: self.mirror.clone(),
         }
     }
 
@@ -602,6 +621,7 @@ impl Importer {
             secrets: wrap(self.secrets.clone()),
             event_log: self.event_log.clone(),
             signatures: self.signatures.clone(),
+            mirror: self.mirror.clone(),
         }
     }
 
@@ -609,6 +629,32 @@ impl Importer {
     /// calls are ignored).
     pub fn set_signatures(&self, verifier: Arc<crate::signatures::Verifier>) {
         let _ = self.signatures.set(verifier);
+    }
+
+    /// Mirrors the signatures verified for tags whose reference policy is `Local`
+    /// into `store` (once; later calls are ignored).
+    pub fn set_signature_mirror(&self, store: Arc<dyn crate::signatures::mirror::MirrorStore>) {
+        let _ = self.mirror.set(store);
+    }
+
+    /// Where an import into `ns/stream` under `policy` mirrors verified signatures:
+    /// the registry when the policy is `Local` (and a registry is served).
+    pub fn mirror_target(
+        &self,
+        ns: &str,
+        stream: &str,
+        policy: &moor_api::image::TagReferencePolicy,
+    ) -> Option<crate::signatures::mirror::MirrorTarget> {
+        if policy.type_ != Some(moor_api::image::TagReferencePolicyType::Local) {
+            return None;
+        }
+        self.mirror
+            .get()
+            .map(|store| crate::signatures::mirror::MirrorTarget {
+                store: store.clone(),
+                namespace: ns.to_string(),
+                stream: stream.to_string(),
+            })
     }
 
     /// The signature check of imports into namespace `ns`, when policies are served.
@@ -685,6 +731,7 @@ impl Importer {
                 secrets: pull.secrets,
             },
             signatures: None,
+            mirror: None,
         })
     }
 
@@ -735,6 +782,11 @@ impl Importer {
                 ) {
                     Ok(s) => ImportSpec {
                         signatures: self.signature_gate(&ns),
+                        mirror: self.mirror_target(
+                            &ns,
+                            stream.metadata.name.as_deref().unwrap_or_default(),
+                            &tag.reference_policy,
+                        ),
                         ..s
                     },
                     Err(e) => return TagOutcome::Failed(e),

@@ -1,6 +1,7 @@
 //! `/v2/<ns>/<stream>/manifests/<reference>`: GET and HEAD by tag (the stream tag's
 //! newest image) or by digest (an image the stream holds), served byte-exact from the
-//! cache or pulled through; PUT (a push: the manifest is checked against the blobs
+//! cache or pulled through (a signature mirrored at import by its cosign tag too,
+//! see [`super::sigmirror`]); PUT (a push: the manifest is checked against the blobs
 //! the repository has, stored as pushed, and tagged as an ImageStreamMapping would);
 //! DELETE by digest (out of the stream's history) or by tag.
 
@@ -114,10 +115,23 @@ async fn find(reg: &Registry, repo: &RepoName, reference: &str) -> Result<Found,
     let reference = parse_reference(reference)?;
     let stream = reg.repos.stream(repo).await?;
     let (digest, origin) = match (&reference, &stream) {
-        (Reference::Tag(tag), Some(s)) => reg
-            .repos
-            .tag_image(s, tag)
-            .ok_or_else(|| RegistryError::manifest_unknown(tag))?,
+        (Reference::Tag(tag), Some(s)) => match reg.repos.tag_image(s, tag) {
+            Some(found) => found,
+            // A signature mirrored at import (`sha256-<hex>.sig`), not a tag of the
+            // stream: served from moor only.
+            None => super::sigmirror::tagged(reg, &repo.namespace, &repo.stream, tag)
+                .await?
+                .map(|d| {
+                    (
+                        d,
+                        Origin {
+                            repository: None,
+                            insecure: false,
+                        },
+                    )
+                })
+                .ok_or_else(|| RegistryError::manifest_unknown(tag))?,
+        },
         (Reference::Digest(d), Some(s)) => {
             let origin = reg
                 .repos
@@ -352,7 +366,7 @@ fn subject_of(bytes: &[u8]) -> Option<Digest> {
 
 /// The descriptor the referrers API lists for a manifest: its artifact type (the
 /// `artifactType`, else the config's media type) and annotations.
-fn referrer_descriptor(bytes: &[u8], media_type: &str, digest: &Digest) -> Value {
+pub(super) fn referrer_descriptor(bytes: &[u8], media_type: &str, digest: &Digest) -> Value {
     let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
     let mut d = json!({
         "mediaType": media_type,

@@ -22,6 +22,7 @@ mod manifests;
 pub mod prune;
 pub mod pullthrough;
 pub mod repos;
+pub mod sigmirror;
 pub mod storage;
 mod uploads;
 
@@ -473,7 +474,8 @@ struct ReferrersQuery {
 }
 
 /// `GET /v2/<name>/referrers/<digest>`: an image index of the manifests pushed into
-/// the repository whose `subject` is the digest (empty when there are none).
+/// the repository (or mirrored into it at import) whose `subject` is the digest
+/// (empty when there are none).
 async fn referrers(
     State(reg): State<Arc<Registry>>,
     Path((ns, stream, digest)): Path<(String, String, String)>,
@@ -481,18 +483,14 @@ async fn referrers(
 ) -> Result<Response, RegistryError> {
     let repo = RepoName::parse(&ns, &stream)?;
     let digest = parse_digest(&digest)?;
-    let mut manifests: Vec<serde_json::Value> = reg
-        .links
-        .referrers(&repo.namespace, &repo.stream, &digest)
-        .await?
-        .iter()
-        .filter_map(|d| serde_json::from_slice(d).ok())
-        .collect();
-    if let Some(t) = &q.artifact_type {
-        manifests.retain(|d: &serde_json::Value| {
-            d.get("artifactType").and_then(|a| a.as_str()) == Some(t.as_str())
-        });
-    }
+    let manifests = sigmirror::referrers(
+        &reg,
+        &repo.namespace,
+        &repo.stream,
+        &digest,
+        q.artifact_type.as_deref(),
+    )
+    .await?;
     let body = json!({
         "schemaVersion": 2,
         "mediaType": moor_api::media_types::OCI_INDEX,

@@ -20,6 +20,7 @@
 
 pub mod keyless;
 pub mod keys;
+pub mod mirror;
 pub mod push;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use moor_api::config::{
@@ -40,7 +42,7 @@ use serde_json::Value;
 
 use keys::{KeyError, PublicKey};
 
-use crate::importer::{ImportError, PullOptions, Source};
+use crate::importer::{FetchedManifest, ImportError, PullOptions, Source};
 use moor_apimachinery::resource::{RequestContext, RestStorage};
 
 /// The layer media type of a cosign simple signing payload.
@@ -432,6 +434,63 @@ impl Layer {
     }
 }
 
+/// How a signature manifest is attached to the image it signs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// Under cosign's tag (`sha256-<hex>.sig`) of the image's repository.
+    Tag(String),
+    /// As an OCI 1.1 referrer (its `subject` is the image).
+    Referrer,
+}
+
+/// A signature manifest read from a registry, with its simple signing layers.
+#[derive(Clone, Debug)]
+pub struct SignatureManifest {
+    /// Where it was found.
+    pub attached: Attached,
+    /// The repository holding it and its blobs.
+    pub repository: DockerImageReference,
+    /// Its bytes, as the registry served them.
+    pub manifest: FetchedManifest,
+    /// Its simple signing layers.
+    pub layers: Vec<Layer>,
+}
+
+/// cosign's signature tag of the image `digest`: `sha256-<hex>.sig`.
+pub fn signature_tag(digest: &Digest) -> String {
+    format!("{}-{}.sig", digest.algorithm(), digest.hex())
+}
+
+/// The manifest under the `sha256-<hex>.sig` tag of the image `digest` in `from`'s
+/// repository, if there is one.
+pub async fn signature_manifest(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Option<SignatureManifest>, ImportError> {
+    let sig_tag = signature_tag(digest);
+    let sig_ref = from
+        .clone()
+        .without_id()
+        .with_tag(&sig_tag)
+        .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
+    let manifest = match source.manifest(&sig_ref, pull).await {
+        Ok(m) => m,
+        Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let parsed: Value = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| ImportError::invalid_because("the signature manifest does not parse", e))?;
+    let repository = sig_ref.without_tag();
+    Ok(Some(SignatureManifest {
+        attached: Attached::Tag(sig_tag),
+        layers: Layer::from_manifest(&repository, &parsed),
+        repository,
+        manifest,
+    }))
+}
+
 /// The signature layers of the image `digest` in `from`'s repository: those of the
 /// `sha256-<hex>.sig` tag's manifest. Empty when there is none.
 pub async fn signature_layers(
@@ -440,35 +499,25 @@ pub async fn signature_layers(
     pull: &PullOptions,
     digest: &Digest,
 ) -> Result<Vec<Layer>, ImportError> {
-    let sig_tag = format!("{}-{}.sig", digest.algorithm(), digest.hex());
-    let sig_ref = from
-        .clone()
-        .without_id()
-        .with_tag(&sig_tag)
-        .map_err(|e| ImportError::invalid(format!("signature tag {sig_tag}: {e}")))?;
-    let manifest = match source.manifest(&sig_ref, pull).await {
-        Ok(m) => m,
-        Err(e) if e.reason() == moor_api::image::reasons::NOT_FOUND => return Ok(vec![]),
-        Err(e) => return Err(e),
-    };
-    let manifest: Value = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| ImportError::invalid_because("the signature manifest does not parse", e))?;
-    Ok(Layer::from_manifest(&sig_ref, &manifest))
+    Ok(signature_manifest(source, from, pull, digest)
+        .await?
+        .map(|m| m.layers)
+        .unwrap_or_default())
 }
 
 /// The `artifactType` of a cosign signature attached as an OCI 1.1 referrer.
 pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
-/// The signature layers of the image `digest` attached to it as OCI 1.1 referrers
+/// The signature manifests attached to the image `digest` as OCI 1.1 referrers
 /// (manifests whose `subject` is the image and `artifactType` cosign's): listed by the
 /// referrers API, or, where the registry has none (distribution 2.8 answers 404), by
 /// the referrers tag schema's `sha256-<hex>` index. Empty when there are none.
-pub async fn referrer_layers(
+pub async fn referrer_manifests(
     source: &dyn Source,
     from: &DockerImageReference,
     pull: &PullOptions,
     digest: &Digest,
-) -> Result<Vec<Layer>, ImportError> {
+) -> Result<Vec<SignatureManifest>, ImportError> {
     let repo = from.clone().without_id().without_tag();
     let index = match source
         .referrers(&repo, digest, SIGNATURE_ARTIFACT, pull)
@@ -492,7 +541,7 @@ pub async fn referrer_layers(
     };
     let index: Value = serde_json::from_slice(&index)
         .map_err(|e| ImportError::invalid_because("the referrers index does not parse", e))?;
-    let mut layers = Vec::new();
+    let mut out = Vec::new();
     let referrers = index["manifests"]
         .as_array()
         .map(Vec::as_slice)
@@ -505,37 +554,77 @@ pub async fn referrer_layers(
             continue;
         };
         let at = repo.clone().with_id(d);
-        let m = source.manifest(&at, pull).await?;
-        let m: Value = serde_json::from_slice(&m.bytes).map_err(|e| {
+        let fetched = source.manifest(&at, pull).await?;
+        let m: Value = serde_json::from_slice(&fetched.bytes).map_err(|e| {
             ImportError::invalid_because("a referrer signature manifest does not parse", e)
         })?;
         // Another image's signature listed here (a wrong tag schema index) is skipped.
         if m["subject"]["digest"]
             .as_str()
-            .is_some_and(|s| s != digest.to_string())
+            .is_some_and(|s| s != digest.as_str())
         {
             continue;
         }
-        layers.extend(Layer::from_manifest(&repo, &m));
+        out.push(SignatureManifest {
+            attached: Attached::Referrer,
+            layers: Layer::from_manifest(&repo, &m),
+            repository: repo.clone(),
+            manifest: fetched,
+        });
     }
-    Ok(layers)
+    Ok(out)
+}
+
+/// The signature layers of the image `digest` attached to it as OCI 1.1 referrers
+/// (see [`referrer_manifests`]). Empty when there are none.
+pub async fn referrer_layers(
+    source: &dyn Source,
+    from: &DockerImageReference,
+    pull: &PullOptions,
+    digest: &Digest,
+) -> Result<Vec<Layer>, ImportError> {
+    Ok(referrer_manifests(source, from, pull, digest)
+        .await?
+        .into_iter()
+        .flat_map(|m| m.layers)
+        .collect())
+}
+
+/// A signature manifest of which at least one signature verified, with the blobs
+/// read to verify them (the payloads, digest-checked by the [`Source`]).
+#[derive(Clone, Debug)]
+pub struct VerifiedManifest {
+    /// The manifest.
+    pub manifest: SignatureManifest,
+    /// Its payload blobs, by digest.
+    pub payloads: Vec<(Digest, Bytes)>,
+}
+
+/// What a verification found: the signatures to record on the Image, and the
+/// manifests they came in (what a Local reference policy mirrors).
+#[derive(Clone, Debug, Default)]
+pub struct Verified {
+    /// OpenShift's `ImageSignature` records.
+    pub signatures: Vec<ImageSignature>,
+    /// The manifests holding at least one verified signature.
+    pub manifests: Vec<VerifiedManifest>,
 }
 
 impl Gate {
     /// Verifies the image `from` names (manifest `digest`) against the policy that
-    /// covers it, if any: the verified signatures (to record on the Image), or an
-    /// `ImportError` with reason [`SIGNATURE_MISSING`] or [`SIGNATURE_INVALID`] that
-    /// names the policy and the key (or Fulcio CA).
+    /// covers it, if any: the verified signatures (to record on the Image) and their
+    /// manifests, or an `ImportError` with reason [`SIGNATURE_MISSING`] or
+    /// [`SIGNATURE_INVALID`] that names the policy and the key (or Fulcio CA).
     pub async fn verify(
         &self,
         source: &dyn Source,
         from: &DockerImageReference,
         pull: &PullOptions,
         digest: &Digest,
-    ) -> Result<Vec<ImageSignature>, ImportError> {
+    ) -> Result<Verified, ImportError> {
         let identity = from.docker_client_defaults().exact();
         let Some(policy) = self.verifier.applicable(&self.namespace, &identity).await? else {
-            return Ok(vec![]);
+            return Ok(Verified::default());
         };
         let invalid = |why: String| ImportError::new(SIGNATURE_INVALID, why);
         let (who, trust) = Trust::parse(&policy.spec.policy.root_of_trust);
@@ -555,31 +644,33 @@ impl Gate {
             )
         };
         // The `.sig` tag first; the referrers only when it holds no valid signature.
+        let check = Check {
+            source,
+            pull,
+            trust: &trust,
+            digest,
+            from,
+            policy: &policy,
+            who: &who,
+        };
         let mut failures = Vec::new();
-        let mut verified = Vec::new();
+        let mut verified = Verified::default();
         for stage in 0..2 {
-            let layers = if stage == 0 {
-                signature_layers(source, from, pull, digest).await?
-            } else if verified.is_empty() {
-                referrer_layers(source, from, pull, digest).await?
+            let manifests = if stage == 0 {
+                signature_manifest(source, from, pull, digest)
+                    .await?
+                    .into_iter()
+                    .collect()
+            } else if verified.signatures.is_empty() {
+                referrer_manifests(source, from, pull, digest).await?
             } else {
                 break;
             };
-            self.check_layers(
-                source,
-                pull,
-                &trust,
-                &layers,
-                digest,
-                from,
-                &policy,
-                &who,
-                &mut verified,
-                &mut failures,
-            )
-            .await?;
+            for m in manifests {
+                check.manifest(m, &mut verified, &mut failures).await?;
+            }
         }
-        if !verified.is_empty() {
+        if !verified.signatures.is_empty() {
             return Ok(verified);
         }
         if failures.is_empty() {
@@ -591,41 +682,61 @@ impl Gate {
             failures.join("; ")
         )))
     }
+}
 
-    /// Verifies `layers`, adding to `verified` and `failures`.
-    #[allow(clippy::too_many_arguments)]
-    async fn check_layers(
+/// One verification's fixed inputs.
+struct Check<'a> {
+    source: &'a dyn Source,
+    pull: &'a PullOptions,
+    trust: &'a Trust,
+    digest: &'a Digest,
+    from: &'a DockerImageReference,
+    policy: &'a Applied,
+    who: &'a str,
+}
+
+impl Check<'_> {
+    /// Verifies the layers of `manifest`, adding to `verified` (with the manifest,
+    /// when one of them verifies) and `failures`.
+    async fn manifest(
         &self,
-        source: &dyn Source,
-        pull: &PullOptions,
-        trust: &Trust,
-        layers: &[Layer],
-        digest: &Digest,
-        from: &DockerImageReference,
-        policy: &Applied,
-        who: &str,
-        verified: &mut Vec<ImageSignature>,
+        manifest: SignatureManifest,
+        verified: &mut Verified,
         failures: &mut Vec<String>,
     ) -> Result<(), ImportError> {
-        for layer in layers {
-            let payload = source.blob(&layer.repository, &layer.digest, pull).await?;
-            match trust.verify(
+        let mut payloads = Vec::new();
+        let mut any = false;
+        for layer in &manifest.layers {
+            let payload = self
+                .source
+                .blob(&layer.repository, &layer.digest, self.pull)
+                .await?;
+            match self.trust.verify(
                 layer,
                 &payload,
-                digest,
-                from,
-                policy.spec.policy.signed_identity.as_ref(),
+                self.digest,
+                self.from,
+                self.policy.spec.policy.signed_identity.as_ref(),
             ) {
-                Ok(signed_identity) => verified.push(record(
-                    digest,
-                    &layer.digest,
-                    &payload,
-                    &signed_identity,
-                    &policy.name,
-                    who,
-                )),
+                Ok(signed_identity) => {
+                    any = true;
+                    verified.signatures.push(record(
+                        self.digest,
+                        &layer.digest,
+                        &payload,
+                        &signed_identity,
+                        &self.policy.name,
+                        self.who,
+                    ));
+                }
                 Err(e) => failures.push(chain(&e)),
             }
+            payloads.push((layer.digest.clone(), payload));
+        }
+        if any {
+            verified
+                .manifests
+                .push(VerifiedManifest { manifest, payloads });
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! (`<registry-hostname>/<namespace>/<stream>:<tag>`) a policy covers is refused with
 //! OCI `DENIED`, naming the policy and key, unless the stream already holds a
 //! signature of the pushed digest that verifies (push by digest, sign, then tag:
-//! cosign's `sha256-<hex>.sig` tag is pushed into moor like any tag). Signature
+//! cosign's `sha256-<hex>.sig` tag is pushed into moor like any tag; a signature
+//! mirrored into the stream at import counts too). Signature
 //! artifacts' own tags (`.sig`, `.att`, `.sbom`) are not checked. Reads the stream
 //! and blobs through the registry's catalog and `content_read` (local or S3).
 
@@ -19,9 +20,12 @@ use crate::registry::error::{Code, RegistryError};
 const ARTIFACT_SUFFIXES: &[&str] = &[".sig", ".att", ".sbom"];
 
 /// A [`Source`] over what moor's registry holds for one stream: its tags' current
-/// manifests and the stored blobs.
+/// manifests, the signatures mirrored into it at import (by their `.sig` tag and as
+/// referrers), and the stored blobs.
 struct Local<'a> {
     reg: &'a Registry,
+    namespace: &'a str,
+    name: &'a str,
     stream: Option<ImageStream>,
 }
 
@@ -35,12 +39,20 @@ impl Source for Local<'_> {
         let not_found = || ImportError::not_found(format!("{} not found", reference.exact()));
         let digest = match (reference.id(), reference.tag()) {
             (Some(d), _) => d.clone(),
-            (None, Some(tag)) => self
+            (None, Some(tag)) => match self
                 .stream
                 .as_ref()
                 .and_then(|s| s.latest_tagged_image(tag))
                 .and_then(|e| Digest::parse(&e.image).ok())
-                .ok_or_else(not_found)?,
+            {
+                Some(d) => d,
+                None => {
+                    crate::registry::sigmirror::tagged(self.reg, self.namespace, self.name, tag)
+                        .await
+                        .map_err(|e| ImportError::internal("reading mirrored signatures", e))?
+                        .ok_or_else(not_found)?
+                }
+            },
             (None, None) => return Err(not_found()),
         };
         let bytes = self.blob(reference, &digest, _opts).await?;
@@ -72,6 +84,30 @@ impl Source for Local<'_> {
         _opts: &PullOptions,
     ) -> Result<Vec<String>, ImportError> {
         Ok(vec![])
+    }
+
+    async fn referrers(
+        &self,
+        _repository: &DockerImageReference,
+        digest: &Digest,
+        artifact_type: &str,
+        _opts: &PullOptions,
+    ) -> Result<Option<Bytes>, ImportError> {
+        let manifests = crate::registry::sigmirror::referrers(
+            self.reg,
+            self.namespace,
+            self.name,
+            digest,
+            Some(artifact_type),
+        )
+        .await
+        .map_err(|e| ImportError::internal("reading mirrored signatures", e))?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": moor_api::media_types::OCI_INDEX,
+            "manifests": manifests,
+        });
+        Ok(Some(index.to_string().into()))
     }
 }
 
@@ -106,6 +142,8 @@ pub async fn check_push(
     }
     let local = Local {
         reg,
+        namespace: ns,
+        name: stream,
         stream: catalog
             .stream(ns, stream)
             .await
