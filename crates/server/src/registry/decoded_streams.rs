@@ -16,8 +16,9 @@ use super::repos::RepoName;
 /// The most streams kept decoded.
 pub const DECODED_STREAMS_ENTRIES: usize = 1024;
 /// The most stored bytes the kept streams may come from (a decoded stream takes a
-/// small multiple of its stored JSON).
-pub const DECODED_STREAMS_BYTES: usize = 32 << 20;
+/// small multiple of its stored JSON); a stream of more than a quarter of it is
+/// decoded per lookup, as before this cache.
+pub const DECODED_STREAMS_BYTES: usize = 16 << 20;
 
 /// Decoded streams by repository, each valid at one revision.
 pub struct DecodedStreams {
