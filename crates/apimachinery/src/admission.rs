@@ -198,6 +198,13 @@ mod tests {
         ) -> Result<Value, ApiError> {
             Ok(json!({ "at": resource_version }))
         }
+        async fn get_stored(
+            &self,
+            _ns: Option<&str>,
+            _name: &str,
+        ) -> Result<Option<moor_store::KeyValue>, ApiError> {
+            Ok(None)
+        }
         async fn list_streamed(
             &self,
             _ctx: &RequestContext,
@@ -238,5 +245,6 @@ mod tests {
             "streamed, not re-encoded in one piece"
         );
         assert!(wrapped.watch_stored(None, "0").await.is_ok());
+        assert!(matches!(wrapped.get_stored(None, "a").await, Ok(None)));
     }
 }

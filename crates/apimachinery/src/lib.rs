@@ -30,6 +30,7 @@ pub mod table;
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
+    pub use moor_store::KeyValue;
     pub use serde_json::Value;
 }
 

@@ -386,6 +386,17 @@ pub trait RestStorage: Send + Sync {
     ) -> Result<StoredEvents, ApiError> {
         Err(ApiError::MethodNotAllowed)
     }
+    /// One object as the store holds it: its stored bytes and revision (`None`: it
+    /// does not exist), read as consistently as [`get`](Self::get), for in-process
+    /// readers that decode what they need straight from the bytes and may keep it by
+    /// revision. No computed fields ([`crate::stored::Strategy::decorate`]).
+    async fn get_stored(
+        &self,
+        _ns: Option<&str>,
+        _name: &str,
+    ) -> Result<Option<moor_store::KeyValue>, ApiError> {
+        Err(ApiError::MethodNotAllowed)
+    }
     /// Decodes a request body into this kind's canonical JSON, listing unknown fields.
     fn decode(&self, _body: Value) -> Result<(Value, Vec<String>), ApiError> {
         Err(ApiError::MethodNotAllowed)
@@ -397,7 +408,7 @@ pub trait RestStorage: Send + Sync {
 }
 
 /// Implements [`RestStorage`] for a wrapper that changes writes only: every read
-/// (`get`, `list`, `list_encoded`, `list_streamed`, `get_at`, `watch`,
+/// (`get`, `list`, `list_encoded`, `list_streamed`, `get_at`, `get_stored`, `watch`,
 /// `watch_stored`) and `def`, `table`, `decode` and `merge_keys` go to the field
 /// named after `=>`, and the items in braces (the write verbs) are written as given.
 /// A wrapper that forwarded reads by hand lost each read path the trait gained later
@@ -478,6 +489,13 @@ macro_rules! forward_reads {
                 resource_version: Option<&str>,
             ) -> Result<$crate::__private::Value, $crate::error::ApiError> {
                 self.$inner.get_at(ctx, ns, name, resource_version).await
+            }
+            async fn get_stored(
+                &self,
+                ns: Option<&str>,
+                name: &str,
+            ) -> Result<Option<$crate::__private::KeyValue>, $crate::error::ApiError> {
+                self.$inner.get_stored(ns, name).await
             }
             async fn watch(
                 &self,

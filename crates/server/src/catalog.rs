@@ -155,6 +155,10 @@ pub struct ImageList {
 pub trait StreamStore: Send + Sync {
     /// The stream, if it exists.
     async fn stream(&self, ns: &str, name: &str) -> Result<Option<ImageStream>, ApiError>;
+    /// The stream as stored, not decoded (read as consistently as
+    /// [`stream`](Self::stream)), if it exists: for a reader that keeps what it decodes
+    /// by revision, as the registry does.
+    async fn stream_stored(&self, ns: &str, name: &str) -> Result<Option<StoredStream>, ApiError>;
     /// Every stream in every namespace.
     async fn list_streams(&self) -> Result<StreamList, ApiError>;
     /// The streams' current resource version (to watch from now on), without listing

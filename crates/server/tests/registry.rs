@@ -221,6 +221,87 @@ async fn a_skopeo_push_creates_the_stream_tag_and_pulls_back_the_same_bytes() {
     }
 }
 
+/// Read-your-writes from the registry: a tag moved through the API (an image stream
+/// mapping, acknowledged) is what the very next manifest GET by that tag serves, every
+/// time, although the registry reads streams from the watch cache and keeps them
+/// decoded by revision. On SQLite, as `moor serve` runs by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_through_the_api_is_served_by_the_next_manifest_get() {
+    if !require(&["skopeo", "umoci"]) {
+        return;
+    }
+    let moor = Moor::start(Options {
+        sqlite: true,
+        ..Default::default()
+    })
+    .await;
+    let layout = OciLayout::new();
+    let mut digests = Vec::new();
+    for (tag, content) in [("one", "first"), ("two", "second")] {
+        let entry = layout.add_image(tag, &ImageSpec::new("amd64").with_file("data", content));
+        let mut push = Command::new("skopeo");
+        push.args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+            .args(["--dest-creds", &moor.creds()])
+            .arg(format!("oci:{}:{tag}", layout.path().display()))
+            .arg(format!(
+                "docker://{}",
+                moor.reference(&format!("moving:{tag}"))
+            ));
+        let out = run_blocking(push).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(moor.wait_tag("moving", tag).await, entry.digest);
+        digests.push(entry.digest);
+    }
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    for round in 0..60 {
+        let digest = &digests[round % 2];
+        let mapping = json!({
+            "apiVersion": "image.openshift.io/v1",
+            "kind": "ImageStreamMapping",
+            "metadata": {"name": "moving"},
+            "image": {
+                "metadata": {"name": digest},
+                "dockerImageReference": format!("{}/default/moving@{digest}", moor.host),
+            },
+            "tag": "t",
+        });
+        let r = moor
+            .req(
+                reqwest::Method::POST,
+                "/apis/image.openshift.io/v1/namespaces/default/imagestreammappings",
+            )
+            .json(&mapping)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        // Twice: the second GET finds the stream decoded at the same revision.
+        for _ in 0..2 {
+            let r = moor
+                .req(reqwest::Method::GET, "/v2/default/moving/manifests/t")
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "round {round}");
+            assert_eq!(
+                r.headers()["docker-content-digest"].to_str().unwrap(),
+                digest.as_str(),
+                "round {round}: the moved tag"
+            );
+        }
+    }
+    let (streams, bytes) = moor.registry.repos.decoded_streams();
+    assert!(
+        streams >= 1 && bytes > 0,
+        "{streams} streams from {bytes} bytes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_through_once_then_serve_by_tag_and_digest_with_the_upstream_stopped() {
     let Some(mut dist) = Distribution::start() else {

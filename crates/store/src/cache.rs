@@ -4,15 +4,19 @@
 //! window of recent events bounded by bytes. Lists, `*_recent` reads and watches are
 //! answered from it when it can answer exactly as the store would; otherwise (not
 //! caught up, a revision older than the window, a prefix it does not cache) they go
-//! to the store. Writes and `get` always go to the store. Calls only the wrapped
-//! store, tokio and futures.
+//! to the store. Writes always go to the store. Calls only the wrapped store, tokio
+//! and futures.
 //!
 //! Consistency: a list at the current revision first reads the store's current
 //! revision and waits until the cache has applied every event up to it (kube's
 //! "consistent read from cache"), so it sees every write acknowledged before it
-//! started. A store whose revision also moves for keys the cache does not watch (an
-//! etcd shared with other writers) times out of that wait and reads the store, unless
-//! the store's progress notifications ([`Store::watch_with_progress`]) move the cache's
+//! started. A `get` does the same where that revision costs nothing: when the store
+//! knows it in process ([`Store::local_revision`]: SQLite, memory), the cache answers
+//! once it has applied it (waiting briefly if it is behind); otherwise (etcd, whose
+//! revision is a round trip as costly as the read) `get` reads the store. A store
+//! whose revision also moves for keys the cache does not watch (an etcd shared with
+//! other writers) times out of the list's wait and reads the store, unless the
+//! store's progress notifications ([`Store::watch_with_progress`]) move the cache's
 //! revision first; those notifications also reach the cache's own watchers as
 //! bookmarks.
 
@@ -316,6 +320,36 @@ impl CachedStore {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The value of `key` from memory if the cache is loaded and has applied `at`;
+    /// `None` when it cannot answer.
+    fn get_at(&self, key: &str, at: Revision) -> Option<Option<KeyValue>> {
+        let state = self.read();
+        (state.ready && state.revision >= at).then(|| state.objects.get(key).cloned())
+    }
+
+    /// A consistent `get` from memory: the store knows its last acknowledged revision
+    /// in process, and the cache has applied it or catches up within the catch-up
+    /// time. `None`: read the store.
+    async fn get_consistent(&self, key: &str) -> Option<Option<KeyValue>> {
+        if !self.shared.options.keeps(key) {
+            return None;
+        }
+        let now = self.inner.local_revision()?;
+        if let Some(kv) = self.get_at(key, now) {
+            return Some(kv);
+        }
+        // Behind (a write this process just acknowledged): wait for its event rather
+        // than read the store; a cache still loading is not waited for.
+        let behind = {
+            let state = self.read();
+            state.ready && state.revision < now
+        };
+        if behind && self.wait_for(now).await {
+            return self.get_at(key, now);
+        }
+        None
+    }
+
     /// A list from memory at `revision` (`None`: the cache's), or from the store.
     async fn list_from(
         &self,
@@ -504,6 +538,11 @@ async fn load(inner: &Arc<dyn Store>, shared: &Shared) -> Result<ProgressStream,
 #[async_trait]
 impl Store for CachedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        if let Some(kv) = self.get_consistent(key).await {
+            self.count(true);
+            return Ok(kv);
+        }
+        self.count(false);
         self.inner.get(key).await
     }
 
@@ -605,6 +644,10 @@ impl Store for CachedStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.inner.current_revision().await
+    }
+
+    fn local_revision(&self) -> Option<Revision> {
+        self.inner.local_revision()
     }
 
     async fn is_stale(&self, kv: &KeyValue) -> Result<bool, StoreError> {

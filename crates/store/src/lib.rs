@@ -261,6 +261,15 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The revision of the last write (0 for an empty store).
     async fn current_revision(&self) -> Result<Revision, StoreError>;
+    /// The revision of the last write this store has acknowledged, when it knows it
+    /// without a round trip because this process is the store's only writer (SQLite's
+    /// writer thread, the memory store): at least the revision of every write whose
+    /// call has returned. `None` when other processes may write too (etcd). A watch
+    /// cache reads consistently from memory once it has applied this revision. Wrappers
+    /// below a cache forward it. The default: `None`.
+    fn local_revision(&self) -> Option<Revision> {
+        None
+    }
     /// [`watch`](Self::watch) with bookmarks: [`WatchItem::Progress`] carries a revision
     /// up to which the watch is complete, also when no change under `prefix` happened.
     /// Required, so that a wrapper forwards it rather than losing the bookmarks: a store

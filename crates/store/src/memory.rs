@@ -359,6 +359,10 @@ impl Store for MemoryStore {
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         Ok(self.state().revision)
     }
+
+    fn local_revision(&self) -> Option<Revision> {
+        Some(self.state().revision)
+    }
 }
 
 #[cfg(test)]

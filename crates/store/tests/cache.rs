@@ -380,3 +380,157 @@ async fn a_restarted_store_watch_loads_again_and_keeps_serving() {
     })
     .await;
 }
+
+/// Read-your-writes through `get`: each write, acknowledged, is what the next `get`
+/// returns. Where the store knows its revision in process (SQLite, memory) the cache
+/// answers every one; on etcd every `get` reads the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_sees_the_write_acknowledged_just_before_it() {
+    let case = |inner: Arc<dyn Store>| async move {
+        let local = inner.local_revision().is_some();
+        let store = Arc::new(cached(inner, 1 << 20));
+        ready(&store).await;
+        let mut r = store
+            .create("/g/a", Bytes::from_static(b"0"))
+            .await
+            .unwrap();
+        let before = store.stats();
+        for i in 1..=200 {
+            let value = Bytes::from(i.to_string());
+            r = store.update("/g/a", value.clone(), r).await.unwrap();
+            let got = store.get("/g/a").await.unwrap().unwrap();
+            assert_eq!((got.value, got.mod_revision), (value, r), "write {i}");
+        }
+        let deleted = store.delete("/g/a", None).await.unwrap();
+        assert_eq!(store.get("/g/a").await.unwrap(), None, "deleted");
+        assert!(store.stats().revision >= deleted.mod_revision || !local);
+        let after = store.stats();
+        if local {
+            assert_eq!(after.hits - before.hits, 201, "{after:?}");
+            assert_eq!(after.misses, before.misses, "{after:?}");
+        } else {
+            assert_eq!(after.misses - before.misses, 201, "{after:?}");
+        }
+    };
+    case(Arc::new(MemoryStore::new())).await;
+    on_both(case).await;
+}
+
+/// Writers on other tasks: a reader that saw a write acknowledged (through a channel)
+/// never reads an older value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_sees_writes_acknowledged_to_other_tasks() {
+    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let store = Arc::new(cached(inner, 1 << 20));
+    ready(&store).await;
+    let r = store
+        .create("/o/a", Bytes::from_static(b"0"))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut r = r;
+            for i in 1..=200u32 {
+                r = store
+                    .update("/o/a", Bytes::from(i.to_string()), r)
+                    .await
+                    .unwrap();
+                tx.send((i, r)).unwrap();
+            }
+        })
+    };
+    while let Some((i, r)) = rx.recv().await {
+        let got = store.get("/o/a").await.unwrap().unwrap();
+        assert!(
+            got.mod_revision >= r,
+            "write {i} at {r}, read {}",
+            got.mod_revision
+        );
+    }
+    writer.await.unwrap();
+}
+
+/// A cache that cannot catch up (its store watch delivers nothing) does not hold a
+/// `get` longer than the catch-up time, nor answer it from a stale copy: the store
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_reads_the_store_when_the_cache_cannot_catch_up() {
+    let frozen = Arc::new(Frozen(Arc::new(MemoryStore::new())));
+    let store = CachedStore::new(
+        frozen,
+        CacheOptions {
+            prefixes: vec!["/".into()],
+            catch_up: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    ready(&store).await;
+    let r = store
+        .create("/f/a", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = store.get("/f/a").await.unwrap().unwrap();
+    assert_eq!(got.mod_revision, r);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(store.stats().hits, 0);
+    assert!(store.stats().misses >= 1);
+}
+
+/// A store whose watches never deliver an event, so a cache over it never catches up.
+struct Frozen(Arc<dyn Store>);
+
+#[async_trait]
+impl Store for Frozen {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StoreError> {
+        self.0.list(prefix, opts).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+        self.0.create(key, value).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.0.update(key, value, expected).await
+    }
+    async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
+        self.0.txn(writes).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
+        self.0.delete(key, expected).await
+    }
+    async fn watch(&self, _prefix: &str, _after: Revision) -> Result<WatchStream, StoreError> {
+        Ok(futures::stream::pending().boxed())
+    }
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<moor_store::ProgressStream, StoreError> {
+        moor_store::watch_without_progress(self, prefix, after).await
+    }
+    async fn claim_compaction(
+        &self,
+        version: i64,
+        revision: Revision,
+    ) -> Result<moor_store::CompactionClaim, StoreError> {
+        self.0.claim_compaction(version, revision).await
+    }
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.0.compact(revision).await
+    }
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.0.current_revision().await
+    }
+    fn local_revision(&self) -> Option<Revision> {
+        self.0.local_revision()
+    }
+}

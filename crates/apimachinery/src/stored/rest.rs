@@ -89,6 +89,14 @@ impl RestStorage for StoredResource {
         }
     }
 
+    async fn get_stored(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<moor_store::KeyValue>, ApiError> {
+        Ok(self.store.get(&self.key(ns, name)).await?)
+    }
+
     async fn list_streamed(
         &self,
         ctx: &RequestContext,

@@ -181,6 +181,10 @@ impl Store for EncryptedStore {
         self.inner.current_revision().await
     }
 
+    fn local_revision(&self) -> Option<Revision> {
+        self.inner.local_revision()
+    }
+
     /// Stale when the stored bytes (still at `kv`'s revision) are not what the first
     /// key writes.
     async fn is_stale(&self, kv: &KeyValue) -> Result<bool, StoreError> {

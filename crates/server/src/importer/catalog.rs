@@ -54,6 +54,17 @@ impl StreamStore for Importer {
         }
     }
 
+    async fn stream_stored(&self, ns: &str, name: &str) -> Result<Option<StoredStream>, ApiError> {
+        Ok(self
+            .streams
+            .get_stored(Some(ns), name)
+            .await?
+            .map(|kv| StoredStream {
+                bytes: kv.value,
+                revision: kv.mod_revision,
+            }))
+    }
+
     async fn list_streams(&self) -> Result<StreamList, ApiError> {
         let list = self
             .streams

@@ -737,6 +737,9 @@ mod tests {
         async fn stream(&self, _: &str, _: &str) -> Result<Option<ImageStream>, ApiError> {
             Err(ApiError::BadRequest("not scripted".into()))
         }
+        async fn stream_stored(&self, _: &str, _: &str) -> Result<Option<StoredStream>, ApiError> {
+            Err(ApiError::BadRequest("not scripted".into()))
+        }
         async fn list_streams(&self) -> Result<StreamList, ApiError> {
             let mut lists = self.lists.lock().unwrap();
             let streams = if lists.is_empty() {

@@ -101,7 +101,7 @@ fn parse_range(value: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
 async fn origin(reg: &Registry, repo: &RepoName, digest: &Digest) -> Result<Origin, RegistryError> {
     let stream = reg.repos.stream(repo).await?;
     reg.repos
-        .blob_origin(repo, stream.as_ref(), digest)
+        .blob_origin(repo, stream.as_deref(), digest)
         .await?
         .ok_or_else(|| RegistryError::blob_unknown(digest.as_str()))
 }

@@ -286,7 +286,7 @@ pub(super) async fn put(
     // From the check of what the repository has to the tag event, a prune waits.
     let _gc = reg.gc.read().await;
     let stream_obj = reg.repos.stream(&repo).await?;
-    let image = build_image(&reg, &repo, stream_obj.as_ref(), &fetched, &parsed).await?;
+    let image = build_image(&reg, &repo, stream_obj.as_deref(), &fetched, &parsed).await?;
     reg.content_put(&digest, bytes.clone()).await?;
     reg.links
         .link(&repo.namespace, &repo.stream, LinkKind::Manifest, &digest)

@@ -14,6 +14,7 @@
 pub mod auth;
 mod blobs;
 mod content;
+pub mod decoded_streams;
 mod deletions;
 pub mod driver;
 pub mod error;

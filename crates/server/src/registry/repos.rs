@@ -4,6 +4,10 @@
 //! and configs, and what was pushed into it), and where each can be pulled from on a
 //! miss. Calls the API server's storages (streams, images, secrets) and the
 //! repositories' links.
+//!
+//! A stream is read as stored (from the watch cache, consistently, where the store
+//! allows it) and decoded once per revision: [`DecodedStreams`] keeps the decoded stream
+//! with the revision it came from, so lookups of an unchanged stream decode nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use moor_api::image::{Image, ImageStream, TagEvent};
 use moor_api::{Digest, DockerImageReference};
 
+use super::decoded_streams::DecodedStreams;
 use super::error::{Code, RegistryError};
 use super::links::Links;
 use super::storage::LinkKind;
@@ -72,6 +77,7 @@ pub struct Repositories {
     /// `host[:port]` of this registry: references to it have no upstream.
     registry_hostname: String,
     images: Mutex<HashMap<String, Arc<Image>>>,
+    streams: DecodedStreams,
 }
 
 impl Repositories {
@@ -82,6 +88,7 @@ impl Repositories {
             links,
             registry_hostname: registry_hostname.to_string(),
             images: Mutex::new(HashMap::new()),
+            streams: DecodedStreams::default(),
         }
     }
 
@@ -100,16 +107,34 @@ impl Repositories {
         &self.registry_hostname
     }
 
-    /// The stream, if it exists.
-    pub async fn stream(&self, repo: &RepoName) -> Result<Option<ImageStream>, RegistryError> {
-        self.catalog
-            .stream(&repo.namespace, &repo.stream)
+    /// The stream, if it exists, as of its stored revision now: decoded once per
+    /// revision (without `managedFields`, which the registry never reads), then shared.
+    pub async fn stream(&self, repo: &RepoName) -> Result<Option<Arc<ImageStream>>, RegistryError> {
+        let stored = self
+            .catalog
+            .stream_stored(&repo.namespace, &repo.stream)
             .await
-            .map_err(RegistryError::internal)
+            .map_err(RegistryError::internal)?;
+        let Some(stored) = stored else {
+            self.streams.remove(repo);
+            return Ok(None);
+        };
+        if let Some(stream) = self.streams.get(repo, stored.revision) {
+            return Ok(Some(stream));
+        }
+        let stream = Arc::new(stored.decode().map_err(RegistryError::internal)?);
+        self.streams
+            .put(repo, stored.revision, stream.clone(), stored.bytes.len());
+        Ok(Some(stream))
+    }
+
+    /// The streams kept decoded, and the stored bytes they came from.
+    pub fn decoded_streams(&self) -> (usize, usize) {
+        self.streams.size()
     }
 
     /// The stream, or NAME_UNKNOWN.
-    pub async fn require_stream(&self, repo: &RepoName) -> Result<ImageStream, RegistryError> {
+    pub async fn require_stream(&self, repo: &RepoName) -> Result<Arc<ImageStream>, RegistryError> {
         self.stream(repo)
             .await?
             .ok_or_else(|| RegistryError::name_unknown(&repo.to_string()))

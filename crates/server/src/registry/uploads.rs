@@ -458,7 +458,7 @@ async fn try_mount(
     let s = reg.repos.stream(&source).await?;
     if reg
         .repos
-        .blob_origin(&source, s.as_ref(), digest)
+        .blob_origin(&source, s.as_deref(), digest)
         .await?
         .is_none()
         || reg.content_stat(digest).await?.is_none()

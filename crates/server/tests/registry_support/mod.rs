@@ -39,6 +39,9 @@ pub struct Options {
     pub uploads: moor_server::registry::UploadLimits,
     /// The audit log (default: none).
     pub audit: moor_server::audit::AuditOptions,
+    /// The API's objects in SQLite under the data directory, as `moor serve` keeps
+    /// them by default (default: a memory store).
+    pub sqlite: bool,
 }
 
 impl Moor {
@@ -86,6 +89,9 @@ impl Moor {
                 o.registry_anonymous_pull = options.anonymous_pull;
                 o.uploads = options.uploads;
                 o.audit = options.audit;
+                if options.sqlite {
+                    o.store = Some(format!("sqlite://{}", o.data_dir.join("moor.db").display()));
+                }
             })
             .listen()
             .await;

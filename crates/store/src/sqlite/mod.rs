@@ -13,7 +13,7 @@
 //! (`read`), and the writer thread with its batched transactions (`write`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -104,6 +104,9 @@ pub struct SqliteStore {
     thread: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     events: broadcast::Sender<Arc<Event>>,
+    /// The revision of the last committed write, set by the writer thread before it
+    /// answers the write (see [`Store::local_revision`]).
+    committed: Arc<AtomicI64>,
 }
 
 /// Where the database lives, to open more connections to it.
@@ -198,14 +201,16 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
+        let committed = Arc::new(AtomicI64::new(head(&conn)?.current));
 
         let (events, _) = broadcast::channel(options.watch_capacity.max(1));
         let (writer, requests) = mpsc::channel();
         let thread_events = events.clone();
+        let thread_committed = committed.clone();
         let max_batch = options.max_batch.max(1);
         let thread = std::thread::Builder::new()
             .name("moor-store-writer".into())
-            .spawn(move || write_loop(conn, requests, thread_events, max_batch))
+            .spawn(move || write_loop(conn, requests, thread_events, &thread_committed, max_batch))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         let connections = options.read_connections.max(1);
         Ok(Self {
@@ -217,6 +222,7 @@ impl SqliteStore {
                 permits: Arc::new(Semaphore::new(connections)),
             }),
             events,
+            committed,
         })
     }
 
@@ -353,6 +359,12 @@ impl Store for SqliteStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.readers.run(|conn| Ok(head(conn)?.current)).await
+    }
+
+    /// One store per database file (see the type's docs): its writer thread is the
+    /// only writer, so it knows the last committed revision.
+    fn local_revision(&self) -> Option<Revision> {
+        Some(self.committed.load(Ordering::Acquire))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writes: one writer thread that batches requests into transactions (group commit)
 //! and applies creates, updates, deletes and compactions.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use bytes::Bytes;
@@ -74,11 +75,13 @@ pub(super) enum BatchError {
 }
 
 /// The writer thread: takes every waiting request (up to `max_batch`), applies them in
-/// one transaction, publishes their events after the commit, then answers each.
+/// one transaction, records the last revision in `committed` and publishes their
+/// events after the commit, then answers each.
 pub(super) fn write_loop(
     mut conn: Connection,
     requests: mpsc::Receiver<WriteRequest>,
     events: broadcast::Sender<Arc<Event>>,
+    committed: &AtomicI64,
     max_batch: usize,
 ) {
     while let Ok(first) = requests.recv() {
@@ -92,6 +95,16 @@ pub(super) fn write_loop(
         loop {
             match apply_batch(&mut conn, &batch) {
                 Ok(applied) => {
+                    // Before any answer: a caller that saw its write acknowledged
+                    // reads a revision at least as new.
+                    let last = applied
+                        .iter()
+                        .flat_map(|(_, events_of)| events_of.iter())
+                        .map(|event| event.kv.mod_revision)
+                        .max();
+                    if let Some(last) = last {
+                        committed.fetch_max(last, Ordering::Release);
+                    }
                     for (request, (result, events_of)) in batch.into_iter().zip(applied) {
                         for event in events_of {
                             // No receiver is not an error: nobody is watching.
