@@ -421,9 +421,11 @@ impl StoredResource {
     /// The stored bytes of `obj`: all of it but `metadata.resourceVersion` and
     /// `metadata.selfLink`, serialized without copying the object.
     fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-        Ok(Bytes::from(
-            serde_json::to_vec(&StoredForm(obj)).map_err(ApiError::internal)?,
-        ))
+        let encoded = serde_json::to_vec(&StoredForm(obj)).map_err(ApiError::internal)?;
+        // Copied into a buffer of its exact size: the watch cache keeps these bytes as
+        // long as the object lives, and `to_vec`'s doubling leaves up to half of its
+        // buffer unused (an allocator's shrinking realloc may keep the whole block).
+        Ok(Bytes::copy_from_slice(&encoded))
     }
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
