@@ -232,6 +232,18 @@ struct SpecTag {
     scheduled: bool,
 }
 
+/// Spec tags up to which a stream's tags are looked up by a scan instead of an index
+/// (an index per small stream cost 5 MiB for 10,000 streams of 5 tags).
+const INDEXED_SPEC_TAGS: usize = 32;
+
+/// What the controller reads of `tag`.
+fn spec_tag_of(tag: &TagReference) -> SpecTag {
+    SpecTag {
+        generation: tag.generation.unwrap_or(0),
+        scheduled: tag.import_policy.scheduled,
+    }
+}
+
 /// The spec tags of `stream` by name (the first of a name, as `spec_tag` finds it).
 fn spec_index(stream: &ImageStream) -> HashMap<String, SpecTag> {
     stream
@@ -239,13 +251,7 @@ fn spec_index(stream: &ImageStream) -> HashMap<String, SpecTag> {
         .tags
         .iter()
         .rev()
-        .map(|t| {
-            let info = SpecTag {
-                generation: t.generation.unwrap_or(0),
-                scheduled: t.import_policy.scheduled,
-            };
-            (t.name.clone(), info)
-        })
+        .map(|t| (t.name.clone(), spec_tag_of(t)))
         .collect()
 }
 
@@ -257,8 +263,9 @@ const LARGE_STREAM_TAGS: usize = 500;
 struct State {
     /// Shared with the queued imports of tracking tags (no copy per reconcile).
     streams: HashMap<Key, Arc<ImageStream>>,
-    /// The spec tags of each of `streams` by name: each finished import looks its tag
-    /// up, and a stream may have thousands.
+    /// The spec tags by name of each of `streams` that has more than
+    /// [`INDEXED_SPEC_TAGS`]: each finished import looks its tag up, and a stream may
+    /// have thousands.
     spec: HashMap<Key, HashMap<String, SpecTag>>,
     due: DueQueue,
     imports: JoinSet<Finished>,
@@ -284,9 +291,28 @@ impl State {
         {
             return false;
         }
-        self.spec.insert(key.clone(), spec_index(&stream));
+        if stream.spec.tags.len() > INDEXED_SPEC_TAGS {
+            self.spec.insert(key.clone(), spec_index(&stream));
+        } else {
+            self.spec.remove(&key);
+        }
         self.streams.insert(key, Arc::new(slim(stream)));
         true
+    }
+
+    /// What the controller reads of spec tag `tag` of stream `key`.
+    fn spec_tag(&self, key: &Key, tag: &str) -> Option<SpecTag> {
+        match self.spec.get(key) {
+            Some(index) => index.get(tag).copied(),
+            None => self
+                .streams
+                .get(key)?
+                .spec
+                .tags
+                .iter()
+                .find(|t| t.name == tag)
+                .map(spec_tag_of),
+        }
     }
 
     /// Forgets a deleted stream.
@@ -656,7 +682,7 @@ impl ImportController {
         let now = Instant::now();
         match res {
             Ok((_, f)) => {
-                let current = st.spec.get(&key).and_then(|s| s.get(&f.tag)).copied();
+                let current = st.spec_tag(&key, &f.tag);
                 let wanted = work.tags.get(&f.tag) == Some(&f.generation)
                     && current.is_some_and(|t| t.generation == f.generation);
                 if !wanted {
@@ -1002,6 +1028,53 @@ impl ImportController {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_tags_are_found_by_scan_in_small_streams_and_by_index_in_large_ones() {
+        let stream = |tags: usize| {
+            let mut s = ImageStream::default();
+            s.metadata.namespace = Some("ns".into());
+            s.metadata.name = Some("app".into());
+            for i in 0..tags {
+                let mut t = TagReference {
+                    name: format!("t{i}"),
+                    generation: Some(i as i64 + 1),
+                    ..Default::default()
+                };
+                t.import_policy.scheduled = i == 1;
+                s.spec.tags.push(t);
+            }
+            // A second tag of a name: the first one counts.
+            s.spec.tags.push(TagReference {
+                name: "t0".into(),
+                generation: Some(99),
+                ..Default::default()
+            });
+            s
+        };
+        let mut st = State {
+            streams: HashMap::new(),
+            spec: HashMap::new(),
+            due: DueQueue::default(),
+            imports: JoinSet::new(),
+            running: HashMap::new(),
+            writes: JoinSet::new(),
+            writing: HashMap::new(),
+            lingers: BTreeSet::new(),
+        };
+        let key: Key = ("ns".into(), "app".into());
+        for (tags, indexed) in [(3, false), (INDEXED_SPEC_TAGS + 5, true), (2, false)] {
+            assert!(st.offer(key.clone(), stream(tags)));
+            assert_eq!(st.spec.contains_key(&key), indexed, "{tags} tags");
+            let t0 = st.spec_tag(&key, "t0").unwrap();
+            assert_eq!((t0.generation, t0.scheduled), (1, false));
+            let t1 = st.spec_tag(&key, "t1").unwrap();
+            assert_eq!((t1.generation, t1.scheduled), (2, true));
+            assert!(st.spec_tag(&key, "missing").is_none());
+        }
+        st.remove(&key);
+        assert!(st.spec_tag(&key, "t0").is_none());
+    }
 
     #[test]
     fn status_writes_wait_for_running_imports_a_linger_at_most_and_their_pace() {
