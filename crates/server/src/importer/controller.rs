@@ -260,6 +260,7 @@ fn spec_index(stream: &ImageStream) -> HashMap<String, SpecTag> {
 const LARGE_STREAM_TAGS: usize = 500;
 
 /// The state of one list-and-watch run of the controller loop.
+#[derive(Default)]
 struct State {
     /// Shared with the queued imports of tracking tags (no copy per reconcile).
     streams: HashMap<Key, Arc<ImageStream>>,
@@ -873,16 +874,7 @@ impl ImportController {
         array.push(b']');
         let typed: Vec<ImageStream> = serde_json::from_slice(&array).map_err(ApiError::internal)?;
         drop(array);
-        let mut st = State {
-            streams: HashMap::new(),
-            spec: HashMap::new(),
-            due: DueQueue::default(),
-            imports: JoinSet::new(),
-            running: HashMap::new(),
-            writes: JoinSet::new(),
-            writing: HashMap::new(),
-            lingers: BTreeSet::new(),
-        };
+        let mut st = State::default();
         let now = Instant::now();
         for s in typed {
             let key = (
@@ -1052,16 +1044,7 @@ mod tests {
             });
             s
         };
-        let mut st = State {
-            streams: HashMap::new(),
-            spec: HashMap::new(),
-            due: DueQueue::default(),
-            imports: JoinSet::new(),
-            running: HashMap::new(),
-            writes: JoinSet::new(),
-            writing: HashMap::new(),
-            lingers: BTreeSet::new(),
-        };
+        let mut st = State::default();
         let key: Key = ("ns".into(), "app".into());
         for (tags, indexed) in [(3, false), (INDEXED_SPEC_TAGS + 5, true), (2, false)] {
             assert!(st.offer(key.clone(), stream(tags)));
