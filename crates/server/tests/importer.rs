@@ -974,3 +974,30 @@ async fn a_mirrors_definite_answer_is_reported_as_it_is_and_not_retried() {
         events[0]
     );
 }
+
+/// Reference tags are recorded as named without any registry (this one does not
+/// exist): the import controller resolves them in place, without queued jobs, for a
+/// burst of a hundred streams of five tags each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_tags_are_recorded_in_place_without_a_registry() {
+    let h = MoorServer::importing(upstream(&[])).await;
+    for i in 0..100 {
+        let tags = (0..5)
+            .map(|t| {
+                json!({"name": format!("v{t}"), "reference": true,
+                    "from": {"kind": "DockerImage", "name": format!("registry.invalid/app{i}:v{t}")}})
+            })
+            .collect();
+        create_stream(&h, &format!("ref-{i:03}"), tags).await;
+    }
+    for i in [0, 57, 99] {
+        for t in 0..5 {
+            let tag = wait_tag(&h, &format!("ref-{i:03}"), &format!("v{t}"), imported).await;
+            assert_eq!(
+                tag["items"][0]["dockerImageReference"],
+                format!("registry.invalid/app{i}:v{t}")
+            );
+            assert_eq!(tag["items"][0]["image"], "");
+        }
+    }
+}

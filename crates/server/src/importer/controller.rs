@@ -109,6 +109,11 @@ pub const WRITE_PACE: u32 = 4;
 /// The longest wait [`WRITE_PACE`] imposes.
 pub const WRITE_PACE_MAX: Duration = Duration::from_secs(5);
 
+/// Status writes in flight at most (each reads, decodes and re-encodes its stream);
+/// the others wait with only their outcomes, so a burst of created streams whose
+/// reference tags resolve at once does not hold thousands of decoded streams.
+pub const MAX_STATUS_WRITES: usize = 32;
+
 /// When a stream's outcomes are due to be written: once none of its imports still
 /// runs (`unfinished == 0`), or [`WRITE_LINGER`] after the first of them finished,
 /// but not before `paced_until` (see [`WRITE_PACE`]).
@@ -335,6 +340,8 @@ pub struct ImportController {
     next_work_id: u64,
     /// Streams whose next status write waits (see [`WRITE_PACE`]), until when.
     paced: HashMap<Key, Instant>,
+    /// Permits for [`MAX_STATUS_WRITES`].
+    write_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A stream as the controller keeps it: without `managedFields`, which it never reads
@@ -450,6 +457,7 @@ impl ImportController {
             work: HashMap::new(),
             next_work_id: 0,
             paced: HashMap::new(),
+            write_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STATUS_WRITES)),
         }
     }
 
@@ -528,6 +536,7 @@ impl ImportController {
                 due.push(tag.clone());
             }
         }
+        let mut resolved = Vec::new();
         if !due.is_empty() {
             let named = Arc::new(name_only(stream));
             let secrets = Arc::new(OnceCell::new());
@@ -547,6 +556,15 @@ impl ImportController {
             for tag in due {
                 work.tags
                     .insert(tag.name.clone(), tag.generation.unwrap_or(0));
+                // A reference tag needs no registry: its outcome is known now, and
+                // waits for the stream's status write without a queued job (a burst
+                // of created streams would queue tens of thousands).
+                if let Some(outcome) = Importer::reference_outcome(&tag) {
+                    work.done.push((tag.name.clone(), outcome));
+                    work.first_done.get_or_insert(now);
+                    resolved.push(tag.name.clone());
+                    continue;
+                }
                 work.unfinished += 1;
                 let registry = registry_of(&tag);
                 let snapshot = match tag.from_kind() {
@@ -563,6 +581,12 @@ impl ImportController {
                         secrets: secrets.clone(),
                     },
                 );
+            }
+        }
+        // Resolved tags need no retry (an import of theirs may have failed before).
+        if let Some(retries) = self.retries.get_mut(&key) {
+            for tag in &resolved {
+                retries.remove(tag);
             }
         }
         self.next_action(&key)
@@ -736,10 +760,13 @@ impl ImportController {
         work.first_done = None;
         let outcomes = std::mem::take(&mut work.done);
         let importer = self.importer.clone();
+        let slots = self.write_slots.clone();
         let k = key.clone();
         let span = tracing::info_span!("import_write", namespace = %key.0, stream = %key.1, tags = outcomes.len());
         let handle = st.writes.spawn(
             async move {
+                // Never closed, so never an error.
+                let _slot = slots.acquire_owned().await.ok();
                 let started = Instant::now();
                 let result = importer.write_outcomes(&k.0, &k.1, &outcomes).await;
                 let tags = outcomes.into_iter().map(|(t, _)| t).collect();
@@ -928,8 +955,10 @@ impl ImportController {
                         let large = stream.spec.tags.len() > LARGE_STREAM_TAGS;
                         let action = cpu_bound_if(large, || self.reconcile(stream, &st.streams));
                         if let Action::Requeue(d) = action {
-                            st.due.schedule(k, Instant::now() + d);
+                            st.due.schedule(k.clone(), Instant::now() + d);
                         }
+                        // Reference tags were resolved in place.
+                        self.flush(&mut st, &k);
                     }
                     while let Some((t, _)) = st.lingers.first()
                         && *t <= now

@@ -735,6 +735,22 @@ impl Importer {
         })
     }
 
+    /// The outcome of a reference tag (`reference: true` from a DockerImage; such a tag
+    /// never follows a range): recorded as named, without contacting any registry or
+    /// reading anything, so the import controller resolves it in place.
+    pub fn reference_outcome(tag: &TagReference) -> Option<TagOutcome> {
+        (tag.from_kind() == KIND_DOCKER_IMAGE && tag.reference).then(|| TagOutcome::Imported {
+            event: TagEvent {
+                created: Some(Time(jiff::Timestamp::now())),
+                docker_image_reference: tag.from_name().to_string(),
+                image: String::new(),
+                generation: tag.generation.unwrap_or(0),
+                ..Default::default()
+            },
+            images: vec![],
+        })
+    }
+
     /// Imports or resolves one spec tag of `stream`.
     pub async fn resolve_tag(
         &self,
@@ -759,19 +775,12 @@ impl Importer {
         } else {
             tag
         };
+        if let Some(outcome) = Self::reference_outcome(tag) {
+            return outcome;
+        }
         let generation = tag.generation.unwrap_or(0);
         let ns = stream.metadata.namespace.clone().unwrap_or_default();
         match tag.from_kind() {
-            KIND_DOCKER_IMAGE if tag.reference => TagOutcome::Imported {
-                event: TagEvent {
-                    created: Some(Time(jiff::Timestamp::now())),
-                    docker_image_reference: tag.from_name().to_string(),
-                    image: String::new(),
-                    generation,
-                    ..Default::default()
-                },
-                images: vec![],
-            },
             KIND_DOCKER_IMAGE => {
                 let spec = match Self::spec_for(
                     tag,
