@@ -1,6 +1,6 @@
 //! `bench/run api`: creates N image streams with 5 spec tags each through the API
 //! (concurrently), then lists them all repeatedly. Reports the create rate, list
-//! latency (p50, p95) and the server's peak RSS. `--store etcd` starts an etcd of its
+//! latency (p50, p95, p99) and the server's peak RSS. `--store etcd` starts an etcd of its
 //! own and keeps the objects there; `--replicas 3` (etcd only) starts three `moor
 //! serve` on it and spreads the creates and the lists over them round-robin;
 //! `--moor-arg` passes a flag to `moor serve`.
@@ -157,6 +157,7 @@ async fn main() -> Result<()> {
     );
     println!("  list all p50:       {}", ms(quantile(&mut samples, 0.50)));
     println!("  list all p95:       {}", ms(quantile(&mut samples, 0.95)));
+    println!("  list all p99:       {}", ms(quantile(&mut samples, 0.99)));
     println!("  list size:          {:.1} MiB", bytes as f64 / 1048576.0);
     let peaks: Vec<String> = replicas
         .iter()
