@@ -280,9 +280,51 @@ struct State {
     writing: HashMap<tokio::task::Id, Key>,
     /// When streams' lingering outcomes are to be written.
     lingers: BTreeSet<(Instant, Key)>,
+    /// The streams with a tag from an ImageStreamTag of stream `(namespace, name)` in
+    /// their own namespace: they look again when it changes (without a scan of every
+    /// stream per change).
+    trackers: HashMap<Key, BTreeSet<Key>>,
+}
+
+/// The streams of its own namespace whose ImageStreamTags `stream` has tags from.
+fn tracked_sources(key: &Key, stream: &ImageStream) -> BTreeSet<Key> {
+    stream
+        .spec
+        .tags
+        .iter()
+        .filter(|t| t.from_kind() == KIND_IMAGE_STREAM_TAG)
+        .filter_map(|t| t.from_name().split(':').next())
+        .map(|source| (key.0.clone(), source.to_string()))
+        .collect()
 }
 
 impl State {
+    /// Replaces what `key` is recorded to track by `sources`.
+    fn track(&mut self, key: &Key, old: BTreeSet<Key>, sources: BTreeSet<Key>) {
+        for gone in old.difference(&sources) {
+            if let Some(set) = self.trackers.get_mut(gone) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.trackers.remove(gone);
+                }
+            }
+        }
+        for added in sources.difference(&old) {
+            self.trackers
+                .entry(added.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// The streams that track stream `key`.
+    fn trackers_of(&self, key: &Key) -> Vec<Key> {
+        self.trackers
+            .get(key)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Keeps `stream` unless what is kept is newer (a write's answer can arrive before
     /// the watch events of earlier writes). Returns whether it was kept.
     fn offer(&mut self, key: Key, stream: ImageStream) -> bool {
@@ -302,6 +344,12 @@ impl State {
         } else {
             self.spec.remove(&key);
         }
+        let old = self
+            .streams
+            .get(&key)
+            .map(|s| tracked_sources(&key, s))
+            .unwrap_or_default();
+        self.track(&key, old, tracked_sources(&key, &stream));
         self.streams.insert(key, Arc::new(slim(stream)));
         true
     }
@@ -323,7 +371,9 @@ impl State {
 
     /// Forgets a deleted stream.
     fn remove(&mut self, key: &Key) {
-        self.streams.remove(key);
+        if let Some(s) = self.streams.remove(key) {
+            self.track(key, tracked_sources(key, &s), BTreeSet::new());
+        }
         self.spec.remove(key);
     }
 }
@@ -1028,19 +1078,7 @@ impl ImportController {
                 }
                 let now = Instant::now();
                 // Streams tracking this one look again too.
-                let trackers: Vec<Key> = st
-                    .streams
-                    .iter()
-                    .filter(|(dk, ds)| {
-                        dk.0 == k.0
-                            && ds.spec.tags.iter().any(|t| {
-                                t.from_kind() == KIND_IMAGE_STREAM_TAG
-                                    && t.from_name().split(':').next() == Some(k.1.as_str())
-                            })
-                    })
-                    .map(|(dk, _)| dk.clone())
-                    .collect();
-                for dk in trackers {
+                for dk in st.trackers_of(&k) {
                     st.due.schedule(dk, now);
                 }
                 st.due.schedule(k, now);
@@ -1097,6 +1135,44 @@ mod tests {
         }
         st.remove(&key);
         assert!(st.spec_tag(&key, "t0").is_none());
+    }
+
+    #[test]
+    fn trackers_are_indexed_by_source_and_follow_changes_and_deletions() {
+        let stream = |name: &str, rv: u64, sources: &[&str]| {
+            let mut s = ImageStream::default();
+            s.metadata.namespace = Some("ns".into());
+            s.metadata.name = Some(name.into());
+            s.metadata.resource_version = Some(rv.to_string());
+            for (i, src) in sources.iter().enumerate() {
+                s.spec.tags.push(TagReference {
+                    name: format!("t{i}"),
+                    from: Some(k8s_openapi::api::core::v1::ObjectReference {
+                        kind: Some(KIND_IMAGE_STREAM_TAG.into()),
+                        name: Some(format!("{src}:latest")),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            s
+        };
+        let key = |n: &str| -> Key { ("ns".into(), n.into()) };
+        let mut st = State::default();
+        assert!(st.offer(key("a"), stream("a", 1, &["base", "base", "other"])));
+        assert!(st.offer(key("b"), stream("b", 2, &["base"])));
+        assert_eq!(st.trackers_of(&key("base")), vec![key("a"), key("b")]);
+        assert_eq!(st.trackers_of(&key("other")), vec![key("a")]);
+        // An older version is refused and changes nothing.
+        assert!(!st.offer(key("a"), stream("a", 0, &[])));
+        assert_eq!(st.trackers_of(&key("other")), vec![key("a")]);
+        // `a` stops tracking `other`; `b` is deleted.
+        assert!(st.offer(key("a"), stream("a", 3, &["base"])));
+        assert!(st.trackers_of(&key("other")).is_empty());
+        st.remove(&key("b"));
+        assert_eq!(st.trackers_of(&key("base")), vec![key("a")]);
+        st.remove(&key("a"));
+        assert!(st.trackers.is_empty());
     }
 
     #[test]
