@@ -5,8 +5,12 @@
 //! of a `PublicKey` policy with `rekorKeyData`. Pure: no I/O.
 //!
 //! The formats are sigstore's, read from cosign and containers/image
-//! (`signature/fulcio_cert.go`, `internal/rekor_set.go`) and written here because the
-//! `sigstore` crate does not build in this tree (see the parent module):
+//! (`signature/fulcio_cert.go`, `internal/rekor_set.go`). The `sigstore` crate has
+//! these checks (`cosign::bundle`, its certificate pool) only behind its `cosign`
+//! feature, which brings its registry, Fulcio, OAuth and Rekor HTTP clients (and its
+//! certificate pool is private), so they are written here; the signatures themselves
+//! (the SET by the Rekor key, the payload by the certificate's key) are verified with
+//! the crate, through [`PublicKey`]:
 //! - the layer annotations `dev.sigstore.cosign/certificate` (PEM leaf),
 //!   `dev.sigstore.cosign/chain` (PEM intermediates then the root, which is ignored:
 //!   only the policy's CA is trusted) and `dev.sigstore.cosign/bundle`;

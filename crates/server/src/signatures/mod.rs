@@ -12,11 +12,11 @@
 //! and whose `dev.cosignproject.cosign/signature` annotation is the base64 signature
 //! over it ([`keys`] says which key types verify).
 //!
-//! Why not the `sigstore` crate: sigstore 0.15 refuses to build without a crypto
-//! backend (`compile_error!` unless `native-tls`, i.e. OpenSSL, or `rustls-tls`, i.e.
-//! aws-lc-rs, is on), and both are C builds the tree has none of (it is ring and
-//! RustCrypto). Its offline checks are signature verifications over the payload bytes,
-//! done here with ring and `rsa`, both already in the tree.
+//! The `sigstore` crate (0.15, `rustls-tls` only: aws-lc-rs, no HTTP stack) verifies
+//! the signatures themselves ([`keys`]). Its cosign-level checks (`cosign` feature:
+//! signature layers, Rekor bundles, Fulcio certificate pools) come only with its
+//! registry client, Fulcio/OAuth and Rekor HTTP clients, so the formats around the
+//! signatures (the `.sig` manifest, the payload, keyless material) are read here.
 
 pub mod keyless;
 pub mod keys;
