@@ -829,6 +829,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_multi_key_transactions_writes_are_single_key() {
+        let inner: Arc<dyn Store> = Arc::new(SingleKey(MemoryStore::new()));
+        let store = OutboxStore::wrap(inner.clone(), "moor:5000");
+        assert!(!store.multi_key_txn());
+        notification(store.as_ref(), "a").await;
+        notification(store.as_ref(), "b").await;
+        // A stream write passes alone (no recorder runs here: no entry).
+        let r1 = store.create(KEY, stream("sha256:a")).await.unwrap();
+        store.update(KEY, stream("sha256:b"), r1).await.unwrap();
+        assert!(entries(inner.as_ref()).await.is_empty());
+        // An event without a stream change: one create per Notification.
+        let data = moor_api::notification::EventData {
+            namespace: "ns".into(),
+            image_stream: "app".into(),
+            tag: "1".into(),
+            old_digest: None,
+            new_digest: None,
+            pull_spec: None,
+            reason: Some("SignatureMissing".into()),
+            message: Some("unsigned".into()),
+        };
+        let n = crate::notify::record(store.as_ref(), Kind::SignatureRefused, data)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        let got = entries(inner.as_ref()).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|(_, e)| e.kind == Kind::SignatureRefused));
+    }
+
+    #[tokio::test]
     async fn a_compacted_cursor_is_a_gap_for_the_notifications_whose_streams_changed() {
         let inner: Arc<dyn Store> = Arc::new(SingleKey(MemoryStore::new()));
         let r1 = inner.create(KEY, stream("sha256:a")).await.unwrap();
