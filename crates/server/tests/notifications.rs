@@ -3,8 +3,9 @@
 //! one); events recorded while the receiver is down survive a restart of moor and
 //! arrive in order per stream (both also on a real etcd, where the stream and its
 //! outbox entries are one etcd Txn, and on etcd in kine mode, single-key transactions
-//! only, where the leader's recorder writes the entries from the streams' watch); a
-//! loopback receiver is refused without
+//! only, where the leader's recorder writes the entries from the streams' watch, and
+//! a change whose history is compacted before it is recorded is a gap in the status);
+//! a loopback receiver is refused without
 //! `--allow-private-notification-targets`; bad specs are refused.
 
 use std::sync::Arc;
