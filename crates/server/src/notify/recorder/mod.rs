@@ -266,12 +266,14 @@ impl Recorder {
             .cloned()
             .collect();
         self.subscribers = subscribers;
-        self.subscribers_at = listed.revision;
         if upto > 0 {
             for ns in new {
                 self.load_namespace(&ns, self.position).await?;
             }
         }
+        // Only once every namespace is loaded: after a failure the next call lists
+        // (and loads) again.
+        self.subscribers_at = listed.revision;
         Ok(())
     }
 
