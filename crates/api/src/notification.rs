@@ -136,6 +136,25 @@ pub struct NotificationStatus {
     /// Events delivered since the Notification was created.
     #[serde(default)]
     pub delivered: u64,
+    /// Times the server resumed recording after the store's history was compacted
+    /// (kine only, when no replica led for longer than kine keeps history), with
+    /// changes of this Notification's streams in between, which were not recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gaps: u64,
+    /// The last gap: which store revisions were not recorded.
+    #[serde(rename = "lastGap", default, skip_serializing_if = "Option::is_none")]
+    pub last_gap: Option<String>,
+    /// When the last gap was found.
+    #[serde(
+        rename = "lastGapTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_gap_time: Option<Time>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What happened, as `spec.events` names it.

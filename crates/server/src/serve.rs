@@ -33,7 +33,9 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unsupported --store {0:?}: use sqlite://PATH, etcd://HOST:PORT[,...] or memory://")]
+    #[error(
+        "unsupported --store {0:?}: use sqlite://PATH, etcd://HOST:PORT[,...], kine://HOST:PORT[,...] or memory://"
+    )]
     StoreUrl(String),
     #[error("{0}")]
     EtcdFlags(String),
@@ -109,8 +111,9 @@ pub struct ServeOptions {
     pub listen: String,
     /// What `status.dockerImageRepository` names; default: the bound address.
     pub registry_hostname: Option<String>,
-    /// `sqlite://PATH`, `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` or `memory://`;
-    /// default: SQLite at `<data-dir>/moor.db`.
+    /// `sqlite://PATH`, `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, the same with
+    /// `kine://` (etcd's API served by kine: single-key transactions only) or
+    /// `memory://`; default: SQLite at `<data-dir>/moor.db`.
     pub store: Option<String>,
     /// `--blob-store`: `file://PATH` or `s3://BUCKET?endpoint=URL&region=R`; default:
     /// files under `<data-dir>/registry`.
@@ -500,15 +503,17 @@ async fn open_configured_store(
 ) -> Result<(Arc<dyn Store>, crate::election::Backend), ServeError> {
     use crate::election::Backend;
     match opts.store.as_deref() {
-        Some(url) if url.starts_with("etcd://") => {
+        Some(url) if moor_store::EtcdOptions::is_url(url) => {
             let options = moor_store::EtcdOptions::from_url(url, opts.etcd_tls.clone())?;
             let endpoints = options.endpoints.join(",");
+            let kind = if options.kine { "kine" } else { "etcd" };
             let store = Arc::new(moor_store::EtcdStore::connect(options).await?);
-            tracing::info!(%endpoints, "store: etcd");
+            tracing::info!(%endpoints, "store: {kind}");
             Ok((store.clone(), Backend::Etcd(store)))
         }
         _ if opts.etcd_tls.is_set() => Err(ServeError::EtcdFlags(
-            "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --store etcd://...".into(),
+            "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --store etcd://... or kine://..."
+                .into(),
         )),
         url => {
             let backend = match url {
@@ -936,7 +941,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     }
     let service_account_tokens = service_account_tokens(opts, &url, store.clone())?;
     let config = ApiConfig {
-        registry_hostname,
+        registry_hostname: registry_hostname.clone(),
         server_address: addr.to_string(),
         max_images_bulk: opts.max_images_bulk,
         serving: moor_apimachinery::stored::ServingConfig {
@@ -1181,6 +1186,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
             FencedStore::wrap(store.clone(), leadership.clone()),
             leadership.clone(),
             &url,
+            &registry_hostname,
         );
     }
     let scheduler_leadership = overrides.leadership.unwrap_or_else(|| leadership.clone());
@@ -1336,7 +1342,9 @@ impl Built {
 }
 
 /// Starts the notification delivery controller on the leader (its writes fenced by
-/// `fenced`), with its metrics.
+/// `fenced`), with its metrics, and where the store has no multi-key transactions
+/// (kine) the recorder that writes the outbox from the streams' watch.
+#[allow(clippy::too_many_arguments)]
 fn start_notifications(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     opts: &ServeOptions,
@@ -1345,7 +1353,24 @@ fn start_notifications(
     fenced: Arc<dyn Store>,
     leadership: Arc<dyn crate::scheduler::Leadership>,
     url: &str,
+    registry_hostname: &str,
 ) {
+    if !fenced.multi_key_txn() {
+        let recorder_metrics = crate::notify::RecorderMetrics::default();
+        recorder_metrics.register(metrics);
+        let (store, registry) = (fenced.clone(), registry_hostname.to_owned());
+        tasks.push(tokio::spawn(crate::election::while_leading(
+            leadership.clone(),
+            "notification-recorder",
+            move || {
+                crate::notify::recorder::run(
+                    store.clone(),
+                    registry.clone(),
+                    recorder_metrics.clone(),
+                )
+            },
+        )));
+    }
     let mut config = delivery.unwrap_or_default();
     config.allow_private_targets = opts.allow_private_notification_targets;
     config.source = url.to_owned();

@@ -600,6 +600,10 @@ impl Store for CachedStore {
         self.inner.txn(writes).await
     }
 
+    fn multi_key_txn(&self) -> bool {
+        self.inner.multi_key_txn()
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, expected).await
     }

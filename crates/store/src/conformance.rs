@@ -297,8 +297,13 @@ pub async fn create_existing_fails<S: Store>(store: S) {
 
 /// `txn` applies every write or none: an update and a create land together, in order
 /// for a watcher; a failed precondition (a stale update, an existing key, a missing
-/// key) writes nothing and names its key.
+/// key) writes nothing and names its key. A store without multi-key transactions
+/// ([`Store::multi_key_txn`] false: kine) runs [`single_key_transactions_only`]
+/// instead.
 pub async fn multi_key_transaction<S: Store>(store: S) {
+    if !store.multi_key_txn() {
+        return single_key_transactions_only(store).await;
+    }
     let (a, out1, out2) = ("/txn/a", "/txn/outbox/1", "/txn/outbox/2");
     let r1 = store.create(a, b("one")).await.unwrap();
     let mut watch = store.watch("/txn/", r1).await.unwrap();
@@ -393,6 +398,73 @@ pub async fn multi_key_transaction<S: Store>(store: S) {
     // Nothing else reached the watcher: the next event is this create.
     let r = store.create(out2, b("y")).await.unwrap();
     assert_eq!(next_event(&mut watch).await, put(kv(out2, "y", r, r)));
+}
+
+/// A store without multi-key transactions (kine): `txn` of two writes fails with
+/// `Unsupported` and writes neither; `txn` of one write is that create or update, with
+/// its preconditions.
+pub async fn single_key_transactions_only<S: Store>(store: S) {
+    assert!(!store.multi_key_txn());
+    let (a, out1) = ("/txn/a", "/txn/outbox/1");
+    let r1 = store.create(a, b("one")).await.unwrap();
+    let two = store
+        .txn(vec![
+            TxnWrite::Update {
+                key: a.into(),
+                value: b("two"),
+                expected: r1,
+            },
+            TxnWrite::Create {
+                key: out1.into(),
+                value: b("moved"),
+            },
+        ])
+        .await;
+    assert!(matches!(two, Err(StoreError::Unsupported(_))), "{two:?}");
+    assert_eq!(store.get(a).await.unwrap(), Some(kv(a, "one", r1, r1)));
+    assert_eq!(store.get(out1).await.unwrap(), None);
+    let r2 = store
+        .txn(vec![TxnWrite::Update {
+            key: a.into(),
+            value: b("two"),
+            expected: r1,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(r2.len(), 1);
+    assert_eq!(store.get(a).await.unwrap(), Some(kv(a, "two", r1, r2[0])));
+    let stale = store
+        .txn(vec![TxnWrite::Update {
+            key: a.into(),
+            value: b("three"),
+            expected: r1,
+        }])
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { key, .. }) if key == a),
+        "{stale:?}"
+    );
+    let r3 = store
+        .txn(vec![TxnWrite::Create {
+            key: out1.into(),
+            value: b("x"),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(out1).await.unwrap(),
+        Some(kv(out1, "x", r3[0], r3[0]))
+    );
+    let again = store
+        .txn(vec![TxnWrite::Create {
+            key: out1.into(),
+            value: b("y"),
+        }])
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::AlreadyExists(k)) if k == out1),
+        "{again:?}"
+    );
 }
 
 /// `update` and `delete` with a stale expected revision fail with `Conflict` naming the

@@ -1,6 +1,7 @@
 //! An etcd-shaped key-value store: one global revision, compare-and-swap on revision,
 //! list at a revision, watch from a revision, compaction. The API server keeps every
-//! object here; backends are SQLite (the embedded default), etcd (for replicas) and memory (tests).
+//! object here; backends are SQLite (the embedded default), etcd (for replicas; also kine,
+//! without multi-key transactions) and memory (tests).
 //! Every backend must pass [`conformance`]. This crate calls nothing but its own backends.
 
 #![warn(missing_docs)]
@@ -209,6 +210,10 @@ pub enum StoreError {
     /// The backend failed (I/O, database, a stopped worker); the operation may be retried.
     #[error("store backend: {0}")]
     Backend(String),
+    /// The backend cannot do this at all (kine: a transaction over several keys); a
+    /// retry fails the same way.
+    #[error("store backend does not support this: {0}")]
+    Unsupported(String),
 }
 
 /// An etcd-shaped store. All operations are atomic on one key, [`txn`](Self::txn) on
@@ -235,8 +240,15 @@ pub trait Store: Send + Sync + 'static {
     /// Keys must be distinct. Returns each write's revision, in order: the same one on
     /// etcd (one Txn), consecutive ones where every write has its own. Watchers see
     /// the writes in that order. Required, so that a wrapper forwards it. On etcd this
-    /// is a Txn of several compares and puts, which kine does not accept.
+    /// is a Txn of several compares and puts, which kine does not accept: where
+    /// [`multi_key_txn`](Self::multi_key_txn) is false, more than one write fails with
+    /// [`StoreError::Unsupported`].
     async fn txn(&self, writes: Vec<TxnWrite>) -> Result<Vec<Revision>, StoreError>;
+    /// Whether [`txn`](Self::txn) takes several writes (every backend but etcd in kine
+    /// mode, `kine://`). Wrappers forward it. The default: true.
+    fn multi_key_txn(&self) -> bool {
+        true
+    }
     /// Deletes `key`, if `expected` is given only at that `mod_revision`. Returns the
     /// deleted value with `mod_revision` set to the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;

@@ -292,6 +292,9 @@ impl Store for Breakable {
     async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
         self.inner.txn(writes).await
     }
+    fn multi_key_txn(&self) -> bool {
+        self.inner.multi_key_txn()
+    }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, expected).await
     }
@@ -503,6 +506,9 @@ impl Store for Frozen {
     }
     async fn txn(&self, writes: Vec<moor_store::TxnWrite>) -> Result<Vec<Revision>, StoreError> {
         self.0.txn(writes).await
+    }
+    fn multi_key_txn(&self) -> bool {
+        self.0.multi_key_txn()
     }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.0.delete(key, expected).await

@@ -94,3 +94,33 @@ async fn multi_key_transaction_on_every_backend() {
             .await;
     }
 }
+
+/// etcd in kine mode (`kine://`): a transaction of two writes is refused as kine
+/// refuses it, one of one write is that write; the cases that use single-key writes
+/// only pass as on etcd (each under its own prefix of one etcd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kine_mode_refuses_multi_key_transactions_and_conforms_otherwise() {
+    if !etcd_peer::available() {
+        return;
+    }
+    let etcd = tokio::task::block_in_place(etcd_peer::Etcd::start);
+    let mut n = 0;
+    let mut store = || {
+        n += 1;
+        let mut options = support::etcd_options(vec![etcd.endpoint.clone()], format!("/kine{n}"));
+        options.kine = true;
+        async move { moor_store::EtcdStore::connect(options).await.unwrap() }
+    };
+    let kine = store().await;
+    assert!(!kine.multi_key_txn());
+    conformance::multi_key_transaction(kine).await;
+    conformance::get_create_update_delete(store().await).await;
+    conformance::stale_revision_conflicts(store().await).await;
+    conformance::list_at_revision(store().await).await;
+    conformance::watch_replays_history(store().await).await;
+    conformance::concurrent_per_key_writes(store().await).await;
+    // The same etcd without kine mode takes both writes.
+    let etcd_mode = etcd_store(vec![etcd.endpoint.clone()], "/etcd").await;
+    assert!(etcd_mode.multi_key_txn());
+    conformance::multi_key_transaction(etcd_mode).await;
+}

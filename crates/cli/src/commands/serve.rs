@@ -73,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long = "registry-qps", value_name = "HOST=N", value_parser = parse_registry_qps)]
     pub registry_qps: Vec<(String, f64)>,
 
-    /// Where objects are stored: sqlite://PATH, etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /moor) or memory:// [default: SQLite under DATA_DIR]
+    /// Where objects are stored: sqlite://PATH, etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /moor), kine://... (the same, served by kine) or memory:// [default: SQLite under DATA_DIR]
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 

@@ -76,11 +76,11 @@ Examples:
 /// `moor store copy`.
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// The store to read: etcd://..., sqlite://PATH, or a SQLite file or data dir
+    /// The store to read: etcd://..., kine://..., sqlite://PATH, or a SQLite file or data dir
     #[arg(long, value_name = "URL")]
     pub from: String,
 
-    /// The store to write: etcd://..., sqlite://PATH, or a SQLite file or data dir
+    /// The store to write: etcd://..., kine://..., sqlite://PATH, or a SQLite file or data dir
     #[arg(long, value_name = "URL")]
     pub to: String,
 
@@ -231,7 +231,7 @@ enum StoreSpec {
 
 impl StoreSpec {
     fn parse(url: &str) -> Result<Self, StoreCopyError> {
-        if url.starts_with("etcd://") {
+        if moor_store::EtcdOptions::is_url(url) {
             let options = moor_store::EtcdOptions::from_url(url, Default::default())
                 .map_err(|_| StoreCopyError::Url(url.to_owned()))?;
             return Ok(StoreSpec::Etcd(

@@ -65,6 +65,17 @@ pub fn notification(n: &Notification, now: Timestamp) -> String {
             None => "<none>".into(),
         },
     );
+    if status.gaps > 0 {
+        line(
+            "Gaps",
+            format!(
+                "{}, last: {} ({})",
+                status.gaps,
+                status.last_gap.as_deref().unwrap_or("<unknown>"),
+                ago(status.last_gap_time.as_ref(), now)
+            ),
+        );
+    }
     TabWriter::OC_DESCRIBE.format(&out)
 }
 
@@ -101,5 +112,23 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }
+        assert!(!text.contains("Gaps:"), "{text}");
+    }
+
+    #[test]
+    fn a_gap_is_shown() {
+        let n: Notification = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hook", "namespace": "ns"},
+            "spec": {"url": "https://h.example/x"},
+            "status": {"gaps": 2, "lastGap": "store revisions 5 to 900 were compacted",
+                       "lastGapTime": "2026-01-01T00:00:00Z"},
+        }))
+        .unwrap();
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let text = notification(&n, now);
+        assert!(
+            text.contains("Gaps:") && text.contains("2, last: store revisions 5 to 900"),
+            "{text}"
+        );
     }
 }

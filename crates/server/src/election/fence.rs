@@ -89,6 +89,9 @@ impl Store for FencedStore {
         self.check()?;
         self.inner.txn(writes).await
     }
+    fn multi_key_txn(&self) -> bool {
+        self.inner.multi_key_txn()
+    }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.check()?;
         self.inner.delete(key, expected).await

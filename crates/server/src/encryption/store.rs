@@ -109,6 +109,10 @@ impl Store for EncryptedStore {
         self.inner.txn(sealed).await
     }
 
+    fn multi_key_txn(&self) -> bool {
+        self.inner.multi_key_txn()
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         let kv = self.inner.delete(key, expected).await?;
         open(&self.config, kv)

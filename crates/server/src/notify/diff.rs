@@ -113,6 +113,40 @@ pub fn events(old: Option<&Value>, new: &Value, registry: &str) -> Vec<Found> {
     out
 }
 
+/// What [`events`] reads of a stream as the old version: each status tag's name, its
+/// newest history entry's image and pull spec, and its `ImportSuccess=False`
+/// condition. The recorder keeps this instead of whole streams.
+pub fn slim(stream: &Value) -> Value {
+    let tags: Vec<Value> = stream
+        .pointer("/status/tags")
+        .and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .map(|t| {
+                    let mut out = serde_json::Map::new();
+                    if let Some(name) = t.get("tag") {
+                        out.insert("tag".into(), name.clone());
+                    }
+                    if let Some(entry) = top(Some(t)) {
+                        let mut item = serde_json::Map::new();
+                        for field in ["image", "dockerImageReference"] {
+                            if let Some(v) = entry.get(field) {
+                                item.insert(field.into(), v.clone());
+                            }
+                        }
+                        out.insert("items".into(), Value::Array(vec![Value::Object(item)]));
+                    }
+                    if let Some(failed) = import_failure(Some(t)) {
+                        out.insert("conditions".into(), Value::Array(vec![failed.clone()]));
+                    }
+                    Value::Object(out)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({"status": {"tags": tags}})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +188,33 @@ mod tests {
                 (EventKind::ImagePushed, None)
             ]
         );
+    }
+
+    #[test]
+    fn a_slimmed_old_stream_gives_the_same_events() {
+        let cond = |msg: &str| {
+            json!([{"type": "ImportSuccess", "status": "False", "reason": "X", "message": msg,
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "generation": 2},
+                   {"type": "Other", "status": "True"}])
+        };
+        let old = stream(json!([
+            {"tag": "1", "items": [
+                {"image": "sha256:a", "dockerImageReference": "r/app@sha256:a", "created": "x"},
+                {"image": "sha256:0", "dockerImageReference": "r/app@sha256:0"}]},
+            {"tag": "2", "items": [], "conditions": cond("down")},
+            {"tag": "3", "items": [{"image": "sha256:c", "dockerImageReference": "r/app@sha256:c"}]}]));
+        let new = stream(json!([
+            {"tag": "1", "items": [
+                {"image": "sha256:b", "dockerImageReference": "moor:5000/ns/app@sha256:b"},
+                {"image": "sha256:a", "dockerImageReference": "r/app@sha256:a"}]},
+            {"tag": "2", "items": [], "conditions": cond("still down")},
+            {"tag": "3", "items": [{"image": "sha256:c", "dockerImageReference": "r/app@sha256:c"}],
+             "conditions": cond("down")},
+            {"tag": "4", "items": [{"image": "sha256:d", "dockerImageReference": "r/app@sha256:d"}]}]));
+        let full = events(Some(&old), &new, "moor:5000");
+        assert_eq!(full.len(), 5, "{full:?}");
+        assert_eq!(events(Some(&slim(&old)), &new, "moor:5000"), full);
+        assert!(events(Some(&slim(&new)), &new, "moor:5000").is_empty());
     }
 
     #[test]

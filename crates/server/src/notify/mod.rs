@@ -9,6 +9,9 @@
 //!   its events, nor an event without its change. One place, whatever path moved the
 //!   tag. [`record`] is the hook for events without a stream change (a push refused by
 //!   the signature policy).
+//! - On a store without multi-key transactions (kine, [`Store::multi_key_txn`] false)
+//!   the wrapper writes streams alone, and the [`recorder`], a leader-only controller,
+//!   derives the same entries from the streams' watch, from a persisted cursor.
 //! - Delivering ([`deliver`]): a leader-only controller whose store writes are fenced,
 //!   POSTing each Notification's entries in order, deleting each once a 2xx answers.
 //!
@@ -16,6 +19,7 @@
 
 pub mod deliver;
 pub mod diff;
+pub mod recorder;
 
 use std::sync::Arc;
 
@@ -29,6 +33,7 @@ use moor_store::{
 use serde_json::Value;
 
 pub use deliver::{DeliveryConfig, NotificationMetrics};
+pub use recorder::RecorderMetrics;
 
 /// The store key prefix of image streams.
 pub const STREAM_PREFIX: &str = "/registry/image.openshift.io/imagestreams/";
@@ -129,7 +134,8 @@ fn outbox_writes(
 
 /// Records `kind` on `namespace/stream:tag` for every Notification that selects it,
 /// outside any stream change: the hook for the signature policy's refused pushes
-/// (`EventKind::SignatureRefused`). Returns how many entries were written.
+/// (`EventKind::SignatureRefused`). Returns how many entries were written: in one
+/// transaction, or one create each where the store has no multi-key transactions.
 pub async fn record(
     store: &dyn Store,
     kind: EventKind,
@@ -138,12 +144,20 @@ pub async fn record(
     let found = notifications(store, &data.namespace).await?;
     let writes = outbox_writes(&found, &[(kind, data)]);
     let n = writes.len();
-    store.txn(writes).await?;
+    if store.multi_key_txn() {
+        store.txn(writes).await?;
+    } else {
+        for write in writes {
+            store.txn(vec![write]).await?;
+        }
+    }
     Ok(n)
 }
 
 /// A [`Store`] that records the notification events of every image stream write in
-/// the write's own transaction. Everything else passes through.
+/// the write's own transaction. Everything else passes through, and so does every
+/// write where the store has no multi-key transactions (the [`recorder`] records
+/// those).
 pub struct OutboxStore {
     inner: Arc<dyn Store>,
     registry: String,
@@ -198,8 +212,11 @@ fn store_error(e: NotifyError) -> StoreError {
     }
 }
 
-fn is_stream(key: &str) -> bool {
-    key.starts_with(STREAM_PREFIX)
+impl OutboxStore {
+    /// Whether a write of `key` records its events here.
+    fn records(&self, key: &str) -> bool {
+        key.starts_with(STREAM_PREFIX) && self.inner.multi_key_txn()
+    }
 }
 
 #[async_trait]
@@ -211,7 +228,7 @@ impl Store for OutboxStore {
         self.inner.list(prefix, opts).await
     }
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
-        if !is_stream(key) {
+        if !self.records(key) {
             return self.inner.create(key, value).await;
         }
         let found = self.notifications_for(key).await.map_err(store_error)?;
@@ -239,7 +256,7 @@ impl Store for OutboxStore {
         value: Bytes,
         expected: Revision,
     ) -> Result<Revision, StoreError> {
-        if !is_stream(key) {
+        if !self.records(key) {
             return self.inner.update(key, value, expected).await;
         }
         // Without a Notification in the namespace, a stream write costs no more than
@@ -271,6 +288,9 @@ impl Store for OutboxStore {
     }
     async fn txn(&self, writes: Vec<TxnWrite>) -> Result<Vec<Revision>, StoreError> {
         self.inner.txn(writes).await
+    }
+    fn multi_key_txn(&self) -> bool {
+        self.inner.multi_key_txn()
     }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         self.inner.delete(key, expected).await

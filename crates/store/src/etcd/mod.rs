@@ -6,8 +6,15 @@
 //! Transactions keep to the shapes kine also accepts, so moor runs on kine too: every
 //! transaction compares one key's `mod_revision` and has at most one operation per
 //! branch: create is `mod(key) == 0 ? put`, update `mod(key) == R ? put : get`, delete
-//! `mod(key) == R ? delete : get` (an unconditional delete reads the key first). There
-//! are no multi-key transactions.
+//! `mod(key) == R ? delete : get` (an unconditional delete reads the key first). The
+//! one exception is [`Store::txn`] of several writes (the notification outbox written
+//! with its stream), a Txn of several compares and puts.
+//!
+//! **kine.** `kine://HOST:PORT[,...][/PREFIX]` is this backend talking to kine (k3s's
+//! etcd shim), which accepts only the single-key shapes: [`Store::txn`] of one write
+//! is that write's create or update, of several fails with [`StoreError::Unsupported`]
+//! as kine itself would, and [`Store::multi_key_txn`] says so (the server then records
+//! notifications from the streams' watch instead).
 //!
 //! **Revisions.** etcd's revision counter starts at 1 for an empty cluster and its first
 //! write gets 2; the [`Store`] contract says an empty store is at 0 and the first write
@@ -78,8 +85,8 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Errors of connecting to etcd and of reading its options.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
-    /// The `etcd://` URL is malformed.
-    #[error("etcd URL {0:?}: use etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")]
+    /// The `etcd://` (or `kine://`) URL is malformed.
+    #[error("etcd URL {0:?}: use etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (or kine://...)")]
     Url(String),
     /// A TLS file could not be read.
     #[error("reading {}: {source}", path.display())]
@@ -140,14 +147,19 @@ pub struct EtcdOptions {
     pub attempt_timeout: Duration,
     /// The bytes of undelivered events one watcher may hold before it is closed.
     pub watch_buffer_bytes: usize,
+    /// The server is kine (`kine://`): transactions keep to single-key shapes.
+    pub kine: bool,
 }
 
 impl EtcdOptions {
-    /// Options from `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (prefix default `/moor`).
+    /// Options from `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (prefix default `/moor`),
+    /// or the same with `kine://` for kine.
     pub fn from_url(url: &str, tls: EtcdTls) -> Result<Self, EtcdError> {
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| EtcdError::Url(url.to_owned()))?;
+        let (rest, kine) = match (url.strip_prefix("etcd://"), url.strip_prefix("kine://")) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => return Err(EtcdError::Url(url.to_owned())),
+        };
         let (hosts, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, "/moor"),
@@ -163,7 +175,13 @@ impl EtcdOptions {
             deadline: Duration::from_secs(15),
             attempt_timeout: Duration::from_secs(5),
             watch_buffer_bytes: crate::DEFAULT_WATCH_BUFFER_BYTES,
+            kine,
         })
+    }
+
+    /// Whether `url` names this backend (`etcd://` or `kine://`).
+    pub fn is_url(url: &str) -> bool {
+        url.starts_with("etcd://") || url.starts_with("kine://")
     }
 }
 
@@ -194,6 +212,8 @@ struct Inner {
     deadline: Duration,
     attempt_timeout: Duration,
     watch_buffer_bytes: usize,
+    /// kine: single-key transactions only.
+    kine: bool,
 }
 
 /// Why one attempt failed.
@@ -344,6 +364,7 @@ impl EtcdStore {
                 deadline: options.deadline,
                 attempt_timeout: options.attempt_timeout,
                 watch_buffer_bytes: options.watch_buffer_bytes,
+                kine: options.kine,
             }),
         };
         store
@@ -764,6 +785,9 @@ impl Store for EtcdStore {
         use crate::TxnWrite;
         crate::check_txn_keys(&writes)?;
         let inner = &self.inner;
+        if inner.kine {
+            return kine_txn(self, writes).await;
+        }
         let Some(first) = writes.first() else {
             return Ok(Vec::new());
         };
@@ -850,6 +874,10 @@ impl Store for EtcdStore {
             "txn",
             "a compare failed, but every key read back matches",
         ))
+    }
+
+    fn multi_key_txn(&self) -> bool {
+        !self.inner.kine
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
@@ -985,6 +1013,33 @@ impl Store for EtcdStore {
     }
 }
 
+/// [`Store::txn`] on kine: one write is its own single-key shape, several are refused
+/// (kine answers such a Txn with "unsupported transaction").
+async fn kine_txn(
+    store: &EtcdStore,
+    mut writes: Vec<crate::TxnWrite>,
+) -> Result<Vec<Revision>, StoreError> {
+    use crate::TxnWrite;
+    if writes.len() > 1 {
+        let keys: Vec<&str> = writes.iter().map(TxnWrite::key).collect();
+        return Err(StoreError::Unsupported(format!(
+            "kine accepts no transaction over several keys; this one writes {} ({})",
+            keys.len(),
+            keys.join(", ")
+        )));
+    }
+    let revision = match writes.pop() {
+        None => return Ok(Vec::new()),
+        Some(TxnWrite::Create { key, value }) => store.create(&key, value).await?,
+        Some(TxnWrite::Update {
+            key,
+            value,
+            expected,
+        }) => store.update(&key, value, expected).await?,
+    };
+    Ok(vec![revision])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1001,7 +1056,14 @@ mod tests {
             (o.endpoints, o.prefix.as_str()),
             (vec!["a:1".into()], "/x/y")
         );
+        assert!(!o.kine);
+        let o = EtcdOptions::from_url("kine://a:1,b:2/k", EtcdTls::default()).unwrap();
+        assert_eq!(
+            (o.endpoints, o.prefix.as_str(), o.kine),
+            (vec!["a:1".into(), "b:2".into()], "/k", true)
+        );
         for bad in [
+            "kine://",
             "sqlite://x",
             "etcd://",
             "etcd://a:1,,b:2",
