@@ -166,7 +166,19 @@ impl PullThrough {
                 return Ok(Err(()));
             }
             match claims.try_claim(digest).await {
-                Ok(Claimed::Won(guard)) => return Ok(Ok(Some(guard))),
+                // The holder before may have published and released between the look
+                // above and this claim: look again, now that no one else may publish.
+                Ok(Claimed::Won(guard)) => match remote.stat(digest).await {
+                    Ok(None) => return Ok(Ok(Some(guard))),
+                    Ok(Some(_)) => {
+                        guard.release().await;
+                        return Ok(Err(()));
+                    }
+                    Err(e) => {
+                        guard.release().await;
+                        return Err(e.into());
+                    }
+                },
                 Ok(Claimed::Held) => {}
                 Err(e) => {
                     // The store is away: fetch alone rather than fail the pull.
