@@ -46,6 +46,9 @@ struct Measured {
     upstream_cpu: f64,
     /// The largest peak RSS among the servers, MiB.
     peak_rss: f64,
+    /// Blobs fetched more than once: the digest's end and when each fetch was
+    /// answered (seconds after the clock started).
+    repeated: Vec<String>,
 }
 
 /// `docker-registry` in proxy mode with a given storage root (the test kit's
@@ -206,6 +209,27 @@ async fn measure_way(args: &Args, way: &Way, upstream_pid: u32, image: &Image) -
     }
     let hits = way.hits.all();
     let during = tally(&hits[way.before..]);
+    let repeated = during
+        .iter()
+        .filter(|(p, (n, _))| p.contains("/blobs/") && *n > 1)
+        .map(|(p, (n, _))| {
+            let at: Vec<String> = hits[way.before..]
+                .iter()
+                .filter(|h| h.method == "GET" && &h.path == p)
+                .map(|h| {
+                    format!(
+                        "{:.2}",
+                        h.at.saturating_duration_since(started).as_secs_f64()
+                    )
+                })
+                .collect();
+            format!(
+                "{n} x ...{} at {} s",
+                &p[p.len().saturating_sub(8)..],
+                at.join(", ")
+            )
+        })
+        .collect();
     let fetched: u64 = during.values().map(|(_, b)| b).sum();
     let blobs: Vec<u32> = during
         .iter()
@@ -231,6 +255,7 @@ async fn measure_way(args: &Args, way: &Way, upstream_pid: u32, image: &Image) -
             .iter()
             .filter_map(|p| peak_rss_mib(*p))
             .fold(0.0, f64::max),
+        repeated,
     })
 }
 
@@ -324,6 +349,12 @@ pub(super) async fn measure_e(
                 m.most_per_blob,
                 m.manifest_gets
             );
+            if i == 0 && !m.repeated.is_empty() {
+                println!(
+                    "           fetched more than once: {}",
+                    m.repeated.join("; ")
+                );
+            }
             results.push(m);
             drop(_moor);
             drop(_dist);
