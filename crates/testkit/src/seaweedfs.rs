@@ -110,6 +110,11 @@ impl SeaweedFs {
         ]
     }
 
+    /// The process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SeaweedFS's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()

@@ -166,7 +166,19 @@ impl PullThrough {
                 return Ok(Err(()));
             }
             match claims.try_claim(digest).await {
-                Ok(Claimed::Won(guard)) => return Ok(Ok(Some(guard))),
+                // The holder before may have published and released between the look
+                // above and this claim: look again, now that no one else may publish.
+                Ok(Claimed::Won(guard)) => match remote.stat(digest).await {
+                    Ok(None) => return Ok(Ok(Some(guard))),
+                    Ok(Some(_)) => {
+                        guard.release().await;
+                        return Ok(Err(()));
+                    }
+                    Err(e) => {
+                        guard.release().await;
+                        return Err(e.into());
+                    }
+                },
                 Ok(Claimed::Held) => {}
                 Err(e) => {
                     // The store is away: fetch alone rather than fail the pull.
@@ -508,4 +520,89 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::SystemTime;
+
+    use super::super::driver::file::FileBlobs;
+    use super::super::driver::{BlobDriver, ByteStream, DriverError, Staged};
+    use super::*;
+
+    /// A bucket whose first look at a blob misses it, just before another replica
+    /// publishes it (and then releases its claim): the race between a look and a claim.
+    #[derive(Debug)]
+    struct PublishedAfterFirstLook {
+        inner: FileBlobs,
+        bucket: BlobStore,
+        blob: Bytes,
+        looked: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl BlobDriver for PublishedAfterFirstLook {
+        fn kind(&self) -> &'static str {
+            "file"
+        }
+        async fn stat(&self, digest: &Digest) -> Result<Option<u64>, DriverError> {
+            let seen = self.inner.stat(digest).await;
+            if !self.looked.swap(true, Ordering::SeqCst) {
+                self.bucket.put(digest, &self.blob).expect("publish");
+            }
+            seen
+        }
+        async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, DriverError> {
+            self.inner.read(digest).await
+        }
+        async fn read_range(
+            &self,
+            digest: &Digest,
+            range: Range<u64>,
+        ) -> Result<Option<ByteStream>, DriverError> {
+            self.inner.read_range(digest, range).await
+        }
+        async fn stage(&self) -> Result<Box<dyn Staged>, DriverError> {
+            self.inner.stage().await
+        }
+        async fn delete(&self, digest: &Digest) -> Result<bool, DriverError> {
+            self.inner.delete(digest).await
+        }
+        async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError> {
+            self.inner.list_dated().await
+        }
+        async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
+            self.inner.modified(digest).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_won_after_the_holder_published_fetches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = BlobStore::open(&dir.path().join("bucket")).unwrap();
+        let blob = Bytes::from_static(b"a layer another replica fetched");
+        let digest = Digest::sha256_of(&blob);
+        let remote = PublishedAfterFirstLook {
+            inner: FileBlobs::new(bucket.clone()),
+            bucket,
+            blob,
+            looked: AtomicBool::new(false),
+        };
+        let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+        let claims = Claims::new(store.clone());
+        let client = UpstreamClient::new(crate::upstream::UpstreamConfig::default()).unwrap();
+        let pull = PullThrough::new(client, BlobStore::open(&dir.path().join("local")).unwrap());
+        let turn = pull.cluster_turn(&claims, &remote, &digest).await.unwrap();
+        assert!(
+            turn.is_err(),
+            "the blob published meanwhile is served from the bucket, not fetched again"
+        );
+        let key = format!("{}{digest}", claims::PREFIX);
+        assert!(
+            store.get(&key).await.unwrap().is_none(),
+            "the claim won for nothing is released"
+        );
+    }
 }
