@@ -527,8 +527,10 @@ fn assert_resumed_without_burst_or_gap(
     assert!(gets.is_empty(), "nothing was re-imported: {gets:?}");
 
     // No gap: every tag is checked again within an interval (+10%) of its last check
-    // before the stop, plus the time moor was down.
-    let slack = Duration::from_millis(750);
+    // before the stop, plus the time moor was down. The slack absorbs a loaded
+    // machine's start of the new leader (750 ms was passed by 265 ms under a load of
+    // 10); a missed slot would be a whole interval late.
+    let slack = Duration::from_millis(1200);
     let mut gaps = Vec::new();
     for t in names {
         let times = heads(hits, &format!("/v2/app/r/manifests/{t}"));
