@@ -277,10 +277,12 @@ impl Recorder {
         Ok(())
     }
 
-    /// The streams of `ns` at revision `at`, slimmed.
-    async fn load_namespace(&mut self, ns: &str, at: Revision) -> Result<(), NotifyError> {
+    /// Keeps the streams of `ns` at revision `at`, slimmed. Returns the newest of their
+    /// revisions (0 without streams).
+    async fn load_namespace(&mut self, ns: &str, at: Revision) -> Result<Revision, NotifyError> {
         let prefix = format!("{STREAM_PREFIX}{ns}/");
         let mut streams = HashMap::new();
+        let mut newest = 0;
         let mut start_after = None;
         loop {
             let page = self
@@ -296,6 +298,7 @@ impl Recorder {
                 .await?;
             for kv in &page.kvs {
                 if let Some((_, name)) = parse_key(STREAM_PREFIX, &kv.key) {
+                    newest = newest.max(kv.mod_revision);
                     streams.insert(name.to_owned(), diff::slim(&decode(&kv.key, &kv.value)?));
                 }
             }
@@ -305,7 +308,7 @@ impl Recorder {
             }
         }
         self.streams.insert(ns.to_owned(), streams);
-        Ok(())
+        Ok(newest)
     }
 
     /// Watches the streams from `position` and records their changes, until the watch
@@ -508,34 +511,8 @@ impl Recorder {
         let mut changed: HashMap<String, Revision> = HashMap::new();
         let namespaces: Vec<String> = self.subscribers.keys().cloned().collect();
         for ns in &namespaces {
-            let prefix = format!("{STREAM_PREFIX}{ns}/");
-            let mut streams = HashMap::new();
-            let mut start_after = None;
-            loop {
-                let page = self
-                    .store
-                    .list(
-                        &prefix,
-                        ListOptions {
-                            revision: Some(now),
-                            start_after: start_after.take(),
-                            limit: Some(PAGE),
-                        },
-                    )
-                    .await?;
-                for kv in &page.kvs {
-                    if let Some((_, name)) = parse_key(STREAM_PREFIX, &kv.key) {
-                        let newest = changed.entry(ns.clone()).or_default();
-                        *newest = (*newest).max(kv.mod_revision);
-                        streams.insert(name.to_owned(), diff::slim(&decode(&kv.key, &kv.value)?));
-                    }
-                }
-                match page.kvs.last() {
-                    Some(last) if page.more => start_after = Some(last.key.clone()),
-                    _ => break,
-                }
-            }
-            self.streams.insert(ns.clone(), streams);
+            let newest = self.load_namespace(ns, now).await?;
+            changed.insert(ns.clone(), newest);
         }
         let message = format!(
             "store revisions {} to {now} were compacted before the recorder read them: \
