@@ -17,12 +17,58 @@ use crate::catalog::{
 };
 use moor_apimachinery::error::ApiError;
 use moor_apimachinery::resource::ListOptions;
-use moor_apimachinery::stored::unconditional;
+use moor_apimachinery::stored::{LARGE_OBJECT_BYTES, cpu_bound_if, unconditional};
 
 fn name_of(v: &Value) -> &str {
     v.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("?")
+}
+
+/// One stream of a list: typed, or when it does not decode as a stream, its name.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Listed {
+    Stream(Box<ImageStream>),
+    Undecodable {
+        #[serde(default)]
+        metadata: ListedName,
+    },
+    Junk(serde::de::IgnoredAny),
+}
+
+/// The namespace and name of a stream that does not decode.
+#[derive(Default, serde::Deserialize)]
+struct ListedName {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The streams of a list's items (JSON objects separated by commas), and the
+/// `namespace/name` of those that do not decode as streams (`?` where unknown).
+fn decode_list(items: &[u8]) -> Result<(Vec<ImageStream>, Vec<String>), serde_json::Error> {
+    let mut array = Vec::with_capacity(items.len() + 2);
+    array.push(b'[');
+    array.extend_from_slice(items);
+    array.push(b']');
+    let listed: Vec<Listed> = serde_json::from_slice(&array)?;
+    drop(array);
+    let mut streams = Vec::with_capacity(listed.len());
+    let mut undecodable = Vec::new();
+    for item in listed {
+        match item {
+            Listed::Stream(s) => streams.push(*s),
+            Listed::Undecodable { metadata } => undecodable.push(format!(
+                "{}/{}",
+                metadata.namespace.as_deref().unwrap_or("?"),
+                metadata.name.as_deref().unwrap_or("?")
+            )),
+            Listed::Junk(_) => undecodable.push("?/?".into()),
+        }
+    }
+    Ok((streams, undecodable))
 }
 
 /// A store event of a stream as the controllers take it (its key ends in
@@ -66,27 +112,21 @@ impl StreamStore for Importer {
     }
 
     async fn list_streams(&self) -> Result<StreamList, ApiError> {
+        // Typed streams straight from the stored bytes, one item at a time, instead of a
+        // JSON tree of the whole collection and a copy of each item (the controllers
+        // list every stream when they start, and `_catalog` on each request).
         let list = self
             .streams
-            .list(&ctx(), None, &ListOptions::default())
+            .list_encoded(&ctx(), None, &ListOptions::default())
             .await?;
-        let mut out = StreamList {
+        let large = list.items.len() > LARGE_OBJECT_BYTES;
+        let (streams, undecodable) =
+            cpu_bound_if(large, || decode_list(&list.items)).map_err(ApiError::internal)?;
+        Ok(StreamList {
+            streams,
+            undecodable,
             resource_version: list.resource_version,
-            ..Default::default()
-        };
-        for v in list.items {
-            match serde_json::from_value::<ImageStream>(v.clone()) {
-                Ok(s) => out.streams.push(s),
-                Err(_) => {
-                    let ns = v
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?");
-                    out.undecodable.push(format!("{ns}/{}", name_of(&v)));
-                }
-            }
-        }
-        Ok(out)
+        })
     }
 
     async fn streams_version(&self) -> Result<String, ApiError> {
@@ -200,5 +240,25 @@ impl PullSecrets for Importer {
 
     fn signature_gate(&self, ns: &str) -> Option<crate::signatures::Gate> {
         Importer::signature_gate(self, ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_decodes_item_by_item_and_names_what_does_not_decode() {
+        let items =
+            br#"{"metadata":{"namespace":"a","name":"good"},"spec":{"tags":[{"name":"1"}]}},
+            {"metadata":{"namespace":"a","name":"bad"},"spec":{"tags":"not a list"}},
+            {"metadata":7},
+            "junk""#;
+        let (streams, undecodable) = decode_list(items).unwrap();
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].metadata.name.as_deref(), Some("good"));
+        assert_eq!(streams[0].spec.tags[0].name, "1");
+        assert_eq!(undecodable, ["a/bad", "?/?", "?/?"]);
+        assert_eq!(decode_list(b"").unwrap().0.len(), 0);
     }
 }
