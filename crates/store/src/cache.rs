@@ -363,8 +363,8 @@ impl CachedStore {
                 self.count(true);
                 return Ok(result);
             }
+            self.count(false);
         }
-        self.count(false);
         self.inner.list(prefix, opts).await
     }
 
@@ -418,8 +418,8 @@ impl CachedStore {
             {
                 return Some(stream);
             }
+            self.count(false);
         }
-        self.count(false);
         None
     }
 }
@@ -542,7 +542,10 @@ impl Store for CachedStore {
             self.count(true);
             return Ok(kv);
         }
-        self.count(false);
+        // A miss only for a key the cache keeps (not for every other key's read).
+        if self.shared.options.keeps(key) {
+            self.count(false);
+        }
         self.inner.get(key).await
     }
 
@@ -555,8 +558,8 @@ impl Store for CachedStore {
                 self.count(true);
                 return Ok(kv);
             }
+            self.count(false);
         }
-        self.count(false);
         self.inner.get(key).await
     }
 

@@ -540,3 +540,36 @@ impl Store for Frozen {
         self.0.local_revision()
     }
 }
+
+/// Hits and misses count only reads of what the cache keeps: a key or prefix outside
+/// it is the store's own read, neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_outside_the_cached_prefixes_count_neither_hit_nor_miss() {
+    let store = Arc::new(CachedStore::new(
+        Arc::new(MemoryStore::new()),
+        CacheOptions {
+            prefixes: vec!["/c/".into()],
+            window_bytes: 1 << 20,
+            catch_up: Duration::from_secs(5),
+            ..Default::default()
+        },
+    ));
+    ready(&store).await;
+    store
+        .create("/c/a", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    store
+        .create("/o/a", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let before = store.stats();
+    assert!(store.get("/o/a").await.unwrap().is_some());
+    assert!(store.get_recent("/o/a").await.unwrap().is_some());
+    assert_eq!(list_all(store.as_ref(), "/o/").await.kvs.len(), 1);
+    let _ = store.watch("/o/", 0).await.unwrap();
+    let after = store.stats();
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+    assert!(store.get("/c/a").await.unwrap().is_some());
+    assert_eq!(store.stats().hits, before.hits + 1, "a kept key is a hit");
+}
