@@ -4,6 +4,11 @@
 //! cache when that is consistent, see `moor_store::cache`), so a kept stream is never
 //! served after a write has changed it. Bounded in entries and in stored bytes; the
 //! least recently used entries go first.
+//!
+//! Hand-written rather than `lru` or `hashlink`'s LRU map: their lookups take `&mut`
+//! (one lock per manifest GET, the registry's hottest path); here lookups share a read
+//! lock and stamp an atomic tick, and only a put of a new revision scans the (at most
+//! [`DECODED_STREAMS_ENTRIES`]) entries for the oldest.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
