@@ -70,6 +70,10 @@ pub struct PullThrough {
     /// Cluster-wide single-flight of blob fetches ([`claims`]), when `remote` is
     /// shared with other replicas through a shared store.
     claims: Option<Claims>,
+    /// The blobs whose fetch by another replica one request here polls for; the other
+    /// requests for the blob wait for that poll to end (its sender dropped) instead of
+    /// each polling the bucket and the claim.
+    cluster_waits: Mutex<HashMap<Digest, watch::Receiver<()>>>,
     manifests: Mutex<HashMap<Digest, ManifestFetch>>,
     /// Blob fetches started upstream.
     pub blob_fetches: Counter,
@@ -108,6 +112,23 @@ fn cache_failure(digest: &Digest, e: &dyn std::fmt::Display) -> String {
     "caching the blob failed; the server log has the cause".to_string()
 }
 
+/// The turn of the one request of this replica that polls for another replica's
+/// fetch of a blob; dropping it ends the others' wait.
+struct PollTurn<'a> {
+    waits: &'a Mutex<HashMap<Digest, watch::Receiver<()>>>,
+    digest: &'a Digest,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for PollTurn<'_> {
+    fn drop(&mut self) {
+        self.waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.digest);
+    }
+}
+
 impl PullThrough {
     /// Pull-through with `client` into `store`.
     pub fn new(client: UpstreamClient, store: BlobStore) -> Self {
@@ -117,6 +138,7 @@ impl PullThrough {
             remote: None,
             downloads: Arc::default(),
             claims: None,
+            cluster_waits: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             blob_fetches: Counter::default(),
             blob_bytes: Counter::default(),
@@ -161,7 +183,37 @@ impl PullThrough {
         digest: &Digest,
     ) -> Result<Result<Option<claims::ClaimGuard>, ()>, RegistryError> {
         let deadline = tokio::time::Instant::now() + Self::CLUSTER_WAIT;
+        // While this request polls, the others for the blob here wait for it.
+        let mut polling: Option<PollTurn<'_>> = None;
         loop {
+            if polling.is_none() {
+                let waiting = {
+                    let mut waits = self.cluster_waits.lock().unwrap_or_else(|p| p.into_inner());
+                    match waits.get(digest) {
+                        Some(rx) => Some(rx.clone()),
+                        None => {
+                            let (tx, rx) = watch::channel(());
+                            waits.insert(digest.clone(), rx);
+                            polling = Some(PollTurn {
+                                waits: &self.cluster_waits,
+                                digest,
+                                _done: tx,
+                            });
+                            None
+                        }
+                    }
+                };
+                if let Some(mut rx) = waiting {
+                    // Returns when the polling request is done (its sender dropped),
+                    // whatever it found; then look for ourselves.
+                    let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        tracing::warn!(%digest, "pull-through: another replica's fetch took too long; fetching too");
+                        return Ok(Ok(None));
+                    }
+                    continue;
+                }
+            }
             if self.in_progress(digest).is_some() || remote.stat(digest).await?.is_some() {
                 return Ok(Err(()));
             }
@@ -576,6 +628,84 @@ mod tests {
         async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
             self.inner.modified(digest).await
         }
+    }
+
+    /// A bucket that counts the looks at it.
+    #[derive(Debug)]
+    struct CountingLooks {
+        inner: FileBlobs,
+        looks: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BlobDriver for CountingLooks {
+        fn kind(&self) -> &'static str {
+            "file"
+        }
+        async fn stat(&self, digest: &Digest) -> Result<Option<u64>, DriverError> {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+            self.inner.stat(digest).await
+        }
+        async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, DriverError> {
+            self.inner.read(digest).await
+        }
+        async fn read_range(
+            &self,
+            digest: &Digest,
+            range: Range<u64>,
+        ) -> Result<Option<ByteStream>, DriverError> {
+            self.inner.read_range(digest, range).await
+        }
+        async fn stage(&self) -> Result<Box<dyn Staged>, DriverError> {
+            self.inner.stage().await
+        }
+        async fn delete(&self, digest: &Digest) -> Result<bool, DriverError> {
+            self.inner.delete(digest).await
+        }
+        async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError> {
+            self.inner.list_dated().await
+        }
+        async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
+            self.inner.modified(digest).await
+        }
+    }
+
+    /// Ten requests of one replica waiting for another replica's fetch: one of them
+    /// polls the bucket and the claim, and all ten go on when the blob is published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_waiting_for_another_replicas_fetch_poll_once_per_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = BlobStore::open(&dir.path().join("bucket")).unwrap();
+        let blob = Bytes::from_static(b"a layer another replica is fetching");
+        let digest = Digest::sha256_of(&blob);
+        let remote = CountingLooks {
+            inner: FileBlobs::new(bucket.clone()),
+            looks: Default::default(),
+        };
+        let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
+        let other = Claims::new(store.clone());
+        let Ok(Claimed::Won(held)) = other.try_claim(&digest).await else {
+            panic!("the other replica claims the fetch");
+        };
+        let claims = Claims::new(store);
+        let client = UpstreamClient::new(crate::upstream::UpstreamConfig::default()).unwrap();
+        let pull = PullThrough::new(client, BlobStore::open(&dir.path().join("local")).unwrap());
+        let waiting = futures::future::join_all(
+            (0..10).map(|_| pull.cluster_turn(&claims, &remote, &digest)),
+        );
+        let publish = async {
+            tokio::time::sleep(claims::POLL_EVERY * 8).await;
+            bucket.put(&digest, &blob).expect("publish");
+            held.release().await;
+        };
+        let (turns, ()) = tokio::join!(waiting, publish);
+        assert!(
+            turns.iter().all(|t| matches!(t, Ok(Err(())))),
+            "all served from the bucket"
+        );
+        let looks = remote.looks.load(Ordering::SeqCst);
+        // One poller: about 8 looks, then one more per request; ten pollers: 80 or more.
+        assert!(looks <= 25, "{looks} looks at the bucket");
     }
 
     #[tokio::test]
