@@ -356,11 +356,20 @@ async fn a_restarted_store_watch_loads_again_and_keeps_serving() {
             .create("/r/a", Bytes::from_static(b"a"))
             .await
             .unwrap();
+        // The watch must come from the cache (a store watch breaks with the store's
+        // own error): wait until it is ready with the write (under load an etcd watch
+        // may have restarted it meanwhile).
+        until("applied", || {
+            let stats = store.stats();
+            stats.ready && stats.revision >= r
+        })
+        .await;
         let mut watch = store.watch("/r/", r).await.unwrap();
         breakable.break_watches();
+        let ended = watch.next().await;
         assert!(
-            matches!(watch.next().await, Some(Err(StoreError::WatchLagged))),
-            "the cache's watchers end"
+            matches!(ended, Some(Err(StoreError::WatchLagged))),
+            "the cache's watchers end: {ended:?}"
         );
         store
             .create("/r/b", Bytes::from_static(b"b"))
