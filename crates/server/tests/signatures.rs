@@ -21,6 +21,24 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
+/// An ImagePolicy named `name` whose root of trust is `public_pem`.
+fn key_policy(name: &str, scopes: &[&str], identity: Value, public_pem: &str) -> Value {
+    let mut p = policy("ImagePolicy", name, scopes, identity);
+    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(public_pem));
+    p
+}
+
+/// Creates policy `p` through the registry test server's API.
+async fn post_policy(moor: &registry_support::Moor, p: &Value) {
+    let r = moor
+        .req(reqwest::Method::POST, IP)
+        .json(p)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
 fn policy(kind: &str, name: &str, scopes: &[&str], identity: Value) -> Value {
     json!({
         "apiVersion": "config.openshift.io/v1", "kind": kind,
@@ -215,13 +233,12 @@ async fn imports_in_scope_need_a_signature_by_the_policy_key_for_the_image() {
     let outside = dist.push(&layout, "outside", "public/app:1.0", Format::Oci);
 
     let h = MoorServer::importing(upstream(&[&dist.host])).await;
-    let mut p = policy(
-        "ImagePolicy",
+    let p = key_policy(
         "team-signed",
         &[&format!("{}/team", dist.host)],
         json!({"matchPolicy": "MatchRepoDigestOrExact"}),
+        &key.public_pem,
     );
-    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
     let r = h.post(IP, &p).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let tags: Vec<Value> = [
@@ -304,20 +321,13 @@ async fn pushes_in_scope_are_denied_until_signed() {
     let base = moor.url("");
     let creds = Some(("anyone", moor.token()));
     let key = CosignKey::generate();
-    let mut p = policy(
-        "ImagePolicy",
+    let p = key_policy(
         "pushes-signed",
         &[&format!("{}/default/app", moor.host)],
         json!(null),
+        &key.public_pem,
     );
-    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
-    let r = moor
-        .req(reqwest::Method::POST, IP)
-        .json(&p)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    post_policy(&moor, &p).await;
 
     let layout = OciLayout::new();
     let entry = layout.add_image("1.0", &ImageSpec::app("pushed"));
@@ -735,13 +745,12 @@ async fn referrer_signatures_are_found_by_api_and_tag_schema() {
     )
     .await;
     let h = MoorServer::importing(upstream(&[&dist.host])).await;
-    let mut p = policy(
-        "ImagePolicy",
+    let p = key_policy(
         "referrers",
         &[&format!("{}/team", dist.host)],
         json!(null),
+        &key.public_pem,
     );
-    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
     assert_eq!(h.post(IP, &p).await.status, StatusCode::CREATED);
     let r = h
         .post(
@@ -915,20 +924,13 @@ async fn local_tags_mirror_their_verified_signatures() {
         ..Default::default()
     })
     .await;
-    let mut p = policy(
-        "ImagePolicy",
+    let p = key_policy(
         "team-signed",
         &[&format!("{}/team", dist.host)],
         json!(null),
+        &key.public_pem,
     );
-    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
-    let r = moor
-        .req(reqwest::Method::POST, IP)
-        .json(&p)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    post_policy(&moor, &p).await;
     moor.create_stream(
         "local",
         vec![
@@ -1146,22 +1148,15 @@ async fn local_tags_mirror_their_verified_signatures() {
     // (RemapIdentity): the signature mirrored into `local` lets it in; `source`,
     // which has none, refuses it.
     for stream in ["local", "source"] {
-        let mut p = policy(
-            "ImagePolicy",
+        let p = key_policy(
             &format!("push-{stream}"),
             &[&format!("{}/default/{stream}", moor.host)],
             json!({"matchPolicy": "RemapIdentity", "remapIdentity": {
                 "prefix": format!("{}/default/{stream}", moor.host),
                 "signedPrefix": format!("{}/team/signed", dist.host)}}),
+            &key.public_pem,
         );
-        p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
-        let r = moor
-            .req(reqwest::Method::POST, IP)
-            .json(&p)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        post_policy(&moor, &p).await;
     }
     let put = |stream: &'static str| {
         moor.req(
@@ -1289,13 +1284,12 @@ async fn signatures_mirrored_on_one_replica_are_served_by_another() {
     };
     let r1 = replica(true).await;
     let r2 = replica(false).await;
-    let mut p = policy(
-        "ImagePolicy",
+    let p = key_policy(
         "team-signed",
         &[&format!("{}/team", dist.host)],
         json!(null),
+        &key.public_pem,
     );
-    p["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"] = json!(b64(&key.public_pem));
     assert_eq!(r1.post(IP, &p).await.status, StatusCode::CREATED);
     let tag = json!({"name": "1.0", "from": {"kind": "DockerImage", "name": signed.reference},
         "importPolicy": {"insecure": true}, "referencePolicy": {"type": "Local"}});
