@@ -577,74 +577,46 @@ fn read_growing(download: Arc<Download>) -> impl Stream<Item = Result<Bytes, std
 #[cfg(test)]
 mod tests {
     use std::ops::Range;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
 
     use super::super::driver::file::FileBlobs;
     use super::super::driver::{BlobDriver, ByteStream, DriverError, Staged};
     use super::*;
 
-    /// A bucket whose first look at a blob misses it, just before another replica
-    /// publishes it (and then releases its claim): the race between a look and a claim.
+    /// A bucket over files that counts the looks at it and, when given a blob, has its
+    /// first look miss it just before another replica publishes it (and then releases
+    /// its claim): the race between a look and a claim.
     #[derive(Debug)]
-    struct PublishedAfterFirstLook {
+    struct TestBucket {
         inner: FileBlobs,
-        bucket: BlobStore,
-        blob: Bytes,
-        looked: AtomicBool,
+        looks: AtomicUsize,
+        published_after_first_look: Option<(BlobStore, Bytes)>,
+    }
+
+    impl TestBucket {
+        fn new(bucket: &BlobStore, published_after_first_look: Option<Bytes>) -> Self {
+            TestBucket {
+                inner: FileBlobs::new(bucket.clone()),
+                looks: AtomicUsize::new(0),
+                published_after_first_look: published_after_first_look
+                    .map(|blob| (bucket.clone(), blob)),
+            }
+        }
     }
 
     #[async_trait::async_trait]
-    impl BlobDriver for PublishedAfterFirstLook {
+    impl BlobDriver for TestBucket {
         fn kind(&self) -> &'static str {
             "file"
         }
         async fn stat(&self, digest: &Digest) -> Result<Option<u64>, DriverError> {
             let seen = self.inner.stat(digest).await;
-            if !self.looked.swap(true, Ordering::SeqCst) {
-                self.bucket.put(digest, &self.blob).expect("publish");
+            let first = self.looks.fetch_add(1, Ordering::SeqCst) == 0;
+            if first && let Some((bucket, blob)) = &self.published_after_first_look {
+                bucket.put(digest, blob).expect("publish");
             }
             seen
-        }
-        async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, DriverError> {
-            self.inner.read(digest).await
-        }
-        async fn read_range(
-            &self,
-            digest: &Digest,
-            range: Range<u64>,
-        ) -> Result<Option<ByteStream>, DriverError> {
-            self.inner.read_range(digest, range).await
-        }
-        async fn stage(&self) -> Result<Box<dyn Staged>, DriverError> {
-            self.inner.stage().await
-        }
-        async fn delete(&self, digest: &Digest) -> Result<bool, DriverError> {
-            self.inner.delete(digest).await
-        }
-        async fn list_dated(&self) -> Result<Vec<(Digest, u64, SystemTime)>, DriverError> {
-            self.inner.list_dated().await
-        }
-        async fn modified(&self, digest: &Digest) -> Result<Option<SystemTime>, DriverError> {
-            self.inner.modified(digest).await
-        }
-    }
-
-    /// A bucket that counts the looks at it.
-    #[derive(Debug)]
-    struct CountingLooks {
-        inner: FileBlobs,
-        looks: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl BlobDriver for CountingLooks {
-        fn kind(&self) -> &'static str {
-            "file"
-        }
-        async fn stat(&self, digest: &Digest) -> Result<Option<u64>, DriverError> {
-            self.looks.fetch_add(1, Ordering::SeqCst);
-            self.inner.stat(digest).await
         }
         async fn read(&self, digest: &Digest) -> Result<Option<Bytes>, DriverError> {
             self.inner.read(digest).await
@@ -678,10 +650,7 @@ mod tests {
         let bucket = BlobStore::open(&dir.path().join("bucket")).unwrap();
         let blob = Bytes::from_static(b"a layer another replica is fetching");
         let digest = Digest::sha256_of(&blob);
-        let remote = CountingLooks {
-            inner: FileBlobs::new(bucket.clone()),
-            looks: Default::default(),
-        };
+        let remote = TestBucket::new(&bucket, None);
         let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
         let other = Claims::new(store.clone());
         let Ok(Claimed::Won(held)) = other.try_claim(&digest).await else {
@@ -714,12 +683,7 @@ mod tests {
         let bucket = BlobStore::open(&dir.path().join("bucket")).unwrap();
         let blob = Bytes::from_static(b"a layer another replica fetched");
         let digest = Digest::sha256_of(&blob);
-        let remote = PublishedAfterFirstLook {
-            inner: FileBlobs::new(bucket.clone()),
-            bucket,
-            blob,
-            looked: AtomicBool::new(false),
-        };
+        let remote = TestBucket::new(&bucket, Some(blob));
         let store: Arc<dyn moor_store::Store> = Arc::new(moor_store::MemoryStore::new());
         let claims = Claims::new(store.clone());
         let client = UpstreamClient::new(crate::upstream::UpstreamConfig::default()).unwrap();
