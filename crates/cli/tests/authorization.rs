@@ -3,7 +3,7 @@
 //! auth file and CA, TLS verified) and `moor create token`, checked against the real
 //! kubectl (`auth can-i`, `--list`, `auth whoami`, `--as`, `apply` of a RoleBinding).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! the object's Events, kubectl's words for an unknown flag, and `set image-lookup`
 //! saying a stream is already enabled.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

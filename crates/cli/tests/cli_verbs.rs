@@ -1,7 +1,7 @@
 //! The `moor` verbs end to end: a real `moor serve` child, the real `moor` binary as
 //! the client, checking stdout, stderr and exit codes against what oc prints.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

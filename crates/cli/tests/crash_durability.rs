@@ -2,7 +2,7 @@
 //! middle of concurrent writes, once 100 of them were acknowledged; after a restart on
 //! the same data directory every write that was answered 201/200 is there.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

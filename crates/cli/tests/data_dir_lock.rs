@@ -2,7 +2,7 @@
 //! with `data dir DIR is in use by pid N` and changes nothing there; once the first
 //! server is gone (even by SIGKILL), the dir serves again.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -11,7 +11,7 @@
 //! `MOOR_BLESS=1 cargo test --workspace --locked --test deploy_chart` rewrites the
 //! generated files after a change of the chart or of the bootstrap policy.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

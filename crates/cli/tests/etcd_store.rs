@@ -2,7 +2,7 @@
 //! stream created through the API is read back, is an etcd key under the store's prefix
 //! (and no SQLite database is made), and is still there after a restart.
 
-mod support;
+use crate::support;
 
 use moor_store::{EtcdOptions, EtcdStore, EtcdTls, ListOptions, Store as _};
 use moor_testkit::etcd::Etcd;

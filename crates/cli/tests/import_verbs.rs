@@ -5,7 +5,7 @@
 //! with a dead HTTP(S) proxy for everything but loopback, so an attempt to reach the
 //! real quay.io fails the test instead of going out.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

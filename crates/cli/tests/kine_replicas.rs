@@ -3,7 +3,7 @@
 //! as a CloudEvent, recorded from the streams' watch by the leader; after a `kill -9`
 //! of the leader, a tag moved meanwhile arrives through the new leader.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! server-side apply still working; `kubectl replace -f` of a `List` validated from
 //! `/openapi/v2` (protobuf).
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -2,7 +2,7 @@
 //! client-side and server-side apply, get (oc's columns), describe, watch, unknown
 //! fields under default validation, stale resourceVersions, and delete.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -4,7 +4,7 @@
 //! delete; and `moor describe notification` with the delivery status, after a tag
 //! move delivered to a test kit receiver and one refused while it was down.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

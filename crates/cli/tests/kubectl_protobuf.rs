@@ -3,7 +3,7 @@
 //! (/usr/bin/kubectl), then read back with `kubectl get -o json` and compared with
 //! what was asked for. `kubectl -v=8` shows the content type each create sent.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::*;

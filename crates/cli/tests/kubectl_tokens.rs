@@ -5,7 +5,7 @@
 //! the same requests go as JSON through `kubectl create --raw` meanwhile. Also an OIDC
 //! login through `--authentication-config` and the test kit's loopback issuer.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -5,7 +5,7 @@
 //! as the "cluster" behind `--workload-kubeconfig`, and `moor resolve` on manifests.
 //! Servers run with a dead proxy for everything but loopback.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! `MIMALLOC_ALLOW_THP` is set in its environment; and with its allocator giving freed
 //! memory back within a millisecond, unless `MIMALLOC_PURGE_DELAY` is set.
 
-mod support;
+use crate::support;
 
 use support::*;
 

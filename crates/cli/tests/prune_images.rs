@@ -4,7 +4,7 @@
 //! and the blobs only they used are gone, the shared layer stays, and the current image
 //! still pulls byte for byte. Real `moor` binary against a real `moor serve` child.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! would see settle (imports observed, triggered Deployments rolled), then checks the
 //! claims the README's comments make. So the README cannot drift from what works.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! import-image ... --mirror` copies every layer in, so that the image still pulls
 //! through moor once the upstream is gone.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! over in under 10 s, while writers spread over the replicas lose no acknowledged
 //! write.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

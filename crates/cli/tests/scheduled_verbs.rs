@@ -6,7 +6,7 @@
 //! `moor tag ... --scheduled` resumes it; a SIGKILLed server restarted on the same
 //! data directory goes on from its records.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

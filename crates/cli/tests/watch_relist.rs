@@ -4,7 +4,7 @@
 //! compacted version. It must re-list, print only what changed, and watch on, as
 //! kubectl's reflector does.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

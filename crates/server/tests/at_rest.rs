@@ -5,7 +5,7 @@
 //! requests, refusals and registry pushes and deletes are logged with their user, and
 //! never a body, a token or a secret's value.
 
-mod registry_support;
+use crate::registry_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

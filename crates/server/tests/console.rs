@@ -3,7 +3,7 @@
 //! the live update stream. The browser tests (console_browser.rs) drive the same
 //! pages in Chromium.
 
-mod console_support;
+use crate::console_support;
 
 use axum::http::{Method, StatusCode, header};
 use console_support::{STREAM, builder, login, populate, push, request, set_cookie, stream};

@@ -4,7 +4,7 @@
 //! user without rights seeing nothing of a namespace, a forbidden action refused with
 //! the API's message, and a live update when a tag moves. moor listens on loopback.
 
-mod console_support;
+use crate::console_support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! (logout on one ends them on both), and "who runs it" in cluster mode, listed from
 //! the cluster (the kube double) with the user's own token.
 
-mod console_support;
+use crate::console_support;
 
 use std::time::{Duration, Instant};
 

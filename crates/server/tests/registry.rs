@@ -7,7 +7,7 @@
 //! anonymous requests get 401; an imported Local tag's first pull fetches no manifest
 //! and a HEAD of an uncached blob downloads nothing.
 
-mod registry_support;
+use crate::registry_support;
 
 use std::process::Command;
 use std::sync::Arc;

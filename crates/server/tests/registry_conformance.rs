@@ -5,7 +5,7 @@
 //! with `n` and `last`, the referrers API, and the error codes of bad input. No peers:
 //! content is made here.
 
-mod registry_support;
+use crate::registry_support;
 
 use registry_support::*;
 use reqwest::Method;

@@ -2,7 +2,7 @@
 //! served with OpenShift's field names and validation; imports from a real
 //! distribution and pushes into moor's registry checked against them.
 
-mod registry_support;
+use crate::registry_support;
 
 use std::sync::Arc;
 

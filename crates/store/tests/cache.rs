@@ -15,7 +15,7 @@ use moor_store::{
     SqliteStore, Store, StoreError, WatchStream, conformance,
 };
 
-mod support;
+use crate::support;
 use support::{etcd_peer, etcd_store};
 
 fn cached(inner: Arc<dyn Store>, window_bytes: usize) -> CachedStore {

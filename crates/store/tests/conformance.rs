@@ -27,7 +27,7 @@ async fn sqlite_memory_store_conforms() {
     conformance::run_all(|| async { SqliteStore::open_in_memory().unwrap() }).await;
 }
 
-mod support;
+use crate::support;
 use support::{etcd_peer, etcd_store};
 
 /// The whole suite, unchanged, each case on a fresh etcd: a fresh etcd is at revision 1,

@@ -1,7 +1,7 @@
 //! The etcd store's own behaviour beyond the conformance suite: endpoint failures and
 //! writes whose outcome is unknown.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

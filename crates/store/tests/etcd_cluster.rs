@@ -3,7 +3,7 @@
 //! every write once and in order, and the writes that failed are counted (the goal is
 //! none: each request retries on another member within its deadline).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

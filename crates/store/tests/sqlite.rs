@@ -133,7 +133,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_writer_process",
+            "sqlite::child_writer_process",
             "--include-ignored",
             "--nocapture",
             "--test-threads=1",
