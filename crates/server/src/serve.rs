@@ -192,6 +192,9 @@ pub struct ServeOptions {
     pub cluster_caches: crate::auth::cluster::CacheTtls,
     /// The console's OIDC client (`--console-oidc-*`).
     pub console_oidc: crate::console::oidc::OidcClientOptions,
+    /// `--console-url`: where browsers reach the console (behind a TLS-terminating
+    /// proxy or an Ingress); default: what each request says (`Host`, TLS or not).
+    pub console_url: Option<crate::console::ConsoleUrl>,
 }
 
 /// kube-apiserver's flags for ServiceAccount tokens and JWT/OIDC login.
@@ -447,6 +450,7 @@ impl Default for ServeOptions {
             cluster: None,
             cluster_caches: Default::default(),
             console_oidc: Default::default(),
+            console_url: None,
             etcd_tls: Default::default(),
         }
     }
@@ -1127,6 +1131,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
         console: crate::console::Setup {
             oidc: console_oidc,
             cluster: console_cluster,
+            url: opts.console_url.clone(),
         },
     };
     let loops = overrides.loops;

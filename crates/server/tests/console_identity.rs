@@ -1,6 +1,7 @@
 //! Who the console's user is, and as whom it asks: OIDC login with PKCE through the
 //! real listener against the test issuer (a full round trip, denial, wrong state, a
-//! PKCE mismatch and a replayed code), sessions shared by two replicas on one store
+//! PKCE mismatch and a replayed code; `--console-url` as the redirect URI whatever
+//! the `Host`, with `Secure` cookies on plain HTTP), sessions shared by two replicas on one store
 //! (logout on one ends them on both), and "who runs it" in cluster mode, listed from
 //! the cluster (the kube double) with the user's own token.
 
@@ -17,16 +18,30 @@ use serde_json::json;
 /// The client id (and audience) the console logs in with.
 const CLIENT: &str = "moor-console";
 
-/// moor on a real listener trusting `issuer`, with the console's users and streams,
-/// and `oidc:dave` (group `oidc:team-b-devs`) editing team-b only.
-async fn oidc_server(issuer: &OidcIssuer) -> MoorServer {
+/// moor on a real plain-HTTP listener trusting `issuer`, with `--console-url`
+/// `console_url` if any.
+async fn oidc_listener(issuer: &OidcIssuer, console_url: Option<&str>) -> MoorServer {
     let b = builder();
     let config = b.options.data_dir.with_file_name("authn.yaml");
     std::fs::write(&config, issuer.authentication_config(CLIENT)).expect("config");
-    let server = b
-        .with(|o| o.token_authn.authentication_config = Some(config))
-        .listen()
-        .await;
+    let console_url = console_url.map(|u| u.parse().expect("console URL"));
+    b.with(|o| {
+        o.token_authn.authentication_config = Some(config);
+        o.console_url = console_url;
+    })
+    .listen()
+    .await
+}
+
+/// moor on a real listener trusting `issuer`, with the console's users and streams,
+/// and `oidc:dave` (group `oidc:team-b-devs`) editing team-b only.
+async fn oidc_server(issuer: &OidcIssuer) -> MoorServer {
+    oidc_server_at(issuer, None).await
+}
+
+/// [`oidc_server`] with `--console-url` `console_url`.
+async fn oidc_server_at(issuer: &OidcIssuer, console_url: Option<&str>) -> MoorServer {
+    let server = oidc_listener(issuer, console_url).await;
     populate(&server).await;
     let binding = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -99,15 +114,22 @@ fn location(resp: &reqwest::Response) -> String {
 /// A started login: the flow cookie and the issuer's authorization URL.
 struct Started {
     cookie: String,
+    /// The flow cookie's whole `Set-Cookie` line.
+    line: String,
     authorize: String,
 }
 
 async fn start(server: &MoorServer, client: &reqwest::Client) -> Started {
-    let r = client
-        .get(server.url("/console/oidc/start?issuer=0"))
-        .send()
-        .await
-        .unwrap();
+    start_as(server, client, None).await
+}
+
+/// [`start`] with the `Host` header `host` instead of the listener's address.
+async fn start_as(server: &MoorServer, client: &reqwest::Client, host: Option<&str>) -> Started {
+    let mut r = client.get(server.url("/console/oidc/start?issuer=0"));
+    if let Some(host) = host {
+        r = r.header(header::HOST, host);
+    }
+    let r = r.send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let (cookie, line) = cookie_of(&r, "moor-console-oidc").expect("flow cookie");
     for part in ["HttpOnly", "SameSite=Lax", "Path=/console", "Max-Age=600"] {
@@ -115,6 +137,7 @@ async fn start(server: &MoorServer, client: &reqwest::Client) -> Started {
     }
     Started {
         cookie,
+        line,
         authorize: location(&r),
     }
 }
@@ -249,6 +272,66 @@ async fn oidc_login_with_pkce_starts_a_session_showing_the_users_namespaces_only
         exchanges,
         "no exchange for a tampered login"
     );
+}
+
+/// With `--console-url https://moor.example.test` on a plain-HTTP listener, the
+/// issuer is given that URL's callback whatever the `Host` header says, and the
+/// console's cookies are `Secure`; the login completes at the callback. Without it,
+/// the `Host` header's URL over http, and no `Secure`.
+#[tokio::test]
+async fn console_url_is_the_redirect_uri_whatever_the_host_and_makes_cookies_secure() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    let server = oidc_server_at(&issuer, Some("https://moor.example.test/")).await;
+    let client = browser(&issuer);
+    let callback_uri = "https://moor.example.test/console/oidc/callback";
+
+    for host in [None, Some("attacker.example:8080")] {
+        let started = start_as(&server, &client, host).await;
+        let authorize_url = reqwest::Url::parse(&started.authorize).unwrap();
+        assert_eq!(
+            query(&authorize_url, "redirect_uri").as_deref(),
+            Some(callback_uri),
+            "Host {host:?}"
+        );
+        assert!(started.line.contains("; Secure"), "{}", started.line);
+    }
+    let r = client
+        .get(server.url("/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let (_, line) = cookie_of(&r, "moor-console-login").expect("login form cookie");
+    assert!(line.contains("; Secure"), "{line}");
+
+    // The issuer sends the browser to the public URL; the proxy forwards the
+    // callback to moor, which exchanges the code with the same redirect_uri.
+    let started = start_as(&server, &client, Some("moor:8443")).await;
+    let back = authorize(&client, &started).await;
+    assert!(back.as_str().starts_with(callback_uri), "{back}");
+    let mut forwarded = reqwest::Url::parse(&server.url("/console/oidc/callback")).unwrap();
+    forwarded.set_query(back.query());
+    let (status, session, text) = callback(&client, &forwarded, &started.cookie).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (_, line) = session.expect("session cookie");
+    assert!(
+        line.contains("; Secure") && line.contains("SameSite=Strict"),
+        "{line}"
+    );
+    assert_eq!(issuer.exchanges(), 1);
+
+    // Without --console-url: the Host header's URL, over http (moor serves no TLS).
+    let plain = oidc_listener(&issuer, None).await;
+    let started = start_as(&plain, &client, Some("moor.internal:8080")).await;
+    assert_eq!(
+        query(
+            &reqwest::Url::parse(&started.authorize).unwrap(),
+            "redirect_uri"
+        )
+        .as_deref(),
+        Some("http://moor.internal:8080/console/oidc/callback")
+    );
+    assert!(!started.line.contains("; Secure"), "{}", started.line);
 }
 
 #[tokio::test]

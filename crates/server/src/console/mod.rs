@@ -30,6 +30,7 @@ mod image;
 mod live;
 pub mod oidc;
 mod pages;
+mod public_url;
 mod session;
 mod stream;
 mod timeline;
@@ -46,6 +47,7 @@ use maud::{DOCTYPE, Markup, html};
 use moor_apimachinery::ApiServer;
 use sha2::{Digest as _, Sha256};
 
+pub use public_url::{ConsoleUrl, ConsoleUrlError};
 pub use session::Sessions;
 
 /// What can go wrong serving a console page.
@@ -86,10 +88,12 @@ pub struct Console {
     server: Arc<ApiServer>,
     sessions: Arc<Sessions>,
     oidc: Option<Arc<oidc::OidcLogin>>,
+    /// `--console-url`: where browsers reach the console, if not what requests say.
+    url: Option<ConsoleUrl>,
 }
 
-/// What the console is given besides the API: its OIDC login and, in cluster mode,
-/// the cluster (the default: neither).
+/// What the console is given besides the API: its OIDC login, its public URL and, in
+/// cluster mode, the cluster (the default: none of them).
 #[derive(Clone, Default)]
 pub struct Setup {
     /// OIDC login with `--authentication-config`'s issuers.
@@ -97,6 +101,9 @@ pub struct Setup {
     /// Cluster mode: a client of the cluster's API server without credentials of its
     /// own (see [`crate::auth::cluster::client_without_credentials`]).
     pub cluster: Option<kube::Client>,
+    /// `--console-url`: the OIDC `redirect_uri` is built from it, and cookies are
+    /// `Secure` when it is https; without it, from the request (`Host`, TLS or not).
+    pub url: Option<ConsoleUrl>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -104,6 +111,7 @@ impl std::fmt::Debug for Setup {
         f.debug_struct("Setup")
             .field("oidc", &self.oidc.is_some())
             .field("cluster", &self.cluster.is_some())
+            .field("url", &self.url)
             .finish()
     }
 }
@@ -117,6 +125,7 @@ pub fn router(api: Router, server: Arc<ApiServer>, setup: Setup) -> Router {
         sessions: Arc::new(Sessions::new(server.store.clone())),
         server,
         oidc: setup.oidc,
+        url: setup.url,
     };
     Router::new()
         .route(

@@ -38,7 +38,7 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use rand::RngCore as _;
 
-use super::session::{self, Tls, cookie, now, random_hex, same, set_cookie, set_cookie_with};
+use super::session::{self, Secure, cookie, now, random_hex, same, set_cookie, set_cookie_with};
 use super::{Console, Crumb, layout};
 use crate::auth::oidc::{JwtAuthenticators, JwtIssuer};
 
@@ -224,6 +224,21 @@ fn failed(console: &Console, secure: bool, status: StatusCode, message: &str) ->
     resp
 }
 
+/// Where the identity provider sends the browser back: `--console-url`'s callback
+/// whatever the request says; without it (the fallback), the request's `Host` with
+/// https when cookies are `Secure` (the request came over TLS), else http.
+fn redirect_uri(console: &Console, secure: bool, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &console.url {
+        return Some(url.redirect_uri());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '?', '#', '@']))?;
+    let scheme = if secure { "https" } else { "http" };
+    Some(format!("{scheme}://{host}/console/oidc/callback"))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct StartQuery {
     #[serde(default)]
@@ -234,7 +249,7 @@ pub(crate) struct StartQuery {
 /// issuer.
 pub(crate) async fn start(
     State(console): State<Console>,
-    Tls(secure): Tls,
+    Secure(secure): Secure,
     headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Response {
@@ -244,11 +259,7 @@ pub(crate) async fn start(
     let Some(client) = oidc.clients.get(q.issuer) else {
         return failed(&console, secure, StatusCode::BAD_REQUEST, "No such issuer.");
     };
-    let Some(host) = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && !h.contains(['/', '?', '#', '@']))
-    else {
+    let Some(redirect_uri) = redirect_uri(&console, secure, &headers) else {
         return failed(
             &console,
             secure,
@@ -268,8 +279,6 @@ pub(crate) async fn start(
             );
         }
     };
-    let scheme = if secure { "https" } else { "http" };
-    let redirect_uri = format!("{scheme}://{host}/console/oidc/callback");
     let (verifier, challenge) = pkce();
     let flow = Flow {
         issuer: q.issuer,
@@ -351,7 +360,7 @@ struct OAuthError {
 /// session and a page that moves on to the console.
 pub(crate) async fn callback(
     State(console): State<Console>,
-    Tls(secure): Tls,
+    Secure(secure): Secure,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {

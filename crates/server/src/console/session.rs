@@ -1,6 +1,6 @@
 //! Console sessions: a token login form, an opaque random session id in an HttpOnly,
-//! SameSite=Strict cookie (Secure over TLS), a synchronizer CSRF token per session
-//! checked on every POST, and logout.
+//! SameSite=Strict cookie (Secure over TLS, or when `--console-url` is https), a
+//! synchronizer CSRF token per session checked on every POST, and logout.
 //!
 //! Sessions live in the store (`/moor/console/sessions/`), so every replica on one
 //! store knows them and a logout on one ends the session on all. A record is keyed by
@@ -75,7 +75,7 @@ pub(crate) struct Current {
     pub token: String,
     /// The session's CSRF token, rendered into every form.
     pub csrf: String,
-    /// Whether the request came over TLS (cookies are then `Secure`).
+    /// Whether cookies are `Secure` (see [`secure`]).
     pub secure: bool,
 }
 
@@ -276,11 +276,18 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-fn is_tls(parts: &Parts) -> bool {
-    parts.extensions.get::<Arc<TlsInfo>>().is_some()
+/// Whether the console's cookies are `Secure`, decided here only: with
+/// `--console-url`, when that URL is https (browsers reach the console over TLS even
+/// when a proxy speaks plain HTTP to moor); without it, when the request came over
+/// TLS.
+fn secure(parts: &Parts, console: &Console) -> bool {
+    match &console.url {
+        Some(url) => url.is_https(),
+        None => parts.extensions.get::<Arc<TlsInfo>>().is_some(),
+    }
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, path `/console`, Secure over TLS;
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, path `/console`, Secure if `secure`;
 /// `None` for `max_age` deletes it.
 pub(crate) fn set_cookie(
     name: &str,
@@ -327,7 +334,7 @@ impl FromRequestParts<Console> for Current {
                 user: live.user,
                 token: live.token,
                 csrf: live.csrf,
-                secure: is_tls(parts),
+                secure: secure(parts, state),
             }),
             Ok(None) => Err(Redirect::to("/console/login").into_response()),
             Err(e) => {
@@ -358,13 +365,16 @@ pub(crate) fn csrf_refused() -> Response {
         .into_response()
 }
 
-/// Whether the request came over TLS.
-pub(crate) struct Tls(pub(crate) bool);
+/// Whether the console's cookies are `Secure` for this request (see [`secure`]).
+pub(crate) struct Secure(pub(crate) bool);
 
-impl<S: Send + Sync> FromRequestParts<S> for Tls {
+impl FromRequestParts<Console> for Secure {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Tls(is_tls(parts)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Secure(secure(parts, console)))
     }
 }
 
@@ -409,7 +419,7 @@ pub(crate) fn login_page(console: &Console, csrf: &str, error: Option<&str>) -> 
 }
 
 /// `GET /console/login`: the form, with a fresh login CSRF token in a cookie.
-pub(crate) async fn login_form(State(console): State<Console>, Tls(secure): Tls) -> Response {
+pub(crate) async fn login_form(State(console): State<Console>, Secure(secure): Secure) -> Response {
     login_form_response(&console, secure, None)
 }
 
@@ -493,7 +503,7 @@ pub(crate) fn session_cookie(id: &str, secure: bool) -> String {
 /// starts a session.
 pub(crate) async fn login(
     State(console): State<Console>,
-    Tls(secure): Tls,
+    Secure(secure): Secure,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
