@@ -1,7 +1,7 @@
 //! kubectl and oc habits of the `moor` CLI against a real `moor serve`: `version`,
 //! `completion`, `get -w`, `--sort-by`, `-l`, `--field-selector`, `describe` ending with
-//! the object's Events, kubectl's words for an unknown flag, and `set image-lookup`
-//! saying a stream is already enabled.
+//! the object's Events, kubectl's words for an unknown flag, `set image-lookup`
+//! saying a stream is already enabled, and `serve` refusing a bad `--console-url`.
 
 use crate::support;
 
@@ -244,4 +244,46 @@ fn describe_ends_with_events_and_unknown_flags_read_like_kubectl() {
         ok(&server, &["set", "image-lookup", "keycloak"]),
         "imagestream.image.openshift.io/keycloak image lookup already enabled\n"
     );
+}
+
+/// A `--console-url` that is not an http(s) origin stops `moor serve` before it
+/// touches anything, saying why; `--help` explains the flag.
+#[test]
+fn serve_refuses_a_bad_console_url_and_explains_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (url, why) in [
+        ("ftp://x", "the scheme must be https or http, not ftp"),
+        ("https://x/?a=b", "must not have a query"),
+        ("https://x/moor", "a path (/moor) is not supported"),
+        ("moor.example.com", "not an absolute URL"),
+    ] {
+        let (ok, out, err) = run(Command::new(moor_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--console-url", url])
+            .env_remove("RUST_LOG"));
+        assert!(!ok, "{url} started: {out}");
+        assert!(
+            err.starts_with(&format!(
+                "error: invalid value '{url}' for '--console-url <URL>': "
+            )) && err.contains(why),
+            "{url}: {err}"
+        );
+        assert!(!data.exists(), "{url}: nothing is written");
+    }
+    let (ok, help, err) = run(Command::new(moor_bin()).args(["serve", "--help"]));
+    assert!(ok, "{err}");
+    // Wrapped at the terminal's width: compare the words.
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for part in [
+        "--console-url <URL>",
+        "TLS-terminating proxy",
+        "/console/oidc/callback",
+        "--console-url https://moor.example.com",
+        "Without it, the redirect_uri is built from each request's Host header",
+    ] {
+        assert!(help.contains(part), "--help lacks {part:?}: {help}");
+    }
 }

@@ -24,7 +24,10 @@ Examples:
       --scheduled-import-interval 5m
 
   # Check scheduled tags on Docker Hub at most 2 requests a second, other registries 20
-  moor serve --registry-qps docker.io=2 --default-registry-qps 20";
+  moor serve --registry-qps docker.io=2 --default-registry-qps 20
+
+  # Behind an Ingress terminating TLS for moor.example.com: the console's OIDC login comes back there
+  moor serve --plain-http --authentication-config authn.yaml --console-url https://moor.example.com";
 
 /// Flags of `moor serve`.
 #[derive(Debug, Args)]
@@ -259,6 +262,16 @@ pub struct TokenAuthnArgs {
     /// Scopes the console asks the issuer for (space-separated) [default: "openid profile email"]
     #[arg(long, value_name = "SCOPES")]
     pub console_oidc_scopes: Option<String>,
+
+    /// The URL browsers reach the web console at, when moor sits behind a TLS-terminating proxy or an Ingress [default: each request's Host, https when moor serves TLS]
+    ///
+    /// The console's OIDC login sends the identity provider URL/console/oidc/callback as its redirect_uri whatever the request's Host header says, and the console's cookies are Secure when URL is https, even though moor itself serves plain HTTP behind the proxy. Register that callback at the identity provider. URL is an absolute http or https URL of the host moor is served at the root of: no path (the console lives at /console/ of that host), query or fragment.
+    ///
+    /// Example: --plain-http --console-url https://moor.example.com behind an Ingress terminating TLS for moor.example.com.
+    ///
+    /// Without it, the redirect_uri is built from each request's Host header (https when moor serves TLS itself, http with --plain-http) and cookies are Secure only over moor's own TLS: right when browsers reach moor directly, wrong behind a proxy.
+    #[arg(long, value_name = "URL")]
+    pub console_url: Option<moor_server::console::ConsoleUrl>,
 }
 
 /// `moor serve`'s records and secrets at rest: encryption and the audit log, with
@@ -464,6 +477,7 @@ fn options(args: ServeArgs) -> ServeOptions {
             client_secret_file: args.token_authn.console_oidc_client_secret_file,
             scopes: args.token_authn.console_oidc_scopes,
         },
+        console_url: args.token_authn.console_url,
         encryption_provider_config: args.at_rest.encryption_provider_config,
         etcd_tls: moor_store::EtcdTls {
             ca_file: args.etcd.etcd_cafile,
@@ -593,6 +607,7 @@ mod tests {
         assert_eq!(o.uploads, d.uploads);
         assert_eq!(o.encryption_provider_config, d.encryption_provider_config);
         assert_eq!(o.audit, d.audit);
+        assert_eq!(o.console_url, d.console_url);
         assert_eq!(
             o.token_authn.max_token_expiration,
             d.token_authn.max_token_expiration
@@ -625,6 +640,35 @@ mod tests {
         assert_eq!(t.api_audiences, vec!["a", "b"]);
         assert_eq!(t.max_token_expiration, Duration::from_secs(7200));
         assert_eq!(t.authentication_config, Some("/authn.yaml".into()));
+    }
+
+    #[test]
+    fn console_url_becomes_an_option_or_refuses_to_parse() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["moor", "serve"];
+            argv.extend(extra);
+            let cli = Cli::try_parse_from(argv)?;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            Ok::<_, clap::Error>(options(*args).console_url)
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let url = parse(&["--console-url", "https://moor.example.com/"])
+            .unwrap()
+            .expect("set");
+        assert_eq!(
+            url.redirect_uri(),
+            "https://moor.example.com/console/oidc/callback"
+        );
+        let e = parse(&["--console-url", "ftp://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid value 'ftp://x' for '--console-url <URL>'")
+                && e.contains("not ftp"),
+            "{e}"
+        );
     }
 
     #[test]
