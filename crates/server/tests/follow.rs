@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moor_server::importer::controller::Backoff;
 use moor_server::scheduler::AlwaysLeader;
-use moor_store::MemoryStore;
+use moor_store::{MemoryStore, Store};
 use moor_testkit::server::{IS, MoorServer};
 use moor_testkit::{CountingProxy, Distribution, Format, ImageSpec, OciLayout, Pushed};
 use serde_json::{Value, json};
@@ -27,8 +27,12 @@ const INTERVAL: Duration = Duration::from_secs(2);
 const SCHEDULED: &str = "/apis/moor.io/v1/namespaces/default/scheduledimports";
 
 async fn moor(insecure: &[&str]) -> MoorServer {
+    moor_over(Arc::new(MemoryStore::new()), insecure).await
+}
+
+async fn moor_over(store: Arc<MemoryStore>, insecure: &[&str]) -> MoorServer {
     MoorServer::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .upstream(insecure)
         .imports(Backoff {
             initial: Duration::from_millis(500),
@@ -593,5 +597,90 @@ async fn tags_following_one_repository_cost_one_list_request_per_interval() {
             "{from}: one list request a round for all its tags, nothing else"
         );
     }
+    h.stop().await;
+}
+
+/// A release followed by many tags of one stream moves them all with one fetch of its
+/// manifest and one of its config, and in far fewer writes of the stream than tags
+/// (the checks that finish together share a write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_moves_its_followers_with_one_fetch_and_shared_writes() {
+    const TAGS: usize = 24;
+    let Some(dist) = Distribution::start() else {
+        return;
+    };
+    let layout = three_images();
+    push(&dist, &layout, "a", "g/rel:1.0.0");
+    let proxy = CountingProxy::start(&dist.host).await;
+    let store = Arc::new(MemoryStore::new());
+    let h = moor_over(store.clone(), &[&proxy.host]).await;
+    let rel = proxy.reference("g/rel");
+    let ranges = [">=1.0.0 <1.1.0", "1.0.x", "~1.0"];
+    let tags: Vec<Value> = (0..TAGS)
+        .map(|i| {
+            let semver = json!({ "moor.io/follow-semver": ranges[i % ranges.len()] });
+            followed(&format!("t{i}"), &rel, semver)
+        })
+        .collect();
+    create_stream(&h, "f", tags).await;
+    let all_follow = |release: &'static str| {
+        let h = &h;
+        move || async move {
+            let records = records(h, "f").await;
+            records.len() == TAGS && records.values().all(|r| r["followedTag"] == release)
+        }
+    };
+    wait_until(
+        "every tag to follow 1.0.0",
+        Duration::from_secs(60),
+        all_follow("1.0.0"),
+    )
+    .await;
+
+    // Count the stream's writes from here on.
+    let key = "/registry/image.openshift.io/imagestreams/default/f";
+    let from = store.current_revision().await.unwrap();
+    let mut watch = store.watch(key, from).await.unwrap();
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counter = {
+        let writes = writes.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = futures::StreamExt::next(&mut watch).await {
+                if event.kv.key == key {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let pushed_at = Instant::now();
+    let pushed = push(&dist, &layout, "b", "g/rel:1.0.1");
+    wait_until(
+        "every tag to follow 1.0.1",
+        6 * INTERVAL,
+        all_follow("1.0.1"),
+    )
+    .await;
+    let stream = stream(&h, "f").await;
+    for i in 0..TAGS {
+        assert_eq!(images(&stream, &format!("t{i}"))[0], pushed.digest, "t{i}");
+    }
+    counter.abort();
+    let writes = writes.load(Ordering::SeqCst);
+    assert!(
+        (1..=TAGS / 3).contains(&writes),
+        "{writes} writes of the stream for {TAGS} tags moving"
+    );
+    let fetched: Vec<String> = proxy
+        .log
+        .since(pushed_at)
+        .into_iter()
+        .filter(|h| h.method == "GET" && !h.path.ends_with("/tags/list"))
+        .map(|h| h.path)
+        .collect();
+    assert_eq!(
+        fetched.len(),
+        2,
+        "one manifest and one config GET for {TAGS} tags: {fetched:#?}"
+    );
     h.stop().await;
 }

@@ -938,117 +938,94 @@ impl Importer {
             .streams
             .update(&ctx(), Some(ns), name, Some("status"), &f, false)
             .await?;
-        // One Event per tag for small imports; a summary per outcome for bulk ones
-        // (a repository import of 50 tags records 1 Event, not 50).
-        let (ok, failed): (Vec<_>, Vec<_>) = outcomes
-            .iter()
-            .partition(|(_, o)| matches!(o, TagOutcome::Imported { .. }));
-        if ok.len() > EVENTS_PER_TAG_UP_TO {
-            let tags: Vec<&str> = ok.iter().map(|(t, _)| t.as_str()).collect();
-            let message = format!(
-                "Imported {} tags of {name}: {}",
-                tags.len(),
-                tags.join(", ")
-            );
-            self.record_event(&written, None, "ImportSucceeded", &message, "Normal")
-                .await;
-        } else {
-            for (tag, outcome) in &ok {
-                if let TagOutcome::Imported { event, .. } = outcome {
-                    let message =
-                        format!("Tag {name}:{tag} imported {}", event.docker_image_reference);
-                    self.record_event(&written, Some(tag), "ImportSucceeded", &message, "Normal")
-                        .await;
-                }
+        let mut imported = Vec::new();
+        let mut failed = Vec::new();
+        for (tag, outcome) in outcomes {
+            match outcome {
+                TagOutcome::Imported { event, .. } => imported.push((tag.as_str(), event)),
+                TagOutcome::Failed(e) => failed.push((tag.as_str(), e)),
             }
         }
-        if failed.len() > EVENTS_PER_TAG_UP_TO {
-            let tags: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
-            let message = format!(
-                "Import of {} tags of {name} failed: {}",
-                tags.len(),
-                tags.join(", ")
-            );
-            self.record_event(&written, None, "ImportFailed", &message, "Warning")
-                .await;
-        } else {
-            for (tag, outcome) in &failed {
-                if let TagOutcome::Failed(e) = outcome {
-                    let message = format!(
-                        "Import of {name}:{tag} failed ({}): {}",
-                        e.reason(),
-                        e.message()
-                    );
-                    self.record_event(&written, Some(tag), "ImportFailed", &message, "Warning")
-                        .await;
-                }
-            }
-        }
+        self.record_import_events(&written, name, &imported, &failed, false)
+            .await;
         Ok(written)
     }
 
-    /// Records the result of a scheduled check of `tag` and writes nothing when it
-    /// changes nothing (so that the stream's `resourceVersion` stays): a tag event that
-    /// changes the history is written with its images and an `ImportSucceeded` event;
-    /// a success that changes nothing (`None`: the digest was unchanged) clears a
-    /// failed `ImportSuccess` condition, if any; a failure sets the condition (history
-    /// kept), with an `ImportFailed` event when the condition changed. Returns whether
-    /// the history changed.
+    /// Records the results of scheduled checks of tags of one stream (`items`: tag and
+    /// outcome, in order) in one write, and writes nothing when they change nothing (so
+    /// that the stream's `resourceVersion` stays): a tag event that changes a history
+    /// is written with its images; a success that changes nothing (`None`: the digest
+    /// was unchanged) clears a failed `ImportSuccess` condition, if any; a failure sets
+    /// the condition (history kept). Events as [`write_outcomes`](Self::write_outcomes)
+    /// records them (one per tag for a few, one summary for more): `ImportSucceeded`
+    /// for each history changed, `ImportFailed` for each condition set. Returns, per
+    /// item, whether its tag's history changed.
     pub async fn write_scheduled(
         &self,
         ns: &str,
         name: &str,
-        tag: &str,
-        outcome: Option<&TagOutcome>,
-    ) -> Result<bool, ApiError> {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        items: &[(String, Option<TagOutcome>)],
+    ) -> Result<Vec<bool>, ApiError> {
+        let unchanged = || vec![false; items.len()];
         let current: ImageStream = typed(&self.streams.get(&ctx(), Some(ns), name).await?)?;
-        let Some(spec) = current.spec_tag(tag) else {
-            return Ok(false);
-        };
-        let generation = spec.generation.unwrap_or(0);
         let now = Time(jiff::Timestamp::now());
-        let apply = |stream: &mut ImageStream| -> (bool, bool) {
-            match outcome {
-                None => (false, clear_import_failure(stream, tag)),
-                Some(TagOutcome::Imported { event, .. }) => {
-                    let history = add_tag_event(stream, tag, event.clone());
-                    let cleared = clear_import_failure(stream, tag);
-                    (history, history || cleared)
-                }
-                Some(TagOutcome::Failed(e)) => {
-                    let changed = set_import_failed(
-                        stream,
-                        tag,
-                        e.reason(),
-                        &e.message(),
-                        generation,
-                        now.clone(),
-                    );
-                    (false, changed)
-                }
-            }
+        // Per item: whether its history changed, and whether anything changed.
+        let apply = |stream: &mut ImageStream| -> Vec<(bool, bool)> {
+            items
+                .iter()
+                .map(|(tag, outcome)| {
+                    let Some(spec) = stream.spec_tag(tag) else {
+                        return (false, false);
+                    };
+                    let generation = spec.generation.unwrap_or(0);
+                    match outcome {
+                        None => (false, clear_import_failure(stream, tag)),
+                        Some(TagOutcome::Imported { event, .. }) => {
+                            let history = add_tag_event(stream, tag, event.clone());
+                            let cleared = clear_import_failure(stream, tag);
+                            (history, history || cleared)
+                        }
+                        Some(TagOutcome::Failed(e)) => {
+                            let changed = set_import_failed(
+                                stream,
+                                tag,
+                                e.reason(),
+                                &e.message(),
+                                generation,
+                                now.clone(),
+                            );
+                            (false, changed)
+                        }
+                    }
+                })
+                .collect()
         };
-        if !apply(&mut current.clone()).1 {
-            return Ok(false);
+        if !apply(&mut current.clone())
+            .iter()
+            .any(|(_, changed)| *changed)
+        {
+            return Ok(unchanged());
         }
-        if let Some(TagOutcome::Imported { images, .. }) = outcome {
-            self.store_images(images).await?;
+        // Tags that follow one repository import the same images: each stored once.
+        let mut stored = std::collections::HashSet::new();
+        for (_, outcome) in items {
+            if let Some(TagOutcome::Imported { images, .. }) = outcome {
+                let new: Vec<Image> = images
+                    .iter()
+                    .filter(|i| stored.insert(i.metadata.name.clone()))
+                    .cloned()
+                    .collect();
+                self.store_images(&new).await?;
+            }
         }
-        let history_changed = AtomicBool::new(false);
-        let status_changed = AtomicBool::new(false);
+        let changes = std::sync::Mutex::new(vec![(false, false); items.len()]);
         let f = |cur: Option<&Value>| -> Result<Value, ApiError> {
             let cur = cur.ok_or_else(|| stream_not_found(name))?;
             let mut stream: ImageStream = typed(cur)?;
-            if stream.spec_tag(tag).is_none() {
-                history_changed.store(false, Ordering::SeqCst);
-                status_changed.store(false, Ordering::SeqCst);
-                return Ok(cur.clone());
-            }
-            let (history, changed) = apply(&mut stream);
-            history_changed.store(history, Ordering::SeqCst);
-            status_changed.store(changed, Ordering::SeqCst);
-            if !changed {
+            let applied = apply(&mut stream);
+            let any = applied.iter().any(|(_, changed)| *changed);
+            *changes.lock().unwrap_or_else(|p| p.into_inner()) = applied;
+            if !any {
                 return Ok(cur.clone());
             }
             Ok(unconditional(
@@ -1059,30 +1036,79 @@ impl Importer {
             .streams
             .update(&ctx(), Some(ns), name, Some("status"), &f, false)
             .await?;
-        let history = history_changed.load(Ordering::SeqCst);
-        if status_changed.load(Ordering::SeqCst) {
+        let changes: Vec<(bool, bool)> = changes.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut imported = Vec::new();
+        let mut failed = Vec::new();
+        for ((tag, outcome), (history, changed)) in items.iter().zip(&changes) {
             match outcome {
-                Some(TagOutcome::Imported { event, .. }) if history => {
-                    let message = format!(
-                        "Tag {name}:{tag} imported {} (scheduled)",
-                        event.docker_image_reference
-                    );
-                    self.record_event(&written, Some(tag), "ImportSucceeded", &message, "Normal")
-                        .await;
+                Some(TagOutcome::Imported { event, .. }) if *history => {
+                    imported.push((tag.as_str(), event))
                 }
-                Some(TagOutcome::Failed(e)) => {
-                    let message = format!(
-                        "Scheduled import of {name}:{tag} failed ({}): {}",
-                        e.reason(),
-                        e.message()
-                    );
-                    self.record_event(&written, Some(tag), "ImportFailed", &message, "Warning")
-                        .await;
-                }
+                Some(TagOutcome::Failed(e)) if *changed => failed.push((tag.as_str(), e)),
                 _ => {}
             }
         }
-        Ok(history)
+        self.record_import_events(&written, name, &imported, &failed, true)
+            .await;
+        Ok(changes.into_iter().map(|(history, _)| history).collect())
+    }
+
+    /// Records the Events of one write of imports into stream `name` (as `written`):
+    /// an Event per tag for up to [`EVENTS_PER_TAG_UP_TO`] tags, else one summary per
+    /// outcome (a repository import of 50 tags records 1 Event, not 50). `scheduled`
+    /// says so in the messages.
+    async fn record_import_events(
+        &self,
+        written: &Value,
+        name: &str,
+        imported: &[(&str, &TagEvent)],
+        failed: &[(&str, &ImportError)],
+        scheduled: bool,
+    ) {
+        let (suffix, failure) = if scheduled {
+            (" (scheduled)", "Scheduled import")
+        } else {
+            ("", "Import")
+        };
+        if imported.len() > EVENTS_PER_TAG_UP_TO {
+            let tags: Vec<&str> = imported.iter().map(|(t, _)| *t).collect();
+            let message = format!(
+                "Imported {} tags of {name}{suffix}: {}",
+                tags.len(),
+                tags.join(", ")
+            );
+            self.record_event(written, None, "ImportSucceeded", &message, "Normal")
+                .await;
+        } else {
+            for (tag, event) in imported {
+                let message = format!(
+                    "Tag {name}:{tag} imported {}{suffix}",
+                    event.docker_image_reference
+                );
+                self.record_event(written, Some(tag), "ImportSucceeded", &message, "Normal")
+                    .await;
+            }
+        }
+        if failed.len() > EVENTS_PER_TAG_UP_TO {
+            let tags: Vec<&str> = failed.iter().map(|(t, _)| *t).collect();
+            let message = format!(
+                "{failure} of {} tags of {name} failed: {}",
+                tags.len(),
+                tags.join(", ")
+            );
+            self.record_event(written, None, "ImportFailed", &message, "Warning")
+                .await;
+        } else {
+            for (tag, e) in failed {
+                let message = format!(
+                    "{failure} of {name}:{tag} failed ({}): {}",
+                    e.reason(),
+                    e.message()
+                );
+                self.record_event(written, Some(tag), "ImportFailed", &message, "Warning")
+                    .await;
+            }
+        }
     }
 }
 

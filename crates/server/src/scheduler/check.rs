@@ -16,6 +16,7 @@ use super::{SECRETS_TTL, Shared, TagKey, is_scheduled, now_ms};
 use crate::catalog::StreamStore;
 use crate::importer::follow::{self, follows};
 use crate::importer::{ImportError, Importer, PullOptions, TagOutcome};
+use moor_apimachinery::error::ApiError;
 
 /// One check to make.
 pub(super) struct Job {
@@ -153,13 +154,27 @@ impl Shared {
 
     /// Clears a failed `ImportSuccess` condition after a check found nothing new.
     pub(super) async fn clear_failure(&self, job: &Job) {
-        if let Err(e) = self
-            .importer
-            .write_scheduled(&job.key.namespace, &job.key.stream, &job.key.tag, None)
-            .await
-        {
+        if let Err(e) = self.write_tag(&job.key, None).await {
             tracing::warn!(tag = %job.key.name(), error = %e, "clearing the import failure failed");
         }
+    }
+
+    /// Records a check's outcome for its tag (`None`: nothing new) in one write of its
+    /// stream with the other checks of that stream finishing meanwhile
+    /// ([`super::writes`]). Returns whether the tag's history changed.
+    pub(super) async fn write_tag(
+        &self,
+        key: &TagKey,
+        outcome: Option<TagOutcome>,
+    ) -> Result<bool, ApiError> {
+        let (importer, ns, name) = (&self.importer, &key.namespace, &key.stream);
+        self.writes
+            .write(
+                (ns.clone(), name.clone()),
+                (key.tag.clone(), outcome),
+                |items| async move { importer.write_scheduled(ns, name, &items).await },
+            )
+            .await
     }
 
     /// The full import, after the digest changed (or could not be told); `pin` is
@@ -191,16 +206,19 @@ impl Shared {
             None => spec,
         };
         let t0 = Instant::now();
-        let outcome = self.budgeted.resolve_tag(&stream, &spec, secrets).await;
+        // A followed tag's import shares its fetches with the other tags that chose
+        // the same image; any other checked its digest just before, and fetches anew.
+        let importer = if pin.is_some() {
+            &self.followers
+        } else {
+            &self.budgeted
+        };
+        let outcome = importer.resolve_tag(&stream, &spec, secrets).await;
         self.import_metrics.observe("scheduled", t0.elapsed());
         match &outcome {
             TagOutcome::Imported { event, .. } => {
                 let image = event.image.clone();
-                match self
-                    .importer
-                    .write_scheduled(ns, name, tag, Some(&outcome))
-                    .await
-                {
+                match self.write_tag(&job.key, Some(outcome.clone())).await {
                     Ok(changed) => {
                         if changed {
                             tracing::info!(tag = %job.key.name(), %image, "scheduled import: new image");
@@ -231,10 +249,8 @@ impl Shared {
                 message: format!("{}: {}", e.reason(), e.message()),
             };
         }
-        let (ns, name, tag) = (&job.key.namespace, &job.key.stream, &job.key.tag);
         if let Err(err) = self
-            .importer
-            .write_scheduled(ns, name, tag, Some(&TagOutcome::Failed(e.clone())))
+            .write_tag(&job.key, Some(TagOutcome::Failed(e.clone())))
             .await
         {
             tracing::warn!(tag = %job.key.name(), error = %err, "recording a failed check failed");

@@ -23,11 +23,13 @@
 
 pub mod budget;
 mod check;
+pub mod fetches;
 pub mod follow;
 pub mod leader;
 pub mod plan;
 mod queue;
 pub mod records;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -191,6 +193,9 @@ struct Shared {
     importer: Arc<Importer>,
     /// The same storages, reading registries through the budgets (full imports).
     budgeted: Importer,
+    /// The same, sharing the fetches of one image among the imports of the tags that
+    /// follow its repository ([`fetches`]).
+    followers: Importer,
     /// The registries, for HEAD checks (their budget is taken before the slot).
     source: Arc<dyn Source>,
     store: Arc<dyn Store>,
@@ -201,6 +206,8 @@ struct Shared {
     secrets: Mutex<HashMap<String, CachedSecrets>>,
     /// Tag lists read for followed tags.
     tag_lists: follow::TagLists,
+    /// Checks' outcomes waiting for their stream's write (tag, outcome).
+    writes: writes::StreamWrites<(String, Option<crate::importer::TagOutcome>)>,
 }
 
 /// The scheduled import controller. Build it with [`Scheduler::new`], then
@@ -219,11 +226,16 @@ impl Scheduler {
         budgets: Arc<Budgets>,
         config: SchedulerConfig,
     ) -> Self {
-        let budgeted = importer.with_source(Arc::new(BudgetedSource {
+        let budgeted_source: Arc<dyn Source> = Arc::new(BudgetedSource {
             inner: source.clone(),
             budgets: budgets.clone(),
             throttle: true,
-        }));
+        });
+        let budgeted = importer.with_source(budgeted_source.clone());
+        let followers = importer.with_source(Arc::new(fetches::SharedFetches::new(
+            budgeted_source,
+            fetches::reuse_for(config.interval),
+        )));
         let interval_ms = (config.interval.as_millis() as i64).max(1);
         Scheduler {
             shared: Arc::new(Shared {
@@ -232,6 +244,7 @@ impl Scheduler {
                 interval_ms,
                 importer,
                 budgeted,
+                followers,
                 source,
                 store,
                 budgets,
@@ -239,6 +252,7 @@ impl Scheduler {
                 import_metrics: ImportMetrics::default(),
                 secrets: Mutex::new(HashMap::new()),
                 tag_lists: follow::TagLists::default(),
+                writes: writes::StreamWrites::default(),
             }),
         }
     }
