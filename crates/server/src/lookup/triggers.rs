@@ -179,6 +179,11 @@ where
 pub struct TriggerState {
     tags: HashMap<StreamKey, HashMap<String, String>>,
     workloads: HashMap<WorkloadKey, Workload>,
+    /// The workloads whose triggers follow tags of a stream, and those tags: a moved
+    /// tag finds its workloads here, without parsing every workload's triggers.
+    followers: HashMap<StreamKey, HashMap<WorkloadKey, BTreeSet<String>>>,
+    /// The streams each workload follows (its entries in `followers`).
+    followed: HashMap<WorkloadKey, BTreeSet<StreamKey>>,
     stream_init: Option<BTreeSet<StreamKey>>,
     workload_init: HashMap<WorkloadKind, BTreeSet<WorkloadKey>>,
 }
@@ -231,39 +236,65 @@ impl TriggerState {
 
     /// The workloads with a trigger on one of `tags` of stream `key`.
     fn following(&self, key: &StreamKey, tags: &BTreeSet<&str>) -> Vec<WorkloadKey> {
-        let mut out = Vec::new();
-        for (wk, w) in &self.workloads {
-            let Some(Ok(triggers)) = triggers_of(w) else {
-                continue;
-            };
-            let hit = triggers.iter().any(|t| {
-                let ns = if t.from.namespace.is_empty() {
-                    &wk.1
-                } else {
-                    &t.from.namespace
-                };
-                t.from.kind == KIND_IMAGE_STREAM_TAG
-                    && *ns == key.0
-                    && parse_image_stream_tag_name(&t.from.name)
-                        .is_ok_and(|(s, tag)| s == key.1 && tags.contains(tag))
-            });
-            if hit {
-                out.push(wk.clone());
-            }
-        }
-        out
+        let Some(workloads) = self.followers.get(key) else {
+            return Vec::new();
+        };
+        workloads
+            .iter()
+            .filter(|(_, followed)| followed.iter().any(|t| tags.contains(t.as_str())))
+            .map(|(wk, _)| wk.clone())
+            .collect()
     }
 
     /// Records a workload (only those with triggers are kept); returns whether it has
     /// triggers to look at.
     pub fn workload_changed(&mut self, kind: WorkloadKind, w: Workload) -> Option<WorkloadKey> {
         let key = key_of(kind, &w);
-        if triggers_of(&w).is_none() {
-            self.workloads.remove(&key);
+        let Some(triggers) = triggers_of(&w) else {
+            self.workload_removed(&key);
             return None;
+        };
+        self.unindex(&key);
+        for t in triggers.iter().flatten() {
+            if t.from.kind != KIND_IMAGE_STREAM_TAG {
+                continue;
+            }
+            let Ok((stream, tag)) = parse_image_stream_tag_name(&t.from.name) else {
+                continue;
+            };
+            let ns = if t.from.namespace.is_empty() {
+                key.1.clone()
+            } else {
+                t.from.namespace.clone()
+            };
+            let stream = (ns, stream.to_string());
+            self.followers
+                .entry(stream.clone())
+                .or_default()
+                .entry(key.clone())
+                .or_default()
+                .insert(tag.to_string());
+            self.followed.entry(key.clone()).or_default().insert(stream);
         }
         self.workloads.insert(key.clone(), w);
         Some(key)
+    }
+
+    /// Forgets a workload (deleted, or without triggers now).
+    pub fn workload_removed(&mut self, key: &WorkloadKey) {
+        self.workloads.remove(key);
+        self.unindex(key);
+    }
+
+    fn unindex(&mut self, key: &WorkloadKey) {
+        for stream in self.followed.remove(key).unwrap_or_default() {
+            if let Some(workloads) = self.followers.get_mut(&stream) {
+                workloads.remove(key);
+                if workloads.is_empty() {
+                    self.followers.remove(&stream);
+                }
+            }
+        }
     }
 
     /// The JSON patch that brings workload `key` in line with its triggers, if any, and
@@ -440,14 +471,18 @@ impl TriggerController {
                 }
                 Event::Delete(w) => {
                     let key = key_of(kind, &w);
-                    self.state.workloads.remove(&key);
+                    self.state.workload_removed(&key);
                     self.queue.remove(&key);
                 }
                 Event::InitDone => {
                     if let Some(seen) = self.state.workload_init.remove(&kind) {
-                        self.state
-                            .workloads
-                            .retain(|k, _| k.0 != kind || seen.contains(k));
+                        let gone: Vec<WorkloadKey> = (self.state.workloads.keys())
+                            .filter(|k| k.0 == kind && !seen.contains(*k))
+                            .cloned()
+                            .collect();
+                        for key in gone {
+                            self.state.workload_removed(&key);
+                        }
                     }
                 }
             },
@@ -913,5 +948,38 @@ mod tests {
                 .is_none()
         );
         assert!(st.workloads.is_empty());
+        assert!(
+            st.followers.is_empty() && st.followed.is_empty(),
+            "a workload without triggers leaves no index entry"
+        );
+        assert!(st.stream_changed(&stream(&d1)).is_empty());
+    }
+
+    #[test]
+    fn a_moved_tag_finds_only_the_workloads_that_follow_it() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let mut st = TriggerState::default();
+        let follows = st
+            .workload_changed(WorkloadKind::Deployment, deployment("keycloak:20.0", false))
+            .unwrap();
+        let triggers = r#"[{"from":{"kind":"ImageStreamTag","name":"keycloak:21.0"},"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image"}]"#;
+        let other = Workload::from_value(
+            WorkloadKind::Deployment,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "other", "namespace": "default",
+                                "annotations": {"image.openshift.io/triggers": triggers}},
+                   "spec": {"selector": {}, "template": {"spec": {"containers": [
+                       {"name": "web", "image": "keycloak:21.0"}]}}}}),
+        )
+        .unwrap();
+        st.workload_changed(WorkloadKind::Deployment, other)
+            .unwrap();
+        assert_eq!(st.followers.len(), 1, "both follow tags of one stream");
+        assert_eq!(st.stream_changed(&stream(&d1)), vec![follows.clone()]);
+        // Deleted, it is no longer found.
+        st.workload_removed(&follows);
+        assert!(!st.followed.contains_key(&follows));
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        assert!(st.stream_changed(&stream(&d2)).is_empty());
     }
 }
