@@ -6,6 +6,12 @@
 //! a long download is a request in flight, so it is never cut. Calls tokio, futures,
 //! tower and axum_server only.
 //!
+//! The close is graceful where it can be: the connection's [`ConnectionShutdown`]
+//! (which axum_server puts in every request's extensions) is asked to shut down, so
+//! that hyper sends an HTTP/2 `GOAWAY` and the client knows not to send on the
+//! connection any more; if it is not gone [`GOAWAY_GRACE`] later (or had no request
+//! to take the handle from), its stream reads as ended, which makes hyper drop it.
+//!
 //! Hand-written because hyper's HTTP/2 server has keep-alive pings but no idle
 //! timeout, and neither axum_server nor tower-http offers one per connection.
 
@@ -13,12 +19,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, Response};
+use axum_server::ConnectionShutdown;
 use axum_server::accept::Accept;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -32,7 +39,13 @@ struct Activity {
     /// The connection's reader, woken when its last request finishes so that it arms
     /// the idle timer.
     reader: AtomicWaker,
+    /// Shuts the connection down gracefully (taken from its first request).
+    shutdown: OnceLock<ConnectionShutdown>,
 }
+
+/// How long an idle connection asked to shut down (an HTTP/2 `GOAWAY`) has to be gone
+/// before its stream reads as ended.
+pub const GOAWAY_GRACE: Duration = Duration::from_secs(5);
 
 impl Activity {
     fn new() -> Self {
@@ -40,6 +53,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
             reader: AtomicWaker::new(),
+            shutdown: OnceLock::new(),
         }
     }
 
@@ -108,6 +122,7 @@ where
                     activity: activity.clone(),
                     timeout,
                     timer: Box::pin(tokio::time::sleep(timeout)),
+                    asked_to_close: None,
                 },
                 Tracked {
                     inner: service,
@@ -139,6 +154,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.activity.shutdown.get().is_none()
+            && let Some(shutdown) = req.extensions().get::<ConnectionShutdown>()
+        {
+            let _ = self.activity.shutdown.set(shutdown.clone());
+        }
         let in_flight = InFlight::new(self.activity.clone());
         let response = self.inner.call(req);
         Box::pin(async move {
@@ -183,6 +203,8 @@ pub struct IdleIo<T> {
     activity: Arc<Activity>,
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
+    /// When the connection was asked to shut down for being idle.
+    asked_to_close: Option<Instant>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
@@ -199,13 +221,26 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let Some(since) = this.activity.idle_since() else {
             return Poll::Pending;
         };
-        let deadline = since + this.timeout;
+        let deadline = match this.asked_to_close {
+            Some(asked) => asked + GOAWAY_GRACE,
+            None => since + this.timeout,
+        };
         if this.timer.deadline() != deadline {
             this.timer.as_mut().reset(deadline);
         }
         if this.timer.as_mut().poll(cx).is_ready() && this.activity.idle_since().is_some() {
-            // End of stream: hyper closes the connection.
-            return Poll::Ready(Ok(()));
+            match (this.asked_to_close, this.activity.shutdown.get()) {
+                (None, Some(shutdown)) => {
+                    // A GOAWAY, then hyper closes the connection (woken by the ask).
+                    shutdown.graceful_shutdown();
+                    let asked = Instant::now();
+                    this.asked_to_close = Some(asked);
+                    this.timer.as_mut().reset(asked + GOAWAY_GRACE);
+                    let _ = this.timer.as_mut().poll(cx);
+                }
+                // End of stream: hyper drops the connection.
+                _ => return Poll::Ready(Ok(())),
+            }
         }
         Poll::Pending
     }

@@ -560,6 +560,12 @@ async fn idle_http2_connections_are_closed_but_long_requests_are_not() {
         "closed too early: {:?}",
         t.elapsed()
     );
+    // With a GOAWAY first, so that the client knows not to send on it.
+    let refused = send.ready().await.expect_err("the connection is closed");
+    assert!(
+        refused.is_go_away() && refused.reason() == Some(h2::Reason::NO_ERROR),
+        "closed without a GOAWAY: {refused:?}"
+    );
 
     // A watch that outlives the idle timeout is a request in flight: it runs to its
     // own end (3 s), and only then does the connection go idle and close.
