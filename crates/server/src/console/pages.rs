@@ -10,7 +10,6 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use maud::{Markup, html};
 use moor_api::humanize::{seconds_since, short_age};
-use moor_api::image::{ConditionStatus, ImageStream, NamedTagEventList, TagEventConditionType};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -56,19 +55,11 @@ pub(crate) fn stream_url(ns: &str, name: &str) -> String {
     format!("/console/ns/{ns}/streams/{name}")
 }
 
-/// Whether a tag's last import failed.
-fn failing(t: &NamedTagEventList) -> bool {
-    t.condition(&TagEventConditionType::ImportSuccess)
-        .is_some_and(|c| c.status == ConditionStatus::False)
-}
-
-/// When a stream last changed: its newest tag event.
-fn last_updated(s: &ImageStream) -> Option<Timestamp> {
-    s.status
-        .tags
+/// Whether a tag's conditions say its last import failed.
+fn failing(conditions: &[SummaryCondition]) -> bool {
+    conditions
         .iter()
-        .filter_map(|t| t.items.first()?.created.as_ref().map(|c| c.0))
-        .max()
+        .any(|c| c.type_ == "ImportSuccess" && c.status == "False")
 }
 
 /// `2026-12-06 20:44:14Z` and its age, for a `<time>` element.
@@ -204,11 +195,116 @@ impl StreamSummary {
         self.status
             .tags
             .iter()
-            .filter(|t| {
-                t.conditions
-                    .iter()
-                    .any(|c| c.type_ == "ImportSuccess" && c.status == "False")
-            })
+            .filter(|t| failing(&t.conditions))
+            .count()
+    }
+}
+
+/// What the streams page shows of a stream, parsed from the list without the tags'
+/// histories (only each tag's newest entry's time is kept): decoding every stream of
+/// a 10,000-stream namespace whole, to show a hundred, was most of the page's time.
+#[derive(Deserialize, Default)]
+struct StreamRow {
+    #[serde(default)]
+    metadata: RowMeta,
+    #[serde(default)]
+    spec: RowSpec,
+    #[serde(default)]
+    status: RowStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct RowMeta {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RowSpec {
+    #[serde(default)]
+    tags: Vec<RowSpecTag>,
+    #[serde(rename = "lookupPolicy", default)]
+    lookup_policy: RowLookup,
+}
+
+#[derive(Deserialize, Default)]
+struct RowSpecTag {
+    #[serde(rename = "importPolicy", default)]
+    import_policy: RowImportPolicy,
+}
+
+#[derive(Deserialize, Default)]
+struct RowImportPolicy {
+    #[serde(default)]
+    scheduled: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct RowLookup {
+    #[serde(default)]
+    local: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct RowStatus {
+    #[serde(default)]
+    tags: Vec<RowTag>,
+}
+
+#[derive(Deserialize)]
+struct RowTag {
+    #[serde(default)]
+    conditions: Vec<SummaryCondition>,
+    /// The newest entry's `created` (the history's first); the rest is skipped.
+    #[serde(default)]
+    items: NewestCreated,
+}
+
+/// The `created` of a history's first (newest) entry; the other entries are skipped
+/// unparsed.
+#[derive(Default)]
+struct NewestCreated(Option<Timestamp>);
+
+impl<'de> Deserialize<'de> for NewestCreated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(default)]
+            created: Option<Time>,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = NewestCreated;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of tag events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NewestCreated, A::Error> {
+                let first = seq.next_element::<Entry>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(NewestCreated(first.and_then(|e| e.created).map(|t| t.0)))
+            }
+            fn visit_unit<E>(self) -> Result<NewestCreated, E> {
+                Ok(NewestCreated(None))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl StreamRow {
+    /// When the stream last changed: its newest tag event.
+    fn last_updated(&self) -> Option<Timestamp> {
+        self.status.tags.iter().filter_map(|t| t.items.0).max()
+    }
+
+    fn failing_tags(&self) -> usize {
+        self.status
+            .tags
+            .iter()
+            .filter(|t| failing(&t.conditions))
             .count()
     }
 }
@@ -336,7 +432,7 @@ pub(crate) async fn streams(
     }
     let path = streams_path(&ns);
     let (list, can_create) = futures::join!(
-        console.api.get::<List<ImageStream>>(&current.token, &path),
+        console.api.get::<List<StreamRow>>(&current.token, &path),
         console
             .api
             .can(&current.token, "create", "imagestreams", &ns),
@@ -346,27 +442,21 @@ pub(crate) async fn streams(
         Err(e) => return error_page(Some(&current), &e),
     };
     let q = query.q.trim().to_lowercase();
-    let mut rows: Vec<&ImageStream> = list
+    let mut rows: Vec<&StreamRow> = list
         .items
         .iter()
-        .filter(|s| {
-            q.is_empty()
-                || s.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.to_lowercase().contains(&q))
-        })
+        .filter(|s| q.is_empty() || s.metadata.name.to_lowercase().contains(&q))
         .collect();
     let sort = match query.sort.as_str() {
         "updated" | "tags" | "failures" => query.sort.as_str(),
         _ => "name",
     };
     // Sort keys computed once per stream, not once per comparison.
-    let mut keyed: Vec<(i64, usize, usize, &ImageStream)> = rows
+    let mut keyed: Vec<(i64, usize, usize, &StreamRow)> = rows
         .drain(..)
         .map(|s| {
-            let updated = last_updated(s).map_or(i64::MIN, |t| t.as_second());
-            let failures = s.status.tags.iter().filter(|t| failing(t)).count();
+            let updated = s.last_updated().map_or(i64::MIN, |t| t.as_second());
+            let failures = s.failing_tags();
             (
                 updated,
                 s.spec.tags.len().max(s.status.tags.len()),
@@ -419,8 +509,8 @@ pub(crate) async fn streams(
                     } }
                     tbody {
                         @for (_, tags, failures, s) in shown {
-                            @let name = s.metadata.name.as_deref().unwrap_or_default();
-                            @let updated = last_updated(s).map(Time);
+                            @let name = s.metadata.name.as_str();
+                            @let updated = s.last_updated().map(Time);
                             tr {
                                 th scope="row" { a href=(stream_url(&ns, name)) { (name) } }
                                 td { (tags) }
@@ -458,4 +548,43 @@ pub(crate) async fn streams(
 /// The console URL of image `digest` of a stream.
 pub(crate) fn image_url(ns: &str, name: &str, digest: &str) -> String {
     format!("{}/images/{digest}", stream_url(ns, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_row_keeps_each_tags_newest_time_and_what_the_page_shows() {
+        let row: StreamRow = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app", "managedFields": [{"manager": "x"}]},
+            "spec": {"lookupPolicy": {"local": true},
+                     "tags": [{"name": "a", "importPolicy": {"scheduled": true}}, {"name": "b"}]},
+            "status": {"tags": [
+                {"tag": "a", "items": [
+                    {"created": "2026-12-07T10:00:00Z", "image": "sha256:1"},
+                    {"created": "2026-12-01T10:00:00Z", "image": "sha256:0", "extra": [1, {"x": 2}]}]},
+                {"tag": "b", "items": null,
+                 "conditions": [{"type": "ImportSuccess", "status": "False"}]},
+                {"tag": "c", "items": [{"created": "2026-12-07T11:00:00Z"}]},
+                {"tag": "d"}]}
+        }))
+        .unwrap();
+        assert_eq!(row.metadata.name, "app");
+        assert!(row.spec.lookup_policy.local);
+        assert_eq!(
+            row.spec
+                .tags
+                .iter()
+                .filter(|t| t.import_policy.scheduled)
+                .count(),
+            1
+        );
+        assert_eq!(
+            row.last_updated(),
+            Some("2026-12-07T11:00:00Z".parse().unwrap())
+        );
+        assert_eq!(row.failing_tags(), 1);
+        assert_eq!(row.status.tags[1].items.0, None);
+    }
 }
