@@ -173,8 +173,10 @@ where
     watcher::watcher(api, watcher::Config::default()).default_backoff()
 }
 
-/// What the controller knows: each stream's tags and their pull specs, and each
-/// workload that has triggers.
+/// What the controller knows: each workload that has triggers, and the tags and pull
+/// specs of the streams they follow (only those: a stream no workload follows costs
+/// nothing; one that a workload starts to follow is read once, by
+/// [`TriggerController`]'s reconcile, then kept current by the watch).
 #[derive(Default)]
 pub struct TriggerState {
     tags: HashMap<StreamKey, HashMap<String, String>>,
@@ -197,6 +199,23 @@ fn key_of(kind: WorkloadKind, w: &Workload) -> WorkloadKey {
     )
 }
 
+/// A stream's namespace and name.
+fn stream_key(s: &ImageStream) -> StreamKey {
+    (
+        s.metadata.namespace.clone().unwrap_or_default(),
+        s.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Each tag of a stream and the pull spec it resolves to.
+fn pull_specs(s: &ImageStream) -> HashMap<String, String> {
+    s.status
+        .tags
+        .iter()
+        .filter_map(|t| Some((t.tag.clone(), tag_pull_spec(s, &t.tag)?)))
+        .collect()
+}
+
 impl TriggerState {
     /// The pull spec tag `name` (`stream:tag`) of namespace `ns` resolves to now.
     pub fn pull_spec(&self, ns: &str, name: &str) -> Option<String> {
@@ -208,17 +227,14 @@ impl TriggerState {
     }
 
     /// Records a stream; returns the workloads whose triggers follow a tag that moved.
+    /// A stream no workload follows is not kept.
     pub fn stream_changed(&mut self, s: &ImageStream) -> Vec<WorkloadKey> {
-        let key = (
-            s.metadata.namespace.clone().unwrap_or_default(),
-            s.metadata.name.clone().unwrap_or_default(),
-        );
-        let tags: HashMap<String, String> = s
-            .status
-            .tags
-            .iter()
-            .filter_map(|t| Some((t.tag.clone(), tag_pull_spec(s, &t.tag)?)))
-            .collect();
+        let key = stream_key(s);
+        if !self.followers.contains_key(&key) {
+            self.tags.remove(&key);
+            return Vec::new();
+        }
+        let tags = pull_specs(s);
         let old = self
             .tags
             .insert(key.clone(), tags.clone())
@@ -232,6 +248,27 @@ impl TriggerState {
             return Vec::new();
         }
         self.following(&key, &moved)
+    }
+
+    /// The streams workload `key` follows whose tags are not known yet (none of its
+    /// triggers followed them when they last changed).
+    pub fn unknown_streams(&self, key: &WorkloadKey) -> Vec<StreamKey> {
+        self.followed
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|s| !self.tags.contains_key(*s))
+            .cloned()
+            .collect()
+    }
+
+    /// Records a stream read for a workload that started to follow it; a change the
+    /// watch recorded meanwhile is newer, and kept.
+    pub fn stream_read(&mut self, s: &ImageStream) {
+        let key = stream_key(s);
+        if self.followers.contains_key(&key) && !self.tags.contains_key(&key) {
+            self.tags.insert(key, pull_specs(s));
+        }
     }
 
     /// The workloads with a trigger on one of `tags` of stream `key`.
@@ -292,6 +329,7 @@ impl TriggerState {
                 workloads.remove(key);
                 if workloads.is_empty() {
                     self.followers.remove(&stream);
+                    self.tags.remove(&stream);
                 }
             }
         }
@@ -490,6 +528,22 @@ impl TriggerController {
     }
 
     async fn reconcile(&mut self, key: WorkloadKey, attempt: u32) {
+        // The streams this workload started to follow are read once; the watch keeps
+        // them current from then on. One that does not exist yet comes with its
+        // creation's watch event.
+        for (ns, name) in self.state.unknown_streams(&key) {
+            match self.streams.stream(&ns, &name).await {
+                Ok(Some(stream)) => self.state.stream_read(&stream),
+                Ok(None) => {}
+                Err(e) => {
+                    let delay = Duration::from_secs(1 << attempt.min(6));
+                    tracing::warn!(namespace = %ns, stream = %name, error = %e, retry_in = ?delay, "image trigger: reading a followed stream failed");
+                    self.queue
+                        .insert(key, (Instant::now() + delay, attempt + 1));
+                    return;
+                }
+            }
+        }
         let Some((ops, updates)) = self.state.patch_for(&key) else {
             return;
         };
@@ -953,6 +1007,32 @@ mod tests {
             "a workload without triggers leaves no index entry"
         );
         assert!(st.stream_changed(&stream(&d1)).is_empty());
+    }
+
+    #[test]
+    fn only_followed_streams_are_kept_and_a_stream_followed_late_is_read_once() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let mut st = TriggerState::default();
+        assert!(st.stream_changed(&stream(&d1)).is_empty());
+        assert!(st.tags.is_empty(), "no workload follows it: not kept");
+        let key = st
+            .workload_changed(WorkloadKind::Deployment, deployment("keycloak:20.0", false))
+            .unwrap();
+        let stream_key = ("default".to_string(), "keycloak".to_string());
+        assert_eq!(st.unknown_streams(&key), vec![stream_key.clone()]);
+        assert!(st.patch_for(&key).is_none(), "its tags are not known yet");
+        st.stream_read(&stream(&d1));
+        assert!(st.unknown_streams(&key).is_empty());
+        let (_, updates) = st.patch_for(&key).unwrap();
+        assert!(updates[0].rewrite.to.ends_with(&d1));
+        // A read older than what the watch recorded meanwhile does not replace it.
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        assert_eq!(st.stream_changed(&stream(&d2)), vec![key.clone()]);
+        st.stream_read(&stream(&d1));
+        assert!(st.patch_for(&key).unwrap().1[0].rewrite.to.ends_with(&d2));
+        // Its last follower gone, the stream is dropped.
+        st.workload_removed(&key);
+        assert!(st.tags.is_empty() && st.followers.is_empty());
     }
 
     #[test]
