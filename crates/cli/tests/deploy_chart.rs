@@ -182,6 +182,76 @@ fn the_chart_lints_and_its_schema_refuses_bad_values() {
     }
 }
 
+/// The console's OIDC login: the AuthenticationConfiguration in a ConfigMap, mounted
+/// and given as --authentication-config with the client id, the client secret's Secret
+/// mounted, and --console-url; a URL with a path is refused by the schema.
+#[test]
+fn console_oidc_values_mount_the_config_and_give_the_flags() {
+    if peer("helm").is_none() {
+        return;
+    }
+    let config = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {url: https://dex.example.com, audiences: [kubernetes]}\n";
+    let values = tempfile::NamedTempFile::new().unwrap();
+    let text = serde_json::json!({"console": {
+        "url": "https://moor.example.com",
+        "oidc": {"authenticationConfig": config, "clientId": "kubernetes",
+                 "clientSecretName": "dex-client"},
+    }});
+    std::fs::write(values.path(), text.to_string()).unwrap();
+    let (ok, out, err) = render(&["--values", values.path().to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let docs = documents(&out);
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "moor-console-oidc")
+        .expect("the authentication config");
+    assert_eq!(cm["data"]["authn.yaml"], config);
+    let sts = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    let pod = &sts["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    for flag in [
+        "--console-url=https://moor.example.com",
+        "--authentication-config=/etc/moor/console-oidc/authn.yaml",
+        "--console-oidc-client-id=kubernetes",
+        "--console-oidc-client-secret-file=/etc/moor/console-oidc-secret/client-secret",
+    ] {
+        assert!(args.contains(&Value::from(flag)), "{flag}: {args:?}");
+    }
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["configMap"]["name"] == "moor-console-oidc")
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "dex-client")
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    for path in ["/etc/moor/console-oidc", "/etc/moor/console-oidc-secret"] {
+        assert!(mounts.iter().any(|m| m["mountPath"] == path), "{path}");
+    }
+    for d in &docs {
+        valid(d);
+    }
+    // Without the config: no login flags, no ConfigMap.
+    let (ok, out, err) = render(&["--set", "console.oidc.clientId=kubernetes"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("console-oidc"), "{out}");
+    for bad in [
+        "console.url=moor.example.com",
+        "console.url=https://moor.example.com/console",
+    ] {
+        let (ok, _, err) = render(&["--set", bad]);
+        assert!(!ok, "--set {bad} was accepted");
+        assert!(
+            err.contains("values don't meet the specifications of the schema"),
+            "{bad}: {err}"
+        );
+    }
+}
+
 /// Deserializes `doc` as `K` and back: anything the type does not know, or knows with
 /// another type, is lost, and the two differ.
 fn round_trip<K: DeserializeOwned + Serialize>(doc: &Value) {

@@ -244,6 +244,25 @@ fn service_account_tokens(
     )))
 }
 
+/// The console's OIDC login, when `--authentication-config` names issuers.
+type ConsoleOidc = Option<crate::console::oidc::OidcLogin>;
+
+/// `--authentication-config`'s JWT issuers and the console's OIDC login over them
+/// (`None` without the flag). Standalone, the issuers also join the API's
+/// authenticators; in cluster mode they only configure the console's login, as the
+/// cluster's TokenReview checks every token, the console's ID tokens included.
+fn jwt_issuers(
+    opts: &ServeOptions,
+) -> Result<Option<(Arc<crate::auth::oidc::JwtAuthenticators>, ConsoleOidc)>, ServeError> {
+    let Some(path) = &opts.token_authn.authentication_config else {
+        return Ok(None);
+    };
+    let config = crate::auth::oidc::AuthenticationConfiguration::load(path)?;
+    let jwt = Arc::new(crate::auth::oidc::JwtAuthenticators::new(&config)?);
+    let login = crate::console::oidc::OidcLogin::new(&jwt, &opts.console_oidc)?;
+    Ok(Some((jwt, login)))
+}
+
 /// The admin token, then ServiceAccount tokens, then `--authentication-config`'s
 /// JWT issuers (kube's union order: static tokens before JWTs); and the console's
 /// OIDC login over those issuers.
@@ -251,23 +270,15 @@ fn token_authenticators(
     opts: &ServeOptions,
     admin: AdminToken,
     service_accounts: Arc<crate::auth::serviceaccount::ServiceAccountTokens>,
-) -> Result<
-    (
-        crate::auth::Authenticators,
-        Option<crate::console::oidc::OidcLogin>,
-    ),
-    ServeError,
-> {
+) -> Result<(crate::auth::Authenticators, ConsoleOidc), ServeError> {
     let mut chain = crate::auth::Authenticators::default().with(Arc::new(admin));
     if let Some(path) = &opts.token_auth_file {
         chain = chain.with(Arc::new(read_token_file(path)?));
     }
     chain = chain.with(service_accounts);
     let mut console_oidc = None;
-    if let Some(path) = &opts.token_authn.authentication_config {
-        let config = crate::auth::oidc::AuthenticationConfiguration::load(path)?;
-        let jwt = Arc::new(crate::auth::oidc::JwtAuthenticators::new(&config)?);
-        console_oidc = crate::console::oidc::OidcLogin::new(&jwt, &opts.console_oidc)?;
+    if let Some((jwt, login)) = jwt_issuers(opts)? {
+        console_oidc = login;
         chain = chain.with(jwt);
     }
     Ok((chain, console_oidc))
@@ -339,17 +350,27 @@ fn cluster_tls_config(
     ))
 }
 
-/// The admin token (and `--token-auth-file`), then the cluster's TokenReview.
+/// The admin token (and `--token-auth-file`), then the cluster's TokenReview; and
+/// the console's OIDC login over `--authentication-config`'s issuers, whose ID tokens
+/// the cluster must accept (moor adds no JWT authenticator of its own here).
 fn cluster_authenticators(
     opts: &ServeOptions,
     admin: AdminToken,
     cluster: &crate::auth::cluster::ClusterAuth,
-) -> Result<crate::auth::Authenticators, ServeError> {
+) -> Result<(crate::auth::Authenticators, ConsoleOidc), ServeError> {
     let mut chain = crate::auth::Authenticators::default().with(Arc::new(admin));
     if let Some(path) = &opts.token_auth_file {
         chain = chain.with(Arc::new(read_token_file(path)?));
     }
-    Ok(chain.with(cluster.tokens.clone()))
+    let console_oidc = jwt_issuers(opts)?.and_then(|(_, login)| login);
+    if let Some(login) = &console_oidc {
+        tracing::info!(
+            issuers = ?login.labels(),
+            "cluster mode: --authentication-config gives the console its OIDC login only; \
+             the cluster's TokenReview must accept the issuers' ID tokens"
+        );
+    }
+    Ok((chain.with(cluster.tokens.clone()), console_oidc))
 }
 
 /// What cluster mode serves: the image API and moor's own; namespaces, Secrets,
@@ -1007,7 +1028,7 @@ pub async fn build(opts: &ServeOptions, overrides: Overrides) -> Result<Built, S
     let audit = crate::audit::Audit::start(&opts.audit)?;
     audit.register_metrics(&metrics);
     let (authenticators, console_oidc) = match &cluster {
-        Some(cluster) => (cluster_authenticators(opts, authn, cluster)?, None),
+        Some(cluster) => cluster_authenticators(opts, authn, cluster)?,
         None => token_authenticators(opts, authn, service_account_tokens)?,
     };
     // A login started on one replica finishes on any: they seal with one key.

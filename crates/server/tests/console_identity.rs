@@ -2,8 +2,9 @@
 //! real listener against the test issuer (a full round trip, denial, wrong state, a
 //! PKCE mismatch and a replayed code; `--console-url` as the redirect URI whatever
 //! the `Host`, with `Secure` cookies on plain HTTP), sessions shared by two replicas on one store
-//! (logout on one ends them on both), and "who runs it" in cluster mode, listed from
-//! the cluster (the kube double) with the user's own token.
+//! (logout on one ends them on both), "who runs it" in cluster mode, listed from
+//! the cluster (the kube double) with the user's own token, and the OIDC login in
+//! cluster mode, whose ID token the cluster (the double's TokenReview) must accept.
 
 use crate::console_support;
 
@@ -608,4 +609,246 @@ async fn cluster_mode_lists_who_runs_it_from_the_cluster_as_the_user() {
         "{}",
         page.text
     );
+}
+
+/// moor in cluster mode with the double, on a real listener, whose console logs in
+/// with `issuer` (for client [`CLIENT`]); team-a and team-b each with stream `app`
+/// (created once the namespace mirror has them), team-a's `app:v1` at `current`.
+async fn cluster_oidc_server(
+    double: &KubeDouble,
+    issuer: &OidcIssuer,
+    current: &str,
+) -> MoorServer {
+    let kubeconfig = double.kubeconfig();
+    let b = MoorServer::builder();
+    let config = b.options.data_dir.with_file_name("authn.yaml");
+    if let Some(parent) = config.parent() {
+        std::fs::create_dir_all(parent).expect("server dir");
+    }
+    std::fs::write(&config, issuer.authentication_config(CLIENT)).expect("config");
+    let server = b
+        .with(|o| {
+            o.cluster = Some(moor_server::auth::cluster::ClusterSource::Kubeconfig(
+                kubeconfig,
+            ));
+            o.token_authn.authentication_config = Some(config);
+        })
+        .listen()
+        .await;
+    for ns in ["team-a", "team-b"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = server
+                .post(
+                    &format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams"),
+                    &json!({"metadata": {"name": "app"}}),
+                )
+                .await;
+            if r.status == StatusCode::CREATED {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ns} never appeared: {}", r.text);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    push(&server, "team-a", "v1", current).await;
+    server
+}
+
+/// In cluster mode the console logs in through the OIDC issuer the cluster trusts,
+/// and its session uses the ID token as alice's bearer token everywhere: the
+/// cluster's SelfSubjectReview, namespaces, SelfSubjectAccessReviews and workloads,
+/// and moor's image API, whose TokenReview asks the cluster about that same token.
+/// The pages show what the cluster lets `oidc:alice` see; the session ends no later
+/// than the token.
+#[tokio::test]
+async fn cluster_mode_oidc_login_uses_the_id_token_with_the_cluster_and_moor() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("alice", &["devs"]);
+    let double = KubeDouble::start().await;
+    double.trust_issuer(&issuer, CLIENT);
+    for ns in ["team-a", "team-b"] {
+        double.add_namespace(ns);
+    }
+    double.allow("oidc:alice", "list", "namespaces", "*");
+    for verb in ["get", "list", "watch"] {
+        double.allow("oidc:alice", verb, "imagestreams", "team-a");
+    }
+    double.allow("oidc:devs", "list", "deployments", "team-a");
+    let current = digest("current");
+    double.add_workload(
+        "deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "team-a"},
+               "spec": {"template": {"spec": {"containers": [
+                   {"name": "c", "image": format!("quay.io/team/app@{current}")}]}}}}),
+    );
+    let server = cluster_oidc_server(&double, &issuer, &current).await;
+    let client = browser(&issuer);
+
+    let page = client
+        .get(server.url("/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("Log in with {}", issuer.url)),
+        "{page}"
+    );
+    let started = start(&server, &client).await;
+    let back = authorize(&client, &started).await;
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Signed in as <strong>oidc:alice</strong>"),
+        "{text}"
+    );
+    let (session, _) = session.expect("session cookie");
+    let id_token = issuer.id_tokens().pop().expect("an ID token was issued");
+
+    // The session ends no later than the ID token (an hour), not after 8 hours.
+    let records = server
+        .store
+        .list("/moor/console/sessions/", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(records.kvs.len(), 1);
+    let record: serde_json::Value = serde_json::from_slice(&records.kvs[0].value).unwrap();
+    let expires = record["expires"].as_i64().expect("expires");
+    assert!(
+        expires <= moor_testkit::oidc::now() + 3600,
+        "the session outlives its ID token: {record}"
+    );
+    assert!(!String::from_utf8_lossy(&records.kvs[0].value).contains(&id_token));
+
+    let get = |path: &'static str| {
+        let (client, session, url) = (client.clone(), session.clone(), server.url(path));
+        async move {
+            let r = client
+                .get(url)
+                .header(header::COOKIE, session)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, text) = get("/console/").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Signed in as <strong>oidc:alice</strong>"),
+        "{text}"
+    );
+    for ns in ["team-a", "team-b"] {
+        assert!(
+            text.contains(&format!(r#"href="/console/ns/{ns}/""#)),
+            "{ns}: {text}"
+        );
+    }
+    assert!(text.contains("not readable"), "team-b's streams: {text}");
+
+    let (status, text) = get("/console/ns/team-a/streams/app").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(r#"data-workload="Deployment/web""#), "{text}");
+    assert!(
+        text.contains(
+            "Not shown (you may not list them): StatefulSet, DaemonSet, Job, CronJob, Pod."
+        ),
+        "{text}"
+    );
+    let (status, text) = get("/console/ns/team-b/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("oidc:alice"), "{text}");
+
+    // The cluster was asked as alice, with her ID token, and moor's own API had the
+    // cluster review that token.
+    let as_alice: Vec<String> = double
+        .calls()
+        .into_iter()
+        .filter(|c| c.bearer.as_deref() == Some(id_token.as_str()))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    for call in [
+        "POST /apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "GET /api/v1/namespaces",
+        "POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "GET /apis/apps/v1/namespaces/team-a/deployments",
+    ] {
+        assert!(
+            as_alice
+                .iter()
+                .any(|c| c == call || c.starts_with(&format!("{call}?"))),
+            "{call} not among {as_alice:?}"
+        );
+    }
+    assert!(
+        double.reviewed_tokens().contains(&id_token),
+        "moor's API did not ask the cluster's TokenReview"
+    );
+}
+
+/// An ID token the cluster does not accept (the cluster trusts the issuer only for
+/// another audience) ends on the login page saying so, not in a 500; moor itself,
+/// which adds no JWT authenticator in cluster mode, refuses the token too.
+#[tokio::test]
+async fn cluster_mode_oidc_login_the_cluster_refuses_ends_on_the_login_page() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("alice", &["devs"]);
+    let double = KubeDouble::start().await;
+    double.trust_issuer(&issuer, "kubernetes");
+    for ns in ["team-a", "team-b"] {
+        double.add_namespace(ns);
+    }
+    double.allow("oidc:alice", "*", "*", "*");
+    let server = cluster_oidc_server(&double, &issuer, &digest("current")).await;
+    let client = browser(&issuer);
+
+    let started = start(&server, &client).await;
+    let back = authorize(&client, &started).await;
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(session.is_none());
+    assert!(text.contains(r#"role="alert""#), "{text}");
+    assert!(
+        text.contains(&format!(
+            "The cluster does not accept the ID token of {} for client {CLIENT}",
+            issuer.url
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Log in to moor"), "the login page: {text}");
+    let id_token = issuer.id_tokens().pop().expect("an ID token was issued");
+    assert!(!text.contains(&id_token));
+    let records = server
+        .store
+        .list("/moor/console/sessions/", Default::default())
+        .await
+        .unwrap();
+    assert!(records.kvs.is_empty(), "no session");
+
+    let r = server
+        .http
+        .get(server.url("/apis/image.openshift.io/v1/namespaces/team-a/imagestreams"))
+        .bearer_auth(&id_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "moor has no JWT authenticator here"
+    );
+    // The same issuer's token for the audience the cluster trusts is accepted.
+    let token = issuer.mint(&issuer.claims("alice", "kubernetes"));
+    let r = server
+        .http
+        .get(server.url("/apis/image.openshift.io/v1/namespaces/team-a/imagestreams"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

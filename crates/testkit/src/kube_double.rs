@@ -2,12 +2,16 @@
 //! kube-apiserver package exists for these machines, so this serves the part of its
 //! API that moor in cluster mode calls, over TLS on a loopback port:
 //!
-//! - `TokenReview` (tokens added with [`KubeDouble::add_token`]);
+//! - `TokenReview` (tokens added with [`KubeDouble::add_token`], and the JWTs of
+//!   issuers trusted with [`KubeDouble::trust_issuer`], as a cluster with a
+//!   structured `AuthenticationConfiguration` verifies them);
 //! - `SubjectAccessReview` (allowed by rules added with [`KubeDouble::allow`]);
 //! - the `kube-system/extension-apiserver-authentication` ConfigMap, get, list and
 //!   watch, naming a client CA and a front-proxy (requestheader) CA of its own, both
 //!   real CAs whose client certificates [`TestCa::client_identity`] mints;
-//! - namespaces list and watch; Secrets get, list and watch (a namespace's, or all);
+//! - namespaces list and watch (moor's own token, the kubeconfig's, always; a user's
+//!   token only when a rule allows `list namespaces`); Secrets get, list and watch (a
+//!   namespace's, or all);
 //! - ClusterRoles written with server-side apply: refused (403), as moor's
 //!   least-privilege identity is, until [`KubeDouble::allow_rbac_writes`];
 //! - as the caller's bearer token (401 for unknown ones): `SelfSubjectReview`,
@@ -15,7 +19,9 @@
 //!   [`KubeDouble::add_workload`] (Deployments, StatefulSets, DaemonSets, Jobs,
 //!   CronJobs, Pods), refused (403) unless a rule allows `list` of that resource.
 //!
-//! Every request is recorded ([`KubeDouble::calls`]), so tests can assert caching.
+//! Every request is recorded with its bearer token ([`KubeDouble::calls`]), and every
+//! token a TokenReview asked about ([`KubeDouble::reviewed_tokens`]), so tests can
+//! assert caching and as whom the cluster was asked.
 //! [`KubeDouble::kubeconfig`] names it for `--cluster-kubeconfig`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,11 +92,25 @@ impl TestCa {
     }
 }
 
-/// One request the double answered: method and path (with query).
+/// The bearer token of moor's own kubeconfig ([`KubeDouble::kubeconfig`]).
+pub const MOOR_TOKEN: &str = "moor-service-account";
+
+/// One request the double answered: method, path (with query) and bearer token.
 #[derive(Clone, Debug)]
 pub struct Call {
     pub method: Method,
     pub path: String,
+    /// The `Authorization: Bearer` token, if any.
+    pub bearer: Option<String>,
+}
+
+/// A JWT issuer TokenReview trusts: tokens it signed (ES256) for `audience`, unexpired,
+/// name the user `oidc:SUB` in groups `oidc:GROUP` (the claim mappings of
+/// [`crate::oidc::OidcIssuer::authentication_config`]).
+struct TrustedIssuer {
+    url: String,
+    key: jsonwebtoken::DecodingKey,
+    audience: String,
 }
 
 /// A SubjectAccessReview rule: `subject` (a user or a group) may `verb` on
@@ -106,6 +126,9 @@ struct Rule {
 
 struct Shared {
     tokens: Mutex<HashMap<String, Value>>,
+    issuers: Mutex<Vec<TrustedIssuer>>,
+    /// The tokens TokenReviews asked about, in order.
+    reviewed: Mutex<Vec<String>>,
     rules: Mutex<Vec<Rule>>,
     /// Objects by kind (`configmaps`, `namespaces`, `secrets`) and `ns/name`.
     objects: Mutex<BTreeMap<(&'static str, String), Value>>,
@@ -119,6 +142,37 @@ struct Shared {
 }
 
 impl Shared {
+    /// The user (kube's `user` object of a TokenReview) `token` names: one added with
+    /// [`KubeDouble::add_token`], or a JWT a trusted issuer signed.
+    fn user(&self, token: &str) -> Option<Value> {
+        if let Some(user) = self.tokens.lock().expect("tokens").get(token) {
+            return Some(user.clone());
+        }
+        let issuers = self.issuers.lock().expect("issuers");
+        issuers.iter().find_map(|issuer| {
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+            validation.set_issuer(&[&issuer.url]);
+            validation.set_audience(&[&issuer.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            let claims = jsonwebtoken::decode::<Value>(token, &issuer.key, &validation)
+                .ok()?
+                .claims;
+            let sub = claims["sub"].as_str()?;
+            let mut groups: Vec<String> = claims["groups"]
+                .as_array()
+                .map(|g| {
+                    g.iter()
+                        .filter_map(Value::as_str)
+                        .map(|g| format!("oidc:{g}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            groups.push("system:authenticated".into());
+            Some(json!({"username": format!("oidc:{sub}"),
+                        "uid": format!("uid-{sub}"), "groups": groups}))
+        })
+    }
+
     /// Stores (or, with `DELETED`, removes) `obj` and tells the watchers.
     fn change(&self, kind: &'static str, ty: &'static str, mut obj: Value) {
         let mut revision = self.revision.lock().expect("revision");
@@ -192,6 +246,8 @@ impl KubeDouble {
         let url = format!("https://{}", listener.local_addr().expect("addr"));
         let shared = Arc::new(Shared {
             tokens: Mutex::default(),
+            issuers: Mutex::default(),
+            reviewed: Mutex::default(),
             rules: Mutex::default(),
             objects: Mutex::default(),
             history: Mutex::default(),
@@ -278,7 +334,7 @@ impl KubeDouble {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    \
              certificate-authority-data: {ca}\n    server: {}\ncontexts:\n- name: double\n  \
              context:\n    cluster: double\n    user: moor\ncurrent-context: double\n\
-             users:\n- name: moor\n  user:\n    token: moor-service-account\n",
+             users:\n- name: moor\n  user:\n    token: {MOOR_TOKEN}\n",
             self.url
         );
         std::fs::write(&path, text).expect("kubeconfig");
@@ -291,6 +347,29 @@ impl KubeDouble {
             token.to_owned(),
             json!({"username": user, "uid": format!("uid-{user}"), "groups": groups}),
         );
+    }
+
+    /// TokenReview (and the double's own API) accepts the JWTs `issuer` signs for
+    /// `audience` (ES256 with its key, its `iss`, unexpired) as user `oidc:SUB` in
+    /// groups `oidc:GROUP` and `system:authenticated`: a cluster whose
+    /// `AuthenticationConfiguration` trusts the issuer for that audience.
+    pub fn trust_issuer(&self, issuer: &crate::oidc::OidcIssuer, audience: &str) {
+        let key = jsonwebtoken::DecodingKey::from_ec_pem(issuer.key.public_pem.as_bytes())
+            .expect("the issuer's public key");
+        self.shared
+            .issuers
+            .lock()
+            .expect("issuers")
+            .push(TrustedIssuer {
+                url: issuer.url.clone(),
+                key,
+                audience: audience.to_owned(),
+            });
+    }
+
+    /// The tokens TokenReviews asked about so far, in order.
+    pub fn reviewed_tokens(&self) -> Vec<String> {
+        self.shared.reviewed.lock().expect("reviewed").clone()
     }
 
     /// TokenReview no longer accepts `token`.
@@ -430,9 +509,11 @@ async fn record(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let bearer = bearer(req.headers()).map(str::to_owned);
     s.calls.lock().expect("calls").push(Call {
         method: req.method().clone(),
         path,
+        bearer,
     });
     next.run(req).await
 }
@@ -469,7 +550,8 @@ async fn token_review(
     axum::Json(mut review): axum::Json<Value>,
 ) -> Response {
     let token = review["spec"]["token"].as_str().unwrap_or("").to_owned();
-    let user = s.tokens.lock().expect("tokens").get(&token).cloned();
+    s.reviewed.lock().expect("reviewed").push(token.clone());
+    let user = s.user(&token);
     review["status"] = match user {
         Some(user) => json!({"authenticated": true, "user": user}),
         None => json!({"authenticated": false, "error": "invalid bearer token"}),
@@ -602,8 +684,24 @@ fn list_or_watch(
 
 async fn list_namespaces(
     State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    if bearer(&headers) != Some(MOOR_TOKEN) {
+        let Some(user) = caller(&s, &headers) else {
+            return unauthorized();
+        };
+        if !allowed(&s, &user, "list", "namespaces", "") {
+            let name = user["username"].as_str().unwrap_or("");
+            return status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!(
+                    "namespaces is forbidden: User \"{name}\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+                ),
+            );
+        }
+    }
     list_or_watch(&s, "namespaces", "NamespaceList", &q, |_| true)
 }
 
@@ -680,14 +778,18 @@ fn workload_kind(plural: &str) -> Option<&'static str> {
     .find(|k| *k == plural)
 }
 
-/// The user the request's bearer token names (kube's `user` object of a TokenReview).
-fn caller(s: &Shared, headers: &axum::http::HeaderMap) -> Option<Value> {
-    let token = headers
+/// The request's bearer token.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
-        .strip_prefix("Bearer ")?;
-    s.tokens.lock().expect("tokens").get(token).cloned()
+        .strip_prefix("Bearer ")
+}
+
+/// The user the request's bearer token names (kube's `user` object of a TokenReview).
+fn caller(s: &Shared, headers: &axum::http::HeaderMap) -> Option<Value> {
+    s.user(bearer(headers)?)
 }
 
 fn unauthorized() -> Response {

@@ -83,6 +83,8 @@ struct Shared {
     codes: Mutex<HashMap<String, Grant>>,
     /// Exchanges asked for, successful or not.
     exchanges: AtomicUsize,
+    /// The ID tokens `/token` gave out, in order.
+    issued: Mutex<Vec<String>>,
     key: SigningKey,
 }
 
@@ -228,11 +230,13 @@ async fn token(State(s): State<Arc<Shared>>, Form(f): Form<HashMap<String, Strin
         "iat": now, "nbf": now, "exp": now + 3600,
         "nonce": grant.nonce, "groups": grant.groups,
     });
+    let id_token = s.key.sign(&claims);
+    s.issued.lock().expect("issued").push(id_token.clone());
     Json(json!({
         "access_token": new_code(),
         "token_type": "Bearer",
         "expires_in": 3600,
-        "id_token": s.key.sign(&claims),
+        "id_token": id_token,
     }))
     .into_response()
 }
@@ -271,6 +275,7 @@ impl OidcIssuer {
             approve: Mutex::new(None),
             codes: Mutex::default(),
             exchanges: AtomicUsize::new(0),
+            issued: Mutex::default(),
             key: key.clone(),
         });
         let app = Router::new()
@@ -323,6 +328,11 @@ impl OidcIssuer {
     /// How many code exchanges `/token` was asked for.
     pub fn exchanges(&self) -> usize {
         self.shared.exchanges.load(Ordering::SeqCst)
+    }
+
+    /// The ID tokens the code exchanges gave out, in order.
+    pub fn id_tokens(&self) -> Vec<String> {
+        self.shared.issued.lock().expect("issued").clone()
     }
 
     /// How many times the JWKS was fetched.

@@ -248,6 +248,10 @@ pub struct TokenAuthnArgs {
     pub service_account_max_token_expiration: Duration,
 
     /// kube-apiserver AuthenticationConfiguration (YAML) whose jwt[] issuers users log in with (OIDC)
+    ///
+    /// Standalone, moor accepts the issuers' JWTs as bearer tokens, and the web console offers "Log in with ISSUER" (authorization code with PKCE; see --console-oidc-* and --console-url).
+    ///
+    /// In cluster mode (--cluster-kubeconfig, --in-cluster) the file only configures the console's OIDC login (issuers, audiences as client ids, claim mappings for the name shown): moor adds no JWT authenticator there, and every token, the console's ID token included, is checked by the cluster's TokenReview. The cluster's API server must therefore trust the issuer for the console's client id.
     #[arg(long, value_name = "FILE")]
     pub authentication_config: Option<PathBuf>,
 

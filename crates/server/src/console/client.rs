@@ -40,6 +40,12 @@ impl ApiClient {
         ApiClient { router, cluster }
     }
 
+    /// Whether this is cluster mode (the cluster checks tokens and answers the
+    /// self-reviews).
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// Sends `req` where `path` is served: the router, or the cluster.
     async fn dispatch(
         &self,

@@ -1,6 +1,8 @@
 //! OIDC login for the console: the authorization-code flow with PKCE (S256) against
 //! the `jwt[]` issuers of `--authentication-config`, ending in the same session as
-//! the token login, holding the ID token (which the API's JWT authenticator accepts).
+//! the token login, holding the ID token as the user's bearer token (which the API's
+//! JWT authenticator accepts; in cluster mode, the cluster's TokenReview, as moor adds
+//! no JWT authenticator there, and the cluster's own API server).
 //!
 //! `/console/oidc/start` seals the pending login (state, nonce, PKCE verifier, redirect
 //! URI, expiry) with AES-256-GCM under a key the replicas share (the store's shared
@@ -426,8 +428,14 @@ pub(crate) async fn callback(
             );
         }
     };
+    // The session holds the ID token as the user's bearer token (for moor's API and,
+    // in cluster mode, the cluster's) and ends no later than the token's `exp`.
     let session = match session::start_session(&console, &id_token, Some(exp)).await {
         Ok(id) => id,
+        Err(session::StartError::Refused) => {
+            tracing::warn!(user = %user.name, issuer = %client.issuer.url(), "console OIDC login: the API refused the ID token");
+            return fail(StatusCode::UNAUTHORIZED, &refused(&console, client));
+        }
         Err(e) => {
             let (status, message) = e.shown();
             return fail(status, &message);
@@ -459,6 +467,25 @@ pub(crate) async fn callback(
         }
     }
     resp
+}
+
+/// Why a verified ID token started no session: the API (in cluster mode, the
+/// cluster's TokenReview) does not accept it.
+fn refused(console: &Console, client: &Client) -> String {
+    if console.api.in_cluster() {
+        format!(
+            "The cluster does not accept the ID token of {} for client {}: its API server \
+             must trust this issuer with this audience. Log in with a token the cluster accepts.",
+            client.issuer.url(),
+            client.client_id
+        )
+    } else {
+        format!(
+            "The API does not accept the ID token of {} for client {}.",
+            client.issuer.url(),
+            client.client_id
+        )
+    }
 }
 
 /// Exchanges `code` for the ID token at the issuer's token endpoint, with the PKCE
