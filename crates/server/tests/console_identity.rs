@@ -852,3 +852,55 @@ async fn cluster_mode_oidc_login_the_cluster_refuses_ends_on_the_login_page() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// In cluster mode, a user the cluster does not let list namespaces is shown those
+/// that hold image streams they may list (moor knows where its streams are), not an
+/// empty console.
+#[tokio::test]
+async fn cluster_mode_shows_who_may_not_list_namespaces_those_with_streams_they_may_list() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("alice", &["devs"]);
+    let double = KubeDouble::start().await;
+    double.trust_issuer(&issuer, CLIENT);
+    // `team-a-x` sorts before `team-a/`: the scan for namespaces must not skip it.
+    for ns in ["team-a", "team-b", "team-a-x"] {
+        double.add_namespace(ns);
+    }
+    for verb in ["get", "list", "watch"] {
+        for ns in ["team-a", "team-a-x"] {
+            double.allow("oidc:alice", verb, "imagestreams", ns);
+        }
+    }
+    let server = cluster_oidc_server(&double, &issuer, &digest("current")).await;
+    for name in ["one", "two"] {
+        let r = server
+            .post(
+                "/apis/image.openshift.io/v1/namespaces/team-a-x/imagestreams",
+                &json!({"metadata": {"name": name}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let client = browser(&issuer);
+    let started = start(&server, &client).await;
+    let back = authorize(&client, &started).await;
+    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (session, _) = session.expect("session cookie");
+
+    let r = client
+        .get(server.url("/console/"))
+        .header(header::COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    for ns in ["team-a", "team-a-x"] {
+        assert!(
+            text.contains(&format!(r#"href="/console/ns/{ns}/""#)),
+            "{ns}: {text}"
+        );
+    }
+    assert!(!text.contains("team-b"), "{text}");
+}

@@ -97,21 +97,25 @@ async fn visible_namespaces(console: &Console, token: &str) -> Result<Vec<String
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
             .collect()),
         Err(e) if is_refusal(&e) => {
-            let Some(storage) = console.server.storage("", "v1", "namespaces") else {
-                return Ok(Vec::new());
+            let names = match console.server.storage("", "v1", "namespaces") {
+                Some(storage) => {
+                    let prefix = moor_apimachinery::stored::resource_prefix(storage.def());
+                    let listed = console
+                        .server
+                        .store
+                        .list(&prefix, Default::default())
+                        .await
+                        .map_err(ConsoleError::Store)?;
+                    listed
+                        .kvs
+                        .iter()
+                        .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned))
+                        .collect()
+                }
+                // Cluster mode: the namespaces are the cluster's; those that hold
+                // image streams are moor's to tell.
+                None => stream_namespaces(console).await?,
             };
-            let prefix = moor_apimachinery::stored::resource_prefix(storage.def());
-            let listed = console
-                .server
-                .store
-                .list(&prefix, Default::default())
-                .await
-                .map_err(ConsoleError::Store)?;
-            let names: Vec<String> = listed
-                .kvs
-                .iter()
-                .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
             let allowed: Vec<Option<String>> = futures::stream::iter(names)
                 .map(|ns| async move {
                     console
@@ -126,6 +130,48 @@ async fn visible_namespaces(console: &Console, token: &str) -> Result<Vec<String
             Ok(allowed.into_iter().flatten().collect())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The namespaces that hold image streams in moor's store: one read of one key per
+/// namespace (each read starts past the previous namespace's keys), not a list of
+/// every stream.
+async fn stream_namespaces(console: &Console) -> Result<Vec<String>, ConsoleError> {
+    let Some(storage) = console
+        .server
+        .storage("image.openshift.io", "v1", "imagestreams")
+    else {
+        return Ok(Vec::new());
+    };
+    let prefix = moor_apimachinery::stored::resource_prefix(storage.def());
+    let mut names = Vec::new();
+    let mut start_after = None;
+    loop {
+        let listed = console
+            .server
+            .store
+            .list(
+                &prefix,
+                moor_store::ListOptions {
+                    start_after: start_after.take(),
+                    limit: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(ConsoleError::Store)?;
+        let Some(ns) = listed
+            .kvs
+            .first()
+            .and_then(|kv| kv.key.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(ns, _)| ns.to_owned())
+        else {
+            return Ok(names);
+        };
+        // Past every `ns/...` key: '0' follows '/'.
+        start_after = Some(format!("{prefix}{ns}0"));
+        names.push(ns);
     }
 }
 
