@@ -904,3 +904,215 @@ async fn cluster_mode_shows_who_may_not_list_namespaces_those_with_streams_they_
     }
     assert!(!text.contains("team-b"), "{text}");
 }
+
+/// Logs `client` in through the OIDC flow: the session cookie (`name=value`).
+async fn oidc_login(server: &MoorServer, client: &reqwest::Client) -> String {
+    let started = start(server, client).await;
+    let back = authorize(client, &started).await;
+    let (status, session, text) = callback(client, &back, &started.cookie).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    session.expect("session cookie").0
+}
+
+/// `GET /console/` with `session`: the status, the `Set-Cookie` of the session
+/// cookie if any, and the page.
+async fn console_page(
+    server: &MoorServer,
+    client: &reqwest::Client,
+    session: &str,
+) -> (reqwest::StatusCode, Option<String>, String) {
+    let r = client
+        .get(server.url("/console/"))
+        .header(header::COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let set = cookie_of(&r, "moor-console").map(|c| c.1);
+    (status, set, r.text().await.unwrap())
+}
+
+/// A session whose ID token has expired keeps working: the console refreshes it at
+/// the issuer (one `refresh_token` grant, a rotated refresh token kept), and the new
+/// ID token is the session's bearer token from then on (no second refresh while it
+/// is good).
+#[tokio::test]
+async fn an_oidc_session_outlives_its_id_token_by_refreshing_it() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.rotate_refresh_tokens(true);
+    issuer.id_token_lifetime(2);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    assert_eq!(issuer.refreshes(), 0);
+    // The ID token expires (the API's leeway aside, it is past its exp).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    issuer.id_token_lifetime(3600);
+
+    let (status, set, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Signed in as <strong>oidc:dave</strong>"),
+        "{text}"
+    );
+    assert!(text.contains(r#"href="/console/ns/team-b/""#), "{text}");
+    assert_eq!(issuer.refreshes(), 1, "one refresh_token grant");
+    // The same session id, its cookie's 8 hours counting from the refresh.
+    let set = set.expect("the session cookie is set again");
+    assert!(set.starts_with(&format!("{session};")), "{set}");
+    assert!(
+        set.contains("Max-Age=28800") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    assert_eq!(issuer.exchanges(), 1, "no new login");
+
+    // The refreshed token is good for an hour: no refresh on the next pages.
+    for _ in 0..3 {
+        let (status, set, text) = console_page(&server, &client, &session).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(set.is_none(), "the cookie is set again only on a refresh");
+    }
+    assert_eq!(issuer.refreshes(), 1);
+    assert_eq!(
+        issuer.id_tokens().len(),
+        2,
+        "the login's ID token and the refreshed one"
+    );
+}
+
+/// Two requests at once with a session whose ID token is about to expire cause one
+/// refresh (the issuer rotates refresh tokens: a second use would be refused), and
+/// both are served.
+#[tokio::test]
+async fn concurrent_requests_refresh_a_session_once() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.rotate_refresh_tokens(true);
+    // Within the minute before expiry from the start.
+    issuer.id_token_lifetime(30);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    issuer.id_token_lifetime(3600);
+    issuer.delay_refreshes(Duration::from_millis(500));
+
+    let (a, b) = tokio::join!(
+        console_page(&server, &client, &session),
+        console_page(&server, &client, &session),
+    );
+    for (status, _, text) in [a, b] {
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(
+            text.contains("Signed in as <strong>oidc:dave</strong>"),
+            "{text}"
+        );
+    }
+    assert_eq!(issuer.refreshes(), 1, "one refresh for both requests");
+}
+
+/// A revoked refresh token ends the session: the login page says why (no 500), the
+/// cookie is cleared, and the session is gone for later requests too.
+#[tokio::test]
+async fn a_revoked_refresh_token_ends_the_session_on_the_login_page() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.id_token_lifetime(30);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    issuer.revoke_refresh_tokens();
+
+    let (status, set, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("Log in to moor"), "the login page: {text}");
+    assert!(
+        text.contains("Your session expired and could not be renewed"),
+        "{text}"
+    );
+    assert!(text.contains("invalid_grant"), "{text}");
+    assert!(
+        set.is_some_and(|c| c.contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
+    assert_eq!(issuer.refreshes(), 1);
+    let (status, _, _) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the session is gone");
+    assert_eq!(issuer.refreshes(), 1, "and not refreshed again");
+}
+
+/// A refreshed ID token for another `sub` is refused: the session ends on the login
+/// page with the reason, and the other user gets nothing.
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_sub_is_refused() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.id_token_lifetime(30);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    issuer.refresh_as("mallory");
+
+    let (status, _, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("another user (sub)"), "{text}");
+    assert!(!text.contains("mallory"), "{text}");
+    assert_eq!(issuer.refreshes(), 1);
+    let (status, _, _) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the session is gone");
+}
+
+/// In cluster mode a refreshed ID token is the session's new bearer token: the
+/// cluster (the double) is asked with it after the refresh, and the old one is no
+/// longer used.
+#[tokio::test]
+async fn cluster_mode_a_refreshed_id_token_is_the_new_bearer_token() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("alice", &["devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.rotate_refresh_tokens(true);
+    issuer.id_token_lifetime(30);
+    let double = KubeDouble::start().await;
+    double.trust_issuer(&issuer, CLIENT);
+    for ns in ["team-a", "team-b"] {
+        double.add_namespace(ns);
+    }
+    double.allow("oidc:alice", "list", "namespaces", "*");
+    let server = cluster_oidc_server(&double, &issuer, &digest("current")).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    let first = issuer.id_tokens().pop().expect("the login's ID token");
+    issuer.id_token_lifetime(3600);
+
+    let (status, _, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Signed in as <strong>oidc:alice</strong>"),
+        "{text}"
+    );
+    assert_eq!(issuer.refreshes(), 1);
+    let refreshed = issuer.id_tokens().pop().expect("the refreshed ID token");
+    assert_ne!(refreshed, first);
+    let calls = double.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.bearer.as_deref() == Some(refreshed.as_str())
+                && c.path.starts_with("/api/v1/namespaces")),
+        "the cluster was not asked with the refreshed token"
+    );
+    let after = calls
+        .iter()
+        .position(|c| c.bearer.as_deref() == Some(refreshed.as_str()))
+        .expect("a call with the refreshed token");
+    assert!(
+        calls[after..]
+            .iter()
+            .all(|c| c.bearer.as_deref() != Some(first.as_str())),
+        "the old ID token was used after the refresh"
+    );
+}

@@ -7,9 +7,15 @@
 //! `access_denied`), and `/token` exchanges a code once, only with the verifier whose
 //! S256 challenge the authorization named, the same client and redirect URI, for an ID
 //! token carrying the authorization's `nonce`.
+//!
+//! Refresh tokens, when a test asks for them ([`OidcIssuer::issue_refresh_tokens`]):
+//! the code exchange gives one, and `/token` with `grant_type=refresh_token` gives a
+//! new ID token (no nonce) for it, rotating it if told to (the old one is then used
+//! up), refusing revoked, unknown and used-up ones with `invalid_grant`, and counting
+//! the refresh grants. ID tokens live [`OidcIssuer::id_token_lifetime`] seconds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Form, Query, State};
@@ -73,6 +79,9 @@ struct Grant {
     groups: Vec<String>,
 }
 
+/// Whom a refresh token refreshes: client id, sub, groups.
+type Refreshable = (String, String, Vec<String>);
+
 struct Shared {
     url: String,
     keys: std::sync::Mutex<Vec<Jwk>>,
@@ -86,6 +95,20 @@ struct Shared {
     /// The ID tokens `/token` gave out, in order.
     issued: Mutex<Vec<String>>,
     key: SigningKey,
+    /// Whether the code exchange gives a refresh token.
+    refresh_tokens: AtomicBool,
+    /// Whether a refresh gives a new refresh token (using up the old one).
+    rotate: AtomicBool,
+    /// Seconds an ID token lives.
+    lifetime: AtomicI64,
+    /// Live refresh tokens and whom they refresh.
+    refreshable: Mutex<HashMap<String, Refreshable>>,
+    /// Refresh grants asked for, successful or not.
+    refreshes: AtomicUsize,
+    /// The `sub` refreshed ID tokens name instead of the session's.
+    refresh_sub: Mutex<Option<String>>,
+    /// How long a refresh grant takes.
+    refresh_delay: Mutex<std::time::Duration>,
 }
 
 /// The issuer, serving until dropped.
@@ -114,7 +137,7 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
         "token_endpoint": format!("{}/token", s.url),
         "id_token_signing_alg_values_supported": ["ES256"],
         "response_types_supported": ["code", "id_token"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
     }))
@@ -199,10 +222,64 @@ fn invalid_grant(why: &str) -> Response {
         .into_response()
 }
 
-/// `POST /token`: a code, once, for its verifier, client and redirect URI.
-async fn token(State(s): State<Arc<Shared>>, Form(f): Form<HashMap<String, String>>) -> Response {
-    s.exchanges.fetch_add(1, Ordering::SeqCst);
+/// `POST /token` with `grant_type=refresh_token`: a new ID token for a live refresh
+/// token of the same client.
+async fn refresh(s: Arc<Shared>, f: HashMap<String, String>) -> Response {
+    s.refreshes.fetch_add(1, Ordering::SeqCst);
+    let delay = *s.refresh_delay.lock().expect("delay");
+    tokio::time::sleep(delay).await;
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let old = field("refresh_token");
+    let rotate = s.rotate.load(Ordering::SeqCst);
+    let (client_id, sub, groups) = {
+        let mut live = s.refreshable.lock().expect("refreshable");
+        let found = if rotate {
+            live.remove(&old)
+        } else {
+            live.get(&old).cloned()
+        };
+        let Some(found) = found else {
+            return invalid_grant("unknown, revoked or already used refresh token");
+        };
+        found
+    };
+    if client_id != field("client_id") {
+        return invalid_grant("the refresh token was issued to another client");
+    }
+    let sub = s.refresh_sub.lock().expect("sub").clone().unwrap_or(sub);
+    let now = now();
+    let claims = json!({
+        "iss": s.url, "sub": sub, "aud": client_id,
+        "iat": now, "nbf": now, "exp": now + s.lifetime.load(Ordering::SeqCst),
+        "groups": groups,
+    });
+    let id_token = s.key.sign(&claims);
+    s.issued.lock().expect("issued").push(id_token.clone());
+    let mut answer = json!({
+        "access_token": new_code(),
+        "token_type": "Bearer",
+        "expires_in": s.lifetime.load(Ordering::SeqCst),
+        "id_token": id_token,
+    });
+    if rotate {
+        let new = new_code();
+        s.refreshable
+            .lock()
+            .expect("refreshable")
+            .insert(new.clone(), (client_id, sub, groups));
+        answer["refresh_token"] = json!(new);
+    }
+    Json(answer).into_response()
+}
+
+/// `POST /token`: a code, once, for its verifier, client and redirect URI; or a
+/// refresh token.
+async fn token(State(s): State<Arc<Shared>>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let field = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if field("grant_type") == "refresh_token" {
+        return refresh(s, f).await;
+    }
+    s.exchanges.fetch_add(1, Ordering::SeqCst);
     if field("grant_type") != "authorization_code" {
         return (
             StatusCode::BAD_REQUEST,
@@ -225,20 +302,29 @@ async fn token(State(s): State<Arc<Shared>>, Form(f): Form<HashMap<String, Strin
         return invalid_grant("PKCE verification failed");
     }
     let now = now();
+    let lifetime = s.lifetime.load(Ordering::SeqCst);
     let claims = json!({
         "iss": s.url, "sub": grant.sub, "aud": grant.client_id,
-        "iat": now, "nbf": now, "exp": now + 3600,
+        "iat": now, "nbf": now, "exp": now + lifetime,
         "nonce": grant.nonce, "groups": grant.groups,
     });
     let id_token = s.key.sign(&claims);
     s.issued.lock().expect("issued").push(id_token.clone());
-    Json(json!({
+    let mut answer = json!({
         "access_token": new_code(),
         "token_type": "Bearer",
-        "expires_in": 3600,
+        "expires_in": lifetime,
         "id_token": id_token,
-    }))
-    .into_response()
+    });
+    if s.refresh_tokens.load(Ordering::SeqCst) {
+        let refresh = new_code();
+        s.refreshable
+            .lock()
+            .expect("refreshable")
+            .insert(refresh.clone(), (grant.client_id, grant.sub, grant.groups));
+        answer["refresh_token"] = json!(refresh);
+    }
+    Json(answer).into_response()
 }
 
 async fn jwks(State(s): State<Arc<Shared>>) -> Json<JwkSet> {
@@ -277,6 +363,13 @@ impl OidcIssuer {
             exchanges: AtomicUsize::new(0),
             issued: Mutex::default(),
             key: key.clone(),
+            refresh_tokens: AtomicBool::new(false),
+            rotate: AtomicBool::new(false),
+            lifetime: AtomicI64::new(3600),
+            refreshable: Mutex::default(),
+            refreshes: AtomicUsize::new(0),
+            refresh_sub: Mutex::new(None),
+            refresh_delay: Mutex::new(std::time::Duration::ZERO),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -323,6 +416,41 @@ impl OidcIssuer {
     /// `/authorize` answers `access_denied` from now on (the default).
     pub fn deny(&self) {
         *self.shared.approve.lock().expect("approve") = None;
+    }
+
+    /// Whether code exchanges give a refresh token from now on (default: no).
+    pub fn issue_refresh_tokens(&self, on: bool) {
+        self.shared.refresh_tokens.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether refreshes rotate the refresh token from now on (default: no).
+    pub fn rotate_refresh_tokens(&self, on: bool) {
+        self.shared.rotate.store(on, Ordering::SeqCst);
+    }
+
+    /// ID tokens issued from now on live `seconds` (default 3600).
+    pub fn id_token_lifetime(&self, seconds: i64) {
+        self.shared.lifetime.store(seconds, Ordering::SeqCst);
+    }
+
+    /// Revokes every refresh token given out so far.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.refreshable.lock().expect("refreshable").clear();
+    }
+
+    /// Refreshed ID tokens name `sub` from now on, whoever the refresh token is for.
+    pub fn refresh_as(&self, sub: &str) {
+        *self.shared.refresh_sub.lock().expect("sub") = Some(sub.to_owned());
+    }
+
+    /// Refresh grants take `delay` from now on.
+    pub fn delay_refreshes(&self, delay: std::time::Duration) {
+        *self.shared.refresh_delay.lock().expect("delay") = delay;
+    }
+
+    /// How many refresh grants `/token` was asked for.
+    pub fn refreshes(&self) -> usize {
+        self.shared.refreshes.load(Ordering::SeqCst)
     }
 
     /// How many code exchanges `/token` was asked for.

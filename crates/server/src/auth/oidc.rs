@@ -456,12 +456,12 @@ impl JwtIssuer {
 
     /// An ID token of the console's OIDC login, checked as the API checks bearer
     /// tokens (signature, issuer, audience, expiry, claim mappings) and carrying
-    /// `nonce`: the user and the token's `exp`.
+    /// `nonce`: the user, the token's `exp` and its `sub`.
     pub async fn verify_id_token(
         &self,
         token: &str,
         nonce: &str,
-    ) -> Result<(UserInfo, i64), &'static str> {
+    ) -> Result<(UserInfo, i64, String), &'static str> {
         let claims = self
             .verified_claims(token)
             .await
@@ -469,14 +469,47 @@ impl JwtIssuer {
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
             return Err("the ID token's nonce is not this login's");
         }
+        self.id_token_user(&claims)
+    }
+
+    /// An ID token from a refresh of the console's session of `sub`, checked as at
+    /// login (signature, issuer, audience, expiry, claim mappings) but with no nonce
+    /// (OIDC Core 12.2: a refreshed ID token need not carry one), and for the same
+    /// `sub`: the user, the token's `exp` and its `sub`.
+    pub async fn verify_refreshed_id_token(
+        &self,
+        token: &str,
+        sub: &str,
+    ) -> Result<(UserInfo, i64, String), &'static str> {
+        let claims = self.verified_claims(token).await.ok_or(
+            "the refreshed ID token does not verify (signature, issuer, audience or expiry)",
+        )?;
+        let found = self.id_token_user(&claims)?;
+        if found.2 != sub {
+            return Err("the refreshed ID token is for another user (sub)");
+        }
+        Ok(found)
+    }
+
+    /// The user, `exp` and `sub` of verified ID token `claims`.
+    fn id_token_user(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<(UserInfo, i64, String), &'static str> {
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or("the ID token has no sub")?
+            .to_owned();
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
             .ok_or("the ID token has no exp")?;
         let user = self
-            .user(&claims)
+            .user(claims)
             .ok_or("the ID token lacks the claims the user name and groups come from")?;
-        Ok((user, exp))
+        Ok((user, exp, sub))
     }
 
     /// The audiences tokens must name (the first is the console's default client id).

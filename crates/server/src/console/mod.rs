@@ -31,6 +31,7 @@ mod live;
 pub mod oidc;
 mod pages;
 mod public_url;
+mod refresh;
 mod session;
 mod stream;
 mod timeline;
@@ -164,6 +165,7 @@ pub fn router(api: Router, server: Arc<ApiServer>, setup: Setup) -> Router {
             "/console/ns/{ns}/streams/{name}/images/{digest}",
             get(image::image),
         )
+        .layer(axum::middleware::from_fn(refresh::renew_cookie))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }

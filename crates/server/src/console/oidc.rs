@@ -21,6 +21,10 @@
 //! the ID token must be checked by exactly the code that checks the API's bearer
 //! tokens. The flow itself is one redirect and one form POST.
 //!
+//! When the token endpoint also answers a `refresh_token`, the session keeps it
+//! (sealed like the ID token) and `OidcLogin::refresh` renews the ID token with it
+//! (see `super::refresh`).
+//!
 //! Calls the issuer (discovery, token endpoint) and [`super::session`].
 
 use std::path::PathBuf;
@@ -348,6 +352,10 @@ pub(crate) struct CallbackQuery {
 struct TokenAnswer {
     #[serde(default)]
     id_token: Option<String>,
+    /// Sent when the issuer lets this client refresh (and, on a refresh, when it
+    /// rotates refresh tokens).
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 /// An OAuth error answer.
@@ -414,11 +422,12 @@ pub(crate) async fn callback(
     let Some(client) = oidc.clients.get(flow.issuer) else {
         return fail(StatusCode::BAD_REQUEST, "No such issuer.");
     };
-    let id_token = match exchange(&oidc, client, code, &flow.redirect_uri, &flow.verifier).await {
-        Ok(t) => t,
-        Err((status, message)) => return fail(status, &message),
-    };
-    let (user, exp) = match client.issuer.verify_id_token(&id_token, &flow.nonce).await {
+    let (id_token, refresh_token) =
+        match exchange(&oidc, client, code, &flow.redirect_uri, &flow.verifier).await {
+            Ok(t) => t,
+            Err((status, message)) => return fail(status, &message),
+        };
+    let (user, exp, sub) = match client.issuer.verify_id_token(&id_token, &flow.nonce).await {
         Ok(v) => v,
         Err(why) => {
             tracing::warn!(issuer = %client.issuer.url(), why, "console OIDC login refused");
@@ -429,8 +438,14 @@ pub(crate) async fn callback(
         }
     };
     // The session holds the ID token as the user's bearer token (for moor's API and,
-    // in cluster mode, the cluster's) and ends no later than the token's `exp`.
-    let session = match session::start_session(&console, &id_token, Some(exp)).await {
+    // in cluster mode, the cluster's) and ends no later than the token's `exp`, unless
+    // the issuer gave a refresh token (see `super::refresh`).
+    let refresh = refresh_token.map(|token| session::NewRefresh {
+        issuer: flow.issuer,
+        sub,
+        token,
+    });
+    let session = match session::start_session(&console, &id_token, Some(exp), refresh).await {
         Ok(id) => id,
         Err(session::StartError::Refused) => {
             tracing::warn!(user = %user.name, issuer = %client.issuer.url(), "console OIDC login: the API refused the ID token");
@@ -488,17 +503,93 @@ fn refused(console: &Console, client: &Client) -> String {
     }
 }
 
-/// Exchanges `code` for the ID token at the issuer's token endpoint, with the PKCE
-/// `verifier` (and the client secret, when there is one, as HTTP Basic).
+/// Exchanges `code` for the ID token (and the refresh token, if any) at the issuer's
+/// token endpoint, with the PKCE `verifier` (and the client secret, when there is
+/// one, as HTTP Basic).
 async fn exchange(
     oidc: &OidcLogin,
     client: &Client,
     code: &str,
     redirect_uri: &str,
     verifier: &str,
-) -> Result<String, (StatusCode, String)> {
+) -> Result<(String, Option<String>), (StatusCode, String)> {
+    token_request(
+        oidc,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ],
+        "login",
+    )
+    .await
+}
+
+/// A session refreshed at the issuer: the new ID token, verified, and the refresh
+/// token to keep.
+pub(crate) struct Refreshed {
+    pub id_token: String,
+    /// The new ID token's `exp`.
+    pub expires: i64,
+    /// The rotated refresh token, or the one used when the issuer did not rotate.
+    pub refresh_token: String,
+}
+
+impl OidcLogin {
+    /// Refreshes the session of `sub` at issuer `issuer` with `refresh_token`
+    /// (`grant_type=refresh_token`, the client authenticated as at login), and
+    /// verifies the new ID token as at login and that it names the same `sub`. The
+    /// error is the reason shown on the login page.
+    pub(crate) async fn refresh(
+        &self,
+        issuer: usize,
+        sub: &str,
+        refresh_token: &str,
+    ) -> Result<Refreshed, String> {
+        let client = self
+            .clients
+            .get(issuer)
+            .ok_or("The session's identity provider is no longer configured: log in again.")?;
+        let (id_token, rotated) = token_request(
+            self,
+            client,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            "refresh",
+        )
+        .await
+        .map_err(|(_, message)| message)?;
+        let (_, expires, _) = client
+            .issuer
+            .verify_refreshed_id_token(&id_token, sub)
+            .await
+            .map_err(|why| {
+                tracing::warn!(issuer = %client.issuer.url(), why, "console OIDC refresh refused");
+                format!("Your session could not be renewed: {why}. Log in again.")
+            })?;
+        Ok(Refreshed {
+            id_token,
+            expires,
+            refresh_token: rotated.unwrap_or_else(|| refresh_token.to_owned()),
+        })
+    }
+}
+
+/// A request to the issuer's token endpoint with `pairs` (and the client id, or the
+/// client secret as HTTP Basic): the ID token and refresh token of the answer. `what`
+/// names the request in messages ("login", "refresh").
+async fn token_request(
+    oidc: &OidcLogin,
+    client: &Client,
+    pairs: &[(&str, &str)],
+    what: &str,
+) -> Result<(String, Option<String>), (StatusCode, String)> {
     let unreachable = |e: String| {
-        tracing::warn!(issuer = %client.issuer.url(), error = %e, "OIDC code exchange");
+        tracing::warn!(issuer = %client.issuer.url(), error = %e, what, "OIDC token request");
         (
             StatusCode::BAD_GATEWAY,
             format!("The identity provider cannot be reached: {e}"),
@@ -507,10 +598,7 @@ async fn exchange(
     let endpoints = client.issuer.endpoints().await.map_err(unreachable)?;
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("code_verifier", verifier);
+        form.extend_pairs(pairs);
         if oidc.secret.is_none() {
             form.append_pair("client_id", &client.client_id);
         }
@@ -536,19 +624,19 @@ async fn exchange(
     if !status.is_success() {
         let message = match serde_json::from_slice::<OAuthError>(&body) {
             Ok(e) => format!(
-                "The identity provider refused the login: {}{}. Log in again.",
+                "The identity provider refused the {what}: {}{}. Log in again.",
                 e.error,
                 e.error_description
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             ),
-            Err(_) => format!("The identity provider refused the login ({status}). Log in again."),
+            Err(_) => format!("The identity provider refused the {what} ({status}). Log in again."),
         };
         return Err((StatusCode::UNAUTHORIZED, message));
     }
     serde_json::from_slice::<TokenAnswer>(&body)
         .ok()
-        .and_then(|a| a.id_token)
+        .and_then(|a| Some((a.id_token?, a.refresh_token.filter(|t| !t.is_empty()))))
         .ok_or((
             StatusCode::BAD_GATEWAY,
             "The identity provider's answer has no ID token.".to_owned(),

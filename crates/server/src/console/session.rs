@@ -9,6 +9,7 @@
 //! a session nor read its token; only the browser's cookie opens it. The token is never
 //! put in a URL, a cookie or a log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +53,31 @@ struct Record {
     /// AES-GCM nonce and sealed token, base64.
     nonce: String,
     sealed: String,
+    /// An OIDC session's refresh token and what refreshing needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oidc: Option<OidcRecord>,
+}
+
+/// The OIDC part of a session that can be refreshed: the refresh token sealed as the
+/// ID token is (same key, its own authenticated data).
+#[derive(Serialize, Deserialize)]
+struct OidcRecord {
+    /// Index of the issuer among the console's OIDC issuers.
+    issuer: usize,
+    /// The ID token's `sub`: a refreshed one must name the same.
+    sub: String,
+    /// The ID token's `exp`, seconds since the epoch.
+    token_expires: i64,
+    /// AES-GCM nonce and sealed refresh token, base64.
+    nonce: String,
+    sealed: String,
 }
 
 /// The sessions of every replica on the store.
 pub struct Sessions {
     store: Arc<dyn Store>,
+    /// One lock per session being refreshed (see [`Sessions::flight`]).
+    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A live session, opened.
@@ -64,6 +85,40 @@ pub(crate) struct Live {
     pub user: String,
     pub token: String,
     pub csrf: String,
+    /// What refreshing the session's ID token needs, when it can be refreshed.
+    pub refresh: Option<Refresh>,
+    /// The record's revision in the store.
+    pub revision: i64,
+}
+
+/// An OIDC session's refresh token, opened.
+pub(crate) struct Refresh {
+    pub issuer: usize,
+    pub sub: String,
+    /// The ID token's `exp`.
+    pub token_expires: i64,
+    /// The refresh token (never rendered or logged).
+    pub token: String,
+}
+
+/// The refresh token of a new OIDC session.
+pub(crate) struct NewRefresh {
+    pub issuer: usize,
+    pub sub: String,
+    pub token: String,
+}
+
+/// A session's ID token is refreshed this long before it expires.
+pub(crate) const REFRESH_BEFORE: i64 = 60;
+
+impl Live {
+    /// Whether the session's ID token expires within [`REFRESH_BEFORE`] and it has a
+    /// refresh token.
+    pub(crate) fn needs_refresh(&self) -> bool {
+        self.refresh
+            .as_ref()
+            .is_some_and(|r| r.token_expires - REFRESH_BEFORE <= now())
+    }
 }
 
 /// The signed-in user of a request.
@@ -131,6 +186,11 @@ fn seal(id: &str, key: &str, plain: &[u8]) -> Option<(String, String)> {
     Some((STANDARD.encode(nonce), STANDARD.encode(sealed)))
 }
 
+/// The authenticated data of the refresh token of the record at `key`.
+fn refresh_aad(key: &str) -> String {
+    format!("{key}#refresh")
+}
+
 /// What [`seal`] sealed, when `id` opens it.
 fn open(id: &str, key: &str, nonce: &str, sealed: &str) -> Option<Vec<u8>> {
     let nonce: [u8; 12] = STANDARD.decode(nonce).ok()?.try_into().ok()?;
@@ -187,16 +247,22 @@ async fn sweep(
 impl Sessions {
     /// The sessions kept in `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Sessions { store }
+        Sessions {
+            store,
+            flights: Default::default(),
+        }
     }
 
     /// Starts a session for `user` holding `token` until `expires` (seconds since the
-    /// epoch, capped at [`LIFETIME`] from now); `None` when too many are live.
+    /// epoch, capped at [`LIFETIME`] from now); `None` when too many are live. With
+    /// `refresh`, the session outlives `expires` (the ID token's `exp`) while
+    /// refreshes succeed: it ends [`LIFETIME`] after login or its last refresh.
     pub(crate) async fn create(
         &self,
         token: &str,
         user: String,
         expires: Option<i64>,
+        refresh: Option<NewRefresh>,
     ) -> Result<Option<String>, StoreError> {
         let live = sweep(self.store.as_ref(), SESSIONS_PREFIX, |v| {
             serde_json::from_slice::<Record>(v).ok().map(|r| r.expires)
@@ -211,12 +277,32 @@ impl Sessions {
         let Some((nonce, sealed)) = seal(&id, &key, token.as_bytes()) else {
             return Ok(None);
         };
+        let oidc = match refresh {
+            Some(r) => {
+                let Some((nonce, sealed)) = seal(&id, &refresh_aad(&key), r.token.as_bytes())
+                else {
+                    return Ok(None);
+                };
+                Some(OidcRecord {
+                    issuer: r.issuer,
+                    sub: r.sub,
+                    token_expires: expires.unwrap_or(cap),
+                    nonce,
+                    sealed,
+                })
+            }
+            None => None,
+        };
         let record = Record {
             user,
             csrf: random_hex(),
-            expires: expires.map_or(cap, |e| e.min(cap)),
+            expires: match oidc {
+                Some(_) => cap,
+                None => expires.map_or(cap, |e| e.min(cap)),
+            },
             nonce,
             sealed,
+            oidc,
         };
         let value = serde_json::to_vec(&record).unwrap_or_default();
         self.store.create(&key, value.into()).await?;
@@ -244,11 +330,82 @@ impl Sessions {
         else {
             return Ok(None);
         };
+        let refresh = match r.oidc {
+            Some(o) => {
+                let Some(token) = open(id, &refresh_aad(&key), &o.nonce, &o.sealed)
+                    .and_then(|t| String::from_utf8(t).ok())
+                else {
+                    return Ok(None);
+                };
+                Some(Refresh {
+                    issuer: o.issuer,
+                    sub: o.sub,
+                    token_expires: o.token_expires,
+                    token,
+                })
+            }
+            None => None,
+        };
         Ok(Some(Live {
             user: r.user,
             token,
             csrf: r.csrf,
+            refresh,
+            revision: kv.mod_revision,
         }))
+    }
+
+    /// The lock that makes refreshes of session `id` one at a time in this process
+    /// (two tabs must not spend a rotated refresh token twice). Across replicas
+    /// nothing is locked: two replicas may refresh at once, and the store's
+    /// compare-and-swap keeps one answer (the other replica then uses the stored
+    /// session; if the issuer rotates refresh tokens and refuses the second use, that
+    /// request's session ends and the user logs in again).
+    pub(crate) fn flight(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        // Locks nobody holds or waits for are dropped, so the map stays small.
+        flights.retain(|_, l| Arc::strong_count(l) > 1);
+        flights.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Replaces the ID token of session `id` (at store revision `revision`) with
+    /// `token` expiring at `token_expires`, and its refresh token with `refresh`: the
+    /// session then lasts [`LIFETIME`] from now. `false` when the record changed or
+    /// went meanwhile.
+    pub(crate) async fn refreshed(
+        &self,
+        id: &str,
+        revision: i64,
+        token: &str,
+        token_expires: i64,
+        refresh: &str,
+    ) -> Result<bool, StoreError> {
+        let key = record_key(SESSIONS_PREFIX, id);
+        let Some(kv) = self.store.get(&key).await? else {
+            return Ok(false);
+        };
+        if kv.mod_revision != revision {
+            return Ok(false);
+        }
+        let Ok(mut r) = serde_json::from_slice::<Record>(&kv.value) else {
+            return Ok(false);
+        };
+        let (Some((nonce, sealed)), Some((rnonce, rsealed)), Some(o)) = (
+            seal(id, &key, token.as_bytes()),
+            seal(id, &refresh_aad(&key), refresh.as_bytes()),
+            r.oidc.as_mut(),
+        ) else {
+            return Ok(false);
+        };
+        (r.nonce, r.sealed) = (nonce, sealed);
+        (o.nonce, o.sealed, o.token_expires) = (rnonce, rsealed, token_expires);
+        r.expires = now() + i64::try_from(LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        let value = serde_json::to_vec(&r).unwrap_or_default();
+        match self.store.update(&key, value.into(), revision).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Ends session `id` (on every replica).
@@ -329,23 +486,45 @@ impl FromRequestParts<Console> for Current {
         let Some(id) = cookie(&parts.headers, COOKIE) else {
             return Err(Redirect::to("/console/login").into_response());
         };
-        match state.sessions.get(&id).await {
-            Ok(Some(live)) => Ok(Current {
-                user: live.user,
-                token: live.token,
-                csrf: live.csrf,
-                secure: secure(parts, state),
-            }),
-            Ok(None) => Err(Redirect::to("/console/login").into_response()),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading a console session");
-                Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "console sessions are unavailable: the store failed",
-                )
-                    .into_response())
+        let unavailable = |e: StoreError| {
+            tracing::warn!(error = %e, "reading a console session");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "console sessions are unavailable: the store failed",
+            )
+                .into_response()
+        };
+        let secure = secure(parts, state);
+        let live = match state.sessions.get(&id).await {
+            Ok(Some(live)) if live.needs_refresh() => {
+                match super::refresh::refresh(state, &id).await {
+                    Ok(live) => {
+                        if let Some(r) = parts.extensions.get::<super::refresh::Renewed>() {
+                            r.set(session_cookie(&id, secure));
+                        }
+                        live
+                    }
+                    Err(super::refresh::RefreshError::Store(e)) => return Err(unavailable(e)),
+                    Err(super::refresh::RefreshError::Ended(why)) => {
+                        let mut resp = login_form_response(state, secure, Some(&why));
+                        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                        if let Ok(v) = set_cookie(COOKIE, "", secure, None).parse() {
+                            resp.headers_mut().append(header::SET_COOKIE, v);
+                        }
+                        return Err(resp);
+                    }
+                }
             }
-        }
+            Ok(Some(live)) => live,
+            Ok(None) => return Err(Redirect::to("/console/login").into_response()),
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(Current {
+            user: live.user,
+            token: live.token,
+            csrf: live.csrf,
+            secure,
+        })
     }
 }
 
@@ -481,13 +660,14 @@ pub(crate) async fn start_session(
     console: &Console,
     token: &str,
     expires: Option<i64>,
+    refresh: Option<NewRefresh>,
 ) -> Result<String, StartError> {
     let user = match console.api.whoami(token).await {
         Ok(user) => user,
         Err(e) if super::client::is_refusal(&e) => return Err(StartError::Refused),
         Err(e) => return Err(StartError::Failed(e.to_string())),
     };
-    match console.sessions.create(token, user, expires).await {
+    match console.sessions.create(token, user, expires, refresh).await {
         Ok(Some(id)) => Ok(id),
         Ok(None) => Err(StartError::Full),
         Err(e) => Err(StartError::Failed(format!("storing the session: {e}"))),
@@ -526,7 +706,7 @@ pub(crate) async fn login(
     if token.is_empty() {
         return again(StatusCode::BAD_REQUEST, "Enter a token.");
     }
-    let id = match start_session(&console, &token, None).await {
+    let id = match start_session(&console, &token, None, None).await {
         Ok(id) => id,
         Err(e) => {
             let (status, message) = e.shown();
@@ -593,7 +773,7 @@ mod tests {
     async fn sessions_expire_and_are_removed() {
         let s = sessions();
         let id = s
-            .create("t", "u".into(), None)
+            .create("t", "u".into(), None, None)
             .await
             .unwrap()
             .expect("room");
@@ -602,7 +782,7 @@ mod tests {
         s.remove(&id).await.unwrap();
         assert!(s.get(&id).await.unwrap().is_none(), "logged out");
         let id = s
-            .create("t", "u".into(), Some(now() - 1))
+            .create("t", "u".into(), Some(now() - 1), None)
             .await
             .unwrap()
             .expect("room");
@@ -621,8 +801,13 @@ mod tests {
     #[tokio::test]
     async fn the_store_holds_neither_the_id_nor_the_token() {
         let s = sessions();
+        let refresh = NewRefresh {
+            issuer: 0,
+            sub: "s".into(),
+            token: "secret-refresh".into(),
+        };
         let id = s
-            .create("secret-token", "u".into(), None)
+            .create("secret-token", "u".into(), None, Some(refresh))
             .await
             .unwrap()
             .expect("room");
@@ -632,6 +817,9 @@ mod tests {
         let text = format!("{} {}", kv.key, String::from_utf8_lossy(&kv.value));
         assert!(!text.contains(&id), "{text}");
         assert!(!text.contains("secret-token"), "{text}");
+        assert!(!text.contains("secret-refresh"), "{text}");
+        let live = s.get(&id).await.unwrap().expect("live");
+        assert_eq!(live.refresh.expect("refresh").token, "secret-refresh");
         // Another id does not open it, even at its key.
         assert!(open(&random_hex(), &kv.key, "AAAAAAAAAAAAAAAA", "AAAA").is_none());
         // Another last character (ids are hex; "0" would be the same id a sixteenth of
