@@ -1116,3 +1116,31 @@ async fn cluster_mode_a_refreshed_id_token_is_the_new_bearer_token() {
         "the old ID token was used after the refresh"
     );
 }
+
+/// An issuer that is down (a 503 from its proxy) when the session needs refreshing
+/// ends the session on the login page with the reason, not in a 500.
+#[tokio::test]
+async fn an_issuer_down_at_refresh_ends_the_session_on_the_login_page() {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.id_token_lifetime(30);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    issuer.refreshes_down();
+
+    let (status, set, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("Log in to moor"), "the login page: {text}");
+    assert!(
+        text.contains("Your session expired and could not be renewed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("The identity provider refused the refresh (503 Service Unavailable)"),
+        "{text}"
+    );
+    assert!(set.is_some_and(|c| c.contains("Max-Age=0")));
+    assert_eq!(issuer.refreshes(), 1);
+}

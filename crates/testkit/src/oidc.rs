@@ -12,7 +12,7 @@
 //! the code exchange gives one, and `/token` with `grant_type=refresh_token` gives a
 //! new ID token (no nonce) for it, rotating it if told to (the old one is then used
 //! up), refusing revoked, unknown and used-up ones with `invalid_grant`, and counting
-//! the refresh grants. ID tokens live [`OidcIssuer::id_token_lifetime`] seconds.
+//! the refresh grants (or answering 503 when told the issuer is down). ID tokens live [`OidcIssuer::id_token_lifetime`] seconds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -109,6 +109,8 @@ struct Shared {
     refresh_sub: Mutex<Option<String>>,
     /// How long a refresh grant takes.
     refresh_delay: Mutex<std::time::Duration>,
+    /// Whether refresh grants get a 503 (the issuer down behind its proxy).
+    refresh_down: AtomicBool,
 }
 
 /// The issuer, serving until dropped.
@@ -228,6 +230,9 @@ async fn refresh(s: Arc<Shared>, f: HashMap<String, String>) -> Response {
     s.refreshes.fetch_add(1, Ordering::SeqCst);
     let delay = *s.refresh_delay.lock().expect("delay");
     tokio::time::sleep(delay).await;
+    if s.refresh_down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response();
+    }
     let field = |k: &str| f.get(k).cloned().unwrap_or_default();
     let old = field("refresh_token");
     let rotate = s.rotate.load(Ordering::SeqCst);
@@ -370,6 +375,7 @@ impl OidcIssuer {
             refreshes: AtomicUsize::new(0),
             refresh_sub: Mutex::new(None),
             refresh_delay: Mutex::new(std::time::Duration::ZERO),
+            refresh_down: AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -446,6 +452,11 @@ impl OidcIssuer {
     /// Refresh grants take `delay` from now on.
     pub fn delay_refreshes(&self, delay: std::time::Duration) {
         *self.shared.refresh_delay.lock().expect("delay") = delay;
+    }
+
+    /// Refresh grants get a 503 from now on (the issuer down behind its proxy).
+    pub fn refreshes_down(&self) {
+        self.shared.refresh_down.store(true, Ordering::SeqCst);
     }
 
     /// How many refresh grants `/token` was asked for.
