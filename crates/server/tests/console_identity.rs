@@ -882,20 +882,9 @@ async fn cluster_mode_shows_who_may_not_list_namespaces_those_with_streams_they_
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
     let client = browser(&issuer);
-    let started = start(&server, &client).await;
-    let back = authorize(&client, &started).await;
-    let (status, session, text) = callback(&client, &back, &started.cookie).await;
+    let session = oidc_login(&server, &client).await;
+    let (status, _, text) = console_page(&server, &client, &session).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let (session, _) = session.expect("session cookie");
-
-    let r = client
-        .get(server.url("/console/"))
-        .header(header::COOKIE, session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let text = r.text().await.unwrap();
     for ns in ["team-a", "team-a-x"] {
         assert!(
             text.contains(&format!(r#"href="/console/ns/{ns}/""#)),
@@ -930,6 +919,41 @@ async fn console_page(
     let status = r.status();
     let set = cookie_of(&r, "moor-console").map(|c| c.1);
     (status, set, r.text().await.unwrap())
+}
+
+/// Logs dave in to a server whose issuer gives refresh tokens and 30 s ID tokens, has
+/// `fail` break the next refresh, and asserts that the next page is the login page
+/// saying why (`reason`), with the session cookie cleared. Returns what a later
+/// request with the same cookie gets, and the issuer.
+async fn refresh_fails(
+    fail: impl FnOnce(&OidcIssuer),
+    reason: &str,
+) -> (reqwest::StatusCode, OidcIssuer) {
+    let issuer = OidcIssuer::start().await;
+    issuer.approve_as("dave", &["team-b-devs"]);
+    issuer.issue_refresh_tokens(true);
+    issuer.id_token_lifetime(30);
+    let server = oidc_server(&issuer).await;
+    let client = browser(&issuer);
+    let session = oidc_login(&server, &client).await;
+    fail(&issuer);
+
+    let (status, set, text) = console_page(&server, &client, &session).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("Log in to moor"), "the login page: {text}");
+    assert!(
+        text.contains("Your session expired and could not be renewed"),
+        "{text}"
+    );
+    assert!(text.contains(reason), "{text}");
+    assert!(!text.contains("mallory"), "{text}");
+    assert!(
+        set.is_some_and(|c| c.contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
+    assert_eq!(issuer.refreshes(), 1);
+    let (later, _, _) = console_page(&server, &client, &session).await;
+    (later, issuer)
 }
 
 /// A session whose ID token has expired keeps working: the console refreshes it at
@@ -1017,30 +1041,8 @@ async fn concurrent_requests_refresh_a_session_once() {
 /// cookie is cleared, and the session is gone for later requests too.
 #[tokio::test]
 async fn a_revoked_refresh_token_ends_the_session_on_the_login_page() {
-    let issuer = OidcIssuer::start().await;
-    issuer.approve_as("dave", &["team-b-devs"]);
-    issuer.issue_refresh_tokens(true);
-    issuer.id_token_lifetime(30);
-    let server = oidc_server(&issuer).await;
-    let client = browser(&issuer);
-    let session = oidc_login(&server, &client).await;
-    issuer.revoke_refresh_tokens();
-
-    let (status, set, text) = console_page(&server, &client, &session).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    assert!(text.contains("Log in to moor"), "the login page: {text}");
-    assert!(
-        text.contains("Your session expired and could not be renewed"),
-        "{text}"
-    );
-    assert!(text.contains("invalid_grant"), "{text}");
-    assert!(
-        set.is_some_and(|c| c.contains("Max-Age=0")),
-        "the session cookie is cleared"
-    );
-    assert_eq!(issuer.refreshes(), 1);
-    let (status, _, _) = console_page(&server, &client, &session).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "the session is gone");
+    let (later, issuer) = refresh_fails(OidcIssuer::revoke_refresh_tokens, "invalid_grant").await;
+    assert_eq!(later, StatusCode::SEE_OTHER, "the session is gone");
     assert_eq!(issuer.refreshes(), 1, "and not refreshed again");
 }
 
@@ -1048,22 +1050,8 @@ async fn a_revoked_refresh_token_ends_the_session_on_the_login_page() {
 /// page with the reason, and the other user gets nothing.
 #[tokio::test]
 async fn a_refreshed_id_token_for_another_sub_is_refused() {
-    let issuer = OidcIssuer::start().await;
-    issuer.approve_as("dave", &["team-b-devs"]);
-    issuer.issue_refresh_tokens(true);
-    issuer.id_token_lifetime(30);
-    let server = oidc_server(&issuer).await;
-    let client = browser(&issuer);
-    let session = oidc_login(&server, &client).await;
-    issuer.refresh_as("mallory");
-
-    let (status, _, text) = console_page(&server, &client, &session).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    assert!(text.contains("another user (sub)"), "{text}");
-    assert!(!text.contains("mallory"), "{text}");
-    assert_eq!(issuer.refreshes(), 1);
-    let (status, _, _) = console_page(&server, &client, &session).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "the session is gone");
+    let (later, _) = refresh_fails(|i| i.refresh_as("mallory"), "another user (sub)").await;
+    assert_eq!(later, StatusCode::SEE_OTHER, "the session is gone");
 }
 
 /// In cluster mode a refreshed ID token is the session's new bearer token: the
@@ -1121,26 +1109,9 @@ async fn cluster_mode_a_refreshed_id_token_is_the_new_bearer_token() {
 /// ends the session on the login page with the reason, not in a 500.
 #[tokio::test]
 async fn an_issuer_down_at_refresh_ends_the_session_on_the_login_page() {
-    let issuer = OidcIssuer::start().await;
-    issuer.approve_as("dave", &["team-b-devs"]);
-    issuer.issue_refresh_tokens(true);
-    issuer.id_token_lifetime(30);
-    let server = oidc_server(&issuer).await;
-    let client = browser(&issuer);
-    let session = oidc_login(&server, &client).await;
-    issuer.refreshes_down();
-
-    let (status, set, text) = console_page(&server, &client, &session).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    assert!(text.contains("Log in to moor"), "the login page: {text}");
-    assert!(
-        text.contains("Your session expired and could not be renewed"),
-        "{text}"
-    );
-    assert!(
-        text.contains("The identity provider refused the refresh (503 Service Unavailable)"),
-        "{text}"
-    );
-    assert!(set.is_some_and(|c| c.contains("Max-Age=0")));
-    assert_eq!(issuer.refreshes(), 1);
+    refresh_fails(
+        OidcIssuer::refreshes_down,
+        "The identity provider refused the refresh (503 Service Unavailable)",
+    )
+    .await;
 }
