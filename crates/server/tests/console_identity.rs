@@ -179,18 +179,7 @@ async fn oidc_login_with_pkce_starts_a_session_showing_the_users_namespaces_only
     let server = oidc_server(&issuer).await;
     let client = browser(&issuer);
 
-    let page = client
-        .get(server.url("/console/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        page.contains(&format!("Log in with {}", issuer.url)),
-        "{page}"
-    );
+    let page = login_page(&server, &client, &issuer).await;
     assert!(
         page.contains(r#"href="/console/oidc/start?issuer=0""#),
         "{page}"
@@ -686,18 +675,7 @@ async fn cluster_mode_oidc_login_uses_the_id_token_with_the_cluster_and_moor() {
     let server = cluster_oidc_server(&double, &issuer, &current).await;
     let client = browser(&issuer);
 
-    let page = client
-        .get(server.url("/console/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        page.contains(&format!("Log in with {}", issuer.url)),
-        "{page}"
-    );
+    login_page(&server, &client, &issuer).await;
     let started = start(&server, &client).await;
     let back = authorize(&client, &started).await;
     let (status, session, text) = callback(&client, &back, &started.cookie).await;
@@ -892,6 +870,23 @@ async fn cluster_mode_shows_who_may_not_list_namespaces_those_with_streams_they_
         );
     }
     assert!(!text.contains("team-b"), "{text}");
+}
+
+/// The console's login page, which must offer `issuer`.
+async fn login_page(server: &MoorServer, client: &reqwest::Client, issuer: &OidcIssuer) -> String {
+    let page = client
+        .get(server.url("/console/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("Log in with {}", issuer.url)),
+        "{page}"
+    );
+    page
 }
 
 /// Logs `client` in through the OIDC flow: the session cookie (`name=value`).

@@ -102,6 +102,21 @@ async fn entries(store: &dyn Store) -> Vec<(String, OutboxEntry)> {
         .collect()
 }
 
+/// The outbox's keys, in order.
+async fn entry_keys(store: &dyn Store) -> Vec<String> {
+    entries(store).await.into_iter().map(|(k, _)| k).collect()
+}
+
+/// Sets the cursor back to `revision`, as a crash before it moved leaves it.
+async fn rewind_cursor(store: &dyn Store, revision: Revision) {
+    let kv = store.get(CURSOR_KEY).await.unwrap().unwrap();
+    let back = serde_json::to_vec(&json!({ "revision": revision })).unwrap();
+    store
+        .update(CURSOR_KEY, back.into(), kv.mod_revision)
+        .await
+        .unwrap();
+}
+
 /// Waits until the cursor holds `revision` or later.
 async fn cursor_reaches(store: &dyn Store, revision: Revision) {
     for _ in 0..500 {
@@ -143,13 +158,8 @@ async fn changes_are_recorded_from_the_watch_once_even_when_replayed() {
     notification(store.as_ref(), "late").await;
     let r3 = store.update(KEY, stream("sha256:c"), r2).await.unwrap();
     cursor_reaches(inner.as_ref(), r3).await;
-    let keys: Vec<String> = entries(inner.as_ref())
-        .await
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
     assert_eq!(
-        keys,
+        entry_keys(inner.as_ref()).await,
         [
             entry_key("ns", "hook", r2, 0),
             entry_key("ns", "hook", r3, 0),
@@ -160,12 +170,7 @@ async fn changes_are_recorded_from_the_watch_once_even_when_replayed() {
     // deleted): the replay creates neither it nor the pending ones again.
     recorder.abort();
     let _ = recorder.await;
-    let kv = inner.get(CURSOR_KEY).await.unwrap().unwrap();
-    let back = serde_json::to_vec(&json!({"revision": r1})).unwrap();
-    inner
-        .update(CURSOR_KEY, back.into(), kv.mod_revision)
-        .await
-        .unwrap();
+    rewind_cursor(inner.as_ref(), r1).await;
     inner
         .delete(&entry_key("ns", "hook", r2, 0), None)
         .await
@@ -173,13 +178,8 @@ async fn changes_are_recorded_from_the_watch_once_even_when_replayed() {
     let recorder = start(&inner, &metrics);
     let r4 = store.update(KEY, stream("sha256:d"), r3).await.unwrap();
     cursor_reaches(inner.as_ref(), r4).await;
-    let keys: Vec<String> = entries(inner.as_ref())
-        .await
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
     assert_eq!(
-        keys,
+        entry_keys(inner.as_ref()).await,
         [
             entry_key("ns", "hook", r3, 0),
             entry_key("ns", "hook", r4, 0),
@@ -190,12 +190,7 @@ async fn changes_are_recorded_from_the_watch_once_even_when_replayed() {
     // A second replay, from r3: r4's entries are not created twice.
     recorder.abort();
     let _ = recorder.await;
-    let kv = inner.get(CURSOR_KEY).await.unwrap().unwrap();
-    let back = serde_json::to_vec(&json!({"revision": r3})).unwrap();
-    inner
-        .update(CURSOR_KEY, back.into(), kv.mod_revision)
-        .await
-        .unwrap();
+    rewind_cursor(inner.as_ref(), r3).await;
     let recorder = start(&inner, &metrics);
     let r5 = store.update(KEY, stream("sha256:e"), r4).await.unwrap();
     cursor_reaches(inner.as_ref(), r5).await;
